@@ -1,0 +1,47 @@
+"""A linearizability checker for recorded histories.
+
+Usage::
+
+    from trio_foundation.verify.history import load_history
+    from trio_foundation.verify.lincheck import check_history
+
+    result = check_history(load_history("history.jsonl"), "cas-register", timeout=10)
+    if result.verdict == "not-linearizable":
+        print(result.unplaceable[0].describe())
+
+The search is Wing-Gong/Lowe with state caching, as in Knossos and Porcupine;
+per-key models are checked key by key. See ``docs/linearizability.md``.
+"""
+
+from __future__ import annotations
+
+from ._check import (
+    DEFAULT_MAX_STATES,
+    LinearizabilityResult,
+    PartitionResult,
+    Verdict,
+    check_history,
+    check_operations,
+    resolve_model,
+)
+from ._models import MODELS, Model, StepFunction
+from ._ops import Operation, Status, freeze, pair_operations
+from ._reference import check_exhaustively
+
+__all__ = [
+    "DEFAULT_MAX_STATES",
+    "MODELS",
+    "LinearizabilityResult",
+    "Model",
+    "Operation",
+    "PartitionResult",
+    "Status",
+    "StepFunction",
+    "Verdict",
+    "check_exhaustively",
+    "check_history",
+    "check_operations",
+    "freeze",
+    "pair_operations",
+    "resolve_model",
+]

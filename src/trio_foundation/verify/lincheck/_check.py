@@ -1,0 +1,267 @@
+"""``check_history``: pairing, partitioning and running the search."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Sequence
+from typing import Any, Final, Literal, final
+
+import attrs
+
+from ..history import HistoryEvent
+from ._models import MODELS, Model
+from ._ops import Operation, pair_operations
+from ._wgl import search
+
+__all__ = [
+    "DEFAULT_MAX_STATES",
+    "LinearizabilityResult",
+    "PartitionResult",
+    "Verdict",
+    "check_history",
+    "check_operations",
+    "resolve_model",
+]
+
+Verdict = Literal["linearizable", "not-linearizable", "unknown"]
+
+DEFAULT_MAX_STATES: Final = 2_000_000
+"""The default bound on cached search states per partition (about 0.5 GB at worst)."""
+
+
+@final
+@attrs.frozen
+class PartitionResult:
+    """The verdict on one partition (one key of a per-key model).
+
+    Attributes:
+        key: the partition key (``None`` for an unpartitioned model).
+        verdict: ``linearizable``, ``not-linearizable`` or ``unknown``.
+        operation_count: the operations checked in this partition (failed
+            operations that took no effect are not counted).
+        states: the (linearized set, state) pairs the search cached.
+        linearized: on ``linearizable``, a witness linearization (every checked
+            operation, in linearization order); otherwise the longest partial
+            linearization found.
+        unplaceable: empty on ``linearizable``; otherwise the operation that
+            could not be linearized after ``linearized`` (first), followed by
+            the operations concurrent with it that were candidates there.
+        reason: why the verdict is ``unknown`` (``"timeout"`` or
+            ``"max_states"``), else ``""``.
+    """
+
+    key: Any
+    verdict: Verdict
+    operation_count: int
+    states: int
+    linearized: tuple[Operation, ...]
+    unplaceable: tuple[Operation, ...]
+    reason: str = ""
+
+
+@final
+@attrs.frozen
+class LinearizabilityResult:
+    """The verdict on a whole history.
+
+    Attributes:
+        verdict: ``not-linearizable`` if any partition is, else ``unknown`` if any
+            partition is (timeout or state bound), else ``linearizable``.
+        model: the model's name.
+        operation_count: the operations in the history (all of them, failed ones
+            included).
+        seconds: wall-clock time spent checking.
+        states: cached search states, summed over partitions.
+        partitions: one result per partition, in order of first appearance.
+        failing_key: the key of the first non-linearizable partition (or of the
+            first undecided one when the verdict is ``unknown``); ``None``
+            otherwise or for unpartitioned models.
+        linearized: from the deciding partition: on ``not-linearizable``, the
+            longest linearizable prefix found (operations in linearization
+            order); on ``linearizable``, a full linearization when the model is
+            unpartitioned.
+        unplaceable: on ``not-linearizable``, the first operation that could not
+            be linearized with its concurrent ones, followed by those ones.
+        reason: for ``unknown``, ``"timeout"`` or ``"max_states"``; else ``""``.
+    """
+
+    verdict: Verdict
+    model: str
+    operation_count: int
+    seconds: float
+    states: int
+    partitions: tuple[PartitionResult, ...]
+    failing_key: Any = None
+    linearized: tuple[Operation, ...] = ()
+    unplaceable: tuple[Operation, ...] = ()
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the verdict is ``linearizable``."""
+        return self.verdict == "linearizable"
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the model checked the history per key."""
+        return len(self.partitions) != 1 or self.partitions[0].key is not None
+
+
+def resolve_model(model: str | Model) -> Model:
+    """The :class:`Model` named ``model`` (or ``model`` itself).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+        TypeError: if ``model`` is neither a string nor a :class:`Model`.
+    """
+    if isinstance(model, Model):
+        return model
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a model name or a Model, got {type(model).__name__}")
+    try:
+        return MODELS[model]
+    except KeyError:
+        known = ", ".join(MODELS)
+        raise ValueError(f"unknown model {model!r}; known models: {known}") from None
+
+
+def check_history(
+    events: Sequence[HistoryEvent],
+    model: str | Model,
+    *,
+    timeout: float | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
+) -> LinearizabilityResult:
+    """Check a history for linearizability against a sequential model.
+
+    ``fail`` operations took no effect and are left out (except where the
+    model keeps them, like a failed ``cas``); ``info`` operations and
+    invocations left outstanding may have taken effect at any point after
+    their invocation, or never. Per-key models are checked key by key.
+
+    Args:
+        events: the history, e.g. from
+            :func:`~trio_foundation.verify.history.load_history`.
+        model: a name from :data:`MODELS` or a :class:`Model`.
+        timeout: seconds after which to stop with verdict ``unknown``; ``None``
+            for no limit.
+        max_states: the bound on cached search states per partition, which
+            bounds memory; reaching it gives verdict ``unknown``. ``None`` for
+            no bound.
+
+    Returns:
+        The verdict with its evidence.
+
+    Raises:
+        ValueError: for an unknown model name, an operation the model does not
+            know, a bad ``timeout``/``max_states``, or malformed operation values.
+        HistoryError: if the events break the history rules.
+    """
+    return check_operations(pair_operations(events), model, timeout=timeout, max_states=max_states)
+
+
+def check_operations(
+    operations: Sequence[Operation],
+    model: str | Model,
+    *,
+    timeout: float | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
+) -> LinearizabilityResult:
+    """Like :func:`check_history`, on operations already paired by
+    :func:`pair_operations` (in order of invocation)."""
+    m = resolve_model(model)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0, got {timeout}")
+    if max_states is not None and max_states <= 0:
+        raise ValueError(f"max_states must be > 0, got {max_states}")
+    if m.operations:
+        for op in operations:
+            if op.f not in m.operations:
+                known = ", ".join(sorted(m.operations))
+                raise ValueError(
+                    f"model {m.name!r} has no operation {op.f!r} "
+                    f"(operation {op.index}, process {op.process}); it knows {known}"
+                )
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+
+    keep = m.keep_failed
+    groups: dict[Hashable, list[Operation]] = {}
+    part = m.partition
+    for op in operations:
+        if op.status == "fail" and (keep is None or not keep(op)):
+            continue
+        groups.setdefault(None if part is None else part(op), []).append(op)
+    if not groups and part is None:
+        groups[None] = []
+
+    results: list[PartitionResult] = []
+    for key, ops in groups.items():
+        if deadline is not None and time.monotonic() > deadline:
+            results.append(PartitionResult(key, "unknown", len(ops), 0, (), (), "timeout"))
+            continue
+        out = search(ops, m, deadline=deadline, max_states=max_states)
+        unplaceable: tuple[Operation, ...] = ()
+        if out.blocked is not None and out.verdict != "linearizable":
+            unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
+        results.append(
+            PartitionResult(
+                key=key,
+                verdict=out.verdict,
+                operation_count=len(ops),
+                states=out.states,
+                linearized=tuple(out.linearized),
+                unplaceable=unplaceable,
+                reason=out.reason,
+            )
+        )
+    seconds = time.monotonic() - started
+    return _combine(m, len(operations), seconds, results)
+
+
+def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:
+    # Candidates: every operation invoked before the blocked one returned and
+    # not yet linearized. Info operations stay candidates for ever; keep only
+    # those that were still running when the blocked operation was invoked.
+    out = []
+    for op in candidates:
+        if op is blocked:
+            continue
+        if op.status == "info":
+            end = op.complete_at if op.complete_at is not None else op.invoke_at
+            if end < blocked.invoke_at:
+                continue
+        out.append(op)
+    return out
+
+
+def _combine(
+    model: Model, count: int, seconds: float, results: list[PartitionResult]
+) -> LinearizabilityResult:
+    states = sum(r.states for r in results)
+    parts = tuple(results)
+    for verdict in ("not-linearizable", "unknown"):
+        for r in results:
+            if r.verdict == verdict:
+                return LinearizabilityResult(
+                    verdict=r.verdict,
+                    model=model.name,
+                    operation_count=count,
+                    seconds=seconds,
+                    states=states,
+                    partitions=parts,
+                    failing_key=r.key,
+                    linearized=r.linearized,
+                    unplaceable=r.unplaceable,
+                    reason=r.reason,
+                )
+    linearized = results[0].linearized if len(results) == 1 else ()
+    return LinearizabilityResult(
+        verdict="linearizable",
+        model=model.name,
+        operation_count=count,
+        seconds=seconds,
+        states=states,
+        partitions=parts,
+        linearized=linearized,
+    )

@@ -1,0 +1,237 @@
+"""Sequential specifications ("models") the checker linearizes against.
+
+A model is a pure description of one object: its initial state and a ``step``
+function that, given a state and an operation (with its input and, when it
+completed ``ok`` or ``fail``, its output), returns every state the object could
+be in after that operation. An empty result means the operation cannot have
+happened in that state. States must be hashable: the search caches
+``(linearized operations, state)`` pairs.
+
+How completions reach ``step``:
+
+* ``ok``: ``op.output`` is what the operation returned; check it.
+* ``info``: the outcome is unknown; ``op.output`` is ``None``. Return the states
+  the operation *could* produce if it took effect. The checker also considers
+  the operation never taking effect, so "no effect" need not be returned.
+* ``fail``: the operation took no effect, so the checker drops it before the
+  search, unless the model's ``keep_failed`` says it still tells something
+  (``cas-register``: a failed ``cas`` read a value other than the expected one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final, final
+
+import attrs
+
+from ._ops import Operation
+
+__all__ = ["MODELS", "Model", "StepFunction"]
+
+StepFunction = Callable[[Any, Operation], Iterable[Any]]
+
+
+@final
+@attrs.frozen
+class Model:
+    """A sequential specification.
+
+    Attributes:
+        name: the model's name, as the CLI's ``--model`` takes it.
+        init: the initial state (hashable, or made hashable by ``state_key``).
+        step: ``step(state, op)`` returns the possible next states (an iterable;
+            empty when ``op`` cannot happen in ``state``). Must be pure.
+        partition: ``partition(op)`` returns the key of the independent
+            sub-object ``op`` touches (e.g. ``op.key``); each partition is
+            checked on its own and the verdict is their conjunction. ``None``:
+            the whole history is one object.
+        keep_failed: ``keep_failed(op)`` is true for a ``fail`` operation that
+            still constrains the history and must be linearized (its ``step``
+            sees ``status == "fail"``). ``None``: every failed operation is
+            dropped, as having taken no effect.
+        state_key: maps a state to the hashable value the search caches it
+            under; ``None`` when states are hashable already.
+        operations: the operation names the model understands; a history with
+            any other ``f`` is rejected up front. Empty: no check.
+        description: one line for ``--help`` and documentation.
+    """
+
+    name: str
+    init: Any
+    step: StepFunction
+    partition: Callable[[Operation], Hashable] | None = None
+    keep_failed: Callable[[Operation], bool] | None = None
+    state_key: Callable[[Any], Hashable] | None = None
+    operations: frozenset[str] = frozenset()
+    description: str = ""
+
+
+_NONE: Final[tuple[()]] = ()
+
+
+def _register_step(state: Any, op: Operation) -> Iterable[Any]:
+    f = op.f
+    if f == "read":
+        if op.status != "ok" or op.output == state:
+            return (state,)
+        return _NONE
+    # write
+    return (op.value,)
+
+
+def _cas_register_step(state: Any, op: Operation) -> Iterable[Any]:
+    f = op.f
+    if f == "read":
+        if op.status != "ok" or op.output == state:
+            return (state,)
+        return _NONE
+    if f == "write":
+        return (op.value,)
+    # cas [expected, new]
+    expected, new = _pair(op)
+    if op.status == "fail":
+        return _NONE if state == expected else (state,)
+    return (new,) if state == expected else _NONE
+
+
+def _pair(op: Operation) -> tuple[Any, Any]:
+    value = op.value
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise ValueError(f"{op.f} needs value [expected, new], got {value!r} ({op.describe()})")
+    return value[0], value[1]
+
+
+def _kv_step(state: Any, op: Operation) -> Iterable[Any]:
+    f = op.f
+    if f == "get" or f == "read":
+        if op.status != "ok":
+            return (state,)
+        out = op.output
+        if out == state or (state is None and out == ()):
+            return (state,)
+        return _NONE
+    if f == "put" or f == "write":
+        return (op.value,)
+    # append
+    if state is None:
+        return ((op.value,),)
+    if isinstance(state, tuple):
+        return ((*state, op.value),)
+    if isinstance(state, str) and isinstance(op.value, str):
+        return (state + op.value,)
+    return _NONE
+
+
+def _lock_owner(op: Operation) -> Any:
+    return op.process if op.value is None else op.value
+
+
+def _lock_step(state: Any, op: Operation) -> Iterable[Any]:
+    owner = _lock_owner(op)
+    if op.f == "acquire":
+        return (owner,) if state is None else _NONE
+    # release
+    return (None,) if state == owner else _NONE
+
+
+def _counter_step(state: Any, op: Operation) -> Iterable[Any]:
+    if op.f == "read":
+        if op.status != "ok" or op.output == state:
+            return (state,)
+        return _NONE
+    delta = op.value
+    if not isinstance(delta, int | float) or isinstance(delta, bool):
+        raise ValueError(f"add needs a numeric value, got {delta!r} ({op.describe()})")
+    return (state + delta,)
+
+
+def _set_step(state: Any, op: Operation) -> Iterable[Any]:
+    if op.f == "read":
+        if op.status != "ok":
+            return (state,)
+        out = op.output
+        seen = frozenset(out) if isinstance(out, tuple) else None
+        return (state,) if seen == state else _NONE
+    return (state | {op.value},)
+
+
+def _queue_step(state: Any, op: Operation) -> Iterable[Any]:
+    if op.f == "enqueue":
+        return ((*state, op.value),)
+    # dequeue
+    if op.status != "ok":
+        return (state[1:],) if state else _NONE
+    out = op.output
+    if out is None:
+        return (state,) if not state else _NONE
+    return (state[1:],) if state and state[0] == out else _NONE
+
+
+def _by_key(op: Operation) -> Hashable:
+    key: Hashable = op.key
+    return key
+
+
+def _is_cas(op: Operation) -> bool:
+    return op.f == "cas"
+
+
+_BUILTIN: Final = (
+    Model(
+        name="register",
+        init=None,
+        step=_register_step,
+        operations=frozenset({"read", "write"}),
+        description="a single register: write(v), read -> v; initially null",
+    ),
+    Model(
+        name="cas-register",
+        init=None,
+        step=_cas_register_step,
+        keep_failed=_is_cas,
+        operations=frozenset({"read", "write", "cas"}),
+        description="a register with compare-and-set: cas([expected, new]); "
+        "a failed cas read another value",
+    ),
+    Model(
+        name="kv",
+        init=None,
+        step=_kv_step,
+        partition=_by_key,
+        operations=frozenset({"get", "put", "append", "read", "write"}),
+        description="a map checked per key: put(v), append(v) to a list, get -> v",
+    ),
+    Model(
+        name="lock",
+        init=None,
+        step=_lock_step,
+        operations=frozenset({"acquire", "release"}),
+        description="a mutex: acquire/release; owner = the value, or the process if null",
+    ),
+    Model(
+        name="counter",
+        init=0,
+        step=_counter_step,
+        operations=frozenset({"add", "read"}),
+        description="a counter: add(delta), read -> total; initially 0",
+    ),
+    Model(
+        name="set",
+        init=frozenset(),
+        step=_set_step,
+        operations=frozenset({"add", "read"}),
+        description="a grow-only set: add(x), read -> [all elements]",
+    ),
+    Model(
+        name="queue",
+        init=(),
+        step=_queue_step,
+        operations=frozenset({"enqueue", "dequeue"}),
+        description="a FIFO queue: enqueue(x), dequeue -> head, or null if empty",
+    ),
+)
+
+MODELS: Final[Mapping[str, Model]] = MappingProxyType({m.name: m for m in _BUILTIN})
+"""The built-in models by name: register, cas-register, kv, lock, counter, set, queue."""

@@ -1,0 +1,151 @@
+"""Pairing a history's events into operations.
+
+An :class:`Operation` is one invocation together with its completion. Values
+are *frozen* on the way in (JSON lists become tuples, objects become sorted
+tuples of items) so that models can compare and hash them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, final
+
+import attrs
+
+from ..history import HistoryError, HistoryEvent
+
+__all__ = ["Operation", "Status", "freeze", "pair_operations"]
+
+Status = Literal["ok", "fail", "info"]
+
+
+def freeze(value: Any) -> Any:
+    """A hashable copy of JSON data: lists become tuples, objects sorted item tuples.
+
+    Args:
+        value: JSON data (``None``, bool, number, str, list, dict).
+
+    Returns:
+        An equal-by-content hashable value; scalars are returned unchanged.
+    """
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    return value
+
+
+@final
+@attrs.frozen
+class Operation:
+    """One operation: an invocation and its completion, paired.
+
+    Attributes:
+        index: the operation's ordinal in the history, in order of invocation.
+        process: the process that ran it.
+        f: the operation's name (``read``, ``write``, ``cas``, ...).
+        key: the key for per-key models, or ``None``.
+        value: the invocation's argument, frozen (lists become tuples).
+        output: the completion's value, frozen; ``None`` for ``info`` operations,
+            whose completion value carries no information.
+        status: ``ok``, ``fail`` or ``info``. An invocation without a completion
+            at the end of the history is ``info``.
+        invoke_at: the 0-based position of the invocation in the event list.
+        complete_at: the position of the completion, or ``None`` if there is none.
+    """
+
+    index: int
+    process: int
+    f: str
+    key: Any
+    value: Any
+    output: Any
+    status: Status
+    invoke_at: int
+    complete_at: int | None
+
+    def describe(self) -> str:
+        """A one-line, human-readable form, e.g. ``p3 cas(1, 2) -> ok``."""
+        arg = "" if self.value is None else _show(self.value)
+        key = "" if self.key is None else f"[{self.key!r}]"
+        if self.status == "ok":
+            same = self.value is not None and self.output in (None, self.value)
+            out = "ok" if same else _show(self.output)
+        else:
+            out = self.status
+        return f"p{self.process} {self.f}{key}({arg}) -> {out}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
+    """Pair invocations with completions, in order of invocation.
+
+    Args:
+        events: a history, as :func:`~trio_foundation.verify.history.parse_history`
+            returns it.
+
+    Returns:
+        One :class:`Operation` per invocation. Invocations still outstanding
+        at the end of the history are ``info`` operations.
+
+    Raises:
+        HistoryError: if the events break the history rules (a completion
+            without an invocation, a second outstanding invocation, ...).
+    """
+    pending: dict[int, tuple[int, HistoryEvent]] = {}
+    slots: list[Operation | tuple[int, HistoryEvent] | None] = []
+    slot_of: dict[int, int] = {}
+    for pos, ev in enumerate(events):
+        if ev.type == "invoke":
+            if ev.process in pending:
+                raise HistoryError(
+                    0, f"event {pos}: process {ev.process} invoked {ev.f!r} with one outstanding"
+                )
+            pending[ev.process] = (pos, ev)
+            slot_of[ev.process] = len(slots)
+            slots.append(None)
+            continue
+        started = pending.pop(ev.process, None)
+        if started is None:
+            raise HistoryError(
+                0, f"event {pos}: process {ev.process} completed {ev.f!r} without an invocation"
+            )
+        inv_pos, inv = started
+        slot = slot_of.pop(ev.process)
+        status: Status = ev.type
+        slots[slot] = Operation(
+            index=slot,
+            process=inv.process,
+            f=inv.f,
+            key=freeze(inv.key),
+            value=freeze(inv.value),
+            output=None if status == "info" else freeze(ev.value),
+            status=status,
+            invoke_at=inv_pos,
+            complete_at=pos,
+        )
+    for inv_pos, inv in pending.values():
+        slot = slot_of[inv.process]
+        slots[slot] = Operation(
+            index=slot,
+            process=inv.process,
+            f=inv.f,
+            key=freeze(inv.key),
+            value=freeze(inv.value),
+            output=None,
+            status="info",
+            invoke_at=inv_pos,
+            complete_at=None,
+        )
+    ops: list[Operation] = []
+    for op in slots:
+        assert isinstance(op, Operation)
+        ops.append(op)
+    return ops
