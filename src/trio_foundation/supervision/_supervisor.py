@@ -1,0 +1,796 @@
+"""Supervisors: a nursery plus OTP's restart policy.
+
+Theory of operation
+-------------------
+``run()`` owns two nurseries. The inner one holds the children, each in its own cancel
+scope, and sits inside a *shielded* scope, so a cancellation of the supervisor never
+reaches the children directly. The outer one holds a watcher task that sleeps forever;
+when the supervisor is cancelled, the watcher turns that into a shutdown request and the
+control loop stops the children one at a time in reverse start order, each with its
+grace period, before ``run()`` lets the ``Cancelled`` continue. Hence: no child outlives
+its supervisor, and every shutdown is ordered.
+
+Each child's wrapper reports its exit synchronously to the supervisor (``_child_exited``).
+An exit the supervisor caused (it was stopping that child) only wakes the stopper; any
+other exit is queued and handled by the control loop, which holds ``_lock`` while it
+applies the restart rule, counts the restart against the intensity, stops and restarts
+the children the strategy names, or escalates. The child API takes the same lock, so
+every change to the child list is serialised as in OTP's single supervisor process.
+
+Restart rules (OTP): ``permanent`` always restarts, ``transient`` only after an abnormal
+exit, ``temporary`` never (and is forgotten). Intensity: every restart is timestamped
+with ``trio.current_time()``; if more than ``intensity`` restarts fall within the last
+``period`` seconds (``now - t < period``), the supervisor stops everything and raises
+:class:`SupervisorEscalation`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, final
+
+import trio
+
+from ._errors import ChildStartError, MaxChildrenError, SupervisorEscalation
+from ._spec import (
+    AUTO_SHUTDOWNS,
+    STRATEGIES,
+    AutoShutdown,
+    Backoff,
+    ChildCounts,
+    ChildInfo,
+    ChildSpec,
+    ChildState,
+    ExitReason,
+    Strategy,
+)
+from ._telemetry import (
+    ChildExited,
+    ChildRestarted,
+    ChildStarted,
+    Escalated,
+    SupervisionHandler,
+    emit,
+)
+
+__all__ = ["ChildContext", "Supervisor", "current_child", "open_supervisor"]
+
+_current_child: Final[contextvars.ContextVar[ChildContext]] = contextvars.ContextVar(
+    "trio_foundation.supervision.current_child"
+)
+
+
+@final
+class ChildContext:
+    """One run of one child, as seen from inside it (see :func:`current_child`).
+
+    A child that wants a graceful shutdown calls :meth:`trap_stop` and watches the event
+    it returns; when its supervisor stops it, the event is set and the child has its
+    spec's ``shutdown`` grace period to return before it is cancelled. A child that never
+    calls :meth:`trap_stop` is cancelled at once.
+    """
+
+    __slots__ = ("_done", "_finished", "_handle", "_scope", "_stop_event", "_stopping", "id")
+
+    def __init__(self, child_id: str) -> None:
+        self.id: Final = child_id
+        self._scope = trio.CancelScope()
+        self._stop_event: trio.Event | None = None
+        self._done: trio.Event | None = None
+        # Invariant: _finished is True once the child's wrapper has returned or raised.
+        self._finished = False
+        # Invariant: _stopping is True once the supervisor decided to stop this run.
+        self._stopping = False
+        self._handle: object = None
+
+    def trap_stop(self) -> trio.Event:
+        """Ask for a graceful stop: return the event set when the supervisor wants us gone.
+
+        Returns:
+            A ``trio.Event``, set when the supervisor asks this child to stop; the child
+            then has its grace period to return before it is cancelled.
+        """
+        if self._stop_event is None:
+            self._stop_event = trio.Event()
+        return self._stop_event
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether the supervisor has asked this run to stop."""
+        return self._stopping
+
+
+def current_child() -> ChildContext:
+    """The :class:`ChildContext` of the supervised child running the calling task.
+
+    Raises:
+        RuntimeError: if the calling task does not run inside a supervised child.
+    """
+    try:
+        return _current_child.get()
+    except LookupError:
+        raise RuntimeError("current_child() called outside a supervised child") from None
+
+
+class _Child:
+    """The supervisor's record of one child spec and its current run."""
+
+    __slots__ = ("ctx", "restarting", "restarts", "spec")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        # Invariant: ctx is the current run, or None when the child is not running.
+        self.ctx: ChildContext | None = None
+        self.restarting = False
+        self.restarts = 0
+
+    @property
+    def state(self) -> ChildState:
+        if self.ctx is not None and not self.ctx._finished:
+            return "running"
+        return "restarting" if self.restarting else "stopped"
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_specs(children: Iterable[ChildSpec]) -> list[ChildSpec]:
+    specs = list(children)
+    seen: set[str] = set()
+    for spec in specs:
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"children must be ChildSpec instances, got {spec!r}")
+        if spec.id in seen:
+            raise ValueError(f"duplicate child id {spec.id!r}")
+        seen.add(spec.id)
+    return specs
+
+
+def _is_supervisor(obj: object) -> bool:
+    return isinstance(obj, _SupervisorBase) or isinstance(
+        getattr(obj, "_core", None), _SupervisorBase
+    )
+
+
+class _SupervisorBase:
+    """The supervisor machinery shared by :class:`Supervisor` and ``DynamicSupervisor``."""
+
+    def __init__(
+        self,
+        children: Iterable[ChildSpec] = (),
+        *,
+        strategy: Strategy = "one_for_one",
+        intensity: int = 1,
+        period: float = 5.0,
+        auto_shutdown: AutoShutdown = "never",
+        backoff: Backoff | None = None,
+        handlers: Sequence[SupervisionHandler] = (),
+        name: str = "supervisor",
+        max_children: int | None = None,
+        dynamic: bool = False,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        self._intensity = _check_int("intensity", intensity, minimum=0)
+        if isinstance(period, bool) or not isinstance(period, int | float):
+            raise TypeError(f"period must be a number of seconds, got {period!r}")
+        if math.isnan(period) or period <= 0:
+            raise ValueError(f"period must be > 0, got {period}")
+        if auto_shutdown not in AUTO_SHUTDOWNS:
+            raise ValueError(
+                f"auto_shutdown must be one of {', '.join(AUTO_SHUTDOWNS)}; got {auto_shutdown!r}"
+            )
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise TypeError(f"backoff must be a Backoff or None, got {backoff!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        self._max_children = (
+            None if max_children is None else _check_int("max_children", max_children, minimum=0)
+        )
+        for handler in handlers:
+            if not callable(handler):
+                raise TypeError(f"handlers must be callables, got {handler!r}")
+        specs = _check_specs(children)
+        if auto_shutdown == "never":
+            for spec in specs:
+                if spec.significant:
+                    raise ValueError(
+                        f"child {spec.id!r} is significant but auto_shutdown is 'never'"
+                    )
+        if self._max_children is not None and len(specs) > self._max_children:
+            raise ValueError(f"{len(specs)} children exceed max_children={self._max_children}")
+        self._specs: Final = tuple(specs)
+        self._strategy: Final[Strategy] = strategy
+        self._period: Final = float(period)
+        self._auto_shutdown: Final[AutoShutdown] = auto_shutdown
+        self._backoff: Final = backoff
+        self._handlers: Final = tuple(handlers)
+        self._name: Final = name
+        self._dynamic: Final = dynamic
+        # Runtime state, reset by every run().
+        self._children: list[_Child] = [_Child(spec) for spec in self._specs]
+        self._nursery: trio.Nursery | None = None
+        self._lock = trio.Lock()
+        self._pending: collections.deque[tuple[_Child, ChildContext, ExitReason]] = (
+            collections.deque()
+        )
+        self._causes: dict[ChildContext, BaseException] = {}
+        # Invariant: (time, key, exception) of every restart still inside the period.
+        self._restarts: collections.deque[tuple[float, str | None, BaseException | None]] = (
+            collections.deque()
+        )
+        self._wake = trio.Event()
+        self._shutdown_requested = False
+        self._running = False
+        self._stopped = trio.Event()
+        self._escalated = False
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def name(self) -> str:
+        """The supervisor's name (used in telemetry and errors)."""
+        return self._name
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run()`` has started its children and not yet stopped them."""
+        return self._running
+
+    @property
+    def escalated(self) -> bool:
+        """Whether the last run ended by escalation."""
+        return self._escalated
+
+    # ------------------------------------------------------------ hooks (private)
+
+    def _intensity_key(self, child_id: str) -> str | None:
+        """Which restarts count together; ``None``: all of them, per supervisor (OTP)."""
+        return None
+
+    # ------------------------------------------------------------------- running
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the children in order, supervise them, stop them in reverse order.
+
+        Use as ``await nursery.start(sup.run)`` (``started`` is called with the supervisor
+        once every child has started), or as a child of another supervisor. A supervisor
+        object can be run again after a run ended (that is how a parent restarts it); each
+        run starts from the declared children.
+
+        This is a checkpoint. When cancelled, it stops the children in reverse start order,
+        each with its grace period, then re-raises ``Cancelled``: nothing is left running.
+
+        Raises:
+            SupervisorEscalation: restart intensity was exceeded (all children stopped).
+            ChildStartError: a service child failed to start at startup (the ones already
+                started were stopped in reverse order).
+            RuntimeError: the supervisor is already running.
+        """
+        if self._running:
+            raise RuntimeError(f"supervisor {self._name!r} is already running")
+        self._reset()
+        self._running = True
+        error: SupervisorEscalation | ChildStartError | None = None
+        try:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._watch_cancellation)
+                with trio.CancelScope(shield=True):
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        try:
+                            await self._start_initial()
+                            task_status.started(self)
+                            await self._control_loop()
+                        except (SupervisorEscalation, ChildStartError) as exc:
+                            error = exc
+                outer.cancel_scope.cancel()
+        finally:
+            self._running = False
+            self._nursery = None
+            self._stopped.set()
+        if error is not None:
+            raise error
+
+    async def aclose(self) -> None:
+        """Stop every child in reverse start order and wait until ``run()`` has returned.
+
+        A checkpoint. If cancelled while waiting, the shutdown still proceeds in ``run()``.
+        Does nothing if the supervisor is not running.
+        """
+        if not self._running:
+            await trio.lowlevel.checkpoint()
+            return
+        self._request_shutdown()
+        await self._stopped.wait()
+
+    def _reset(self) -> None:
+        self._children = [_Child(spec) for spec in self._specs]
+        self._pending.clear()
+        self._causes.clear()
+        self._restarts.clear()
+        self._wake = trio.Event()
+        self._shutdown_requested = False
+        self._stopped = trio.Event()
+        self._escalated = False
+
+    async def _watch_cancellation(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._request_shutdown()
+
+    def _request_shutdown(self) -> None:
+        self._shutdown_requested = True
+        self._wake.set()
+
+    async def _start_initial(self) -> None:
+        for index, child in enumerate(self._children):
+            try:
+                await self._start(child)
+            except ChildStartError:
+                for started in reversed(self._children[:index]):
+                    await self._stop(started)
+                raise
+
+    async def _control_loop(self) -> None:
+        while True:
+            if not self._pending and not self._shutdown_requested:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            async with self._lock:
+                while self._pending and not self._shutdown_requested:
+                    child, ctx, reason = self._pending.popleft()
+                    await self._handle_exit(child, ctx, reason)
+                if self._shutdown_requested:
+                    await self._stop_all()
+                    return
+
+    # ------------------------------------------------------------ child lifecycle
+
+    async def _start(self, child: _Child) -> None:
+        """Start one run of ``child``; for a service, wait until it reports ready.
+
+        Raises:
+            ChildStartError: a service child raised or timed out before reporting ready.
+        """
+        assert self._nursery is not None
+        ctx = ChildContext(child.spec.id)
+        child.ctx = ctx
+        child.restarting = False
+        if not child.spec.is_service:
+            self._nursery.start_soon(self._run_worker, child, ctx, name=child.spec.id)
+            emit(self._handlers, ChildStarted(self._name, child.spec.id))
+            return
+        cause: BaseException | None = None
+        timeout = child.spec.start_timeout
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                ctx._handle = await self._nursery.start(
+                    self._run_service, child, ctx, name=child.spec.id
+                )
+            except Exception as exc:
+                cause = exc
+            else:
+                emit(self._handlers, ChildStarted(self._name, child.spec.id))
+                return
+        child.ctx = None
+        emit(self._handlers, ChildExited(self._name, child.spec.id, "abnormal", cause))
+        raise ChildStartError(self._name, child.spec.id, cause)
+
+    async def _run_worker(self, child: _Child, ctx: ChildContext) -> None:
+        _current_child.set(ctx)
+        spec = child.spec
+        try:
+            with ctx._scope:
+                await spec.start(*spec.args)  # type: ignore[operator]
+        except Exception as exc:
+            self._child_exited(child, ctx, "abnormal", exc)
+        except BaseException:
+            self._child_exited(child, ctx, "abnormal", None, propagating=True)
+            raise
+        else:
+            self._child_exited(
+                child, ctx, "shutdown" if ctx._scope.cancelled_caught else "normal", None
+            )
+
+    async def _run_service(
+        self, child: _Child, ctx: ChildContext, *, task_status: trio.TaskStatus[Any]
+    ) -> None:
+        _current_child.set(ctx)
+        started = False
+
+        class _Relay:
+            def started(self, value: object = None) -> None:
+                nonlocal started
+                started = True
+                task_status.started(value)
+
+        try:
+            with ctx._scope:
+                await child.spec.start.run(task_status=_Relay())  # type: ignore[union-attr]
+        except Exception as exc:
+            if not started:
+                ctx._finished = True
+                raise
+            self._child_exited(child, ctx, "abnormal", exc)
+        except BaseException:
+            if not started:
+                ctx._finished = True
+                raise
+            self._child_exited(child, ctx, "abnormal", None, propagating=True)
+            raise
+        else:
+            if not started:
+                ctx._finished = True
+                raise RuntimeError(f"child {child.spec.id!r} returned before reporting ready")
+            self._child_exited(
+                child, ctx, "shutdown" if ctx._scope.cancelled_caught else "normal", None
+            )
+
+    def _child_exited(
+        self,
+        child: _Child,
+        ctx: ChildContext,
+        reason: ExitReason,
+        exc: BaseException | None,
+        *,
+        propagating: bool = False,
+    ) -> None:
+        ctx._finished = True
+        if ctx._stopping:
+            reason, exc = "shutdown", None
+        emit(self._handlers, ChildExited(self._name, child.spec.id, reason, exc))
+        if ctx._done is not None:
+            ctx._done.set()
+        if ctx._stopping or propagating:
+            return
+        if exc is not None:
+            self._causes[ctx] = exc
+        self._pending.append((child, ctx, reason))
+        self._wake.set()
+
+    async def _stop(self, child: _Child) -> None:
+        """Stop ``child``'s current run, if any: ask, wait its grace, cancel, wait."""
+        ctx = child.ctx
+        child.ctx = None
+        child.restarting = False
+        if ctx is None or ctx._finished:
+            return
+        ctx._stopping = True
+        ctx._done = trio.Event()
+        grace = child.spec.grace
+        if ctx._stop_event is not None and grace > 0:
+            ctx._stop_event.set()
+            with trio.move_on_after(grace):
+                await ctx._done.wait()
+        ctx._scope.cancel()
+        await ctx._done.wait()
+
+    async def _stop_all(self) -> None:
+        for child in reversed(self._children):
+            await self._stop(child)
+
+    def _remove(self, child: _Child) -> None:
+        self._children.remove(child)
+
+    # ------------------------------------------------------------- restart policy
+
+    async def _handle_exit(self, child: _Child, ctx: ChildContext, reason: ExitReason) -> None:
+        exc = self._causes.pop(ctx, None)
+        if child.ctx is not ctx or child not in self._children:
+            return  # stale: this run was already replaced or stopped
+        child.ctx = None
+        restart = child.spec.restart
+        if not (restart == "permanent" or (restart == "transient" and reason == "abnormal")):
+            if restart == "temporary" or self._dynamic:
+                self._remove(child)
+            self._check_auto_shutdown(child)
+            return
+        now = trio.current_time()
+        key = self._intensity_key(child.spec.id)
+        self._restarts.append((now, key, exc))
+        while self._restarts and not now - self._restarts[0][0] < self._period:
+            self._restarts.popleft()
+        window = [entry for entry in self._restarts if entry[1] == key]
+        if len(window) > self._intensity:
+            await self._escalate(child, [cause for _, _, cause in window if cause is not None])
+        if self._strategy == "one_for_one":
+            targets = [child]
+        else:
+            index = self._children.index(child)
+            others = self._children if self._strategy == "one_for_all" else self._children[index:]
+            for other in reversed(others):
+                if other is not child:
+                    await self._stop(other)
+            for other in [o for o in others if o is not child and o.spec.restart == "temporary"]:
+                self._remove(other)
+            index = self._children.index(child)
+            targets = (
+                list(self._children) if self._strategy == "one_for_all" else self._children[index:]
+            )
+        if self._backoff is not None:
+            for target in targets:
+                target.restarting = True
+            await trio.sleep(self._backoff.delay(len(window)))
+        for target in targets:
+            if target.ctx is not None and not target.ctx._finished:
+                continue
+            target.restarts += 1
+            try:
+                await self._start(target)
+            except ChildStartError as error:
+                # OTP retries a failed restart as a fresh abnormal exit of that child.
+                retry = ChildContext(target.spec.id)
+                retry._finished = True
+                target.ctx = retry
+                if error.cause is not None:
+                    self._causes[retry] = error.cause
+                self._pending.append((target, retry, "abnormal"))
+                continue
+            emit(self._handlers, ChildRestarted(self._name, target.spec.id, child.spec.id))
+
+    async def _escalate(self, child: _Child, causes: list[BaseException]) -> None:
+        self._escalated = True
+        await self._stop_all()
+        emit(self._handlers, Escalated(self._name, child.spec.id, tuple(causes)))
+        raise SupervisorEscalation(self._name, child.spec.id, self._intensity, self._period, causes)
+
+    def _check_auto_shutdown(self, child: _Child) -> None:
+        if not child.spec.significant or self._auto_shutdown == "never":
+            return
+        if self._auto_shutdown == "any_significant" or not any(
+            other.spec.significant and other.state == "running" for other in self._children
+        ):
+            self._shutdown_requested = True
+
+    # ------------------------------------------------------------------ child API
+
+    def _find(self, child_id: str) -> _Child:
+        for child in self._children:
+            if child.spec.id == child_id:
+                return child
+        raise LookupError(f"supervisor {self._name!r} has no child {child_id!r}")
+
+    def _check_running(self) -> None:
+        if not self._running or self._nursery is None or self._shutdown_requested:
+            raise RuntimeError(f"supervisor {self._name!r} is not running")
+
+    def which_children(self) -> list[ChildInfo]:
+        """Every child, in start order, with its state (OTP ``which_children``)."""
+        return [
+            ChildInfo(
+                id=child.spec.id,
+                state=child.state,
+                restart=child.spec.restart,
+                significant=child.spec.significant,
+                kind="supervisor" if _is_supervisor(child.spec.start) else "worker",
+                restarts=child.restarts,
+                handle=child.ctx._handle if child.ctx is not None else None,
+            )
+            for child in self._children
+        ]
+
+    def count_children(self) -> ChildCounts:
+        """How many children there are, are running, are supervisors and are workers."""
+        supervisors = sum(_is_supervisor(child.spec.start) for child in self._children)
+        return ChildCounts(
+            specs=len(self._children),
+            active=sum(child.state == "running" for child in self._children),
+            supervisors=supervisors,
+            workers=len(self._children) - supervisors,
+        )
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop a child (grace period, then cancel) without restarting it.
+
+        The child stays known (state ``"stopped"``) unless it is ``temporary`` or the
+        supervisor is dynamic, in which case it is forgotten. A checkpoint; once the
+        supervisor's lock is acquired the operation is shielded and completes, so
+        ``Cancelled`` leaves either nothing done or the child terminated.
+
+        Raises:
+            LookupError: no child has this id.
+            RuntimeError: the supervisor is not running.
+        """
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                self._check_running()
+                child = self._find(child_id)
+                await self._stop(child)
+                if child.spec.restart == "temporary" or self._dynamic:
+                    self._remove(child)
+
+    async def restart_child(self, child_id: str) -> object:
+        """Start a stopped child again (does not count toward the intensity).
+
+        A checkpoint, shielded once the lock is acquired (see :meth:`terminate_child`).
+
+        Returns:
+            The handle a service child reported ready with, else ``None``.
+
+        Raises:
+            LookupError: no child has this id.
+            RuntimeError: the child is running or restarting, or the supervisor is not running.
+            ChildStartError: a service child failed to start (it stays stopped).
+        """
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                self._check_running()
+                child = self._find(child_id)
+                if child.state != "stopped":
+                    raise RuntimeError(f"child {child_id!r} is {child.state}")
+                await self._start(child)
+        assert child.ctx is not None
+        return child.ctx._handle
+
+    async def delete_child(self, child_id: str) -> None:
+        """Forget a stopped child's spec.
+
+        A checkpoint (acquires the supervisor's lock); ``Cancelled`` leaves nothing done.
+
+        Raises:
+            LookupError: no child has this id.
+            RuntimeError: the child is running or restarting, or the supervisor is not running.
+        """
+        async with self._lock:
+            self._check_running()
+            child = self._find(child_id)
+            if child.state != "stopped":
+                raise RuntimeError(f"child {child_id!r} is {child.state}; terminate it first")
+            self._remove(child)
+
+    async def start_child(self, spec: ChildSpec) -> object:
+        """Add a child after the existing ones and start it.
+
+        A checkpoint, shielded once the lock is acquired (see :meth:`terminate_child`).
+
+        Returns:
+            The handle a service child reported ready with, else ``None``.
+
+        Raises:
+            TypeError: ``spec`` is not a :class:`ChildSpec`.
+            ValueError: a child with this id exists, or it is significant while
+                ``auto_shutdown`` is ``"never"``.
+            MaxChildrenError: a dynamic supervisor is at ``max_children``; nothing started.
+            ChildStartError: a service child failed to start (its spec is not kept).
+            RuntimeError: the supervisor is not running.
+        """
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"start_child needs a ChildSpec, got {spec!r}")
+        if spec.significant and self._auto_shutdown == "never":
+            raise ValueError(f"child {spec.id!r} is significant but auto_shutdown is 'never'")
+        async with self._lock:
+            with trio.CancelScope(shield=True):
+                self._check_running()
+                if any(child.spec.id == spec.id for child in self._children):
+                    raise ValueError(f"duplicate child id {spec.id!r}")
+                if self._max_children is not None and len(self._children) >= self._max_children:
+                    raise MaxChildrenError(self._name, spec.id, self._max_children)
+                child = _Child(spec)
+                self._children.append(child)
+                try:
+                    await self._start(child)
+                except ChildStartError:
+                    self._remove(child)
+                    raise
+        assert child.ctx is not None
+        return child.ctx._handle
+
+
+@final
+class Supervisor(_SupervisorBase):
+    """A nursery plus OTP's restart policy: strategies, restart types, intensity, ordering.
+
+    Nothing runs until :meth:`run` (or :func:`open_supervisor`); the constructor only
+    validates.
+
+    Args:
+        children: the child specs, in start order; ids must be unique.
+        strategy: ``"one_for_one"`` (restart only the exited child), ``"one_for_all"``
+            (stop all others in reverse order, restart all in order) or ``"rest_for_one"``
+            (stop the children started after it in reverse, restart it and them in order).
+        intensity: maximum restarts within ``period`` (OTP default 1); one more escalates.
+        period: the intensity window in seconds (OTP default 5).
+        auto_shutdown: ``"never"``, ``"any_significant"`` or ``"all_significant"``.
+        backoff: optional :class:`Backoff` delay before each restart.
+        handlers: telemetry handlers (see ``trio_foundation.supervision``).
+        name: used in telemetry and errors.
+
+    Raises:
+        TypeError: a child is not a :class:`ChildSpec`, or a parameter has the wrong type.
+        ValueError: duplicate child id, negative intensity, period <= 0, unknown strategy
+            or auto_shutdown, or a significant child while ``auto_shutdown="never"``.
+    """
+
+    def __init__(
+        self,
+        children: Iterable[ChildSpec] = (),
+        *,
+        strategy: Strategy = "one_for_one",
+        intensity: int = 1,
+        period: float = 5.0,
+        auto_shutdown: AutoShutdown = "never",
+        backoff: Backoff | None = None,
+        handlers: Sequence[SupervisionHandler] = (),
+        name: str = "supervisor",
+    ) -> None:
+        super().__init__(
+            children,
+            strategy=strategy,
+            intensity=intensity,
+            period=period,
+            auto_shutdown=auto_shutdown,
+            backoff=backoff,
+            handlers=handlers,
+            name=name,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Supervisor(name={self._name!r}, strategy={self._strategy!r}, "
+            f"intensity={self._intensity}, period={self._period:g}, "
+            f"children={[spec.id for spec in self._specs]!r})"
+        )
+
+
+def _unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    leaves = [exc for exc in group.exceptions if not isinstance(exc, trio.Cancelled)]
+    if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
+        return leaves[0]
+    return group
+
+
+@asynccontextmanager
+async def open_supervisor(
+    children: Iterable[ChildSpec] = (),
+    *,
+    strategy: Strategy = "one_for_one",
+    intensity: int = 1,
+    period: float = 5.0,
+    auto_shutdown: AutoShutdown = "never",
+    backoff: Backoff | None = None,
+    handlers: Sequence[SupervisionHandler] = (),
+    name: str = "supervisor",
+) -> AsyncIterator[Supervisor]:
+    """Run a :class:`Supervisor` for the duration of an ``async with`` block.
+
+    The children have all started when the block is entered; when the block ends the
+    children are stopped in reverse order. If the supervisor escalates, the block is
+    cancelled and :class:`SupervisorEscalation` is raised out of the ``async with``
+    (unwrapped from the nursery's exception group). If ``auto_shutdown`` stops the
+    supervisor, the block keeps running.
+
+    Args and raises are those of :class:`Supervisor` and :meth:`Supervisor.run`.
+    """
+    sup = Supervisor(
+        children,
+        strategy=strategy,
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto_shutdown,
+        backoff=backoff,
+        handlers=handlers,
+        name=name,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            try:
+                yield sup
+            finally:
+                sup._request_shutdown()
+    except BaseExceptionGroup as group:
+        leaf = _unwrap_group(group)
+        if leaf is group:
+            raise
+        raise leaf from leaf.__cause__
