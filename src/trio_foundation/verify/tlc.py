@@ -433,6 +433,7 @@ _PROGRESS_DEPTH: Final = re.compile(r"Progress\(([\d,]+)\)")
 _INIT_STATES: Final = re.compile(r"([\d,]+) distinct states? generated")
 _DEPTH_TEXT: Final = re.compile(r"search is ([\d,]+)")
 _VIOLATED_NAME: Final = re.compile(r"(?:Invariant|Action property|property) (\S+) is violated")
+_POSITION: Final = re.compile(r"Line (\d+), column (\d+) to line \d+, column \d+ in (\w+)")
 _STEP_HEADER: Final = re.compile(r"\s*(\d+):\s*(.*)")
 _ACTION: Final = re.compile(
     r"<(\S+?)(?: line (\d+), col (\d+) to line (\d+), col (\d+) of module (\w+))?>"
@@ -870,7 +871,7 @@ def _assemble(
     elif status is TLCStatus.PARSE_ERROR:
         error = _parse_error_message("".join(parser.loose), workspace)
     elif decisive is not None:
-        error = _describe(decisive, messages)
+        error = _describe(decisive, messages, workspace)
         found = _VIOLATED_NAME.search(decisive.text)
         if found:
             violated = found.group(1)
@@ -905,18 +906,24 @@ def _assemble(
     )
 
 
-def _describe(decisive: _Message, messages: list[_Message]) -> str:
-    """The decisive message's text, plus the positions TLC was evaluating (2103)."""
+def _describe(decisive: _Message, messages: list[_Message], workspace: _Workspace) -> str:
+    """The decisive message's text, prefixed with where TLC was evaluating (2103), if it says."""
     if decisive.code == _INVARIANT_VIOLATED_INITIAL:
-        text = decisive.text.partition("\n")[0]
-    elif decisive.code == _GENERAL:
+        return decisive.text.partition("\n")[0]
+    text = decisive.text
+    if decisive.code == _GENERAL:
         # The interesting part of a general error is the message nested inside it.
-        nested = [m for m in messages if m.kind != 4 and m.code in _EVAL_CODES | _CONFIG_CODES]
-        nested += [m for m in messages if 5000 <= m.code < 6000]
-        text = nested[0].text if nested else decisive.text
-    else:
-        text = decisive.text
+        nested = [
+            m
+            for m in messages
+            if m.code in _EVAL_CODES or m.code in _CONFIG_CODES or 5000 <= m.code < 6000
+        ]
+        text = nested[0].text if nested else text
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
     positions = [m.text for m in messages if m.code == _NESTED_EXPRESSIONS]
     if positions:
-        text += "\n" + positions[0]
+        innermost = _POSITION.findall(positions[0])
+        if innermost:
+            line, column, module = innermost[-1]
+            return f"{workspace.display_module(module)} line {line}, col {column}: {text}"
     return text
