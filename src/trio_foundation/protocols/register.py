@@ -280,7 +280,7 @@ class AbdRegister:
         )
         self._ops[self._counter] = op
         if request.op == "write" and self._variant == "lost-write":
-            op.tag = self._mint(self._state.tag[0])
+            op.tag = self._mint(self._state.tag[0], op)
             self._state = attrs.evolve(self._state, tag=op.tag, value=op.value)
             return [
                 Reply(request.client, request.value),
@@ -299,8 +299,8 @@ class AbdRegister:
             return alive // 2 + 1
         return self._n // 2 + 1
 
-    def _mint(self, seq: int) -> Tag:
-        return (seq + 1, self._node, self._state.incarnation, self._counter)
+    def _mint(self, seq: int, op: _Op) -> Tag:
+        return (seq + 1, self._node, op.id[1], op.id[2])
 
     def _persist(self) -> list[Effect]:
         if self._variant == "lost-write":
@@ -346,7 +346,7 @@ class AbdRegister:
         if op.phase == "query":
             tag, value = max(op.answers.values(), key=lambda tv: tv[0])
             if op.kind == "write":
-                op.tag = self._mint(tag[0])
+                op.tag = self._mint(tag[0], op)
             else:
                 op.tag, op.value = tag, value
             op.phase = "store"
