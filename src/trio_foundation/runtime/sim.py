@@ -393,7 +393,7 @@ class Simulation:
                 )
             self.step()
             done += 1
-        if until is not None:
+        if until is not None and not (stop is not None and stop()):
             self._now = max(self._now, until)
 
     def call_at(self, time: float, callback: Callable[[], None]) -> None:
