@@ -76,6 +76,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
 }
 
 DEFAULT_FAULTS: Final = ("drop", "dup", "delay", "reorder", "partition", "crash", "pause", "skew")
+DEFAULT_INTENSITY: Final = 2.0
 MAX_OPS: Final = 100_000
 MAX_NODES: Final = 15
 MAX_CLIENTS: Final = 100
@@ -93,6 +94,7 @@ class ChaosRun:
         nodes: cluster size.
         clients: client processes.
         faults: the fault kinds enabled.
+        intensity: fault episodes per simulated second.
         schedule: the nemesis schedule drawn from the seed.
         history: the recorded history.
         statuses: completed operations by status (``ok``, ``fail``, ``info``).
@@ -108,6 +110,7 @@ class ChaosRun:
     nodes: int
     clients: int
     faults: tuple[str, ...]
+    intensity: float
     schedule: FaultSchedule
     history: tuple[HistoryEvent, ...]
     statuses: dict[str, int]
@@ -126,6 +129,7 @@ class ChaosRun:
             nodes=self.nodes,
             clients=self.clients,
             faults=self.faults,
+            intensity=self.intensity,
         )
 
 
@@ -137,13 +141,17 @@ def replay_command(
     nodes: int,
     clients: int,
     faults: Sequence[str],
+    intensity: float = DEFAULT_INTENSITY,
 ) -> str:
     """The ``foundation chaos run`` command line that reproduces a run."""
     fault_arg = ",".join(faults) if faults else "none"
-    return (
+    command = (
         f"foundation chaos run {scenario} --seed {seed} --ops {ops} --nodes {nodes} "
         f"--clients {clients} --faults {fault_arg}"
     )
+    if intensity != DEFAULT_INTENSITY:
+        command += f" --intensity {intensity!r}"
+    return command
 
 
 def _register_op(rng: random.Random, index: int) -> tuple[str, Any]:
@@ -160,6 +168,7 @@ def run_chaos(
     nodes: int = 3,
     clients: int = 5,
     faults: Sequence[str] = DEFAULT_FAULTS,
+    intensity: float = DEFAULT_INTENSITY,
     schedule: FaultSchedule | None = None,
 ) -> ChaosRun:
     """Run ``scenario`` in the discrete-event simulator and record its history.
@@ -172,6 +181,7 @@ def run_chaos(
         clients: concurrent client processes.
         faults: fault kinds for the random nemesis (see
             :data:`~trio_foundation.verify.nemesis.FAULT_KINDS`).
+        intensity: fault episodes per simulated second.
         schedule: a fault schedule to use instead of drawing one from the seed.
 
     Raises:
@@ -192,9 +202,13 @@ def run_chaos(
         raise ValueError(
             f"unknown fault kind(s) {', '.join(unknown)}; known: {', '.join(FAULT_KINDS)}"
         )
-    horizon = max(2.0, 0.1 * ops / clients)
-    if schedule is None:
-        schedule = random_schedule(seed, nodes=nodes, kinds=kinds, horizon=horizon) if kinds else ()
+    # About how long the clients take without faults; faults come within it.
+    horizon = max(1.0, 0.07 * ops / clients)
+    if schedule is None and kinds:
+        schedule = random_schedule(
+            seed, nodes=nodes, kinds=kinds, horizon=horizon, intensity=intensity
+        )
+    schedule = schedule or ()
     sim = Simulation(register_factory(spec.variant), nodes=nodes, seed=seed, schedule=schedule)
     recorder = HistoryRecorder(max_events=2 * ops + 2)
     workload = ClientWorkload(sim, recorder, clients=clients, ops=ops, gen_op=_register_op)
@@ -207,6 +221,7 @@ def run_chaos(
         nodes=nodes,
         clients=clients,
         faults=kinds,
+        intensity=intensity,
         schedule=schedule,
         history=recorder.events,
         statuses=workload.statuses(),
@@ -243,6 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         clients=args.clients,
         faults=args.faults,
+        intensity=args.intensity,
     )
     out_path = Path(args.history or f"histories/{run.scenario.name}-{run.seed}.jsonl")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +330,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=_parse_faults,
         default=DEFAULT_FAULTS,
         help=f"comma-separated fault kinds, or 'none' (default {','.join(DEFAULT_FAULTS)})",
+    )
+    run.add_argument(
+        "--intensity",
+        type=float,
+        default=DEFAULT_INTENSITY,
+        help=f"fault episodes per simulated second (default {DEFAULT_INTENSITY})",
     )
     run.add_argument(
         "--history",

@@ -414,7 +414,7 @@ def random_schedule(
     if not (horizon > 0 and intensity > 0):
         raise ValueError(f"horizon and intensity must be > 0, got {horizon}, {intensity}")
     rng = random.Random(f"nemesis:{seed}")
-    level = min(intensity, 3.0)
+    level = min(intensity, 6.0) / 2.0
     events: list[FaultEvent] = []
     chosen = [k for k in FAULT_KINDS if k in kinds]
     if "drop" in chosen:

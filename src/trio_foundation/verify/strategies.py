@@ -113,7 +113,11 @@ def faults(
         if nodes >= 2:
             options.append(partitions(nodes))
             options.append(
-                st.tuples(node, node).filter(lambda sd: sd[0] != sd[1]).map(lambda sd: Cut(*sd))
+                st.builds(
+                    lambda src, hop: Cut(src, (src + hop) % nodes),
+                    node,
+                    st.integers(1, nodes - 1),
+                )
             )
     if "crash" in kinds:
         options.append(node.map(Restart))
