@@ -1,0 +1,157 @@
+"""`foundation chaos run`: output, exit codes, history files, replay."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from trio_foundation.cli import main
+from trio_foundation.verify.history import load_history
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["chaos", "run", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def field(out: str, name: str) -> str:
+    match = re.search(rf"^{name}\s+(.*)$", out, re.MULTILINE)
+    assert match, f"no {name!r} line in:\n{out}"
+    return match.group(1)
+
+
+def test_correct_register_passes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    history = tmp_path / "h.jsonl"
+    code, out, err = run(
+        capsys, "register", "--seed", "3", "--ops", "60", "--history", str(history)
+    )
+    assert code == 0, out + err
+    assert field(out, "verdict").startswith("linearizable")
+    assert re.fullmatch(r"[0-9a-f]{64}", field(out, "digest"))
+    assert field(out, "operations").startswith("60: ok ")
+    assert "replay" not in out
+    events = load_history(history)
+    assert sum(1 for e in events if e.type == "invoke") == 60
+
+
+def test_broken_register_fails_with_a_replay_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    history = tmp_path / "h.jsonl"
+    args = ["register-lost-write", "--seed", "1", "--ops", "60", "--history", str(history)]
+    code, out, _ = run(capsys, *args)
+    assert code == 1
+    assert field(out, "verdict").startswith("not-linearizable")
+    assert "cannot linearize" in out
+    replay = field(out, "replay")
+    assert replay.startswith("foundation chaos run register-lost-write --seed 1 --ops 60 ")
+    # The replay command reproduces the run exactly.
+    argv = [*replay.split()[3:], "--history", str(tmp_path / "again.jsonl")]
+    code2, out2, _ = run(capsys, *argv)
+    assert code2 == 1
+    assert field(out2, "digest") == field(out, "digest")
+    assert (tmp_path / "again.jsonl").read_text() == history.read_text()
+
+
+def test_default_history_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "register", "--seed", "5", "--ops", "20", "--faults", "none")
+    assert code == 0
+    assert (tmp_path / "histories" / "register-5.jsonl").exists()
+    assert field(out, "faults") == "none"
+
+
+def test_faults_are_reported_by_kind(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(
+        capsys,
+        "register",
+        "--seed",
+        "2",
+        "--ops",
+        "100",
+        "--faults",
+        "partition,crash",
+        "--history",
+        str(tmp_path / "h.jsonl"),
+    )
+    assert code == 0
+    kinds = {part.split()[0] for part in field(out, "faults").split(", ")}
+    assert kinds and kinds <= {"crash", "restart", "partition", "cut", "heal"}
+
+
+def test_unknown_outcome_exits_3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(
+        capsys,
+        "register-stale-read",
+        "--seed",
+        "1",
+        "--ops",
+        "400",
+        "--clients",
+        "20",
+        "--check-timeout",
+        "0.000001",
+        "--history",
+        str(tmp_path / "h.jsonl"),
+    )
+    if code == 1:  # the checker was quicker than the clock: still a valid outcome
+        assert field(out, "verdict").startswith("not-linearizable")
+    else:
+        assert code == 3
+        assert field(out, "verdict").startswith("unknown")
+        assert "replay" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["register", "--seed", "1", "--faults", "meteor"], "unknown fault kind"),
+        (["nope", "--seed", "1"], "invalid choice"),
+        (["register"], "--seed"),
+    ],
+)
+def test_bad_arguments_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["chaos", "run", *argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_out_of_range_numbers_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _out, err = run(capsys, "register", "--seed", "1", "--nodes", "0")
+    assert code == 2
+    assert err.strip() == "foundation: error: --nodes must be in [1, 15], got 0"
+
+
+def test_svg_timeline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    svg = tmp_path / "t.svg"
+    code, out, err = run(
+        capsys,
+        "register-stale-read",
+        "--seed",
+        "1",
+        "--ops",
+        "30",
+        "--history",
+        str(tmp_path / "h.jsonl"),
+        "--svg",
+        str(svg),
+    )
+    try:
+        import trio_foundation.verify.timeline  # noqa: F401
+    except ImportError:
+        assert code == 2
+        assert "timeline renderer is not available" in err
+    else:
+        assert code == 1
+        assert svg.read_text().lstrip().startswith("<")
+        assert field(out, "timeline") == str(svg)
