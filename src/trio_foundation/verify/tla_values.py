@@ -24,6 +24,10 @@ value read back from TLC compares equal to the matching Python type (a
 function, the empty sequence and the empty record are all ``<< >>``, which
 parses as ``()``.
 
+TLC's integers are 32-bit, and it reads ``-2147483648`` as the negation of
+a literal that does not fit: :func:`to_tla` prints any ``int``, but TLC only
+reads back -2147483647..2147483647.
+
 Python's ``True == 1`` carries over: a Python set cannot hold both ``1`` and
 ``TRUE``. TLC refuses to compare integers with Booleans, so such sets do not
 occur in TLC output.
