@@ -135,9 +135,17 @@ def _specs(directory: Path | None) -> tuple[Path, list[SpecPair]]:
 # --------------------------------------------------------------------------- list
 
 
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Logs and CI: no terminal width to respect, and truncated names help nobody.
+        console.width = 160
+    return console
+
+
 def _list(args: argparse.Namespace) -> int:
     directory, pairs = _specs(args.dir)
-    console = Console(highlight=False)
+    console = _console()
     table = Table(title=f"specs in {directory}", title_justify="left")
     table.add_column("spec", style="bold")
     table.add_column("module")
@@ -212,7 +220,7 @@ def _check(args: argparse.Namespace) -> int:
     _directory, pairs = _specs(args.dir)
     selected = _select(pairs, args.names)
     java, jar = find_java(), find_jar()
-    console = Console(highlight=False)
+    console = _console()
     outcomes: list[_Outcome] = []
     line = _LiveLine()
 
