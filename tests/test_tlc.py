@@ -226,7 +226,9 @@ def test_canned_nested_error_messages(tmp_path: Path) -> None:
         fixture("Counter.tla"), java=str(_replay(tmp_path, output, 255)), jar=fixture("Counter.tla")
     )
     assert result.status is TLCStatus.CONFIG_ERROR
-    assert result.error_message == "TLC found an error in the configuration file at line 2"
+    assert result.error_message == (
+        f"{fixture('Counter.cfg')}: TLC found an error in the configuration file at line 2"
+    )
 
 
 # --------------------------------------------------------------------------- real TLC runs
@@ -350,7 +352,10 @@ def test_semantic_error_names_file_and_line() -> None:
 def test_unassigned_constant_is_a_config_error() -> None:
     result = run_tlc(fixture("Counter.tla"), fixture("Counter.unassigned.cfg"))
     assert result.status is TLCStatus.CONFIG_ERROR
-    assert "Limit" in result.error_message
+    assert result.error_message == (
+        f"{fixture('Counter.unassigned.cfg')}: "
+        "The constant parameter Limit is not assigned a value by the configuration file."
+    )
 
 
 @pytest.mark.tlc

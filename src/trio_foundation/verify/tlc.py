@@ -587,7 +587,7 @@ def run_tlc(
 
     with tempfile.TemporaryDirectory(prefix="foundation-tlc-") as temp:
         workdir = Path(temp)
-        config_name = "_foundation_" + config.name
+        config_name = config.name
         workspace = _prepare(workdir, spec, config_name, settings.text, extra_files or {})
         (workdir / "_javatmp").mkdir()
         command = [
@@ -872,6 +872,8 @@ def _assemble(
         error = _parse_error_message("".join(parser.loose), workspace)
     elif decisive is not None:
         error = _describe(decisive, messages, workspace)
+        if status is TLCStatus.CONFIG_ERROR:
+            error = f"{config}: {error}"
         found = _VIOLATED_NAME.search(decisive.text)
         if found:
             violated = found.group(1)
