@@ -9,8 +9,11 @@ import pytest
 
 from trio_foundation.protocols.register import (
     INITIAL_TAG,
+    MAX_ATTEMPTS,
+    QUERY_ATTEMPTS,
     AbdRegister,
     Query,
+    QueryAck,
     RegisterState,
     Store,
     register_factory,
@@ -21,6 +24,7 @@ from trio_foundation.verify.nemesis import (
     Crash,
     ExponentialDelay,
     FaultEvent,
+    Heal,
     Partition,
     Restart,
     SetDelay,
@@ -78,12 +82,15 @@ def test_crash_restart_keeps_the_register() -> None:
     assert sim.persisted(0) == (True, core.snapshot_persistent())
 
 
-def test_minority_stalls_majority_proceeds() -> None:
+def test_minority_fails_majority_proceeds() -> None:
     sim = Simulation(register_factory(), nodes=3, seed=1)
     sim.apply_fault(Partition([[0], [1, 2]]))
-    assert call(sim, 0, "write", 1, wait=1.0) is None
+    outcome = call(sim, 0, "write", 1)
+    assert (outcome.status, outcome.value) == ("fail", "no quorum")  # never stored anywhere
     assert call(sim, 1, "write", 2).status == "ok"
     assert call(sim, 2, "read").value == 2
+    sim.apply_fault(Heal())
+    assert call(sim, 0, "read").value == 2
 
 
 def test_duplicates_are_harmless() -> None:
@@ -105,12 +112,26 @@ def test_unknown_op_and_busy_fail() -> None:
     assert core.on_client(0.0, ClientRequest(99, "read")) == [Reply(99, "busy", ok=False)]
 
 
-def test_abandoned_after_max_attempts() -> None:
-    sim = Simulation(register_factory(), nodes=3, seed=1)
-    sim.apply_fault(Partition([[0], [1], [2]]))
-    assert call(sim, 0, "read", wait=5.0) is None
-    core = sim.core(0)
-    assert isinstance(core, AbdRegister) and core.pending == 0
+def test_store_phase_is_abandoned_silently_after_max_attempts() -> None:
+    core = AbdRegister(0, 3)
+    core.on_start(0.0, random.Random(0))
+    core.on_client(0.0, ClientRequest(1, "write", 5))
+    effects = core.on_message(0.0, 1, QueryAck((0, 1, 1), INITIAL_TAG, None))
+    assert any(isinstance(e, Send) and isinstance(e.msg, Store) for e in effects)
+    replies = []
+    for _ in range(MAX_ATTEMPTS):
+        replies += [e for e in core.on_timer(0.0, "retry:1") if isinstance(e, Reply)]
+    assert replies == [] and core.pending == 0  # outcome unknown: no reply at all
+
+
+def test_query_phase_gives_up_with_fail() -> None:
+    core = AbdRegister(0, 3)
+    core.on_start(0.0, random.Random(0))
+    core.on_client(0.0, ClientRequest(1, "write", 5))
+    replies = []
+    for _ in range(QUERY_ATTEMPTS):
+        replies += [e for e in core.on_timer(0.0, "retry:1") if isinstance(e, Reply)]
+    assert replies == [Reply(1, "no quorum", ok=False)] and core.pending == 0
 
 
 def test_restore_rejects_garbage() -> None:

@@ -23,7 +23,9 @@ query: that is what makes the register linearizable under loss, duplication,
 reordering, partitions (the minority side stalls) and crash-restart (stores are
 persisted before they are acknowledged). Lost messages are resent on a retry
 timer to the replicas that have not answered; duplicates are harmless (answers
-are counted per replica, stores are idempotent). An operation abandoned after
+are counted per replica, stores are idempotent). An operation still in its
+query phase after ``QUERY_ATTEMPTS`` retries is answered ``fail`` — no store was
+sent, so it certainly took no effect; one abandoned in its store phase after
 ``MAX_ATTEMPTS`` retries gets no reply: the client's timeout records it as
 unknown, which is the truth.
 
@@ -58,7 +60,13 @@ from ..runtime.effects import (
 )
 
 __all__ = [
+    "HEARTBEAT_INTERVAL",
     "INITIAL_TAG",
+    "MAX_ATTEMPTS",
+    "MAX_PENDING_OPS",
+    "QUERY_ATTEMPTS",
+    "RETRY_INTERVAL",
+    "SUSPECT_AFTER",
     "REGISTER_VARIANTS",
     "AbdRegister",
     "Heartbeat",
@@ -85,6 +93,7 @@ INITIAL_TAG: Final[Tag] = (0, -1, 0, 0)
 """The tag of the initial value ``None``; lower than every minted tag."""
 
 RETRY_INTERVAL: Final = 0.1
+QUERY_ATTEMPTS: Final = 5
 MAX_ATTEMPTS: Final = 20
 MAX_PENDING_OPS: Final = 64
 HEARTBEAT_INTERVAL: Final = 0.05
@@ -258,6 +267,10 @@ class AbdRegister:
         if op is None:
             return []
         op.attempts += 1
+        if op.phase == "query" and op.attempts >= QUERY_ATTEMPTS:
+            # No store was sent yet: the operation certainly took no effect.
+            del self._ops[int(number)]
+            return [Reply(op.client, "no quorum", ok=False)]
         if op.attempts >= MAX_ATTEMPTS:
             del self._ops[int(number)]
             return []

@@ -46,7 +46,7 @@ import heapq
 import json
 import random
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeAlias, final
 
@@ -752,6 +752,10 @@ class ClientWorkload:
         timeout: seconds of simulated time a client waits for a reply.
         think: the longest pause between a client's operations.
         start: when the first operations are issued.
+        no_effect: operations that never change the state (reads); an unknown
+            outcome of one is recorded as ``fail`` (it certainly took no effect),
+            which spares the checker an open-ended operation and the client a
+            new process id.
     """
 
     def __init__(
@@ -765,6 +769,7 @@ class ClientWorkload:
         timeout: float = 1.0,
         think: float = 0.05,
         start: float = 0.0,
+        no_effect: Collection[str] = ("read",),
     ) -> None:
         if clients < 1 or ops < 0 or timeout <= 0 or think < 0:
             raise ValueError(
@@ -778,6 +783,7 @@ class ClientWorkload:
         self._gen = gen_op
         self._timeout = timeout
         self._think = think
+        self._no_effect = frozenset(no_effect)
         self._rng = random.Random(f"{sim.seed}:clients")
         self._issued = 0
         self._completed = 0
@@ -816,8 +822,10 @@ class ClientWorkload:
                 return
             finished = True
             recorded = result if f == "read" else value
-            if status == "info":
-                recorded = None if f == "read" else value
+            if status == "info" and f in self._no_effect:
+                status, recorded = "fail", None
+            elif status == "info":
+                recorded = value
             self._recorder.complete(process, status, recorded, time=self._sim.now)
             self._statuses[status] += 1
             self._completed += 1
