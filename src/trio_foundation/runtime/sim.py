@@ -372,8 +372,11 @@ class Simulation:
         stop: Callable[[], bool] | None = None,
         max_steps: int = 10_000_000,
     ) -> None:
-        """Process events in order until there are none, the next is after
-        ``until``, or ``stop()`` returns true (checked after every event).
+        """Process events in order until ``stop()`` returns true (checked before
+        every event), the next event is after ``until``, or none is left.
+
+        Unless ``stop()`` ended the run, the clock then advances to ``until``, so
+        ``run(until=t)`` means "let time pass up to ``t``".
 
         Raises:
             RuntimeError: if ``max_steps`` events are processed in this call (a
