@@ -149,8 +149,10 @@ class ChildSpec:
     shutdown: float | Literal["brutal_kill"] = attrs.field(default=5.0, validator=_check_shutdown)
     significant: bool = attrs.field(default=False)
     start_timeout: float | None = attrs.field(default=None, validator=_check_start_timeout)
+    _service: bool = attrs.field(init=False, default=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_service", not is_async_callable(self.start))
         if not isinstance(self.significant, bool):
             raise TypeError(f"significant must be a bool, got {self.significant!r}")
         if self.significant and self.restart == "permanent":
@@ -161,7 +163,7 @@ class ChildSpec:
     @property
     def is_service(self) -> bool:
         """Whether the child is started with ``nursery.start`` (it has ``run(*, task_status)``)."""
-        return not is_async_callable(self.start)
+        return self._service
 
     @property
     def grace(self) -> float:
