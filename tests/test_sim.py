@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from trio_foundation.protocols.register import register_factory
 from trio_foundation.runtime.effects import (
     CancelTimer,
     ClientRequest,
@@ -28,6 +29,7 @@ from trio_foundation.runtime.sim import (
     open_sim_cluster,
 )
 from trio_foundation.verify.history import HistoryRecorder
+from trio_foundation.verify.lincheck import check_history
 from trio_foundation.verify.nemesis import (
     ClockSkew,
     Crash,
@@ -227,6 +229,34 @@ async def test_trio_request_cancelled_is_abandoned(autojump_clock: trio.testing.
         await trio.sleep(0.1)
         assert cluster.sim.counts()["abandon"] == 1
         assert (await cluster.request(1, "stored")).status == "ok"
+
+
+def register_workload(sim: Simulation) -> tuple[HistoryRecorder, ClientWorkload]:
+    recorder = HistoryRecorder()
+    workload = ClientWorkload(
+        sim,
+        recorder,
+        clients=3,
+        ops=40,
+        gen_op=lambda rng, i: ("read", None) if rng.random() < 0.5 else ("write", i),
+    )
+    return recorder, workload
+
+
+async def test_workload_under_the_trio_driver_matches_the_discrete_driver(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    factory = register_factory()
+    async with open_sim_cluster(factory, nodes=3, seed=9, schedule=SCHEDULE) as cluster:
+        recorder, workload = register_workload(cluster.sim)
+        await trio.sleep(60)
+        assert workload.done
+        trio_history = recorder.events
+    sim = Simulation(factory, nodes=3, seed=9, schedule=SCHEDULE)
+    recorder, workload = register_workload(sim)
+    sim.run(stop=lambda: workload.done, until=100)
+    assert trio_history == recorder.events
+    assert check_history(trio_history, "register").verdict == "linearizable"
 
 
 # ------------------------------------------------------------------ faults

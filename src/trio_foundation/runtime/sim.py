@@ -265,6 +265,8 @@ class Simulation:
         self._next_request = 0
         self._pending: dict[int, tuple[int, _Callback | None]] = {}
         self._steps = 0
+        # Set by the Trio driver: wakes its dispatcher when an event is queued.
+        self._on_push: Callable[[], None] | None = None
         for ev in schedule:
             self._check_fault(ev.fault)
             self._push(ev.at, "fault", None, ev.fault)
@@ -479,6 +481,8 @@ class Simulation:
     def _push(self, time: float, kind: str, node: int | None, payload: Any) -> None:
         heapq.heappush(self._heap, _Event(time, self._seq, kind, node, payload))
         self._seq += 1
+        if self._on_push is not None:
+            self._on_push()
 
     def _log_event(self, kind: str, node: int | None, detail: str) -> None:
         entry = LogEntry(self._log_count, self._now, kind, node, detail)
@@ -854,12 +858,17 @@ class ClientWorkload:
 
 @final
 class SimCluster:
-    """The Trio face of a :class:`Simulation` (see :func:`open_sim_cluster`)."""
+    """The Trio face of a :class:`Simulation` (see :func:`open_sim_cluster`).
+
+    Events may also be queued through :attr:`sim` directly (``call_at``,
+    ``submit``, a :class:`ClientWorkload`); the dispatcher wakes up for them.
+    """
 
     def __init__(self, sim: Simulation, t0: float) -> None:
         self._sim = sim
         self._t0 = t0
         self._wakeup = trio.Event()
+        sim._on_push = lambda: self._wakeup.set()
         send_recv = [trio.open_memory_channel[_Event](0) for _ in range(sim.nodes)]
         ack = [trio.open_memory_channel[None](0) for _ in range(sim.nodes)]
         self._inbox_send = [s for s, _ in send_recv]
@@ -878,7 +887,6 @@ class SimCluster:
     def apply_fault(self, fault: Fault) -> None:
         """Apply ``fault`` now (it is processed before the dispatcher's next wait)."""
         self._sim.apply_fault(fault, at=self._sim_now())
-        self._wakeup.set()
 
     async def request(self, node: int, op: str, value: Any = None) -> ClientOutcome:
         """Send a client request to ``node`` and wait for its outcome.
@@ -901,7 +909,6 @@ class SimCluster:
             done.set()
 
         request = self._sim.submit(node, op, value, on_done=on_done, at=self._sim_now())
-        self._wakeup.set()
         try:
             await done.wait()
         finally:
@@ -974,4 +981,5 @@ async def open_sim_cluster(
         try:
             yield cluster
         finally:
+            sim._on_push = None
             nursery.cancel_scope.cancel()
