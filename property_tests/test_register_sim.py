@@ -26,10 +26,16 @@ def verdict(scenario: str, seed: int, schedule: FaultSchedule) -> str:
     return result.verdict
 
 
+clusters = st.sampled_from([3, 5]).flatmap(
+    lambda n: st.tuples(st.just(n), fault_schedules(n, max_faults=8, horizon=0.8))
+)
+
+
 @settings(deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), schedule=fault_schedules(NODES, max_faults=8, horizon=0.6))
-def test_abd_register_is_linearizable(seed: int, schedule: FaultSchedule) -> None:
-    run = run_chaos("register", seed=seed, ops=OPS, nodes=NODES, schedule=schedule)
+@given(seed=st.integers(0, 2**32 - 1), cluster=clusters)
+def test_abd_register_is_linearizable(seed: int, cluster: tuple[int, FaultSchedule]) -> None:
+    nodes, schedule = cluster
+    run = run_chaos("register", seed=seed, ops=2 * OPS, nodes=nodes, schedule=schedule)
     result = check_history(run.history, "register", timeout=10)
     applied = sum(run.fault_counts.values())
     event(f"faults applied: {applied if applied < 3 else '3 or more'}")
