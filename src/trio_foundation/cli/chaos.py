@@ -244,6 +244,13 @@ def _parse_faults(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _span(history: Sequence[HistoryEvent], op: Any) -> str:
+    """`` at t=a..b`` (simulated seconds) for a checker ``Operation``."""
+    start = history[op.invoke_at].time
+    end = "?" if op.complete_at is None else f"{history[op.complete_at].time:.3f}"
+    return f" at t={start:.3f}..{end}" if start is not None else ""
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
@@ -281,9 +288,10 @@ def _run(args: argparse.Namespace) -> int:
         + (f", {result.reason})" if result.reason else ")"),
     ]
     if result.verdict == "not-linearizable" and result.unplaceable:
-        lines.append(f"  cannot linearize {result.unplaceable[0].describe()}")
-        for op in result.unplaceable[1:4]:
-            lines.append(f"  concurrent with  {op.describe()}")
+        first, *others = result.unplaceable
+        lines.append(f"  cannot linearize {first.describe()}{_span(run.history, first)}")
+        for op in others[:3]:
+            lines.append(f"  concurrent with  {op.describe()}{_span(run.history, op)}")
     if args.svg:
         try:
             # Imported by name: the renderer ships separately from this command.
