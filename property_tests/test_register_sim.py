@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from trio_foundation.cli.chaos import run_chaos
 from trio_foundation.verify.lincheck import check_history
-from trio_foundation.verify.nemesis import FaultEvent, FaultSchedule
+from trio_foundation.verify.nemesis import FaultEvent, FaultSchedule, schedule_to_json
 from trio_foundation.verify.strategies import fault_schedules
 
 OPS = 30
@@ -40,7 +40,9 @@ def test_abd_register_is_linearizable(seed: int, cluster: tuple[int, FaultSchedu
     applied = sum(run.fault_counts.values())
     event(f"faults applied: {applied if applied < 3 else '3 or more'}")
     event(f"ok operations > 0: {run.statuses['ok'] > 0}")
-    assert result.verdict == "linearizable", (run.replay, schedule)
+    assert result.verdict == "linearizable", (
+        f"save as SCHEDULE.json: {schedule_to_json(schedule)}\nreplay: {run.replay}"
+    )
 
 
 def test_faulty_runs_are_reached() -> None:

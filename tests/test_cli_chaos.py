@@ -10,6 +10,7 @@ import pytest
 
 from trio_foundation.cli import main
 from trio_foundation.verify.history import load_history
+from trio_foundation.verify.nemesis import FaultEvent, Partition, schedule_to_json
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -154,3 +155,17 @@ def test_svg_timeline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
         assert code == 1
         assert svg.read_text().lstrip().startswith("<")
         assert field(out, "timeline") == str(svg)
+
+
+def test_a_saved_schedule_replays(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    schedule = (FaultEvent(0.0, Partition([[0, 1], [2]])),)
+    path = tmp_path / "schedule.json"
+    path.write_text(schedule_to_json(schedule))
+    argv = ["register-split-brain", "--seed", "0", "--ops", "30", "--schedule", str(path)]
+    code, out, _ = run(capsys, *argv, "--history", str(tmp_path / "h.jsonl"))
+    assert code == 1
+    assert field(out, "faults") == "partition 1"
+    replay = field(out, "replay")
+    assert replay.endswith(f"--schedule {path}")
+    code2, out2, _ = run(capsys, *replay.split()[3:], "--history", str(tmp_path / "h2.jsonl"))
+    assert code2 == 1 and field(out2, "digest") == field(out, "digest")

@@ -27,7 +27,7 @@ from .._errors import VerificationError
 from ..protocols.register import RegisterVariant, register_factory
 from ..runtime.sim import ClientWorkload, Simulation
 from ..verify.history import HistoryEvent, HistoryRecorder, dump_history
-from ..verify.nemesis import FAULT_KINDS, FaultSchedule, random_schedule
+from ..verify.nemesis import FAULT_KINDS, FaultSchedule, random_schedule, schedule_from_json
 
 __all__ = ["SCENARIOS", "ChaosRun", "Scenario", "register", "replay_command", "run_chaos"]
 
@@ -95,7 +95,8 @@ class ChaosRun:
         clients: client processes.
         faults: the fault kinds enabled.
         intensity: fault episodes per simulated second.
-        schedule: the nemesis schedule drawn from the seed.
+        schedule: the nemesis schedule (drawn from the seed unless given).
+        schedule_given: whether the schedule was passed in rather than drawn.
         history: the recorded history.
         statuses: completed operations by status (``ok``, ``fail``, ``info``).
         fault_counts: faults applied, by kind.
@@ -112,6 +113,7 @@ class ChaosRun:
     faults: tuple[str, ...]
     intensity: float
     schedule: FaultSchedule
+    schedule_given: bool
     history: tuple[HistoryEvent, ...]
     statuses: dict[str, int]
     fault_counts: dict[str, int]
@@ -121,7 +123,11 @@ class ChaosRun:
 
     @property
     def replay(self) -> str:
-        """The one-line command that replays this run."""
+        """The one-line command that replays this run.
+
+        For a given schedule it names ``SCHEDULE.json``: save :attr:`schedule`
+        there with :func:`~trio_foundation.verify.nemesis.schedule_to_json`.
+        """
         return replay_command(
             self.scenario.name,
             seed=self.seed,
@@ -130,6 +136,7 @@ class ChaosRun:
             clients=self.clients,
             faults=self.faults,
             intensity=self.intensity,
+            schedule_file="SCHEDULE.json" if self.schedule_given else None,
         )
 
 
@@ -142,13 +149,19 @@ def replay_command(
     clients: int,
     faults: Sequence[str],
     intensity: float = DEFAULT_INTENSITY,
+    schedule_file: str | None = None,
 ) -> str:
-    """The ``foundation chaos run`` command line that reproduces a run."""
-    fault_arg = ",".join(faults) if faults else "none"
-    command = (
-        f"foundation chaos run {scenario} --seed {seed} --ops {ops} --nodes {nodes} "
-        f"--clients {clients} --faults {fault_arg}"
-    )
+    """The ``foundation chaos run`` command line that reproduces a run.
+
+    With ``schedule_file`` (a schedule saved with
+    :func:`~trio_foundation.verify.nemesis.schedule_to_json`), the command uses
+    that schedule instead of drawing one from the seed.
+    """
+    command = f"foundation chaos run {scenario} --seed {seed} --ops {ops} --nodes {nodes} "
+    command += f"--clients {clients}"
+    if schedule_file is not None:
+        return command + f" --schedule {schedule_file}"
+    command += f" --faults {','.join(faults) if faults else 'none'}"
     if intensity != DEFAULT_INTENSITY:
         command += f" --intensity {intensity!r}"
     return command
@@ -202,6 +215,7 @@ def run_chaos(
         raise ValueError(
             f"unknown fault kind(s) {', '.join(unknown)}; known: {', '.join(FAULT_KINDS)}"
         )
+    given = schedule is not None
     # About how long the clients take without faults; faults come within it.
     horizon = max(1.0, 0.07 * ops / clients)
     if schedule is None and kinds:
@@ -223,6 +237,7 @@ def run_chaos(
         faults=kinds,
         intensity=intensity,
         schedule=schedule,
+        schedule_given=given,
         history=recorder.events,
         statuses=workload.statuses(),
         fault_counts=sim.fault_counts(),
@@ -258,6 +273,9 @@ def _counts(counts: dict[str, int]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from ..verify.lincheck import check_history
 
+    schedule = None
+    if args.schedule is not None:
+        schedule = schedule_from_json(Path(args.schedule).read_text(encoding="utf-8"))
     run = run_chaos(
         args.scenario,
         seed=args.seed,
@@ -266,6 +284,7 @@ def _run(args: argparse.Namespace) -> int:
         clients=args.clients,
         faults=args.faults,
         intensity=args.intensity,
+        schedule=schedule,
     )
     out_path = Path(args.history or f"histories/{run.scenario.name}-{run.seed}.jsonl")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,7 +323,8 @@ def _run(args: argparse.Namespace) -> int:
         svg_path.write_text(render_timeline_svg(list(run.history), result), encoding="utf-8")
         lines.append(f"timeline    {svg_path}")
     if result.verdict != "linearizable":
-        lines.append(f"replay      {run.replay}")
+        replay = run.replay.replace("SCHEDULE.json", str(args.schedule))
+        lines.append(f"replay      {replay}")
     print("\n".join(lines))
     sys.stdout.flush()
     return {"linearizable": 0, "not-linearizable": 1}.get(result.verdict, 3)
@@ -344,6 +364,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=float,
         default=DEFAULT_INTENSITY,
         help=f"fault episodes per simulated second (default {DEFAULT_INTENSITY})",
+    )
+    run.add_argument(
+        "--schedule",
+        metavar="IN.json",
+        help="run this fault schedule (JSON, as schedule_to_json writes it) instead of "
+        "drawing one from the seed; --faults and --intensity are then ignored",
     )
     run.add_argument(
         "--history",
