@@ -491,6 +491,10 @@ def test_bad_arguments() -> None:
         Simulation(quiet, nodes=0, seed=1)
     with pytest.raises(ValueError, match="drop_rate"):
         SimConfig(drop_rate=2.0)
+    with pytest.raises(ValueError, match="max_drift"):
+        SimConfig(max_drift=1.0)
+    with pytest.raises(ValueError, match="max_in_flight_per_link"):
+        SimConfig(max_in_flight_per_link=0)
     with pytest.raises(ValueError, match="delay"):
         SetTimer("t", -1.0)
 

@@ -107,6 +107,16 @@ def _probability(_inst: object, attr: attrs.Attribute[float], value: float) -> N
         raise ValueError(f"{attr.name} must be in [0, 1], got {value!r}")
 
 
+def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+def _drift_bound(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{attr.name} must be in [0, 1), got {value!r}")
+
+
 @final
 @attrs.frozen
 class SimConfig:
@@ -131,12 +141,12 @@ class SimConfig:
     drop_rate: float = attrs.field(default=0.0, validator=_probability)
     duplicate_rate: float = attrs.field(default=0.0, validator=_probability)
     reorder_rate: float = attrs.field(default=0.0, validator=_probability)
-    reorder_window: float = 0.5
+    reorder_window: float = attrs.field(default=0.5, validator=_non_negative)
     max_in_flight_per_link: int = attrs.field(default=1000, validator=_positive)
     max_paused_queue: int = attrs.field(default=10_000, validator=_positive)
     max_timers_per_node: int = attrs.field(default=1024, validator=_positive)
     max_pending_requests: int = attrs.field(default=10_000, validator=_positive)
-    max_drift: float = 0.5
+    max_drift: float = attrs.field(default=0.5, validator=_drift_bound)
     log_capacity: int = attrs.field(default=100_000, validator=_positive)
 
 
