@@ -99,6 +99,14 @@ def test_line_breaks_and_indentation_do_not_matter(value: TLAValue, indent: int)
     assert tagged(parse_value(text)) == tagged(value)
 
 
+@given(values, st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=8))
+def test_pretty_printing_parses_to_the_same_value(value: TLAValue, width: int, indent: int) -> None:
+    text = to_tla(value, width=width, indent=indent)
+    assert tagged(parse_value(text)) == tagged(value)
+    if indent + len(to_tla(value)) <= width:
+        assert text == to_tla(value)
+
+
 p1, p2 = ModelValue("p1"), ModelValue("p2")
 
 

@@ -268,7 +268,7 @@ def _check(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         if not outcome.ok:
             console.print()
-            for renderable in _details(outcome):
+            for renderable in _details(outcome, console.width):
                 console.print(renderable)
     return 0 if all(outcome.ok for outcome in outcomes) else 1
 
@@ -329,7 +329,7 @@ def _headline(outcome: _Outcome) -> Text:
     return text
 
 
-def _details(outcome: _Outcome) -> Iterator[Text]:
+def _details(outcome: _Outcome, width: int) -> Iterator[Text]:
     yield _headline(outcome)
     result = outcome.result
     if result is None:
@@ -351,7 +351,7 @@ def _details(outcome: _Outcome) -> Iterator[Text]:
     if result.counterexample:
         count = len(result.counterexample)
         yield Text(f"counterexample ({count} step{'s' if count != 1 else ''}):", style="dim")
-        yield from _counterexample(result.counterexample, result.back_to_state)
+        yield from _counterexample(result.counterexample, result.back_to_state, width)
 
 
 def _step_title(step: TraceStep) -> Text:
@@ -366,7 +366,7 @@ def _step_title(step: TraceStep) -> Text:
     return text
 
 
-def _counterexample(steps: Sequence[TraceStep], back_to: int | None) -> Iterator[Text]:
+def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int) -> Iterator[Text]:
     previous: Mapping[str, TLAValue] | None = None
     for step in steps:
         yield _step_title(step)
@@ -375,8 +375,11 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None) -> Iterator
         for name in sorted(step.state):
             value = step.state[name]
             changed = previous is not None and (name not in previous or previous[name] != value)
-            line = Text("  * " if changed else "    ", style="bold yellow" if changed else "")
-            line.append(f"{name} = {to_tla(value)}", style="bold" if changed else "")
+            line = Text()
+            line.append("  * " if changed else "    ", style="bold yellow" if changed else "")
+            head = f"{name} = "
+            text = to_tla(value, width=width, indent=len(line) + len(head))
+            line.append(head + text, style="bold" if changed else "")
             yield line
         previous = step.state
     if back_to is not None:

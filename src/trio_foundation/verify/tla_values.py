@@ -468,21 +468,77 @@ def _string(value: str) -> str:
     return f'"{out}"'
 
 
-def _fields(value: Mapping[Any, Any]) -> str:
-    parts = []
-    for name, field in value.items():
-        if not isinstance(name, str) or not _is_identifier(name):
-            raise ValueError(f"record field must be a TLA+ identifier, got {name!r}")
-        parts.append(f"{name} |-> {to_tla(field)}")
-    return "[" + ", ".join(parts) + "]"
+def _is_record(value: Mapping[Any, Any]) -> bool:
+    if isinstance(value, Record):
+        return True
+    if isinstance(value, TLAFunction):
+        return False
+    return all(isinstance(k, str) and _is_identifier(k) for k in value)
 
 
-def _pairs(value: Mapping[Any, Any]) -> str:
-    keys = sorted(value, key=_order_key)
-    return "(" + " @@ ".join(f"{to_tla(k)} :> {to_tla(value[k])}" for k in keys) + ")"
+_Layout: TypeAlias = tuple[str, list[tuple[str, Any]], str, str]
 
 
-def to_tla(value: Any) -> str:
+def _layout(value: Any) -> _Layout | None:
+    """A non-empty compound as (open, [(prefix, element)], separator, close), else None."""
+    if isinstance(value, frozenset | set) and value:
+        return "{", [("", v) for v in sorted(value, key=_order_key)], ",", "}"
+    if isinstance(value, tuple | list) and value:
+        return "<<", [("", v) for v in value], ",", ">>"
+    if isinstance(value, Mapping) and value:
+        if _is_record(value):
+            return "[", [(f"{k} |-> ", v) for k, v in value.items()], ",", "]"
+        keys = sorted(value, key=_order_key)
+        return "(", [(f"{_flat(k)} :> ", value[k]) for k in keys], " @@", ")"
+    return None
+
+
+def _atom(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, ModelValue):
+        return value.name
+    if isinstance(value, frozenset | set):
+        return "{}"
+    if isinstance(value, tuple | list | Mapping):
+        return "<< >>"
+    raise TypeError(f"cannot print {type(value).__name__} as a TLA+ value: {value!r}")
+
+
+def _flat(value: Any) -> str:
+    layout = _layout(value)
+    if layout is None:
+        return _atom(value)
+    opening, items, separator, closing = layout
+    return opening + f"{separator} ".join(prefix + _flat(item) for prefix, item in items) + closing
+
+
+def _pretty(value: Any, column: int, width: int) -> str:
+    flat = _flat(value)
+    layout = _layout(value)
+    if layout is None or column + len(flat) <= width:
+        return flat
+    opening, items, separator, closing = layout
+    inner = column + len(opening) + 1
+    if all(_layout(item) is None for _, item in items):
+        # Only scalars: fill each line with as many as fit.
+        words = [prefix + _atom(item) for prefix, item in items]
+        lines = [words[0]]
+        for word in words[1:]:
+            if inner + len(lines[-1]) + len(separator) + 1 + len(word) <= width:
+                lines[-1] += f"{separator} {word}"
+            else:
+                lines.append(word)
+    else:
+        lines = [prefix + _pretty(item, inner + len(prefix), width) for prefix, item in items]
+    return f"{opening} " + f"{separator}\n{' ' * inner}".join(lines) + f" {closing}"
+
+
+def to_tla(value: Any, *, width: int | None = None, indent: int = 0) -> str:
     """Print a Python value as a TLA+ expression that TLC reads back as the same value.
 
     Sets and function arguments are printed in a fixed order (so the text is the
@@ -493,34 +549,18 @@ def to_tla(value: Any) -> str:
             ``set`` (a set), ``tuple`` or ``list`` (a sequence), :class:`Record` or a
             ``dict`` with identifier keys (a record), :class:`TLAFunction` or any
             other ``dict`` (a function), nested freely.
+        width: if given, break sets, sequences, records and functions that would
+            reach past this column over several lines, one element per line, aligned.
+        indent: the column the text starts at (for ``width``); continuation lines
+            are indented to line up with it.
 
     Returns:
-        The TLA+ text, on one line. Empty records and functions print as ``<< >>``.
+        The TLA+ text, on one line unless ``width`` is given. Empty records and
+        functions print as ``<< >>``.
 
     Raises:
         TypeError: some part of the value has no TLA+ counterpart.
-        ValueError: a record field is not a TLA+ identifier.
     """
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, ModelValue):
-        return value.name
-    if isinstance(value, frozenset | set):
-        return "{" + ", ".join(to_tla(v) for v in sorted(value, key=_order_key)) + "}"
-    if isinstance(value, tuple | list):
-        return "<<" + ", ".join(to_tla(v) for v in value) + ">>" if value else "<< >>"
-    if isinstance(value, Mapping):
-        if not value:
-            return "<< >>"
-        if isinstance(value, Record):
-            return _fields(value)
-        if isinstance(value, TLAFunction):
-            return _pairs(value)
-        if all(isinstance(k, str) and _is_identifier(k) for k in value):
-            return _fields(value)
-        return _pairs(value)
-    raise TypeError(f"cannot print {type(value).__name__} as a TLA+ value: {value!r}")
+    if width is None:
+        return _flat(value)
+    return _pretty(value, indent, width)

@@ -149,6 +149,33 @@ def test_to_tla(value: object, text: str) -> None:
     assert to_tla(value) == text
 
 
+def test_to_tla_breaks_long_values_when_given_a_width() -> None:
+    value = Record(
+        pc=TLAFunction({p1: "cs", p2: "idle"}),
+        log=(Record(term=1, cmd=("put", "k")), Record(term=2, cmd=("del", "k"))),
+        ids=frozenset(range(12)),
+    )
+    assert to_tla(value, width=200) == to_tla(value)
+    assert "\n" not in to_tla(value)
+    assert to_tla(value, width=56, indent=4) == (
+        '[ pc |-> (p1 :> "cs" @@ p2 :> "idle"),\n'
+        '      log |-> << [term |-> 1, cmd |-> <<"put", "k">>],\n'
+        '                 [term |-> 2, cmd |-> <<"del", "k">>] >>,\n'
+        "      ids |-> {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11} ]"
+    )
+    assert to_tla(value, width=40, indent=4) == (
+        '[ pc |-> ( p1 :> "cs" @@\n'
+        '               p2 :> "idle" ),\n'
+        "      log |-> << [ term |-> 1,\n"
+        '                   cmd |-> << "put", "k" >> ],\n'
+        "                 [ term |-> 2,\n"
+        '                   cmd |-> << "del", "k" >> ] >>,\n'
+        "      ids |-> { 0, 1, 2, 3, 4, 5, 6, 7,\n"
+        "                8, 9, 10, 11 } ]"
+    )
+    assert parse_value(to_tla(value, width=1)) == value
+
+
 def test_to_tla_rejects_what_tla_cannot_hold() -> None:
     with pytest.raises(TypeError, match="cannot print float as a TLA\\+ value"):
         to_tla([1.5])
