@@ -18,12 +18,14 @@ Two drivers share that one model:
 
 * **discrete-event** — :meth:`Simulation.run` pops events as fast as it can and
   jumps the clock; used by Hypothesis and the chaos command line;
-* **Trio** — :func:`open_sim_cluster` runs a dispatcher task and one task per
-  node inside a nursery the caller owns; the dispatcher sleeps on the Trio clock
-  until the next event is due (so it fits ``trio.testing.MockClock``) and hands
-  the event to the node's task. Client calls are ``await cluster.request(...)``.
-  Because the dispatcher, not Trio's scheduler, orders events, the event log is
-  the same for the same seed and the same sequence of client calls.
+* **Trio** — ``async with open_sim_cluster(...) as cluster:`` runs a dispatcher
+  task and one task per node in a nursery scoped to the ``async with`` block; the
+  dispatcher sleeps on the Trio clock until the next event is due (so it fits
+  ``trio.testing.MockClock``) and hands the event to the node's task. Client
+  calls are ``await cluster.request(...)``. Because the dispatcher, not Trio's
+  scheduler, orders events (one at a time, by ``(time, seq)``), the event log is
+  the same for the same seed and the same sequence of client calls, and equals
+  the discrete-event driver's.
 
 Faults (see :mod:`trio_foundation.verify.nemesis`): loss, duplication, delay
 drawn from a distribution, explicit reordering (a message held back), partitions
