@@ -609,3 +609,28 @@ async def test_run_twice_concurrently_is_refused() -> None:
             await sup.run()
         await sup.aclose()
     assert not sup.running
+
+
+async def test_a_child_cannot_terminate_itself_or_its_ancestor() -> None:
+    errors: list[str] = []
+    holder: dict[str, Any] = {}
+
+    ready = trio.Event()
+    tried = trio.Event()
+
+    async def selfish() -> None:
+        await ready.wait()
+        try:
+            await holder["outer"].terminate_child("inner")
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        tried.set()
+        await trio.sleep_forever()
+
+    inner = Supervisor([ChildSpec("selfish", selfish)])
+    async with open_supervisor([ChildSpec("inner", inner)]) as outer:
+        holder["outer"] = outer
+        ready.set()
+        await tried.wait()
+        assert outer.which_children()[0].state == "running"
+    assert errors == ["child 'inner' cannot terminate itself; return from it instead"]

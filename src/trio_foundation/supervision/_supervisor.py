@@ -125,6 +125,20 @@ def current_child() -> ChildContext:
     raise RuntimeError("current_child() called outside a supervised child")
 
 
+def _called_from_within(ctx: ChildContext) -> bool:
+    """Whether the calling task is ``ctx``'s child task or runs (indirectly) inside it."""
+    try:
+        task: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    while task is not None:
+        if _CHILD_TASKS.get(task) is ctx:
+            return True
+        nursery = task.parent_nursery
+        task = nursery.parent_task if nursery is not None else None
+    return False
+
+
 class _Child:
     """The supervisor's record of one child spec and its current run."""
 
@@ -636,12 +650,17 @@ class _SupervisorBase:
 
         Raises:
             LookupError: no child has this id.
-            RuntimeError: the supervisor is not running.
+            RuntimeError: the supervisor is not running, or the caller runs inside the
+                child it wants to terminate (a child ends itself by returning).
         """
         async with self._lock:
             with trio.CancelScope(shield=True):
                 self._check_running()
                 child = self._find(child_id)
+                if child.ctx is not None and _called_from_within(child.ctx):
+                    raise RuntimeError(
+                        f"child {child_id!r} cannot terminate itself; return from it instead"
+                    )
                 await self._stop(child)
                 if child.spec.restart == "temporary" or self._dynamic:
                     self._remove(child)
