@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,22 @@ def test_a_saved_schedule_replays(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert replay.endswith(f"--schedule {path}")
     code2, out2, _ = run(capsys, *replay.split()[3:], "--history", str(tmp_path / "h2.jsonl"))
     assert code2 == 1 and field(out2, "digest") == field(out, "digest")
+
+
+def test_runs_agree_across_processes_with_different_hash_seeds(tmp_path: Path) -> None:
+    """No hidden dependence on str-hash (set/dict) iteration order."""
+    digests = set()
+    for hash_seed in ("0", "1", "12345"):
+        history = tmp_path / f"h{hash_seed}.jsonl"
+        argv = ["chaos", "run", "register-split-brain", "--seed", "3", "--ops", "60"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "trio_foundation.cli", *argv, "--history", str(history)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode in (0, 1), proc.stderr
+        digests.add((field(proc.stdout, "digest"), history.read_text()))
+    assert len(digests) == 1
