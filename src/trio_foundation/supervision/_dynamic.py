@@ -27,8 +27,9 @@ class DynamicSupervisor:
 
     Args:
         max_children: the most children at once (``None``: unbounded); ``>= 0``.
-        intensity: maximum restarts within ``period``; one more escalates.
-        period: the intensity window in seconds.
+        intensity: maximum restarts within ``period``; one more escalates (default 3,
+            Elixir's ``max_restarts``).
+        period: the intensity window in seconds (default 5, Elixir's ``max_seconds``).
         backoff: optional :class:`Backoff` delay before each restart.
         handlers: telemetry handlers.
         name: used in telemetry and errors.
@@ -42,7 +43,7 @@ class DynamicSupervisor:
         self,
         *,
         max_children: int | None = None,
-        intensity: int = 1,
+        intensity: int = 3,
         period: float = 5.0,
         backoff: Backoff | None = None,
         handlers: Sequence[SupervisionHandler] = (),
@@ -126,7 +127,7 @@ class _Rebind:
 async def open_dynamic_supervisor(
     *,
     max_children: int | None = None,
-    intensity: int = 1,
+    intensity: int = 3,
     period: float = 5.0,
     backoff: Backoff | None = None,
     handlers: Sequence[SupervisionHandler] = (),
