@@ -526,3 +526,17 @@ def test_workload_records_a_valid_history_with_fresh_processes_after_info() -> N
     assert len(events) == 40
     processes = {e.process for e in events}
     assert max(processes) >= 2  # a client continued under a fresh process id
+
+
+def test_crash_drops_messages_queued_at_a_paused_node() -> None:
+    sim = Simulation(quiet, nodes=2, seed=1)
+    sim.apply_fault(Pause(1))
+    send(sim, 0, 1, "queued")
+    sim.run()
+    assert sim.queued_messages(1) == 1
+    sim.apply_fault(Crash(1))
+    sim.run()
+    assert sim.queued_messages(1) == 0
+    assert [e.detail for e in sim.event_log if e.kind == "drop"] == [
+        "crashed while queued: 0->1 'queued'"
+    ]

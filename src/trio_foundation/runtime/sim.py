@@ -341,6 +341,10 @@ class Simulation:
         """Messages currently in flight on the directed link ``src -> dst``."""
         return self._in_flight[(src, dst)]
 
+    def queued_messages(self, node: int) -> int:
+        """Messages delivered to paused ``node`` and waiting for it to resume."""
+        return sum(1 for ev in self._nodes[self._node_id(node)].queue if ev.kind == "deliver")
+
     @property
     def event_log(self) -> tuple[LogEntry, ...]:
         """The most recent ``config.log_capacity`` log entries, oldest first."""
@@ -582,14 +586,23 @@ class Simulation:
         assert state.core is not None
         self._execute(node, state.core.on_client(self.local_time(node), req))
 
+    @staticmethod
+    def _describe(ev: _Event) -> str:
+        if ev.kind == "deliver":
+            src, dst, msg, _incarnation = ev.payload
+            return f"{src}->{dst} {msg!r}"
+        if ev.kind == "timer":
+            return f"timer {ev.payload[0]}"
+        return f"client {ev.payload.client}"
+
     def _enqueue(self, node: int, ev: _Event) -> None:
         state = self._nodes[node]
         if len(state.queue) >= self._config.max_paused_queue:
-            self._log_event("overflow", node, f"paused queue full, dropped {ev.kind}")
+            self._log_event("overflow", node, f"paused queue full: {self._describe(ev)}")
             if ev.kind == "client":
                 self._resolve(ev.payload.client, "info", None)
             return
-        self._log_event("queue", node, ev.kind)
+        self._log_event("queue", node, self._describe(ev))
         state.queue.append(ev)
 
     def _resolve(self, request: int, status: OutcomeStatus, value: Any) -> None:
@@ -645,11 +658,11 @@ class Simulation:
             delay = self._delay.sample(rng)
             if rng.random() < self._reorder:
                 delay += rng.uniform(0.0, self._reorder_window)
+            if copy:
+                self._log_event("dup", src, f"{src}->{dst} {msg!r}")
             if self._in_flight[(src, dst)] >= self._config.max_in_flight_per_link:
                 self._log_event("overflow", src, f"{src}->{dst} link full, dropped {msg!r}")
                 continue
-            if copy:
-                self._log_event("dup", src, f"{src}->{dst} {msg!r}")
             self._in_flight[(src, dst)] += 1
             incarnation = self._nodes[dst].incarnation
             self._push(self._now + delay, "deliver", dst, (src, dst, msg, incarnation))
@@ -704,9 +717,12 @@ class Simulation:
         state.paused = False
         state.core = None
         state.timers.clear()
-        state.queue.clear()
         state.incarnation += 1
         self._log_event("crash", node, f"incarnation {state.incarnation - 1} lost")
+        while state.queue:
+            ev = state.queue.popleft()
+            if ev.kind == "deliver":
+                self._log_event("drop", node, f"crashed while queued: {self._describe(ev)}")
         lost = [r for r, (n, _) in self._pending.items() if n == node]
         for request in lost:
             self._resolve(request, "info", None)
