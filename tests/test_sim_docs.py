@@ -46,3 +46,21 @@ def test_history_example(capsys: pytest.CaptureFixture[str]) -> None:
     code = next(c for lang, c in blocks() if lang == "python" and "ClientWorkload(" in c)
     exec(compile(code, str(DOC), "exec"), {"__name__": "doc_example"})
     assert capsys.readouterr().out.splitlines()[-1] == "linearizable"
+
+
+def test_chaos_sample_output(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_foundation.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    text = next(c for lang, c in blocks() if lang == "text" and "$ foundation chaos run" in c)
+    sessions = re.findall(r"^\$ foundation (.*)\n(.*?)(?=^\$|\Z)", text, re.MULTILINE | re.DOTALL)
+    assert len(sessions) == 2
+
+    def timeless(output: str) -> str:
+        return re.sub(r"\(\d+\.\d+ s", "(T s", output).strip()
+
+    for command, expected in sessions:
+        main(command.split())
+        assert timeless(capsys.readouterr().out) == timeless(expected)
