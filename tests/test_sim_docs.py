@@ -55,7 +55,9 @@ def test_chaos_sample_output(
 
     monkeypatch.chdir(tmp_path)
     text = next(c for lang, c in blocks() if lang == "text" and "$ foundation chaos run" in c)
-    sessions = re.findall(r"^\$ foundation (.*)\n(.*?)(?=^\$|\Z)", text, re.MULTILINE | re.DOTALL)
+    sessions = re.findall(
+        r"^\$ foundation ([^\n]*)\n(.*?)(?=^\$|\Z)", text, re.MULTILINE | re.DOTALL
+    )
     assert len(sessions) == 2
 
     def timeless(output: str) -> str:
