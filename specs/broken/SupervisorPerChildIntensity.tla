@@ -44,7 +44,7 @@ VARIABLES
     escalating, \* TRUE once intensity was exceeded (the shutdown ends in "escalated")
     cursor,     \* shutdown cursor: the next child to stop (0 when done)
     stopOrder,  \* children stopped by the shutdown, in the order they were stopped
-    last        \* the last exit handled: [c, reason, restarted] (a history variable)
+    last        \* the exit handled by the last step, [c, reason, restarted], or NoExit
 
 vars == <<status, restarts, now, sup, escalating, cursor, stopOrder, last>>
 
@@ -68,6 +68,8 @@ Targets(c) == {c} \cup {x \in Scope(c) \ {c} :
 \* as the closest Python peer does. TLC must report IntensityBound violated.
 Counted(rs, c) == SelectSeq(rs, LAMBDA r : r.c = c)
 
+NoExit == [c |-> 0, reason |-> "none", restarted |-> {}]
+
 Init ==
     /\ status = [c \in Children |-> "running"]
     /\ restarts = << >>
@@ -76,7 +78,7 @@ Init ==
     /\ escalating = FALSE
     /\ cursor = 0
     /\ stopOrder = << >>
-    /\ last = [c |-> 0, reason |-> "none", restarted |-> {}]
+    /\ last = NoExit
 
 BeginShutdown(esc) ==
     /\ sup' = "shutting_down"
@@ -114,31 +116,36 @@ TerminateChild(c) ==
     /\ status[c] = "running"
     /\ status' = [status EXCEPT ![c] =
                      IF RestartType[c] = "temporary" THEN "removed" ELSE "stopped"]
-    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder, last>>
+    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder>>
+    /\ last' = NoExit
 
 RestartChild(c) ==
     /\ sup = "running"
     /\ status[c] = "stopped"
     /\ status' = [status EXCEPT ![c] = "running"]
-    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder, last>>
+    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder>>
+    /\ last' = NoExit
 
 DeleteChild(c) ==
     /\ sup = "running"
     /\ status[c] = "stopped"
     /\ status' = [status EXCEPT ![c] = "removed"]
-    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder, last>>
+    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder>>
+    /\ last' = NoExit
 
 Tick ==
     /\ sup = "running"
     /\ now < MaxTime
     /\ now' = now + 1
     /\ restarts' = SelectSeq(restarts, LAMBDA r : now + 1 - r.t < Period)
-    /\ UNCHANGED <<status, sup, escalating, cursor, stopOrder, last>>
+    /\ UNCHANGED <<status, sup, escalating, cursor, stopOrder>>
+    /\ last' = NoExit
 
 Shutdown ==
     /\ sup = "running"
     /\ BeginShutdown(FALSE)
-    /\ UNCHANGED <<status, restarts, now, stopOrder, last>>
+    /\ UNCHANGED <<status, restarts, now, stopOrder>>
+    /\ last' = NoExit
 
 \* The shutdown stops the child under the cursor, then moves the cursor down.
 StopNext ==
@@ -149,7 +156,8 @@ StopNext ==
             /\ stopOrder' = Append(stopOrder, cursor)
        ELSE UNCHANGED <<status, stopOrder>>
     /\ cursor' = cursor - 1
-    /\ UNCHANGED <<restarts, now, sup, escalating, last>>
+    /\ UNCHANGED <<restarts, now, sup, escalating>>
+    /\ last' = NoExit
 
 \* A child not yet reached by the cursor may still end by itself: nothing restarts.
 ChildExitsDuringShutdown(c) ==
@@ -157,13 +165,15 @@ ChildExitsDuringShutdown(c) ==
     /\ c <= cursor
     /\ status[c] = "running"
     /\ status' = [status EXCEPT ![c] = "stopped"]
-    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder, last>>
+    /\ UNCHANGED <<restarts, now, sup, escalating, cursor, stopOrder>>
+    /\ last' = NoExit
 
 Down ==
     /\ sup = "shutting_down"
     /\ cursor = 0
     /\ sup' = IF escalating THEN "escalated" ELSE "down"
-    /\ UNCHANGED <<status, restarts, now, escalating, cursor, stopOrder, last>>
+    /\ UNCHANGED <<status, restarts, now, escalating, cursor, stopOrder>>
+    /\ last' = NoExit
 
 \* The supervisor is down for good (not a deadlock).
 Terminated ==
@@ -209,6 +219,13 @@ RestartsOnlyPerPolicy ==
       /\ Strategy = "one_for_one" => last.restarted \subseteq {c}
       /\ Strategy = "rest_for_one" => \A x \in last.restarted : x >= c
       /\ (ShouldRestart(c, last.reason) /\ ~escalating) => c \in last.restarted
+      \* after a restart, the strategy's whole scope runs again, temporaries forgotten
+      /\ last.restarted # {} =>
+            \A x \in Scope(c) :
+                IF RestartType[x] = "temporary" THEN status[x] = "removed"
+                ELSE status[x] \in {"running", "removed"}
+      \* ... and nothing outside the scope was started by it
+      /\ \A x \in last.restarted : x \in Scope(c)
 
 \* While the supervisor runs, the window never holds more than Intensity restarts.
 IntensityBound ==
