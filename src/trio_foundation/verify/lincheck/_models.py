@@ -56,6 +56,15 @@ class Model:
         operations: the operation names the model understands; a history with
             any other ``f`` is rejected up front. Empty: no check.
         description: one line for ``--help`` and documentation.
+        read_only: optional hint, ``read_only(op)`` is true when ``op`` can never
+            change the state (every state ``step`` returns is the one it was
+            given). The search then linearizes such an operation as soon as it
+            is enabled and never tries alternatives to it, which is safe and
+            prunes most of the search. ``None``: no operation is assumed read-only.
+        equivalence: optional hint for ``info`` operations: two of them with
+            equal ``equivalence(op)`` keys have the same ``step`` on every state.
+            The search then tries only one of several interchangeable ``info``
+            operations. ``None``: the key is ``(f, key, value, process)``.
     """
 
     name: str
@@ -66,6 +75,8 @@ class Model:
     state_key: Callable[[Any], Hashable] | None = None
     operations: frozenset[str] = frozenset()
     description: str = ""
+    read_only: Callable[[Operation], bool] | None = None
+    equivalence: Callable[[Operation], Hashable] | None = None
 
 
 _NONE: Final[tuple[()]] = ()
@@ -178,12 +189,33 @@ def _is_cas(op: Operation) -> bool:
     return op.f == "cas"
 
 
+def _reads(*names: str) -> Callable[[Operation], bool]:
+    def read_only(op: Operation) -> bool:
+        return op.f in names
+
+    return read_only
+
+
+def _read_or_failed_cas(op: Operation) -> bool:
+    return op.f == "read" or (op.f == "cas" and op.status == "fail")
+
+
+def _same_effect(op: Operation) -> Hashable:
+    return (op.f, op.key, op.value)
+
+
+def _same_lock_effect(op: Operation) -> Hashable:
+    return (op.f, _lock_owner(op))
+
+
 _BUILTIN: Final = (
     Model(
         name="register",
         init=None,
         step=_register_step,
         operations=frozenset({"read", "write"}),
+        read_only=_reads("read"),
+        equivalence=_same_effect,
         description="a single register: write(v), read -> v; initially null",
     ),
     Model(
@@ -192,6 +224,8 @@ _BUILTIN: Final = (
         step=_cas_register_step,
         keep_failed=_is_cas,
         operations=frozenset({"read", "write", "cas"}),
+        read_only=_read_or_failed_cas,
+        equivalence=_same_effect,
         description="a register with compare-and-set: cas([expected, new]); "
         "a failed cas read another value",
     ),
@@ -201,6 +235,8 @@ _BUILTIN: Final = (
         step=_kv_step,
         partition=_by_key,
         operations=frozenset({"get", "put", "append", "read", "write"}),
+        read_only=_reads("get", "read"),
+        equivalence=_same_effect,
         description="a map checked per key: put(v), append(v) to a list, get -> v",
     ),
     Model(
@@ -208,6 +244,7 @@ _BUILTIN: Final = (
         init=None,
         step=_lock_step,
         operations=frozenset({"acquire", "release"}),
+        equivalence=_same_lock_effect,
         description="a mutex: acquire/release; owner = the value, or the process if null",
     ),
     Model(
@@ -215,6 +252,8 @@ _BUILTIN: Final = (
         init=0,
         step=_counter_step,
         operations=frozenset({"add", "read"}),
+        read_only=_reads("read"),
+        equivalence=_same_effect,
         description="a counter: add(delta), read -> total; initially 0",
     ),
     Model(
@@ -222,6 +261,8 @@ _BUILTIN: Final = (
         init=frozenset(),
         step=_set_step,
         operations=frozenset({"add", "read"}),
+        read_only=_reads("read"),
+        equivalence=_same_effect,
         description="a grow-only set: add(x), read -> [all elements]",
     ),
     Model(
@@ -229,6 +270,7 @@ _BUILTIN: Final = (
         init=(),
         step=_queue_step,
         operations=frozenset({"enqueue", "dequeue"}),
+        equivalence=_same_effect,
         description="a FIFO queue: enqueue(x), dequeue -> head, or null if empty",
     ),
 )
