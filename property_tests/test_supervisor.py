@@ -323,6 +323,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     def exit(self, cid: str, reason: str) -> None:
         assert self.model is not None
         mark = len(self.events)
+        order = self.start_order()
         self.tell(cid, "crash" if reason == "abnormal" else "return")
         self.model.exit(cid, reason)
         assert (self.escalation is not None) == self.model.escalated, (
@@ -336,7 +337,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         )
         if self.model.escalated:
             self.seen_escalation = True
-            self.check_stop_order(mark)
+        self.check_stop_order(mark, order)  # escalation, or others taken along by a strategy
         if len(restarted) > 1:
             self.seen_strategy_restart = True
 
@@ -400,14 +401,17 @@ class SupervisorMachine(RuleBasedStateMachine):
             return
         assert self.sup is not None and self.model is not None
         mark = len(self.events)
+        order = self.start_order()
         self.driver.do(self.sup.aclose)
         self.model.shutdown()
-        self.check_stop_order(mark)
+        self.check_stop_order(mark, order)
 
-    def check_stop_order(self, mark: int) -> None:
-        """OrderedShutdown: the supervisor stopped its children in reverse start order."""
+    def start_order(self) -> list[str]:
         assert self.sup is not None
-        order = [c.id for c in self.sup.which_children()]
+        return [c.id for c in self.sup.which_children()]
+
+    def check_stop_order(self, mark: int, order: list[str]) -> None:
+        """OrderedShutdown: the supervisor stopped children in reverse start order."""
         stopped = [
             e.child_id
             for _, e in self.events[mark:]
@@ -500,7 +504,7 @@ class PerChildIntensityMachine(SupervisorMachine):
 TestSupervisorAgainstOTP = SupervisorMachine.TestCase
 TestSupervisorAgainstOTP.settings = settings(
     settings.default,
-    stateful_step_count=30,
+    stateful_step_count=60,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
