@@ -634,3 +634,77 @@ async def test_a_child_cannot_terminate_itself_or_its_ancestor() -> None:
         await tried.wait()
         assert outer.which_children()[0].state == "running"
     assert errors == ["child 'inner' cannot terminate itself; return from it instead"]
+
+
+class Flaky:
+    """A service that fails to start after its first run."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        self.runs += 1
+        if self.runs > 1:
+            raise Crash(f"start {self.runs}")
+        task_status.started(self.runs)
+        await trio.sleep(1)
+        raise Crash("first run")
+
+
+async def test_a_failed_restart_counts_as_a_new_abnormal_exit(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    flaky = Flaky()
+    with pytest.raises(SupervisorEscalation) as info:
+        async with open_supervisor([ChildSpec("f", flaky)], intensity=2, period=60):
+            await trio.sleep_forever()
+    assert flaky.runs == 3  # first run crashed, two restarts failed to start, escalate
+    assert [str(c) for c in info.value.causes] == ["first run", "start 2", "start 3"]
+
+
+async def test_service_children_through_the_child_api(autojump_clock: trio.abc.Clock) -> None:
+    log: list[str] = []
+    async with open_supervisor([]) as sup:
+        assert await sup.start_child(ChildSpec("s", Service("s", log))) == "handle-s"
+        await sup.terminate_child("s")
+        assert await sup.restart_child("s") == "handle-s"
+        with pytest.raises(ChildStartError):
+            await sup.start_child(ChildSpec("bad", Service("bad", log, fail=True)))
+        assert [i.id for i in sup.which_children()] == ["s"]  # the failed spec is not kept
+    assert log == ["ready s", "stop s", "ready s", "stop s"]
+
+
+async def test_service_returning_before_ready_is_a_start_error() -> None:
+    class Quitter:
+        async def run(
+            self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            return
+
+    with pytest.raises(ChildStartError, match="returned before reporting ready"):
+        async with open_supervisor([ChildSpec("q", Quitter())]):
+            pass
+
+
+async def test_body_exception_is_unwrapped_and_children_stopped() -> None:
+    controls = Controls()
+    with pytest.raises(KeyError):
+        async with open_supervisor([ChildSpec("a", controls.child("a"))]):
+            await settle()
+            raise KeyError("body")
+    assert controls.running == set()
+
+
+async def test_aclose_and_rerun() -> None:
+    controls = Controls()
+    sup = Supervisor([ChildSpec("a", controls.child("a"))])
+    await sup.aclose()  # not running: nothing to do
+    for _ in range(2):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            await settle()
+            assert controls.running == {"a"}
+            await sup.aclose()
+        assert controls.running == set()
+    assert controls.starts["a"] == 2
+    assert "Supervisor(name='supervisor'" in repr(sup)
