@@ -708,3 +708,18 @@ async def test_aclose_and_rerun() -> None:
         assert controls.running == set()
     assert controls.starts["a"] == 2
     assert "Supervisor(name='supervisor'" in repr(sup)
+
+
+async def test_shutdown_cuts_a_backoff_short(autojump_clock: trio.abc.Clock) -> None:
+    controls = Controls()
+    backoff = Backoff(initial=100, maximum=100, jitter=0)
+    async with open_supervisor(
+        [ChildSpec("a", controls.child("a"))], backoff=backoff, intensity=5
+    ) as sup:
+        await settle()
+        controls.tell("a", "crash")
+        await trio.sleep(1)
+        assert sup.which_children()[0].state == "restarting"
+    assert trio.current_time() < 2  # not 100
+    assert controls.starts["a"] == 1 and controls.running == set()
+    assert sup.which_children()[0].state == "stopped"

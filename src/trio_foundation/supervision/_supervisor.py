@@ -256,6 +256,7 @@ class _SupervisorBase:
         self._running = False
         self._stopped = trio.Event()
         self._escalated = False
+        self._backoff_scope: trio.CancelScope | None = None
 
     # ----------------------------------------------------------------- properties
 
@@ -355,6 +356,8 @@ class _SupervisorBase:
     def _request_shutdown(self) -> None:
         self._shutdown_requested = True
         self._wake.set()
+        if self._backoff_scope is not None:
+            self._backoff_scope.cancel()
 
     async def _start_initial(self) -> None:
         for index, child in enumerate(self._children):
@@ -571,7 +574,13 @@ class _SupervisorBase:
         if self._backoff is not None:
             for target in targets:
                 target.restarting = True
-            await trio.sleep(self._backoff.delay(len(window)))
+            with trio.CancelScope() as self._backoff_scope:  # a shutdown cuts it short
+                await trio.sleep(self._backoff.delay(len(window)))
+            self._backoff_scope = None
+            if self._shutdown_requested:
+                for target in targets:
+                    target.restarting = False
+                return
         for target in targets:
             if target.ctx is not None and not target.ctx._finished:
                 continue
@@ -587,7 +596,8 @@ class _SupervisorBase:
                     self._causes[retry] = error.cause
                 self._pending.append((target, retry, "abnormal"))
                 continue
-            emit(self._handlers, ChildRestarted(self._name, target.spec.id, child.spec.id))
+            if self._handlers:
+                emit(self._handlers, ChildRestarted(self._name, target.spec.id, child.spec.id))
 
     async def _escalate(self, child: _Child, causes: list[BaseException]) -> None:
         self._escalated = True
