@@ -143,7 +143,7 @@ def test_svg_timeline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
         capsys,
         "register-stale-read",
         "--seed",
-        "1",
+        "2",
         "--ops",
         "30",
         "--history",
