@@ -723,3 +723,12 @@ async def test_shutdown_cuts_a_backoff_short(autojump_clock: trio.abc.Clock) -> 
     assert trio.current_time() < 2  # not 100
     assert controls.starts["a"] == 1 and controls.running == set()
     assert sup.which_children()[0].state == "stopped"
+
+
+async def test_cancelled_while_starting_services(autojump_clock: trio.abc.Clock) -> None:
+    log: list[str] = []
+    specs = [ChildSpec(n, Service(n, log)) for n in "abc"]
+    with trio.move_on_after(0.15):  # during b's start (each takes 0.1 s)
+        async with open_supervisor(specs):
+            pytest.fail("must not be reached")
+    assert log == ["ready a", "ready b", "stop b", "stop a"]

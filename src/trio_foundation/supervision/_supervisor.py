@@ -361,6 +361,8 @@ class _SupervisorBase:
 
     async def _start_initial(self) -> None:
         for index, child in enumerate(self._children):
+            if self._shutdown_requested:
+                return  # cancelled while starting: the control loop stops what runs
             try:
                 if child.spec._service:
                     await self._start(child)
