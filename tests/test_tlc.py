@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pytest
+import trio
 
 from trio_foundation import VerificationError
 from trio_foundation.verify.tla_values import ModelValue, Record, TLAFunction
@@ -25,6 +27,7 @@ from trio_foundation.verify.tlc import (
     find_java,
     find_specs,
     run_tlc,
+    run_tlc_async,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
@@ -397,3 +400,31 @@ def test_extra_file_names_must_be_plain() -> None:
             java="/bin/true",
             jar=fixture("Counter.tla"),
         )
+
+
+# --------------------------------------------------------------------------- from Trio
+
+
+async def test_async_run_returns_the_result(tmp_path: Path) -> None:
+    output = _msg(2193, "Model checking completed. No error has been found.")
+    java = _replay(tmp_path, output, 0)
+    result = await run_tlc_async(fixture("Counter.tla"), java=str(java), jar=fixture("Counter.tla"))
+    assert result.status is TLCStatus.OK
+
+
+@pytest.mark.tlc
+@needs_java
+async def test_cancelling_an_async_run_kills_the_jvm(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    real_java = shutil.which(os.environ.get("JAVA") or "java")
+    wrapper = _fake_executable(
+        tmp_path / "java", f'echo $$ > "{pid_file}"\nexec "{real_java}" "$@"\n'
+    )
+    started = time.monotonic()
+    with trio.move_on_after(1.5) as scope:
+        await run_tlc_async(fixture("Slow.tla"), java=str(wrapper))
+    assert scope.cancelled_caught
+    assert time.monotonic() - started < 10
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped before the call returned

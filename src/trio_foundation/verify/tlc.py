@@ -22,7 +22,8 @@ Specs are found by :func:`find_specs`: every ``NAME.cfg`` or
 ``NAME.VARIANT.cfg`` beside a ``NAME.tla`` is one spec to check, named ``NAME``
 or ``NAME.VARIANT``; modules without a config are helpers.
 
-:func:`run_tlc` blocks; from Trio, call it with ``trio.to_thread.run_sync``.
+:func:`run_tlc` blocks; from Trio, use :func:`run_tlc_async`, which kills the
+JVM when it is cancelled.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Final, final
 
 import attrs
+import trio
 
 from .._errors import VerificationError
 from .tla_values import Record, TLAValueSyntaxError, parse_state
@@ -57,6 +59,7 @@ __all__ = [
     "find_java",
     "find_specs",
     "run_tlc",
+    "run_tlc_async",
 ]
 
 _JAVA_HINT: Final = (
@@ -567,9 +570,112 @@ def run_tlc(
             exist, or the config has neither ``SPECIFICATION`` nor ``INIT``/``NEXT``.
         ValueError: ``workers`` < 1, ``timeout`` <= 0, or a bad extra file name.
     """
+    return _run_tlc(
+        spec, config, workers, timeout, extra_files, deadlock, java, jar, on_progress, None
+    )
+
+
+async def run_tlc_async(
+    spec: Path,
+    config: Path | None = None,
+    *,
+    workers: int = 1,
+    extra_files: Mapping[str, str] | None = None,
+    deadlock: bool = True,
+    java: str | None = None,
+    jar: Path | None = None,
+    on_progress: Callable[[TLCProgress], None] | None = None,
+) -> TLCResult:
+    """:func:`run_tlc` for Trio: TLC runs from a worker thread, Trio keeps running.
+
+    This is a checkpoint. If it is cancelled, the JVM is killed and its temporary
+    directory removed before ``Cancelled`` propagates: nothing is left running.
+    There is no ``timeout`` argument: use ``trio.fail_after`` or
+    ``trio.move_on_after`` around the call.
+
+    Args:
+        spec: as for :func:`run_tlc`.
+        config: as for :func:`run_tlc`.
+        workers: as for :func:`run_tlc`.
+        extra_files: as for :func:`run_tlc`.
+        deadlock: as for :func:`run_tlc`.
+        java: as for :func:`run_tlc`.
+        jar: as for :func:`run_tlc`.
+        on_progress: called from the worker thread; use ``trio.from_thread.run_sync``
+            in it to reach Trio.
+
+    Returns:
+        What TLC found.
+
+    Raises:
+        VerificationError: as for :func:`run_tlc`.
+        ValueError: as for :func:`run_tlc`.
+    """
+    stopper = _Stopper()
+
+    def work() -> TLCResult:
+        try:
+            return _run_tlc(
+                spec,
+                config,
+                workers,
+                None,
+                extra_files,
+                deadlock,
+                java,
+                jar,
+                on_progress,
+                stopper,
+            )
+        finally:
+            stopper.finished.set()
+
+    try:
+        return await trio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except trio.Cancelled:
+        stopper.stop()
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(stopper.finished.wait)
+        raise
+
+
+@attrs.define
+class _Stopper:
+    """Lets another thread stop a run: kills the JVM, or kills it as soon as it starts."""
+
+    finished: threading.Event = attrs.Factory(threading.Event)
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    _process: subprocess.Popen[str] | None = None
+    _stopped: bool = False
+
+    def attach(self, process: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._process = process
+            if self._stopped:
+                process.kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+
+
+def _run_tlc(
+    spec: Path,
+    config: Path | None,
+    workers: int,
+    timeout: float | None,
+    extra_files: Mapping[str, str] | None,
+    deadlock: bool,
+    java: str | None,
+    jar: Path | None,
+    on_progress: Callable[[TLCProgress], None] | None,
+    stopper: _Stopper | None,
+) -> TLCResult:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if timeout <= 0:
+    if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be > 0, got {timeout}")
     if spec.suffix != ".tla":
         raise VerificationError(f"{spec} is not a .tla file")
@@ -606,7 +712,9 @@ def run_tlc(
         if not (deadlock and settings.check_deadlock):
             command.append("-deadlock")
         command += ["-config", config_name, spec.name]
-        return _execute(command, workdir, workspace, name, config, settings, timeout, on_progress)
+        return _execute(
+            command, workdir, workspace, name, config, settings, timeout, on_progress, stopper
+        )
 
 
 def _execute(
@@ -616,8 +724,9 @@ def _execute(
     name: str,
     config: Path,
     settings: _Config,
-    timeout: float,
+    timeout: float | None,
     on_progress: Callable[[TLCProgress], None] | None,
+    stopper: _Stopper | None,
 ) -> TLCResult:
     started = time.monotonic()
     raw: list[str] = []
@@ -658,15 +767,18 @@ def _execute(
         )
     except OSError as exc:
         raise VerificationError(f"cannot run {command[0]}: {exc.strerror}: {_JAVA_HINT}") from None
+    if stopper is not None:
+        stopper.attach(process)
     timed_out = threading.Event()
 
     def kill() -> None:
         timed_out.set()
         process.kill()
 
-    timer = threading.Timer(timeout, kill)
+    timer = threading.Timer(timeout if timeout is not None else 0, kill)
     timer.daemon = True
-    timer.start()
+    if timeout is not None:
+        timer.start()
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -690,7 +802,7 @@ def _execute(
         exit_code=exit_code,
         timed_out=timed_out.is_set(),
         seconds=seconds,
-        timeout=0.0 if not timed_out.is_set() else timeout,
+        timeout=timeout or 0.0,
         output="".join(raw),
     )
 
