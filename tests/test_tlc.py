@@ -218,6 +218,37 @@ def test_canned_crash_without_a_verdict(tmp_path: Path) -> None:
     assert "OutOfMemoryError" in result.output
 
 
+def test_canned_trace_with_wrapped_values_and_parameterised_actions(tmp_path: Path) -> None:
+    output = (
+        _msg(2110, "Invariant Safe is violated.", 1)
+        + _msg(2121, "The behavior up to this point is:", 1)
+        + _msg(2217, "1: <Initial predicate>\n/\\ log = << >>\n/\\ n = 0\n", 4)
+        + _msg(
+            2217,
+            "2: <Append(p1) line 7, col 3 to line 9, col 20 of module Log>\n"
+            "/\\ log = << [id |-> 1, by |-> p1],\n   [id |-> 2, by |-> p1] >>\n/\\ n = 1\n",
+            4,
+        )
+        + _msg(
+            2200,
+            "Progress(2) at x: 3 states generated, 2 distinct states found, "
+            "0 states left on queue.",
+        )
+    )
+    result = run_tlc(
+        fixture("Counter.tla"), java=str(_replay(tmp_path, output, 12)), jar=fixture("Counter.tla")
+    )
+    assert result.status is TLCStatus.INVARIANT_VIOLATED
+    assert result.violated == "Safe"
+    first, second = result.counterexample
+    assert first.state == Record(log=(), n=0)
+    assert second.action == "Append(p1)"
+    assert second.location == ActionLocation("Log", 7, 3, 9, 20)
+    by = ModelValue("p1")
+    assert second.state["log"] == (Record(id=1, by=by), Record(id=2, by=by))
+    assert (result.distinct_states, result.depth) == (2, 2)
+
+
 def test_canned_nested_error_messages(tmp_path: Path) -> None:
     output = (
         "@!@!@STARTMSG 1000:1 @!@!@\nTLC threw an unexpected exception.\n"

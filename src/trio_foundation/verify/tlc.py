@@ -439,7 +439,7 @@ _VIOLATED_NAME: Final = re.compile(r"(?:Invariant|Action property|property) (\S+
 _POSITION: Final = re.compile(r"Line (\d+), column (\d+) to line \d+, column \d+ in (\w+)")
 _STEP_HEADER: Final = re.compile(r"\s*(\d+):\s*(.*)")
 _ACTION: Final = re.compile(
-    r"<(\S+?)(?: line (\d+), col (\d+) to line (\d+), col (\d+) of module (\w+))?>"
+    r"<([^<>]+?)(?: line (\d+), col (\d+) to line (\d+), col (\d+) of module (\w+))?>"
 )
 
 
