@@ -1,0 +1,224 @@
+"""The WGL checker agrees with the exhaustive one on generated histories.
+
+Histories come from a simulated run: up to four clients issue up to seven
+operations against one atomic object, each taking effect (or not) at a point
+between its invocation and completion. Hypothesis then perturbs them: a read
+returns another value, a completion flips between ``ok`` and ``fail``, an
+operation ends ``info`` whether or not it took effect, a client crashes with
+its operation outstanding. So both verdicts occur, with every kind of
+completion, and the reachability tests below prove that they do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+from trio_foundation.verify.history import HistoryEvent
+from trio_foundation.verify.lincheck import (
+    MODELS,
+    LinearizabilityResult,
+    check_exhaustively,
+    check_history,
+)
+
+VALUES = 3  # a small domain makes coincidences (and hard cases) likely
+
+
+@st.composite
+def histories(draw: st.DrawFn, model: str) -> list[HistoryEvent]:
+    """A concurrent history of up to 7 operations for ``model``."""
+    n_ops = draw(st.integers(1, 7))
+    procs = draw(st.integers(1, 4))
+    keys = ["a", "b"] if model == "kv" else [None]
+    state: dict[Any, Any] = {}
+    events: list[HistoryEvent] = []
+    running: dict[int, dict[str, Any]] = {}
+    crashed: set[int] = set()
+    issued = 0
+    while True:
+        moves = [
+            ("invoke", p)
+            for p in range(procs)
+            if p not in running and p not in crashed and issued < n_ops
+        ]
+        moves += [("apply", p) for p, o in running.items() if not o["applied"]]
+        moves += [("complete", p) for p in running]
+        if not moves:
+            break
+        kind, p = draw(st.sampled_from(moves))
+        if kind == "invoke":
+            fs = {
+                "kv": ["get", "put"],
+                "cas-register": ["read", "write", "cas"],
+                "queue": ["enqueue", "dequeue"],
+            }
+            f = draw(st.sampled_from(fs.get(model, ["read", "write"])))
+            value: Any = None
+            if f in ("write", "put", "enqueue"):
+                value = draw(st.integers(0, VALUES - 1))
+            elif f == "cas":
+                value = [draw(st.integers(0, VALUES - 1)), draw(st.integers(0, VALUES - 1))]
+            key = draw(st.sampled_from(keys))
+            running[p] = {"f": f, "value": value, "key": key, "applied": False, "out": None}
+            events.append(HistoryEvent(p, "invoke", f, value, key=key))
+            issued += 1
+        elif kind == "apply":
+            o = running[p]
+            o["applied"] = True
+            cur = state.get(o["key"])
+            if o["f"] == "enqueue":
+                state[o["key"]] = (*(cur or ()), o["value"])
+                o["out"] = ("ok", o["value"])
+            elif o["f"] == "dequeue":
+                o["out"] = ("ok", cur[0] if cur else None)
+                state[o["key"]] = cur[1:] if cur else ()
+            elif o["f"] in ("read", "get"):
+                o["out"] = ("ok", cur)
+            elif o["f"] in ("write", "put"):
+                state[o["key"]] = o["value"]
+                o["out"] = ("ok", o["value"])
+            elif cur == o["value"][0]:
+                state[o["key"]] = o["value"][1]
+                o["out"] = ("ok", o["value"])
+            else:
+                o["out"] = ("fail", o["value"])
+        else:
+            o = running.pop(p)
+            etype, out = o["out"] if o["applied"] else ("fail", o["value"])
+            # Perturb: any completion may end "info"; an unapplied op may claim
+            # "ok"; an applied one "fail"; a read may return another value.
+            info_weight = 3 if model == "queue" else 1  # queues need runs of info ops
+            etype = draw(
+                st.sampled_from(
+                    [etype] * 6 + ["info"] * info_weight + ["ok" if etype == "fail" else "fail"]
+                )
+            )
+            if (
+                o["f"] in ("read", "get", "dequeue")
+                and etype == "ok"
+                and draw(st.integers(0, 5)) == 0
+            ):
+                out = draw(st.sampled_from([None, *range(VALUES)]))
+            if etype == "info" and draw(st.booleans()):
+                out = draw(st.integers(0, VALUES - 1))  # noise: info values carry nothing
+            events.append(HistoryEvent(p, etype, o["f"], out, key=o["key"]))
+            if etype == "info":
+                crashed.add(p)
+        # A client may crash with its operation outstanding (no completion).
+        if running and draw(st.integers(0, 30)) == 0:
+            victim = next(iter(running))
+            if running[victim]["applied"] or draw(st.booleans()):
+                del running[victim]
+                crashed.add(victim)
+    return events
+
+
+def _assert_sequentially_valid(result: LinearizabilityResult, model: str) -> None:
+    m = MODELS[model]
+    if m.partition is not None:
+        return
+    # The witness (or the longest prefix) replays on the model and respects
+    # real time: nothing placed before an operation completed after it began.
+    states: set[Any] = {m.init}
+    for n, o in enumerate(result.linearized):
+        states = {s2 for s in states for s2 in m.step(s, o)}
+        assert states, o.describe()
+        for later in result.linearized[n + 1 :]:
+            assert (
+                later.complete_at is None
+                or later.complete_at > o.invoke_at
+                or (later.status == "info")
+            )
+
+
+def _agree(events: list[HistoryEvent], model: str) -> None:
+    result = check_history(events, model)
+    assert result.verdict == check_exhaustively(events, model), events
+    _assert_sequentially_valid(result, model)
+    if result.verdict == "not-linearizable":
+        assert result.unplaceable and result.unplaceable[0].status != "info"
+
+
+_AGREE = settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+
+
+@_AGREE
+@given(histories("register"))
+def test_register_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "register")
+
+
+@_AGREE
+@given(histories("cas-register"))
+def test_cas_register_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "cas-register")
+
+
+@settings(max_examples=500, deadline=None)
+@given(histories("kv"))
+def test_kv_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "kv")
+
+
+@settings(max_examples=800, deadline=None)
+@given(histories("queue"))
+def test_queue_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "queue")
+
+
+# --- reachability: the generator produces both verdicts, with the hard parts ---
+
+
+# Search only: shrinking the example found would cost more than finding it.
+_FIND = settings(max_examples=5000, database=None, phases=[Phase.generate])
+
+
+def _verdict(model: str, events: list[HistoryEvent]) -> str:
+    return check_history(events, model).verdict
+
+
+def test_reachable_linearizable_with_info_and_failed_cas() -> None:
+    found = find(
+        histories("cas-register"),
+        lambda ev: (
+            _verdict("cas-register", ev) == "linearizable"
+            and any(e.type == "info" for e in ev)
+            and any(e.type == "fail" and e.f == "cas" for e in ev)
+            and len({e.process for e in ev}) >= 2
+        ),
+        settings=_FIND,
+    )
+    assert found
+
+
+def test_reachable_not_linearizable_with_concurrency() -> None:
+    def concurrent(ev: list[HistoryEvent]) -> bool:
+        open_ops = 0
+        for e in ev:
+            open_ops += 1 if e.type == "invoke" else -1
+            if open_ops >= 2:
+                return True
+        return False
+
+    found = find(
+        histories("cas-register"),
+        lambda ev: (
+            _verdict("cas-register", ev) == "not-linearizable"
+            and concurrent(ev)
+            and any(e.type == "info" for e in ev)
+        ),
+        settings=_FIND,
+    )
+    assert found
+
+
+def test_reachable_register_both_verdicts() -> None:
+    for wanted in ("linearizable", "not-linearizable"):
+        assert find(
+            histories("register"),
+            lambda ev, w=wanted: len(ev) >= 8 and _verdict("register", ev) == w,  # type: ignore[misc]
+            settings=_FIND,
+        )
