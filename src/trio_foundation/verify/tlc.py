@@ -414,7 +414,6 @@ _PARSE_FAILED: Final = 3002
 _CONFIG_CODES: Final = frozenset({2222, 2223, 2225, 2229, 2230, 2231, 2232, 2233, 2234})
 _EVAL_CODES: Final = frozenset({_ASSUMPTION_FALSE, 2132, 2153, 2154, 2155, 2160, 2161, 2164})
 _ERROR_CLASS: Final = 1
-_WARNING_CLASS: Final = 3
 
 _EXIT_STATUS: Final = {
     0: TLCStatus.OK,
@@ -991,11 +990,7 @@ def _assemble(
             violated = found.group(1)
         elif status is TLCStatus.PROPERTY_VIOLATED and len(settings.properties) == 1:
             violated = settings.properties[0]
-    if (
-        expected is not None
-        and status not in (TLCStatus.TIMEOUT, TLCStatus.TLC_ERROR, expected)
-        and exit_code != 255
-    ):
+    if expected is not None and status not in (TLCStatus.TIMEOUT, TLCStatus.TLC_ERROR, expected):
         error += f" (tlc's exit code {exit_code} says {expected.value})"
 
     try:
