@@ -1,0 +1,171 @@
+"""``foundation lincheck``: exit codes, output, and the timeline file."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trio_foundation.cli import main
+
+LINEARIZABLE = [
+    {"process": 0, "type": "invoke", "f": "write", "value": 1},
+    {"process": 1, "type": "invoke", "f": "read", "value": None},
+    {"process": 0, "type": "ok", "f": "write", "value": 1},
+    {"process": 1, "type": "ok", "f": "read", "value": 1},
+]
+STALE = [
+    *LINEARIZABLE,
+    {"process": 0, "type": "invoke", "f": "cas", "value": [1, 2]},
+    {"process": 0, "type": "ok", "f": "cas", "value": [1, 2]},
+    {"process": 1, "type": "invoke", "f": "read", "value": None},
+    {"process": 1, "type": "ok", "f": "read", "value": 1},
+]
+
+
+def write(tmp_path: Path, rows: list[dict[str, Any]], name: str = "history.jsonl") -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_linearizable_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, LINEARIZABLE)
+    assert main(["lincheck", "--model", "register", path]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("linearizable: model register, 2 operations, ")
+    assert out.rstrip().endswith(" s")
+
+
+def test_not_linearizable_exits_1_and_names_the_operation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, STALE)
+    assert main(["lincheck", "--model", "cas-register", path]) == 1
+    out = capsys.readouterr().out
+    assert "not-linearizable: model cas-register, 4 operations" in out
+    assert "cannot linearize: p1 read() -> 1  (lines 7-8)" in out
+    assert "longest linearizable prefix found (3 operations)" in out
+    assert "p0 cas([1, 2]) -> ok  (lines 5-6)" in out
+    assert "--svg timeline.svg" in out
+
+
+def test_svg_written_on_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, STALE)
+    svg = tmp_path / "t.svg"
+    assert main(["lincheck", "--model", "cas-register", path, "--svg", str(svg)]) == 1
+    assert f"timeline written to {svg}" in capsys.readouterr().out
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_html_timeline(tmp_path: Path) -> None:
+    path = write(tmp_path, STALE)
+    page = tmp_path / "t.html"
+    assert main(["lincheck", "--model", "cas-register", path, "--svg", str(page)]) == 1
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "<svg" in text
+
+
+def test_unknown_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    writers = 40
+    rows: list[dict[str, Any]] = [
+        {"process": p, "type": "invoke", "f": "write", "value": p} for p in range(writers)
+    ]
+    rows += [
+        {"process": writers, "type": "invoke", "f": "read", "value": None},
+        {"process": writers, "type": "ok", "f": "read", "value": -1},
+    ]
+    rows += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(writers)]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "register", path, "--max-states", "500"]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("unknown: ")
+    assert "undecided: the search reached --max-states 500" in out
+    assert (
+        main(
+            [
+                "lincheck",
+                "--model",
+                "register",
+                path,
+                "--timeout",
+                "0.05",
+                "--max-states",
+                "100000000",
+            ]
+        )
+        == 3
+    )
+    assert "undecided: the search timed out after 0.05 s" in capsys.readouterr().out
+
+
+def test_unknown_model_exits_2_listing_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, LINEARIZABLE)
+    assert main(["lincheck", "--model", "registr", path]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "foundation: error: unknown model 'registr'; known models: "
+        "register, cas-register, kv, lock, counter, set, queue\n"
+    )
+
+
+def test_malformed_line_exits_2_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "history.jsonl"
+    lines = [json.dumps(r) for r in LINEARIZABLE[:3]]
+    lines.insert(1, "")  # blank lines still count
+    lines.append('{"process": 1, "type": "ok", "f": "read", "value": 1')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["lincheck", "--model", "register", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"foundation: error: {path} line 5: not valid JSON")
+    assert err.count("\n") == 1
+
+
+def test_history_rule_break_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [LINEARIZABLE[0], LINEARIZABLE[0]]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "register", path]) == 2
+    err = capsys.readouterr().err
+    assert "history.jsonl line 2: process 0 invoked 'write' while 'write' is outstanding" in err
+
+
+def test_operation_unknown_to_the_model_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, STALE)
+    assert main(["lincheck", "--model", "register", path]) == 2
+    assert "model 'register' has no operation 'cas'" in capsys.readouterr().err
+
+
+def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lincheck", "--model", "register", str(tmp_path / "nope.jsonl")]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
+def test_bad_bounds_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, LINEARIZABLE)
+    assert main(["lincheck", "--model", "register", path, "--timeout", "0"]) == 2
+    assert main(["lincheck", "--model", "register", path, "--max-states", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout must be > 0" in err and "--max-states must be > 0" in err
+
+
+def test_kv_failure_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"process": 0, "type": "invoke", "f": "put", "key": "x", "value": 1},
+        {"process": 0, "type": "ok", "f": "put", "key": "x", "value": 1},
+        {"process": 0, "type": "invoke", "f": "get", "key": "x", "value": None},
+        {"process": 0, "type": "ok", "f": "get", "key": "x", "value": 2},
+    ]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "kv", path]) == 1
+    out = capsys.readouterr().out
+    assert "1 keys" in out and "key 'x' is not linearizable" in out
