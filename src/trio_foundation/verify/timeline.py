@@ -27,7 +27,9 @@ __all__ = ["render_timeline_html", "render_timeline_svg"]
 
 _COLOURS: Final = {"ok": "#7cc47f", "fail": "#b8b8b8", "info": "#f2c84b"}
 _RED: Final = "#d62728"
-_UNIT: Final = 34  # pixels per event step
+_UNIT: Final = 34  # pixels per event step, at least
+_MAX_UNIT: Final = 140
+_CHAR: Final = 7  # approximate width of one 11px monospace character
 _LANE: Final = 36  # pixels per process lane
 _LEFT: Final = 70
 _TOP: Final = 58
@@ -89,11 +91,21 @@ def render_timeline_svg(
     points = sorted(
         {op.invoke_at for op in ops} | {op.complete_at for op in ops if op.complete_at is not None}
     )
-    x_of = {p: _LEFT + (n + 1) * _UNIT for n, p in enumerate(points)}
-    right = _LEFT + (len(points) + 2) * _UNIT
+    rank = {p: n for n, p in enumerate(points)}
+    labels = {op.index: _label(op) for op in ops}
+    for op in ops:
+        if op.index in order:
+            labels[op.index] = f"#{order[op.index]} {labels[op.index]}"
+    # Wide enough steps that every label fits inside its bar (within reason).
+    unit = _UNIT
+    for op in ops:
+        steps = rank[op.complete_at] - rank[op.invoke_at] if op.complete_at is not None else 1
+        unit = max(unit, min(_MAX_UNIT, (len(labels[op.index]) * _CHAR + 8) // max(steps, 1)))
+    x_of = {p: _LEFT + (n + 1) * unit for n, p in enumerate(points)}
+    right = _LEFT + (len(points) + 2) * unit
     processes = sorted({op.process for op in ops})
     y_of = {p: _TOP + n * _LANE for n, p in enumerate(processes)}
-    width = right + 20
+    width = max(right + 20, 700)
     height = _TOP + len(processes) * _LANE + 30
 
     title = f"{result.model}: {result.verdict}, {result.operation_count} operations"
@@ -131,13 +143,11 @@ def render_timeline_svg(
     for op in ops:
         y = y_of[op.process]
         x0 = x_of[op.invoke_at]
-        x1 = x_of[op.complete_at] if op.complete_at is not None else x0 + _UNIT // 2
+        x1 = x_of[op.complete_at] if op.complete_at is not None else x0 + unit // 2
         fill = _RED if op.index == stuck else _COLOURS[op.status]
         stroke = _RED if op.index in concurrent else "#555"
         stroke_width = 2.5 if op.index in concurrent else 1
-        label = _label(op)
-        if op.index in order:
-            label = f"#{order[op.index]} {label}"
+        label = labels[op.index]
         out.append(f"<g><title>{escape(op.describe())}</title>")
         if op.status == "info":
             out.append(
