@@ -509,6 +509,10 @@ TestSupervisorAgainstOTP.settings = settings(
 )
 
 
+class _BothSeen(Exception):
+    """Raised to end the reachability search early."""
+
+
 def test_reachability() -> None:
     """The interesting states happen: an escalation, and a multi-child strategy restart."""
     seen = {"escalation": False, "strategy": False}
@@ -518,11 +522,20 @@ def test_reachability() -> None:
             seen["escalation"] |= self.seen_escalation
             seen["strategy"] |= self.seen_strategy_restart
             super().teardown()
+            if all(seen.values()):
+                raise _BothSeen
 
-    run_state_machine_as_test(
-        Probe, settings=settings(max_examples=200, stateful_step_count=30, deadline=None)
-    )
-    assert seen == {"escalation": True, "strategy": True}
+    with pytest.raises(_BothSeen):
+        run_state_machine_as_test(
+            Probe,
+            settings=settings(
+                max_examples=1000,
+                stateful_step_count=30,
+                deadline=None,
+                phases=[Phase.generate],
+                database=None,
+            ),
+        )
 
 
 def test_per_child_intensity_is_caught() -> None:
