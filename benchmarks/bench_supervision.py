@@ -8,6 +8,8 @@ Measures, each against a bare-trio baseline measured in the same process:
   the supervised side is ``nursery.start(Supervisor(specs).run)`` with specs built before
   the clock starts; best of 5, bare and supervised runs alternating, the garbage
   collector disabled during each run (on both sides).
+* floor: the same bare tasks, each inside its own ``trio.CancelScope`` (what a supervisor
+  needs to stop one child alone): the lowest ratio a supervisor on trio can reach.
 * stop: time to stop them all (the supervisor stops one at a time in reverse order; the
   bare nursery cancels all at once); best of 5, same conditions.
 * restart latency: a child that raises, until its replacement runs (2,000 crashes;
@@ -41,7 +43,7 @@ class Crash(Exception):
 # ----------------------------------------------------------------------------- start/stop
 
 
-async def _bare_start_stop(n: int) -> tuple[float, float]:
+async def _bare_start_stop(n: int, scoped: bool = False) -> tuple[float, float]:
     count = 0
     all_started = trio.Event()
 
@@ -52,10 +54,14 @@ async def _bare_start_stop(n: int) -> tuple[float, float]:
             all_started.set()
         await trio.sleep_forever()
 
+    async def scoped_child() -> None:
+        with trio.CancelScope():
+            await child()
+
     t0 = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(n):
-            nursery.start_soon(child)
+            nursery.start_soon(scoped_child if scoped else child)
         await all_started.wait()
         t1 = time.perf_counter()
         nursery.cancel_scope.cancel()
@@ -85,14 +91,19 @@ async def _supervised_start_stop(n: int) -> tuple[float, float]:
     return t1 - t0, t2 - t1
 
 
-def _interleaved_best(n: int, reps: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Best (start, stop) of ``reps`` runs each, bare and supervised runs alternating.
+async def _scoped_start_stop(n: int) -> tuple[float, float]:
+    return await _bare_start_stop(n, scoped=True)
 
-    The garbage collector is collected before and disabled during each run, on both sides.
+
+def _interleaved_best(n: int, reps: int) -> dict[str, tuple[float, float]]:
+    """Best (start, stop) of ``reps`` runs each of bare, bare+scope and supervised, alternating.
+
+    The garbage collector is collected before and disabled during each run, on all sides.
     """
-    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "sup": []}
+    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "scope": [], "sup": []}
     fns: dict[str, Callable[[int], Awaitable[tuple[float, float]]]] = {
         "bare": _bare_start_stop,
+        "scope": _scoped_start_stop,
         "sup": _supervised_start_stop,
     }
     for _ in range(reps):
@@ -107,7 +118,7 @@ def _interleaved_best(n: int, reps: int) -> tuple[tuple[float, float], tuple[flo
     def best(key: str) -> tuple[float, float]:
         return min(r[0] for r in runs[key]), min(r[1] for r in runs[key])
 
-    return best("bare"), best("sup")
+    return {key: best(key) for key in runs}
 
 
 # -------------------------------------------------------------------------------- restart
@@ -217,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[tuple[str, str, str, str, str]] = []
     for n in sizes:
-        (bare_start, bare_stop), (sup_start, sup_stop) = _interleaved_best(n, reps)
+        best = _interleaved_best(n, reps)
+        (bare_start, bare_stop), (sup_start, sup_stop) = best["bare"], best["sup"]
+        scope_start = best["scope"][0]
         rows.append(
             (
                 f"start {n:,} children",
@@ -225,6 +238,15 @@ def main(argv: list[str] | None = None) -> int:
                 _ms(bare_start),
                 f"{sup_start / bare_start:.2f}x",
                 "<= 2x",
+            )
+        )
+        rows.append(
+            (
+                "  floor: bare tasks, each in a CancelScope",
+                _ms(scope_start),
+                _ms(bare_start),
+                f"{scope_start / bare_start:.2f}x",
+                "-",
             )
         )
         rows.append(
