@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from test_supervisor_support import Controls
 
 from trio_foundation import FoundationError
 from trio_foundation.supervision import (
@@ -17,6 +16,7 @@ from trio_foundation.supervision import (
     open_dynamic_supervisor,
     open_supervisor,
 )
+from trio_foundation.supervision.testing import ControlledChildren as Controls
 
 settle = trio.testing.wait_all_tasks_blocked
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from test_supervisor_support import Controls, Crash
 
 from trio_foundation import FoundationError
 from trio_foundation.supervision import (
@@ -27,6 +26,8 @@ from trio_foundation.supervision import (
     current_child,
     open_supervisor,
 )
+from trio_foundation.supervision.testing import ChildCrash as Crash
+from trio_foundation.supervision.testing import ControlledChildren as Controls
 
 settle = trio.testing.wait_all_tasks_blocked
 

@@ -23,10 +23,10 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from test_supervisor_support import Controls
 
 from trio_foundation.supervision import ChildSpec, SupervisorEscalation
 from trio_foundation.supervision._supervisor import _SupervisorBase
+from trio_foundation.supervision.testing import ControlledChildren as Controls
 from trio_foundation.verify.tlc import TLCStatus, run_tlc
 
 pytestmark = pytest.mark.tlc

@@ -16,6 +16,8 @@ Public names:
 * Errors :class:`SupervisorEscalation`, :class:`ChildStartError`,
   :class:`MaxChildrenError` (all :class:`trio_foundation.FoundationError`).
 
+``trio_foundation.supervision.testing`` has controllable children for tests.
+
 See ``docs/supervision.md``.
 """
 
