@@ -386,6 +386,19 @@ def _assert_valid_prefix(result: LinearizabilityResult, model: Model) -> None:
         assert o.status != "fail" or (model.keep_failed and model.keep_failed(o))
 
 
+def test_impossible_value_needs_no_search() -> None:
+    # Nothing ever writes 99: no state allows the read, whatever the order.
+    events: list[HistoryEvent] = []
+    for p in range(30):
+        events += [HistoryEvent(p, "invoke", "write", p)]
+    events += seq((40, "read", None, 99))
+    result = check_history(events, "register")
+    assert result.verdict == "not-linearizable"
+    assert result.reason == "impossible" and result.states == 0
+    assert [o.describe() for o in result.unplaceable] == ["p40 read() -> 99"]
+    assert result.linearized == ()
+
+
 def test_failure_evidence() -> None:
     events = h(
         (0, "invoke", "write", 1),
@@ -441,12 +454,15 @@ def test_only_failed_operations() -> None:
 
 
 def _hard_history(writers: int = 40) -> list[HistoryEvent]:
-    """Many concurrent writes, then a read of a value never written: the search
-    must try every order of the writes before it can say no."""
+    """Many concurrent writes, then reads of 1 and then 0 after all of them:
+    impossible, but the search must try every order of the writes to know."""
     events = [HistoryEvent(p, "invoke", "write", p) for p in range(writers)]
-    events += [HistoryEvent(writers, "invoke", "read", None)]
-    events += [HistoryEvent(writers, "ok", "read", -1)]
     events += [HistoryEvent(p, "ok", "write", p) for p in range(writers)]
+    for value in (1, 0):
+        events += [
+            HistoryEvent(writers, "invoke", "read", None),
+            HistoryEvent(writers, "ok", "read", value),
+        ]
     return events
 
 
@@ -466,7 +482,11 @@ def test_timeout_gives_unknown() -> None:
 
 def test_unknown_partition_does_not_hide_a_failing_one() -> None:
     hard = [attrs.evolve(e, key="hard") for e in _hard_history()]
-    bad = seq((90, "put", 1, 1, "ok", "bad"), (90, "get", None, 2, "ok", "bad"))
+    bad = seq(
+        (90, "put", 1, 1, "ok", "bad"),
+        (90, "put", 2, 2, "ok", "bad"),
+        (90, "get", None, 1, "ok", "bad"),
+    )
     result = check_history(hard + bad, "kv", max_states=500)
     assert result.verdict == "not-linearizable"
     assert result.failing_key == "bad"

@@ -75,11 +75,12 @@ def test_unknown_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     rows: list[dict[str, Any]] = [
         {"process": p, "type": "invoke", "f": "write", "value": p} for p in range(writers)
     ]
-    rows += [
-        {"process": writers, "type": "invoke", "f": "read", "value": None},
-        {"process": writers, "type": "ok", "f": "read", "value": -1},
-    ]
     rows += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(writers)]
+    for value in (1, 0):  # impossible after the writes, but only a full search knows
+        rows += [
+            {"process": writers, "type": "invoke", "f": "read", "value": None},
+            {"process": writers, "type": "ok", "f": "read", "value": value},
+        ]
     path = write(tmp_path, rows)
     assert main(["lincheck", "--model", "register", path, "--max-states", "500"]) == 3
     out = capsys.readouterr().out
@@ -156,6 +157,18 @@ def test_bad_bounds_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["lincheck", "--model", "register", path, "--max-states", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--timeout must be > 0" in err and "--max-states must be > 0" in err
+
+
+def test_impossible_operation_is_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [*LINEARIZABLE[:3], {"process": 1, "type": "ok", "f": "read", "value": 9}]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "register", path]) == 1
+    out = capsys.readouterr().out
+    assert "cannot linearize: p1 read() -> 9  (lines 2-4)" in out
+    assert "no order of this history's operations reaches a state that allows it" in out
+    assert "prefix" not in out
 
 
 def test_kv_failure_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ def stale_history() -> list[HistoryEvent]:
         HistoryEvent(0, "invoke", "write", 3),
         HistoryEvent(0, "fail", "write", 3),
         HistoryEvent(1, "invoke", "read", None),
-        HistoryEvent(1, "ok", "read", 5),
+        HistoryEvent(1, "ok", "read", None),
         HistoryEvent(3, "invoke", "read", None),
     ]
 
@@ -41,7 +41,7 @@ def test_svg_is_valid_and_has_one_lane_per_process() -> None:
         assert lane in texts
     # Every operation has a labelled bar.
     assert any("write(1)" in t for t in texts)
-    assert any("read() -> 5" in t for t in texts)
+    assert any("read() -> null" in t for t in texts)
     assert "stuck here" in texts
 
 
@@ -56,7 +56,7 @@ def test_svg_colours_by_outcome_and_marks_the_failure_red() -> None:
         rect = group.find(f"{SVG}rect")
         assert title is not None and rect is not None
         fills[title.text] = rect.get("fill")
-    assert fills["p1 read() -> 5"] == "#d62728"  # cannot be linearized: red
+    assert fills["p1 read() -> null"] == "#d62728"  # cannot be linearized: red
     assert fills["p0 write(1) -> ok"] != fills["p0 write(3) -> fail"]
     assert fills["p2 write(2) -> info"] not in (fills["p0 write(1) -> ok"], "#d62728")
     # The linearized prefix is numbered.

@@ -138,6 +138,12 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         return
     first, *concurrent = result.unplaceable
     print(f"cannot linearize: {first.describe()}  ({_where(first, line_of)})", file=out)
+    if result.reason == "impossible":
+        print(
+            "  no order of this history's operations reaches a state that allows it",
+            file=out,
+        )
+        return
     for op in concurrent:
         print(f"  concurrent with: {op.describe()}  ({_where(op, line_of)})", file=out)
     lin = result.linearized

@@ -47,7 +47,9 @@ class PartitionResult:
             could not be linearized after ``linearized`` (first), followed by
             the operations concurrent with it that were candidates there.
         reason: why the verdict is ``unknown`` (``"timeout"`` or
-            ``"max_states"``), else ``""``.
+            ``"max_states"``); ``"impossible"`` for a ``not-linearizable``
+            verdict found without a search (see :class:`LinearizabilityResult`);
+            else ``""``.
     """
 
     key: Any
@@ -82,7 +84,11 @@ class LinearizabilityResult:
             unpartitioned.
         unplaceable: on ``not-linearizable``, the first operation that could not
             be linearized with its concurrent ones, followed by those ones.
-        reason: for ``unknown``, ``"timeout"`` or ``"max_states"``; else ``""``.
+        reason: for ``unknown``, ``"timeout"`` or ``"max_states"``; for
+            ``not-linearizable``, ``"impossible"`` when the first operation of
+            ``unplaceable`` is allowed by no state any sequence of the history's
+            operations reaches (found without a search, so ``linearized`` is
+            empty); else ``""``.
     """
 
     verdict: Verdict
@@ -200,6 +206,14 @@ def check_operations(
         if deadline is not None and time.monotonic() > deadline:
             results.append(PartitionResult(key, "unknown", len(ops), 0, (), (), "timeout"))
             continue
+        impossible = _impossible(ops, m)
+        if impossible is not None:
+            results.append(
+                PartitionResult(
+                    key, "not-linearizable", len(ops), 0, (), (impossible,), "impossible"
+                )
+            )
+            continue
         out = search(ops, m, deadline=deadline, max_states=max_states)
         unplaceable: tuple[Operation, ...] = ()
         if out.blocked is not None and out.verdict != "linearizable":
@@ -217,6 +231,52 @@ def check_operations(
         )
     seconds = time.monotonic() - started
     return _combine(m, len(operations), seconds, results)
+
+
+_CLOSURE_CAP: Final = 4096
+
+
+def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
+    """A completed operation that no state reachable from ``model.init`` allows.
+
+    The states reachable by applying the partition's operations in *any* order,
+    any number of times, contain every state of every linearization. When that
+    closure is small (registers, locks: it is the set of values written) and
+    some completed operation is allowed in none of its states, the history is
+    not linearizable, and no search is needed to say so. Returns the first such
+    operation, or ``None`` (also when the closure exceeds a small bound).
+    """
+    skey = model.state_key
+    read_only = model.read_only
+    distinct: dict[Hashable, Operation] = {}
+    for op in ops:
+        distinct.setdefault((op.f, op.value, op.output, op.status, op.process), op)
+    changers = [op for op in distinct.values() if read_only is None or not read_only(op)]
+    seen = {model.init if skey is None else skey(model.init)}
+    states = [model.init]
+    frontier = [model.init]
+    while frontier:
+        state = frontier.pop()
+        for op in changers:
+            for nxt in model.step(state, op):
+                k = nxt if skey is None else skey(nxt)
+                if k not in seen:
+                    if len(seen) >= _CLOSURE_CAP:
+                        return None
+                    seen.add(k)
+                    states.append(nxt)
+                    frontier.append(nxt)
+    possible: dict[Hashable, bool] = {}
+    for op in ops:
+        if op.status == "info":
+            continue
+        key = (op.f, op.value, op.output, op.status, op.process)
+        ok = possible.get(key)
+        if ok is None:
+            ok = possible[key] = any(any(True for _ in model.step(s, op)) for s in states)
+        if not ok:
+            return op
+    return None
 
 
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:
