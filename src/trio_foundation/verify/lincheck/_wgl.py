@@ -44,6 +44,7 @@ __all__ = ["SearchOutcome", "search"]
 SearchVerdict = Literal["linearizable", "not-linearizable", "unknown"]
 
 _CHECK_EVERY: Final = 1024
+_MEMO_CAP: Final = 1_000_000
 
 
 class SearchOutcome:
@@ -153,6 +154,19 @@ def search(
     limit = max_states if max_states is not None else -1
     monotonic = time.monotonic
 
+    # step() results, memoised per (operation, state): the search asks the same
+    # questions many times. Bounded; past the bound it just calls step().
+    memo: dict[tuple[int, Hashable], tuple[Any, ...]] = {}
+
+    def nexts(i: int, s: Any) -> tuple[Any, ...]:
+        key = (i, s if skey is None else skey(s))
+        got = memo.get(key)
+        if got is None:
+            got = tuple(step(s, ops[i]))
+            if len(memo) < _MEMO_CAP:
+                memo[key] = got
+        return got
+
     # The cache: (k, w, state key) -> the info bitsets visited with them (an int,
     # or a list once there are several). A node is pruned when it was visited
     # with a subset of its info operations linearized: having more of them
@@ -221,7 +235,7 @@ def search(
             forced = -1
             for i in cands:
                 if ro[i]:
-                    for _ in step(state, ops[i]):
+                    for _ in nexts(i, state):
                         forced = i
                         break
                     if forced >= 0:
@@ -275,18 +289,18 @@ def search(
                 # cands[0] is the operation with the earliest deadline. If the
                 # state does not allow it, try first the candidates after which
                 # it is allowed (one step of lookahead).
-                op_b = ops[cands[0]]
-                for _ in step(state, op_b):
+                b = cands[0]
+                for _ in nexts(b, state):
                     break
                 else:
                     enabling: list[int] = []
                     others: list[int] = []
                     for j in cands:
                         info = req_bit[j] < 0
-                        for s2 in step(state, ops[j]):
+                        for s2 in nexts(j, state):
                             if info and s2 == state:
                                 continue
-                            for _ in step(s2, op_b):
+                            for _ in nexts(b, s2):
                                 break
                             else:
                                 continue
@@ -316,7 +330,7 @@ def search(
                     while ent_call[e]:
                         e = nxt[e]
                     deadline_pos = ent_pos[e]
-                    op_b = ops[ent_op[e]]
+                    b = ent_op[e]
                     enabling = []
                     others = []
                     for c in range(n_cls):
@@ -324,10 +338,10 @@ def search(
                         if p < len(members[c]):
                             j = members[c][p]
                             if ops[j].invoke_at < deadline_pos:
-                                for s2 in step(state, ops[j]):
+                                for s2 in nexts(j, state):
                                     if s2 == state:
                                         continue
-                                    for _ in step(s2, op_b):
+                                    for _ in nexts(b, s2):
                                         break
                                     else:
                                         continue
@@ -340,7 +354,7 @@ def search(
                     n_order = len(order)
                     continue
                 if it is None:
-                    it = iter(step(state, ops[i]))
+                    it = iter(nexts(i, state))
                 rb = req_bit[i]
                 if rb >= 0:
                     nw = w | (1 << (rb - k))
@@ -364,7 +378,7 @@ def search(
                     if rb < 0:
                         if s == state:
                             continue  # an info op that changes nothing: same as leaving it out
-                        if fresh and s in step(base[1], ops[i]):
+                        if fresh and s in nexts(i, base[1]):
                             # The run of info moves since ``base`` is redundant: this
                             # op alone, tried from there, reaches the same state.
                             continue
