@@ -142,7 +142,7 @@ def _agree(events: list[HistoryEvent], model: str) -> None:
         assert result.unplaceable and result.unplaceable[0].status != "info"
 
 
-_AGREE = settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+_AGREE = settings(max_examples=2500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
 @_AGREE

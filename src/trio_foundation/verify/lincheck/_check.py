@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Hashable, Sequence
 from typing import Any, Final, Literal, final
 
@@ -233,7 +234,8 @@ def check_operations(
     return _combine(m, len(operations), seconds, results)
 
 
-_CLOSURE_CAP: Final = 4096
+_CLOSURE_CAP: Final = 256  # states
+_CLOSURE_STEPS: Final = 4_000  # step() calls
 
 
 def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
@@ -254,9 +256,13 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     changers = [op for op in distinct.values() if read_only is None or not read_only(op)]
     seen = {model.init if skey is None else skey(model.init)}
     states = [model.init]
-    frontier = [model.init]
+    frontier = deque([model.init])
+    budget = _CLOSURE_STEPS
     while frontier:
-        state = frontier.pop()
+        state = frontier.popleft()  # breadth first: short states first
+        budget -= len(changers)
+        if budget < 0:
+            return None
         for op in changers:
             for nxt in model.step(state, op):
                 k = nxt if skey is None else skey(nxt)
