@@ -250,9 +250,11 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     """
     skey = model.state_key
     read_only = model.read_only
+    same = model.equivalence
     distinct: dict[Hashable, Operation] = {}
     for op in ops:
-        distinct.setdefault((op.f, op.value, op.output, op.status, op.process), op)
+        effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
+        distinct.setdefault((effect, op.output, op.status), op)
     changers = [op for op in distinct.values() if read_only is None or not read_only(op)]
     seen = {model.init if skey is None else skey(model.init)}
     states = [model.init]

@@ -61,10 +61,13 @@ class Model:
             given). The search then linearizes such an operation as soon as it
             is enabled and never tries alternatives to it, which is safe and
             prunes most of the search. ``None``: no operation is assumed read-only.
-        equivalence: optional hint for ``info`` operations: two of them with
-            equal ``equivalence(op)`` keys have the same ``step`` on every state.
-            The search then tries only one of several interchangeable ``info``
-            operations. ``None``: the key is ``(f, key, value, process)``.
+        equivalence: optional hint: two operations with equal
+            ``equivalence(op)`` keys, equal ``output`` and equal ``status`` have
+            the same ``step`` on every state (so the key must cover everything
+            else ``step`` reads, e.g. the process for ``lock``). The search then
+            tries only one of several interchangeable ``info`` operations, and
+            the reachable-state precheck steps each kind of operation once.
+            ``None``: the key is ``(f, key, value, process)``.
     """
 
     name: str
