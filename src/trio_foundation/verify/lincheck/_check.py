@@ -27,7 +27,7 @@ __all__ = [
 Verdict = Literal["linearizable", "not-linearizable", "unknown"]
 
 DEFAULT_MAX_STATES: Final = 2_000_000
-"""The default bound on cached search states per partition (about 0.5 GB at worst)."""
+"""The default bound on cached search states per partition (about 0.4 GB at worst)."""
 
 
 @final
