@@ -34,16 +34,17 @@ _SHOW_PREFIX: Final = 8  # linearized operations shown before the failure
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add the ``lincheck`` command to the top-level parser."""
-    models = "; ".join(f"{m.name}: {m.description}" for m in MODELS.values())
+    models = "\n".join(f"  {m.name:<13} {m.description}" for m in MODELS.values())
     parser = subparsers.add_parser(
         "lincheck",
         help="check a history (JSON Lines) for linearizability",
         description=(
-            "Check a Jepsen-style history for linearizability against a sequential model. "
-            "Exit status: 0 linearizable, 1 not linearizable, 3 unknown (timeout or "
+            "Check a Jepsen-style history for linearizability against a sequential model.\n"
+            "Exit status: 0 linearizable, 1 not linearizable, 3 unknown (timeout or\n"
             "--max-states reached), 2 bad input."
         ),
-        epilog=f"models: {models}",
+        epilog=f"models:\n{models}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("history", metavar="HISTORY.jsonl", help="the history file")
     parser.add_argument(

@@ -229,8 +229,7 @@ _BUILTIN: Final = (
         operations=frozenset({"read", "write", "cas"}),
         read_only=_read_or_failed_cas,
         equivalence=_same_effect,
-        description="a register with compare-and-set: cas([expected, new]); "
-        "a failed cas read another value",
+        description="a register with cas([expected, new]); a failed cas saw another value",
     ),
     Model(
         name="kv",
