@@ -102,3 +102,11 @@ def test_bad_window() -> None:
     events = stale_history()
     with pytest.raises(ValueError, match="max_operations must be > 0"):
         render_timeline_svg(events, check_history(events, "register"), max_operations=0)
+
+
+def test_renderers_are_reachable_from_lincheck() -> None:
+    from trio_foundation.verify import lincheck
+
+    assert lincheck.render_timeline_svg is render_timeline_svg
+    with pytest.raises(AttributeError):
+        _ = lincheck.no_such_name

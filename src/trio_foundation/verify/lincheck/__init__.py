@@ -15,6 +15,8 @@ per-key models are checked key by key. See ``docs/linearizability.md``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._check import (
     DEFAULT_MAX_STATES,
     LinearizabilityResult,
@@ -45,3 +47,13 @@ __all__ = [
     "pair_operations",
     "resolve_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The timeline renderers live in trio_foundation.verify.timeline (which
+    # imports this package); offer them here too, loaded on first use.
+    if name in ("render_timeline_svg", "render_timeline_html"):
+        from .. import timeline
+
+        return getattr(timeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
