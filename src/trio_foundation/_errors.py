@@ -29,7 +29,7 @@ class LeaseLostError(FoundationError):
 
     Attributes:
         token: the fencing token of the lost lease.
-        reason: why the lease was lost, e.g. ``"renewal not acknowledged before the safe deadline"``.
+        reason: why the lease was lost, e.g. ``"not renewed before the safe deadline"``.
     """
 
     def __init__(self, token: int, reason: str) -> None:

@@ -96,9 +96,7 @@ def _event_from_json(obj: Any, line: int) -> HistoryEvent:
         raise HistoryError(line, f"'process' must be an integer, got {process!r}")
     etype = obj.get("type")
     if etype not in EVENT_TYPES:
-        raise HistoryError(
-            line, f"'type' must be one of {', '.join(EVENT_TYPES)}, got {etype!r}"
-        )
+        raise HistoryError(line, f"'type' must be one of {', '.join(EVENT_TYPES)}, got {etype!r}")
     f = obj.get("f")
     if not isinstance(f, str) or not f:
         raise HistoryError(line, f"'f' must be a non-empty string, got {f!r}")
@@ -125,13 +123,15 @@ def _check_order(events: Iterable[tuple[int, HistoryEvent]]) -> Iterator[History
         if ev.type == "invoke":
             if pending is not None:
                 raise HistoryError(
-                    line, f"process {ev.process} invoked {ev.f!r} while {pending.f!r} is outstanding"
+                    line,
+                    f"process {ev.process} invoked {ev.f!r} while {pending.f!r} is outstanding",
                 )
             outstanding[ev.process] = ev
         else:
             if pending is None:
                 raise HistoryError(
-                    line, f"process {ev.process} completed {ev.f!r} ({ev.type}) without an invocation"
+                    line,
+                    f"process {ev.process} completed {ev.f!r} ({ev.type}) without an invocation",
                 )
             if pending.f != ev.f:
                 raise HistoryError(
@@ -140,7 +140,8 @@ def _check_order(events: Iterable[tuple[int, HistoryEvent]]) -> Iterator[History
             if pending.key != ev.key:
                 raise HistoryError(
                     line,
-                    f"process {ev.process} completed key {ev.key!r} but invoked key {pending.key!r}",
+                    f"process {ev.process} completed key {ev.key!r} "
+                    f"but invoked key {pending.key!r}",
                 )
             del outstanding[ev.process]
             if ev.type == "info":
@@ -222,11 +223,14 @@ class HistoryRecorder:
             raise RuntimeError(f"history is full: max_events={self._max} reached")
         self._events.append(ev)
 
-    def invoke(self, process: int, f: str, value: Any = None, *, key: Any = None,
-               time: float | None = None) -> HistoryEvent:
+    def invoke(
+        self, process: int, f: str, value: Any = None, *, key: Any = None, time: float | None = None
+    ) -> HistoryEvent:
         """Record the invocation of ``f`` by ``process``."""
         if process in self._crashed:
-            raise RuntimeError(f"process {process} ended in 'info' and may issue no more operations")
+            raise RuntimeError(
+                f"process {process} ended in 'info' and may issue no more operations"
+            )
         if process in self._outstanding:
             raise RuntimeError(f"process {process} already has an operation outstanding")
         ev = HistoryEvent(process=process, type="invoke", f=f, value=value, key=key, time=time)
@@ -234,16 +238,18 @@ class HistoryRecorder:
         self._outstanding[process] = ev
         return ev
 
-    def complete(self, process: int, type: EventType, value: Any = None, *,
-                 time: float | None = None) -> HistoryEvent:
+    def complete(
+        self, process: int, type: EventType, value: Any = None, *, time: float | None = None
+    ) -> HistoryEvent:
         """Record the completion (``ok``, ``fail`` or ``info``) of ``process``'s operation."""
         if type not in ("ok", "fail", "info"):
             raise ValueError(f"completion type must be ok, fail or info, got {type!r}")
         pending = self._outstanding.pop(process, None)
         if pending is None:
             raise RuntimeError(f"process {process} has no operation outstanding")
-        ev = HistoryEvent(process=process, type=type, f=pending.f, value=value,
-                          key=pending.key, time=time)
+        ev = HistoryEvent(
+            process=process, type=type, f=pending.f, value=value, key=pending.key, time=time
+        )
         self._append(ev)
         if type == "info":
             self._crashed.add(process)
