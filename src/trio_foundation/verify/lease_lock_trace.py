@@ -22,6 +22,7 @@ spec's invariants (:meth:`LeaseLockCluster.violations`) after every step.
 
 from __future__ import annotations
 
+import itertools
 import random
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -486,7 +487,7 @@ class LeaseLockCluster:
         bad = []
         if len(self.entitled()) > 1:
             bad.append("MutualExclusion")
-        if any(a >= b for a, b in zip(self.grant_log, self.grant_log[1:], strict=False)):
+        if any(a >= b for a, b in itertools.pairwise(self.grant_log)):
             bad.append("FencingMonotonic")
         if self.resource.last_accepted != self.resource.highest:
             bad.append("StaleWriteRejected")

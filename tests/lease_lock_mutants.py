@@ -1,0 +1,36 @@
+"""Deliberately broken lease-lock cores: the checks must catch each of them.
+
+Used by property_tests/test_lease_lock.py (the stateful test must find a
+counterexample) and tests/test_lease_lock_spec.py (their traces must be
+rejected by TLC). Not part of the library, so no user can pick one by accident.
+"""
+
+from __future__ import annotations
+
+import random
+
+from trio_foundation.protocols.lease_lock import FencedResource, LockClient
+from trio_foundation.runtime.effects import Effect
+
+
+class NoDriftClient(LockClient):
+    """Broken: trusts the server's ttl on its own clock, ignoring the drift bound."""
+
+    def validity(self, ttl: float) -> float:
+        return ttl
+
+
+class UnfencedResource(FencedResource):
+    """Broken: accepts every token."""
+
+    def accepts(self, token: int) -> bool:
+        return True
+
+
+class AmnesiacClient(LockClient):
+    """Broken: does not persist its incarnation, so request ids repeat after a crash."""
+
+    def on_start(self, now: float, rng: random.Random) -> list[Effect]:
+        self.incarnation = 1
+        self._seq = 0
+        return []
