@@ -90,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help=f"seconds before a check is stopped (default: {_DEFAULT_TIMEOUT:g})",
     )
     check.set_defaults(handler=_check)
+    _register_trace(commands)
 
 
 def _add_dir(parser: argparse.ArgumentParser) -> None:
@@ -384,3 +385,95 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
         previous = step.state
     if back_to is not None:
         yield Text(f"Back to step {back_to}: the behaviour loops from here forever", style="bold")
+
+
+# --------------------------------------------------------------------------- trace
+
+_TRACEABLE = ("LeaseLock",)
+
+
+def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
+    trace = commands.add_parser(
+        "trace",
+        help="check runs of the implementation against a spec (trace validation)",
+        description="Run the real protocol cores under the spec's model of the network and "
+        "clocks, write each run as a TLA+ trace, and ask TLC whether every trace is a "
+        "behaviour of the spec. Exit code 0 if all are, 1 if one is not, 2 on bad input.",
+    )
+    trace.add_argument("name", metavar="NAME", help=f"the spec ({', '.join(_TRACEABLE)})")
+    _add_dir(trace)
+    trace.add_argument("--seed", type=int, default=0, help="seed of the first run (default: 0)")
+    trace.add_argument(
+        "--traces", type=_positive_int, default=20, metavar="N", help="runs (default: 20)"
+    )
+    trace.add_argument(
+        "--steps", type=_positive_int, default=80, metavar="N", help="steps per run (default: 80)"
+    )
+    trace.add_argument(
+        "--ttl",
+        type=_positive_int,
+        default=9,
+        metavar="T",
+        help="lease TTL in the spec's time units; with D=2, Delta=1 it must be a multiple "
+        "of 3 (default: 9)",
+    )
+    trace.add_argument(
+        "--write", type=Path, metavar="FILE", help="also save the generated trace module"
+    )
+    trace.add_argument(
+        "--module",
+        type=Path,
+        metavar="FILE",
+        help="check this LeaseLockTraceData module instead of generating runs",
+    )
+    trace.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=_DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds before TLC is stopped (default: {_DEFAULT_TIMEOUT:g})",
+    )
+    trace.set_defaults(handler=_trace)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from ..verify import lease_lock_trace as llt
+
+    if args.name not in _TRACEABLE:
+        raise VerificationError(
+            f"no trace validation for {args.name!r}: available for {', '.join(_TRACEABLE)}"
+        )
+    directory = default_specs_dir() if args.dir is None else args.dir
+    if not (directory / "LeaseLockTrace.tla").is_file():
+        raise VerificationError(f"{directory} has no LeaseLockTrace.tla: pass --dir")
+    params = llt.SpecParams(ttl=args.ttl)
+    console = _console()
+    if args.module is not None:
+        text = args.module.read_text(encoding="utf-8")
+        check = llt.check_trace_module(text, params, specs_dir=directory, timeout=args.timeout)
+        what = str(args.module)
+    else:
+        traces = [
+            llt.random_trace(seed, args.steps, params)
+            for seed in range(args.seed, args.seed + args.traces)
+        ]
+        if args.write is not None:
+            llt.write_trace_module(traces, args.write)
+        check = llt.check_traces(traces, params, specs_dir=directory, timeout=args.timeout)
+        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
+        what += f"{check.steps} steps"
+    seconds = check.tlc.seconds
+    if check.accepted:
+        console.print(
+            f"{args.name}: {what}: every trace is a behaviour of the spec ({seconds:.1f} s)"
+        )
+        return 0
+    where = (
+        f"trace {check.failed_trace} cannot go past step {check.failed_step}"
+        if check.failed_trace is not None
+        else "a trace cannot be followed"
+    )
+    if check.failed_action is not None:
+        where += f" (the next logged action, {check.failed_action}, is not allowed there)"
+    console.print(f"{args.name}: {what}: REJECTED: {where} ({seconds:.1f} s)")
+    return 1

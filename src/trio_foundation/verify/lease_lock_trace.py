@@ -65,9 +65,11 @@ __all__ = [
     "SpecParams",
     "TraceCheck",
     "TraceStep",
+    "check_trace_module",
     "check_traces",
     "random_trace",
     "trace_config",
+    "trace_module",
     "write_trace_module",
 ]
 
@@ -592,6 +594,11 @@ def _data_module(traces: Sequence[Sequence[TraceStep]]) -> str:
     )
 
 
+def trace_module(traces: Sequence[Sequence[TraceStep]]) -> str:
+    """The text of the module ``LeaseLockTraceData`` holding ``traces``."""
+    return _data_module(traces)
+
+
 def write_trace_module(traces: Sequence[Sequence[TraceStep]], path: Path) -> None:
     """Write ``traces`` as the module ``LeaseLockTraceData`` at ``path``."""
     path.write_text(_data_module(traces), encoding="utf-8")
@@ -621,8 +628,8 @@ class TraceCheck:
 
     Attributes:
         accepted: every trace is a behaviour of the spec.
-        traces: how many traces were checked.
-        steps: how many steps they hold in all.
+        traces: how many traces were checked (``None`` when checking a module as text).
+        steps: how many steps they hold in all (likewise).
         failed_trace: the 1-based index of a trace that could not be followed.
         failed_step: the 1-based position in it of the last state that was matched.
         failed_action: the action logged for the step that could not be taken.
@@ -630,8 +637,8 @@ class TraceCheck:
     """
 
     accepted: bool
-    traces: int
-    steps: int
+    traces: int | None
+    steps: int | None
     failed_trace: int | None
     failed_step: int | None
     failed_action: str | None
@@ -653,12 +660,38 @@ def check_traces(
     step where the implementation did something the spec does not allow.
 
     Raises:
-        VerificationError: Java or TLC is missing, or the trace module does not parse.
+        ValueError: no traces, or an empty one.
+        VerificationError: Java or TLC is missing, or TLC could not run the check.
+    """
+    if not traces or any(not t for t in traces):
+        raise ValueError("need at least one non-empty trace")
+    return check_trace_module(
+        _data_module(traces),
+        params,
+        specs_dir=specs_dir,
+        workers=workers,
+        timeout=timeout,
+        traces=traces,
+    )
+
+
+def check_trace_module(
+    module_text: str,
+    params: SpecParams = SpecParams(),
+    *,
+    specs_dir: Path,
+    workers: int = 1,
+    timeout: float = 300,
+    traces: Sequence[Sequence[TraceStep]] | None = None,
+) -> TraceCheck:
+    """Like :func:`check_traces`, for the text of a ``LeaseLockTraceData`` module
+    (e.g. one written by :func:`write_trace_module` and edited by hand).
+
+    ``traces``, when given, are the traces the module holds; they let the verdict
+    name the action that could not be taken and count steps.
     """
     from .._errors import VerificationError
 
-    if not traces or any(not t for t in traces):
-        raise ValueError("need at least one non-empty trace")
     with tempfile.TemporaryDirectory(prefix="leaselock-trace-") as tmp:
         config = Path(tmp) / "LeaseLockTrace.cfg"
         config.write_text(trace_config(params), encoding="utf-8")
@@ -667,19 +700,23 @@ def check_traces(
             config,
             workers=workers,
             timeout=timeout,
-            extra_files={"LeaseLockTraceData.tla": _data_module(traces)},
+            extra_files={"LeaseLockTraceData.tla": module_text},
         )
-    steps = sum(len(t) for t in traces)
+    count = len(traces) if traces is not None else None
+    steps = sum(len(t) for t in traces) if traces is not None else None
     if result.status is TLCStatus.OK:
-        return TraceCheck(True, len(traces), steps, None, None, None, result)
-    if result.status is TLCStatus.DEADLOCK and result.counterexample:
-        last = result.counterexample[-1].state
-        tr, pos = last.get("tr"), last.get("pos")
-        if isinstance(tr, int) and isinstance(pos, int):
-            action = traces[tr - 1][pos].action if pos < len(traces[tr - 1]) else None
-            return TraceCheck(False, len(traces), steps, tr, pos, action, result)
+        return TraceCheck(True, count, steps, None, None, None, result)
     if result.status is TLCStatus.DEADLOCK:
-        return TraceCheck(False, len(traces), steps, None, None, None, result)
+        tr = pos = None
+        action = None
+        if result.counterexample:
+            last = result.counterexample[-1].state
+            found_tr, found_pos = last.get("tr"), last.get("pos")
+            if isinstance(found_tr, int) and isinstance(found_pos, int):
+                tr, pos = found_tr, found_pos
+                if traces is not None and pos < len(traces[tr - 1]):
+                    action = traces[tr - 1][pos].action
+        return TraceCheck(False, count, steps, tr, pos, action, result)
     raise VerificationError(
         f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
     )
