@@ -222,3 +222,83 @@ def test_reachable_register_both_verdicts() -> None:
             lambda ev, w=wanted: len(ev) >= 8 and _verdict("register", ev) == w,  # type: ignore[misc]
             settings=_FIND,
         )
+
+
+# --- soundness at scale: simulated histories are linearizable by construction ---
+
+
+def simulated(
+    seed: int, model: str, n_ops: int, procs: int, info: float, values: int
+) -> list[HistoryEvent]:
+    """Clients against one atomic register; each op takes effect at a random
+    instant inside its interval (or, for some ``info`` ones, never)."""
+    import heapq
+    import random
+
+    rng = random.Random(seed)
+    state: Any = None
+    events: list[HistoryEvent] = []
+    heap: list[tuple[float, int, str, int]] = [(rng.random(), p, "invoke", p) for p in range(procs)]
+    heapq.heapify(heap)
+    pid = list(range(procs))
+    running: dict[int, dict[str, Any]] = {}
+    issued = seq = 0
+    while heap:
+        now, _, kind, slot = heapq.heappop(heap)
+        seq += 1
+        if kind == "invoke":
+            if issued >= n_ops:
+                continue
+            issued += 1
+            f = rng.choice(
+                ["read", "write", "cas"] if model == "cas-register" else ["read", "write"]
+            )
+            value: Any = None
+            if f == "write":
+                value = rng.randrange(values)
+            elif f == "cas":
+                value = [rng.randrange(values), rng.randrange(values)]
+            running[slot] = {"f": f, "value": value, "info": rng.random() < info}
+            events.append(HistoryEvent(pid[slot], "invoke", f, value))
+            at = now + rng.expovariate(1.0)
+            heapq.heappush(heap, (at, seq, "apply", slot))
+            heapq.heappush(heap, (at + rng.expovariate(1.0), seq, "complete", slot))
+        elif kind == "apply":
+            o = running[slot]
+            if o["info"] and rng.random() < 0.5:
+                o["out"] = ("info", None)
+            elif o["f"] == "read":
+                o["out"] = ("ok", state)
+            elif o["f"] == "write":
+                state = o["value"]
+                o["out"] = ("ok", o["value"])
+            elif state == o["value"][0]:
+                state = o["value"][1]
+                o["out"] = ("ok", o["value"])
+            else:
+                o["out"] = ("fail", o["value"])
+        else:
+            o = running.pop(slot)
+            etype, out = ("info", None) if o["info"] else o["out"]
+            events.append(HistoryEvent(pid[slot], etype, o["f"], out))
+            if etype == "info":
+                pid[slot] += procs * n_ops  # a crashed client is replaced
+            heapq.heappush(heap, (now + rng.expovariate(5.0), seq, "invoke", slot))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    model=st.sampled_from(["register", "cas-register"]),
+    n_ops=st.integers(20, 500),
+    procs=st.integers(1, 12),
+    info=st.sampled_from([0.0, 0.05, 0.3]),
+    values=st.sampled_from([2, 5, 1000]),
+)
+def test_simulated_histories_are_never_called_non_linearizable(
+    seed: int, model: str, n_ops: int, procs: int, info: float, values: int
+) -> None:
+    events = simulated(seed, model, n_ops, procs, info, values)
+    result = check_history(events, model, max_states=200_000)
+    assert result.verdict != "not-linearizable", [e.to_json() for e in events]
