@@ -33,7 +33,11 @@ _SHOW_PREFIX: Final = 8  # linearized operations shown before the failure
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the ``lincheck`` command to the top-level parser."""
+    """Add the ``lincheck`` command to the top-level parser.
+
+    Args:
+        subparsers: the ``foundation`` parser's sub-command collection.
+    """
     models = "\n".join(f"  {m.name:<13} {m.description}" for m in MODELS.values())
     parser = subparsers.add_parser(
         "lincheck",
@@ -80,7 +84,19 @@ def _load(path: str) -> tuple[list[HistoryEvent], list[int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``foundation lincheck``; returns the exit code."""
+    """Run ``foundation lincheck``.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        0 linearizable, 1 not linearizable, 3 unknown.
+
+    Raises:
+        ValueError: for bad input (unknown model, malformed history, bad bounds);
+            the dispatcher prints it as one line and exits 2.
+        OSError: if the history cannot be read or the timeline written.
+    """
     model = resolve_model(args.model)  # ValueError lists the known models
     if args.timeout is not None and not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")

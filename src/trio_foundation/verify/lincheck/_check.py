@@ -117,6 +117,12 @@ class LinearizabilityResult:
 def resolve_model(model: str | Model) -> Model:
     """The :class:`Model` named ``model`` (or ``model`` itself).
 
+    Args:
+        model: a built-in model's name, or a :class:`Model`.
+
+    Returns:
+        The model.
+
     Raises:
         ValueError: for an unknown name; the message lists the known ones.
         TypeError: if ``model`` is neither a string nor a :class:`Model`.
@@ -174,8 +180,21 @@ def check_operations(
     timeout: float | None = None,
     max_states: int | None = DEFAULT_MAX_STATES,
 ) -> LinearizabilityResult:
-    """Like :func:`check_history`, on operations already paired by
-    :func:`pair_operations` (in order of invocation)."""
+    """Like :func:`check_history`, on operations already paired.
+
+    Args:
+        operations: operations as :func:`pair_operations` returns them (in order
+            of invocation, with their event positions).
+        model: a name from :data:`MODELS` or a :class:`Model`.
+        timeout: as for :func:`check_history`.
+        max_states: as for :func:`check_history`.
+
+    Returns:
+        The verdict with its evidence.
+
+    Raises:
+        ValueError: as for :func:`check_history`.
+    """
     m = resolve_model(model)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be > 0, got {timeout}")
