@@ -317,19 +317,6 @@ class LeaseLockCluster:
         self._start(SERVER)
         return True
 
-    def deliverable(self) -> list[int]:
-        """Indexes into :attr:`msgs` whose delivery would change some state."""
-        out = []
-        for i in range(len(self.msgs)):
-            before = self.spec_state()
-            probe = self._snapshot()
-            self.deliver(i)
-            changed = self.spec_state() != before
-            self._restore(probe)
-            if changed:
-                out.append(i)
-        return out
-
     def action_of(self, index: int) -> str:
         """The spec action that delivering ``msgs[index]`` performs."""
         p = self.msgs[index].payload
@@ -391,44 +378,6 @@ class LeaseLockCluster:
             if due is not None and due <= self.clock[c]:
                 del self._timers[c][EXPIRE_TIMER]
                 self._run(c, core.on_timer(self.clock[c], EXPIRE_TIMER))
-
-    def _snapshot(self) -> Any:
-        import copy
-
-        return copy.deepcopy(
-            (
-                self.server,
-                self.clients,
-                self.resource,
-                self.clock,
-                self._persisted,
-                self._timers,
-                self.msgs,
-                self._msg_keys,
-                self._req_rank,
-                self.grant_log,
-                self.expired_regrant,
-                self.stale_write_refused,
-                self.contended,
-            )
-        )
-
-    def _restore(self, snap: Any) -> None:
-        (
-            self.server,
-            self.clients,
-            self.resource,
-            self.clock,
-            self._persisted,
-            self._timers,
-            self.msgs,
-            self._msg_keys,
-            self._req_rank,
-            self.grant_log,
-            self.expired_regrant,
-            self.stale_write_refused,
-            self.contended,
-        ) = snap
 
     # ------------------------------------------------------------------ observation
 
