@@ -30,7 +30,12 @@ from hypothesis.stateful import (
 )
 from lease_lock_mutants import AmnesiacClient, NoDriftClient, UnfencedResource
 
-from trio_foundation.protocols.lease_lock import FencedResource, LockClient
+from trio_foundation.protocols.lease_lock import (
+    AcquireRequest,
+    FencedResource,
+    Granted,
+    LockClient,
+)
 from trio_foundation.verify.lease_lock_trace import LeaseLockCluster, SpecParams
 
 # TTL 12 with D = 2, Delta = 1: drift bound 1/2, client validity 4.
@@ -240,15 +245,9 @@ class UnfencedMachine(LeaseLockMachine):
     resource_factory = UnfencedResource
 
 
-class AmnesiacMachine(LeaseLockMachine):
-    client_factory = staticmethod(
-        lambda node, params: AmnesiacClient(node, server=0, max_drift=params.max_drift)
-    )
-
-
 # Detection only: generation stops at the first failure and shrinking is skipped
 # (run the machine by hand to see a shrunk counterexample). In trials of 600
-# examples each, every broken variant was caught; see docs/lease-lock.md.
+# examples each, both broken variants were caught 4 times out of 4.
 _BROKEN_SETTINGS = settings(
     max_examples=1500,
     stateful_step_count=STEPS,
@@ -265,11 +264,50 @@ _BROKEN_SETTINGS = settings(
     [
         (NoDriftMachine, "MutualExclusion"),
         (UnfencedMachine, "StaleWriteRejected"),
-        (AmnesiacMachine, "MutualExclusion"),
     ],
-    ids=["no-drift-client", "unfenced-resource", "amnesiac-client"],
+    ids=["no-drift-client", "unfenced-resource"],
 )
 def test_broken_variant_is_caught(machine: type[LeaseLockMachine], invariant_name: str) -> None:
     """The suite fails if the stateful test does NOT find the broken core's bug."""
     with pytest.raises(AssertionError, match=invariant_name):
         run_state_machine_as_test(machine, settings=_BROKEN_SETTINGS)
+
+
+# The amnesiac client (request ids repeat after a crash) needs a crash, a new
+# request and the *old* grant delivered, in that order, before the lease can be
+# granted again: the state machine finds it in about half of its 600-example
+# runs, too rarely for a check that must not flake. This directed run shows the
+# bug and that the real client is immune to the same schedule.
+
+
+def _crash_then_stale_grant(client_factory: object) -> list[str]:
+    cluster = LeaseLockCluster(PARAMS, client_factory=client_factory)  # type: ignore[arg-type]
+
+    def deliver(kind: type, to: int | None = None, src: int | None = None) -> None:
+        for i, msg in enumerate(cluster.msgs):
+            if type(msg.payload) is kind and to in (None, msg.dst) and src in (None, msg.src):
+                cluster.deliver(i)
+                return
+        raise AssertionError(f"no {kind.__name__} message")
+
+    slow_c1 = {0: 3, 1: 1}  # the server's clock runs fast, c1's slow
+    cluster.client_acquire(1)
+    deliver(AcquireRequest, src=1)  # granted at server time 0, expires at 12
+    cluster.tick(slow_c1)
+    cluster.tick(slow_c1)
+    cluster.client_crash(1)
+    cluster.client_acquire(1)  # sent at c1 time 2
+    deliver(Granted, to=1)  # the grant from before the crash arrives now
+    cluster.tick(slow_c1)
+    cluster.tick(slow_c1)  # server time 12: the lease expired
+    cluster.client_acquire(2)
+    deliver(AcquireRequest, src=2)
+    deliver(Granted, to=2)
+    return cluster.violations()
+
+
+def test_amnesiac_client_breaks_mutual_exclusion_in_a_directed_run() -> None:
+    assert _crash_then_stale_grant(
+        lambda node, p: AmnesiacClient(node, server=0, max_drift=p.max_drift)
+    ) == ["MutualExclusion"]
+    assert _crash_then_stale_grant(_client) == []
