@@ -167,8 +167,7 @@ class LeaseLock:
 class LockService:
     """A running lock server and the network its clients reach it on."""
 
-    def __init__(self, nursery: trio.Nursery, network: LocalNetwork, node: Node) -> None:
-        self._nursery = nursery
+    def __init__(self, network: LocalNetwork, node: Node) -> None:
         self.network = network
         self._server_node = node
         self._ids = itertools.count(SERVER_NODE + 1)
@@ -233,6 +232,6 @@ async def open_lock_service(
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         try:
-            yield LockService(nursery, network, node)
+            yield LockService(network, node)
         finally:
             nursery.cancel_scope.cancel()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Final, final
 
 import attrs
@@ -160,7 +160,7 @@ class Node:
         self._ids = itertools.count()
         self._running = False
         #: called (synchronously) after every event the core handled
-        self.after_event: list[Any] = []
+        self.after_event: list[Callable[[], None]] = []
 
     def _execute(self, effects: list[Effect]) -> None:
         for eff in effects:
