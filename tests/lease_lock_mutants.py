@@ -13,21 +13,21 @@ from trio_foundation.protocols.lease_lock import FencedResource, LockClient
 from trio_foundation.runtime.effects import Effect
 
 
-class NoDriftClient(LockClient):
+class NoDriftClient(LockClient):  # type: ignore[misc]  # subclassing a @final core on purpose
     """Broken: trusts the server's ttl on its own clock, ignoring the drift bound."""
 
     def validity(self, ttl: float) -> float:
         return ttl
 
 
-class UnfencedResource(FencedResource):
+class UnfencedResource(FencedResource):  # type: ignore[misc]
     """Broken: accepts every token."""
 
     def accepts(self, token: int) -> bool:
         return True
 
 
-class AmnesiacClient(LockClient):
+class AmnesiacClient(LockClient):  # type: ignore[misc]
     """Broken: does not persist its incarnation, so request ids repeat after a crash."""
 
     def on_start(self, now: float, rng: random.Random) -> list[Effect]:
