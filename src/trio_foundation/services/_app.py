@@ -10,6 +10,7 @@ be restarted is wrapped in :class:`Supervised`, which brings its own supervisor.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -27,6 +28,8 @@ from ..supervision import (
 from ..supervision._spec import is_async_callable
 from ..supervision._supervisor import _unwrap_group
 from ._component import Component, Supervised, _CallbackStatus
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["App", "AppStartError", "ComponentFailedError", "dependency_order", "open_app"]
 
@@ -194,7 +197,7 @@ class App:
     async def health(self) -> dict[str, bool]:
         """Each component's health: its ``health()`` if defined, else whether it runs.
 
-        A health check that raises counts as unhealthy. A checkpoint.
+        A health check that raises counts as unhealthy (the error is logged). A checkpoint.
         """
         states = {info.id: info.state for info in self._supervisor.which_children()}
         result: dict[str, bool] = {}
@@ -208,6 +211,8 @@ class App:
                 try:
                     result[comp.name] = bool(await check())
                 except Exception:
+                    # Unhealthy, not fatal; Cancelled is not an Exception and propagates.
+                    logger.exception("health check of component %r raised", comp.name)
                     result[comp.name] = False
         await trio.lowlevel.checkpoint()
         return result
