@@ -80,6 +80,31 @@ def test_targets_index_the_open_scopes_from_the_outermost() -> None:
     assert log == ["after outer"]
 
 
+def test_an_injection_anchored_on_an_opening_counts_steps_from_there() -> None:
+    progress: dict[int, int] = {}
+
+    async def scenario(inj: Injector) -> None:
+        for op in range(5):
+            with inj.scope(f"op{op}"):
+                for j in range(10):
+                    progress[op] = j + 1
+                    await trio.lowlevel.checkpoint()
+
+    plan = InjectionPlan((Injection(step=3, target=2, anchor="opened"),))
+    result = run_injected(scenario, plan)
+    # op2 opened during a step; that step and two more ran its first 3 iterations
+    assert progress == {0: 10, 1: 10, 2: 3, 3: 10, 4: 10}
+    assert [a.label for a in result.applied] == ["op2"]
+    # an opening that never happens, or a scope already closed: nothing applied
+    for missed in (
+        Injection(step=3, target=9, anchor="opened"),
+        Injection(step=50, target=0, anchor="opened"),
+    ):
+        progress.clear()
+        assert run_injected(scenario, InjectionPlan((missed,))).applied == ()
+        assert progress == {op: 10 for op in range(5)}
+
+
 def test_an_injection_with_no_open_scope_is_skipped() -> None:
     async def scenario(inj: Injector) -> None:
         await trio.sleep(1)
