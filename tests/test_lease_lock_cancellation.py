@@ -25,6 +25,7 @@ from trio_foundation.coordination.lease_lock import (
 )
 from trio_foundation.protocols import lease_lock as lease_lock_core
 from trio_foundation.protocols.lease_lock import Granted
+from trio_foundation.verify.cancellation import Injection, InjectionPlan, Injector, run_injected
 
 SEEDS = settings(max_examples=40, deadline=None, database=None)
 
@@ -214,3 +215,21 @@ def test_the_retryable_refusals_are_worded_as_the_cores_word_them() -> None:
     source = inspect.getsource(lease_lock_core)
     for reason in RETRYABLE_REFUSALS:
         assert f'"{reason}"' in source, reason
+
+
+# ------------------------------------------- found by the cancellation-injection property test
+
+
+async def connect_and_hold(inj: Injector) -> None:
+    with inj.scope("service"):
+        async with open_lock_service() as service, service.connect() as lock:
+            async with lock.acquire(ttl=1):
+                await trio.sleep(0.5)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(step=st.integers(1, 12), _=st.random_module())
+def test_a_cancellation_racing_connect_is_a_cancellation(step: int, _: object) -> None:
+    """The connection's task can stop before the caller reaches a checkpoint:
+    the caller's next acquire must then be cancelled, not refused as misuse."""
+    run_injected(connect_and_hold, InjectionPlan((Injection(step=step),)))

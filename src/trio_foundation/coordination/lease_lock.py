@@ -136,6 +136,14 @@ class LeaseLock:
         else:
             self._node.submit_final(op)
 
+    async def _check_open(self) -> None:
+        # A cancellation that tears down the connection can stop its task
+        # before the caller reaches a checkpoint: then the caller is cancelled,
+        # not misusing a closed connection.
+        if not self._node.running:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            raise RuntimeError(f"the connection of client {self.node_id} is closed")
+
     def _release(self, token: int) -> None:
         lease = self._core.lease
         if self._core.state == "held" and lease is not None and lease.token == token:
@@ -183,8 +191,7 @@ class LeaseLock:
             raise ValueError(f"margin must be in [0, {validity}) for ttl {ttl}, got {margin!r}")
         if self._busy:
             raise RuntimeError("this client already holds or is acquiring the lock")
-        if not self._node.running:
-            raise RuntimeError(f"the connection of client {self.node_id} is closed")
+        await self._check_open()
         self._busy = True
         try:
             info = await self._wait_for_grant(float(ttl))
@@ -218,9 +225,13 @@ class LeaseLock:
     async def _wait_for_grant(self, ttl: float) -> LeaseInfo:
         delay = self._retry_delay
         while True:
+            await self._check_open()
             key = self._node.submit("acquire", ttl)
             try:
                 reply = await self._node.wait_reply(key)
+            except trio.BrokenResourceError:
+                await self._check_open()
+                raise
             except trio.Cancelled:
                 # The connection may have taken the grant in the very batch in
                 # which we were cancelled: then the lease is ours, give it back.
