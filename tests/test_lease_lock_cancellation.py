@@ -8,6 +8,7 @@ scheduler seeds (``random_module()`` seeds trio's scheduler under Hypothesis).
 from __future__ import annotations
 
 import inspect
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -233,3 +234,37 @@ def test_a_cancellation_racing_connect_is_a_cancellation(step: int, _: object) -
     """The connection's task can stop before the caller reaches a checkpoint:
     the caller's next acquire must then be cancelled, not refused as misuse."""
     run_injected(connect_and_hold, InjectionPlan((Injection(step=step),)))
+
+
+def test_ctrl_c_in_the_body_arrives_as_a_plain_keyboard_interrupt() -> None:
+    """A real SIGINT, delivered by trio's handler at the body's checkpoint."""
+    released: list[bool] = []
+
+    async def main() -> None:
+        async with open_lock_service() as service:
+            try:
+                async with service.connect() as lock, lock.acquire(ttl=5):
+                    signal.raise_signal(signal.SIGINT)
+                    await trio.sleep(1)
+            finally:
+                released.append(service.server.holder is None)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(main)
+    assert released == [True]
+
+
+def test_an_error_in_the_callers_own_nursery_is_wrapped_by_that_nursery_only() -> None:
+    async def main() -> None:
+        async with open_lock_service() as service, service.connect() as lock:
+
+            async def worker() -> None:
+                async with lock.acquire(ttl=5):
+                    raise ValueError("in a worker")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker)
+
+    with pytest.raises(ExceptionGroup) as info:
+        run(main)
+    assert [repr(e) for e in info.value.exceptions] == ["ValueError('in a worker')"]

@@ -54,20 +54,21 @@ RETRYABLE_REFUSALS: Final = frozenset(
 )
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
+def _carried(exc: BaseException) -> set[int]:
+    """The ids of the exceptions other than ``Cancelled`` that ``exc`` carries."""
+    if isinstance(exc, BaseExceptionGroup):
+        return set().union(*(_carried(e) for e in exc.exceptions))
+    return set() if isinstance(exc, trio.Cancelled) else {id(exc)}
 
 
 @asynccontextmanager
 async def _running(node: Node) -> AsyncIterator[None]:
     """Run ``node`` for the body; the body's exception propagates unwrapped.
 
-    The node's loop ends only by cancellation, so a nursery error made of the
-    body's exception and ``Cancelled`` (from an enclosing scope) is the body's
-    exception alone; anything else (a core that raised) propagates as the group.
+    The node's loop ends only by cancellation, so a nursery error that carries
+    just the body's exception (and ``Cancelled`` from an enclosing scope) is
+    the body's exception; anything else (a core that raised) propagates as
+    the group.
     """
     body_error: BaseException | None = None
     unwrapped: BaseException | None = None
@@ -82,10 +83,9 @@ async def _running(node: Node) -> AsyncIterator[None]:
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        if body_error is None or not any(leaf is body_error for leaf in leaves):
-            raise
-        if not all(leaf is body_error or isinstance(leaf, trio.Cancelled) for leaf in leaves):
+        # trio rebuilds a group raised by the body (it splits Cancelled out),
+        # so compare what the groups carry, not the group objects.
+        if body_error is None or _carried(group) != _carried(body_error):
             raise
         unwrapped = body_error
     if unwrapped is not None:
