@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections import deque
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 
+from trio_foundation.verify import cancellation
 from trio_foundation.verify.cancellation import (
     Injection,
     InjectionFailure,
@@ -285,3 +288,22 @@ def test_any_step_can_be_hit(n: int) -> None:
     reached: list[int] = []
     run_injected(counting_scenario(reached), InjectionPlan((Injection(step=n),)))
     assert len(reached) == n
+
+
+def test_an_abandoned_busy_run_stops_spinning() -> None:
+    async def scenario(inj: Injector) -> None:
+        with trio.CancelScope(shield=True):
+            while True:  # virtual time never advances: only the real-time limit ends it
+                await trio.lowlevel.checkpoint()
+
+    with pytest.raises(InjectionFailure, match=r"did not finish within 0\.5 real s"):
+        run_injected(scenario, InjectionPlan(), real_time_limit=0.5)
+    thread = cancellation._abandoned[-1]
+    time.sleep(0.2)
+    frame = sys._current_frames().get(thread.ident or 0)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    assert "after_task_step" in names or "before_io_wait" in names, names
+    assert names[0] in {"wait", "acquire"}, names  # parked on a lock, not running

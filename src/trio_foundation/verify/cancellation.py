@@ -206,6 +206,8 @@ class Injector(trio.abc.Instrument):
         self._idle_grace = 0.0
         self._clock: trio.testing.MockClock | None = None
         self.deadlocked = threading.Event()
+        #: set when the caller abandons the run: its thread then parks for good
+        self.halted = threading.Event()
         self.root_scope = trio.CancelScope()
         self.steps = 0
 
@@ -250,6 +252,8 @@ class Injector(trio.abc.Instrument):
         self._alive.discard(task)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.halted.is_set():
+            threading.Event().wait()  # an abandoned run must not keep spinning
         self._idle_since = None
         if task not in self._under_test:
             return
@@ -265,6 +269,8 @@ class Injector(trio.abc.Instrument):
         self.run_check()
 
     def before_io_wait(self, timeout: float) -> None:
+        if self.halted.is_set():
+            threading.Event().wait()
         stats = trio.lowlevel.current_statistics()
         if stats.tasks_runnable or stats.seconds_to_next_deadline != math.inf:
             self._idle_since = None
@@ -484,6 +490,7 @@ def run_injected(
     if thread.is_alive():
         # Abandon the stuck run (its thread is a daemon). Keep a bounded list of
         # them so their frames are not torn down under a live trio run.
+        injector.halted.set()
         _abandoned.append(thread)
         del _abandoned[:-_ABANDONED_LIMIT]
         failure = injector.failure()
