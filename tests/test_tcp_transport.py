@@ -1,0 +1,361 @@
+"""The TCP transport on loopback: delivery, handshake, authentication, misbehaving
+peers, reconnection, bounded queues and cancellation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from trio_foundation.runtime.codec import Crc32Seal, FrameDecoder, WireMessage, WireProtocol
+from trio_foundation.runtime.codec import encode_frame as frame
+from trio_foundation.runtime.tcp import (
+    HANDSHAKE_PROTOCOL,
+    Hello,
+    TcpTransport,
+    open_tcp_transport,
+)
+from trio_foundation.runtime.transport import Envelope, Transport
+
+
+class Ping(WireMessage, frozen=True):
+    seq: int
+    body: bytes = b""
+
+
+class Pong(WireMessage, frozen=True):
+    seq: int
+
+
+PROTO = WireProtocol("test-ping", 1, [Ping, Pong], max_frame=64 * 1024)
+SECRET = b"correct horse battery staple"
+LOCAL = ("127.0.0.1", 0)
+FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "handshake_timeout": 2.0}
+
+
+@asynccontextmanager
+async def pair(
+    *, server_secret: bytes | None = None, client_secret: bytes | None = None, **kw: Any
+) -> AsyncIterator[tuple[TcpTransport, TcpTransport]]:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL, secret=server_secret, **FAST) as server:
+        assert server.listen_address is not None
+        async with open_tcp_transport(
+            PROTO, 1, peers={0: server.listen_address}, secret=client_secret, **FAST, **kw
+        ) as client:
+            yield server, client
+
+
+async def wait_for(cond: Callable[[], bool]) -> None:
+    """Poll a counter of the statistics (they have no event to wait on) for 5 s at most."""
+    with trio.fail_after(5):
+        while not cond():  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["plain", "authenticated"])
+async def test_request_reply_both_ways(secret: bytes | None) -> None:
+    async with pair(server_secret=secret, client_secret=secret) as (server, client):
+        assert isinstance(server, Transport) and server.authenticated == (secret is not None)
+        await client.wait_connected(0)
+        for i in range(50):
+            assert client.send_nowait(0, Ping(i, b"x" * i))
+        for i in range(50):
+            env = await server.receive()
+            assert env == Envelope(1, Ping(i, b"x" * i))  # in order, exactly once
+            assert server.send_nowait(env.src, Pong(i))
+        for i in range(50):
+            assert await client.receive() == Envelope(0, Pong(i))
+        s, c = server.statistics(), client.statistics()
+        assert (s.connections_accepted, c.connections_dialed) == (1, 1)
+        assert (s.frames_received, c.frames_sent, s.frames_sent) == (50, 50, 50)
+        assert s.drops == {} and c.drops == {}
+
+
+async def test_sending_to_an_unknown_node_is_refused_and_counted() -> None:
+    async with open_tcp_transport(PROTO, 3) as t:
+        assert t.send_nowait(9, Ping(1)) is False
+        assert t.statistics().unroutable == 1
+        with pytest.raises(TypeError, match="not a message type of protocol 'test-ping'"):
+            t.send_nowait(9, Hello("x", 1, 1, b"", False))
+        with pytest.raises(KeyError, match="node 9 is not a peer of node 3"):
+            await t.wait_connected(9)
+
+
+async def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="node_id must be in"):
+        async with open_tcp_transport(PROTO, -1):
+            pass
+    with pytest.raises(ValueError, match="secret has 3 bytes"):
+        async with open_tcp_transport(PROTO, 1, secret=b"abc"):
+            pass
+    with pytest.raises(ValueError, match="send_queue must be an int > 0"):
+        async with open_tcp_transport(PROTO, 1, send_queue=0):
+            pass
+    with pytest.raises(ValueError, match="peers names this node's own id 1"):
+        async with open_tcp_transport(PROTO, 1, peers={1: ("127.0.0.1", 1)}):
+            pass
+    async with open_tcp_transport(PROTO, 1) as t:
+        with pytest.raises(RuntimeError, match="node 1 cannot dial itself"):
+            t.add_peer(1, "127.0.0.1", 9)
+        with pytest.raises(ValueError, match=r"port must be in 1\.\.65535"):
+            t.add_peer(2, "127.0.0.1", 0)
+    with pytest.raises(RuntimeError, match="not running"):
+        t.add_peer(2, "127.0.0.1", 9)
+
+
+# ----------------------------------------------------------------- misbehaving peers
+
+
+async def raw_handshake(
+    address: tuple[str, int], *, protocol: str = "test-ping", version: int = 1, node: int = 77
+) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream(*address)
+    hello = HANDSHAKE_PROTOCOL.encode(Hello(protocol, version, node, os.urandom(16), False))
+    await stream.send_all(frame(hello, Crc32Seal()))
+    return stream
+
+
+async def read_hello(stream: trio.SocketStream) -> Hello:
+    decoder = FrameDecoder(HANDSHAKE_PROTOCOL, Crc32Seal())
+    while (m := decoder.next_message()) is None:
+        decoder.feed(await stream.receive_some(4096))
+    assert isinstance(m, Hello)
+    return m
+
+
+async def closed_by_peer(stream: trio.SocketStream) -> bool:
+    with trio.fail_after(5):
+        try:
+            while await stream.receive_some(4096):
+                pass
+        except trio.BrokenResourceError:
+            pass
+    return True
+
+
+def unknown_type_frame() -> bytes:
+    return frame(msgspec.msgpack.encode(["Nope", 1]), Crc32Seal())
+
+
+# each: (name, bytes sent after connecting (None: a handshake first), expected drop reason)
+GARBAGE: list[tuple[str, Callable[[], bytes], bool, str]] = [
+    ("huge length prefix", lambda: struct.pack(">I", 0xFFFFFFF0), False, "frame-too-large"),
+    ("random bytes", lambda: os.urandom(64), False, "frame-too-large"),
+    ("bad checksum", lambda: struct.pack(">I", 8) + b"\x92\x01\x02\x03abcd", False, "bad-check"),
+    ("unknown type", unknown_type_frame, True, "unknown-type"),
+    ("bad payload", lambda: frame(b"\xc1", Crc32Seal()), True, "undecodable"),
+    (
+        "oversized app frame",
+        lambda: struct.pack(">I", 64 * 1024 + 5) + b"\x00" * 100,
+        True,
+        "frame-too-large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("garbage", "handshake", "reason"), [g[1:] for g in GARBAGE],
+                         ids=[g[0] for g in GARBAGE])  # fmt: skip
+async def test_a_garbage_sender_is_dropped_and_the_listener_keeps_serving(
+    garbage: Callable[[], bytes], handshake: bool, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="trio_foundation.runtime.tcp")
+    async with pair() as (server, client):
+        assert server.listen_address is not None
+        await client.wait_connected(0)
+        if handshake:
+            bad = await raw_handshake(server.listen_address)
+            await read_hello(bad)
+        else:
+            bad = await trio.open_tcp_stream(*server.listen_address)
+        await bad.send_all(garbage())
+        assert await closed_by_peer(bad)
+        await wait_for(lambda: server.statistics().drops.get(reason) == 1)
+        # the good client is unaffected, and new clients still get in
+        client.send_nowait(0, Ping(1))
+        assert await server.receive() == Envelope(1, Ping(1))
+        async with open_tcp_transport(PROTO, 2, peers={0: server.listen_address}) as other:
+            other.send_nowait(0, Ping(2))
+            assert await server.receive() == Envelope(2, Ping(2))
+        stats = server.statistics()
+        assert sum(stats.drops.values()) == 1
+        await bad.aclose()
+    records = [r for r in caplog.records if r.name == "trio_foundation.runtime.tcp"]
+    assert len(records) == 1 and reason in records[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"protocol": "other"}, "handshake-failed"),
+        ({"version": 2}, "handshake-failed"),
+        ({"node": 0}, "peer-mismatch"),  # claims the server's own id
+    ],
+)
+async def test_a_handshake_mismatch_drops_the_connection(kw: dict[str, Any], reason: str) -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as server:
+        assert server.listen_address is not None
+        bad = await raw_handshake(server.listen_address, **kw)
+        assert await closed_by_peer(bad)
+        await wait_for(lambda: server.statistics().drops.get(reason) == 1)
+        await bad.aclose()
+
+
+async def test_a_silent_peer_is_dropped_after_the_handshake_timeout() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL, handshake_timeout=0.2) as server:
+        assert server.listen_address is not None
+        silent = await trio.open_tcp_stream(*server.listen_address)
+        assert await closed_by_peer(silent)
+        assert server.statistics().drops == {"timeout": 1}
+        await silent.aclose()
+
+
+async def test_dialing_the_wrong_node_is_a_peer_mismatch() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as server:
+        assert server.listen_address is not None
+        async with open_tcp_transport(PROTO, 1, peers={5: server.listen_address}, **FAST) as c:
+            await wait_for(lambda: c.statistics().drops.get("peer-mismatch", 0) >= 2)
+            assert not c.is_connected(5)
+
+
+@pytest.mark.parametrize(
+    ("server_secret", "client_secret"),
+    [(SECRET, b"wrong secret, same length!!!"), (SECRET, None), (None, SECRET)],
+    ids=["wrong-secret", "client-without-secret", "server-without-secret"],
+)
+async def test_failed_authentication_drops_the_connection_on_both_sides(
+    server_secret: bytes | None, client_secret: bytes | None
+) -> None:
+    async with pair(server_secret=server_secret, client_secret=client_secret) as (server, client):
+        await wait_for(lambda: client.statistics().drops.get("auth-failed", 0) >= 2)
+        await wait_for(lambda: server.statistics().drops.get("auth-failed", 0) >= 2)
+        assert not client.is_connected(0)
+        assert server.statistics().frames_received == 0
+        # a client with the right secret (or none, if the server has none) gets in
+        async with open_tcp_transport(
+            PROTO, 2, peers={0: server.listen_address or LOCAL}, secret=server_secret
+        ) as good:
+            good.send_nowait(0, Ping(9))
+            assert await server.receive() == Envelope(2, Ping(9))
+
+
+# ----------------------------------------------------------------- routes and reconnection
+
+
+async def test_messages_queued_while_the_peer_is_down_arrive_after_reconnection() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as server:
+        address = server.listen_address
+        assert address is not None
+    # the server is gone; the client queues and keeps dialing
+    async with open_tcp_transport(PROTO, 1, peers={0: address}, **FAST) as client:
+        for i in range(5):
+            client.send_nowait(0, Ping(i))
+        await wait_for(lambda: client.statistics().dial_failures >= 2)
+        assert client.statistics().queued == 5
+        async with open_tcp_transport(PROTO, 0, listen=address) as server2:
+            for i in range(5):
+                assert await server2.receive() == Envelope(1, Ping(i))
+            # cut the connection from the server's side: the client reconnects
+            server2.remove_peer(1)
+            await wait_for(lambda: server2.statistics().connections_accepted == 2)
+            await client.wait_connected(0)
+            client.send_nowait(0, Ping(99))
+            assert await server2.receive() == Envelope(1, Ping(99))
+        assert client.statistics().dial_failures >= 2
+
+
+async def test_a_full_send_queue_drops_its_oldest_messages() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as server:
+        address = server.listen_address
+        assert address is not None
+    async with open_tcp_transport(PROTO, 1, peers={0: address}, send_queue=3, **FAST) as client:
+        for i in range(10):
+            assert client.send_nowait(0, Ping(i))
+        stats = client.statistics()
+        assert (stats.queued, stats.send_queue_overflows) == (3, 7)
+        async with open_tcp_transport(PROTO, 0, listen=address) as server2:
+            got = [await server2.receive() for _ in range(3)]
+            assert [e.msg.seq for e in got] == [7, 8, 9]
+
+
+async def test_a_slow_reader_cannot_grow_the_senders_memory() -> None:
+    body = b"z" * 16_000
+    async with pair(send_queue=64, send_queue_bytes=1 << 20) as (server, client):
+        await client.wait_connected(0)
+        # the server never calls receive(): its inbox fills, its readers stop,
+        # the socket buffers fill, the client's writer blocks
+        for i in range(3_000):
+            client.send_nowait(0, Ping(i, body))
+            if i % 50 == 0:
+                await trio.sleep(0.001)
+                assert client.statistics().queued <= 64
+        stats = client.statistics()
+        assert stats.send_queue_overflows > 0
+        assert stats.queued <= 64
+        assert server.statistics().frames_received <= 1024 + 1  # the inbox bound
+
+
+async def test_a_reconnecting_client_replaces_its_older_connection() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as server:
+        assert server.listen_address is not None
+        async with open_tcp_transport(PROTO, 1, peers={0: server.listen_address}) as c1:
+            c1.send_nowait(0, Ping(1))
+            assert (await server.receive()).src == 1
+            async with open_tcp_transport(PROTO, 1, peers={0: server.listen_address}) as c2:
+                c2.send_nowait(0, Ping(2))
+                assert await server.receive() == Envelope(1, Ping(2))
+                server.send_nowait(1, Pong(2))  # goes on the newest connection
+                assert await c2.receive() == Envelope(0, Pong(2))
+        await wait_for(lambda: not server.is_connected(1))
+        assert server.send_nowait(1, Pong(3)) is False  # the route died with the connection
+
+
+# ----------------------------------------------------------------- cancellation
+
+
+async def test_cancelled_receive_loses_nothing() -> None:
+    async with pair() as (server, client):
+        with trio.move_on_after(0.05) as scope:
+            await server.receive()
+        assert scope.cancelled_caught
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await client.wait_connected(0)
+        client.send_nowait(0, Ping(1))
+        assert await server.receive() == Envelope(1, Ping(1))
+        with pytest.raises(trio.WouldBlock):
+            server.receive_nowait()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+async def test_cancellation_at_any_point_leaves_no_task_or_socket() -> None:
+    """Run a whole exchange under deadlines drawn at random: whatever point the
+    cancellation hits (binding, dialing, handshake, send, receive, teardown),
+    no socket stays open and no task outlives the block."""
+    rng = random.Random()
+    baseline = open_fds()
+    before = len(trio.lowlevel.current_task().child_nurseries)
+    cancelled = 0
+    for _ in range(40):
+        secret = rng.choice([None, SECRET])
+        with trio.move_on_after(rng.uniform(0, 0.02)) as scope:
+            async with pair(server_secret=secret, client_secret=secret) as (server, client):
+                await client.wait_connected(0)
+                for i in range(20):
+                    client.send_nowait(0, Ping(i))
+                    assert await server.receive() == Envelope(1, Ping(i))
+        cancelled += scope.cancelled_caught
+        assert open_fds() == baseline
+        assert len(trio.lowlevel.current_task().child_nurseries) == before
+    assert cancelled > 0  # the deadlines did hit
