@@ -12,7 +12,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_foundation.runtime.auth import HmacSeal
+from trio_foundation.runtime.auth import MacSeal
 from trio_foundation.runtime.codec import (
     Crc32Seal,
     FrameDecoder,
@@ -61,7 +61,7 @@ seals = st.sampled_from(["crc", "hmac"])
 
 
 def make_seal(kind: str) -> FrameSeal:
-    return Crc32Seal() if kind == "crc" else HmacSeal(KEY)
+    return Crc32Seal() if kind == "crc" else MacSeal(KEY)
 
 
 def wire(msgs: list[WireMessage], kind: str) -> bytes:

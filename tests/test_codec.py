@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from trio_foundation import ProtocolError
-from trio_foundation.runtime.auth import HmacSeal, load_secret_file, proof, session_keys
+from trio_foundation.runtime.auth import MacSeal, load_secret_file, proof, session_keys
 from trio_foundation.runtime.codec import (
     Crc32Seal,
     FrameDecoder,
@@ -44,7 +44,7 @@ PROTO = WireProtocol("test", 1, [Acquire, Granted, Release], max_frame=256)
 MESSAGES = [Acquire((1, 2), 5.0, "db"), Granted((1, 2), 7), Release(7), Acquire((0, 0), 0.5)]
 
 
-def frames(msgs: list[WireMessage], seal: Crc32Seal | HmacSeal | None = None) -> bytes:
+def frames(msgs: list[WireMessage], seal: Crc32Seal | MacSeal | None = None) -> bytes:
     s = seal if seal is not None else Crc32Seal()
     return b"".join(encode_frame(PROTO.encode(m), s) for m in msgs)
 
@@ -133,7 +133,7 @@ def test_decode_names_the_reason() -> None:
         PROTO.decode(enc(["Other", b"x"]))
 
 
-def decoder_error(data: bytes, seal: Crc32Seal | HmacSeal | None = None) -> RemoteProtocolError:
+def decoder_error(data: bytes, seal: Crc32Seal | MacSeal | None = None) -> RemoteProtocolError:
     decoder = FrameDecoder(PROTO, seal if seal is not None else Crc32Seal())
     decoder.feed(data)
     with pytest.raises(RemoteProtocolError) as info:
@@ -176,24 +176,24 @@ def test_hmac_seal_rejects_forgery_replay_and_reordering() -> None:
     key_a, key_b = session_keys(b"k" * 16, b"dialer-hello", b"listener-hello")
     assert key_a != key_b
     msgs: list[WireMessage] = [Release(1), Release(2), Release(3)]
-    good = frames(msgs, HmacSeal(key_a))
-    decoder = FrameDecoder(PROTO, HmacSeal(key_a))
+    good = frames(msgs, MacSeal(key_a))
+    decoder = FrameDecoder(PROTO, MacSeal(key_a))
     decoder.feed(good)
     assert drain(decoder) == msgs
 
-    one = [encode_frame(PROTO.encode(m), HmacSeal(key_a)) for m in msgs]  # each as frame 0
+    one = [encode_frame(PROTO.encode(m), MacSeal(key_a)) for m in msgs]  # each as frame 0
     # replay: frame 0 twice
-    assert decoder_error(one[0] + one[0], HmacSeal(key_a)).reason == "bad-check"
+    assert decoder_error(one[0] + one[0], MacSeal(key_a)).reason == "bad-check"
     # reordering: frame 1 sealed as #1 delivered first
-    seal = HmacSeal(key_a)
+    seal = MacSeal(key_a)
     f0, f1 = (encode_frame(PROTO.encode(m), seal) for m in msgs[:2])
-    assert decoder_error(f1 + f0, HmacSeal(key_a)).reason == "bad-check"
+    assert decoder_error(f1 + f0, MacSeal(key_a)).reason == "bad-check"
     # wrong key (other direction's key)
-    assert decoder_error(good, HmacSeal(key_b)).reason == "bad-check"
+    assert decoder_error(good, MacSeal(key_b)).reason == "bad-check"
     # a message substituted by someone without the key (any 16-byte tag)
     payload = PROTO.encode(Release(99))
     forged = struct.pack(">I", len(payload) + 16) + payload + bytes(16)
-    assert decoder_error(forged, HmacSeal(key_a)).reason == "bad-check"
+    assert decoder_error(forged, MacSeal(key_a)).reason == "bad-check"
 
 
 def test_proofs_are_bound_to_role_and_transcript() -> None:

@@ -19,7 +19,7 @@ On the wire every message is one *frame*::
 
 The *check* is a :class:`FrameSeal`'s tag over the payload: a CRC-32 by default
 (:class:`Crc32Seal`: catches accidental corruption — every burst of up to 32
-bits), or an HMAC keyed per connection and direction that also covers a
+bits), or a MAC (keyed BLAKE2s) per connection and direction that also covers a
 sequence number once peers have authenticated (see
 :mod:`trio_foundation.runtime.auth`: catches forgery, modification, replay and
 reordering by an attacker).
@@ -109,7 +109,7 @@ class WireMessage(
 class FrameSeal(Protocol):
     """The integrity check appended to every frame of one direction of a connection.
 
-    A seal may be stateful (an HMAC seal covers a per-direction sequence number),
+    A seal may be stateful (a MAC seal covers a per-direction sequence number),
     so each direction of each connection has its own instance and every frame
     must pass through it exactly once, in order.
     """
@@ -285,6 +285,7 @@ class FrameDecoder:
         self.protocol = protocol
         self.seal = seal
         self._buffer = bytearray()
+        self._pos = 0  # Invariant: bytes before _pos are consumed; compacted on feed
         self._error: RemoteProtocolError | None = None
         #: frames decoded so far
         self.frames = 0
@@ -292,10 +293,13 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet consumed."""
-        return len(self._buffer)
+        return len(self._buffer) - self._pos
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes received from the peer."""
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
         self._buffer += data
 
     def next_frame(self) -> bytes | None:
@@ -307,10 +311,10 @@ class FrameDecoder:
         """
         if self._error is not None:
             raise self._error
-        buf = self._buffer
-        if len(buf) < _HEADER.size:
+        buf, pos = self._buffer, self._pos
+        if len(buf) - pos < _HEADER.size:
             return None
-        (length,) = _HEADER.unpack_from(buf)
+        (length,) = _HEADER.unpack_from(buf, pos)
         tag_size = self.seal.tag_size
         limit = self.protocol.max_frame + tag_size
         if length > limit:
@@ -323,12 +327,16 @@ class FrameDecoder:
             self._fail(
                 "undecodable", f"frame of {length} bytes is shorter than its {tag_size}-byte check"
             )
-        end = _HEADER.size + length
+        end = pos + _HEADER.size + length
         if len(buf) < end:
             return None
-        payload = bytes(buf[_HEADER.size : end - tag_size])
+        payload = bytes(buf[pos + _HEADER.size : end - tag_size])
         tag = bytes(buf[end - tag_size : end])
-        del buf[:end]
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = end
         if not self.seal.verify(payload, tag):
             self._fail("bad-check", f"frame {self.frames} failed its integrity check")
         self.frames += 1
@@ -336,8 +344,9 @@ class FrameDecoder:
 
     def take_buffer(self) -> bytes:
         """Remove and return the bytes fed but not consumed (to hand them to another decoder)."""
-        data = bytes(self._buffer)
+        data = bytes(self._buffer[self._pos :])
         self._buffer.clear()
+        self._pos = 0
         return data
 
     def next_message(self) -> WireMessage | None:

@@ -8,7 +8,7 @@ in a nursery scoped to the ``async with`` block, an optional listener and one
 dialer task per configured peer. Every connection starts with a handshake
 (:class:`Hello` both ways: protocol name and version, node id, a fresh nonce,
 whether the side authenticates); with a shared secret both sides then exchange
-HMAC proofs and every later frame carries a per-direction, sequence-numbered
+HMAC-SHA256 proofs and every later frame carries a per-direction, sequence-numbered
 MAC (:mod:`trio_foundation.runtime.auth`); without one, frames carry a CRC-32.
 
 * **Sending** — :meth:`TcpTransport.send_nowait` encodes the message at once
@@ -57,7 +57,7 @@ from typing import Any, Final, Literal, final
 import attrs
 import trio
 
-from .auth import HmacSeal, check_secret, proof, session_keys
+from .auth import MacSeal, check_secret, proof, session_keys
 from .codec import (
     Crc32Seal,
     DropReason,
@@ -532,7 +532,7 @@ class TcpTransport:
                 raise RemoteProtocolError("auth-failed", f"node {theirs.node} sent a wrong proof")
             d2l, l2d = session_keys(self._secret, dialer_hello, listener_hello)
             send_key, recv_key = (d2l, l2d) if role == "dialer" else (l2d, d2l)
-            send_seal, recv_seal = HmacSeal(send_key), HmacSeal(recv_key)
+            send_seal, recv_seal = MacSeal(send_key), MacSeal(recv_key)
         decoder = FrameDecoder(self.protocol, recv_seal)
         decoder.feed(hs.take_buffer())
         return theirs.node, send_seal, decoder
