@@ -611,7 +611,11 @@ class TcpTransport:
     async def _reader(self, stream: trio.SocketStream, peer_id: int, decoder: FrameDecoder) -> None:
         while True:
             while (msg := decoder.next_message()) is not None:
-                await self._inbox_send.send(Envelope(peer_id, msg))
+                envelope = Envelope(peer_id, msg)
+                try:  # deliver a whole read at once; wait only when the inbox is full
+                    self._inbox_send.send_nowait(envelope)
+                except trio.WouldBlock:
+                    await self._inbox_send.send(envelope)
                 self._counts["frames_received"] += 1
             data = await stream.receive_some(_READ_SIZE)
             if not data:
