@@ -3,6 +3,7 @@ peers, reconnection, bounded queues and cancellation."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -14,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from loopback_proxy import LoopbackProxy
 
 from trio_foundation.runtime.codec import Crc32Seal, FrameDecoder, WireMessage, WireProtocol
 from trio_foundation.runtime.codec import encode_frame as frame
@@ -21,6 +23,7 @@ from trio_foundation.runtime.tcp import (
     HANDSHAKE_PROTOCOL,
     Hello,
     TcpTransport,
+    _is_loopback,
     open_tcp_transport,
 )
 from trio_foundation.runtime.transport import Envelope, Transport
@@ -359,3 +362,68 @@ async def test_cancellation_at_any_point_leaves_no_task_or_socket() -> None:
         assert open_fds() == baseline
         assert len(trio.lowlevel.current_task().child_nurseries) == before
     assert cancelled > 0  # the deadlines did hit
+
+
+# ----------------------------------------------------------------- cuts and delays
+
+
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["plain", "authenticated"])
+async def test_cut_and_delayed_connections_lose_messages_but_never_duplicate_or_reorder(
+    secret: bytes | None,
+) -> None:
+    """Through a proxy that cuts every connection at random and delays chunks: what
+    arrives is in the order sent with no duplicates, and the client reconnects."""
+    rng = random.Random()
+    received: list[int] = []
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL, secret=secret) as server:
+        assert server.listen_address is not None
+        proxy = LoopbackProxy(server.listen_address)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.run)
+            assert proxy.listen_address is not None
+
+            async def collect() -> None:
+                while True:
+                    received.append((await server.receive()).msg.seq)
+
+            nursery.start_soon(collect)
+            async with open_tcp_transport(
+                PROTO, 1, peers={0: proxy.listen_address}, secret=secret, **FAST
+            ) as client:
+                for i in range(1500):
+                    client.send_nowait(0, Ping(i))
+                    if rng.random() < 0.01:
+                        proxy.cut_all()
+                    if i % 25 == 0:
+                        proxy.delay = rng.choice([0.0, 0.0, 0.002])
+                        await trio.sleep(0.002)
+                proxy.delay = 0.0
+                # no more cuts: a final marker, re-sent (with a new number) until one arrives
+                with trio.fail_after(10):
+                    marker = 10_000
+                    while not received or received[-1] < 10_000:
+                        client.send_nowait(0, Ping(marker))
+                        marker += 1
+                        await trio.sleep(0.05)
+                stats = client.statistics()
+            nursery.cancel_scope.cancel()
+    assert all(a < b for a, b in itertools.pairwise(received)), "duplicated or reordered"
+    assert proxy.cuts > 0 and stats.connections_dialed > 1  # it was cut and reconnected
+    assert len([s for s in received if s < 10_000]) > 100  # and most traffic got through
+
+
+async def test_backoff_is_jittered_exponential_and_capped() -> None:
+    async with open_tcp_transport(PROTO, 1, backoff_initial=0.1, backoff_max=1.0) as t:
+        delays = []
+        for attempt in range(12):
+            base = min(1.0, 0.1 * 2**attempt)
+            delay = t._backoff(attempt)
+            assert 0.5 * base <= delay <= base
+            delays.append(delay)
+        assert len(set(delays)) == len(delays)  # jittered
+
+
+def test_loopback_detection_for_the_unauthenticated_listener_warning() -> None:
+    assert _is_loopback("127.0.0.1") and _is_loopback("127.8.0.1") and _is_loopback("::1")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("::")
+    assert not _is_loopback("192.168.1.10") and not _is_loopback("fe80::1%eth0")
