@@ -427,3 +427,34 @@ def test_loopback_detection_for_the_unauthenticated_listener_warning() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("127.8.0.1") and _is_loopback("::1")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("::")
     assert not _is_loopback("192.168.1.10") and not _is_loopback("fe80::1%eth0")
+
+
+async def test_two_nodes_dialing_each_other_send_on_their_own_dialed_connections() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as a:
+        async with open_tcp_transport(PROTO, 1, listen=LOCAL) as b:
+            assert a.listen_address is not None and b.listen_address is not None
+            a.add_peer(1, *address_of(b))
+            b.add_peer(0, *address_of(a))
+            await a.wait_connected(1)
+            await b.wait_connected(0)
+            for i in range(10):
+                a.send_nowait(1, Ping(i))
+                b.send_nowait(0, Pong(i))
+            assert [await b.receive() for _ in range(10)] == [
+                Envelope(0, Ping(i)) for i in range(10)
+            ]
+            assert [await a.receive() for _ in range(10)] == [
+                Envelope(1, Pong(i)) for i in range(10)
+            ]
+            for t in (a, b):
+                s = t.statistics()
+                assert (s.connections_open, s.connections_dialed, s.connections_accepted) == (
+                    2,
+                    1,
+                    1,
+                )
+
+
+def address_of(t: TcpTransport) -> tuple[str, int]:
+    assert t.listen_address is not None
+    return t.listen_address

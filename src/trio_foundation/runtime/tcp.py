@@ -225,6 +225,7 @@ class TcpTransport:
         self._rng = rng
         self._inbox_send, self._inbox = trio.open_memory_channel[Envelope](inbox)
         self._peers: dict[int, _Peer] = {}
+        self._inbound: dict[int, _Conn] = {}  # the newest accepted connection per node
         self._nursery: trio.Nursery | None = None
         self._accepted_streams = 0
         self.listen_address: tuple[str, int] | None = None
@@ -553,17 +554,22 @@ class TcpTransport:
         peer = dialed if dialed is not None else self._peers.get(peer_id)
         writes = True
         if dialed is None:
-            if peer is None:
-                peer = self._peers[peer_id] = _Peer(peer_id, None)
-            elif peer.address is not None:
-                writes = False  # we dial this peer and send on that connection
-            elif peer.conn is not None:
+            # A newer connection from a node replaces (and stops reading) the older
+            # one before it delivers anything, so a node's messages stay in order
+            # across its reconnections.
+            older = self._inbound.get(peer_id)
+            if older is not None:
                 logger.info(
                     "node %d: node %d reconnected; replacing its older connection",
                     self._node_id,
                     peer_id,
                 )
-                peer.conn.scope.cancel()
+                older.scope.cancel()
+            self._inbound[peer_id] = conn
+            if peer is None:
+                peer = self._peers[peer_id] = _Peer(peer_id, None)
+            elif peer.address is not None:
+                writes = False  # we dial this peer and send on that connection
         self._counts["accepted" if dialed is None else "dialed"] += 1
         self._open += 1
         # The first failure of the reader or the writer ends the connection; it is
@@ -600,6 +606,8 @@ class TcpTransport:
                 self._counts["lost"] += 1  # replaced or removed
         finally:
             self._open -= 1
+            if self._inbound.get(peer_id) is conn:
+                del self._inbound[peer_id]
             if writes and peer is not None and peer.conn is conn:
                 peer.conn = None
                 peer.connected = trio.Event()
