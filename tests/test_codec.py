@@ -6,10 +6,12 @@ import os
 import struct
 from pathlib import Path
 
+import attrs
 import msgspec
 import pytest
 
 from trio_foundation import ProtocolError
+from trio_foundation.protocols import lease_lock
 from trio_foundation.runtime.auth import MacSeal, load_secret_file, proof, session_keys
 from trio_foundation.runtime.codec import (
     Crc32Seal,
@@ -74,14 +76,14 @@ def test_messages_round_trip_in_one_chunk() -> None:
 
 
 def test_protocol_declaration_is_checked() -> None:
-    with pytest.raises(TypeError, match="must subclass WireMessage"):
-        WireProtocol("p", 1, [int])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="must subclass WireMessage or be attrs classes"):
+        WireProtocol("p", 1, [int])
 
     class Loose(msgspec.Struct, tag=True):
         x: int
 
-    with pytest.raises(TypeError, match="must subclass WireMessage"):
-        WireProtocol("p", 1, [Loose])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="must subclass WireMessage or be attrs classes"):
+        WireProtocol("p", 1, [Loose])
 
     class Mutable(WireMessage, frozen=False):  # type: ignore[misc]
         x: int
@@ -222,3 +224,74 @@ def test_load_secret_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_secret_file(tmp_path / "missing")
     assert os.stat(f).st_mode & 0o777 == 0o600
+
+
+# ----------------------------------------------------------------- attrs messages (a core's own)
+
+LEASE_LOCK = WireProtocol(
+    "lease-lock",
+    1,
+    [
+        lease_lock.AcquireRequest,
+        lease_lock.RenewRequest,
+        lease_lock.ReleaseRequest,
+        lease_lock.Granted,
+        lease_lock.Renewed,
+        lease_lock.Denied,
+        lease_lock.WriteRequest,
+        lease_lock.WriteAccepted,
+        lease_lock.WriteRefused,
+    ],
+)
+
+
+def test_a_cores_attrs_messages_travel_as_themselves() -> None:
+    msgs = [
+        lease_lock.AcquireRequest((1, 2), 5.0),
+        lease_lock.RenewRequest((1, 3), 7, 5.0),
+        lease_lock.ReleaseRequest(7),
+        lease_lock.Granted((1, 2), 7, 5.0),
+        lease_lock.Renewed((1, 3), 7, 5.0),
+        lease_lock.Denied((1, 2), "held"),
+        lease_lock.WriteRequest(7, {"k": [1, "v"]}),
+        lease_lock.WriteAccepted(7),
+        lease_lock.WriteRefused(6, 7),
+    ]
+    decoder = FrameDecoder(LEASE_LOCK, Crc32Seal())
+    decoder.feed(b"".join(encode_frame(LEASE_LOCK.encode(m), Crc32Seal()) for m in msgs))
+    got = drain(decoder)
+    assert got == msgs and [type(m) for m in got] == [type(m) for m in msgs]
+    enc = msgspec.msgpack.encode
+    # the annotated field types are enforced: ReqId is tuple[int, int]
+    for bad in (
+        ["Granted", [1, 2, 3], 7, 5.0],
+        ["Granted", [1, "2"], 7, 5.0],
+        ["Granted", [1, 2], 7],
+    ):
+        with pytest.raises(RemoteProtocolError, match="undecodable"):
+            LEASE_LOCK.decode(enc(bad))
+    with pytest.raises(TypeError, match="cannot be encoded"):
+        LEASE_LOCK.encode(lease_lock.WriteRequest(7, object()))
+
+
+@attrs.frozen
+class Bounded:
+    n: int = attrs.field(validator=attrs.validators.ge(0))
+    _private: str = "x"
+
+
+@attrs.define
+class Derived:
+    n: int
+    double: int = attrs.field(init=False, default=0)
+
+
+def test_attrs_validators_run_on_decoded_messages() -> None:
+    proto = WireProtocol("b", 1, [Bounded])
+    assert proto.decode(proto.encode(Bounded(3, "p"))) == Bounded(3, "p")  # private alias
+    with pytest.raises(RemoteProtocolError, match=r"undecodable: Bounded: .*'n' must be >= 0"):
+        proto.decode(msgspec.msgpack.encode(["Bounded", -1, "x"]))
+    with pytest.raises(TypeError, match=r"Derived\.double is not set by __init__"):
+        WireProtocol("d", 1, [Derived])
+    with pytest.raises(TypeError, match="not a message type"):
+        proto.encode(Derived(1))

@@ -17,6 +17,7 @@ import pytest
 import trio
 from loopback_proxy import LoopbackProxy
 
+from trio_foundation.protocols import lease_lock as L
 from trio_foundation.runtime.codec import Crc32Seal, FrameDecoder, WireMessage, WireProtocol
 from trio_foundation.runtime.codec import encode_frame as frame
 from trio_foundation.runtime.tcp import (
@@ -458,3 +459,16 @@ async def test_two_nodes_dialing_each_other_send_on_their_own_dialed_connections
 def address_of(t: TcpTransport) -> tuple[str, int]:
     assert t.listen_address is not None
     return t.listen_address
+
+
+async def test_a_cores_attrs_messages_cross_tcp_as_themselves() -> None:
+    proto = WireProtocol("lease-lock", 1, [L.AcquireRequest, L.Granted, L.ReleaseRequest])
+    async with open_tcp_transport(proto, 0, listen=LOCAL, secret=SECRET) as server:
+        async with open_tcp_transport(
+            proto, 12345, peers={0: address_of(server)}, secret=SECRET
+        ) as client:
+            client.send_nowait(0, L.AcquireRequest((1, 1), 5.0))
+            request = await server.receive()
+            assert request == Envelope(12345, L.AcquireRequest((1, 1), 5.0))
+            server.send_nowait(request.src, L.Granted(request.msg.req, 1, request.msg.ttl))
+            assert await client.receive() == Envelope(0, L.Granted((1, 1), 1, 5.0))

@@ -37,10 +37,12 @@ from __future__ import annotations
 import functools
 import operator
 import struct
+import typing
 import zlib
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final, Literal, NoReturn, Protocol, TypeAlias, final
 
+import attrs
 import msgspec
 
 from .._errors import ProtocolError
@@ -164,12 +166,20 @@ class WireProtocol:
         name: the protocol's name, checked in the handshake (e.g. ``"lease-lock"``).
         version: its version (>= 1), checked in the handshake; bump it whenever a
             message type changes shape.
-        messages: every message type of the protocol: :class:`WireMessage`
-            subclasses with distinct tags.
+        messages: every message type of the protocol, with distinct names:
+            :class:`WireMessage` subclasses, or ``attrs`` classes (a core's own
+            message classes). For an attrs class the protocol builds a mirror
+            struct from its fields' type annotations (tag: the class name), and
+            :meth:`encode` / :meth:`decode` take and return instances of the attrs
+            class itself; its validators run on every decoded message. Fields
+            annotated ``Any`` carry MessagePack-native values (a tuple comes back
+            as a list).
         max_frame: the largest payload in bytes a peer may send or be sent.
 
     Raises:
-        TypeError: a message type is not a :class:`WireMessage` subclass.
+        TypeError: a message type is neither a frozen :class:`WireMessage`
+            subclass nor an attrs class, or an attrs field cannot be set through
+            ``__init__``.
         ValueError: empty name, version < 1, no messages, duplicate tags, or
             ``max_frame`` <= 0.
     """
@@ -178,7 +188,7 @@ class WireProtocol:
         self,
         name: str,
         version: int,
-        messages: Iterable[type[WireMessage]],
+        messages: Iterable[type[Any]],
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
@@ -191,41 +201,63 @@ class WireProtocol:
         types = tuple(messages)
         if not types:
             raise ValueError(f"protocol {name!r} declares no message types")
-        tags: dict[object, type[WireMessage]] = {}
+        tags: dict[object, type[Any]] = {}
+        wire_types: list[type[WireMessage]] = []
+        # attrs class -> (its mirror struct, (field name, init argument name) pairs)
+        self._to_wire: dict[type[Any], tuple[type[WireMessage], tuple[tuple[str, str], ...]]] = {}
+        self._from_wire: dict[type[WireMessage], type[Any]] = {}
         for t in types:
-            if not (isinstance(t, type) and issubclass(t, WireMessage)):
-                raise TypeError(f"message types must subclass WireMessage, got {t!r}")
-            if not t.__struct_config__.frozen:
-                raise TypeError(f"message type {t.__name__} must be frozen")
-            tag = t.__struct_config__.tag
+            if isinstance(t, type) and issubclass(t, WireMessage):
+                if not t.__struct_config__.frozen:
+                    raise TypeError(f"message type {t.__name__} must be frozen")
+                wire = t
+            elif isinstance(t, type) and attrs.has(t):
+                wire, names = _mirror(t)
+                self._to_wire[t] = (wire, names)
+                self._from_wire[wire] = t
+            else:
+                raise TypeError(
+                    f"message types must subclass WireMessage or be attrs classes, got {t!r}"
+                )
+            tag = wire.__struct_config__.tag
             if tag in tags:
                 raise ValueError(
                     f"protocol {name!r}: {t.__name__} and {tags[tag].__name__} share tag {tag!r}"
                 )
             tags[tag] = t
+            wire_types.append(wire)
         self.name = name
         self.version = version
         self.max_frame = max_frame
-        self.messages: tuple[type[WireMessage], ...] = types
+        self.messages: tuple[type[Any], ...] = types
         self._tags = frozenset(tags)
         self._types = frozenset(types)
-        union: Any = functools.reduce(operator.or_, types)
+        union: Any = functools.reduce(operator.or_, wire_types)
         self._decoder = msgspec.msgpack.Decoder(union)
         self._encoder = msgspec.msgpack.Encoder()
 
     def __repr__(self) -> str:
         return f"WireProtocol({self.name!r}, {self.version}, {len(self.messages)} messages)"
 
-    def encode(self, msg: WireMessage) -> bytes:
+    def encode(self, msg: object) -> bytes:
         """The MessagePack payload of ``msg``.
 
         Raises:
-            TypeError: ``msg`` is not an instance of one of the declared types.
+            TypeError: ``msg`` is not an instance of one of the declared types,
+                or holds a value MessagePack cannot carry.
             ValueError: the payload is larger than ``max_frame``.
         """
-        if type(msg) not in self._types:
-            raise TypeError(f"{type(msg).__name__} is not a message type of protocol {self.name!r}")
-        payload = self._encoder.encode(msg)
+        cls = type(msg)
+        if cls not in self._types:
+            raise TypeError(f"{cls.__name__} is not a message type of protocol {self.name!r}")
+        mirror = self._to_wire.get(cls)
+        if mirror is not None:
+            wire, names = mirror
+            msg = wire(*[getattr(msg, field) for field, _arg in names])
+        try:
+            payload = self._encoder.encode(msg)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"{cls.__name__} cannot be encoded: {exc}") from None
         if len(payload) > self.max_frame:
             raise ValueError(
                 f"{type(msg).__name__} encodes to {len(payload)} bytes, "
@@ -233,19 +265,27 @@ class WireProtocol:
             )
         return payload
 
-    def decode(self, payload: bytes | memoryview) -> WireMessage:
-        """The message ``payload`` encodes.
+    def decode(self, payload: bytes | memoryview) -> Any:
+        """The message ``payload`` encodes: an instance of a declared type.
 
         Raises:
             RemoteProtocolError: ``"unknown-type"`` if it is a well-formed message
                 of a type this protocol does not declare, ``"undecodable"`` for
-                anything else that is not exactly one valid declared message.
+                anything else that is not exactly one valid declared message
+                (including one an attrs class's validators refuse).
         """
         try:
             msg: WireMessage = self._decoder.decode(payload)
         except msgspec.DecodeError as exc:
             raise self._explain(payload, exc) from None
-        return msg
+        cls = self._from_wire.get(type(msg))
+        if cls is None:
+            return msg
+        names = self._to_wire[cls][1]
+        try:
+            return cls(**{arg: getattr(msg, field) for field, arg in names})
+        except (TypeError, ValueError) as exc:
+            raise RemoteProtocolError("undecodable", f"{cls.__name__}: {exc}") from None
 
     def _explain(
         self, payload: bytes | memoryview, exc: msgspec.DecodeError
@@ -262,6 +302,33 @@ class WireProtocol:
                     "unknown-type", f"protocol {self.name!r} has no message type {tag!r}"
                 )
         return RemoteProtocolError("undecodable", f"protocol {self.name!r}: {exc}")
+
+
+def _mirror(cls: type[Any]) -> tuple[type[WireMessage], tuple[tuple[str, str], ...]]:
+    """A frozen :class:`WireMessage` with the fields (and annotated types) of attrs ``cls``."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError as exc:
+        raise TypeError(f"cannot resolve the annotations of {cls.__name__}: {exc}") from None
+    names: list[tuple[str, str]] = []
+    for f in attrs.fields(cls):
+        if not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name} is not set by __init__; it cannot be decoded")
+        names.append((f.name, f.alias or f.name))
+    wire = typing.cast(
+        type[WireMessage],
+        msgspec.defstruct(
+            cls.__name__,
+            [(field, hints.get(field, Any)) for field, _arg in names],
+            bases=(WireMessage,),
+            tag=cls.__name__,
+            frozen=True,
+            array_like=True,
+            forbid_unknown_fields=True,
+            module=cls.__module__,
+        ),
+    )
+    return wire, tuple(names)
 
 
 @final
@@ -349,8 +416,8 @@ class FrameDecoder:
         self._pos = 0
         return data
 
-    def next_message(self) -> WireMessage | None:
-        """The next complete message, or ``None`` if more bytes are needed.
+    def next_message(self) -> Any:
+        """The next complete message (of a declared type), or ``None`` if more bytes are needed.
 
         Raises:
             RemoteProtocolError: as :meth:`next_frame` and

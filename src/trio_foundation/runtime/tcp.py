@@ -328,7 +328,7 @@ class TcpTransport:
         self._counts["discarded"] += len(peer.queue)
         peer.queue.clear()
 
-    def send_nowait(self, dst: int, msg: WireMessage) -> bool:
+    def send_nowait(self, dst: int, msg: Any) -> bool:
         """Queue ``msg`` for node ``dst``; never blocks, never a checkpoint.
 
         Returns ``False`` (and counts ``unroutable``) if ``dst`` is neither a
