@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import random
+import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ import pytest
 import trio
 from loopback_proxy import LoopbackProxy
 
+import trio_foundation.runtime.tcp as trio_tcp
 from trio_foundation.protocols import lease_lock as L
 from trio_foundation.runtime.codec import Crc32Seal, FrameDecoder, WireMessage, WireProtocol
 from trio_foundation.runtime.codec import encode_frame as frame
@@ -472,3 +474,26 @@ async def test_a_cores_attrs_messages_cross_tcp_as_themselves() -> None:
             assert request == Envelope(12345, L.AcquireRequest((1, 1), 5.0))
             server.send_nowait(request.src, L.Granted(request.msg.req, 1, request.msg.ttl))
             assert await client.receive() == Envelope(0, L.Granted((1, 1), 1, 5.0))
+
+
+async def test_connections_are_set_to_detect_a_dead_peer(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, int]] = []
+    original = trio_tcp._set_dead_peer_timeout
+
+    def spy(stream: trio.SocketStream, timeout: float | None) -> None:
+        original(stream, timeout)
+        sock = stream.socket
+        seen.append(
+            {
+                "keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                "idle": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                "user_timeout": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            }
+        )
+
+    monkeypatch.setattr(trio_tcp, "_set_dead_peer_timeout", spy)
+    async with pair(dead_peer_timeout=6.0) as (_server, client):
+        await client.wait_connected(0)
+    # the client's socket (the server kept its default of 15 s)
+    assert {"keepalive": 1, "idle": 2, "user_timeout": 6000} in seen
+    assert {"keepalive": 1, "idle": 5, "user_timeout": 15000} in seen

@@ -48,6 +48,7 @@ import logging
 import math
 import random
 import secrets
+import socket
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -210,9 +211,11 @@ class TcpTransport:
         connect_timeout: float,
         backoff_initial: float,
         backoff_max: float,
+        dead_peer_timeout: float | None,
         rng: random.Random,
     ) -> None:
         self.protocol = protocol
+        self._dead_peer_timeout = dead_peer_timeout
         self._node_id = node_id
         self._secret = secret
         self._send_queue = send_queue
@@ -274,6 +277,8 @@ class TcpTransport:
         """Wait until a connection to ``node`` is established (or return at once).
 
         A checkpoint; cancelling it changes nothing.
+
+        Waits forever if ``node`` is removed meanwhile: put a deadline on it.
 
         Raises:
             KeyError: ``node`` is neither a dialed peer nor connected (a node that
@@ -457,6 +462,7 @@ class TcpTransport:
         handshake completed. Closes ``stream``."""
         established = False
         try:
+            _set_dead_peer_timeout(stream, self._dead_peer_timeout)
             with trio.move_on_after(self._handshake_timeout) as hs_scope:
                 result = await self._handshake(
                     stream, role, None if dialed is None else dialed.node
@@ -660,6 +666,26 @@ async def _read_frame(stream: trio.SocketStream, decoder: FrameDecoder) -> bytes
     return frame
 
 
+def _set_dead_peer_timeout(stream: trio.SocketStream, timeout: float | None) -> None:
+    # TCP keepalive probes an idle connection, and TCP_USER_TIMEOUT bounds how long
+    # written data may stay unacknowledged, so a peer whose machine died or is cut off
+    # is detected (and redialed) within about `timeout` s instead of the kernel's
+    # default of many minutes. Linux names; skipped where absent.
+    if timeout is None:
+        return
+    sock = stream.socket
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), max(1, int(timeout / 3))),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), max(1, int(timeout / 6))),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), 3),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(timeout * 1000)),
+    ]
+    for level, option, value in options:
+        if option is not None:
+            sock.setsockopt(level, option, value)
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
@@ -691,6 +717,7 @@ async def open_tcp_transport(
     connect_timeout: float = 5.0,
     backoff_initial: float = 0.05,
     backoff_max: float = 5.0,
+    dead_peer_timeout: float | None = 15.0,
     rng: random.Random | None = None,
 ) -> AsyncIterator[TcpTransport]:
     """Run a TCP transport for the body of an ``async with``.
@@ -723,6 +750,11 @@ async def open_tcp_transport(
         backoff_initial: first reconnect delay in seconds (doubles per failed
             attempt up to ``backoff_max``; each delay is jittered to 50-100 %).
         backoff_max: the longest reconnect delay in seconds.
+        dead_peer_timeout: seconds after which a connection whose peer stopped
+            answering (machine dead, network cut: no FIN or RST ever comes) is
+            declared lost and redialed, through TCP keepalive and
+            ``TCP_USER_TIMEOUT`` (Linux); ``None`` leaves the kernel's defaults
+            (many minutes).
         rng: randomness for the jitter (default: a fresh ``random.Random()``).
 
     Raises:
@@ -749,6 +781,8 @@ async def open_tcp_transport(
         ("backoff_max", backoff_max),
     ):
         _positive(name, fvalue)
+    if dead_peer_timeout is not None:
+        _positive("dead_peer_timeout", dead_peer_timeout)
     dial = dict(peers or {})
     for node in dial:
         _check_node_id(node, "peer node id")
@@ -766,6 +800,7 @@ async def open_tcp_transport(
         connect_timeout=connect_timeout,
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
+        dead_peer_timeout=dead_peer_timeout,
         rng=rng if rng is not None else random.Random(),
     )
     async with trio.open_nursery() as nursery:
