@@ -25,6 +25,7 @@ from trio_foundation.runtime.storage import (
     RecordLog,
     StateStore,
     TokenBlocks,
+    open_data_dir,
 )
 
 # ----------------------------------------------------------------- a disk that crashes
@@ -405,3 +406,37 @@ def test_kill_9_never_reissues_a_token(tmp_path: Path, store: str) -> None:
         issued.extend(int(line) for line in rest.split())  # printed before the kill
     assert all(a < b for a, b in itertools.pairwise(issued))
     assert len(issued) >= 5
+
+
+def test_a_data_dir_is_created_durably_and_carries_its_kind_and_format(tmp_path: Path) -> None:
+    d = tmp_path / "a" / "data"
+    assert open_data_dir(d, kind="lease-lock-server") == str(d)
+    assert os.stat(d).st_mode & 0o777 == 0o700
+    assert (d / "FORMAT").exists()
+    DurableState(d / "tokens").save(b"x")
+    assert open_data_dir(d, kind="lease-lock-server") == str(d)  # reopened as is
+    with pytest.raises(CorruptStateError, match="expected kind 'raft-node' format 1"):
+        open_data_dir(d, kind="raft-node")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(CorruptStateError, match=r"not empty \(notes.txt\) and has no FORMAT"):
+        open_data_dir(other, kind="lease-lock-server")
+    with pytest.raises(ValueError, match="kind must be a non-empty single line"):
+        open_data_dir(other, kind="")
+
+
+def test_creating_a_data_dir_syncs_its_parent(tmp_path: Path) -> None:
+    synced: list[str] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return getattr(OsFileOps(), name)
+
+        def sync_dir(self, path: str) -> None:
+            synced.append(path)
+            OsFileOps().sync_dir(path)
+
+    open_data_dir(tmp_path / "new", kind="k", ops=Recording())  # type: ignore[arg-type]
+    assert synced[0] == str(tmp_path)  # the new directory's entry first
+    assert str(tmp_path / "new") in synced  # then the FORMAT file's

@@ -1,7 +1,14 @@
 """runtime: transports, the wire codec, authentication and durable storage (see docs/runtime.md)."""
 
 from .codec import RemoteProtocolError, WireMessage, WireProtocol
-from .storage import CorruptStateError, DurableState, LoggedState, RecordLog, TokenBlocks
+from .storage import (
+    CorruptStateError,
+    DurableState,
+    LoggedState,
+    RecordLog,
+    TokenBlocks,
+    open_data_dir,
+)
 from .tcp import TcpTransport, TransportStatistics, open_tcp_transport
 from .transport import Envelope, Transport
 
@@ -18,5 +25,6 @@ __all__ = [
     "TransportStatistics",
     "WireMessage",
     "WireProtocol",
+    "open_data_dir",
     "open_tcp_transport",
 ]

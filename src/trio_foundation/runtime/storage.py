@@ -50,6 +50,7 @@ from typing import Final, Protocol, final
 from .._errors import FoundationError
 
 __all__ = [
+    "FORMAT_VERSION",
     "CorruptStateError",
     "DurableState",
     "FileOps",
@@ -58,11 +59,13 @@ __all__ = [
     "RecordLog",
     "StateStore",
     "TokenBlocks",
+    "open_data_dir",
 ]
 
 _STATE_MAGIC: Final = b"TFDS"
 _LOG_MAGIC: Final = b"TFLG"
 FORMAT_VERSION: Final = 1
+"""The on-disk format version of every file written here (and of a data dir)."""
 _STATE_HEADER: Final = struct.Struct(">4sHHI")  # magic, version, flags, payload length
 _LOG_HEADER: Final = struct.Struct(">4sHH")  # magic, version, flags
 _RECORD: Final = struct.Struct(">II")  # payload length, crc32(length bytes + payload)
@@ -514,3 +517,52 @@ class TokenBlocks:
             self.reservations += 1
         self._next = token + 1
         return token
+
+
+def open_data_dir(path: str | os.PathLike[str], *, kind: str, ops: FileOps | None = None) -> str:
+    """Create or open a node's data directory, checking what it is for and its format.
+
+    A new directory is created (mode 0700, parents too) and its parent directory
+    synced, so the directory itself survives a crash; then a ``FORMAT`` file
+    naming ``kind`` and :data:`FORMAT_VERSION` is written through
+    :class:`DurableState`. An existing directory must hold the same ``FORMAT``,
+    or be empty. Blocking.
+
+    Args:
+        path: the directory.
+        kind: what the directory belongs to, e.g. ``"lease-lock-server"``.
+        ops: the filesystem for the ``FORMAT`` file and the directory sync.
+
+    Returns:
+        the directory's path, as a string.
+
+    Raises:
+        CorruptStateError: the directory belongs to another kind of node, has
+            another format version, or is not empty and has no ``FORMAT``.
+        ValueError: ``kind`` is empty or holds a newline.
+        OSError: the directory cannot be created.
+    """
+    if not kind or "\n" in kind:
+        raise ValueError(f"kind must be a non-empty single line, got {kind!r}")
+    ops = ops if ops is not None else OsFileOps()
+    directory = os.fspath(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+        ops.sync_dir(os.path.dirname(os.path.abspath(directory)))
+    expected = f"trio-foundation data dir\nkind={kind}\nformat={FORMAT_VERSION}\n".encode()
+    state = DurableState(os.path.join(directory, "FORMAT"), ops=ops)
+    found = state.load()
+    if found is None:
+        others = sorted(set(os.listdir(directory)) - {"FORMAT", "FORMAT.tmp"})
+        if others:
+            raise CorruptStateError(
+                directory, f"not empty ({', '.join(others[:3])}) and has no FORMAT file"
+            )
+        state.save(expected)
+    elif found != expected:
+        raise CorruptStateError(
+            os.path.join(directory, "FORMAT"),
+            f"describes {found.decode(errors='replace')!r}, expected kind {kind!r}"
+            f" format {FORMAT_VERSION}",
+        )
+    return directory
