@@ -121,10 +121,16 @@ async def test_bad_arguments_are_named() -> None:
 
 
 async def raw_handshake(
-    address: tuple[str, int], *, protocol: str = "test-ping", version: int = 1, node: int = 77
+    address: tuple[str, int],
+    *,
+    protocol: str = "test-ping",
+    version: int = 1,
+    node: int = 77,
+    nonce: bytes | None = None,
 ) -> trio.SocketStream:
     stream = await trio.open_tcp_stream(*address)
-    hello = HANDSHAKE_PROTOCOL.encode(Hello(protocol, version, node, os.urandom(16), False))
+    nonce = os.urandom(16) if nonce is None else nonce
+    hello = HANDSHAKE_PROTOCOL.encode(Hello(protocol, version, node, nonce, False))
     await stream.send_all(frame(hello, Crc32Seal()))
     return stream
 
@@ -203,6 +209,7 @@ async def test_a_garbage_sender_is_dropped_and_the_listener_keeps_serving(
         ({"protocol": "other"}, "handshake-failed"),
         ({"version": 2}, "handshake-failed"),
         ({"node": 0}, "peer-mismatch"),  # claims the server's own id
+        ({"nonce": b""}, "handshake-failed"),
     ],
 )
 async def test_a_handshake_mismatch_drops_the_connection(kw: dict[str, Any], reason: str) -> None:

@@ -509,6 +509,10 @@ class TcpTransport:
                 f"peer speaks {theirs.protocol!r} v{theirs.version},"
                 f" this node speaks {self.protocol.name!r} v{self.protocol.version}",
             )
+        if len(theirs.nonce) != 16:
+            raise RemoteProtocolError(
+                "handshake-failed", f"hello nonce of {len(theirs.nonce)} bytes, expected 16"
+            )
         if not 0 <= theirs.node <= MAX_NODE_ID or theirs.node == self._node_id:
             raise RemoteProtocolError("peer-mismatch", f"peer claims node id {theirs.node}")
         if expected is not None and theirs.node != expected:
