@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from trio_foundation.runtime.tcp import (
     TcpTransport,
     _is_loopback,
     open_tcp_transport,
+    parse_address,
 )
 from trio_foundation.runtime.transport import Envelope, Transport
 
@@ -504,3 +506,23 @@ async def test_connections_are_set_to_detect_a_dead_peer(monkeypatch: pytest.Mon
     # the client's socket (the server kept its default of 15 s)
     assert {"keepalive": 1, "idle": 2, "user_timeout": 6000} in seen
     assert {"keepalive": 1, "idle": 5, "user_timeout": 15000} in seen
+
+
+def test_parse_address() -> None:
+    assert parse_address("127.0.0.1:7000") == ("127.0.0.1", 7000)
+    assert parse_address("localhost:0") == ("localhost", 0)
+    assert parse_address("[::1]:7000") == ("::1", 7000)
+    assert parse_address("tcp://10.0.0.1:80", scheme="tcp") == ("10.0.0.1", 80)
+    assert parse_address("tcp://[fe80::1]:80", scheme="tcp") == ("fe80::1", 80)
+    for bad, problem in [
+        ("127.0.0.1", "must be HOST:PORT"),
+        (":80", "must be HOST:PORT"),
+        ("host:http", "port must be a number in 0..65535"),
+        ("host:70000", "port must be a number in 0..65535"),
+        ("::1:80", "IPv6 host in brackets"),
+        ("[::1]80", "must be HOST:PORT"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            parse_address(bad)
+    with pytest.raises(ValueError, match=re.escape("must start with tcp://")):
+        parse_address("http://h:1", scheme="tcp")

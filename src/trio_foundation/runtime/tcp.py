@@ -78,6 +78,7 @@ __all__ = [
     "TcpTransport",
     "TransportStatistics",
     "open_tcp_transport",
+    "parse_address",
 ]
 
 logger = logging.getLogger("trio_foundation.runtime.tcp")
@@ -668,6 +669,36 @@ async def _read_frame(stream: trio.SocketStream, decoder: FrameDecoder) -> bytes
             raise RemoteProtocolError("handshake-failed", "connection closed during the handshake")
         decoder.feed(data)
     return frame
+
+
+def parse_address(text: str, *, scheme: str | None = None) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT``, ``[IPV6]:PORT`` or, with ``scheme="tcp"``,
+    ``tcp://HOST:PORT`` (the form ``--listen`` and ``--server`` options take).
+
+    Port 0 is accepted (bind a free port).
+
+    Raises:
+        ValueError: the text is not of that form; the message names it.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"address must be a str, got {type(text).__name__}")
+    rest = text
+    if scheme is not None:
+        prefix = f"{scheme}://"
+        if not text.startswith(prefix):
+            raise ValueError(f"address {text!r} must start with {prefix}")
+        rest = text[len(prefix) :]
+    if rest.startswith("["):
+        host, sep, port_text = rest[1:].partition("]:")
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"address {text!r}: write an IPv6 host in brackets, [::1]:PORT")
+    if not sep or not host:
+        raise ValueError(f"address {text!r} must be HOST:PORT")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"address {text!r}: port must be a number in 0..65535")
+    return host, int(port_text)
 
 
 def _set_dead_peer_timeout(stream: trio.SocketStream, timeout: float | None) -> None:
