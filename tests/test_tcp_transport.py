@@ -526,3 +526,35 @@ def test_parse_address() -> None:
             parse_address(bad)
     with pytest.raises(ValueError, match=re.escape("must start with tcp://")):
         parse_address("http://h:1", scheme="tcp")
+
+
+async def test_frames_cut_by_a_full_socket_arrive_whole_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message sent while the writer is idle is written at once from send_nowait; when
+    the socket takes only part of it, the writer sends the rest before anything else."""
+    tails = 0
+    real_write = os.write
+
+    def short_write(fd: int, data: bytes) -> int:
+        nonlocal tails
+        tails += 1
+        return real_write(fd, data[: len(data) // 3])  # the socket takes a third
+
+    monkeypatch.setattr(trio_tcp.os, "write", short_write)
+    body = bytes(range(256)) * 40
+    async with pair(server_secret=SECRET, client_secret=SECRET) as (server, client):
+        await client.wait_connected(0)
+        for i in range(30):
+            client.send_nowait(0, Ping(i, body))
+            await trio.sleep(0.002)  # the writer parks again: the fast path is taken
+            if i % 3 == 0:
+                client.send_nowait(0, Ping(1000 + i))  # ... and the burst path
+        got = [(await server.receive()).msg for _ in range(40)]
+    expected = []
+    for i in range(30):
+        expected.append(Ping(i, body))
+        if i % 3 == 0:
+            expected.append(Ping(1000 + i))
+    assert got == expected
+    assert tails >= 20

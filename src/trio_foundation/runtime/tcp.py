@@ -17,7 +17,9 @@ MAC (:mod:`trio_foundation.runtime.auth`); without one, frames carry a CRC-32.
   messages and in bytes; when full, the **oldest** queued message is dropped
   and counted (``send_queue_overflows``): a slow or absent peer costs a bounded
   amount of memory, and what survives is the freshest. One writer task per
-  connection drains the queue in order.
+  connection drains the queue in order; a message sent while that writer is
+  parked with nothing to send is written at once by ``send_nowait`` itself
+  (non-blocking; the writer sends whatever the socket did not take, first).
 * **Receiving** — one reader task per connection decodes frames and puts
   :class:`~trio_foundation.runtime.transport.Envelope` values in one bounded
   inbox; when the inbox is full, readers wait, which stops reading from the
@@ -46,6 +48,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import os
 import random
 import secrets
 import socket
@@ -163,6 +166,11 @@ class _Conn:
     address: str
     scope: trio.CancelScope
     send_seal: FrameSeal
+    fd: int = -1  # the socket's descriptor, set by the writer when it starts
+    # Invariant: idle only while the writer is parked with an empty queue and no
+    # tail, on a socket that is open (it is closed after the writer has exited).
+    idle: bool = False
+    tail: bytes = b""
 
 
 @attrs.define(eq=False)
@@ -357,6 +365,26 @@ class TcpTransport:
         ):
             peer.queued_bytes -= len(peer.queue.popleft())
             self._counts["overflows"] += 1
+        conn = peer.conn
+        if conn is not None and conn.idle and len(peer.queue) == 1:
+            # Fast path: the connection's writer is parked with nothing to send, so
+            # nothing is in flight on the socket: write this frame now, without
+            # waiting for the writer task to be scheduled (a non-blocking write on
+            # the socket, which trio also uses non-blocking). Whatever the socket
+            # does not take becomes the writer's tail, sent before anything else;
+            # the rest of a burst is batched by the writer.
+            peer.queue.popleft()
+            peer.queued_bytes -= len(payload)
+            frame = encode_frame(payload, conn.send_seal)
+            try:
+                written = os.write(conn.fd, frame)
+            except OSError:  # full or broken: the writer's send_all waits or reports it
+                written = 0
+            if written == len(frame):
+                self._counts["frames_sent"] += 1
+            else:
+                conn.tail = frame[written:]
+            conn.idle = False
         peer.wakeup.set()
         return True
 
@@ -648,10 +676,20 @@ class TcpTransport:
             decoder.feed(data)
 
     async def _writer(self, stream: trio.SocketStream, peer: _Peer, conn: _Conn) -> None:
+        conn.fd = stream.socket.fileno()
         while peer.conn is conn:
+            if conn.tail:  # the unsent end of a frame the fast path began
+                tail, conn.tail = conn.tail, b""
+                await stream.send_all(tail)
+                self._counts["frames_sent"] += 1
+                continue
             if not peer.queue:
                 peer.wakeup = trio.Event()
-                await peer.wakeup.wait()
+                conn.idle = True
+                try:
+                    await peer.wakeup.wait()
+                finally:
+                    conn.idle = False
                 continue
             frames = []
             while peer.queue:
