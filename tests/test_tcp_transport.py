@@ -558,3 +558,39 @@ async def test_frames_cut_by_a_full_socket_arrive_whole_and_in_order(
             expected.append(Ping(1000 + i))
     assert got == expected
     assert tails >= 20
+
+
+async def test_an_on_message_handler_gets_every_message_in_the_reader() -> None:
+    server_ref: list[TcpTransport] = []
+    seen: list[Envelope] = []
+
+    def handle(envelope: Envelope) -> None:
+        seen.append(envelope)
+        server_ref[0].send_nowait(envelope.src, Pong(envelope.msg.seq))
+
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL, on_message=handle) as server:
+        server_ref.append(server)
+        async with open_tcp_transport(PROTO, 1, peers={0: address_of(server)}) as client:
+            for i in range(50):
+                client.send_nowait(0, Ping(i))
+            assert [await client.receive() for _ in range(50)] == [
+                Envelope(0, Pong(i)) for i in range(50)
+            ]
+            assert seen == [Envelope(1, Ping(i)) for i in range(50)]
+            assert server.statistics().frames_received == 50
+            with pytest.raises(RuntimeError, match="delivers messages to its on_message handler"):
+                await server.receive()
+            with pytest.raises(RuntimeError, match="on_message handler"):
+                server.receive_nowait()
+
+
+async def test_an_exception_in_the_handler_ends_the_transport() -> None:
+    def broken(envelope: Envelope) -> None:
+        raise ZeroDivisionError("a bug in the handler")
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with open_tcp_transport(PROTO, 0, listen=LOCAL, on_message=broken) as server:
+            async with open_tcp_transport(PROTO, 1, peers={0: address_of(server)}) as client:
+                client.send_nowait(0, Ping(1))
+                await trio.sleep_forever()
+    assert info.group_contains(ZeroDivisionError, match="a bug in the handler")

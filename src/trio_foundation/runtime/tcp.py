@@ -221,9 +221,11 @@ class TcpTransport:
         backoff_initial: float,
         backoff_max: float,
         dead_peer_timeout: float | None,
+        on_message: Callable[[Envelope], None] | None,
         rng: random.Random,
     ) -> None:
         self.protocol = protocol
+        self._on_message = on_message
         self._dead_peer_timeout = dead_peer_timeout
         self._node_id = node_id
         self._secret = secret
@@ -395,7 +397,9 @@ class TcpTransport:
 
         Raises:
             trio.EndOfChannel: the transport has shut down.
+            RuntimeError: messages go to an ``on_message`` handler instead.
         """
+        self._check_no_handler()
         return await self._inbox.receive()
 
     def receive_nowait(self) -> Envelope:
@@ -403,8 +407,16 @@ class TcpTransport:
 
         Raises:
             trio.WouldBlock: none is waiting.
+            RuntimeError: messages go to an ``on_message`` handler instead.
         """
+        self._check_no_handler()
         return self._inbox.receive_nowait()
+
+    def _check_no_handler(self) -> None:
+        if self._on_message is not None:
+            raise RuntimeError(
+                f"node {self._node_id} delivers messages to its on_message handler, not receive()"
+            )
 
     # ------------------------------------------------------------------ listener
 
@@ -657,13 +669,17 @@ class TcpTransport:
 
     async def _reader(self, stream: trio.SocketStream, peer_id: int, decoder: FrameDecoder) -> None:
         while True:
+            handler = self._on_message
             while (msg := decoder.next_message()) is not None:
                 envelope = Envelope(peer_id, msg)
+                self._counts["frames_received"] += 1
+                if handler is not None:
+                    handler(envelope)  # synchronous: the next frame waits for it
+                    continue
                 try:  # deliver a whole read at once; wait only when the inbox is full
                     self._inbox_send.send_nowait(envelope)
                 except trio.WouldBlock:
                     await self._inbox_send.send(envelope)
-                self._counts["frames_received"] += 1
             data = await stream.receive_some(_READ_SIZE)
             if not data:
                 if decoder.buffered:
@@ -791,6 +807,7 @@ async def open_tcp_transport(
     backoff_initial: float = 0.05,
     backoff_max: float = 5.0,
     dead_peer_timeout: float | None = 15.0,
+    on_message: Callable[[Envelope], None] | None = None,
     rng: random.Random | None = None,
 ) -> AsyncIterator[TcpTransport]:
     """Run a TCP transport for the body of an ``async with``.
@@ -828,6 +845,15 @@ async def open_tcp_transport(
             declared lost and redialed, through TCP keepalive and
             ``TCP_USER_TIMEOUT`` (Linux); ``None`` leaves the kernel's defaults
             (many minutes).
+        on_message: if given, every received message is handed to this
+            synchronous function by the connection's reader as soon as it is
+            decoded, instead of going to the inbox (:meth:`TcpTransport.receive`
+            then raises ``RuntimeError``). It must not block; the next frame of
+            that connection waits for it to return, which is the backpressure.
+            A node driver stepping a sans-IO core can run the core right there
+            (and send the answers with ``send_nowait``), saving a task switch
+            per message. An exception it raises is not caught: it ends the
+            transport and escapes the ``async with``.
         rng: randomness for the jitter (default: a fresh ``random.Random()``).
 
     Raises:
@@ -874,6 +900,7 @@ async def open_tcp_transport(
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
         dead_peer_timeout=dead_peer_timeout,
+        on_message=on_message,
         rng=rng if rng is not None else random.Random(),
     )
     async with trio.open_nursery() as nursery:
