@@ -22,14 +22,19 @@ MAC (:mod:`trio_foundation.runtime.auth`); without one, frames carry a CRC-32.
   (non-blocking; the writer sends whatever the socket did not take, first).
 * **Receiving** — one reader task per connection decodes frames and puts
   :class:`~trio_foundation.runtime.transport.Envelope` values in one bounded
-  inbox; when the inbox is full, readers wait, which stops reading from the
-  sockets (TCP backpressure) instead of growing memory.
+  inbox (or hands each to an ``on_message`` handler); when the inbox is full,
+  readers wait, which stops reading from the sockets (TCP backpressure)
+  instead of growing memory.
 * **Routes** — a *dialed* peer (``peers=`` or :meth:`TcpTransport.add_peer`) has a
   permanent queue and a dialer that reconnects forever with jittered
   exponential backoff; messages queued while it is down are sent after the
   next handshake. A peer that *dialed us* is routable while its connection
-  lives; a newer connection from the same node id replaces the older one, and
-  its queue is discarded when it disconnects (counted in ``discarded``).
+  lives, and its queue is discarded when it disconnects (counted in
+  ``discarded``). A newer accepted connection from a node id replaces the
+  older one, which stops reading first, so a node's messages stay in order
+  across its reconnections.
+* **Dead peers** — TCP keepalive and ``TCP_USER_TIMEOUT`` declare a silent
+  connection lost after ``dead_peer_timeout``.
 * **Misbehaving peers** — a frame above the size limit, a bad check, bytes that
   do not decode, an undeclared message type, a failed handshake or
   authentication, or a handshake not finished within ``handshake_timeout``:
