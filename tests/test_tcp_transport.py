@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import msgspec
 import pytest
 import trio
@@ -379,17 +380,23 @@ async def test_cancellation_at_any_point_leaves_no_task_or_socket() -> None:
 # ----------------------------------------------------------------- cuts and delays
 
 
-@pytest.mark.parametrize("secret", [None, SECRET], ids=["plain", "authenticated"])
-async def test_cut_and_delayed_connections_lose_messages_but_never_duplicate_or_reorder(
-    secret: bytes | None,
-) -> None:
-    """Through a proxy that cuts every connection at random and delays chunks: what
-    arrives is in the order sent with no duplicates, and the client reconnects."""
-    rng = random.Random()
+@attrs.frozen
+class CutRun:
+    received: list[int]
+    sent: int
+    cuts: int
+    dialed: int
+
+
+async def run_through_cutting_proxy(
+    secret: bytes | None, n_messages: int, rng: random.Random
+) -> CutRun:
+    """Send ``n_messages`` through a proxy that cuts every connection now and then
+    (about 1 % of sends) and delays chunks; then, with no more cuts, a marker re-sent
+    (under a new number each time) until one arrives."""
     received: list[int] = []
     async with open_tcp_transport(PROTO, 0, listen=LOCAL, secret=secret) as server:
-        assert server.listen_address is not None
-        proxy = LoopbackProxy(server.listen_address)
+        proxy = LoopbackProxy(address_of(server))
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.run)
             assert proxy.listen_address is not None
@@ -402,7 +409,7 @@ async def test_cut_and_delayed_connections_lose_messages_but_never_duplicate_or_
             async with open_tcp_transport(
                 PROTO, 1, peers={0: proxy.listen_address}, secret=secret, **FAST
             ) as client:
-                for i in range(1500):
+                for i in range(n_messages):
                     client.send_nowait(0, Ping(i))
                     if rng.random() < 0.01:
                         proxy.cut_all()
@@ -410,18 +417,51 @@ async def test_cut_and_delayed_connections_lose_messages_but_never_duplicate_or_
                         proxy.delay = rng.choice([0.0, 0.0, 0.002])
                         await trio.sleep(0.002)
                 proxy.delay = 0.0
-                # no more cuts: a final marker, re-sent (with a new number) until one arrives
                 with trio.fail_after(10):
-                    marker = 10_000
-                    while not received or received[-1] < 10_000:
+                    marker = MARKER
+                    while not received or received[-1] < MARKER:
                         client.send_nowait(0, Ping(marker))
                         marker += 1
                         await trio.sleep(0.05)
-                stats = client.statistics()
+                dialed = client.statistics().connections_dialed
             nursery.cancel_scope.cancel()
-    assert all(a < b for a, b in itertools.pairwise(received)), "duplicated or reordered"
-    assert proxy.cuts > 0 and stats.connections_dialed > 1  # it was cut and reconnected
-    assert len([s for s in received if s < 10_000]) > 100  # and most traffic got through
+    return CutRun(received, n_messages, proxy.cuts, dialed)
+
+
+MARKER = 1_000_000
+
+
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["plain", "authenticated"])
+async def test_cut_and_delayed_connections_lose_messages_but_never_duplicate_or_reorder(
+    secret: bytes | None,
+) -> None:
+    """What arrives is in the order sent with no duplicates, and the client reconnects."""
+    run = await run_through_cutting_proxy(secret, 1500, random.Random())
+    assert all(a < b for a, b in itertools.pairwise(run.received)), "duplicated or reordered"
+    assert run.cuts > 0 and run.dialed > 1  # it was cut and reconnected
+    assert len([s for s in run.received if s < MARKER]) > 100  # most traffic got through
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_soak_through_a_cutting_proxy() -> None:
+    """``pytest -m slow -s -k soak``: 40 runs of 5,000 messages, fresh seeds; prints totals."""
+    rng = random.Random()
+    runs = violations = sent = delivered = cuts = dialed = 0
+    for i in range(40):
+        run = await run_through_cutting_proxy(SECRET if i % 2 else None, 5000, rng)
+        runs += 1
+        violations += not all(a < b for a, b in itertools.pairwise(run.received))
+        sent += run.sent
+        delivered += len([s for s in run.received if s < MARKER])
+        cuts += run.cuts
+        dialed += run.dialed
+    print(
+        f"soak: {runs} runs, {sent} messages sent, {delivered} delivered "
+        f"({sent - delivered} lost to {cuts} cuts), {dialed} connections dialed, "
+        f"{violations} runs with a duplicate or reordering"
+    )
+    assert violations == 0
 
 
 async def test_backoff_is_jittered_exponential_and_capped() -> None:
