@@ -634,3 +634,35 @@ async def test_an_exception_in_the_handler_ends_the_transport() -> None:
                 client.send_nowait(0, Ping(1))
                 await trio.sleep_forever()
     assert info.group_contains(ZeroDivisionError, match="a bug in the handler")
+
+
+async def test_accepted_connections_are_capped() -> None:
+    async with open_tcp_transport(
+        PROTO, 0, listen=LOCAL, max_connections=2, handshake_timeout=0.5
+    ) as server:
+        silent = [await trio.open_tcp_stream(*address_of(server)) for _ in range(2)]
+        third = await trio.open_tcp_stream(*address_of(server))
+        assert await closed_by_peer(third)  # refused at once
+        assert server.statistics().drops == {"too-many-connections": 1}
+        # once the silent ones time out, a good client gets in
+        async with open_tcp_transport(PROTO, 1, peers={0: address_of(server)}, **FAST) as c:
+            c.send_nowait(0, Ping(1))
+            with trio.fail_after(5):
+                assert await server.receive() == Envelope(1, Ping(1))
+        assert server.statistics().drops["timeout"] == 2
+        for stream in [*silent, third]:
+            await stream.aclose()
+
+
+async def test_the_send_queue_is_bounded_in_bytes_too() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL) as server:
+        address = address_of(server)
+    async with open_tcp_transport(
+        PROTO, 1, peers={0: address}, send_queue=100, send_queue_bytes=10_000, **FAST
+    ) as client:
+        for i in range(10):
+            client.send_nowait(0, Ping(i, b"b" * 3000))
+        stats = client.statistics()
+        assert (stats.queued, stats.send_queue_overflows) == (3, 7)
+        client.send_nowait(0, Ping(99, b"b" * 20_000))  # alone above the limit: still kept
+        assert client.statistics().queued == 1

@@ -447,11 +447,11 @@ class TcpTransport:
     async def _on_accept(self, stream: trio.SocketStream) -> None:
         address = _peername(stream)
         if self._accepted_streams >= self._max_connections:
-            await trio.aclose_forcefully(stream)
-            self._drop(
+            self._drop(  # counted before the peer can see the close
                 "too-many-connections",
                 f"{address}: {self._accepted_streams} accepted connections already open",
             )
+            await trio.aclose_forcefully(stream)
             return
         self._accepted_streams += 1
         try:
