@@ -666,3 +666,12 @@ async def test_the_send_queue_is_bounded_in_bytes_too() -> None:
         assert (stats.queued, stats.send_queue_overflows) == (3, 7)
         client.send_nowait(0, Ping(99, b"b" * 20_000))  # alone above the limit: still kept
         assert client.statistics().queued == 1
+
+
+async def test_port_0_on_a_name_with_several_addresses_serves_the_reported_one() -> None:
+    async with open_tcp_transport(PROTO, 0, listen=("localhost", 0)) as server:
+        host, port = address_of(server)
+        async with open_tcp_transport(PROTO, 1, peers={0: (host, port)}) as client:
+            client.send_nowait(0, Ping(1))
+            with trio.fail_after(5):
+                assert await server.receive() == Envelope(1, Ping(1))

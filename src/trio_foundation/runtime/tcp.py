@@ -430,6 +430,11 @@ class TcpTransport:
     ) -> None:
         assert self._nursery is not None
         listeners = await trio.open_tcp_listeners(port, host=host)
+        if port == 0 and len(listeners) > 1:
+            # each address family got its own free port: keep the one we report
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
         sockname = listeners[0].socket.getsockname()
         self.listen_address = (sockname[0], sockname[1])
         if self._secret is None and not _is_loopback(sockname[0]):
@@ -828,7 +833,9 @@ async def open_tcp_transport(
             the handshake; ``protocol.max_frame`` bounds every frame).
         node_id: this node's id, in ``[0, 2**63)``.
         listen: ``(host, port)`` to accept connections on (port 0: a free port;
-            read it from :attr:`TcpTransport.listen_address`); ``None``: dial only.
+            read it from :attr:`TcpTransport.listen_address`; if the host
+            resolves to several addresses, only the first is served then);
+            ``None``: dial only.
         peers: node id → ``(host, port)`` of the peers to dial and keep connected.
         secret: the shared secret (>= 16 bytes; see
             :func:`~trio_foundation.runtime.auth.load_secret_file`); ``None``
