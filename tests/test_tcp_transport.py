@@ -3,6 +3,7 @@ peers, reconnection, bounded queues and cancellation."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -27,6 +28,7 @@ from trio_foundation.runtime.codec import encode_frame as frame
 from trio_foundation.runtime.tcp import (
     HANDSHAKE_PROTOCOL,
     Hello,
+    Proof,
     TcpTransport,
     _is_loopback,
     open_tcp_transport,
@@ -130,10 +132,11 @@ async def raw_handshake(
     version: int = 1,
     node: int = 77,
     nonce: bytes | None = None,
+    auth: bool = False,
 ) -> trio.SocketStream:
     stream = await trio.open_tcp_stream(*address)
     nonce = os.urandom(16) if nonce is None else nonce
-    hello = HANDSHAKE_PROTOCOL.encode(Hello(protocol, version, node, nonce, False))
+    hello = HANDSHAKE_PROTOCOL.encode(Hello(protocol, version, node, nonce, auth))
     await stream.send_all(frame(hello, Crc32Seal()))
     return stream
 
@@ -351,6 +354,7 @@ async def test_cancelled_receive_loses_nothing() -> None:
 
 
 def open_fds() -> int:
+    gc.collect()  # sockets another test leaked are closed now, not in the middle of ours
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -640,18 +644,19 @@ async def test_accepted_connections_are_capped() -> None:
     async with open_tcp_transport(
         PROTO, 0, listen=LOCAL, max_connections=2, handshake_timeout=0.5
     ) as server:
-        silent = [await trio.open_tcp_stream(*address_of(server)) for _ in range(2)]
-        third = await trio.open_tcp_stream(*address_of(server))
-        assert await closed_by_peer(third)  # refused at once
-        assert server.statistics().drops == {"too-many-connections": 1}
-        # once the silent ones time out, a good client gets in
-        async with open_tcp_transport(PROTO, 1, peers={0: address_of(server)}, **FAST) as c:
-            c.send_nowait(0, Ping(1))
-            with trio.fail_after(5):
-                assert await server.receive() == Envelope(1, Ping(1))
-        assert server.statistics().drops["timeout"] == 2
-        for stream in [*silent, third]:
-            await stream.aclose()
+        streams = [await trio.open_tcp_stream(*address_of(server)) for _ in range(3)]
+        try:
+            assert await closed_by_peer(streams[2])  # the third is refused at once
+            assert server.statistics().drops == {"too-many-connections": 1}
+            # once the silent ones time out, a good client gets in
+            async with open_tcp_transport(PROTO, 1, peers={0: address_of(server)}, **FAST) as c:
+                c.send_nowait(0, Ping(1))
+                with trio.fail_after(5):
+                    assert await server.receive() == Envelope(1, Ping(1))
+            await wait_for(lambda: server.statistics().drops.get("timeout") == 2)
+        finally:
+            for stream in streams:
+                await stream.aclose()
 
 
 async def test_the_send_queue_is_bounded_in_bytes_too() -> None:
@@ -675,3 +680,25 @@ async def test_port_0_on_a_name_with_several_addresses_serves_the_reported_one()
             client.send_nowait(0, Ping(1))
             with trio.fail_after(5):
                 assert await server.receive() == Envelope(1, Ping(1))
+
+
+async def test_a_stranger_gets_no_proof_from_the_listener() -> None:
+    """The dialer proves first: a client without the secret, whose proof is wrong,
+    receives the listener's hello and nothing else (no proof to attack offline)."""
+    async with open_tcp_transport(PROTO, 0, listen=LOCAL, secret=SECRET) as server:
+        stranger = await raw_handshake(address_of(server), auth=True)
+        decoder = FrameDecoder(HANDSHAKE_PROTOCOL, Crc32Seal())
+        while (hello := decoder.next_message()) is None:
+            decoder.feed(await stranger.receive_some(4096))
+        assert isinstance(hello, Hello) and hello.auth
+        await stranger.send_all(frame(HANDSHAKE_PROTOCOL.encode(Proof(bytes(32))), Crc32Seal()))
+        rest = b""
+        with trio.fail_after(5):
+            try:
+                while data := await stranger.receive_some(4096):
+                    rest += data
+            except trio.BrokenResourceError:
+                pass
+        assert rest == b"" and decoder.take_buffer() == b""  # closed, no proof sent
+        await wait_for(lambda: server.statistics().drops.get("auth-failed") == 1)
+        await stranger.aclose()

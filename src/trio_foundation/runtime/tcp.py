@@ -585,13 +585,30 @@ class TcpTransport:
             dialer_hello, listener_hello = (
                 (hello_bytes, theirs_bytes) if role == "dialer" else (theirs_bytes, hello_bytes)
             )
-            mine = proof(self._secret, role, dialer_hello, listener_hello)
-            await stream.send_all(encode_frame(HANDSHAKE_PROTOCOL.encode(Proof(mine)), Crc32Seal()))
+            # The dialer proves itself first; the listener answers only a correct
+            # proof, so a stranger who connects obtains no proof of the listener's
+            # to attack the secret offline with.
+            mine = Proof(proof(self._secret, role, dialer_hello, listener_hello))
             other_role: Literal["dialer", "listener"] = "listener" if role == "dialer" else "dialer"
-            answer = HANDSHAKE_PROTOCOL.decode(await _read_frame(stream, hs))
             want = proof(self._secret, other_role, dialer_hello, listener_hello)
+            if role == "dialer":
+                await stream.send_all(encode_frame(HANDSHAKE_PROTOCOL.encode(mine), Crc32Seal()))
+                try:
+                    answer = HANDSHAKE_PROTOCOL.decode(await _read_frame(stream, hs))
+                except (RemoteProtocolError, trio.BrokenResourceError) as exc:
+                    if isinstance(exc, RemoteProtocolError) and exc.reason != "handshake-failed":
+                        raise
+                    raise RemoteProtocolError(
+                        "auth-failed",
+                        f"node {theirs.node} closed the connection on our proof"
+                        " (do the secrets differ?)",
+                    ) from None
+            else:
+                answer = HANDSHAKE_PROTOCOL.decode(await _read_frame(stream, hs))
             if not isinstance(answer, Proof) or not hmac.compare_digest(answer.mac, want):
                 raise RemoteProtocolError("auth-failed", f"node {theirs.node} sent a wrong proof")
+            if role == "listener":
+                await stream.send_all(encode_frame(HANDSHAKE_PROTOCOL.encode(mine), Crc32Seal()))
             d2l, l2d = session_keys(self._secret, dialer_hello, listener_hello)
             send_key, recv_key = (d2l, l2d) if role == "dialer" else (l2d, d2l)
             send_seal, recv_seal = MacSeal(send_key), MacSeal(recv_key)
