@@ -55,7 +55,7 @@ async def test_register_lookup_and_scope_end(make: Callable[..., Backend]) -> No
 
 
 async def test_entry_removed_when_the_owner_raises_or_is_cancelled(
-    make: Callable[..., Backend],
+    make: Callable[..., Backend], autojump_clock: trio.testing.MockClock
 ) -> None:
     reg = make()
     with pytest.raises(ZeroDivisionError):
@@ -223,7 +223,9 @@ async def test_watch_delivers_changes_and_resyncs_when_behind(
         await watch.receive()
 
 
-async def test_watch_receive_waits_and_is_cancellable(make: Callable[..., Backend]) -> None:
+async def test_watch_receive_waits_and_is_cancellable(
+    make: Callable[..., Backend], autojump_clock: trio.testing.MockClock
+) -> None:
     reg = make()
     async with reg.watch(capacity=2) as watch:
         with trio.move_on_after(1) as scope:
