@@ -25,12 +25,11 @@ block that owns it — there is no separate monitor to race with.
 
 from __future__ import annotations
 
-import heapq
 import types
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol, TypeAlias, final
+from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, final
 
 import attrs
 import trio
@@ -54,6 +53,7 @@ __all__ = [
 ]
 
 _MISSING: Any = object()
+_COLLECTIONS = (set, frozenset, list, tuple)
 
 
 def _check_hashable(value: object, what: str) -> None:
@@ -71,10 +71,11 @@ def _freeze_meta(meta: Mapping[str, object] | None) -> Mapping[str, object]:
     return types.MappingProxyType(dict(meta))
 
 
-@final
-@attrs.frozen
-class Entry:
+class Entry(NamedTuple):
     """One registration: immutable; an update produces a new ``Entry`` with the same id.
+
+    A named tuple (cheap to make on the hot path); compare entries with ``==``. An entry
+    is not hashable (its metadata is a mapping); use its ``id`` as a dict key.
 
     Attributes:
         id: registry-wide id, increasing in registration order.
@@ -85,8 +86,8 @@ class Entry:
 
     id: int
     key: Hashable
-    meta: Mapping[str, object] = attrs.field(hash=False)
-    value: object = attrs.field(default=None, hash=False)
+    meta: Mapping[str, object]
+    value: object = None
 
 
 @final
@@ -116,17 +117,24 @@ class Index:
         if raw is _MISSING or raw is None:
             return ()
         if self.multi:
-            if not isinstance(raw, set | frozenset | list | tuple):
+            if not isinstance(raw, _COLLECTIONS):
                 raise TypeError(
                     f"index {self.name!r} is multi-valued: expected a set, frozenset, list"
                     f" or tuple, got {type(raw).__name__}"
                 )
-            values = tuple(dict.fromkeys(raw))
-        else:
-            values = (raw,)
-        for value in values:
-            _check_hashable(value, f"value of index {self.name!r}")
-        return values
+            try:
+                return tuple(dict.fromkeys(raw))
+            except TypeError:
+                for value in raw:
+                    _check_hashable(value, f"value of index {self.name!r}")
+                raise  # pragma: no cover - some value above was unhashable
+        try:
+            hash(raw)
+        except TypeError:
+            raise TypeError(
+                f"value of index {self.name!r} must be hashable, got {type(raw).__name__}"
+            ) from None
+        return (raw,)
 
 
 @final
@@ -690,7 +698,7 @@ class Registry:
         frozen = _freeze_meta({**old.meta, **meta} if merge else meta)
         placed = self._placements(frozen)
         old_placed = self._placed[entry_id]
-        new = attrs.evolve(old, meta=frozen)
+        new = old._replace(meta=frozen)
         if placed != old_placed:
             keep = set(placed)
             self._unindex(entry_id, [pair for pair in old_placed if pair not in keep])
@@ -767,8 +775,9 @@ class Registry:
             after: the ``next_after`` of the previous page, or ``None`` for the first.
 
         Returns:
-            A :class:`Page` of entries in id order. Cost: the smallest index posting list
-            named (or, with no index named, a scan of the entries after ``after``).
+            A :class:`Page` of entries in id order. Cost: intersecting the named posting
+            lists (set operations, starting from the smallest) and sorting the matches by
+            id; with no index named, a scan of the entries, stopping after the page.
 
         Raises:
             ValueError: an index name is unknown, or ``limit`` is not positive.
@@ -777,34 +786,29 @@ class Registry:
         if not isinstance(limit, int) or limit <= 0:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         floor = 0 if after is None else after
-        candidates: Iterable[int] | None = None
-        filters: list[dict[int, None]] = []
+        ids: Iterable[int] | None = None
         if all_of:
             lists = sorted((self._ids_for(n, v) for n, v in all_of.items()), key=len)
-            candidates, filters = lists[0], lists[1:]
+            ids = lists[0].keys()
+            for other in lists[1:]:
+                ids = ids & other.keys()
         if any_of is not None:
-            union: dict[int, None] = {}
+            union: set[int] = set()
             for name, value in any_of:
                 union.update(self._ids_for(name, value))
-            if candidates is None:
-                candidates = union
-            else:
-                filters.append(union)
+            ids = union if ids is None else union.intersection(ids)
         entries = self._entries
-        if candidates is None:
-            matched: Iterable[int] = (i for i in entries if i > floor)
+        if ids is None:
+            ordered: Iterable[int] = (i for i in entries if i > floor) if floor else entries
         else:
-            matched = (i for i in candidates if i > floor and all(i in ids for ids in filters))
-        if where is not None:
-            matched = (i for i in matched if where(entries[i]))
-        if candidates is None:
-            chosen = []
-            for entry_id in matched:
-                chosen.append(entry_id)
-                if len(chosen) > limit:
-                    break
-        else:
-            chosen = heapq.nsmallest(limit + 1, matched)
+            ordered = sorted(i for i in ids if i > floor) if floor else sorted(ids)
+        chosen: list[int] = []
+        for entry_id in ordered:
+            if where is not None and not where(entries[entry_id]):
+                continue
+            chosen.append(entry_id)
+            if len(chosen) > limit:
+                break
         more = len(chosen) > limit
         page = tuple(entries[i] for i in chosen[:limit])
         return Page(page, page[-1].id if more else None)
