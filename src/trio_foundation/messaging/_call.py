@@ -95,6 +95,9 @@ class ReplySlot:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
+_new_envelope = tuple.__new__
+
+
 class Envelope(NamedTuple):
     """A message in transit.
 
@@ -182,7 +185,16 @@ def cast_nowait(target: Target, message: object) -> bool:
         NotRegisteredError, TypeError: as :func:`resolve`.
         trio.ClosedResourceError: the mailbox is closed.
     """
-    mailbox = target if type(target) is Mailbox else resolve(target)
+    if type(target) is Mailbox:
+        # Fast path (a cast is the hot path of an actor system): queue the envelope
+        # directly when there is room; anything else goes through send_nowait.
+        buffer = target._buffer
+        if len(buffer) < target._capacity and not target._receivers and not target._closed:
+            buffer.append(_new_envelope(Envelope, (message, None, _current.get())))
+            return True
+        mailbox: Mailbox[Envelope] = target
+    else:
+        mailbox = resolve(target)
     return mailbox.send_nowait(Envelope(message, None, _current.get()))
 
 

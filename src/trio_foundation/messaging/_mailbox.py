@@ -9,17 +9,21 @@ not fit is the mailbox's *overflow policy*:
 * ``"drop_newest"``: the new message is discarded (counted);
 * ``"raise"``: :class:`MailboxFullError` is raised.
 
-Waiters park in ``trio.lowlevel.ParkingLot`` s: a receiver that finds the buffer empty
-parks until a sender unparks it; a blocked sender parks until a receiver frees room.
-Every wake-up re-checks the buffer, so a receiver that lost a race simply parks again.
+Waiting is strictly FIFO, as in trio's memory channels: a receiver that finds the buffer
+empty parks in an insertion-ordered table, and a sender hands its message straight to the
+first parked receiver; a blocked sender parks *with its message*, and each slot a receiver
+frees admits the first parked sender's message into the buffer. So messages keep their
+send order even when the scheduler wakes tasks in another order, and a cancelled waiter
+is simply removed from its table (its message never queued, or nothing taken).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, Literal, TypeAlias, TypeVar, final
+from typing import Any, Generic, Literal, TypeAlias, TypeVar, final
 
 import attrs
+import outcome
 import trio
 import trio.lowlevel
 
@@ -92,8 +96,11 @@ class Mailbox(Generic[T]):
         self._buffer: deque[T] = deque()
         self._dropped = 0
         self._closed = False
-        self._receivers = trio.lowlevel.ParkingLot()
-        self._senders = trio.lowlevel.ParkingLot()
+        # Parked tasks, in arrival order. A receiver's value says how it receives ("one"
+        # message handed over, or "batch": woken to take everything); a blocked sender's
+        # value is its message.
+        self._receivers: dict[trio.lowlevel.Task, str] = {}
+        self._senders: dict[trio.lowlevel.Task, T] = {}
 
     @property
     def capacity(self) -> int:
@@ -145,6 +152,9 @@ class Mailbox(Generic[T]):
         """
         if self._closed:
             raise trio.ClosedResourceError("mailbox is closed")
+        if self._receivers:
+            self._hand_over(message)
+            return True
         buffer = self._buffer
         if len(buffer) >= self._capacity:
             policy = self._policy
@@ -159,9 +169,16 @@ class Mailbox(Generic[T]):
             else:
                 raise MailboxFullError(self._capacity, self._name)
         buffer.append(message)
-        if self._receivers:
-            self._receivers.unpark()
         return True
+
+    def _hand_over(self, message: T) -> None:
+        task, mode = next(iter(self._receivers.items()))
+        del self._receivers[task]
+        if mode == "one":
+            trio.lowlevel.reschedule(task, outcome.Value(message))
+        else:
+            self._buffer.append(message)
+            trio.lowlevel.reschedule(task, outcome.Value(None))
 
     async def send(self, message: T) -> bool:
         """Queue ``message``; under ``"block"``, wait for room.
@@ -176,24 +193,33 @@ class Mailbox(Generic[T]):
             trio.ClosedResourceError: the mailbox is (or becomes, while waiting) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        parked = False
-        while True:
-            try:
-                queued = self.send_nowait(message)
-            except trio.WouldBlock:
-                parked = True
-                await self._senders.park()
-                continue
-            break
-        if not parked:
+        try:
+            queued = self.send_nowait(message)
+        except trio.WouldBlock:
+            pass
+        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return queued
+            return queued
+        task = trio.lowlevel.current_task()
+        self._senders[task] = message
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._senders[task]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return bool(await trio.lowlevel.wait_task_rescheduled(abort))
 
     # -------------------------------------------------------------------- receive
 
-    def _freed(self, count: int) -> None:
-        if self._senders:
-            self._senders.unpark(count=count)
+    def _admit(self) -> None:
+        """Move parked senders' messages into the room freed, oldest sender first."""
+        senders = self._senders
+        buffer = self._buffer
+        while senders and len(buffer) < self._capacity:
+            task, message = next(iter(senders.items()))
+            del senders[task]
+            buffer.append(message)
+            trio.lowlevel.reschedule(task, outcome.Value(True))
 
     def receive_nowait(self) -> T:
         """Take the oldest message without waiting.
@@ -206,7 +232,7 @@ class Mailbox(Generic[T]):
         if buffer:
             message = buffer.popleft()
             if self._senders:
-                self._senders.unpark()
+                self._admit()
             return message
         if self._closed:
             raise trio.EndOfChannel
@@ -221,18 +247,25 @@ class Mailbox(Generic[T]):
             trio.EndOfChannel: the mailbox is closed and empty.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        parked = False
-        while True:
-            try:
-                message = self.receive_nowait()
-            except trio.WouldBlock:
-                parked = True
-                await self._receivers.park()
-                continue
-            break
-        if not parked:
+        try:
+            message = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+            return message
+        message = await self._park_receiver("one")
         return message
+
+    async def _park_receiver(self, mode: str) -> Any:
+        task = trio.lowlevel.current_task()
+        self._receivers[task] = mode
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._receivers[task]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
 
     def receive_batch_nowait(self, max_messages: int | None = None) -> list[T]:
         """Take everything queued (at most ``max_messages``), oldest first, without waiting.
@@ -257,7 +290,8 @@ class Mailbox(Generic[T]):
         else:
             popleft = buffer.popleft
             batch = [popleft() for _ in range(max_messages)]
-        self._freed(len(batch))
+        if self._senders:
+            self._admit()
         return batch
 
     async def receive_batch(self, max_messages: int | None = None) -> list[T]:
@@ -272,23 +306,27 @@ class Mailbox(Generic[T]):
         if max_messages is not None and max_messages <= 0:
             raise ValueError(f"max_messages must be positive, got {max_messages}")
         await trio.lowlevel.checkpoint_if_cancelled()
-        parked = False
-        while not self._buffer and not self._closed:
-            parked = True
-            await self._receivers.park()
-        batch = self.receive_batch_nowait(max_messages)
-        if not parked:
+        if not self._buffer and not self._closed:
+            await self._park_receiver("batch")
+        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return batch
+        return self.receive_batch_nowait(max_messages)
 
     def close(self) -> None:
         """Close the mailbox: sends fail; receivers drain what is queued, then get EOF.
 
         Idempotent.
         """
+        if self._closed:
+            return
         self._closed = True
-        self._receivers.unpark_all()
-        self._senders.unpark_all()
+        receivers, self._receivers = self._receivers, {}
+        for task in receivers:
+            trio.lowlevel.reschedule(task, outcome.Error(trio.EndOfChannel()))
+        senders, self._senders = self._senders, {}
+        for task in senders:
+            error = trio.ClosedResourceError("mailbox was closed while waiting to send")
+            trio.lowlevel.reschedule(task, outcome.Error(error))
 
     def __aiter__(self) -> Mailbox[T]:
         return self
