@@ -61,3 +61,20 @@ __all__ = [
     "open_lock_service",
     "open_supervisor",
 ]
+
+# Registry, messaging and telemetry (issue 12): ``trio_foundation.registry``,
+# ``trio_foundation.messaging``, ``trio_foundation.telemetry``.
+from .messaging import Mailbox, SignalRouter, call, cast
+from .registry import Index, Registry
+from .telemetry import MetricRegistry, Telemetry
+
+__all__ += [
+    "Index",
+    "Mailbox",
+    "MetricRegistry",
+    "Registry",
+    "SignalRouter",
+    "Telemetry",
+    "call",
+    "cast",
+]
