@@ -78,7 +78,7 @@ class MailboxMachine(RuleBasedStateMachine):
         """Apply a send to the model; returns "queued", "dropped", "full"."""
         if self.waiting:
             handle = self.waiting.pop(0)
-            handle.data["expect"] = message
+            handle.data["expect"] = [message] if handle.data.get("batch") else message
             self.served.append(handle)
             return "queued"
         if len(self.model) < self.capacity:
@@ -153,6 +153,28 @@ class MailboxMachine(RuleBasedStateMachine):
             return
         assert handle.error is None
         assert handle.result == self.model.popleft()
+        self._model_freed()
+
+    @rule(cancel_after=CANCEL_AFTER)
+    def ReceiveBatchAsync(self, cancel_after: int | None) -> None:
+        box = self.box
+
+        async def receive_batch(handle: Handle) -> list[int]:
+            return await box.receive_batch()
+
+        before = list(self.model)
+        handle = self.guest.start(receive_batch, cancel_after=cancel_after)
+        handle.data["batch"] = True
+        if handle.done and handle.cancelled:
+            assert list(self.model) == before
+            return
+        if not handle.done:
+            assert not self.model
+            self.waiting.append(handle)
+            return
+        assert handle.error is None
+        assert handle.result == before
+        self.model.clear()
         self._model_freed()
 
     @rule(pick=st.integers(0, 5))
