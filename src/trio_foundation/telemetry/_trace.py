@@ -17,9 +17,12 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._events import Telemetry
 
 __all__ = ["TraceContext", "current_trace", "set_id_source", "start_span"]
 
@@ -75,7 +78,7 @@ def start_span(
     name: str,
     *,
     parent: TraceContext | None = None,
-    telemetry: object | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Iterator[TraceContext]:
     """Make a new span current for the ``with`` block.
 
@@ -104,7 +107,7 @@ def start_span(
         _current.reset(token)
         if telemetry is not None:
             end = time.time_ns()
-            telemetry.emit(  # type: ignore[attr-defined]
+            telemetry.emit(
                 "span.end",
                 {"duration": (end - start) / 1e9},
                 {"name": name, "trace": span, "start": start, "end": end, "error": error},
