@@ -94,7 +94,11 @@ async def _answer(stream: trio.abc.Stream, registry: Any, health: Any) -> None:
             else:
                 status, ctype = "200 OK", pc.CONTENT_TYPE_LATEST
         elif path == "/health":
-            ok = health() if health is not None else True
+            try:
+                ok = bool(health()) if health is not None else True
+            except Exception:
+                logger.exception("the health check raised; answering 503")
+                ok = False
             status = "200 OK" if ok else "503 Service Unavailable"
             ctype, body = "text/plain", b"ok\n" if ok else b"unhealthy\n"
         else:
@@ -127,7 +131,8 @@ async def serve_metrics(
         host: address to bind (``"127.0.0.1"`` for local scrapes).
         port: TCP port, or 0 for a free one.
         health: a callable returning whether the process is healthy (``/health``
-            answers 200 or 503); ``None`` means always healthy.
+            answers 200 or 503; a check that raises is logged and answers 503);
+            ``None`` means always healthy.
     """
     pc = _require()
     registry = pc.CollectorRegistry(auto_describe=False)
