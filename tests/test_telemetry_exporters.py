@@ -119,3 +119,21 @@ def test_opentelemetry_spans_keep_our_trace_id() -> None:
     assert spans["agent.step"].context.trace_id == outer.trace_id
     assert not spans["fails"].status.is_ok
     provider.shutdown()
+
+
+async def test_a_raising_health_check_answers_503_and_the_server_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def health() -> bool:
+        raise RuntimeError("health check bug")
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            lambda task_status: serve_metrics(
+                MetricRegistry(), "127.0.0.1", 0, health=health, task_status=task_status
+            )
+        )
+        assert (await trio.to_thread.run_sync(_get, f"http://127.0.0.1:{port}/health"))[0] == 503
+        assert (await trio.to_thread.run_sync(_get, f"http://127.0.0.1:{port}/metrics"))[0] == 200
+        nursery.cancel_scope.cancel()
+    assert "health check raised" in caplog.text
