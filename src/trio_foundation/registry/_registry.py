@@ -502,9 +502,12 @@ class Registry:
     # --------------------------------------------------------------------- writes
 
     def _placements(self, meta: Mapping[str, object]) -> tuple[tuple[str, Hashable], ...]:
-        return tuple(
-            (index.name, value) for index in self._indexes for value in index.values_of(meta)
-        )
+        placed: list[tuple[str, Hashable]] = []
+        for index in self._indexes:
+            name = index.name
+            for value in index.values_of(meta):
+                placed.append((name, value))
+        return tuple(placed)
 
     def _insert(self, entry: Entry, placed: tuple[tuple[str, Hashable], ...]) -> None:
         entry_id = entry.id
