@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._errors import (
     FoundationError,
+    LeadershipLostError,
     LeaseLostError,
     ProtocolError,
     StaleTokenError,
@@ -44,6 +45,7 @@ __all__ = [
     "DynamicSupervisor",
     "FencedResource",
     "FoundationError",
+    "LeadershipLostError",
     "Lease",
     "LeaseLock",
     "LeaseLostError",

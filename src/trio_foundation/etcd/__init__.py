@@ -26,6 +26,7 @@ from ._errors import (
     EtcdRequestError,
     EtcdUnavailableError,
 )
+from ._recipes import EtcdElection, EtcdLock, Leadership, open_etcd_election
 from ._types import (
     Compare,
     DeleteOp,
@@ -46,6 +47,8 @@ __all__ = [
     "DeleteResult",
     "EtcdAuthError",
     "EtcdClient",
+    "EtcdElection",
+    "EtcdLock",
     "EtcdCompactedError",
     "EtcdError",
     "EtcdLease",
@@ -56,6 +59,7 @@ __all__ = [
     "EtcdUnavailableError",
     "GetOp",
     "KeyValue",
+    "Leadership",
     "PutOp",
     "PutResult",
     "RangeResult",
@@ -63,6 +67,7 @@ __all__ = [
     "Watch",
     "WatchEvent",
     "open_etcd_client",
+    "open_etcd_election",
     "parse_endpoints",
     "prefix_end",
 ]

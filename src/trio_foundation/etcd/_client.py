@@ -25,7 +25,7 @@ import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, Literal, TypeVar, final
 
 import attrs
 import httpx
@@ -77,6 +77,9 @@ log = logging.getLogger("trio_foundation.etcd")
 
 T = TypeVar("T")
 
+SortTarget = Literal["KEY", "VERSION", "CREATE", "MOD", "VALUE"]
+SortOrder = Literal["ASCEND", "DESCEND"]
+
 
 def _identity(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj
@@ -123,18 +126,43 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a context manager's body raised, out of the group its
+    internal nursery wrapped it in (together with ``Cancelled`` from the nursery's
+    own tasks); the group itself if it holds anything else."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+    if len(real) == 1:
+        return real[0]
+    if not real and leaves:
+        return leaves[0]
+    return group
+
+
 @final
-@attrs.frozen
+@attrs.define
 class EtcdLease:
-    """A lease kept alive by :meth:`EtcdClient.lease`.
+    """A lease, as granted by :meth:`EtcdClient.grant_lease` or held by :meth:`EtcdClient.lease`.
 
     Attributes:
         id: etcd's lease id; attach keys to it with ``put(..., lease=lease.id)``.
         ttl: the ttl etcd granted, in seconds (etcd may round a requested ttl up).
+        deadline: inside :meth:`EtcdClient.lease`, the Trio time at which the block is
+            cancelled unless a keep-alive is acknowledged first (moves on renewal).
+        renewals: acknowledged keep-alives so far.
     """
 
     id: int
     ttl: int
+    deadline: float = math.inf
+    renewals: int = 0
 
 
 @final
@@ -336,6 +364,8 @@ class EtcdClient:
         serializable: bool = False,
         keys_only: bool = False,
         count_only: bool = False,
+        sort: tuple[SortTarget, SortOrder] | None = None,
+        max_create_revision: int = 0,
     ) -> RangeResult:
         """Read the keys in ``[key, range_end)``, or every key starting with ``key`` (``prefix``).
 
@@ -343,6 +373,9 @@ class EtcdClient:
             limit: at most this many keys (0: no limit); ``RangeResult.more`` says if any remain.
             revision, serializable: as for :meth:`get`.
             keys_only: leave values out. count_only: return only the count.
+            sort: order the keys by ``(target, order)``, e.g. ``("CREATE", "DESCEND")``
+                (default: by key, ascending).
+            max_create_revision: only keys created at or before this revision (0: any).
 
         Raises:
             ValueError: ``prefix`` together with ``range_end``, or a negative limit/revision.
@@ -367,6 +400,10 @@ class EtcdClient:
             body["keys_only"] = True
         if count_only:
             body["count_only"] = True
+        if sort is not None:
+            body["sort_target"], body["sort_order"] = sort
+        if max_create_revision:
+            body["max_create_revision"] = str(max_create_revision)
         return await self._call("/v3/kv/range", body, idempotent=True, decode=decode_range)
 
     async def put(
@@ -497,7 +534,13 @@ class EtcdClient:
         return ttl
 
     @asynccontextmanager
-    async def lease(self, ttl: int, *, margin: float | None = None) -> AsyncIterator[EtcdLease]:
+    async def lease(
+        self,
+        ttl: int,
+        *,
+        margin: float | None = None,
+        on_renew: Callable[[EtcdLease], None] | None = None,
+    ) -> AsyncIterator[EtcdLease]:
         """Hold a lease for the duration of the block, keeping it alive in the background.
 
         The block runs in a cancel scope whose deadline is kept ``margin`` seconds
@@ -516,6 +559,8 @@ class EtcdClient:
         Args:
             ttl: seconds, >= 1; etcd may grant more (see ``EtcdLease.ttl``).
             margin: seconds of slack before the possible expiry (default ``min(1, ttl/4)``).
+            on_renew: called (synchronously, in the keep-alive task) after each
+                acknowledged keep-alive, with the lease's new ``deadline``.
 
         Raises:
             EtcdLeaseLostError: the lease ended while the block ran.
@@ -527,11 +572,12 @@ class EtcdClient:
             raise ValueError(f"margin must be in [0, ttl), got {margin} for ttl {ttl}")
         sent = trio.current_time()
         granted = await self.grant_lease(ttl)
-        body = trio.CancelScope(deadline=sent + granted.ttl - margin)
+        granted.deadline = sent + granted.ttl - margin
+        body = trio.CancelScope(deadline=granted.deadline)
         lost: list[str] = []
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep_alive, granted, margin, body, lost)
+                nursery.start_soon(self._keep_alive, granted, margin, body, lost, on_renew)
                 try:
                     with body:
                         yield granted
@@ -540,9 +586,7 @@ class EtcdClient:
         except BaseExceptionGroup as group:
             # Only the block can raise here (the keep-alive task never does): give its
             # exception back unwrapped, as a plain ``async with`` would.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            raise collapse(group) from None
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.timeout):
                 try:
@@ -556,7 +600,12 @@ class EtcdClient:
             raise EtcdLeaseLostError(granted.id, reason)
 
     async def _keep_alive(
-        self, lease: EtcdLease, margin: float, body: trio.CancelScope, lost: list[str]
+        self,
+        lease: EtcdLease,
+        margin: float,
+        body: trio.CancelScope,
+        lost: list[str],
+        on_renew: Callable[[EtcdLease], None] | None,
     ) -> None:
         interval = max(lease.ttl / 3, 0.1)
         while True:
@@ -572,7 +621,10 @@ class EtcdClient:
                 # Unreachable for now: keep trying; the body's deadline stands.
                 log.info("keep-alive of lease %d failed: %s", lease.id, exc)
                 continue
-            body.deadline = max(body.deadline, sent + ttl - margin)
+            lease.renewals += 1
+            lease.deadline = body.deadline = max(body.deadline, sent + ttl - margin)
+            if on_renew is not None:
+                on_renew(lease)
 
     # -- watch -------------------------------------------------------------------------------
 
