@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
+from .kv import (
+    CasResult,
+    CompactedError,
+    KeyValue,
+    KVStore,
+    MemoryKV,
+    WatchEvent,
+    WatchOverflowError,
+)
 from .lease_lock import FencedResource, Lease, LeaseLock, LockService, open_lock_service
 
-__all__ = ["FencedResource", "Lease", "LeaseLock", "LockService", "open_lock_service"]
+__all__ = [
+    "CasResult",
+    "CompactedError",
+    "FencedResource",
+    "KVStore",
+    "KeyValue",
+    "Lease",
+    "LeaseLock",
+    "LockService",
+    "MemoryKV",
+    "WatchEvent",
+    "WatchOverflowError",
+    "open_lock_service",
+]

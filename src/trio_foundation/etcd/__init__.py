@@ -26,6 +26,7 @@ from ._errors import (
     EtcdRequestError,
     EtcdUnavailableError,
 )
+from ._kv import EtcdKV
 from ._recipes import EtcdElection, EtcdLock, Leadership, open_etcd_election
 from ._types import (
     Compare,
@@ -48,6 +49,7 @@ __all__ = [
     "EtcdAuthError",
     "EtcdClient",
     "EtcdElection",
+    "EtcdKV",
     "EtcdLock",
     "EtcdCompactedError",
     "EtcdError",

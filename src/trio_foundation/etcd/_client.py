@@ -31,6 +31,7 @@ import attrs
 import httpx
 import trio
 
+from ..coordination.kv import to_bytes
 from ._errors import (
     GRPC_FAILED_PRECONDITION,
     GRPC_INVALID_ARGUMENT,
@@ -68,7 +69,6 @@ from ._types import (
     decode_txn,
     header_revision,
     prefix_end,
-    to_bytes,
 )
 
 __all__ = ["EtcdClient", "EtcdLease", "Watch", "open_etcd_client", "parse_endpoints"]
@@ -728,6 +728,11 @@ class Watch:
         """How many times the stream was re-established."""
 
     async def __aenter__(self) -> Watch:
+        if not self.next_revision:
+            # "from now" means from entering: pin the revision, so a change made right
+            # after entering is delivered even before the stream is opened.
+            now = await self._client.range(self._key, count_only=True)
+            self.next_revision = now.revision + 1
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from .._errors import FoundationError, LeaseLostError
+from ..coordination.kv import CompactedError
 
 __all__ = [
     "EtcdAuthError",
@@ -90,8 +91,8 @@ class EtcdLeaseNotFoundError(EtcdRequestError):
         self.lease_id = lease_id
 
 
-class EtcdCompactedError(EtcdError):
-    """The requested revision has been compacted away.
+class EtcdCompactedError(EtcdError, CompactedError):
+    """The requested revision has been compacted away (a :class:`CompactedError`).
 
     Attributes:
         compact_revision: the oldest revision etcd still has (0 if etcd did not say).
@@ -102,9 +103,12 @@ class EtcdCompactedError(EtcdError):
         self, requested: int, compact_revision: int, *, endpoint: str = "", call: str = ""
     ) -> None:
         have = f"; oldest kept is {compact_revision}" if compact_revision else ""
-        super().__init__(
-            f"revision {requested} has been compacted{have}", endpoint=endpoint, call=call
-        )
+        where = " ".join(p for p in (call, f"at {endpoint}" if endpoint else "") if p)
+        message = f"revision {requested} has been compacted{have}"
+        # Both bases chain their __init__; set the attributes of each directly.
+        FoundationError.__init__(self, f"{message} ({where})" if where else message)
+        self.endpoint = endpoint
+        self.call = call
         self.requested = requested
         self.compact_revision = compact_revision
 

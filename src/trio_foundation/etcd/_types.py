@@ -16,6 +16,7 @@ from typing import Any, Literal, final
 
 import attrs
 
+from ..coordination.kv import KeyValue, WatchEvent, to_bytes
 from ._errors import EtcdProtocolError
 
 __all__ = [
@@ -34,15 +35,6 @@ __all__ = [
 ]
 
 Bytesish = bytes | str
-
-
-def to_bytes(value: Bytesish, what: str) -> bytes:
-    """``str`` → UTF-8 bytes; ``bytes`` as is; anything else is a ``TypeError`` naming ``what``."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    raise TypeError(f"{what} must be bytes or str, got {type(value).__name__}")
 
 
 def b64(value: bytes) -> str:
@@ -96,29 +88,6 @@ def prefix_end(prefix: bytes) -> bytes:
             return bytes(end)
         end.pop()
     return b"\0"
-
-
-@final
-@attrs.frozen
-class KeyValue:
-    """One key as etcd stores it.
-
-    Attributes:
-        key: the key.
-        value: the value.
-        create_revision: the revision of the write that created the key (since
-            its last deletion).
-        mod_revision: the revision of its last write.
-        version: writes since creation (1 after the first put).
-        lease: the id of the lease the key is attached to, 0 if none.
-    """
-
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-    lease: int = 0
 
 
 def decode_kv(obj: object) -> KeyValue:
@@ -370,27 +339,6 @@ def decode_txn(obj: Mapping[str, Any]) -> TxnResult:
         revision=header_revision(obj),
         responses=tuple(responses),
     )
-
-
-@final
-@attrs.frozen
-class WatchEvent:
-    """One change seen by a watch.
-
-    Attributes:
-        type: ``"PUT"`` or ``"DELETE"``.
-        kv: the key after the change (for a delete: its key and the delete's ``mod_revision``).
-        prev: the key before the change, when the watch asked for it.
-    """
-
-    type: Literal["PUT", "DELETE"]
-    kv: KeyValue
-    prev: KeyValue | None = None
-
-    @property
-    def revision(self) -> int:
-        """The revision of the change."""
-        return self.kv.mod_revision
 
 
 def decode_event(obj: object) -> WatchEvent:
