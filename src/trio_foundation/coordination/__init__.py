@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .connect import LockClient, connect_lock_service
 from .kv import (
     CasResult,
     CompactedError,
@@ -21,9 +22,11 @@ __all__ = [
     "KeyValue",
     "Lease",
     "LeaseLock",
+    "LockClient",
     "LockService",
     "MemoryKV",
     "WatchEvent",
     "WatchOverflowError",
+    "connect_lock_service",
     "open_lock_service",
 ]
