@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._errors import (
     FoundationError,
+    LeadershipLostError,
     LeaseLostError,
     LeaseRefusedError,
     ProtocolError,
@@ -45,6 +46,7 @@ __all__ = [
     "DynamicSupervisor",
     "FencedResource",
     "FoundationError",
+    "LeadershipLostError",
     "Lease",
     "LeaseLock",
     "LeaseLostError",
