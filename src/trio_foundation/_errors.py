@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "FoundationError",
+    "LeadershipLostError",
     "LeaseLostError",
     "LeaseRefusedError",
     "ProtocolError",
@@ -73,3 +74,19 @@ class StaleTokenError(FoundationError):
 
 class VerificationError(FoundationError):
     """A verification tool could not run (missing Java or jar, bad spec or config, bad input)."""
+
+
+class LeadershipLostError(FoundationError):
+    """A leader could no longer prove its leadership, so the work it did as leader was cancelled.
+
+    Attributes:
+        election: the election's name.
+        candidate: this process's candidate id.
+        reason: why leadership was lost.
+    """
+
+    def __init__(self, election: str, candidate: str, reason: str) -> None:
+        super().__init__(f"leadership of {election!r} lost by {candidate!r}: {reason}")
+        self.election = election
+        self.candidate = candidate
+        self.reason = reason
