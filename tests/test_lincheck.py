@@ -173,9 +173,10 @@ def test_kv_one_bad_key_makes_the_history_not_linearizable() -> None:
     result = check_history(events, "kv")
     assert result.verdict == "not-linearizable"
     assert result.failing_key == "b"
-    assert {p.key: p.verdict for p in result.partitions} == {
-        "a": "linearizable",
-        "b": "not-linearizable",
+    # The search stops at the first failing key: "a" is left unchecked.
+    assert {p.key: (p.verdict, p.reason) for p in result.partitions} == {
+        "a": ("unknown", "not-checked"),
+        "b": ("not-linearizable", "impossible"),
     }
     assert result.unplaceable[0].f == "get" and result.unplaceable[0].output == 8
 
@@ -577,7 +578,18 @@ def test_user_model_with_unhashable_states_and_nondeterminism() -> None:
 
 
 def test_builtin_models_are_listed() -> None:
-    assert set(MODELS) == {"register", "cas-register", "kv", "lock", "counter", "set", "queue"}
+    assert set(MODELS) == {
+        "register",
+        "cas-register",
+        "kv",
+        "mutex",
+        "lock",
+        "counter",
+        "set",
+        "fifo-queue",
+        "queue",
+        "unordered-queue",
+    }
     for name, model in MODELS.items():
         assert model.name == name and model.description
 

@@ -112,7 +112,8 @@ def test_unknown_model_exits_2_listing_models(
     err = capsys.readouterr().err
     assert err == (
         "foundation: error: unknown model 'registr'; known models: "
-        "register, cas-register, kv, lock, counter, set, queue\n"
+        "register, cas-register, mutex, fifo-queue, queue, unordered-queue, set, kv, lock, "
+        "counter\n"
     )
 
 

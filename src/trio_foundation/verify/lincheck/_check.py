@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_STATES",
     "LinearizabilityResult",
     "PartitionResult",
+    "Treated",
     "Verdict",
     "check_history",
     "check_operations",
@@ -28,6 +29,28 @@ Verdict = Literal["linearizable", "not-linearizable", "unknown"]
 
 DEFAULT_MAX_STATES: Final = 2_000_000
 """The default bound on cached search states per partition (about 0.4 GB at worst)."""
+
+
+@final
+@attrs.frozen
+class Treated:
+    """How many operations Jepsen's crash semantics applied to.
+
+    Attributes:
+        indeterminate: ``info`` operations (and invocations never completed)
+            that may change the state: they stay pending for ever, and may
+            take effect at any instant after their invocation, or never.
+        ignored: operations left out as having had no effect: ``fail``
+            completions (except those the model keeps, like a failed ``cas``)
+            and ``info`` operations that cannot change the state (a read that
+            timed out).
+        reincarnated: operations invoked by a process number after an
+            ``info`` completion of that number, counted as a fresh process.
+    """
+
+    indeterminate: int = 0
+    ignored: int = 0
+    reincarnated: int = 0
 
 
 @final
@@ -47,8 +70,9 @@ class PartitionResult:
         unplaceable: empty on ``linearizable``; otherwise the operation that
             could not be linearized after ``linearized`` (first), followed by
             the operations concurrent with it that were candidates there.
-        reason: why the verdict is ``unknown`` (``"timeout"`` or
-            ``"max_states"``); ``"impossible"`` for a ``not-linearizable``
+        reason: why the verdict is ``unknown`` (``"timeout"``,
+            ``"max_states"``, or ``"not-checked"`` when another partition was
+            found not linearizable first); ``"impossible"`` for a ``not-linearizable``
             verdict found without a search (see :class:`LinearizabilityResult`);
             else ``""``.
     """
@@ -90,6 +114,8 @@ class LinearizabilityResult:
             ``unplaceable`` is allowed by no state any sequence of the history's
             operations reaches (found without a search, so ``linearized`` is
             empty); else ``""``.
+        treated: how many operations were indeterminate, ignored as having
+            had no effect, or counted as fresh processes after a crash.
     """
 
     verdict: Verdict
@@ -102,6 +128,7 @@ class LinearizabilityResult:
     linearized: tuple[Operation, ...] = ()
     unplaceable: tuple[Operation, ...] = ()
     reason: str = ""
+    treated: Treated = Treated()
 
     @property
     def ok(self) -> bool:
@@ -211,35 +238,65 @@ def check_operations(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
 
-    keep = m.keep_failed
-    groups: dict[Hashable, list[Operation]] = {}
-    part = m.partition
-    for op in operations:
-        if op.status == "fail" and (keep is None or not keep(op)):
-            continue
-        groups.setdefault(None if part is None else part(op), []).append(op)
-    if not groups and part is None:
-        groups[None] = []
-
-    results: list[PartitionResult] = []
-    for key, ops in groups.items():
-        if deadline is not None and time.monotonic() > deadline:
-            results.append(PartitionResult(key, "unknown", len(ops), 0, (), (), "timeout"))
-            continue
-        impossible = _impossible(ops, m)
+    groups, treated = _partitions(operations, m)
+    prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
+    results: dict[int, PartitionResult] = {}
+    for n, (key, ops, impossible) in enumerate(prepared):
         if impossible is not None:
-            results.append(
-                PartitionResult(
-                    key, "not-linearizable", len(ops), 0, (), (impossible,), "impossible"
-                )
+            results[n] = PartitionResult(
+                key, "not-linearizable", len(ops), 0, (), (impossible,), "impossible"
             )
-            continue
-        out = search(ops, m, deadline=deadline, max_states=max_states)
-        unplaceable: tuple[Operation, ...] = ()
-        if out.blocked is not None and out.verdict != "linearizable":
-            unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
-        results.append(
-            PartitionResult(
+            break
+    else:
+        _search_partitions(prepared, m, deadline, max_states, results)
+    for n, (key, ops, _) in enumerate(prepared):
+        if n not in results:  # left unchecked: another partition already failed
+            results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "not-checked")
+    seconds = time.monotonic() - started
+    ordered = [results[n] for n in range(len(prepared))]
+    return _combine(m, len(operations), seconds, ordered, treated)
+
+
+_FIRST_BUDGET: Final = 20_000  # states per partition in the first round
+_BUDGET_GROWTH: Final = 4
+
+
+def _search_partitions(
+    prepared: list[tuple[Hashable, list[Operation], Operation | None]],
+    model: Model,
+    deadline: float | None,
+    max_states: int | None,
+    results: dict[int, PartitionResult],
+) -> None:
+    """Search the partitions in rounds of growing state budgets, into ``results``.
+
+    One hard partition must not hide an easy failure: every partition is
+    first searched with a small budget, then the undecided ones again with a
+    budget ``_BUDGET_GROWTH`` times larger, up to ``max_states``, stopping at
+    the first non-linearizable one. A search that runs out of budget is
+    discarded (memory is bounded by one search at a time) and restarted
+    later; the geometric growth keeps the repeated work below a third of the
+    final search's.
+    """
+    budget = _FIRST_BUDGET if len(prepared) > 1 else max_states
+    pending = list(range(len(prepared)))
+    while pending:
+        final = budget is None or (max_states is not None and budget >= max_states)
+        cap = max_states if final else budget
+        undecided = []
+        for n in pending:
+            key, ops, _ = prepared[n]
+            if deadline is not None and time.monotonic() > deadline:
+                results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "timeout")
+                continue
+            out = search(ops, model, deadline=deadline, max_states=cap)
+            if out.verdict == "unknown" and out.reason == "max_states" and not final:
+                undecided.append(n)
+                continue
+            unplaceable: tuple[Operation, ...] = ()
+            if out.blocked is not None and out.verdict != "linearizable":
+                unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
+            results[n] = PartitionResult(
                 key=key,
                 verdict=out.verdict,
                 operation_count=len(ops),
@@ -248,9 +305,51 @@ def check_operations(
                 unplaceable=unplaceable,
                 reason=out.reason,
             )
-        )
-    seconds = time.monotonic() - started
-    return _combine(m, len(operations), seconds, results)
+            if out.verdict == "not-linearizable":
+                return
+        if final or budget is None:
+            return
+        pending = undecided
+        budget *= _BUDGET_GROWTH
+
+
+def _partitions(
+    operations: Sequence[Operation], model: Model
+) -> tuple[dict[Hashable, list[Operation]], Treated]:
+    """Group the operations that can matter by partition, and count the rest.
+
+    Failed operations took no effect and are left out, unless the model keeps
+    them; so are ``info`` operations that cannot change the state (a read
+    that timed out). A model without its own ``partition`` is checked key by
+    key when the operations carry keys (Jepsen's independent histories).
+    """
+    keep = model.keep_failed
+    read_only = model.read_only
+    part = model.partition
+    if part is None and any(op.key is not None for op in operations):
+        part = _by_key
+    groups: dict[Hashable, list[Operation]] = {}
+    ignored = indeterminate = reincarnated = 0
+    for op in operations:
+        if op.incarnation:
+            reincarnated += 1
+        if op.status == "fail" and (keep is None or not keep(op)):
+            ignored += 1
+            continue
+        if op.status == "info":
+            if read_only is not None and read_only(op):
+                ignored += 1
+                continue
+            indeterminate += 1
+        groups.setdefault(None if part is None else part(op), []).append(op)
+    if not groups and part is None:
+        groups[None] = []
+    return groups, Treated(indeterminate, ignored, reincarnated)
+
+
+def _by_key(op: Operation) -> Hashable:
+    key: Hashable = op.key
+    return key
 
 
 _CLOSURE_CAP: Final = 256  # states
@@ -323,7 +422,7 @@ def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operati
 
 
 def _combine(
-    model: Model, count: int, seconds: float, results: list[PartitionResult]
+    model: Model, count: int, seconds: float, results: list[PartitionResult], treated: Treated
 ) -> LinearizabilityResult:
     states = sum(r.states for r in results)
     parts = tuple(results)
@@ -341,6 +440,7 @@ def _combine(
                     linearized=r.linearized,
                     unplaceable=r.unplaceable,
                     reason=r.reason,
+                    treated=treated,
                 )
     linearized = results[0].linearized if len(results) == 1 else ()
     return LinearizabilityResult(
@@ -351,4 +451,5 @@ def _combine(
         states=states,
         partitions=parts,
         linearized=linearized,
+        treated=treated,
     )

@@ -26,7 +26,7 @@ from typing import Any, Final, final
 
 import attrs
 
-from ._ops import Operation
+from ._ops import Operation, freeze
 
 __all__ = ["MODELS", "Model", "StepFunction"]
 
@@ -68,6 +68,9 @@ class Model:
             tries only one of several interchangeable ``info`` operations, and
             the reachable-state precheck steps each kind of operation once.
             ``None``: the key is ``(f, key, value, process)``.
+        state_from_json: turns an initial value given as (frozen) JSON data
+            into a state, for :meth:`with_initial` (``set``: a list becomes a
+            frozenset). ``None``: the frozen JSON is the state.
     """
 
     name: str
@@ -80,6 +83,24 @@ class Model:
     description: str = ""
     read_only: Callable[[Operation], bool] | None = None
     equivalence: Callable[[Operation], Hashable] | None = None
+    state_from_json: Callable[[Any], Any] | None = None
+
+    def with_initial(self, value: Any) -> Model:
+        """This model starting from ``value`` (every key's, for a per-key model).
+
+        Args:
+            value: JSON data (``None``, a number, a string, a list, ...), e.g.
+                ``""`` so that ``kv`` is Porcupine's key-value model.
+
+        Returns:
+            A copy of the model with its initial state replaced.
+
+        Raises:
+            ValueError: if the model cannot start from ``value``.
+        """
+        frozen = freeze(value)
+        init = frozen if self.state_from_json is None else self.state_from_json(frozen)
+        return attrs.evolve(self, init=init)
 
 
 _NONE: Final[tuple[()]] = ()
@@ -139,7 +160,23 @@ def _kv_step(state: Any, op: Operation) -> Iterable[Any]:
 
 
 def _lock_owner(op: Operation) -> Any:
-    return op.process if op.value is None else op.value
+    if op.value is not None:
+        return op.value
+    # A process number reused after a crash is another client.
+    return op.process if op.incarnation == 0 else op.client
+
+
+def _mutex_step(state: Any, op: Operation) -> Iterable[Any]:
+    # Knossos's mutex: a boolean, any process may release.
+    if op.f == "acquire":
+        return _NONE if state else (True,)
+    return (False,) if state else _NONE
+
+
+def _mutex_state(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError(f"a mutex starts free (false) or held (true), got {value!r}")
+    return value
 
 
 def _lock_step(state: Any, op: Operation) -> Iterable[Any]:
@@ -169,6 +206,50 @@ def _set_step(state: Any, op: Operation) -> Iterable[Any]:
         seen = frozenset(out) if isinstance(out, tuple) else None
         return (state,) if seen == state else _NONE
     return (state | {op.value},)
+
+
+def _multiset(items: Iterable[tuple[Any, int]]) -> frozenset[tuple[Any, int]]:
+    return frozenset((v, c) for v, c in items if c > 0)
+
+
+def _unordered_queue_step(state: Any, op: Operation) -> Iterable[Any]:
+    # The state is a multiset: a frozenset of (value, count) pairs.
+    counts = dict(state)
+    if op.f == "enqueue":
+        counts[op.value] = counts.get(op.value, 0) + 1
+        return (_multiset(counts.items()),)
+    if op.status != "ok":  # a crashed dequeue removed some element
+        return [
+            _multiset({**counts, v: c - 1}.items()) for v, c in sorted(counts.items(), key=repr)
+        ]
+    out = op.output
+    if out is None:
+        return (state,) if not counts else _NONE
+    if counts.get(out, 0) == 0:
+        return _NONE
+    counts[out] -= 1
+    return (_multiset(counts.items()),)
+
+
+def _unordered_queue_state(value: Any) -> Any:
+    if not isinstance(value, tuple):
+        raise ValueError(f"an unordered queue starts from a list of elements, got {value!r}")
+    counts: dict[Any, int] = {}
+    for v in value:
+        counts[v] = counts.get(v, 0) + 1
+    return _multiset(counts.items())
+
+
+def _queue_state(value: Any) -> Any:
+    if not isinstance(value, tuple):
+        raise ValueError(f"a queue starts from a list of elements, got {value!r}")
+    return value
+
+
+def _set_state(value: Any) -> Any:
+    if not isinstance(value, tuple):
+        raise ValueError(f"a set starts from a list of elements, got {value!r}")
+    return frozenset(value)
 
 
 def _queue_step(state: Any, op: Operation) -> Iterable[Any]:
@@ -242,6 +323,15 @@ _BUILTIN: Final = (
         description="a map checked per key: put(v), append(v) to a list, get -> v",
     ),
     Model(
+        name="mutex",
+        init=False,
+        step=_mutex_step,
+        operations=frozenset({"acquire", "release"}),
+        equivalence=_same_effect,
+        state_from_json=_mutex_state,
+        description="Knossos's mutex: acquire when free, release when held (by anyone)",
+    ),
+    Model(
         name="lock",
         init=None,
         step=_lock_step,
@@ -265,17 +355,38 @@ _BUILTIN: Final = (
         operations=frozenset({"add", "read"}),
         read_only=_reads("read"),
         equivalence=_same_effect,
+        state_from_json=_set_state,
         description="a grow-only set: add(x), read -> [all elements]",
     ),
     Model(
-        name="queue",
+        name="fifo-queue",
         init=(),
         step=_queue_step,
         operations=frozenset({"enqueue", "dequeue"}),
         equivalence=_same_effect,
+        state_from_json=_queue_state,
         description="a FIFO queue: enqueue(x), dequeue -> head, or null if empty",
     ),
+    Model(
+        name="unordered-queue",
+        init=frozenset(),
+        step=_unordered_queue_step,
+        operations=frozenset({"enqueue", "dequeue"}),
+        equivalence=_same_effect,
+        state_from_json=_unordered_queue_state,
+        description="a queue in no order: dequeue -> any element enqueued, or null if empty",
+    ),
 )
+_ALIASES: Final = {"fifo-queue": ("queue",)}  # model -> other names
 
-MODELS: Final[Mapping[str, Model]] = MappingProxyType({m.name: m for m in _BUILTIN})
-"""The built-in models by name: register, cas-register, kv, lock, counter, set, queue."""
+_BY_NAME: Final = {m.name: m for m in _BUILTIN} | {
+    alias: attrs.evolve(m, name=alias) for m in _BUILTIN for alias in _ALIASES.get(m.name, ())
+}
+_ORDER: Final = (
+    *("register", "cas-register", "mutex", "fifo-queue", "queue", "unordered-queue", "set", "kv"),
+    *("lock", "counter"),
+)
+MODELS: Final[Mapping[str, Model]] = MappingProxyType({name: _BY_NAME[name] for name in _ORDER})
+"""The built-in models by name: Jepsen's and Knossos's family (register,
+cas-register, mutex, fifo-queue or queue, unordered-queue, set, kv) and lock
+(a mutex with owners), counter."""
