@@ -199,9 +199,11 @@ HistoryFormat = Literal["jsonl", "edn", "jepsen-log"]
 FORMATS: Final[tuple[HistoryFormat, ...]] = ("jsonl", "edn", "jepsen-log")
 """The history formats :func:`read_history` reads."""
 
-# Jepsen's text log: "INFO  jepsen.util - 3\t:invoke\t:read\tnil" (the value may be absent).
+# Jepsen's text log: "INFO  jepsen.util - 3\t:invoke\t:read\tnil" (tabs or spaces; the
+# value may be absent).
 _LOG_LINE: Final = re.compile(
-    r"^\S+\s+jepsen\.util\s+-\s+(?P<process>\S+)\t(?P<type>:\S+)\t(?P<f>:\S+)(?:\t(?P<value>.*))?$"
+    r"^\S+\s+jepsen\.util\s+-\s+(?P<process>\S+)\s+(?P<type>:\S+)\s+(?P<f>:\S+)"
+    r"(?:\s+(?P<value>.*?))?\s*$"
 )
 _EDN_EVENT_FIELDS: Final = ("process", "type", "f", "value", "key", "time")
 

@@ -257,7 +257,7 @@ def check_operations(
     return _combine(m, len(operations), seconds, ordered, treated)
 
 
-_FIRST_BUDGET: Final = 20_000  # states per partition in the first round
+_FIRST_BUDGET: Final = 1_000  # states per partition in the first round
 _BUDGET_GROWTH: Final = 4
 
 

@@ -68,6 +68,18 @@ class Model:
             tries only one of several interchangeable ``info`` operations, and
             the reachable-state precheck steps each kind of operation once.
             ``None``: the key is ``(f, key, value, process)``.
+        grows: optional hint, ``grows(op)`` is true when ``op`` only ever
+            *grows* the state, in the order ``may_grow_into`` knows (appends).
+        may_grow_into: optional hint, with ``grows``: ``may_grow_into(state,
+            op)`` is false when no sequence of growing operations leads from
+            ``state`` to a state that allows ``op`` (a read of a string that
+            does not start with the current one). It must be true when unsure;
+            a wrong false makes verdicts wrong. The search uses it to abandon a
+            node whose most urgent operation can no longer happen.
+        resets: optional hint, with ``may_grow_into``: ``resets(op)`` is true
+            when the states ``op`` leads to do not depend on the state it is
+            applied to (a ``put``). The search then also considers the states
+            such an operation sets, followed by growth.
         state_from_json: turns an initial value given as (frozen) JSON data
             into a state, for :meth:`with_initial` (``set``: a list becomes a
             frozenset). ``None``: the frozen JSON is the state.
@@ -84,6 +96,9 @@ class Model:
     read_only: Callable[[Operation], bool] | None = None
     equivalence: Callable[[Operation], Hashable] | None = None
     state_from_json: Callable[[Any], Any] | None = None
+    grows: Callable[[Operation], bool] | None = None
+    may_grow_into: Callable[[Any, Operation], bool] | None = None
+    resets: Callable[[Operation], bool] | None = None
 
     def with_initial(self, value: Any) -> Model:
         """This model starting from ``value`` (every key's, for a per-key model).
@@ -157,6 +172,24 @@ def _kv_step(state: Any, op: Operation) -> Iterable[Any]:
     if isinstance(state, str) and isinstance(op.value, str):
         return (state + op.value,)
     return _NONE
+
+
+def _kv_may_grow_into(state: Any, op: Operation) -> bool:
+    # Appends only extend a string or a list: a read must extend the state.
+    if op.status != "ok" or op.f not in ("get", "read"):
+        return True
+    out = op.output
+    if isinstance(state, str):
+        return not isinstance(out, str) or out.startswith(state)
+    if isinstance(state, tuple) and isinstance(out, tuple):
+        return out[: len(state)] == state
+    return True
+
+
+def _set_may_grow_into(state: Any, op: Operation) -> bool:
+    if op.status != "ok" or op.f != "read" or not isinstance(op.output, tuple):
+        return True
+    return state <= frozenset(op.output)  # type: ignore[no-any-return]
 
 
 def _lock_owner(op: Operation) -> Any:
@@ -320,6 +353,9 @@ _BUILTIN: Final = (
         operations=frozenset({"get", "put", "append", "read", "write"}),
         read_only=_reads("get", "read"),
         equivalence=_same_effect,
+        grows=_reads("append"),
+        may_grow_into=_kv_may_grow_into,
+        resets=_reads("put", "write"),
         description="a map checked per key: put(v), append(v) to a list, get -> v",
     ),
     Model(
@@ -356,6 +392,8 @@ _BUILTIN: Final = (
         read_only=_reads("read"),
         equivalence=_same_effect,
         state_from_json=_set_state,
+        grows=_reads("add"),
+        may_grow_into=_set_may_grow_into,
         description="a grow-only set: add(x), read -> [all elements]",
     ),
     Model(
