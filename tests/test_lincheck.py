@@ -455,15 +455,18 @@ def test_only_failed_operations() -> None:
 
 
 def _hard_history(writers: int = 40) -> list[HistoryEvent]:
-    """Many concurrent writes, then reads of 1 and then 0 after all of them:
-    impossible, but the search must try every order of the writes to know."""
+    """Many concurrent writes, then two concurrent reads of 1 and of 0 after all
+    of them: impossible, but the search must try every order of the writes to
+    know (and no stale-read witness applies: neither read returned before the
+    other began)."""
     events = [HistoryEvent(p, "invoke", "write", p) for p in range(writers)]
     events += [HistoryEvent(p, "ok", "write", p) for p in range(writers)]
-    for value in (1, 0):
-        events += [
-            HistoryEvent(writers, "invoke", "read", None),
-            HistoryEvent(writers, "ok", "read", value),
-        ]
+    events += [
+        HistoryEvent(writers, "invoke", "read", None),
+        HistoryEvent(writers + 1, "invoke", "read", None),
+        HistoryEvent(writers, "ok", "read", 1),
+        HistoryEvent(writers + 1, "ok", "read", 0),
+    ]
     return events
 
 

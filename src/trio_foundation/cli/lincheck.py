@@ -193,6 +193,15 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         return
     first, *concurrent = result.unplaceable
     print(f"cannot linearize: {first.describe()}  ({_where(first, line_of)})", file=out)
+    if result.reason == "stale":
+        after, *setter = concurrent
+        print(f"  it needs a value that {after.describe()}  ({_where(after, line_of)})", file=out)
+        print("  had already replaced after every operation that sets it returned:", file=out)
+        for op in setter:
+            print(f"  last set by {op.describe()}  ({_where(op, line_of)})", file=out)
+        if not setter:
+            print("  (the initial value)", file=out)
+        return
     if result.reason == "impossible":
         print(
             "  no order of this history's operations reaches a state that allows it",

@@ -10,7 +10,7 @@ from typing import Any, Final, Literal, final
 import attrs
 
 from ..history import HistoryEvent
-from ._models import MODELS, Model
+from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._ops import Operation, pair_operations
 from ._wgl import search
 
@@ -113,7 +113,10 @@ class LinearizabilityResult:
             ``not-linearizable``, ``"impossible"`` when the first operation of
             ``unplaceable`` is allowed by no state any sequence of the history's
             operations reaches (found without a search, so ``linearized`` is
-            empty); else ``""``.
+            empty); ``"stale"`` when it needs a value (a read, a ``cas``)
+            that every operation able to set it had set before the second
+            operation of ``unplaceable`` began, which left another value and
+            returned before the first began (also without a search); else ``""``.
         treated: how many operations were indeterminate, ignored as having
             had no effect, or counted as fresh processes after a crash.
     """
@@ -271,16 +274,30 @@ def _search_partitions(
     """Search the partitions in rounds of growing state budgets, into ``results``.
 
     One hard partition must not hide an easy failure: every partition is
-    first searched with a small budget, then the undecided ones again with a
-    budget ``_BUDGET_GROWTH`` times larger, up to ``max_states``, stopping at
-    the first non-linearizable one. A search that runs out of budget is
+    first searched with a small budget, then (after a look for a stale read,
+    :func:`_stale`) the undecided ones again with a budget ``_BUDGET_GROWTH``
+    times larger, up to ``max_states``, stopping at the first
+    non-linearizable one. A search that runs out of budget is
     discarded (memory is bounded by one search at a time) and restarted
     later; the geometric growth keeps the repeated work below a third of the
     final search's.
     """
-    budget = _FIRST_BUDGET if len(prepared) > 1 else max_states
+    budget: int | None = _FIRST_BUDGET
     pending = list(range(len(prepared)))
+    first = True
     while pending:
+        if not first:
+            # What a small search did not decide may be a stale read, which
+            # a cheap witness proves (with less evidence than a search).
+            for n in pending:
+                key, ops, _ = prepared[n]
+                stale = _stale(ops, model)
+                if stale:
+                    results[n] = PartitionResult(
+                        key, "not-linearizable", len(ops), 0, (), stale, "stale"
+                    )
+                    return
+        first = False
         final = budget is None or (max_states is not None and budget >= max_states)
         cap = max_states if final else budget
         undecided = []
@@ -293,6 +310,13 @@ def _search_partitions(
             if out.verdict == "unknown" and out.reason == "max_states" and not final:
                 undecided.append(n)
                 continue
+            if out.verdict == "unknown":
+                stale = _stale(ops, model)
+                if stale:
+                    results[n] = PartitionResult(
+                        key, "not-linearizable", len(ops), out.states, (), stale, "stale"
+                    )
+                    return
             unplaceable: tuple[Operation, ...] = ()
             if out.blocked is not None and out.verdict != "linearizable":
                 unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
@@ -352,6 +376,7 @@ def _by_key(op: Operation) -> Hashable:
     return key
 
 
+_NEVER: Final = float("inf")
 _CLOSURE_CAP: Final = 256  # states
 _CLOSURE_STEPS: Final = 4_000  # step() calls
 
@@ -403,6 +428,83 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
         if not ok:
             return op
     return None
+
+
+def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
+    """A stale read, found without a search (for models with ``register_view``).
+
+    An operation ``r`` needs the value ``v`` (a read of ``v``, a ``cas`` from
+    ``v``). If every operation that can set ``v`` (and the initial state, when
+    it is ``v``) returned before some operation ``c`` was invoked, and ``c``
+    leaves the state at another value (a write of it, a read of it) and
+    returned before ``r`` was invoked, then ``c`` comes after every setter of
+    ``v`` and before ``r`` in any linearization, and nothing can set ``v``
+    again in between: not linearizable. Returns ``(r, c, the last setter of
+    v)`` (without the setter when ``v`` is the initial value), or ``()``.
+    Runs in ``O(n log n)``.
+    """
+    view = model.register_view
+    if view is None:
+        return ()
+    views = [view(op) for op in ops]
+    if any(sets is UNKNOWN for _, sets in views):
+        return ()
+    # Per value: the last return of a setter (the initial state sets at -1),
+    # or None when a setter never returned (it may take effect at any time).
+    last_set: dict[Hashable, tuple[float, Operation | None]] = {}
+    init = model.init
+    for op, (_, sets) in zip(ops, views, strict=True):
+        if sets is NOTHING:
+            continue
+        end = _NEVER if op.status != "ok" or op.complete_at is None else op.complete_at
+        if end >= last_set.get(sets, (-2, None))[0]:
+            last_set[sets] = (end, op)
+    try:
+        if init not in last_set:
+            last_set[init] = (-1, None)
+    except TypeError:  # an unhashable initial state is no register value
+        return ()
+    # Operations known to leave the state at a value: (invoked, returned, value, op).
+    leaves = []
+    for op, (need, sets) in zip(ops, views, strict=True):
+        if op.status == "ok" and op.complete_at is not None:
+            value = sets if sets is not NOTHING else need
+            if value is not NOTHING:
+                leaves.append((op.invoke_at, op.complete_at, value, op))
+    leaves.sort(key=lambda t: -t[0])
+    queries = sorted(
+        {(end, v) for v, (end, _) in last_set.items() if end != _NEVER}, key=lambda t: -t[0]
+    )
+    # Sweep the setters' last returns downwards, adding the operations invoked
+    # after each; keep the two earliest-returning with distinct values.
+    best: list[tuple[int, Hashable, Operation]] = []
+    earliest: dict[Hashable, tuple[int, Operation]] = {}
+    j = 0
+    for end, v in queries:
+        while j < len(leaves) and leaves[j][0] > end:
+            _, ret, value, op = leaves[j]
+            j += 1
+            best.append((ret, value, op))
+            best.sort(key=lambda t: t[0])
+            kept: list[tuple[int, Hashable, Operation]] = []
+            for b in best:
+                if all(b[1] != x[1] for x in kept):
+                    kept.append(b)
+                if len(kept) == 2:
+                    break
+            best = kept
+        for ret, value, op in best:
+            if value != v:
+                earliest[v] = (ret, op)
+                break
+    for r, (need, _) in zip(ops, views, strict=True):
+        if need is NOTHING or r.status != "ok":
+            continue
+        found = earliest.get(need)
+        if found is not None and found[0] < r.invoke_at:
+            setter = last_set[need][1]
+            return (r, found[1]) if setter is None else (r, found[1], setter)
+    return ()
 
 
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:

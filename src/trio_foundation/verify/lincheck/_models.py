@@ -28,7 +28,12 @@ import attrs
 
 from ._ops import Operation, freeze
 
-__all__ = ["MODELS", "Model", "StepFunction"]
+__all__ = ["MODELS", "NOTHING", "UNKNOWN", "Model", "StepFunction"]
+
+NOTHING: Final = ("<nothing>",)
+"""In a ``register_view``: the operation needs no particular value / sets none."""
+UNKNOWN: Final = ("<unknown>",)
+"""In a ``register_view``: the operation may change the state in a way no value says."""
 
 StepFunction = Callable[[Any, Operation], Iterable[Any]]
 
@@ -80,6 +85,15 @@ class Model:
             when the states ``op`` leads to do not depend on the state it is
             applied to (a ``put``). The search then also considers the states
             such an operation sets, followed by growth.
+        register_view: optional hint for register-like models:
+            ``register_view(op)`` returns ``(needs, sets)``: the value the state
+            must equal just before ``op`` (or :data:`NOTHING`), and the value
+            the state equals after ``op`` when ``op`` changes it (or
+            :data:`NOTHING` when ``op`` never changes the state, or
+            :data:`UNKNOWN`, which turns the hint off for the partition). Every
+            change of state must be declared. The search then abandons a node
+            where an operation still to come needs a value that is not the
+            current one and that no operation still to come can set.
         state_from_json: turns an initial value given as (frozen) JSON data
             into a state, for :meth:`with_initial` (``set``: a list becomes a
             frozenset). ``None``: the frozen JSON is the state.
@@ -99,6 +113,7 @@ class Model:
     grows: Callable[[Operation], bool] | None = None
     may_grow_into: Callable[[Any, Operation], bool] | None = None
     resets: Callable[[Operation], bool] | None = None
+    register_view: Callable[[Operation], tuple[Any, Any]] | None = None
 
     def with_initial(self, value: Any) -> Model:
         """This model starting from ``value`` (every key's, for a per-key model).
@@ -144,6 +159,23 @@ def _cas_register_step(state: Any, op: Operation) -> Iterable[Any]:
     if op.status == "fail":
         return _NONE if state == expected else (state,)
     return (new,) if state == expected else _NONE
+
+
+def _register_view(op: Operation) -> tuple[Any, Any]:
+    f = op.f
+    ok = op.status == "ok"
+    if f in ("read", "get"):
+        if not ok or op.output == ():  # (kv: a missing key reads as [] too)
+            return NOTHING, NOTHING
+        return op.output, NOTHING
+    if f in ("write", "put"):
+        return NOTHING, op.value
+    if f == "cas":
+        expected, new = _pair(op)
+        if op.status == "fail":
+            return NOTHING, NOTHING
+        return (expected if ok else NOTHING), new
+    return NOTHING, UNKNOWN  # append
 
 
 def _pair(op: Operation) -> tuple[Any, Any]:
@@ -333,6 +365,7 @@ _BUILTIN: Final = (
         operations=frozenset({"read", "write"}),
         read_only=_reads("read"),
         equivalence=_same_effect,
+        register_view=_register_view,
         description="a single register: write(v), read -> v; initially null",
     ),
     Model(
@@ -343,6 +376,7 @@ _BUILTIN: Final = (
         operations=frozenset({"read", "write", "cas"}),
         read_only=_read_or_failed_cas,
         equivalence=_same_effect,
+        register_view=_register_view,
         description="a register with cas([expected, new]); a failed cas saw another value",
     ),
     Model(
@@ -356,6 +390,7 @@ _BUILTIN: Final = (
         grows=_reads("append"),
         may_grow_into=_kv_may_grow_into,
         resets=_reads("put", "write"),
+        register_view=_register_view,
         description="a map checked per key: put(v), append(v) to a list, get -> v",
     ),
     Model(

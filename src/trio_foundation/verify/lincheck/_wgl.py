@@ -38,6 +38,10 @@ What makes the easy proof come first and keeps the search small:
   (``may_grow_into``: the state is not a prefix of what a read returned), the
   node is a dead end without trying its candidates. Candidates that set the
   state whatever it was (``resets``: a ``put``) count with the states they set.
+  For registers (the ``register_view`` hint), a node is a dead end when an
+  operation still to come needs a value (a read of ``v``, a ``cas`` from
+  ``v``) that is not the current one and that nothing left can set: a stale
+  read is found where it is, not after every order of the writes before it.
 
 The search is a loop over explicit frames (no recursion: histories have
 thousands of operations), split into the steps of :class:`_Search`.
@@ -50,7 +54,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Final, Literal
 
-from ._models import Model
+from ._models import NOTHING, UNKNOWN, Model
 from ._ops import Operation
 
 __all__ = ["SearchOutcome", "search"]
@@ -241,6 +245,7 @@ class _Search:
             marks.append((op.complete_at, i, False))
         marks.sort()
         self.remaining = n_req
+        self._index_register_view(ops, model)
         self.resets = [i for i in range(n) if self.reset[i] and req_bit[i] >= 0]
         self.reset_bits = [req_bit[i] for i in self.resets]
         self.info_resets = [i for i in range(n) if self.reset[i] and req_bit[i] < 0]
@@ -264,6 +269,31 @@ class _Search:
         self.n_cls = len(members)
         self.cls_ptr = [0] * self.n_cls  # per class, how many of its ops are linearized
         self.cls_mask = [sum(info_mask[j] for j in m) for m in members]
+
+    def _index_register_view(self, ops: Sequence[Operation], model: Model) -> None:
+        """For ``need_unmet``: what each operation needs, and who sets each value."""
+        self.needs: list[Any] = []  # empty: the check is off
+        self.setters: dict[Hashable, tuple[list[int], list[int], list[int]]] = {}
+        view = model.register_view
+        if view is None:
+            return
+        needs = []
+        setters: dict[Hashable, tuple[list[int], list[int], list[int]]] = {}
+        req_bit = self.req_bit
+        for i, op in enumerate(ops):
+            need, sets = view(op)
+            if sets is UNKNOWN:
+                return
+            needs.append(need)
+            if sets is not NOTHING:
+                done, bits, info = setters.setdefault(sets, ([], [], []))
+                if req_bit[i] >= 0:
+                    done.append(i)
+                    bits.append(req_bit[i])
+                else:
+                    info.append(i)
+        self.needs = needs
+        self.setters = setters
 
     # --- the model, memoised ----------------------------------------------------
 
@@ -425,8 +455,62 @@ class _Search:
                 return i
         return -1
 
-    def doomed(self, b: int, cands: list[int]) -> bool:
-        """Whether the node is a dead end because some read can never be satisfied.
+    def need_unmet(self) -> int:
+        """An operation still to come that needs a value nothing can set any more, or -1.
+
+        With the model's ``register_view`` hint: every operation not yet
+        linearized comes after this node; one that needs the state to be
+        ``v`` (a read of ``v``, a ``cas`` from ``v``) while it is not, with no
+        operation setting ``v`` left among those invoked before it returned,
+        can never be linearized. The operations among the next
+        ``_LOOK_AHEAD`` entries are checked.
+        """
+        state = self.state
+        needs = self.needs
+        nxt = self.nxt
+        ent_call = self.ent_call
+        ent_op = self.ent_op
+        e = nxt[0]
+        for _ in range(_LOOK_AHEAD):
+            g = ent_op[e]
+            if g < 0:
+                return -1  # the tail
+            if ent_call[e]:
+                need = needs[g]
+                if need is not NOTHING and need != state and not self.setter_left(need, g):
+                    return g
+            e = nxt[e]
+        return -1
+
+    def setter_left(self, value: Any, g: int) -> bool:
+        """Whether an operation that sets ``value``, invoked before ``ops[g]``
+        returned, is not linearized yet."""
+        setters = self.setters.get(value)
+        if setters is None:
+            return False
+        done, bits, info = setters
+        end = self.retpos[g]
+        ops = self.ops
+        k = self.k
+        w = self.w
+        req_bit = self.req_bit
+        for n in range(bisect_left(bits, k), len(done)):
+            j = done[n]
+            if ops[j].invoke_at >= end:
+                break
+            if not (w >> (req_bit[j] - k)) & 1:
+                return True
+        ib = self.ib
+        info_mask = self.info_mask
+        for j in info:
+            if ops[j].invoke_at >= end:
+                break
+            if not ib & info_mask[j]:
+                return True
+        return False
+
+    def doomed(self, b: int, cands: list[int]) -> int:
+        """An operation that makes the node a dead end (it can never be linearized), or -1.
 
         With the model's ``may_grow_into`` hint. When every operation of the
         partition either only grows the state or sets one whatever the state
@@ -438,9 +522,13 @@ class _Search:
         current candidates (and ``info`` operations invoked before it returned)
         can come before it, and they must all grow or reset.
         """
+        if self.needs:
+            g = self.need_unmet()
+            if g >= 0:
+                return g
         may_grow_into = self.may_grow_into
         if may_grow_into is None:
-            return False
+            return -1
         state = self.state
         ops = self.ops
         if self.monotone:
@@ -457,12 +545,12 @@ class _Search:
                     break  # the tail
                 if ent_call[e] and ro[g]:
                     if not may_grow_into(state, ops[g]) and not self.reset_allows(g):
-                        return True
+                        return g
                 e = nxt[e]
-            return False
+            return -1
         op_b = ops[b]
         if self.nexts(b, state) or may_grow_into(state, op_b):
-            return False
+            return -1
         before = cands
         if self.n_cls:
             end = self.retpos[b]
@@ -473,11 +561,11 @@ class _Search:
             if grow[j]:
                 continue
             if not reset[j]:
-                return False  # an operation the hints say nothing about
+                return -1  # an operation the hints say nothing about
             for s2 in self.nexts(j, state):
                 if may_grow_into(s2, op_b):
-                    return False
-        return True
+                    return -1
+        return b
 
     def reset_allows(self, g: int) -> bool:
         """Whether a reset not yet linearized, invoked before ``ops[g]`` returned,
@@ -648,8 +736,10 @@ class _Search:
 
     # --- dead ends ----------------------------------------------------------------------
 
-    def note_dead_end(self) -> None:
-        """Keep the deepest dead end's path and blocked operation, for the report."""
+    def note_dead_end(self, doomed_by: int) -> None:
+        """Keep the deepest dead end's path and blocked operation, for the report
+        (the operation that doomed the node, if one did, else the one whose
+        return could not be passed)."""
         depth = len(self.stack)
         if depth <= self.best_depth:
             return
@@ -658,7 +748,7 @@ class _Search:
         self.best_lin.extend(f.op for f in self.stack[self.low_water :])
         self.low_water = depth
         self.blocked_cands = self.candidates()
-        self.blocked = self.ent_op[self.first_return()]
+        self.blocked = doomed_by if doomed_by >= 0 else self.ent_op[self.first_return()]
 
     def backtrack(self) -> _Frame | None:
         """Undo moves up to the last unforced one; ``None`` past the root."""
@@ -709,6 +799,7 @@ class _Search:
                 if self.n_states >= limit > 0:
                     return self.outcome("unknown", "max_states")
             dead = False
+            doomed_by = -1
             if expand:
                 expand = False
                 cands = self.candidates()
@@ -725,7 +816,8 @@ class _Search:
                 else:
                     order = self.order(cands)  # sorts cands by deadline
                     b = cands[0]
-                    dead = self.doomed(b, cands)
+                    doomed_by = self.doomed(b, cands)
+                    dead = doomed_by >= 0
                     idx = 0
                     it = None
             if not dead and self.try_from(order, idx, it):
@@ -733,7 +825,7 @@ class _Search:
                     return self.outcome("linearizable")
                 expand = True
                 continue
-            self.note_dead_end()
+            self.note_dead_end(doomed_by)
             f = self.backtrack()
             if f is None:
                 return self.outcome("not-linearizable")
