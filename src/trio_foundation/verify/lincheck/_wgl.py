@@ -64,7 +64,7 @@ SearchVerdict = Literal["linearizable", "not-linearizable", "unknown"]
 _CHECK_EVERY: Final = 1024  # loop turns between two looks at the clock and the cache size
 _MEMO_CAP: Final = 1_000_000  # memoised step() results
 _INFO_SLOT: Final = -1  # in a node's candidate order: where the info candidates go
-_LOOK_AHEAD: Final = 96  # entries checked for reads that can no longer happen
+_LOOK_AHEAD: Final = 16  # entries checked for reads that can no longer happen
 
 
 class SearchOutcome:
