@@ -81,6 +81,11 @@ class Model:
             does not start with the current one). It must be true when unsure;
             a wrong false makes verdicts wrong. The search uses it to abandon a
             node whose most urgent operation can no longer happen.
+        first_growth: optional hint, with ``may_grow_into``:
+            ``first_growth(state, op, grower)`` is false when growing operation
+            ``grower`` cannot be the first growth on the way from ``state`` to
+            a state allowing ``op`` (the string a read returned does not go on
+            with what ``grower`` appends). Must be true when unsure.
         resets: optional hint, with ``may_grow_into``: ``resets(op)`` is true
             when the states ``op`` leads to do not depend on the state it is
             applied to (a ``put``). The search then also considers the states
@@ -113,6 +118,7 @@ class Model:
     grows: Callable[[Operation], bool] | None = None
     may_grow_into: Callable[[Any, Operation], bool] | None = None
     resets: Callable[[Operation], bool] | None = None
+    first_growth: Callable[[Any, Operation, Operation], bool] | None = None
     register_view: Callable[[Operation], tuple[Any, Any]] | None = None
 
     def with_initial(self, value: Any) -> Model:
@@ -215,6 +221,17 @@ def _kv_may_grow_into(state: Any, op: Operation) -> bool:
         return not isinstance(out, str) or out.startswith(state)
     if isinstance(state, tuple) and isinstance(out, tuple):
         return out[: len(state)] == state
+    return True
+
+
+def _kv_first_growth(state: Any, op: Operation, grower: Operation) -> bool:
+    out = op.output
+    value = grower.value
+    if isinstance(state, str) and isinstance(out, str) and isinstance(value, str):
+        return out.startswith(value, len(state))
+    if isinstance(out, tuple) and (state is None or isinstance(state, tuple)):
+        n = 0 if state is None else len(state)
+        return len(out) > n and out[n] == value
     return True
 
 
@@ -390,6 +407,7 @@ _BUILTIN: Final = (
         grows=_reads("append"),
         may_grow_into=_kv_may_grow_into,
         resets=_reads("put", "write"),
+        first_growth=_kv_first_growth,
         register_view=_register_view,
         description="a map checked per key: put(v), append(v) to a list, get -> v",
     ),

@@ -37,7 +37,9 @@ What makes the easy proof come first and keeps the search small:
   hint: appends) and the model says no growth of the current state allows it
   (``may_grow_into``: the state is not a prefix of what a read returned), the
   node is a dead end without trying its candidates. Candidates that set the
-  state whatever it was (``resets``: a ``put``) count with the states they set.
+  state whatever it was (``resets``: a ``put``) count with the states they set;
+  with ``first_growth``, a read must also go on with what some growing
+  operation still to come appends.
   For registers (the ``register_view`` hint), a node is a dead end when an
   operation still to come needs a value (a read of ``v``, a ``cas`` from
   ``v``) that is not the current one and that nothing left can set: a stale
@@ -249,6 +251,11 @@ class _Search:
         self.resets = [i for i in range(n) if self.reset[i] and req_bit[i] >= 0]
         self.reset_bits = [req_bit[i] for i in self.resets]
         self.info_resets = [i for i in range(n) if self.reset[i] and req_bit[i] < 0]
+        self.first_growth = model.first_growth
+        growing = [i for i in range(n) if grows is not None and grows(ops[i])]
+        self.growers = [i for i in growing if req_bit[i] >= 0]
+        self.grower_bits = [req_bit[i] for i in self.growers]
+        self.info_growers = [i for i in growing if req_bit[i] < 0]
         n_entries = len(marks)
         tail = n_entries + 1
         self.ent_op = ent_op = [-1] * (n_entries + 2)
@@ -544,7 +551,7 @@ class _Search:
                 if g < 0:
                     break  # the tail
                 if ent_call[e] and ro[g]:
-                    if not may_grow_into(state, ops[g]) and not self.reset_allows(g):
+                    if not self.grows_into(state, g) and not self.reset_allows(g):
                         return g
                 e = nxt[e]
             return -1
@@ -569,12 +576,9 @@ class _Search:
 
     def reset_allows(self, g: int) -> bool:
         """Whether a reset not yet linearized, invoked before ``ops[g]`` returned,
-        sets a state that may grow into one allowing ``ops[g]``."""
-        may_grow_into = self.may_grow_into
-        assert may_grow_into is not None
+        sets a state that may grow into one allowing ``ops[g]`` (see :meth:`grows_into`)."""
         end = self.retpos[g]
         ops = self.ops
-        op_g = ops[g]
         k = self.k
         w = self.w
         req_bit = self.req_bit
@@ -588,7 +592,7 @@ class _Search:
             if (w >> (req_bit[j] - k)) & 1:
                 continue  # linearized
             for s2 in self.nexts(j, state):
-                if may_grow_into(s2, op_g):
+                if self.grows_into(s2, g):
                     return True
         ib = self.ib
         for j in self.info_resets:
@@ -597,8 +601,41 @@ class _Search:
             if ib & self.info_mask[j]:
                 continue
             for s2 in self.nexts(j, state):
-                if may_grow_into(s2, op_g):
+                if self.grows_into(s2, g):
                     return True
+        return False
+
+    def grows_into(self, s: Any, g: int) -> bool:
+        """Whether growth from ``s`` may allow ``ops[g]``: ``s`` already does,
+        or the model allows it and (with ``first_growth``) some growing
+        operation not yet linearized, invoked before ``ops[g]`` returned, can
+        be the first step."""
+        op_g = self.ops[g]
+        may_grow_into = self.may_grow_into
+        assert may_grow_into is not None
+        if not may_grow_into(s, op_g):
+            return False
+        first_growth = self.first_growth
+        if first_growth is None or self.nexts(g, s):
+            return True
+        end = self.retpos[g]
+        ops = self.ops
+        k = self.k
+        w = self.w
+        req_bit = self.req_bit
+        growers = self.growers
+        for n in range(bisect_left(self.grower_bits, k), len(growers)):
+            j = growers[n]
+            if ops[j].invoke_at >= end:
+                break
+            if not (w >> (req_bit[j] - k)) & 1 and first_growth(s, op_g, ops[j]):
+                return True
+        ib = self.ib
+        for j in self.info_growers:
+            if ops[j].invoke_at >= end:
+                break
+            if not ib & self.info_mask[j] and first_growth(s, op_g, ops[j]):
+                return True
         return False
 
     def info_heads(self) -> Iterator[int]:
