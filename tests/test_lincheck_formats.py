@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import attrs
@@ -328,3 +329,27 @@ def test_cli_unwritable_svg_keeps_the_verdicts_exit_status(
     captured = capsys.readouterr()
     assert "not-linearizable" in captured.out
     assert f"warning: cannot write the timeline to {svg}" in captured.err
+
+
+def test_cli_explains_a_stale_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 40 concurrent writers keep the search busy past its first budget; the
+    # read of 5 at the end is stale: p40 read 1 after write(5) had returned.
+    rows = [HistoryEvent(p, "invoke", "write", p) for p in range(40)]
+    rows += [HistoryEvent(p, "ok", "write", p) for p in range(40)]
+    rows += [
+        HistoryEvent(40, "invoke", "read", None),
+        HistoryEvent(41, "invoke", "read", None),
+        HistoryEvent(40, "ok", "read", 1),
+        HistoryEvent(41, "ok", "read", 0),  # concurrent with the read of 1: hard
+        HistoryEvent(42, "invoke", "write", 77),
+        HistoryEvent(42, "ok", "write", 77),
+        HistoryEvent(43, "invoke", "read", None),
+        HistoryEvent(43, "ok", "read", 5),  # stale: write(77) came after write(5)
+    ]
+    path = _file(tmp_path, "h.jsonl", "".join(json.dumps(e.to_json()) + "\n" for e in rows))
+    assert main(["lincheck", "--model", "register", path]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "cannot linearize: p43 read() -> 5  (lines 87-88)"
+    assert out[2] == "  a stale value: every operation that can set it had returned when"
+    assert out[3] == "  p40 read() -> 1  (lines 81-83)"  # the first to leave another value
+    assert out[5] == "  the last to set it: p5 write(5) -> ok  (lines 6-46)"

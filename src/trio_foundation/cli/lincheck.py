@@ -195,12 +195,16 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
     print(f"cannot linearize: {first.describe()}  ({_where(first, line_of)})", file=out)
     if result.reason == "stale":
         after, *setter = concurrent
-        print(f"  it needs a value that {after.describe()}  ({_where(after, line_of)})", file=out)
-        print("  had already replaced after every operation that sets it returned:", file=out)
+        print(
+            "  a stale value: every operation that can set it had returned when\n"
+            f"  {after.describe()}  ({_where(after, line_of)})\n"
+            "  began, which left another value and returned before it began",
+            file=out,
+        )
         for op in setter:
-            print(f"  last set by {op.describe()}  ({_where(op, line_of)})", file=out)
+            print(f"  the last to set it: {op.describe()}  ({_where(op, line_of)})", file=out)
         if not setter:
-            print("  (the initial value)", file=out)
+            print("  (it is the initial value)", file=out)
         return
     if result.reason == "impossible":
         print(
