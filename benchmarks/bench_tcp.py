@@ -10,7 +10,9 @@ sends a small request and waits for the reply before sending the next
   requests — no framing, no codec, no handshake; the floor any transport pays.
 * ``transport``: :func:`trio_foundation.runtime.tcp.open_tcp_transport`, a
   ``Ping`` answered with a ``Pong`` through ``send_nowait``/``receive``, CRC-32
-  frames; ``transport+auth``: the same with a shared secret (MAC per frame).
+  frames; ``transport+auth``: the same with a shared secret (MAC per frame);
+  ``transport+handler``: the server answers from an ``on_message`` handler run
+  by the connection's reader (no hand-off to another task).
 
 Each row is measured ``--repeat`` times (default 3) for ``--seconds`` each and
 the best run is printed (the machine is shared).
@@ -26,7 +28,8 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from trio_foundation.runtime.codec import WireMessage, WireProtocol
-from trio_foundation.runtime.tcp import open_tcp_transport
+from trio_foundation.runtime.tcp import TcpTransport, open_tcp_transport
+from trio_foundation.runtime.transport import Envelope
 
 
 class Ping(WireMessage, frozen=True):
@@ -68,12 +71,28 @@ async def raw_trio(seconds: float, window: int) -> tuple[int, list[float]]:
     return done, latencies
 
 
-def transport(secret: bytes | None) -> Callable[[float, int], Awaitable[tuple[int, list[float]]]]:
+def transport(
+    secret: bytes | None, *, handler: bool = False
+) -> Callable[[float, int], Awaitable[tuple[int, list[float]]]]:
     async def run(seconds: float, window: int) -> tuple[int, list[float]]:
-        async with open_tcp_transport(PROTO, 0, listen=("127.0.0.1", 0), secret=secret) as server:
+        ref: list[TcpTransport] = []
+
+        def on_message(env: Envelope) -> None:
+            ref[0].send_nowait(env.src, Pong(env.msg.seq))
+
+        async with open_tcp_transport(
+            PROTO,
+            0,
+            listen=("127.0.0.1", 0),
+            secret=secret,
+            on_message=on_message if handler else None,
+        ) as server:
             assert server.listen_address is not None
+            ref.append(server)
 
             async def echo() -> None:
+                if handler:
+                    return
                 while True:
                     env = await server.receive()
                     server.send_nowait(env.src, Pong(env.msg.seq))
@@ -111,6 +130,7 @@ ROWS = {
     "raw trio": raw_trio,
     "transport": transport(None),
     "transport+auth": transport(b"bench secret, 32 bytes long....."),
+    "transport+handler": transport(None, handler=True),
 }
 
 
@@ -122,7 +142,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="0.5 s, 1 repeat")
     args = parser.parse_args()
     seconds, repeat = (0.5, 1) if args.quick else (args.seconds, args.repeat)
-    print(f"{'mode':<12}{'row':<16}{'round trips/s':>14}{'vs raw':>8}{'p50 us':>9}{'p99 us':>9}")
+    print(f"{'mode':<12}{'row':<19}{'round trips/s':>14}{'vs raw':>8}{'p50 us':>9}{'p99 us':>9}")
     for mode, window in (("sequential", 1), ("pipelined", args.window)):
         floor = 0.0
         for name, run in ROWS.items():
@@ -137,7 +157,7 @@ def main() -> None:
             floor = floor or rate
             q = statistics.quantiles(latencies, n=100)
             print(
-                f"{mode:<12}{name:<16}{rate:>14,.0f}{rate / floor:>7.2f}x"
+                f"{mode:<12}{name:<19}{rate:>14,.0f}{rate / floor:>7.2f}x"
                 f"{q[49] * 1e6:>9.0f}{q[98] * 1e6:>9.0f}"
             )
     if args.window > 1:

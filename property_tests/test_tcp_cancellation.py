@@ -57,6 +57,8 @@ def scenario_for(secret: bytes | None, received: list[int]):  # type: ignore[no-
 
 
 def open_fds() -> int:
+    """Open descriptors. A socket an earlier test leaked may be garbage-collected
+    (closed) while ours runs, which only lowers the count: compare with <=."""
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -67,7 +69,7 @@ def test_transport_calls_under_injected_cancellation(
     baseline = open_fds()
     received: list[int] = []
     result = run_injected(scenario_for(secret, received), plan, real_time_limit=30)
-    assert open_fds() == baseline, "a socket outlived the transport"
+    assert open_fds() <= baseline, "a socket outlived the transport"  # (see open_fds)
     # what arrived is a prefix of what was sent: in order, nothing lost to a cancelled
     # receive, nothing duplicated
     assert received == list(range(len(received)))

@@ -6,7 +6,7 @@ Theory of operation
 Every node of a deployment holds the same secret (a file, at least 16 bytes,
 readable only by its owner). When two nodes connect, each sends a ``Hello``
 carrying a fresh 16-byte random nonce (see :mod:`trio_foundation.runtime.tcp`).
-Then each proves it knows the secret by sending::
+Then each proves it knows the secret by sending (the dialer first)::
 
     proof(role) = HMAC-SHA256(secret, "proof" | role | dialer_hello | listener_hello)
 
@@ -14,7 +14,9 @@ where ``role`` is its own side (``dialer`` or ``listener``) and the hellos are
 the exact bytes sent, so a proof is bound to this connection's two nonces and
 to one direction: it cannot be replayed on another connection (the other side's
 nonce is fresh) nor reflected back to its sender (the role differs). Proofs are
-compared in constant time (:func:`hmac.compare_digest`).
+compared in constant time (:func:`hmac.compare_digest`). The dialer proves
+first and the listener answers only a correct proof, so a stranger who
+connects obtains nothing to attack the secret with offline.
 
 Both sides then derive one key per direction from the same transcript and seal
 every later frame with :class:`MacSeal`: a 16-byte keyed-BLAKE2s MAC over a

@@ -22,14 +22,19 @@ MAC (:mod:`trio_foundation.runtime.auth`); without one, frames carry a CRC-32.
   (non-blocking; the writer sends whatever the socket did not take, first).
 * **Receiving** — one reader task per connection decodes frames and puts
   :class:`~trio_foundation.runtime.transport.Envelope` values in one bounded
-  inbox; when the inbox is full, readers wait, which stops reading from the
-  sockets (TCP backpressure) instead of growing memory.
+  inbox (or hands each to an ``on_message`` handler); when the inbox is full,
+  readers wait, which stops reading from the sockets (TCP backpressure)
+  instead of growing memory.
 * **Routes** — a *dialed* peer (``peers=`` or :meth:`TcpTransport.add_peer`) has a
   permanent queue and a dialer that reconnects forever with jittered
   exponential backoff; messages queued while it is down are sent after the
   next handshake. A peer that *dialed us* is routable while its connection
-  lives; a newer connection from the same node id replaces the older one, and
-  its queue is discarded when it disconnects (counted in ``discarded``).
+  lives, and its queue is discarded when it disconnects (counted in
+  ``discarded``). A newer accepted connection from a node id replaces the
+  older one, which stops reading first, so a node's messages stay in order
+  across its reconnections.
+* **Dead peers** — TCP keepalive and ``TCP_USER_TIMEOUT`` declare a silent
+  connection lost after ``dead_peer_timeout``.
 * **Misbehaving peers** — a frame above the size limit, a bad check, bytes that
   do not decode, an undeclared message type, a failed handshake or
   authentication, or a handshake not finished within ``handshake_timeout``:
@@ -221,9 +226,11 @@ class TcpTransport:
         backoff_initial: float,
         backoff_max: float,
         dead_peer_timeout: float | None,
+        on_message: Callable[[Envelope], None] | None,
         rng: random.Random,
     ) -> None:
         self.protocol = protocol
+        self._on_message = on_message
         self._dead_peer_timeout = dead_peer_timeout
         self._node_id = node_id
         self._secret = secret
@@ -395,7 +402,9 @@ class TcpTransport:
 
         Raises:
             trio.EndOfChannel: the transport has shut down.
+            RuntimeError: messages go to an ``on_message`` handler instead.
         """
+        self._check_no_handler()
         return await self._inbox.receive()
 
     def receive_nowait(self) -> Envelope:
@@ -403,8 +412,16 @@ class TcpTransport:
 
         Raises:
             trio.WouldBlock: none is waiting.
+            RuntimeError: messages go to an ``on_message`` handler instead.
         """
+        self._check_no_handler()
         return self._inbox.receive_nowait()
+
+    def _check_no_handler(self) -> None:
+        if self._on_message is not None:
+            raise RuntimeError(
+                f"node {self._node_id} delivers messages to its on_message handler, not receive()"
+            )
 
     # ------------------------------------------------------------------ listener
 
@@ -413,6 +430,11 @@ class TcpTransport:
     ) -> None:
         assert self._nursery is not None
         listeners = await trio.open_tcp_listeners(port, host=host)
+        if port == 0 and len(listeners) > 1:
+            # each address family got its own free port: keep the one we report
+            for extra in listeners[1:]:
+                await extra.aclose()
+            listeners = listeners[:1]
         sockname = listeners[0].socket.getsockname()
         self.listen_address = (sockname[0], sockname[1])
         if self._secret is None and not _is_loopback(sockname[0]):
@@ -430,11 +452,11 @@ class TcpTransport:
     async def _on_accept(self, stream: trio.SocketStream) -> None:
         address = _peername(stream)
         if self._accepted_streams >= self._max_connections:
-            await trio.aclose_forcefully(stream)
-            self._drop(
+            self._drop(  # counted before the peer can see the close
                 "too-many-connections",
                 f"{address}: {self._accepted_streams} accepted connections already open",
             )
+            await trio.aclose_forcefully(stream)
             return
         self._accepted_streams += 1
         try:
@@ -563,13 +585,30 @@ class TcpTransport:
             dialer_hello, listener_hello = (
                 (hello_bytes, theirs_bytes) if role == "dialer" else (theirs_bytes, hello_bytes)
             )
-            mine = proof(self._secret, role, dialer_hello, listener_hello)
-            await stream.send_all(encode_frame(HANDSHAKE_PROTOCOL.encode(Proof(mine)), Crc32Seal()))
+            # The dialer proves itself first; the listener answers only a correct
+            # proof, so a stranger who connects obtains no proof of the listener's
+            # to attack the secret offline with.
+            mine = Proof(proof(self._secret, role, dialer_hello, listener_hello))
             other_role: Literal["dialer", "listener"] = "listener" if role == "dialer" else "dialer"
-            answer = HANDSHAKE_PROTOCOL.decode(await _read_frame(stream, hs))
             want = proof(self._secret, other_role, dialer_hello, listener_hello)
+            if role == "dialer":
+                await stream.send_all(encode_frame(HANDSHAKE_PROTOCOL.encode(mine), Crc32Seal()))
+                try:
+                    answer = HANDSHAKE_PROTOCOL.decode(await _read_frame(stream, hs))
+                except (RemoteProtocolError, trio.BrokenResourceError) as exc:
+                    if isinstance(exc, RemoteProtocolError) and exc.reason != "handshake-failed":
+                        raise
+                    raise RemoteProtocolError(
+                        "auth-failed",
+                        f"node {theirs.node} closed the connection on our proof"
+                        " (do the secrets differ?)",
+                    ) from None
+            else:
+                answer = HANDSHAKE_PROTOCOL.decode(await _read_frame(stream, hs))
             if not isinstance(answer, Proof) or not hmac.compare_digest(answer.mac, want):
                 raise RemoteProtocolError("auth-failed", f"node {theirs.node} sent a wrong proof")
+            if role == "listener":
+                await stream.send_all(encode_frame(HANDSHAKE_PROTOCOL.encode(mine), Crc32Seal()))
             d2l, l2d = session_keys(self._secret, dialer_hello, listener_hello)
             send_key, recv_key = (d2l, l2d) if role == "dialer" else (l2d, d2l)
             send_seal, recv_seal = MacSeal(send_key), MacSeal(recv_key)
@@ -657,13 +696,17 @@ class TcpTransport:
 
     async def _reader(self, stream: trio.SocketStream, peer_id: int, decoder: FrameDecoder) -> None:
         while True:
+            handler = self._on_message
             while (msg := decoder.next_message()) is not None:
                 envelope = Envelope(peer_id, msg)
+                self._counts["frames_received"] += 1
+                if handler is not None:
+                    handler(envelope)  # synchronous: the next frame waits for it
+                    continue
                 try:  # deliver a whole read at once; wait only when the inbox is full
                     self._inbox_send.send_nowait(envelope)
                 except trio.WouldBlock:
                     await self._inbox_send.send(envelope)
-                self._counts["frames_received"] += 1
             data = await stream.receive_some(_READ_SIZE)
             if not data:
                 if decoder.buffered:
@@ -791,6 +834,7 @@ async def open_tcp_transport(
     backoff_initial: float = 0.05,
     backoff_max: float = 5.0,
     dead_peer_timeout: float | None = 15.0,
+    on_message: Callable[[Envelope], None] | None = None,
     rng: random.Random | None = None,
 ) -> AsyncIterator[TcpTransport]:
     """Run a TCP transport for the body of an ``async with``.
@@ -806,7 +850,9 @@ async def open_tcp_transport(
             the handshake; ``protocol.max_frame`` bounds every frame).
         node_id: this node's id, in ``[0, 2**63)``.
         listen: ``(host, port)`` to accept connections on (port 0: a free port;
-            read it from :attr:`TcpTransport.listen_address`); ``None``: dial only.
+            read it from :attr:`TcpTransport.listen_address`; if the host
+            resolves to several addresses, only the first is served then);
+            ``None``: dial only.
         peers: node id → ``(host, port)`` of the peers to dial and keep connected.
         secret: the shared secret (>= 16 bytes; see
             :func:`~trio_foundation.runtime.auth.load_secret_file`); ``None``
@@ -828,6 +874,15 @@ async def open_tcp_transport(
             declared lost and redialed, through TCP keepalive and
             ``TCP_USER_TIMEOUT`` (Linux); ``None`` leaves the kernel's defaults
             (many minutes).
+        on_message: if given, every received message is handed to this
+            synchronous function by the connection's reader as soon as it is
+            decoded, instead of going to the inbox (:meth:`TcpTransport.receive`
+            then raises ``RuntimeError``). It must not block; the next frame of
+            that connection waits for it to return, which is the backpressure.
+            A node driver stepping a sans-IO core can run the core right there
+            (and send the answers with ``send_nowait``), saving a task switch
+            per message. An exception it raises is not caught: it ends the
+            transport and escapes the ``async with``.
         rng: randomness for the jitter (default: a fresh ``random.Random()``).
 
     Raises:
@@ -874,6 +929,7 @@ async def open_tcp_transport(
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
         dead_peer_timeout=dead_peer_timeout,
+        on_message=on_message,
         rng=rng if rng is not None else random.Random(),
     )
     async with trio.open_nursery() as nursery:

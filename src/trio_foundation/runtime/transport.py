@@ -3,16 +3,17 @@
 A :class:`Transport` moves messages between numbered nodes. The node driver
 (one per core) calls :meth:`Transport.send_nowait` for each ``Send`` effect —
 it never blocks the core's event loop — and a receive loop awaits
-:meth:`Transport.receive`. Implementations: the TCP transport
-(:mod:`trio_foundation.runtime.tcp`), and in-memory ones for tests and the
-simulator.
+:meth:`Transport.receive`. The TCP transport
+(:mod:`trio_foundation.runtime.tcp`) implements it; the in-process and
+simulated networks are meant to implement the same three names, so one driver
+runs a core over any of them.
 
-Guarantees every implementation gives: messages between two nodes over one
-connection arrive in the order they were sent, each at most once; across a
-reconnect a message queued but not yet written is still delivered, one that
-was being written may be lost (at-most-once), never duplicated by the
-transport. Loss is always possible (a bounded queue overflowed, a link broke):
-protocols retry on their own timers.
+What a core may rely on is the weakest transport's guarantee: a message may be
+lost (a bounded queue overflowed, a link broke), and under the simulator's
+nemesis also duplicated, delayed and reordered; protocols retry on their own
+timers and ignore stale answers. The TCP transport gives more: per connection,
+in order and at most once; across a reconnect, a message still queued is
+delivered, one being written may be lost, none is sent twice.
 """
 
 from __future__ import annotations
