@@ -32,6 +32,11 @@ def test_store_reserves_blocks_and_restarts_above_the_mark(tmp_path: Path) -> No
     store.close()
     again = ServerStore(tmp_path / "d", block=10)
     assert again.restored() == ServerDurable(30, 7.0)
+    again.persist(ServerDurable(31, 7.0))
+    assert again.mark == 40
+    # a lock first used later starts from the mark read at start, with the quiet time left
+    assert again.restored(elapsed=5.0) == ServerDurable(30, 2.0)
+    assert again.restored(elapsed=9.0) == ServerDurable(30, 0.0)
     again.close()
 
 

@@ -17,10 +17,11 @@ grant is sent, and returns at once while ``token`` is at most the durable mark;
 above it, a new mark ``token + block - 1`` is appended and fdatasynced first.
 So one fsync covers ``block`` grants (on every lock), and every token ever sent
 is at most the durable mark. A restarted process restores *every* lock's core
-with ``token = mark``, so each lock's next token is above every token issued
-before the crash, and with the longest ttl granted, so each lock grants nothing
-for that long (its quiet period: a lease granted before the crash may still be
-held).
+with ``token = mark`` (the mark read at start), so each lock's next token is
+above every token issued before the crash, and with the longest ttl granted, so
+no lock grants anything until that long after the restart (its quiet period: a
+lease granted before the crash may still be held). Each lock name has its own
+token sequence (tokens increase per name; two names may hand out equal tokens).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class ServerStore:
                 raise CorruptStateError(str(self._log.path), f"bad state record: {exc}") from None
             if record.mark < 0 or record.max_ttl_granted < 0:
                 raise CorruptStateError(str(self._log.path), f"bad state record {record!r}")
+        self._startup = record
         #: the durable high-water mark: no token above it was ever sent
         self.mark = record.mark
         #: the longest ttl ever granted (durable)
@@ -100,14 +102,19 @@ class ServerStore:
         #: records written by this instance
         self.saves = 0
 
-    def restored(self) -> Any:
-        """What each lock's core restarts from: ``ServerDurable(mark, longest ttl)``.
+    def restored(self, elapsed: float = 0.0) -> Any:
+        """What a lock's core starts from, ``elapsed`` seconds after this process started.
 
+        ``ServerDurable(mark at start, quiet time left)``: the core's next token
+        is above every token sent before the restart, and it grants nothing
+        until the longest ttl granted before the restart has passed since the
+        process started (a core created later waits only what is left of it).
         :data:`~trio_foundation.runtime.driver.NO_STATE` for a fresh directory.
         """
-        if self.mark == 0:
+        if self._startup.mark == 0:
             return NO_STATE
-        return ServerDurable(self.mark, self.max_ttl_granted)
+        quiet = max(0.0, self._startup.max_ttl_granted - elapsed)
+        return ServerDurable(self._startup.mark, quiet)
 
     def persist(self, data: Any) -> None:
         """The drivers' persist callback: make ``data`` (a ``ServerDurable``) durable.
@@ -154,6 +161,7 @@ class _Server:
         self.tcp: TcpTransport | None = None
         self.drivers: dict[str, NodeDriver] = {}
         self.refused_locks = 0
+        self.started = trio.current_time()
 
     def on_message(self, envelope: Envelope) -> None:
         tcp = self.tcp
@@ -176,7 +184,7 @@ class _Server:
                 core,
                 LockChannel(tcp, name),
                 persist=self.store.persist,
-                restored=self.store.restored(),
+                restored=self.store.restored(trio.current_time() - self.started),
                 pull=False,
             )
             driver.start_in(self.nursery)
