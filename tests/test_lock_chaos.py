@@ -89,6 +89,7 @@ def reap(proc: subprocess.Popen[bytes]) -> None:
 
 def run_chaos(tmp: Path, seconds: float, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
+    tmp.mkdir(parents=True, exist_ok=True)
     data, record = tmp / "data", tmp / "record"
     server, address = start_server(tmp, data, "127.0.0.1:0")
     host, port = address.rsplit(":", 1)
