@@ -45,7 +45,9 @@ async def main():
                             async with locks.acquire(ttl=1.0, name="chaos") as lease:
                                 start = time.monotonic()
                                 try:
-                                    for _ in range(rng.randrange(1, 12)):
+                                    # up to ~2.4 s: longer than the ttl, so the
+                                    # lease must be renewed through cuts and kills
+                                    for _ in range(rng.randrange(1, 25)):
                                         log(f"write {lease.token} {time.monotonic()!r}")
                                         await trio.sleep(rng.uniform(0, 0.1))
                                 finally:
