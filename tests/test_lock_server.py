@@ -185,3 +185,22 @@ async def test_cancelled_while_waiting_holds_nothing(tmp_path: Path) -> None:
                         async with b.acquire(ttl=1):
                             pass
             nursery.cancel_scope.cancel()
+
+
+async def test_the_number_of_lock_names_is_bounded(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            url = await _serve(nursery, tmp_path / "d", max_locks=2)
+            async with open_remote_lock_service(url, max_locks=3) as client:
+                for name in ("a", "b"):
+                    async with client.acquire(ttl=1, name=name):
+                        pass
+                with pytest.raises(ValueError, match="too many locks"):
+                    async with client.acquire(ttl=1, name="c"):
+                        pass
+                async with client.acquire(ttl=1, name="a"):  # known names still served
+                    pass
+                with pytest.raises(RuntimeError, match="already used 3 lock names"):
+                    async with client.acquire(ttl=1, name="d"):
+                        pass
+            nursery.cancel_scope.cancel()
