@@ -21,7 +21,15 @@ def example(marker: str) -> tuple[str, str]:
     raise AssertionError(f"no python block with {marker!r}")
 
 
-@pytest.mark.parametrize("marker", ["class Ping(WireMessage", "TokenBlocks(LoggedState"])
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "class Ping(WireMessage",
+        "TokenBlocks(LoggedState",
+        "class Wire:",
+        "serve_lock_service((",
+    ],
+)
 def test_example_runs_as_written(marker: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, expected = example(marker)
     exec(compile(code, str(DOC), "exec"), {"__name__": "doc_example"})

@@ -1,5 +1,7 @@
 """``foundation lock acquire``: run a command while holding a lock, like ``flock(1)``.
 
+(``foundation lock serve``, the lock server process, is in :mod:`.lock_serve`.)
+
 ::
 
     foundation lock acquire --server etcd://127.0.0.1:2379 --ttl 10 reports -- make report
@@ -57,7 +59,12 @@ def register(subparsers: Any) -> None:
         help="hold lock NAME while CMD runs (exit status: the command's)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    acquire.add_argument("--server", required=True, help="lock service URL (etcd://HOST:PORT)")
+    acquire.add_argument(
+        "--server", required=True, help="lock service URL (tcp://HOST:PORT or etcd://HOST:PORT)"
+    )
+    acquire.add_argument(
+        "--secret-file", default=None, help="shared secret file of a tcp:// server (mode 0600)"
+    )
     acquire.add_argument("--ttl", type=_positive("--ttl"), required=True, help="lease ttl (s)")
     acquire.add_argument(
         "--timeout",
@@ -74,6 +81,9 @@ def register(subparsers: Any) -> None:
     acquire.add_argument("name", metavar="NAME", help="the lock's name")
     acquire.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     acquire.set_defaults(handler=_acquire)
+    from .lock_serve import register_serve
+
+    register_serve(verbs)
 
 
 def _log(message: str) -> None:
@@ -93,7 +103,8 @@ async def _hold_and_run(args: argparse.Namespace, command: list[str]) -> int:
     from ..coordination.connect import connect_lock_service
 
     code: int | None = None
-    async with connect_lock_service(args.server) as service:
+    extra = {} if args.secret_file is None else {"secret_file": args.secret_file}
+    async with connect_lock_service(args.server, **extra) as service:
         deadline = trio.current_time() + args.timeout if args.timeout else math.inf
         with trio.CancelScope(deadline=deadline) as waiting:
             try:
@@ -122,9 +133,11 @@ async def _run(command: list[str], env: dict[str, str], kill_after: float) -> in
             return
         process.kill()
 
-    async with trio.open_nursery() as nursery:
-        # Forward SIGTERM/SIGINT sent to this process to the command, then keep waiting.
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # Forward SIGTERM/SIGINT sent to this process to the command, then keep waiting.
+    # The receiver outlives the nursery: the forwarding task must see Cancelled,
+    # not a receiver that already exited.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
 
             async def forward(process: trio.Process) -> None:
                 async for signum in signals:

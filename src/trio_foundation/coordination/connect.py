@@ -4,9 +4,11 @@ Schemes:
 
 * ``etcd://HOST:PORT[,HOST:PORT...]`` (``etcds://`` for TLS): the lock on etcd
   (:class:`trio_foundation.etcd.EtcdLock`), fencing tokens from etcd's revisions.
+* ``tcp://HOST:PORT``: the project's own lock server process (``foundation lock
+  serve``; :mod:`trio_foundation.coordination.tcp_lock`), authenticated with the
+  shared secret in ``secret_file`` if given.
 
-The project's own lock server over TCP (``tcp://``) and the Raft-replicated one
-(``raft://``) will be served through the same call.
+The Raft-replicated server (``raft://``) will be served through the same call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .lease_lock import Lease
 
 __all__ = ["LockClient", "connect_lock_service"]
 
-SCHEMES = ("etcd", "etcds")
+SCHEMES = ("etcd", "etcds", "tcp")
 
 
 class LockClient(Protocol):
@@ -37,16 +39,20 @@ async def connect_lock_service(
     *,
     timeout: float = 5.0,  # noqa: ASYNC109 - the per-call timeout of the client
     prefix: str | None = None,
+    secret_file: str | None = None,
 ) -> AsyncIterator[LockClient]:
     """Connect to the lock service at ``url`` for the duration of the block.
 
     Args:
-        url: ``etcd://HOST:PORT[,HOST:PORT...]`` or ``etcds://...``.
-        timeout: seconds each call to the service may take (connection included).
+        url: ``etcd://HOST:PORT[,HOST:PORT...]``, ``etcds://...`` or ``tcp://HOST:PORT``.
+        timeout: seconds each call to the service may take (connection included);
+            for ``tcp://``, the seconds to wait for the first connection.
         prefix: (etcd) where lock keys live; default ``/trio-foundation/``.
+        secret_file: (tcp) the shared secret file, as the server's ``--secret-file``.
 
     Raises:
         ValueError: an unknown scheme or a malformed address (the message names it).
+        ConnectionError: (tcp) no connection within ``timeout``.
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
@@ -59,6 +65,16 @@ async def connect_lock_service(
         )
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if scheme == "tcp":
+        from ..runtime.auth import load_secret_file
+        from .tcp_lock import open_remote_lock_service
+
+        secret = None if secret_file is None else load_secret_file(secret_file)
+        async with open_remote_lock_service(url, secret=secret, timeout=timeout) as remote:
+            yield remote
+        return
+    if secret_file is not None:
+        raise ValueError(f"secret_file is for tcp:// lock services, not {scheme}://")
     from ..etcd import EtcdLock, open_etcd_client
 
     endpoints = [f"{scheme}://{e.strip()}" for e in rest.split(",") if e.strip()]

@@ -1,0 +1,268 @@
+"""The lease lock server as a process: named locks over TCP, crash-safe tokens.
+
+:func:`serve_lock_service` runs one :class:`~trio_foundation.protocols.
+lease_lock.LockServer` core per lock name, each on its own
+:class:`~trio_foundation.runtime.driver.NodeDriver`, behind one TCP listener
+(:data:`~trio_foundation.coordination.lock_wire.LOCK_PROTOCOL`). ``foundation
+lock serve`` is this function behind a command line.
+
+Crash safety (:class:`ServerStore`): the process persists one record, ``(mark,
+longest ttl granted)``, in a :class:`~trio_foundation.runtime.storage.
+LoggedState` in its data directory (created and version-checked by
+:func:`~trio_foundation.runtime.storage.open_data_dir`). The mark is a
+high-water mark *reserved ahead* of the tokens handed out, as
+:class:`~trio_foundation.runtime.storage.TokenBlocks` does: a core's
+``Persist(ServerDurable(token, ttl))`` is executed by the driver before the
+grant is sent, and returns at once while ``token`` is at most the durable mark;
+above it, a new mark ``token + block - 1`` is appended and fdatasynced first.
+So one fsync covers ``block`` grants (on every lock), and every token ever sent
+is at most the durable mark. A restarted process restores *every* lock's core
+with ``token = mark`` (the mark read at start), so each lock's next token is
+above every token issued before the crash, and with the longest ttl granted, so
+no lock grants anything until that long after the restart (its quiet period: a
+lease granted before the crash may still be held). Each lock name has its own
+token sequence (tokens increase per name; two names may hand out equal tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, Final, final
+
+import msgspec
+import trio
+
+from ..protocols.lease_lock import (
+    AcquireRequest,
+    Denied,
+    LockServer,
+    RenewRequest,
+    ServerDurable,
+)
+from ..runtime.driver import NO_STATE, NodeDriver
+from ..runtime.storage import CorruptStateError, LoggedState, open_data_dir
+from ..runtime.tcp import TcpTransport, open_tcp_transport
+from ..runtime.transport import Envelope
+from .lock_wire import LOCK_PROTOCOL, SERVER_NODE, LockChannel, from_wire, to_wire
+
+__all__ = ["DATA_DIR_KIND", "ServerStore", "serve_lock_service"]
+
+DATA_DIR_KIND: Final = "lease-lock-server"
+_STATE_FILE: Final = "state.log"
+
+logger = logging.getLogger("trio_foundation.coordination.lock_server")
+
+
+class _Record(msgspec.Struct, array_like=True, frozen=True):
+    mark: int
+    max_ttl_granted: float
+
+
+@final
+class ServerStore:
+    """The durable state of a lock server process, in its data directory.
+
+    Blocking I/O (one ``fdatasync`` per reserved block of tokens).
+
+    Args:
+        data_dir: the data directory (created if missing; refused if it
+            belongs to something else or another format version).
+        block: tokens reserved per durable mark (>= 1); a crash wastes at most
+            this many.
+
+    Raises:
+        CorruptStateError: the directory or its state file is not a valid lock
+            server state.
+        OSError: the filesystem failed.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, block: int = 1000) -> None:
+        if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+            raise ValueError(f"block must be an int >= 1, got {block!r}")
+        self.block = block
+        self.directory = open_data_dir(data_dir, kind=DATA_DIR_KIND)
+        self._log = LoggedState(os.path.join(self.directory, _STATE_FILE))
+        data = self._log.load()
+        if data is None:
+            record = _Record(0, 0.0)
+        else:
+            try:
+                record = msgspec.msgpack.decode(data, type=_Record)
+            except msgspec.ValidationError as exc:
+                raise CorruptStateError(str(self._log.path), f"bad state record: {exc}") from None
+            if record.mark < 0 or record.max_ttl_granted < 0:
+                raise CorruptStateError(str(self._log.path), f"bad state record {record!r}")
+        self._startup = record
+        #: the durable high-water mark: no token above it was ever sent
+        self.mark = record.mark
+        #: the longest ttl ever granted (durable)
+        self.max_ttl_granted = record.max_ttl_granted
+        #: records written by this instance
+        self.saves = 0
+
+    def restored(self, elapsed: float = 0.0) -> Any:
+        """What a lock's core starts from, ``elapsed`` seconds after this process started.
+
+        ``ServerDurable(mark at start, quiet time left)``: the core's next token
+        is above every token sent before the restart, and it grants nothing
+        until the longest ttl granted before the restart has passed since the
+        process started (a core created later waits only what is left of it).
+        :data:`~trio_foundation.runtime.driver.NO_STATE` for a fresh directory.
+        """
+        if self._startup.mark == 0:
+            return NO_STATE
+        quiet = max(0.0, self._startup.max_ttl_granted - elapsed)
+        return ServerDurable(self._startup.mark, quiet)
+
+    def persist(self, data: Any) -> None:
+        """The drivers' persist callback: make ``data`` (a ``ServerDurable``) durable.
+
+        Returns at once if its token is at most the durable mark and its ttl at
+        most the durable longest ttl; otherwise appends a new record (a mark
+        ``block - 1`` tokens ahead) and fdatasyncs it before returning.
+
+        Raises:
+            TypeError: ``data`` is not a ``ServerDurable``.
+            OSError: the write failed (the driver then stops: nothing is sent).
+        """
+        if not isinstance(data, ServerDurable):
+            raise TypeError(f"expected ServerDurable, got {type(data).__name__}")
+        if data.token <= self.mark and data.max_ttl_granted <= self.max_ttl_granted:
+            return
+        mark = self.mark if data.token <= self.mark else data.token + self.block - 1
+        ttl = max(self.max_ttl_granted, data.max_ttl_granted)
+        self._log.save(msgspec.msgpack.encode(_Record(mark, ttl)))
+        self.mark, self.max_ttl_granted = mark, ttl
+        self.saves += 1
+
+    def close(self) -> None:
+        """Close the state file."""
+        self._log.close()
+
+
+@final
+class _Server:
+    def __init__(
+        self,
+        store: ServerStore,
+        nursery: trio.Nursery,
+        *,
+        max_ttl: float,
+        max_locks: int,
+        max_clients: int,
+    ) -> None:
+        self.store = store
+        self.nursery = nursery
+        self.max_ttl = max_ttl
+        self.max_locks = max_locks
+        self.max_clients = max_clients
+        self.tcp: TcpTransport | None = None
+        self.drivers: dict[str, NodeDriver] = {}
+        self.refused_locks = 0
+        self.started = trio.current_time()
+
+    def on_message(self, envelope: Envelope) -> None:
+        tcp = self.tcp
+        if tcp is None:
+            return
+        name, msg = from_wire(envelope.msg)
+        driver = self.drivers.get(name)
+        if driver is None:
+            if not isinstance(msg, AcquireRequest | RenewRequest):
+                return  # a release of a lock this process never served: nothing held
+            if len(self.drivers) >= self.max_locks:
+                self.refused_locks += 1
+                tcp.send_nowait(
+                    envelope.src,
+                    to_wire(name, Denied(msg.req, f"too many locks (max {self.max_locks})")),
+                )
+                return
+            core = LockServer(SERVER_NODE, max_ttl=self.max_ttl, max_clients=self.max_clients)
+            driver = NodeDriver(
+                core,
+                LockChannel(tcp, name),
+                persist=self.store.persist,
+                restored=self.store.restored(trio.current_time() - self.started),
+                pull=False,
+            )
+            driver.start_in(self.nursery)
+            self.drivers[name] = driver
+        driver.deliver(envelope.src, msg)
+
+
+async def serve_lock_service(
+    listen: tuple[str, int],
+    data_dir: str | os.PathLike[str],
+    *,
+    secret: bytes | None = None,
+    max_ttl: float = 60.0,
+    max_locks: int = 10_000,
+    max_clients: int = 1024,
+    block: int = 1000,
+    on_listening: Callable[[tuple[str, int]], None] | None = None,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve named lease locks on ``listen`` until cancelled.
+
+    Opens the data directory (blocking, at start), binds the listener, calls
+    ``on_listening(address)`` and reports the bound address as started; from
+    then on it accepts connections. Each lock name gets its own server core on
+    first use (at most ``max_locks`` names; an acquire of one more is denied
+    with the reason ``"too many locks"``, final for the client).
+
+    Cancellation stops it: the listener and every connection are closed and
+    the state file closed. Every grant's token was made durable before the
+    grant was sent, so nothing needs flushing; clients holding leases stop
+    getting renewals and lose them (their bodies are cancelled before their
+    leases can expire), and a restarted server waits out its quiet period.
+
+    Args:
+        listen: ``(host, port)``; port 0 binds a free port.
+        data_dir: the server's data directory (see :class:`ServerStore`).
+        secret: the shared secret (:func:`~trio_foundation.runtime.auth.load_secret_file`);
+            ``None``: no authentication.
+        max_ttl: the longest lease a client may ask for (seconds).
+        max_locks: bound on the number of lock names served.
+        max_clients: per lock, bound on the duplicate-suppression table.
+        block: tokens reserved per fsync.
+        on_listening: called once with the bound address, before started.
+
+    Raises:
+        CorruptStateError: the data directory is not a lock server's of this format.
+        OSError: the address cannot be bound or the disk failed.
+    """
+    if not max_locks >= 1:
+        raise ValueError(f"max_locks must be >= 1, got {max_locks!r}")
+    store = ServerStore(data_dir, block=block)
+    try:
+        async with trio.open_nursery() as cores:
+            server = _Server(
+                store, cores, max_ttl=max_ttl, max_locks=max_locks, max_clients=max_clients
+            )
+            try:
+                async with open_tcp_transport(
+                    LOCK_PROTOCOL,
+                    SERVER_NODE,
+                    listen=listen,
+                    secret=secret,
+                    on_message=server.on_message,
+                ) as tcp:
+                    server.tcp = tcp
+                    address = tcp.listen_address
+                    assert address is not None
+                    logger.info(
+                        "serving locks from %s (token mark %d, longest ttl granted %g s)",
+                        store.directory,
+                        store.mark,
+                        store.max_ttl_granted,
+                    )
+                    if on_listening is not None:
+                        on_listening(address)
+                    task_status.started(address)
+                    await trio.sleep_forever()
+            finally:
+                cores.cancel_scope.cancel()
+    finally:
+        store.close()

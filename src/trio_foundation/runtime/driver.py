@@ -1,0 +1,339 @@
+"""The node driver: one place where a sans-IO core's effects are executed.
+
+A :class:`NodeDriver` runs one :class:`~trio_foundation.runtime.effects.Core`
+over any :class:`~trio_foundation.runtime.transport.Transport` and a clock (by
+default Trio's, ``trio.current_time``). It feeds the core its inputs — start,
+messages, timer firings, client requests — and executes the effects each input
+returned, always in this order:
+
+1. every :class:`~trio_foundation.runtime.effects.Persist`, through the
+   ``persist`` callback, which must return only once the data is durable
+   ("persist before you send"); if it raises, nothing else of that step is
+   executed and the exception ends the driver (a node that cannot persist must
+   not act);
+2. then every other effect in the order the core emitted it: ``Send`` →
+   ``transport.send_nowait`` (never blocks), ``SetTimer`` / ``CancelTimer`` on
+   the driver's timer table, ``Reply`` → the waiting caller.
+
+An optional *trace hook* receives each transition: the input, the effects in
+the order the core emitted them (not the execution order) and the core's state
+projected through a declared function. With ``trace=None`` the driver builds
+no record at all.
+
+Messages reach the core in one of two ways: :meth:`NodeDriver.run` pulls them
+from ``transport.receive()`` (``pull=True``), or the transport pushes them by
+calling :meth:`NodeDriver.deliver` from its ``on_message`` handler (for
+instance :func:`~trio_foundation.runtime.tcp.open_tcp_transport` with
+``on_message=``), which saves a task switch per message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable, Hashable
+from typing import Any, Final, final
+
+import attrs
+import trio
+
+from .effects import CancelTimer, ClientRequest, Core, Effect, Persist, Reply, Send, SetTimer
+from .transport import Transport
+
+__all__ = ["NO_STATE", "NodeDriver", "Start", "TimerFired", "Transition"]
+
+NO_STATE: Final = object()
+"""Marker for "nothing persisted": the core is not restored before it starts."""
+
+
+@final
+@attrs.frozen
+class Start:
+    """Trace input: the core (re)started."""
+
+
+@final
+@attrs.frozen
+class TimerFired:
+    """Trace input: the timer ``name`` fired."""
+
+    name: str
+
+
+@final
+@attrs.frozen
+class Transition:
+    """One step of a core, as the trace hook receives it.
+
+    Attributes:
+        now: the clock reading handed to the core.
+        input: :class:`Start`, :class:`TimerFired`, the
+            :class:`~trio_foundation.runtime.transport.Envelope` received, or the
+            :class:`~trio_foundation.runtime.effects.ClientRequest`.
+        effects: the effects exactly as the core emitted them, in its order.
+        state: the projection of the core's state after the step (``None`` when
+            the driver has no projection).
+    """
+
+    now: float
+    input: Any
+    effects: tuple[Effect, ...]
+    state: Any
+
+
+@attrs.define
+class _Pending:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    reply: Reply | None = None
+
+
+def _no_persist(data: Any) -> None:
+    raise RuntimeError("the core emitted Persist but the driver has no persist callback")
+
+
+@final
+class NodeDriver:
+    """Run one core over a transport and a clock. Start it with ``await nursery.start(d.run)``.
+
+    Args:
+        core: the sans-IO core.
+        transport: where ``Send`` effects go and (with ``pull=True``) where
+            messages come from.
+        persist: called with each ``Persist``'s data; must return once it is
+            durable (blocking is acceptable: a core persists rarely). Default:
+            a core that persists is an error.
+        restored: the data last persisted before a restart (loaded by the
+            caller from its storage), handed to ``core.restore`` before
+            ``on_start``; :data:`NO_STATE` for a fresh node.
+        clock: returns the node's local time in seconds; timers are measured
+            on it. Must be ``trio.current_time`` or advance with it (timers
+            sleep on Trio's clock).
+        rng: the randomness handed to ``core.on_start``.
+        trace: called with a :class:`Transition` after every step; ``None``
+            (default) records nothing.
+        projection: the declared projection of the core's state for the trace.
+        pull: whether :meth:`run` reads ``transport.receive()``; pass ``False``
+            when the transport pushes messages through :meth:`deliver`.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        transport: Transport,
+        *,
+        persist: Callable[[Any], None] | None = None,
+        restored: Any = NO_STATE,
+        clock: Callable[[], float] = trio.current_time,
+        rng: random.Random | None = None,
+        trace: Callable[[Transition], None] | None = None,
+        projection: Callable[[Any], Any] | None = None,
+        pull: bool = True,
+    ) -> None:
+        self.core = core
+        self.transport = transport
+        self._persist = persist if persist is not None else _no_persist
+        self._restored = restored
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random(transport.node_id)
+        self._trace = trace
+        self._projection = projection
+        self._pull = pull
+        self._timers: dict[str, float] = {}
+        self._pending: dict[Hashable, _Pending] = {}
+        self._ids = itertools.count()
+        self._running = False
+        self._timer_scope: trio.CancelScope | None = None
+        #: called synchronously after every step the core took
+        self.after_event: list[Callable[[], None]] = []
+        #: steps taken (inputs handed to the core)
+        self.steps = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` has started the core and not stopped."""
+        return self._running
+
+    @property
+    def node_id(self) -> int:
+        """The transport's node id."""
+        return self.transport.node_id
+
+    def timers(self) -> dict[str, float]:
+        """The armed timers: name → due time on the driver's clock (a copy)."""
+        return dict(self._timers)
+
+    # ------------------------------------------------------------------ stepping
+
+    def _step(self, now: float, input: Any, effects: list[Effect]) -> None:
+        self.steps += 1
+        if self._trace is not None:
+            state = None if self._projection is None else self._projection(self.core)
+            self._trace(Transition(now, input, tuple(effects), state))
+        for eff in effects:
+            if isinstance(eff, Persist):
+                self._persist(eff.data)
+        timers_changed = False
+        for eff in effects:
+            if isinstance(eff, Send):
+                self.transport.send_nowait(eff.to, eff.msg)
+            elif isinstance(eff, SetTimer):
+                self._timers[eff.name] = now + eff.delay
+                timers_changed = True
+            elif isinstance(eff, CancelTimer):
+                timers_changed |= self._timers.pop(eff.name, None) is not None
+            elif isinstance(eff, Reply):
+                pending = self._pending.get(eff.client)
+                if pending is not None:
+                    pending.reply = eff
+                    pending.done.set()
+            elif not isinstance(eff, Persist):
+                raise TypeError(f"the core emitted {eff!r}, which is not an effect")
+        for hook in self.after_event:
+            hook()
+        if timers_changed and self._timer_scope is not None:
+            self._timer_scope.deadline = min(self._timers.values(), default=math.inf)
+
+    def deliver(self, src: int, msg: Any) -> None:
+        """Hand the core a message from ``src`` now (push mode). Not a checkpoint.
+
+        Messages arriving while the driver is not running are dropped, as a
+        network would.
+        """
+        if not self._running:
+            return
+        now = self._clock()
+        if self._trace is None:
+            self._step(now, None, self.core.on_message(now, src, msg))
+        else:
+            from .transport import Envelope
+
+            self._step(now, Envelope(src, msg), self.core.on_message(now, src, msg))
+
+    def submit(self, op: str, value: Any = None) -> Hashable:
+        """Hand the core a client request now; returns its key for :meth:`wait_reply`.
+
+        Not a checkpoint.
+
+        Raises:
+            RuntimeError: the driver is not running.
+        """
+        if not self._running:
+            raise RuntimeError(f"node {self.node_id} is not running")
+        key = (self.node_id, next(self._ids))
+        self._pending[key] = _Pending()
+        now = self._clock()
+        request = ClientRequest(key, op, value)
+        self._step(now, request, self.core.on_client(now, request))
+        return key
+
+    async def wait_reply(self, key: Hashable) -> Reply:
+        """Wait for the reply to request ``key``.
+
+        A checkpoint. If cancelled, the request stays with the core (withdraw
+        it through the core's own operation, then :meth:`forget` it).
+
+        Raises:
+            KeyError: ``key`` is not a pending request.
+            trio.BrokenResourceError: the driver stopped before the reply.
+        """
+        pending = self._pending[key]
+        await pending.done.wait()
+        self._pending.pop(key, None)
+        if pending.reply is None:
+            raise trio.BrokenResourceError(f"node {self.node_id} stopped before replying")
+        return pending.reply
+
+    def forget(self, key: Hashable) -> Reply | None:
+        """Stop waiting for ``key``; returns its reply if it had arrived."""
+        pending = self._pending.pop(key, None)
+        return None if pending is None else pending.reply
+
+    # ------------------------------------------------------------------ running
+
+    async def _fire_timers(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=min(self._timers.values(), default=math.inf)) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = self._clock()
+            for name, due in sorted(self._timers.items(), key=lambda kv: kv[1]):
+                if due <= now and self._timers.get(name) == due:
+                    del self._timers[name]
+                    self._step(now, TimerFired(name), self.core.on_timer(now, name))
+            await trio.lowlevel.checkpoint()
+
+    async def _receive_forever(self) -> None:
+        while True:
+            envelope = await self.transport.receive()
+            now = self._clock()
+            self._step(now, envelope, self.core.on_message(now, envelope.src, envelope.msg))
+
+    def _begin(self) -> None:
+        if self._running or self.steps:
+            raise RuntimeError(f"node {self.node_id}: a driver runs once")
+        if self._restored is not NO_STATE:
+            self.core.restore(self._restored)
+        self._running = True
+        now = self._clock()
+        self._step(now, Start(), self.core.on_start(now, self._rng))
+
+    def _end(self) -> None:
+        self._running = False
+        self._timers.clear()
+        self._timer_scope = None
+        for pending in self._pending.values():
+            pending.done.set()
+
+    async def _loops(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._fire_timers)
+                if self._pull:
+                    nursery.start_soon(self._receive_forever)
+                task_status.started()
+        finally:
+            self._end()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the core and drive it until cancelled.
+
+        Restores the core (if ``restored`` was given), runs ``on_start``,
+        reports started, then fires timers and (with ``pull``) feeds received
+        messages. Cancelling it is a crash of the node: volatile state and
+        armed timers are lost, callers waiting in :meth:`wait_reply` get
+        ``trio.BrokenResourceError``; what was persisted is the caller's.
+        A driver runs once.
+
+        Raises:
+            RuntimeError: already running or already ran.
+            whatever the core or the persist callback raise.
+        """
+        try:
+            self._begin()
+        except BaseException:
+            self._end()
+            raise
+        await self._loops(task_status=task_status)
+
+    def start_in(self, nursery: trio.Nursery) -> None:
+        """Start the core now, synchronously, and drive it in a task of ``nursery``.
+
+        Not a checkpoint: when it returns the core has run ``on_start`` and
+        accepts :meth:`deliver` and :meth:`submit` (used when a node is created
+        from inside a transport's ``on_message`` handler). Cancelling
+        ``nursery`` stops the driver as for :meth:`run`.
+
+        Raises:
+            RuntimeError: already running or already ran.
+            whatever ``restore``, ``on_start`` or the persist callback raise.
+        """
+        try:
+            self._begin()
+        except BaseException:
+            self._end()
+            raise
+        nursery.start_soon(self._loops)
