@@ -50,7 +50,7 @@ from ..registry import (
     RegistryFullError,
 )
 from ..registry import Watch as RegistryWatch
-from ._client import EtcdClient
+from ._client import EtcdClient, collapse
 from ._errors import EtcdCompactedError, EtcdUnavailableError
 from ._types import Compare, DeleteOp, GetOp, KeyValue, PutOp, RangeResult, WatchEvent
 
@@ -157,8 +157,11 @@ class EtcdRegistry:
         self._revision = 0  # the view reflects every change up to this revision
         self._changed = trio.lowlevel.ParkingLot()
         self._failed: BaseException | None = None
+        self._retry = 0.5
         self.reloads = 0
         """How many times the view was reloaded because its revision was compacted."""
+        self.outages = 0
+        """How many times following etcd failed (etcd unreachable) and was retried."""
 
     # ------------------------------------------------------------------ properties
 
@@ -262,11 +265,26 @@ class EtcdRegistry:
                 except EtcdCompactedError:
                     log.info("registry view's revision %d was compacted: reloading", revision)
                     self.reloads += 1
-                    revision = await self._load()
+                    revision = await self._reload()
+                except EtcdUnavailableError as exc:
+                    # The view goes stale (writes of this process wait, then time out) and
+                    # resumes from the next revision once etcd answers again.
+                    log.warning("registry view lost etcd (%s): retrying", exc)
+                    self.outages += 1
+                    await trio.sleep(self._retry)
         except BaseException as exc:
             self._failed = exc
             self._changed.unpark_all()
             raise
+
+    async def _reload(self) -> int:
+        while True:
+            try:
+                return await self._load()
+            except EtcdUnavailableError as exc:
+                log.warning("registry view could not reload (%s): retrying", exc)
+                self.outages += 1
+                await trio.sleep(self._retry)
 
     async def _wait_for(self, done: Callable[[], bool], what: str) -> None:
         """Wait until the view satisfies ``done`` (within the client's timeout)."""
@@ -571,9 +589,13 @@ async def open_etcd_registry(
         batch_limit=batch_limit,
         max_watchers=max_watchers,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(registry._follow)
-        try:
-            yield registry
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(registry._follow)
+            try:
+                yield registry
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # give the block's (or the follower's) exception back unwrapped
+        raise collapse(group) from None
