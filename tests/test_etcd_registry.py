@@ -249,3 +249,23 @@ async def test_a_registry_is_an_etcd_registry(etcd: EtcdCluster, prefix: str) ->
         async with reg.register_many([("g", {}), ("g", {})]) as (e1, e2):
             assert e2.id == e1.id + 1  # one transaction, one revision, distinct ids
             assert reg.lookup_all("g") == (e1, e2)
+
+
+async def test_own_writes_are_visible_when_the_call_returns(etcd: EtcdCluster, prefix: str) -> None:
+    """No other await between a write and the read: the write itself waited for the view."""
+    async with (
+        open_etcd_client(etcd.endpoints[0]) as client,
+        open_etcd_registry(client, prefix=prefix, indexes=[Index("node")]) as reg,
+        reg.watch() as changes,
+    ):
+        for _ in range(50):
+            async with reg.register("w", {"node": "a"}) as entry:
+                assert reg.lookup("w") == entry and changes.pending() == 1
+                new = await reg.update(entry, {"node": "b"})
+                assert new.meta == {"node": "b"} and reg.select({"node": "b"}).entries == (new,)
+                assert changes.pending() == 2
+                assert await reg.unregister(entry) is True
+                assert reg.get(entry.id) is None and changes.pending() == 3
+                while changes.pending():
+                    changes.receive_nowait()
+            assert await _keys_under(client, prefix) == 0
