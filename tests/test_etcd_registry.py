@@ -269,3 +269,39 @@ async def test_own_writes_are_visible_when_the_call_returns(etcd: EtcdCluster, p
                 while changes.pending():
                     changes.receive_nowait()
             assert await _keys_under(client, prefix) == 0
+
+
+async def test_concurrent_claims_of_one_unique_key_have_one_winner(
+    etcd: EtcdCluster, prefix: str
+) -> None:
+    """Six contenders in two processes race for one key, round after round."""
+    url = etcd.endpoints[0]
+    holders: list[int] = []
+    overlaps = 0
+    async with (
+        open_etcd_client(url) as ca,
+        open_etcd_client(url) as cb,
+        open_etcd_registry(ca, prefix=prefix) as a,
+        open_etcd_registry(cb, prefix=prefix) as b,
+    ):
+
+        async def contend(reg: EtcdRegistry, me: int, wins: list[int]) -> None:
+            nonlocal overlaps
+            try:
+                async with reg.register("leader", {"me": me}):
+                    holders.append(me)
+                    overlaps += len(holders) > 1
+                    wins.append(me)
+                    await trio.sleep(0.005)
+                    holders.remove(me)
+            except DuplicateKeyError:
+                pass
+
+        for _ in range(15):
+            wins: list[int] = []
+            async with trio.open_nursery() as nursery:
+                for me in range(6):
+                    nursery.start_soon(contend, a if me % 2 else b, me, wins)
+            assert len(wins) >= 1
+        assert overlaps == 0
+        assert await _keys_under(ca, prefix) == 0
