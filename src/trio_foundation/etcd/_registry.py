@@ -405,9 +405,10 @@ class EtcdRegistry:
         the client's timeout. If the lease is lost (etcd unreachable past the ttl), the
         block is cancelled and :class:`EtcdLeaseLostError` raised from the ``async with``.
 
-        Entering is a checkpoint. If cancelled while entering, the lease is revoked so
-        nothing remains; if even the grant's answer was lost, whatever was written
-        expires with the lease's ttl.
+        Entering is a checkpoint. If cancelled while entering, the lease is revoked, so
+        no key remains; if the cancellation cut off the grant's answer, the lease holds
+        no key (only the transaction, which needs its id, writes keys) and expires
+        with its ttl.
 
         Raises:
             TypeError: ``key`` is not a hashable JSON scalar, ``meta`` is not a mapping
@@ -429,7 +430,13 @@ class EtcdRegistry:
             BatchTooLargeError: more than ``batch_limit`` items.
             TypeError, DuplicateKeyError, RegistryFullError: as :meth:`register`.
         """
-        items = list(items)
+        return self._batch(list(items))
+
+    @asynccontextmanager
+    async def _batch(
+        self, items: list[tuple[Hashable, Mapping[str, object] | None]]
+    ) -> AsyncIterator[tuple[Entry, ...]]:
+        # checked on entering, as the in-memory registry does
         if len(items) > self._batch_limit:
             raise BatchTooLargeError(len(items), self._batch_limit)
         triples = []
@@ -437,7 +444,8 @@ class EtcdRegistry:
             if not isinstance(item, tuple) or len(item) != 2:
                 raise TypeError(f"batch items must be (key, meta) pairs, got {item!r}")
             triples.append((item[0], item[1], None))
-        return self._registered(triples)
+        async with self._registered(triples) as entries:
+            yield entries
 
     async def unregister(self, entry: Entry | int) -> bool:
         """Delete an entry from etcd (whoever owns it) and wait for the view to drop it.
