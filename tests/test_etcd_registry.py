@@ -246,6 +246,13 @@ async def test_a_registry_is_an_etcd_registry(etcd: EtcdCluster, prefix: str) ->
         async with reg.register_many([("g", {}), ("g", {})]) as (e1, e2):
             assert e2.id == e1.id + 1  # one transaction, one revision, distinct ids
             assert reg.lookup_all("g") == (e1, e2)
+        # a view loaded by a range (not the watch) holds a batch in id order too
+        async with reg.register_many([(f"b{i}", {}) for i in range(12)]) as batch:
+            async with open_etcd_registry(client, prefix=prefix, keys="duplicate") as late:
+                assert late.select(limit=100).entries == batch
+                assert [e.key for e in late.select(limit=5, after=batch[4].id).entries] == [
+                    f"b{i}" for i in range(5, 10)
+                ]
 
 
 async def test_own_writes_are_visible_when_the_call_returns(etcd: EtcdCluster, prefix: str) -> None:

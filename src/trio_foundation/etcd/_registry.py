@@ -240,7 +240,8 @@ class EtcdRegistry:
         present = {kv.key: kv for kv in result.kvs}
         for etcd_key in [k for k in self._id_of if k not in present]:
             self._remove(etcd_key)
-        for kv in sorted(result.kvs, key=lambda kv: kv.create_revision):
+        # id order: by creation, then by position in the batch (zero-padded in the key)
+        for kv in sorted(result.kvs, key=lambda kv: (kv.create_revision, kv.key)):
             held = self._id_of.get(kv.key)
             if held is None or self._kv_of[held].mod_revision != kv.mod_revision:
                 self._insert(kv)
@@ -336,7 +337,9 @@ class EtcdRegistry:
         client = self._client
         async with client.lease(self._ttl) as lease:
             tag = secrets.token_hex(8)
-            etcd_keys = [self._entries_prefix + f"{tag}-{n}".encode() for n in range(len(prepared))]
+            etcd_keys = [
+                self._entries_prefix + f"{tag}-{n:04d}".encode() for n in range(len(prepared))
+            ]
             compare: list[Compare] = []
             success: list[PutOp | DeleteOp | GetOp] = []
             for n, (key, meta, value) in enumerate(prepared):
