@@ -309,3 +309,55 @@ async def test_concurrent_claims_of_one_unique_key_have_one_winner(
             assert len(wins) >= 1
         assert overlaps == 0
         assert await _keys_under(ca, prefix) == 0
+
+
+async def test_two_views_converge_under_concurrent_churn(etcd: EtcdCluster, prefix: str) -> None:
+    """Writers in two processes register, update and unregister at random; once they
+    pause, both views equal a view freshly loaded from etcd (same entries, same order)."""
+    rng = random.Random()
+    url = etcd.endpoints[0]
+    indexes = [Index("node")]
+    async with (
+        open_etcd_client(url) as ca,
+        open_etcd_client(url) as cb,
+        open_etcd_registry(ca, prefix=prefix, keys="duplicate", indexes=indexes) as a,
+        open_etcd_registry(cb, prefix=prefix, keys="duplicate", indexes=indexes) as b,
+    ):
+        parked = [0]
+        all_parked = trio.Event()
+        checked = trio.Event()
+
+        async def writer(reg: EtcdRegistry, me: int) -> None:
+            async with reg.register(f"w{me}", {"node": "n0"}) as mine:
+                for step in range(15):
+                    entries = reg.select(limit=100).entries
+                    transient = [e for e in entries if str(e.key).startswith("t")]
+                    if transient and rng.random() < 0.3:
+                        await reg.unregister(rng.choice(transient))
+                    elif entries and rng.random() < 0.5:
+                        target = rng.choice(entries)
+                        try:
+                            await reg.update(target, {"node": f"n{step % 3}"})
+                        except KeyError:
+                            pass  # unregistered meanwhile by the other process
+                    else:
+                        async with reg.register(f"t{me}", {"node": "n1"}):
+                            await trio.sleep(rng.uniform(0, 0.005))
+                parked[0] += 1
+                if parked[0] == 4:
+                    all_parked.set()
+                await checked.wait()
+                assert reg.get(mine.id) is not None
+
+        async with trio.open_nursery() as nursery:
+            for me in range(4):
+                nursery.start_soon(writer, a if me % 2 else b, me)
+            await all_parked.wait()
+            async with open_etcd_registry(ca, prefix=prefix, keys="duplicate") as fresh:
+                truth = fresh.select(limit=1000).entries
+                assert sorted(str(e.key) for e in truth) == ["w0", "w1", "w2", "w3"]
+                await _eventually(lambda: a.select(limit=1000).entries == truth)
+                await _eventually(lambda: b.select(limit=1000).entries == truth)
+                assert a.select({"node": "n0"}).entries == b.select({"node": "n0"}).entries
+            checked.set()
+        assert len(a) == len(b) == 0
