@@ -7,22 +7,40 @@ death test, a real subprocess killed with SIGKILL).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import trio
+from fake_etcd import FakeEtcd, fake_client
+from hypothesis import given, settings
 from loopback_proxy import LoopbackProxy
 
-from trio_foundation.etcd import EtcdClient, EtcdRegistry, open_etcd_client, open_etcd_registry
+from trio_foundation.etcd import (
+    EtcdClient,
+    EtcdLeaseLostError,
+    EtcdRegistry,
+    open_etcd_client,
+    open_etcd_registry,
+)
 from trio_foundation.etcd.testing import EtcdCluster
 from trio_foundation.registry import DuplicateKeyError, Index, Registered, Unregistered
+from trio_foundation.verify.cancellation import (
+    InjectionPlan,
+    Injector,
+    injection_plans,
+    run_injected,
+)
 
 pytestmark = pytest.mark.etcd
 
@@ -361,3 +379,198 @@ async def test_two_views_converge_under_concurrent_churn(etcd: EtcdCluster, pref
                 assert a.select({"node": "n0"}).entries == b.select({"node": "n0"}).entries
             checked.set()
         assert len(a) == len(b) == 0
+
+
+# -- a fake gateway with ranges, transactions and a streaming watch, for injected
+# cancellations under virtual time (no sockets): FakeEtcd plus what the registry needs.
+
+
+def _b(s: str) -> bytes:
+    return base64.b64decode(s)
+
+
+def _s(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._receive = receive
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._receive:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._receive.aclose()
+
+
+class WatchingFakeEtcd(FakeEtcd):
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[dict[str, Any]] = []  # watch events, in revision order
+        self.watchers: list[tuple[trio.MemorySendChannel[bytes], bytes, bytes]] = []
+
+    def _in(self, k: bytes, key: bytes, end: bytes) -> bool:
+        return k == key if not end else key <= k < end
+
+    def _record(self, kind: str, k: bytes) -> None:
+        if kind == "PUT":
+            event: dict[str, Any] = {"kv": self._kv_json(k)}
+        else:
+            event = {"type": "DELETE", "kv": {"key": _s(k), "mod_revision": str(self.revision)}}
+        self.history.append(event)
+        for send, key, end in list(self.watchers):
+            if self._in(k, key, end):
+                line = json.dumps({"result": {**self._header(), "events": [event]}}) + "\n"
+                try:
+                    send.send_nowait(line.encode())
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.watchers.remove((send, key, end))
+                    send.close()
+
+    def _drop_lease(self, lid: int) -> None:
+        del self.leases[lid]
+        keys = [k for k, v in self.kv.items() if v["lease"] == lid]
+        if keys:
+            self.revision += 1
+        for k in keys:
+            del self.kv[k]
+            self._record("DELETE", k)
+
+    def _range(self, body: dict[str, Any]) -> dict[str, Any]:
+        key, end = _b(body["key"]), _b(body.get("range_end", ""))
+        found = sorted(k for k in self.kv if self._in(k, key, end))
+        out = self._header()
+        if found:
+            out["count"] = str(len(found))
+            if not body.get("count_only"):
+                out["kvs"] = [self._kv_json(k) for k in found]
+        return out
+
+    def _compare(self, c: dict[str, Any]) -> bool:
+        k = _b(c["key"])
+        field = {"CREATE": "create", "MOD": "mod"}[c["target"]]
+        have = self.kv[k][field] if k in self.kv else 0
+        want = int(c.get({"CREATE": "create_revision", "MOD": "mod_revision"}[c["target"]], 0))
+        return {
+            "EQUAL": have == want,
+            "NOT_EQUAL": have != want,
+            "GREATER": have > want,
+            "LESS": have < want,
+        }[c.get("result", "EQUAL")]
+
+    def _txn(self, body: dict[str, Any]) -> httpx.Response:
+        ok = all(self._compare(c) for c in body.get("compare", []))
+        ops = body.get("success" if ok else "failure", [])
+        for op in ops:
+            lease = int(op.get("request_put", {}).get("lease", 0))
+            if lease and lease not in self.leases:
+                return httpx.Response(
+                    200, json={"error": "etcdserver: requested lease not found", "code": 5,
+                               "message": "etcdserver: requested lease not found"},
+                )  # fmt: skip
+        writes = any("request_range" not in op for op in ops)
+        if writes:
+            self.revision += 1
+        responses: list[dict[str, Any]] = []
+        for op in ops:
+            if "request_range" in op:
+                responses.append({"response_range": self._range(op["request_range"])})
+            elif "request_put" in op:
+                put = op["request_put"]
+                k = _b(put["key"])
+                old = self.kv.get(k)
+                self.kv[k] = {
+                    "value": _b(put.get("value", "")),
+                    "create": old["create"] if old else self.revision,
+                    "mod": self.revision,
+                    "version": old["version"] + 1 if old else 1,
+                    "lease": int(put.get("lease", 0)),
+                }
+                self._record("PUT", k)
+                responses.append({"response_put": self._header()})
+            else:
+                dele = op["request_delete_range"]
+                key, end = _b(dele["key"]), _b(dele.get("range_end", ""))
+                gone = [k for k in list(self.kv) if self._in(k, key, end)]
+                for k in gone:
+                    del self.kv[k]
+                    self._record("DELETE", k)
+                resp = {**self._header(), "deleted": str(len(gone))} if gone else self._header()
+                responses.append({"response_delete_range": resp})
+        out: dict[str, Any] = {**self._header(), "responses": responses}
+        if ok:
+            out["succeeded"] = True
+        return httpx.Response(200, json=out)
+
+    def _watch(self, body: dict[str, Any]) -> httpx.Response:
+        create = body["create_request"]
+        key, end = _b(create["key"]), _b(create.get("range_end", ""))
+        start = int(create.get("start_revision", 0)) or self.revision + 1
+        send, receive = trio.open_memory_channel[bytes](10_000)
+        created = {"result": {**self._header(), "created": True}}
+        send.send_nowait((json.dumps(created) + "\n").encode())
+        for event in self.history:
+            k = _b(event["kv"]["key"])
+            if int(event["kv"]["mod_revision"]) >= start and self._in(k, key, end):
+                line = {"result": {**self._header(), "events": [event]}}
+                send.send_nowait((json.dumps(line) + "\n").encode())
+        self.watchers.append((send, key, end))
+        return httpx.Response(200, stream=_Stream(receive))
+
+    def serve(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path in ("/v3/kv/range", "/v3/kv/txn", "/v3/watch"):
+            self.expire()
+            self.calls.append(path)
+            body = json.loads(request.content or b"{}")
+            if path == "/v3/kv/range":
+                return httpx.Response(200, json=self._range(body))
+            if path == "/v3/kv/txn":
+                return self._txn(body)
+            return self._watch(body)
+        return super().serve(request)
+
+
+def registry_scenario(fake: WatchingFakeEtcd, entered: list[bool]):  # type: ignore[no-untyped-def]
+    async def scenario(inj: Injector) -> None:
+        http, client = fake_client(fake)
+        async with http, open_etcd_registry(client, prefix="p", ttl=3) as reg:
+            with inj.scope("caller"):
+                async with reg.register("k", {"a": 1}):
+                    entered.append(True)
+                    assert reg.lookup("k") is not None
+                    with inj.scope("body"):
+                        await trio.sleep(10)
+            assert reg.lookup("k") is None or not entered
+
+    return scenario
+
+
+@settings(deadline=None, max_examples=60)
+@given(plan=injection_plans(max_step=60, max_delay=15))
+def test_register_under_injected_cancellations(plan: InjectionPlan) -> None:
+    """Cancel and time out the caller and the block at arbitrary checkpoints (a fake
+    gateway, virtual time). Afterwards no key is left in the store, every lease whose id
+    reached the client was revoked, and a lease whose grant answer was cut off holds no
+    key and expires within its ttl."""
+    fake = WatchingFakeEtcd()
+    entered: list[bool] = []
+    result = run_injected(registry_scenario(fake, entered), plan, allowed=(EtcdLeaseLostError,))
+    assert not fake.kv, f"keys outlived their caller: {sorted(fake.kv)}"
+    for lease_id, (ttl, expires_at) in fake.leases.items():
+        assert lease_id not in fake.delivered_grants, f"lease {lease_id} not revoked on exit"
+        assert expires_at <= result.time + ttl
+
+
+def test_the_injected_scenario_registers_when_left_alone() -> None:
+    """Without injections the scenario registers and ends cleanly (the plans above act
+    on its steps, so this says they hit a live registration)."""
+    fake = WatchingFakeEtcd()
+    entered: list[bool] = []
+    result = run_injected(registry_scenario(fake, entered), InjectionPlan())
+    assert entered == [True] and not fake.kv and not fake.leases
+    assert "/v3/kv/txn" in fake.calls and "/v3/watch" in fake.calls
+    assert result.steps > 20, result.steps
+    print(f"steps={result.steps}")

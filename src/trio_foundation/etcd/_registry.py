@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import secrets
+import types
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Literal, final
@@ -365,10 +366,13 @@ class EtcdRegistry:
                     ),
                     f"registration at revision {result.revision}",
                 )
-                entries = tuple(self._view.get(i) for i in ids)
-                if any(e is None for e in entries):
-                    raise EtcdUnavailableError("the registration ended before it was seen")
-                yield entries  # type: ignore[misc]
+                # An entry already gone again (another process unregistered it, as
+                # another task may in memory) is given as it was written.
+                entries = tuple(
+                    self._view.get(i) or Entry(i, key, types.MappingProxyType(meta), value)
+                    for i, (key, meta, value) in zip(ids, prepared, strict=True)
+                )
+                yield entries
             finally:
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + client.timeout):
                     await self._delete_all(etcd_keys, prepared)
