@@ -65,3 +65,12 @@ async def test_the_snippets_run(etcd: EtcdCluster) -> None:
                 await namespace["_snippet"]()  # type: ignore[operator]
     assert len(handled) == 1 and len(writes) == 1
     assert writes[0][0] > rev
+
+
+async def test_the_registry_example_runs(etcd: EtcdCluster) -> None:
+    section = DOC.read_text(encoding="utf-8").split("## The registry on etcd", 1)[1]
+    (block,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(DOC), "exec"), namespace)
+    with trio.fail_after(20):
+        await namespace["main"](etcd.endpoints[0])  # type: ignore[operator]

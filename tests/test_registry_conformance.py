@@ -1,19 +1,27 @@
 """Conformance suite for registry backends.
 
-Every test takes a ``make`` fixture: ``make(keys=..., indexes=..., batch_limit=...)``
+Every test takes a ``make`` fixture: ``await make(keys=..., indexes=..., batch_limit=...)``
 returns a fresh :class:`trio_foundation.registry.Backend`. Only the protocol's methods are
-used, so another backend (etcd, later) is tested by adding its factory to ``BACKENDS``.
+used, so another backend is tested by adding its factory to ``BACKENDS``: ``memory`` (the
+in-memory :class:`Registry`) and ``etcd`` (:class:`trio_foundation.etcd.EtcdRegistry` on a
+real etcd started once per module, each registry in its own prefix; marker ``etcd``).
+
+Metadata is JSON (lists, not sets), as every backend accepts; the tests wait for an event
+(not ``wait_all_tasks_blocked``, which also returns while a task waits on the network).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from trio_foundation.etcd import open_etcd_client, open_etcd_registry
+from trio_foundation.etcd.testing import EtcdCluster
 from trio_foundation.registry import (
     Backend,
     BatchTooLargeError,
@@ -29,21 +37,69 @@ from trio_foundation.registry import (
 INDEXES = (Index("node"), Index("caps", multi=True), Index("health"))
 
 
-def _memory(**kwargs: Any) -> Backend:
-    kwargs.setdefault("indexes", INDEXES)
-    return Registry(**kwargs)
+Make = Callable[..., Awaitable[Backend]]
+_prefixes = itertools.count()
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"memory": _memory}
+@pytest.fixture(scope="module")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    with EtcdCluster.start(tmp_path_factory.mktemp("etcd")) as cluster:
+        yield cluster
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def make(request: pytest.FixtureRequest) -> Callable[..., Backend]:
-    return BACKENDS[request.param]
+@pytest.fixture
+async def _memory(request: pytest.FixtureRequest) -> AsyncIterator[Make]:
+    async def make(**kwargs: Any) -> Backend:
+        kwargs.setdefault("indexes", INDEXES)
+        return Registry(**kwargs)
+
+    yield make
 
 
-async def test_register_lookup_and_scope_end(make: Callable[..., Backend]) -> None:
-    reg = make()
+@pytest.fixture
+async def _etcd(request: pytest.FixtureRequest) -> AsyncIterator[Make]:
+    cluster: EtcdCluster = request.getfixturevalue("etcd_cluster")
+    async with open_etcd_client(cluster.endpoints[0]) as client, trio.open_nursery() as nursery:
+
+        async def hold(kwargs: dict[str, Any], *, task_status: trio.TaskStatus[Backend]) -> None:
+            prefix = f"/conformance/{request.node.name}/{next(_prefixes)}"
+            async with open_etcd_registry(client, prefix=prefix, **kwargs) as registry:
+                task_status.started(registry)
+                await trio.sleep_forever()
+
+        async def make(**kwargs: Any) -> Backend:
+            kwargs.setdefault("indexes", INDEXES)
+            backend: Backend = await nursery.start(hold, kwargs)
+            return backend
+
+        yield make
+        nursery.cancel_scope.cancel()
+
+
+BACKENDS = {"memory": "_memory", "etcd": "_etcd"}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory"),
+        pytest.param("etcd", marks=pytest.mark.etcd),
+    ]
+)
+def make(request: pytest.FixtureRequest) -> Make:
+    factory: Make = request.getfixturevalue(BACKENDS[request.param])
+    return factory
+
+
+@pytest.fixture
+def autojump_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock:
+    """Virtual time for the in-memory backend; real time (rate 1) against a real etcd."""
+    if request.node.callspec.params.get("make") == "etcd":
+        return trio.testing.MockClock(rate=1.0)
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_register_lookup_and_scope_end(make: Make) -> None:
+    reg = await make()
     async with reg.register("w1", {"node": "a"}, value="mbox") as entry:
         assert reg.lookup("w1") == entry
         assert entry.value == "mbox" and entry.meta["node"] == "a"
@@ -55,9 +111,9 @@ async def test_register_lookup_and_scope_end(make: Callable[..., Backend]) -> No
 
 
 async def test_entry_removed_when_the_owner_raises_or_is_cancelled(
-    make: Callable[..., Backend], autojump_clock: trio.testing.MockClock
+    make: Make, autojump_clock: trio.testing.MockClock
 ) -> None:
-    reg = make()
+    reg = await make()
     with pytest.raises(ZeroDivisionError):
         async with reg.register("w1", {}):
             1 / 0  # noqa: B018
@@ -68,23 +124,26 @@ async def test_entry_removed_when_the_owner_raises_or_is_cancelled(
     assert reg.lookup("w2") is None
 
 
-async def test_entry_dies_with_its_task(make: Callable[..., Backend]) -> None:
-    reg = make()
+async def test_entry_dies_with_its_task(make: Make) -> None:
+    reg = await make()
+
+    entered = trio.Event()
 
     async def owner() -> None:
         async with reg.register("task-bound", {}):
+            entered.set()
             await trio.sleep_forever()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(owner)
-        await trio.testing.wait_all_tasks_blocked()
+        await entered.wait()
         assert reg.lookup("task-bound") is not None
         nursery.cancel_scope.cancel()
     assert reg.lookup("task-bound") is None
 
 
-async def test_cancelled_before_entering_registers_nothing(make: Callable[..., Backend]) -> None:
-    reg = make()
+async def test_cancelled_before_entering_registers_nothing(make: Make) -> None:
+    reg = await make()
     with trio.CancelScope() as scope:
         scope.cancel()
         async with reg.register("never", {}):
@@ -92,8 +151,8 @@ async def test_cancelled_before_entering_registers_nothing(make: Callable[..., B
     assert reg.lookup("never") is None and len(reg) == 0
 
 
-async def test_unique_refuses_a_duplicate_key(make: Callable[..., Backend]) -> None:
-    reg = make(keys="unique")
+async def test_unique_refuses_a_duplicate_key(make: Make) -> None:
+    reg = await make(keys="unique")
     async with reg.register("k", {}):
         with pytest.raises(DuplicateKeyError, match="'k' is already registered"):
             async with reg.register("k", {}):
@@ -101,8 +160,8 @@ async def test_unique_refuses_a_duplicate_key(make: Callable[..., Backend]) -> N
         assert len(reg) == 1
 
 
-async def test_duplicate_registry_keeps_every_entry_in_order(make: Callable[..., Backend]) -> None:
-    reg = make(keys="duplicate")
+async def test_duplicate_registry_keeps_every_entry_in_order(make: Make) -> None:
+    reg = await make(keys="duplicate")
     async with reg.register("group", {"node": "a"}) as first:
         async with reg.register("group", {"node": "b"}) as second:
             assert reg.lookup_all("group") == (first, second)
@@ -111,8 +170,8 @@ async def test_duplicate_registry_keeps_every_entry_in_order(make: Callable[...,
     assert reg.lookup_all("group") == ()
 
 
-async def test_bad_keys_and_meta_are_refused(make: Callable[..., Backend]) -> None:
-    reg = make()
+async def test_bad_keys_and_meta_are_refused(make: Make) -> None:
+    reg = await make()
     with pytest.raises(TypeError, match="registry key must be hashable, got list"):
         async with reg.register(["not", "hashable"], {}):  # type: ignore[arg-type]
             pass
@@ -128,10 +187,10 @@ async def test_bad_keys_and_meta_are_refused(make: Callable[..., Backend]) -> No
     assert len(reg) == 0
 
 
-async def test_queries_all_of_any_of_where_and_pages(make: Callable[..., Backend]) -> None:
-    reg = make()
+async def test_queries_all_of_any_of_where_and_pages(make: Make) -> None:
+    reg = await make()
     items = [
-        (f"w{i}", {"node": f"n{i % 3}", "caps": {"gpu"} if i % 2 else {"cpu"}, "health": "ok"})
+        (f"w{i}", {"node": f"n{i % 3}", "caps": ["gpu"] if i % 2 else ["cpu"], "health": "ok"})
         for i in range(20)
     ]
     async with reg.register_many(items[:10]) as first, reg.register_many(items[10:]) as second:
@@ -159,8 +218,8 @@ async def test_queries_all_of_any_of_where_and_pages(make: Callable[..., Backend
     assert len(reg) == 0
 
 
-async def test_update_moves_index_values(make: Callable[..., Backend]) -> None:
-    reg = make()
+async def test_update_moves_index_values(make: Make) -> None:
+    reg = await make()
     async with reg.register("w", {"node": "a", "caps": ["x", "y"]}) as entry:
         new = await reg.update(entry, {"caps": ["y", "z"]}, merge=True)
         assert new.id == entry.id and new.meta == {"node": "a", "caps": ["y", "z"]}
@@ -175,8 +234,8 @@ async def test_update_moves_index_values(make: Callable[..., Backend]) -> None:
         await reg.update(entry, {})
 
 
-async def test_unregister_is_idempotent(make: Callable[..., Backend]) -> None:
-    reg = make()
+async def test_unregister_is_idempotent(make: Make) -> None:
+    reg = await make()
     async with reg.register("w", {"node": "a"}) as entry:
         assert await reg.unregister(entry) is True
         assert await reg.unregister(entry) is False
@@ -184,8 +243,8 @@ async def test_unregister_is_idempotent(make: Callable[..., Backend]) -> None:
     assert len(reg) == 0
 
 
-async def test_batches_are_all_or_nothing_and_limited(make: Callable[..., Backend]) -> None:
-    reg = make(batch_limit=3)
+async def test_batches_are_all_or_nothing_and_limited(make: Make) -> None:
+    reg = await make(batch_limit=3)
     with pytest.raises(BatchTooLargeError, match="batch of 4 registrations exceeds batch_limit=3"):
         async with reg.register_many([(f"k{i}", {}) for i in range(4)]):
             pass
@@ -201,9 +260,9 @@ async def test_batches_are_all_or_nothing_and_limited(make: Callable[..., Backen
 
 
 async def test_watch_delivers_changes_and_resyncs_when_behind(
-    make: Callable[..., Backend],
+    make: Make,
 ) -> None:
-    reg = make()
+    reg = await make()
     async with reg.watch(capacity=3) as watch:
         async with reg.register("a", {"node": "x"}) as a:
             b = await reg.update(a, {"node": "y"})
@@ -224,9 +283,9 @@ async def test_watch_delivers_changes_and_resyncs_when_behind(
 
 
 async def test_watch_receive_waits_and_is_cancellable(
-    make: Callable[..., Backend], autojump_clock: trio.testing.MockClock
+    make: Make, autojump_clock: trio.testing.MockClock
 ) -> None:
-    reg = make()
+    reg = await make()
     async with reg.watch(capacity=2) as watch:
         with trio.move_on_after(1) as scope:
             await watch.receive()

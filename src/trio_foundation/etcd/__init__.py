@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._kv import EtcdKV
 from ._recipes import EtcdElection, EtcdLock, Leadership, open_etcd_election
+from ._registry import EtcdRegistry, open_etcd_registry
 from ._types import (
     Compare,
     DeleteOp,
@@ -57,6 +58,7 @@ __all__ = [
     "EtcdLeaseLostError",
     "EtcdLeaseNotFoundError",
     "EtcdProtocolError",
+    "EtcdRegistry",
     "EtcdRequestError",
     "EtcdUnavailableError",
     "GetOp",
@@ -70,6 +72,7 @@ __all__ = [
     "WatchEvent",
     "open_etcd_client",
     "open_etcd_election",
+    "open_etcd_registry",
     "parse_endpoints",
     "prefix_end",
 ]
