@@ -421,6 +421,7 @@ class ResourcePool(Generic[R]):
                     self._slots.release()
                     raise
                 self._idle.appendleft(held)
+                self._slots.release()
             period = min(t for t in (self.idle_timeout, self.leak_timeout, 1.0) if t is not None)
             await trio.sleep(period / 2)
 

@@ -183,7 +183,7 @@ class RetryPolicy:
         self.budget: Final = budget
         self.name: Final = name
         self._wait = tenacity.wait_exponential_jitter(
-            initial=wait_initial, max=wait_max, exp_base=wait_exp_base, jitter=wait_jitter
+            multiplier=wait_initial, max=wait_max, exp_base=wait_exp_base, jitter=wait_jitter
         )
         self._listeners = _Listeners()
 
