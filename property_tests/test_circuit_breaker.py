@@ -29,8 +29,8 @@ from resilience_harness import GuestDriver, Handle
 
 from trio_foundation.resilience import CircuitBreaker, CircuitOpenError, ResilienceEvent
 
-THRESHOLD = 2
-RESET = 4.0
+THRESHOLD = 1
+RESET = 2.0
 TRIALS = 1
 
 
@@ -136,7 +136,7 @@ class BreakerMachine(RuleBasedStateMachine):
         if live:
             self.driver.cancel(self.handles[data.draw(st.sampled_from(live))])
 
-    @rule(dt=st.sampled_from([1.0, 4.0]))
+    @rule(dt=st.sampled_from([1.0, 2.0]))
     def tick(self, dt: float) -> None:
         self.driver.advance(dt)
 

@@ -26,6 +26,7 @@ from typing import Final, Literal, ParamSpec, TypeVar, final
 
 import attrs
 import trio
+from trio.lowlevel import current_task
 
 from ._errors import CircuitOpenError
 from ._events import Listener, ResilienceEvent, _Listeners
@@ -129,7 +130,7 @@ class CircuitBreaker:
         self._ids = [-1] * _BUCKETS
         self._calls = [0] * _BUCKETS
         self._fails = [0] * _BUCKETS
-        self._in_call: dict[object, tuple[int, bool]] = {}
+        self._in_call: dict[object, int] = {}  # task -> generation << 1 | trial
         self._listeners = _Listeners()
         self._successes = 0
         self._failures = 0
@@ -248,10 +249,15 @@ class CircuitBreaker:
             CircuitOpenError: the circuit is open, or half-open with every trial taken.
             RuntimeError: this task is already inside this breaker.
         """
-        task = trio.lowlevel.current_task()
-        if task in self._in_call:
+        task = current_task()
+        calls = self._in_call
+        if task in calls:
             raise RuntimeError(f"breaker {self.name!r} entered twice by one task")
-        self._in_call[task] = self._enter()
+        if self._state == "closed":
+            calls[task] = self._gen << 1  # fast path: not a trial
+            return
+        gen, trial = self._enter()
+        calls[task] = gen << 1 | trial
 
     async def __aexit__(
         self,
@@ -260,8 +266,12 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         """Record the call's outcome (cancellation counts as neither). Not a checkpoint."""
-        gen, trial = self._in_call.pop(trio.lowlevel.current_task())
-        self._exit(gen, trial, exc)
+        mark = self._in_call.pop(current_task())
+        if exc_type is None and mark == self._gen << 1 and self.failure_rate is None:
+            self._successes += 1  # fast path: a success in the generation it entered
+            self._consecutive = 0
+            return
+        self._exit(mark >> 1, bool(mark & 1), exc)
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate an async function so every call goes through the breaker."""

@@ -84,6 +84,10 @@ class Algorithm(Protocol):
         """
         ...
 
+    def try_take(self, state: Any, now: float, weight: int) -> bool:
+        """:meth:`take` without computing the wait: True if granted (and recorded)."""
+        ...
+
     def idle(self, state: Any, now: float) -> bool:
         """Whether ``state`` decides exactly as a fresh state would from ``now`` on."""
         ...
@@ -139,6 +143,16 @@ class TokenBucket:
             return 0.0
         return max((weight - tokens) / self.rate, 1e-9)
 
+    def try_take(self, state: _Bucket, now: float, weight: int) -> bool:
+        tokens = state.tokens + (now - state.last) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= weight:
+            state.tokens = tokens - weight
+            state.last = now
+            return True
+        return False
+
     def idle(self, state: _Bucket, now: float) -> bool:
         return state.tokens + (now - state.last) * self.rate >= self.burst
 
@@ -190,6 +204,9 @@ class GCRA:
             state.tat = tat + weight / self.rate
             return 0.0
         return max(excess / self.rate, 1e-9)
+
+    def try_take(self, state: _Tat, now: float, weight: int) -> bool:
+        return not self.take(state, now, weight)
 
     def idle(self, state: _Tat, now: float) -> bool:
         return state.tat <= now
@@ -256,6 +273,17 @@ class SlidingLog:
             if freed >= need:
                 return max(at + self.window - now, 1e-9)
         raise AssertionError("unreachable: weight <= limit")  # pragma: no cover
+
+    def try_take(self, state: _Log, now: float, weight: int) -> bool:
+        entries = state.entries
+        horizon = now - self.window
+        while entries and entries[0][0] <= horizon:
+            state.total -= entries.popleft()[1]
+        if state.total + weight <= self.limit:
+            entries.append((now, weight))
+            state.total += weight
+            return True
+        return False
 
     def idle(self, state: _Log, now: float) -> bool:
         self._expire(state, now)
@@ -324,7 +352,10 @@ class SlidingCounter:
             at = state.start + (1.0 - room / state.prev) * self.window
         else:
             at = state.start + self.window
-        return max(at - now, 1e-9)
+        return max(at - now - 1e-9 * self.window, 1e-9)
+
+    def try_take(self, state: _Counter, now: float, weight: int) -> bool:
+        return not self.take(state, now, weight)
 
     def idle(self, state: _Counter, now: float) -> bool:
         self._roll(state, now)
@@ -410,6 +441,7 @@ class RateLimiter:
         self.max_waiters: Final = max_waiters
         self._clock = clock
         self._take: Callable[[Any, float, int], float] = algorithm.take
+        self._try_take: Callable[[Any, float, int], bool] = algorithm.try_take
         self._capacity = algorithm.capacity
         # Invariant: len(_keys) <= max_keys; order is least recently used first.
         self._keys: collections.OrderedDict[Hashable, _Key] = collections.OrderedDict()
@@ -479,10 +511,15 @@ class RateLimiter:
         Raises:
             TypeError, ValueError: a weight that is not an int in ``1..capacity``.
         """
-        self._check_weight(weight)
+        if weight.__class__ is not int or weight < 1 or weight > self._capacity:
+            self._check_weight(weight)  # raises, naming the problem
         now = self._clock()
-        entry = self._entry(key, now)
-        if entry is None or entry.waiters or self._take(entry.state, now, weight):
+        entry = self._keys.get(key)
+        if entry is None:
+            entry = self._entry(key, now)
+        else:
+            self._keys.move_to_end(key)
+        if entry is None or entry.waiters or not self._try_take(entry.state, now, weight):
             self._denied += 1
             return False
         self._granted += 1
