@@ -47,7 +47,7 @@ class PoolStatistics:
     """A snapshot of a :class:`ResourcePool`.
 
     Attributes:
-        size: resources that exist now, idle or borrowed (<= ``max_size``).
+        size: resources made and not closed (idle or borrowed; <= ``max_size``).
         idle: resources waiting in the pool.
         borrowed: leases outstanding.
         waiting: borrowers waiting for a slot.
@@ -259,7 +259,7 @@ class ResourcePool(Generic[R]):
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot."""
         return PoolStatistics(
-            size=len(self._idle) + self._in_use(),
+            size=self._created - self._closed_count,
             idle=len(self._idle),
             borrowed=len(self._borrowed),
             waiting=self._slots.statistics().tasks_waiting,
