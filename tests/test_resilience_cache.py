@@ -240,3 +240,26 @@ async def test_memoize(autojump_clock: trio.testing.MockClock) -> None:
         assert await add(2) == 2
         assert calls == [(1, 2), (2, 0)]
         assert add.__name__ == "add"
+
+
+async def test_a_miss_that_joins_a_failing_refresh_gets_the_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = 0
+
+    async def load() -> int:
+        nonlocal calls
+        calls += 1
+        await trio.sleep(1)
+        if calls > 1:
+            raise OSError("refresh failed")
+        return 1
+
+    async with open_cache(max_size=4, ttl=10, stale_ttl=5) as cache:
+        assert await cache.get_or_compute("k", load) == 1
+        await trio.sleep(12)
+        assert await cache.get_or_compute("k", load) == 1  # stale; a refresh starts
+        cache.delete("k")  # the next caller misses and joins the refresh
+        with pytest.raises(OSError, match="refresh failed"):
+            await cache.get_or_compute("k", load)
+        assert calls == 2

@@ -346,9 +346,8 @@ class Cache(Generic[K, V]):
                     self._load_failures += 1
                     if self._listeners:
                         self._emit("load_failed", key, repr(exc))
-                    if not flight.background:
-                        flight.error = exc
-                    if self.failure_ttl is not None and not flight.background:
+                    flight.error = exc  # to the callers waiting on this flight
+                    if self.failure_ttl is not None and (flight.waiters or not flight.background):
                         now = self._clock()
                         until = now + self.failure_ttl
                         self._store(key, _Entry(None, until, until, exc))
