@@ -1,9 +1,13 @@
 """Benchmarks for the linearizability checker.
 
-Run ``python benchmarks/bench_lincheck.py`` (``--quick`` for a smaller run). Every
-scenario runs in a fresh child process so its peak RSS is its own; each is run
-``--repeat`` times (default 2) and the best and worst times are printed, as the
-machine is shared and figures are noisy.
+Run ``python benchmarks/bench_lincheck.py`` (``--only TEXT`` for some scenarios,
+``--porcupine DIR`` to check Porcupine's public test data instead). Every
+scenario runs in a fresh child process so its peak RSS is its own (``+MB``:
+above the interpreter's baseline with the histories generated); each is run
+``--repeat`` times (default 2) and the best and worst wall-clock times are
+printed, with the best CPU time: the machine is shared and wall-clock figures
+are noisy. The ratio to Porcupine's figure (from the project's issue 9,
+measured on this machine class) uses the CPU time.
 
 Histories come from a seeded simulation: ``procs`` clients issue operations
 against one atomic object (a register, a cas-register, or a key-value map);
@@ -22,17 +26,20 @@ No pure-Python peer linearizability checker is published on PyPI, so the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import json
 import random
+import re
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from trio_foundation.verify.history import HistoryEvent
-from trio_foundation.verify.lincheck import check_exhaustively, check_history
+from trio_foundation.verify.history import HistoryEvent, read_history
+from trio_foundation.verify.lincheck import MODELS, Model, check_exhaustively, check_history
 
 
 def generate(
@@ -140,135 +147,342 @@ def generate(
     return events
 
 
-# name -> (model, generator arguments, check_history arguments, histories)
-Scenario = tuple[str, dict[str, Any], dict[str, Any], int]
+def simulate(
+    seed: int,
+    kind: str,
+    n_ops: int,
+    procs: int,
+    *,
+    keys: int = 1,
+    info_rate: float = 0.0,
+    fault: str | None = None,
+) -> list[HistoryEvent]:
+    """A history whose written values are all distinct, with an optional definite fault.
+
+    ``kind`` is ``register``, ``cas-register`` (a ``cas`` expects one of the
+    last three values written) or ``kv-append`` (Porcupine's key-value test:
+    ``get``/``put``/``append`` of strings ``"x CLIENT SEQ y"``, every key
+    starting at ``""``). Each operation takes effect at a random instant of
+    its interval; ``info`` operations took effect half of the time.
+
+    ``fault``: ``"stale"``, one read (on one key) returns a value that was
+    overwritten by a write that began after the value's write had returned
+    and returned before the read began; ``"lost-append"``, one ``get``
+    misses an append that returned before the get began. Either makes the
+    history not linearizable; the checker is not told.
+    """
+    rng = random.Random(seed)
+    state: dict[Any, Any] = {}
+    done: dict[Any, list[tuple[float, float, Any]]] = {}  # key -> ok writes (inv, ret, value)
+    fresh = iter(range(1, 10**9))
+    events: list[HistoryEvent] = []
+    heap: list[tuple[float, int, str, int]] = []
+    seq = 0
+    pid = list(range(procs))
+    next_pid = procs
+    current: dict[int, dict[str, Any]] = {}
+    issued = 0
+    faulty_at = n_ops // 2 if fault else None
+    faulted = False
+    for slot in range(procs):
+        heapq.heappush(heap, (rng.random(), seq, "invoke", slot))
+        seq += 1
+    while heap:
+        now, _, what, slot = heapq.heappop(heap)
+        if what == "invoke":
+            if issued >= n_ops:
+                continue
+            key = str(rng.randrange(keys)) if kind == "kv-append" else None
+            r = rng.random()
+            if kind == "kv-append":
+                f, value = (
+                    ("get", None)
+                    if r < 0.45
+                    else ("put", f"x {slot} {issued} y")
+                    if r < 0.5
+                    else ("append", f"x {slot} {issued} y")
+                )
+            elif kind == "cas-register" and r < 0.3:
+                recent = [v for _, _, v in done.get(key, [])[-3:]] or [None]
+                f, value = "cas", [rng.choice(recent), next(fresh)]
+            else:
+                f, value = ("read", None) if r < 0.5 else ("write", next(fresh))
+            info = f not in ("read", "get") and rng.random() < info_rate
+            current[slot] = {"f": f, "key": key, "value": value, "inv": now, "info": info}
+            events.append(HistoryEvent(pid[slot], "invoke", f, value, key=key))
+            issued += 1
+            apply_at = now + rng.expovariate(1.0)
+            heapq.heappush(heap, (apply_at, seq, "apply", slot))
+            heapq.heappush(heap, (apply_at + rng.expovariate(1.0), seq + 1, "complete", slot))
+            seq += 2
+        elif what == "apply":
+            op = current[slot]
+            if op["info"] and rng.random() < 0.5:
+                op["result"] = None  # never took effect
+                continue
+            key, f, value = op["key"], op["f"], op["value"]
+            cur = state.get(key, "" if kind == "kv-append" else None)
+            if f in ("read", "get"):
+                seen = cur
+                if fault and not faulted and issued >= (faulty_at or 0):
+                    seen = _fault(fault, cur, done.get(key, []), op["inv"])
+                    faulted = seen is not cur
+                op["result"] = seen
+            elif f in ("write", "put"):
+                state[key] = value
+                op["result"] = value
+            elif f == "append":
+                state[key] = cur + value
+                op["result"] = value
+            else:
+                ok = cur == value[0]
+                if ok:
+                    state[key] = value[1]
+                op["result"] = value if ok else "fail"
+        else:
+            op = current.pop(slot)
+            res = op.get("result")
+            if op["info"]:
+                events.append(HistoryEvent(pid[slot], "info", op["f"], None, key=op["key"]))
+                pid[slot] = next_pid  # Jepsen replaces a crashed client
+                next_pid += 1
+            elif res == "fail":
+                events.append(HistoryEvent(pid[slot], "fail", op["f"], op["value"], key=op["key"]))
+            else:
+                events.append(HistoryEvent(pid[slot], "ok", op["f"], res, key=op["key"]))
+                if op["f"] in ("write", "put", "append", "cas"):
+                    new = res if op["f"] != "cas" else res[1]
+                    done.setdefault(op["key"], []).append((op["inv"], now, new))
+            heapq.heappush(heap, (now + rng.expovariate(5.0), seq, "invoke", slot))
+            seq += 1
+    return events
+
+
+def _fault(fault: str, cur: Any, done: list[tuple[float, float, Any]], invoked: float) -> Any:
+    """What a faulty read returns instead of ``cur`` (``cur`` itself when it cannot)."""
+    if fault == "stale":
+        # w2 returned before the read began; w1 returned before w2 began.
+        for n2 in range(len(done) - 1, -1, -1):
+            inv2, ret2, v2 = done[n2]
+            if ret2 < invoked:
+                for _inv1, ret1, v1 in reversed(done[:n2]):
+                    if ret1 < inv2 and v1 != v2 and v1 != cur:
+                        return v1
+                return cur
+        return cur
+    # lost-append: drop an append that returned before the read began
+    for _inv1, ret1, v1 in reversed(done):
+        if ret1 < invoked and isinstance(cur, str) and v1 in cur:
+            return cur.replace(v1, "", 1)
+    return cur
+
+
+# Porcupine's figures (Go, 2 threads, in-process, parsing excluded), measured on
+# this machine class and given in the project's issue 9: seconds, or None for
+# "undecided at 120 s".
+PORCUPINE_S: dict[str, float | None] = {
+    "many-info": 83.0,
+    "kv50-ok": 0.42,
+    "kv50-bad": 0.020,
+    "cas5k-unique": 1.6,
+    "register50-stale": None,
+    "etcd": 0.96,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One benchmark row: how to generate its histories and check them."""
+
+    model: str  # the checked model's name (kv-append: kv with --initial "")
+    generator: str  # "generate" (values from a small domain) or "simulate" (distinct values)
+    args: dict[str, Any]
+    check: dict[str, Any] = dataclasses.field(default_factory=dict)
+    repeat: int = 1  # histories per run (seeds seed, seed + 1, ...)
+    porcupine: str | None = None  # key into PORCUPINE_S
+
+
 _JEPSEN = {"info_rate": 0.05, "values": 5}  # Jepsen's cas-register test draws values 0-4
 _WIDE = {"info_rate": 0.05, "values": 1000}  # (nearly) unique values
 _STALE = {"anomalies": 1, "stale": True}
 SCENARIOS: dict[str, Scenario] = {
-    # the targets
-    "cas-register 10k ops, 10 procs, 5% info": (
+    # the issue's targets, on histories this script generates
+    "kv-append 2k ops, 50 clients, 10 keys": Scenario(
+        "kv-append", "simulate", {"n_ops": 2_000, "procs": 50, "keys": 10}, porcupine="kv50-ok"
+    ),
+    "kv-append 2k ops, 50 clients, 10 keys, 1 lost append": Scenario(
+        "kv-append",
+        "simulate",
+        {"n_ops": 2_000, "procs": 50, "keys": 10, "fault": "lost-append"},
+        porcupine="kv50-bad",
+    ),
+    "cas-register 2k ops, 20 procs, 5% info (x5)": Scenario(
         "cas-register",
-        {"n_ops": 10_000, "procs": 10, **_JEPSEN},
-        {},
-        1,
+        "simulate",
+        {"n_ops": 2_000, "procs": 20, "info_rate": 0.05},
+        repeat=5,
+        porcupine="many-info",
     ),
-    "cas-register 10k ops, 10 procs, 1 impossible read": (
+    "cas-register 2k ops, 20 procs, 5% info, 1 stale read (x5)": Scenario(
         "cas-register",
-        {"n_ops": 10_000, "procs": 10, "anomalies": 1, **_JEPSEN},
-        {},
-        1,
+        "simulate",
+        {"n_ops": 2_000, "procs": 20, "info_rate": 0.05, "fault": "stale"},
+        repeat=5,
     ),
-    "register 300 ops, 5 procs (per history, x20)": (
+    "register 2k ops, 50 procs, 1 stale read (x5)": Scenario(
         "register",
-        {"n_ops": 300, "procs": 5, **_JEPSEN},
-        {},
-        20,
+        "simulate",
+        {"n_ops": 2_000, "procs": 50, "info_rate": 0.05, "fault": "stale"},
+        repeat=5,
+        porcupine="register50-stale",
     ),
-    "register 300 ops, 5 procs, 1 stale read (x20)": (
-        "register",
-        {"n_ops": 300, "procs": 5, **_WIDE, **_STALE},
-        {},
-        20,
+    "cas-register 5k ops, 10 procs, unique values": Scenario(
+        "cas-register",
+        "simulate",
+        {"n_ops": 5_000, "procs": 10, "info_rate": 0.05},
+        porcupine="cas5k-unique",
     ),
-    "kv 10k ops, 50 procs, 200 keys": (
+    # the earlier table (values from a small domain; "stale" there is by apply
+    # order, not necessarily a violation)
+    "cas-register 10k ops, 10 procs, 5% info": Scenario(
+        "cas-register", "generate", {"n_ops": 10_000, "procs": 10, **_JEPSEN}
+    ),
+    "cas-register 10k ops, 10 procs, 1 impossible read": Scenario(
+        "cas-register", "generate", {"n_ops": 10_000, "procs": 10, "anomalies": 1, **_JEPSEN}
+    ),
+    "register 300 ops, 5 procs (per history, x20)": Scenario(
+        "register", "generate", {"n_ops": 300, "procs": 5, **_JEPSEN}, repeat=20
+    ),
+    "register 300 ops, 5 procs, 1 stale read (x20)": Scenario(
+        "register", "generate", {"n_ops": 300, "procs": 5, **_WIDE, **_STALE}, repeat=20
+    ),
+    "kv 10k ops, 50 procs, 200 keys": Scenario(
+        "kv", "generate", {"n_ops": 10_000, "procs": 50, "keys": 200, **_JEPSEN}
+    ),
+    "kv 10k ops, 50 procs, 200 keys, 3 stale reads": Scenario(
         "kv",
-        {"n_ops": 10_000, "procs": 50, "keys": 200, **_JEPSEN},
-        {},
-        1,
-    ),
-    "kv 10k ops, 50 procs, 200 keys, 3 impossible reads": (
-        "kv",
-        {"n_ops": 10_000, "procs": 50, "keys": 200, "anomalies": 3, **_JEPSEN},
-        {},
-        1,
-    ),
-    "kv 10k ops, 50 procs, 200 keys, 3 stale reads": (
-        "kv",
+        "generate",
         {"n_ops": 10_000, "procs": 50, "keys": 200, **_WIDE, "anomalies": 3, "stale": True},
-        {},
-        1,
     ),
-    "register 2k ops, 50 procs, 1 stale read, timeout 10 s": (
+    "register 2k ops, 50 procs, 1 late read by apply order (x3), timeout 10 s": Scenario(
         "register",
+        "generate",
         {"n_ops": 2_000, "procs": 50, **_WIDE, **_STALE},
         {"timeout": 10.0},
-        1,
+        repeat=3,
     ),
-    "same, max_states 200k": (
-        "register",
-        {"n_ops": 2_000, "procs": 50, **_WIDE, **_STALE},
-        {"max_states": 200_000},
-        1,
+    "cas-register 20k ops, 10 procs": Scenario(
+        "cas-register", "generate", {"n_ops": 20_000, "procs": 10, **_JEPSEN}
     ),
-    # scaling with history length (10k above)
-    "cas-register 1k ops, 10 procs": (
-        "cas-register",
-        {"n_ops": 1_000, "procs": 10, **_JEPSEN},
-        {},
-        1,
-    ),
-    "cas-register 5k ops, 10 procs": (
-        "cas-register",
-        {"n_ops": 5_000, "procs": 10, **_JEPSEN},
-        {},
-        1,
-    ),
-    "cas-register 20k ops, 10 procs": (
-        "cas-register",
-        {"n_ops": 20_000, "procs": 10, **_JEPSEN},
-        {},
-        1,
-    ),
-    # scaling with concurrency (10 procs above)
-    "cas-register 5k ops, 5 procs": (
-        "cas-register",
-        {"n_ops": 5_000, "procs": 5, **_JEPSEN},
-        {},
-        1,
-    ),
-    "cas-register 5k ops, 20 procs": (
-        "cas-register",
-        {"n_ops": 5_000, "procs": 20, **_JEPSEN},
-        {},
-        1,
-    ),
-    "cas-register 5k ops, 50 procs": (
-        "cas-register",
-        {"n_ops": 5_000, "procs": 50, **_JEPSEN},
-        {},
-        1,
-    ),
-    # the hard kind: distinct values and info operations
-    "cas-register 1k ops, 10 procs, unique values": (
-        "cas-register",
-        {"n_ops": 1_000, "procs": 10, **_WIDE},
-        {},
-        1,
-    ),
-    "cas-register 5k ops, 10 procs, unique values, timeout 20 s": (
-        "cas-register",
-        {"n_ops": 5_000, "procs": 10, **_WIDE},
-        {"timeout": 20.0},
-        1,
+    "cas-register 5k ops, 50 procs": Scenario(
+        "cas-register", "generate", {"n_ops": 5_000, "procs": 50, **_JEPSEN}
     ),
 }
 
 
+def _model(name: str) -> Model | str:
+    return MODELS["kv"].with_initial("") if name == "kv-append" else name
+
+
 def run_one(name: str, seed: int) -> dict[str, Any]:
     """Run one scenario in this process; returns its measurements."""
-    model, gen_args, check_args, repeat = SCENARIOS[name]
-    histories = [generate(seed + i, model, **gen_args) for i in range(repeat)]
+    sc = SCENARIOS[name]
+    gen_model = "kv" if sc.model == "kv-append" and sc.generator == "generate" else sc.model
+    if sc.generator == "simulate":
+        histories = [simulate(seed + i, gen_model, **sc.args) for i in range(sc.repeat)]
+    else:
+        histories = [generate(seed + i, gen_model, **sc.args) for i in range(sc.repeat)]
+    model = _model(sc.model)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     verdicts: dict[str, int] = {}
     states = 0
-    started = time.perf_counter()
+    times = []
+    cpu = []
     for events in histories:
-        result = check_history(events, model, **check_args)
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        result = check_history(events, model, **sc.check)
+        cpu.append(time.process_time() - cpu_started)
+        times.append(time.perf_counter() - started)
         verdicts[result.verdict] = verdicts.get(result.verdict, 0) + 1
         states += result.states
-    seconds = (time.perf_counter() - started) / repeat
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "verdicts": verdicts, "states": states // repeat, "rss_mb": rss_mb}
+    return {
+        "seconds": max(times),
+        "cpu_seconds": max(cpu),
+        "verdicts": verdicts,
+        "states": states // sc.repeat,
+        "rss_mb": rss_mb,
+        "above_baseline_mb": rss_mb - baseline,
+    }
+
+
+def _ratio(seconds: float, key: str | None) -> str:
+    if key is None:
+        return ""
+    theirs = PORCUPINE_S[key]
+    if theirs is None:
+        return "P: >120 s"
+    return f"{seconds / theirs:.2g}x P"
+
+
+def porcupine_data(root: Path) -> int:
+    """Check Porcupine's public test data against the verdicts in its test code.
+
+    ``root`` is a checkout of github.com/anishathalye/porcupine: its
+    ``porcupine_test.go`` holds the published verdicts (``checkJepsen(t, N,
+    true|false)``, ``checkKv(t, "c50-ok", true|false, true)``), its
+    ``test_data/`` the files, read as they are. Returns 0 when every verdict
+    agrees.
+    """
+    source = (root / "porcupine_test.go").read_text(encoding="utf-8")
+    etcd = re.findall(r"checkJepsen\(t, (\d+), (true|false)\)", source)
+    etcd = sorted({(int(n), v == "true") for n, v in etcd})
+    kv = sorted(set(re.findall(r'checkKv\(t, "([\w-]+)", (true|false), true\)', source)))
+    wrong = 0
+    total = 0.0
+    total_cpu = 0.0
+    read_s = 0.0
+    by_verdict: dict[str, int] = {}
+    for number, linearizable in etcd:
+        path = root / "test_data" / "jepsen" / f"etcd_{number:03d}.log"
+        started = time.perf_counter()
+        events = list(read_history(path).events)
+        read_s += time.perf_counter() - started
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        result = check_history(events, "cas-register")
+        total_cpu += time.process_time() - cpu_started
+        total += time.perf_counter() - started
+        by_verdict[result.verdict] = by_verdict.get(result.verdict, 0) + 1
+        expected = "linearizable" if linearizable else "not-linearizable"
+        if result.verdict != expected:
+            wrong += 1
+            print(f"  {path.name}: {result.verdict}, published {expected}")
+    print(
+        f"jepsen etcd logs: {len(etcd)} files, {len(etcd) - wrong} with the published verdict "
+        f"({by_verdict}); checking {total:.3f} s in total, CPU {total_cpu:.3f} s "
+        f"({_ratio(total_cpu, 'etcd')}), reading {read_s:.3f} s"
+    )
+    for name, ok in kv:
+        path = root / "test_data" / "kv" / f"{name}.txt"
+        started = time.perf_counter()
+        events = list(read_history(path).events)
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        result = check_history(events, MODELS["kv"].with_initial(""))
+        cpu = time.process_time() - cpu_started
+        seconds = time.perf_counter() - started
+        expected = "linearizable" if ok == "true" else "not-linearizable"
+        wrong += result.verdict != expected
+        key = {"c50-ok": "kv50-ok", "c50-bad": "kv50-bad"}.get(name)
+        print(
+            f"kv {name}: {result.verdict} (published {expected}), {len(events)} events, "
+            f"checking {seconds:.3f} s, CPU {cpu:.3f} s {_ratio(cpu, key)}, "
+            f"reading {read_s:.3f} s"
+        )
+    return 1 if wrong else 0
 
 
 def compare_reference(seed: int, n_ops: int, count: int = 100) -> tuple[float, float, int]:
@@ -299,15 +513,24 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per scenario (default 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument(
+        "--porcupine",
+        metavar="DIR",
+        type=Path,
+        help="check Porcupine's test data (a checkout of anishathalye/porcupine) instead",
+    )
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference rows")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.porcupine:
+        return porcupine_data(args.porcupine)
     if args.child:
         print(json.dumps(run_one(args.child, args.seed)))
         return 0
     names = [n for n in SCENARIOS if not args.only or args.only in n]
     print(
-        f"{'scenario':<60} {'verdict':<38} {'best s':>8} {'worst s':>8} "
-        f"{'states':>9} {'peak MB':>8}",
+        f"{'scenario':<66} {'verdict':<34} {'best s':>7} {'worst s':>7} {'cpu s':>7} "
+        f"{'vs Porcupine':>12} {'states':>8} {'peak MB':>7} {'+MB':>5}",
         flush=True,
     )
     for name in names:
@@ -321,22 +544,28 @@ def main() -> int:
             )
             runs.append(json.loads(out.stdout))
         times = sorted(r["seconds"] for r in runs)
+        cpu = min(r["cpu_seconds"] for r in runs)
         verdict = ", ".join(f"{v} x{c}" if c > 1 else v for v, c in runs[0]["verdicts"].items())
         rss = max(r["rss_mb"] for r in runs)
+        above = max(r["above_baseline_mb"] for r in runs)
         print(
-            f"{name:<60} {verdict:<38} {times[0]:>8.3f} {times[-1]:>8.3f} "
-            f"{runs[0]['states']:>9} {rss:>8.0f}",
+            f"{name:<66} {verdict:<34} {times[0]:>7.3f} {times[-1]:>7.3f} {cpu:>7.3f} "
+            f"{_ratio(cpu, SCENARIOS[name].porcupine):>12} "
+            f"{runs[0]['states']:>8} {rss:>7.0f} {above:>5.0f}",
             flush=True,
         )
+    if args.no_reference:
+        return 0
     print()
     print("no pure-Python peer linearizability checker on PyPI; the reference is the")
     print("exhaustive checker (every real-time-respecting order), on 100 small histories:")
     for n_ops in (6, 8, 10):
-        runs = [compare_reference(args.seed, n_ops) for _ in range(args.repeat)]
-        ours = sorted(r[0] for r in runs)
-        ref = sorted(r[1] for r in runs)
+        ref_runs = [compare_reference(args.seed, n_ops) for _ in range(args.repeat)]
+        ours = sorted(r[0] for r in ref_runs)
+        ref = sorted(r[1] for r in ref_runs)
         print(
-            f"  {n_ops:>2} ops ({runs[0][2]} not linearizable): WGL {ours[0]:.3f}-{ours[-1]:.3f} s,"
+            f"  {n_ops:>2} ops ({ref_runs[0][2]} not linearizable): "
+            f"WGL {ours[0]:.3f}-{ours[-1]:.3f} s,"
             f" exhaustive {ref[0]:.3f}-{ref[-1]:.3f} s, exhaustive/WGL time ratio "
             f"{ref[0] / ours[-1]:.1f}-{ref[-1] / ours[0]:.1f}",
             flush=True,

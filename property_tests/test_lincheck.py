@@ -20,6 +20,7 @@ from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import (
     MODELS,
     LinearizabilityResult,
+    Model,
     check_exhaustively,
     check_history,
 )
@@ -27,22 +28,82 @@ from trio_foundation.verify.lincheck import (
 VALUES = 3  # a small domain makes coincidences (and hard cases) likely
 
 
+_OPS: dict[str, list[str]] = {
+    "register": ["read", "write"],
+    "cas-register": ["read", "write", "cas"],
+    "cas-register-keyed": ["read", "write", "cas"],
+    "kv": ["get", "put"],
+    "kv-append": ["get", "put", "append"],
+    "queue": ["enqueue", "dequeue"],
+    "unordered-queue": ["enqueue", "dequeue"],
+    "mutex": ["acquire", "release"],
+    "lock": ["acquire", "release"],
+    "set": ["add", "read"],
+}
+_KEYED = ("kv", "kv-append", "cas-register-keyed")
+
+
+def _model(name: str) -> Model:
+    """The checked model of a generator's model name."""
+    if name == "kv-append":
+        return MODELS["kv"].with_initial("")  # Porcupine's: strings, "" initially
+    if name == "cas-register-keyed":
+        return MODELS["cas-register"]  # keyed: checked key by key
+    return MODELS[name]
+
+
+def _apply(model: str, f: str, value: Any, cur: Any, client: Any, draw: st.DrawFn) -> Any:
+    """Run ``f`` on the atomic object: returns ``(new state, (type, output))``."""
+    if f in ("read", "get"):
+        if model == "set":
+            return cur, ("ok", sorted(cur or ()))
+        return cur, ("ok", cur)
+    if f in ("write", "put"):
+        return value, ("ok", value)
+    if f == "append":
+        return (cur or "") + value, ("ok", value)
+    if f == "cas":
+        return (value[1], ("ok", value)) if cur == value[0] else (cur, ("fail", value))
+    if f == "add":
+        return (cur or frozenset()) | {value}, ("ok", value)
+    if f == "enqueue":
+        return (*(cur or ()), value), ("ok", value)
+    if f == "dequeue":
+        if not cur:
+            return (), ("ok", None)
+        n = 0 if model == "queue" else draw(st.integers(0, len(cur) - 1))
+        return cur[:n] + cur[n + 1 :], ("ok", cur[n])
+    if f == "acquire":
+        return (client, ("ok", None)) if cur is None else (cur, ("fail", None))
+    # release
+    if model == "mutex":
+        return (None, ("ok", None)) if cur is not None else (cur, ("fail", None))
+    return (None, ("ok", None)) if cur == client else (cur, ("fail", None))
+
+
 @st.composite
 def histories(draw: st.DrawFn, model: str) -> list[HistoryEvent]:
-    """A concurrent history of up to 7 operations for ``model``."""
+    """A concurrent history of up to 7 operations for ``model``.
+
+    Clients crash (an ``info`` completion, or an operation left outstanding);
+    with ``reuse``, a crashed client's process number issues more operations,
+    as a fresh client (Jepsen's logs).
+    """
     n_ops = draw(st.integers(1, 7))
     procs = draw(st.integers(1, 4))
-    keys = ["a", "b"] if model == "kv" else [None]
+    reuse = draw(st.booleans())
+    keys = ["a", "b"] if model in _KEYED else [None]
     state: dict[Any, Any] = {}
     events: list[HistoryEvent] = []
     running: dict[int, dict[str, Any]] = {}
     crashed: set[int] = set()
+    incarnation = dict.fromkeys(range(procs), 0)
     issued = 0
     while True:
         moves = [
             ("invoke", p)
             for p in range(procs)
-            if p not in running and p not in crashed and issued < n_ops
+            if p not in running and (reuse or p not in crashed) and issued < n_ops
         ]
         moves += [("apply", p) for p, o in running.items() if not o["applied"]]
         moves += [("complete", p) for p in running]
@@ -50,15 +111,14 @@ def histories(draw: st.DrawFn, model: str) -> list[HistoryEvent]:
             break
         kind, p = draw(st.sampled_from(moves))
         if kind == "invoke":
-            fs = {
-                "kv": ["get", "put"],
-                "cas-register": ["read", "write", "cas"],
-                "queue": ["enqueue", "dequeue"],
-            }
-            f = draw(st.sampled_from(fs.get(model, ["read", "write"])))
+            f = draw(st.sampled_from(_OPS[model]))
             value: Any = None
-            if f in ("write", "put", "enqueue"):
+            if f in ("write", "put", "enqueue", "add"):
                 value = draw(st.integers(0, VALUES - 1))
+                if model == "kv-append":
+                    value = "xyz"[value]
+            elif f == "append":
+                value = draw(st.sampled_from(["x", "y", "z"]))
             elif f == "cas":
                 value = [draw(st.integers(0, VALUES - 1)), draw(st.integers(0, VALUES - 1))]
             key = draw(st.sampled_from(keys))
@@ -68,29 +128,15 @@ def histories(draw: st.DrawFn, model: str) -> list[HistoryEvent]:
         elif kind == "apply":
             o = running[p]
             o["applied"] = True
-            cur = state.get(o["key"])
-            if o["f"] == "enqueue":
-                state[o["key"]] = (*(cur or ()), o["value"])
-                o["out"] = ("ok", o["value"])
-            elif o["f"] == "dequeue":
-                o["out"] = ("ok", cur[0] if cur else None)
-                state[o["key"]] = cur[1:] if cur else ()
-            elif o["f"] in ("read", "get"):
-                o["out"] = ("ok", cur)
-            elif o["f"] in ("write", "put"):
-                state[o["key"]] = o["value"]
-                o["out"] = ("ok", o["value"])
-            elif cur == o["value"][0]:
-                state[o["key"]] = o["value"][1]
-                o["out"] = ("ok", o["value"])
-            else:
-                o["out"] = ("fail", o["value"])
+            cur = state.get(o["key"], "" if model == "kv-append" else None)
+            client = (p, incarnation[p]) if incarnation[p] else p
+            state[o["key"]], o["out"] = _apply(model, o["f"], o["value"], cur, client, draw)
         else:
             o = running.pop(p)
             etype, out = o["out"] if o["applied"] else ("fail", o["value"])
             # Perturb: any completion may end "info"; an unapplied op may claim
             # "ok"; an applied one "fail"; a read may return another value.
-            info_weight = 3 if model == "queue" else 1  # queues need runs of info ops
+            info_weight = 3 if "queue" in model else 1  # queues need runs of info ops
             etype = draw(
                 st.sampled_from(
                     [etype] * 6 + ["info"] * info_weight + ["ok" if etype == "fail" else "fail"]
@@ -101,24 +147,31 @@ def histories(draw: st.DrawFn, model: str) -> list[HistoryEvent]:
                 and etype == "ok"
                 and draw(st.integers(0, 5)) == 0
             ):
-                out = draw(st.sampled_from([None, *range(VALUES)]))
+                if model == "set":
+                    out = sorted(draw(st.sets(st.integers(0, VALUES - 1))))
+                elif model == "kv-append":
+                    out = draw(st.sampled_from(["", "x", "xy", "yx", "z", "xyz"]))
+                else:
+                    out = draw(st.sampled_from([None, *range(VALUES)]))
             if etype == "info" and draw(st.booleans()):
                 out = draw(st.integers(0, VALUES - 1))  # noise: info values carry nothing
             events.append(HistoryEvent(p, etype, o["f"], out, key=o["key"]))
             if etype == "info":
                 crashed.add(p)
+                incarnation[p] += 1
         # A client may crash with its operation outstanding (no completion).
         if running and draw(st.integers(0, 30)) == 0:
             victim = next(iter(running))
             if running[victim]["applied"] or draw(st.booleans()):
                 del running[victim]
                 crashed.add(victim)
+                reuse = False  # an outstanding operation: its number is never reused
     return events
 
 
 def _assert_sequentially_valid(result: LinearizabilityResult, model: str) -> None:
-    m = MODELS[model]
-    if m.partition is not None:
+    m = _model(model)
+    if result.partitioned:
         return
     # The witness (or the longest prefix) replays on the model and respects
     # real time: nothing placed before an operation completed after it began.
@@ -135,8 +188,8 @@ def _assert_sequentially_valid(result: LinearizabilityResult, model: str) -> Non
 
 
 def _agree(events: list[HistoryEvent], model: str) -> None:
-    result = check_history(events, model)
-    assert result.verdict == check_exhaustively(events, model), events
+    result = check_history(events, _model(model))
+    assert result.verdict == check_exhaustively(events, _model(model)), events
     _assert_sequentially_valid(result, model)
     if result.verdict == "not-linearizable":
         assert result.unplaceable and result.unplaceable[0].status != "info"
@@ -169,6 +222,62 @@ def test_queue_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
     _agree(events, "queue")
 
 
+@settings(max_examples=500, deadline=None)
+@given(histories("kv-append"))
+def test_kv_with_string_append_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "kv-append")
+
+
+@settings(max_examples=400, deadline=None)
+@given(histories("cas-register-keyed"))
+def test_keyed_cas_register_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "cas-register-keyed")
+
+
+@settings(max_examples=500, deadline=None)
+@given(histories("unordered-queue"))
+def test_unordered_queue_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "unordered-queue")
+
+
+@settings(max_examples=400, deadline=None)
+@given(histories("mutex"))
+def test_mutex_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "mutex")
+
+
+@settings(max_examples=400, deadline=None)
+@given(histories("lock"))
+def test_lock_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "lock")
+
+
+@settings(max_examples=400, deadline=None)
+@given(histories("set"))
+def test_set_agrees_with_exhaustive(events: list[HistoryEvent]) -> None:
+    _agree(events, "set")
+
+
+def test_reachable_reused_process_numbers_both_verdicts() -> None:
+    # The renumbering after a crash is exercised: a process number issues an
+    # operation after its own info completion, in histories of both verdicts.
+    def reused(ev: list[HistoryEvent]) -> bool:
+        crashed = set()
+        for e in ev:
+            if e.type == "invoke" and e.process in crashed:
+                return True
+            if e.type == "info":
+                crashed.add(e.process)
+        return False
+
+    for wanted in ("linearizable", "not-linearizable"):
+        assert find(
+            histories("lock"),
+            lambda ev, w=wanted: reused(ev) and _verdict("lock", ev) == w,  # type: ignore[misc]
+            settings=_FIND,
+        )
+
+
 # --- reachability: the generator produces both verdicts, with the hard parts ---
 
 
@@ -177,7 +286,7 @@ _FIND = settings(max_examples=5000, database=None, phases=[Phase.generate])
 
 
 def _verdict(model: str, events: list[HistoryEvent]) -> str:
-    return check_history(events, model).verdict
+    return check_history(events, _model(model)).verdict
 
 
 def test_reachable_linearizable_with_info_and_failed_cas() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections import deque
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 
+from trio_foundation.verify import cancellation
 from trio_foundation.verify.cancellation import (
     Injection,
     InjectionFailure,
@@ -78,6 +81,31 @@ def test_targets_index_the_open_scopes_from_the_outermost() -> None:
     log.clear()
     run_injected(scenario, InjectionPlan((Injection(step=2, target=2),)))  # 2 % 2 == 0
     assert log == ["after outer"]
+
+
+def test_an_injection_anchored_on_an_opening_counts_steps_from_there() -> None:
+    progress: dict[int, int] = {}
+
+    async def scenario(inj: Injector) -> None:
+        for op in range(5):
+            with inj.scope(f"op{op}"):
+                for j in range(10):
+                    progress[op] = j + 1
+                    await trio.lowlevel.checkpoint()
+
+    plan = InjectionPlan((Injection(step=3, target=2, anchor="opened"),))
+    result = run_injected(scenario, plan)
+    # op2 opened during a step; that step and two more ran its first 3 iterations
+    assert progress == {0: 10, 1: 10, 2: 3, 3: 10, 4: 10}
+    assert [a.label for a in result.applied] == ["op2"]
+    # an opening that never happens, or a scope already closed: nothing applied
+    for missed in (
+        Injection(step=3, target=9, anchor="opened"),
+        Injection(step=50, target=0, anchor="opened"),
+    ):
+        progress.clear()
+        assert run_injected(scenario, InjectionPlan((missed,))).applied == ()
+        assert progress == {op: 10 for op in range(5)}
 
 
 def test_an_injection_with_no_open_scope_is_skipped() -> None:
@@ -260,3 +288,22 @@ def test_any_step_can_be_hit(n: int) -> None:
     reached: list[int] = []
     run_injected(counting_scenario(reached), InjectionPlan((Injection(step=n),)))
     assert len(reached) == n
+
+
+def test_an_abandoned_busy_run_stops_spinning() -> None:
+    async def scenario(inj: Injector) -> None:
+        with trio.CancelScope(shield=True):
+            while True:  # virtual time never advances: only the real-time limit ends it
+                await trio.lowlevel.checkpoint()
+
+    with pytest.raises(InjectionFailure, match=r"did not finish within 0\.5 real s"):
+        run_injected(scenario, InjectionPlan(), real_time_limit=0.5)
+    thread = cancellation._abandoned[-1]
+    time.sleep(0.2)
+    frame = sys._current_frames().get(thread.ident or 0)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    assert "after_task_step" in names or "before_io_wait" in names, names
+    assert names[0] in {"wait", "acquire"}, names  # parked on a lock, not running

@@ -173,9 +173,10 @@ def test_kv_one_bad_key_makes_the_history_not_linearizable() -> None:
     result = check_history(events, "kv")
     assert result.verdict == "not-linearizable"
     assert result.failing_key == "b"
-    assert {p.key: p.verdict for p in result.partitions} == {
-        "a": "linearizable",
-        "b": "not-linearizable",
+    # The search stops at the first failing key: "a" is left unchecked.
+    assert {p.key: (p.verdict, p.reason) for p in result.partitions} == {
+        "a": ("unknown", "not-checked"),
+        "b": ("not-linearizable", "impossible"),
     }
     assert result.unplaceable[0].f == "get" and result.unplaceable[0].output == 8
 
@@ -454,15 +455,18 @@ def test_only_failed_operations() -> None:
 
 
 def _hard_history(writers: int = 40) -> list[HistoryEvent]:
-    """Many concurrent writes, then reads of 1 and then 0 after all of them:
-    impossible, but the search must try every order of the writes to know."""
+    """Many concurrent writes, then two concurrent reads of 1 and of 0 after all
+    of them: impossible, but the search must try every order of the writes to
+    know (and no stale-read witness applies: neither read returned before the
+    other began)."""
     events = [HistoryEvent(p, "invoke", "write", p) for p in range(writers)]
     events += [HistoryEvent(p, "ok", "write", p) for p in range(writers)]
-    for value in (1, 0):
-        events += [
-            HistoryEvent(writers, "invoke", "read", None),
-            HistoryEvent(writers, "ok", "read", value),
-        ]
+    events += [
+        HistoryEvent(writers, "invoke", "read", None),
+        HistoryEvent(writers + 1, "invoke", "read", None),
+        HistoryEvent(writers, "ok", "read", 1),
+        HistoryEvent(writers + 1, "ok", "read", 0),
+    ]
     return events
 
 
@@ -577,7 +581,18 @@ def test_user_model_with_unhashable_states_and_nondeterminism() -> None:
 
 
 def test_builtin_models_are_listed() -> None:
-    assert set(MODELS) == {"register", "cas-register", "kv", "lock", "counter", "set", "queue"}
+    assert set(MODELS) == {
+        "register",
+        "cas-register",
+        "kv",
+        "mutex",
+        "lock",
+        "counter",
+        "set",
+        "fifo-queue",
+        "queue",
+        "unordered-queue",
+    }
     for name, model in MODELS.items():
         assert model.name == name and model.description
 
@@ -602,3 +617,23 @@ def test_info_ops_in_a_row() -> None:
     )
     events += seq((2, "read", None, 2))
     assert verdict(events, "cas-register") == "linearizable"
+
+
+def test_a_hard_key_does_not_delay_an_easy_failure() -> None:
+    # The hard key comes first and would take millions of states; the
+    # failing key is found in the first round of small budgets.
+    hard = [attrs.evolve(e, key="hard") for e in _hard_history()]
+    bad = seq(
+        (90, "put", 1, 1, "ok", "bad"),
+        (90, "put", 2, 2, "ok", "bad"),
+        (90, "get", None, 1, "ok", "bad"),
+    )
+    result = check_history(hard + bad, "kv")
+    assert result.verdict == "not-linearizable"
+    assert result.failing_key == "bad"
+    assert {p.key: (p.verdict, p.reason) for p in result.partitions} == {
+        "hard": ("unknown", "not-checked"),
+        "bad": ("not-linearizable", ""),
+    }
+    # searched to its end, the hard key alone would take minutes (2,000,000 states)
+    assert result.seconds < 10

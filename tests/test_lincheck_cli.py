@@ -76,11 +76,10 @@ def test_unknown_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         {"process": p, "type": "invoke", "f": "write", "value": p} for p in range(writers)
     ]
     rows += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(writers)]
-    for value in (1, 0):  # impossible after the writes, but only a full search knows
-        rows += [
-            {"process": writers, "type": "invoke", "f": "read", "value": None},
-            {"process": writers, "type": "ok", "f": "read", "value": value},
-        ]
+    # two concurrent reads of 1 and 0 after the writes: impossible, but only a
+    # full search knows
+    rows += [{"process": writers + i, "type": "invoke", "f": "read"} for i in (0, 1)]
+    rows += [{"process": writers + i, "type": "ok", "f": "read", "value": 1 - i} for i in (0, 1)]
     path = write(tmp_path, rows)
     assert main(["lincheck", "--model", "register", path, "--max-states", "500"]) == 3
     out = capsys.readouterr().out
@@ -112,7 +111,8 @@ def test_unknown_model_exits_2_listing_models(
     err = capsys.readouterr().err
     assert err == (
         "foundation: error: unknown model 'registr'; known models: "
-        "register, cas-register, kv, lock, counter, set, queue\n"
+        "register, cas-register, mutex, fifo-queue, queue, unordered-queue, set, kv, lock, "
+        "counter\n"
     )
 
 

@@ -104,9 +104,39 @@ def test_bad_window() -> None:
         render_timeline_svg(events, check_history(events, "register"), max_operations=0)
 
 
-def test_renderers_are_reachable_from_lincheck() -> None:
-    from trio_foundation.verify import lincheck
+def test_lincheck_does_not_import_the_timeline() -> None:
+    # The timeline depends on the checker, never the other way round.
+    import subprocess
+    import sys
 
-    assert lincheck.render_timeline_svg is render_timeline_svg
-    with pytest.raises(AttributeError):
-        _ = lincheck.no_such_name
+    code = (
+        "import sys, trio_foundation.verify.lincheck;"
+        "print('trio_foundation.verify.timeline' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_html_has_a_section_per_key_failing_first() -> None:
+    events = [
+        HistoryEvent(0, "invoke", "put", 1, key="a"),
+        HistoryEvent(0, "ok", "put", 1, key="a"),
+        HistoryEvent(1, "invoke", "put", 2, key="b"),
+        HistoryEvent(1, "ok", "put", 2, key="b"),
+        HistoryEvent(1, "invoke", "put", 3, key="b"),
+        HistoryEvent(1, "ok", "put", 3, key="b"),
+        HistoryEvent(0, "invoke", "get", None, key="b"),
+        HistoryEvent(0, "ok", "get", 2, key="b"),
+    ]
+    result = check_history(events, "kv")
+    assert result.verdict == "not-linearizable" and result.failing_key == "b"
+    page = render_timeline_html(events, result)
+    heads = [line for line in page.splitlines() if line.startswith("<section><h2>")]
+    assert len(heads) == 2
+    assert heads[0].startswith("<section><h2>key &#x27;b&#x27;: not-linearizable")
+    # each section's timeline is a valid SVG drawing that key's operations only
+    svgs = page.split("<svg")[1:]
+    assert len(svgs) == 2
+    first = ET.fromstring("<svg" + svgs[0].split("</svg>")[0] + "</svg>")
+    titles = {t.text for t in first.iter(f"{SVG}title")}
+    assert "p0 get['b']() -> 2" in titles and not any("'a'" in (t or "") for t in titles)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from ._errors import (
     FoundationError,
+    LeadershipLostError,
     LeaseLostError,
+    LeaseRefusedError,
     ProtocolError,
     StaleTokenError,
     VerificationError,
@@ -44,9 +46,11 @@ __all__ = [
     "DynamicSupervisor",
     "FencedResource",
     "FoundationError",
+    "LeadershipLostError",
     "Lease",
     "LeaseLock",
     "LeaseLostError",
+    "LeaseRefusedError",
     "LockService",
     "MaxChildrenError",
     "ProtocolError",
@@ -60,4 +64,21 @@ __all__ = [
     "open_dynamic_supervisor",
     "open_lock_service",
     "open_supervisor",
+]
+
+# Registry, messaging and telemetry (issue 12): ``trio_foundation.registry``,
+# ``trio_foundation.messaging``, ``trio_foundation.telemetry``.
+from .messaging import Mailbox, SignalRouter, call, cast
+from .registry import Index, Registry
+from .telemetry import MetricRegistry, Telemetry
+
+__all__ += [
+    "Index",
+    "Mailbox",
+    "MetricRegistry",
+    "Registry",
+    "SignalRouter",
+    "Telemetry",
+    "call",
+    "cast",
 ]

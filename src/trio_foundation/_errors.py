@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "FoundationError",
+    "LeadershipLostError",
     "LeaseLostError",
+    "LeaseRefusedError",
     "ProtocolError",
     "StaleTokenError",
     "VerificationError",
@@ -38,6 +40,24 @@ class LeaseLostError(FoundationError):
         self.reason = reason
 
 
+class LeaseRefusedError(FoundationError):
+    """The lock server refused a request that retrying cannot make succeed.
+
+    Raised at once, not retried: for example a ttl above the server's ``max_ttl``.
+    A lock that is merely held by another client is waited for, never this.
+
+    Attributes:
+        client: the node id of the refused client.
+        reason: the server's (or the client core's) reason, e.g.
+            ``"ttl 60.0 exceeds max_ttl 30.0"``.
+    """
+
+    def __init__(self, client: int, reason: str) -> None:
+        super().__init__(f"lock request of client {client} refused: {reason}")
+        self.client = client
+        self.reason = reason
+
+
 class StaleTokenError(FoundationError):
     """A fenced resource refused a write whose token is lower than one it already accepted.
 
@@ -54,3 +74,19 @@ class StaleTokenError(FoundationError):
 
 class VerificationError(FoundationError):
     """A verification tool could not run (missing Java or jar, bad spec or config, bad input)."""
+
+
+class LeadershipLostError(FoundationError):
+    """A leader could no longer prove its leadership, so the work it did as leader was cancelled.
+
+    Attributes:
+        election: the election's name.
+        candidate: this process's candidate id.
+        reason: why leadership was lost.
+    """
+
+    def __init__(self, election: str, candidate: str, reason: str) -> None:
+        super().__init__(f"leadership of {election!r} lost by {candidate!r}: {reason}")
+        self.election = election
+        self.candidate = candidate
+        self.reason = reason

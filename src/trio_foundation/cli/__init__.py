@@ -19,7 +19,7 @@ from .._errors import FoundationError
 __all__ = ["main"]
 
 # Command-group modules, in the order they appear in --help.
-_COMMAND_MODULES = ("specs", "lincheck", "chaos")
+_COMMAND_MODULES = ("specs", "lincheck", "chaos", "lock")
 
 
 class _Parser(argparse.ArgumentParser):

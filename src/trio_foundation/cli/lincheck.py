@@ -1,18 +1,21 @@
 """``foundation lincheck``: check a recorded history for linearizability.
 
 Exit codes: 0 linearizable, 1 not linearizable, 3 unknown (timeout or state
-bound reached), 2 bad input (unknown model, malformed history, unreadable
-file) — the last through the dispatcher, as one line on stderr.
+bound reached), 2 bad input (unknown model, malformed or empty history,
+unreadable or binary file) — the last through the dispatcher, as one line on
+stderr. A timeline (``--svg``) that cannot be written is a warning on stderr;
+the exit status stays the verdict's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Final
 
-from ..verify.history import HistoryError, HistoryEvent, parse_history
+from ..verify.history import FORMATS, HistoryEvent, read_history
 from ..verify.lincheck import (
     DEFAULT_MAX_STATES,
     MODELS,
@@ -41,16 +44,30 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     models = "\n".join(f"  {m.name:<13} {m.description}" for m in MODELS.values())
     parser = subparsers.add_parser(
         "lincheck",
-        help="check a history (JSON Lines) for linearizability",
+        help="check a history (JSON Lines, Jepsen EDN or log) for linearizability",
         description=(
             "Check a Jepsen-style history for linearizability against a sequential model.\n"
+            "Reads JSON Lines, Jepsen's history.edn and Jepsen's text logs (detected from\n"
+            "the content; --format to force one). Operations with a 'key' are checked key\n"
+            "by key.\n"
             "Exit status: 0 linearizable, 1 not linearizable, 3 unknown (timeout or\n"
             "--max-states reached), 2 bad input."
         ),
         epilog=f"models:\n{models}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("history", metavar="HISTORY.jsonl", help="the history file")
+    parser.add_argument("history", metavar="HISTORY", help="the history file")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="the history's format (default: detected from the content)",
+    )
+    parser.add_argument(
+        "--initial",
+        metavar="JSON",
+        help="the initial value of the register or of every key (default: the model's, "
+        "e.g. null); --model kv --initial '\"\"' is Porcupine's key-value model",
+    )
     parser.add_argument(
         "--model", required=True, metavar="MODEL", help=f"one of: {', '.join(MODELS)}"
     )
@@ -72,17 +89,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
-def _load(path: str) -> tuple[list[HistoryEvent], list[int]]:
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.splitlines()
-    try:
-        events = parse_history(lines)
-    except HistoryError as exc:
-        raise ValueError(f"{path} {exc}" if exc.line else f"{path}: {exc}") from None
-    numbers = [n for n, line in enumerate(lines, start=1) if line.strip()]
-    return events, numbers
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``foundation lincheck``.
 
@@ -102,15 +108,31 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")
     if args.max_states <= 0:
         raise ValueError(f"--max-states must be > 0, got {args.max_states}")
-    events, line_of = _load(args.history)
+    if args.initial is not None:
+        try:
+            initial = json.loads(args.initial)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--initial must be JSON, got {args.initial!r} ({exc.msg})") from None
+        try:
+            model = model.with_initial(initial)
+        except ValueError as exc:
+            raise ValueError(f"--initial: {exc}") from None
+    loaded = read_history(args.history, format=args.format)
+    events = list(loaded.events)
+    if not events:
+        skipped = f" ({loaded.skipped} non-client entries skipped)" if loaded.skipped else ""
+        raise ValueError(f"{args.history}: the history has no operations to check{skipped}")
+    line_of = list(loaded.lines)
     result = check_history(events, model, timeout=args.timeout, max_states=args.max_states)
     out = sys.stdout
     print(_summary(result), file=out)
+    treated = _treated(result)
+    if treated:
+        print(treated, file=out)
     if result.verdict == "not-linearizable":
         _print_failure(result, line_of, out)
         if args.svg:
             _write_timeline(args.svg, events, result)
-            print(f"timeline written to {args.svg}", file=out)
         else:
             print(
                 f"to draw the timeline: foundation lincheck --model {model.name} "
@@ -120,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_NOT_LINEARIZABLE
     if args.svg:
         _write_timeline(args.svg, events, result)
-        print(f"timeline written to {args.svg}", file=out)
     if result.verdict == "unknown":
         why = (
             f"timed out after {args.timeout:g} s"
@@ -141,8 +162,25 @@ def _summary(result: LinearizabilityResult) -> str:
     )
 
 
+def _treated(result: LinearizabilityResult) -> str:
+    t = result.treated
+    parts = []
+    if t.indeterminate:
+        parts.append(f"{t.indeterminate} indeterminate (info) operations left pending for ever")
+    if t.reincarnated:
+        parts.append(
+            f"{t.reincarnated} operations of a process number reused after its crash "
+            "counted as a fresh process"
+        )
+    if t.ignored:
+        parts.append(f"{t.ignored} failed or timed-out operations ignored as having no effect")
+    return "crash semantics: " + "; ".join(parts) if parts else ""
+
+
 def _where(op: Operation, line_of: list[int]) -> str:
     start = line_of[op.invoke_at]
+    if not start:
+        return f"operation {op.index + 1}"
     if op.complete_at is None:
         return f"line {start}, never completed"
     return f"lines {start}-{line_of[op.complete_at]}"
@@ -155,6 +193,19 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         return
     first, *concurrent = result.unplaceable
     print(f"cannot linearize: {first.describe()}  ({_where(first, line_of)})", file=out)
+    if result.reason == "stale":
+        after, *setter = concurrent
+        print(
+            "  a stale value: every operation that can set it had returned when\n"
+            f"  {after.describe()}  ({_where(after, line_of)})\n"
+            "  began, which left another value and returned before it began",
+            file=out,
+        )
+        for op in setter:
+            print(f"  the last to set it: {op.describe()}  ({_where(op, line_of)})", file=out)
+        if not setter:
+            print("  (it is the initial value)", file=out)
+        return
     if result.reason == "impossible":
         print(
             "  no order of this history's operations reaches a state that allows it",
@@ -172,8 +223,15 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
 
 
 def _write_timeline(path: str, events: list[HistoryEvent], result: LinearizabilityResult) -> None:
+    # The verdict is already printed: a timeline that cannot be written is a
+    # warning, and the exit status stays the verdict's.
     if path.endswith((".html", ".htm")):
         text = render_timeline_html(events, result)
     else:
         text = render_timeline_svg(events, result)
-    Path(path).write_text(text, encoding="utf-8")
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"foundation: warning: cannot write the timeline to {path}: {exc}", file=sys.stderr)
+        return
+    print(f"timeline written to {path}", file=sys.stdout)

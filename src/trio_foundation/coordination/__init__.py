@@ -2,6 +2,31 @@
 
 from __future__ import annotations
 
+from .connect import LockClient, connect_lock_service
+from .kv import (
+    CasResult,
+    CompactedError,
+    KeyValue,
+    KVStore,
+    MemoryKV,
+    WatchEvent,
+    WatchOverflowError,
+)
 from .lease_lock import FencedResource, Lease, LeaseLock, LockService, open_lock_service
 
-__all__ = ["FencedResource", "Lease", "LeaseLock", "LockService", "open_lock_service"]
+__all__ = [
+    "CasResult",
+    "CompactedError",
+    "FencedResource",
+    "KVStore",
+    "KeyValue",
+    "Lease",
+    "LeaseLock",
+    "LockClient",
+    "LockService",
+    "MemoryKV",
+    "WatchEvent",
+    "WatchOverflowError",
+    "connect_lock_service",
+    "open_lock_service",
+]

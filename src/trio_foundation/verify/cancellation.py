@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 Action = Literal["cancel", "deadline"]
+Anchor = Literal["run", "opened"]
 
 _ABANDONED_LIMIT: Final = 64
 
@@ -79,19 +80,29 @@ class Injection:
     """One action of a plan.
 
     Attributes:
-        step: act right after the ``step``-th step of the tasks under test (1-based).
-        target: which open injectable scope: index into the scopes open at that
-            moment, in the order they were opened, modulo their number (so
-            ``0`` is the outermost, and any value hits some open scope).
+        step: with ``anchor="run"``, act right after the ``step``-th step of the
+            tasks under test (1-based); with ``anchor="opened"``, right after
+            the ``step``-th step since the target scope was opened.
+        target: with ``anchor="run"``, which open injectable scope: an index
+            into the scopes open at that moment, in the order they were
+            opened, modulo their number (``0`` is the outermost, and any value
+            hits some open scope). With ``anchor="opened"``, the ``target``-th
+            scope opened in the run (0-based, every :meth:`Injector.scope`
+            counts); skipped if the run opens fewer or it has closed by then.
         action: ``"cancel"`` cancels the scope; ``"deadline"`` sets its deadline
             to ``delay`` virtual seconds from now (if that is earlier).
         delay: seconds, for ``"deadline"``.
+        anchor: ``"run"`` counts steps from the start of the run;
+            ``"opened"`` from the opening of one scope, which reaches the
+            few steps right after an operation starts (its request sent, its
+            answer in flight) in every one of many repeated operations.
     """
 
     step: int
     target: int = 0
     action: Action = "cancel"
     delay: float = 0.0
+    anchor: Anchor = "run"
 
 
 @final
@@ -153,7 +164,9 @@ class InjectionFailure(AssertionError):
         applied: tuple[Applied, ...],
     ) -> None:
         hits = ", ".join(
-            f"{a.injection.action}({a.label}) at step {a.injection.step}" for a in applied
+            f"{a.injection.action}({a.label}) at step {a.injection.step}"
+            + (" after its opening" if a.injection.anchor == "opened" else "")
+            for a in applied
         )
         super().__init__(
             f"{message} [step {step}, t={time:g}; applied: {hits or 'none'}; plan: {plan!r}]"
@@ -173,7 +186,16 @@ class Injector(trio.abc.Instrument):
 
     def __init__(self, plan: InjectionPlan, check: Callable[[], None] | None) -> None:
         self._plan = plan
-        self._pending = sorted(plan.injections, key=lambda i: i.step)
+        self._pending = sorted(
+            (i for i in plan.injections if i.anchor == "run"), key=lambda i: i.step
+        )
+        # anchor="opened": by the index of the scope they wait for
+        self._waiting: dict[int, list[Injection]] = {}
+        for i in plan.injections:
+            if i.anchor == "opened":
+                self._waiting.setdefault(i.target, []).append(i)
+        self._armed: list[tuple[int, Injection, tuple[str, trio.CancelScope]]] = []
+        self._opened = 0
         self._check = check
         self._open: list[tuple[str, trio.CancelScope]] = []
         self._under_test: set[trio.lowlevel.Task] = set()
@@ -184,6 +206,8 @@ class Injector(trio.abc.Instrument):
         self._idle_grace = 0.0
         self._clock: trio.testing.MockClock | None = None
         self.deadlocked = threading.Event()
+        #: set when the caller abandons the run: its thread then parks for good
+        self.halted = threading.Event()
         self.root_scope = trio.CancelScope()
         self.steps = 0
 
@@ -204,6 +228,9 @@ class Injector(trio.abc.Instrument):
         """
         entry = (label, trio.CancelScope())
         self._open.append(entry)
+        for injection in self._waiting.pop(self._opened, ()):
+            self._armed.append((self.steps + injection.step, injection, entry))
+        self._opened += 1
         try:
             with entry[1] as scope:
                 yield scope
@@ -225,15 +252,25 @@ class Injector(trio.abc.Instrument):
         self._alive.discard(task)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.halted.is_set():
+            threading.Event().wait()  # an abandoned run must not keep spinning
         self._idle_since = None
         if task not in self._under_test:
             return
         self.steps += 1
         while self._pending and self._pending[0].step <= self.steps:
             self._apply(self._pending.pop(0))
+        if self._armed:
+            due = [a for a in self._armed if a[0] <= self.steps]
+            self._armed = [a for a in self._armed if a[0] > self.steps]
+            for _, injection, entry in due:
+                if entry in self._open:
+                    self._act(injection, entry)
         self.run_check()
 
     def before_io_wait(self, timeout: float) -> None:
+        if self.halted.is_set():
+            threading.Event().wait()
         stats = trio.lowlevel.current_statistics()
         if stats.tasks_runnable or stats.seconds_to_next_deadline != math.inf:
             self._idle_since = None
@@ -254,7 +291,12 @@ class Injector(trio.abc.Instrument):
     def _apply(self, injection: Injection) -> None:
         if not self._open or self._failure is not None:
             return
-        label, scope = self._open[injection.target % len(self._open)]
+        self._act(injection, self._open[injection.target % len(self._open)])
+
+    def _act(self, injection: Injection, entry: tuple[str, trio.CancelScope]) -> None:
+        if self._failure is not None:
+            return
+        label, scope = entry
         now = trio.current_time()
         if injection.action == "cancel":
             scope.cancel()
@@ -289,46 +331,75 @@ class Injector(trio.abc.Instrument):
 
 def injection_plans(
     *,
+    min_injections: int = 0,
     max_injections: int = 3,
     max_step: int = 300,
     max_target: int = 4,
     max_delay: float = 10.0,
+    max_opened: int = 0,
+    max_after_open: int = 12,
 ) -> st.SearchStrategy[InjectionPlan]:
     """A Hypothesis strategy for plans; it also seeds trio's scheduler.
 
-    Draws ``0..max_injections`` injections with steps in ``1..max_step``,
-    targets in ``0..max_target`` and, for deadlines, delays in
-    ``[0, max_delay]`` seconds (integers and halves shrink best), plus
-    :func:`hypothesis.strategies.random_module`, whose seed drives trio's
-    batch shuffling for the run (so draw the plan right before
-    :func:`run_injected`, and draw nothing that reseeds ``random`` after it).
+    Draws ``min_injections..max_injections`` injections. Each is anchored on
+    the run (step in ``1..max_step``, target in ``0..max_target``) or, when
+    ``max_opened > 0``, with even odds on the opening of a scope (target in
+    ``0..max_opened``, step in ``1..max_after_open``). Deadline delays are in
+    ``[0, max_delay]`` seconds (halves, which shrink well). It also draws
+    :func:`hypothesis.strategies.random_module`, whose seed drives trio's batch
+    shuffling for the run (so draw the plan right before :func:`run_injected`,
+    and draw nothing that reseeds ``random`` after it).
 
     Args:
+        min_injections: fewest actions per run.
         max_injections: most actions per run.
-        max_step: last step at which an action may land; pick it from the
-            step counts your scenario actually makes (see
+        max_step: last step at which a run-anchored action may land; pick it
+            from the step counts your scenario actually makes (see
             :attr:`RunResult.steps`), or most actions miss.
-        max_target: largest scope index drawn (taken modulo the open scopes).
+        max_target: largest open-scope index drawn (taken modulo the open scopes).
         max_delay: longest deadline delay, in virtual seconds.
+        max_opened: largest scope-opening index for scope-anchored actions
+            (``0``: draw only run-anchored ones); about the number of scopes a
+            run opens.
+        max_after_open: most steps after the opening for scope-anchored actions.
     """
     delays = st.integers(0, int(max_delay * 2)).map(lambda n: n / 2)
-    one = st.builds(
+    actions = st.sampled_from(("cancel", "deadline"))
+    on_run = st.builds(
         Injection,
         step=st.integers(1, max_step),
         target=st.integers(0, max_target),
-        action=st.sampled_from(("cancel", "deadline")),
+        action=actions,
         delay=delays,
     )
+    one = on_run
+    if max_opened > 0:
+        on_open = st.builds(
+            Injection,
+            step=st.integers(1, max_after_open),
+            target=st.integers(0, max_opened),
+            action=actions,
+            delay=delays,
+            anchor=st.just("opened"),
+        )
+        one = st.one_of(on_run, on_open)
     return st.builds(
         lambda items, seeder: InjectionPlan(
             tuple(sorted(items, key=lambda i: i.step)), scheduler=seeder
         ),
-        st.lists(one, max_size=max_injections),
+        st.lists(one, min_size=min_injections, max_size=max_injections),
         st.random_module(),
     )
 
 
 _abandoned: list[threading.Thread] = []
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def run_injected(
@@ -419,6 +490,7 @@ def run_injected(
     if thread.is_alive():
         # Abandon the stuck run (its thread is a daemon). Keep a bounded list of
         # them so their frames are not torn down under a live trio run.
+        injector.halted.set()
         _abandoned.append(thread)
         del _abandoned[:-_ABANDONED_LIMIT]
         failure = injector.failure()
@@ -448,7 +520,10 @@ def run_injected(
         return exc
 
     if isinstance(error, BaseException) and not isinstance(error, allowed):
-        raise fail(f"undocumented exception escaped: {error!r}", error)
+        described = repr(error)
+        if isinstance(error, BaseExceptionGroup):
+            described = f"{type(error).__name__} of {_leaves(error)!r}"
+        raise fail(f"undocumented exception escaped: {described}", error)
     leftover = outcome.get("leftover")
     if leftover:
         raise fail(f"tasks outlived the scenario: {leftover}")

@@ -1,6 +1,6 @@
-"""Operation histories in Jepsen's JSON Lines format.
+"""Operation histories: Jepsen's JSON Lines, EDN and text-log formats.
 
-One JSON object per line::
+The native format is one JSON object per line::
 
     {"process": 3, "type": "invoke", "f": "cas", "key": "k1", "value": [1, 2]}
     {"process": 3, "type": "ok", "f": "cas", "key": "k1", "value": [1, 2]}
@@ -10,8 +10,15 @@ models use it); for reads the invoke value is ``null`` and the ``ok`` value is
 what was read. ``fail`` means the operation took no effect (except a failed
 ``cas`` in the ``cas-register`` model, which is a read that saw another value);
 ``info`` means unknown: it may have taken effect at any time after its
-invocation, or never. A process has at most one operation outstanding, and a
-process whose operation ended in ``info`` issues no more.
+invocation, or never. A process has at most one operation outstanding. After
+an ``info`` completion the process is crashed; Jepsen's logs may show the same
+process number issuing more operations, which count as a fresh process (the
+checker keeps the crashed operation pending for ever).
+
+:func:`read_history` also reads Jepsen's ``history.edn`` (one EDN map per
+operation, optionally wrapped in a vector; parsed with ``edn-format``) and
+Jepsen's text logs (``INFO  jepsen.util - 3\t:invoke\t:read\tnil``), with the
+format detected from the content.
 
 This module reads, validates and writes events; pairing invocations with
 completions is the linearizability checker's business.
@@ -20,20 +27,29 @@ completions is the linearizability checker's business.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO, final
 
 import attrs
+import edn_format  # type: ignore[import-untyped]
 
 __all__ = [
     "EVENT_TYPES",
+    "FORMATS",
     "HistoryError",
     "HistoryEvent",
+    "HistoryFormat",
     "HistoryRecorder",
+    "LoadedHistory",
+    "detect_format",
     "dump_history",
     "load_history",
+    "parse_edn",
     "parse_history",
+    "parse_jepsen_log",
+    "read_history",
 ]
 
 EventType = Literal["invoke", "ok", "fail", "info"]
@@ -112,13 +128,11 @@ def _event_from_json(obj: Any, line: int) -> HistoryEvent:
 
 
 def _check_order(events: Iterable[tuple[int, HistoryEvent]]) -> Iterator[HistoryEvent]:
+    # A process number reused after an 'info' completion is a fresh process
+    # (Jepsen's crash semantics); only the one-outstanding-operation rule and
+    # the matching of completions to invocations are enforced here.
     outstanding: dict[int, HistoryEvent] = {}
-    crashed: set[int] = set()
     for line, ev in events:
-        if ev.process in crashed:
-            raise HistoryError(
-                line, f"process {ev.process} ended in 'info' and may issue no more operations"
-            )
         pending = outstanding.get(ev.process)
         if ev.type == "invoke":
             if pending is not None:
@@ -144,8 +158,6 @@ def _check_order(events: Iterable[tuple[int, HistoryEvent]]) -> Iterator[History
                     f"but invoked key {pending.key!r}",
                 )
             del outstanding[ev.process]
-            if ev.type == "info":
-                crashed.add(ev.process)
         yield ev
 
 
@@ -181,6 +193,242 @@ def load_history(path: str | Path) -> list[HistoryEvent]:
     """
     with open(path, encoding="utf-8") as fh:
         return parse_history(fh)
+
+
+HistoryFormat = Literal["jsonl", "edn", "jepsen-log"]
+FORMATS: Final[tuple[HistoryFormat, ...]] = ("jsonl", "edn", "jepsen-log")
+"""The history formats :func:`read_history` reads."""
+
+# Jepsen's text log: "INFO  jepsen.util - 3\t:invoke\t:read\tnil" (tabs or spaces; the
+# value may be absent).
+_LOG_LINE: Final = re.compile(
+    r"^\S+\s+jepsen\.util\s+-\s+(?P<process>\S+)\s+(?P<type>:\S+)\s+(?P<f>:\S+)"
+    r"(?:\s+(?P<value>.*?))?\s*$"
+)
+_EDN_EVENT_FIELDS: Final = ("process", "type", "f", "value", "key", "time")
+
+
+@final
+@attrs.frozen
+class LoadedHistory:
+    """A history read from a file by :func:`read_history`.
+
+    Attributes:
+        events: the validated events, in order.
+        lines: for each event, its 1-based line in the file (0 when the format
+            does not say, e.g. an EDN file with several operations on a line).
+        format: the format it was read as.
+        skipped: the entries left out because they are not client operations
+            (Jepsen's ``:nemesis`` operations, log lines of other loggers).
+    """
+
+    events: tuple[HistoryEvent, ...]
+    lines: tuple[int, ...]
+    format: HistoryFormat
+    skipped: int = 0
+
+
+def detect_format(text: str) -> HistoryFormat:
+    """Tell the format of a history from its content.
+
+    JSON Lines start with ``{"``; EDN with ``{:`` or ``[``; a Jepsen text log
+    has ``jepsen.util -`` lines with tab-separated fields.
+
+    Raises:
+        HistoryError: when the content matches no format (or is empty).
+    """
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("{"):
+            rest = stripped[1:].lstrip()
+            if rest.startswith(":"):
+                return "edn"
+            if rest.startswith('"') or not rest:
+                return "jsonl"
+        if stripped.startswith(("[", ";")):
+            return "edn"
+        if _LOG_LINE.match(line.rstrip("\r")):
+            return "jepsen-log"
+        if "jepsen" in stripped or number > 200:
+            continue  # a log's preamble: other loggers' lines come first
+        raise HistoryError(
+            number,
+            "cannot tell the history's format (expected JSON Lines, EDN or a Jepsen log); "
+            "name it with --format",
+        )
+    if text.strip():
+        raise HistoryError(0, 'no Jepsen log line found ("jepsen.util - P\\t:type\\t:f\\tvalue")')
+    raise HistoryError(0, "the history is empty")
+
+
+def _plain(value: Any) -> Any:
+    """EDN data as JSON-like data: keywords and symbols become their names."""
+    if isinstance(value, edn_format.Keyword | edn_format.Symbol):
+        return value.name
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence | Set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _event_from_edn(obj: Any, line: int) -> HistoryEvent | None:
+    if not isinstance(obj, Mapping):
+        raise HistoryError(line, f"expected an EDN map per operation, got {type(obj).__name__}")
+    fields = {(k.name if isinstance(k, edn_format.Keyword) else str(k)): v for k, v in obj.items()}
+    process = fields.get("process")
+    if isinstance(process, edn_format.Keyword) or process is None:
+        return None  # :nemesis and other non-client operations
+    plain = {name: _plain(fields[name]) for name in _EDN_EVENT_FIELDS if name in fields}
+    return _event_from_json(plain, line)
+
+
+def _event_lines(lines: Sequence[str], count: int) -> list[int]:
+    # One operation per line is what Jepsen writes; otherwise lines are unknown.
+    starts = [n for n, text in enumerate(lines, start=1) if text.lstrip("[ \t").startswith("{")]
+    return starts if len(starts) == count else [0] * count
+
+
+def parse_edn(text: str) -> LoadedHistory:
+    """Parse a Jepsen ``history.edn``: EDN maps, optionally wrapped in a vector.
+
+    The text is parsed in one call (``edn_format.loads_all``); only when that
+    fails is it parsed line by line, to name the malformed line. Keywords
+    become strings (``:invoke`` -> ``"invoke"``), vectors lists; operations of
+    processes that are not integers (``:nemesis``) are skipped; fields other
+    than ``process``, ``type``, ``f``, ``value``, ``key`` and ``time`` (Jepsen's
+    ``:index``, ``:error``, ...) are ignored.
+
+    Raises:
+        HistoryError: naming the line of the first malformed form or rule break.
+    """
+    lines = text.splitlines()
+    try:
+        forms = edn_format.loads_all(text)
+    except Exception as exc:  # edn_format raises several unrelated types
+        raise _locate_edn_error(lines, exc) from None
+    if len(forms) == 1 and isinstance(forms[0], Sequence) and not isinstance(forms[0], str):
+        forms = list(forms[0])
+    numbers = _event_lines(lines, len(forms))
+    numbered: list[tuple[int, HistoryEvent]] = []
+    skipped = 0
+    for number, form in zip(numbers, forms, strict=True):
+        ev = _event_from_edn(form, number)
+        if ev is None:
+            skipped += 1
+        else:
+            numbered.append((number, ev))
+    events = tuple(_check_order(numbered))
+    return LoadedHistory(events, tuple(n for n, _ in numbered), "edn", skipped)
+
+
+def _locate_edn_error(lines: Sequence[str], exc: Exception) -> HistoryError:
+    for number, line in enumerate(lines, start=1):
+        body = line.strip().lstrip("[").rstrip("]").strip()
+        if not body or body.startswith(";"):
+            continue
+        try:
+            edn_format.loads_all(body)
+        except Exception as line_exc:  # as above: report it, with its line
+            return HistoryError(number, f"not valid EDN ({line_exc})")
+    return HistoryError(0, f"not valid EDN ({exc})")
+
+
+def parse_jepsen_log(text: str) -> LoadedHistory:
+    """Parse a Jepsen text log (the lines ``jepsen.util`` writes for each operation).
+
+    Lines like ``INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]`` are operations;
+    their values are EDN (``nil``, ``4``, ``[1 2]``, ``:timed-out``), parsed in
+    one call. Other lines (other loggers, the nemesis) are skipped.
+
+    Raises:
+        HistoryError: naming the line of a malformed operation line.
+    """
+    rows: list[tuple[int, str, str, str, str]] = []
+    skipped = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _LOG_LINE.match(line.rstrip("\r"))
+        if m is None:
+            continue
+        process, etype, f, value = m.group("process", "type", "f", "value")
+        if not process.lstrip("-").isdigit():
+            skipped += 1  # :nemesis
+            continue
+        rows.append((number, process, etype[1:], f[1:], (value or "nil").strip() or "nil"))
+    try:
+        values = edn_format.loads_all("\n".join(r[4] for r in rows))
+    except Exception:  # edn_format raises several unrelated types; find the line below
+        values = []
+    if len(values) != len(rows):
+        values = []
+        for number, *_, text_value in rows:
+            try:
+                values.append(edn_format.loads(text_value))
+            except Exception as exc:  # as above: report it, with its line
+                raise HistoryError(
+                    number, f"value {text_value!r} is not valid EDN ({exc})"
+                ) from None
+    numbered = [
+        (
+            number,
+            _event_from_json(
+                {"process": int(process), "type": etype, "f": f, "value": _plain(value)}, number
+            ),
+        )
+        for (number, process, etype, f, _), value in zip(rows, values, strict=True)
+    ]
+    events = tuple(_check_order(numbered))
+    return LoadedHistory(events, tuple(n for n, _ in numbered), "jepsen-log", skipped)
+
+
+def read_history(path: str | Path, *, format: HistoryFormat | None = None) -> LoadedHistory:
+    """Read a history file in any of :data:`FORMATS`.
+
+    Args:
+        path: the file.
+        format: ``jsonl``, ``edn`` or ``jepsen-log``; ``None`` to detect it from
+            the content (:func:`detect_format`).
+
+    Returns:
+        The events, the line of each, and the format read.
+
+    Raises:
+        HistoryError: for a malformed history, an unknown or undetectable
+            format, a file that is not UTF-8 text; the message starts with the
+            file's name (and line, when there is one).
+        OSError: if the file cannot be read.
+    """
+    name = str(path)
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HistoryError(
+            0, f"{name}: not a text history (byte {exc.start} is not UTF-8; binary file?)"
+        ) from None
+    try:
+        if format is None:
+            format = detect_format(text)
+        if format == "jsonl":
+            lines = text.splitlines()
+            events = tuple(parse_history(lines))
+            numbers = tuple(n for n, line in enumerate(lines, start=1) if line.strip())
+            return LoadedHistory(events, numbers, "jsonl")
+        if format == "edn":
+            return parse_edn(text)
+        if format == "jepsen-log":
+            return parse_jepsen_log(text)
+    except HistoryError as exc:
+        where = f"{name} line {exc.line}" if exc.line else name
+        message = str(exc).removeprefix(f"line {exc.line}: ")
+        located = HistoryError(0, f"{where}: {message}")
+        located.line = exc.line
+        raise located from None
+    raise HistoryError(0, f"{name}: unknown format {format!r}; known: {', '.join(FORMATS)}")
 
 
 def dump_history(events: Iterable[HistoryEvent], out: TextIO) -> int:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Final
 
+import attrs
+
 from .history import HistoryEvent
 from .lincheck import LinearizabilityResult, Operation, freeze, pair_operations
 
@@ -175,6 +177,9 @@ def render_timeline_svg(
     return "\n".join(out) + "\n"
 
 
+_MAX_SECTIONS: Final = 20  # partitions drawn in one page
+
+
 def render_timeline_html(
     events: Sequence[HistoryEvent],
     result: LinearizabilityResult,
@@ -183,20 +188,48 @@ def render_timeline_html(
 ) -> str:
     """The timeline of :func:`render_timeline_svg` in a minimal HTML page.
 
+    A history checked key by key gets one section per key (the failing or
+    undecided ones first, at most 20), each with its own timeline: the
+    longest partial linearization found for that key numbered in order, the
+    operation that blocks it in red and those concurrent with it outlined.
+
     Args:
         events: the history that was checked.
         result: the checker's result for it.
-        max_operations: as for :func:`render_timeline_svg`.
+        max_operations: as for :func:`render_timeline_svg`, per section.
 
     Returns:
         The HTML document as text.
     """
-    svg = render_timeline_svg(events, result, max_operations=max_operations)
     lines = [f"<li>{escape(op.describe())}</li>" for op in result.unplaceable]
     failure = f"<p>Could not be linearized:</p><ul>{''.join(lines)}</ul>" if lines else ""
+    if not result.partitioned:
+        body = render_timeline_svg(events, result, max_operations=max_operations)
+    else:
+        rank = {"not-linearizable": 0, "unknown": 1, "linearizable": 2}
+        parts = sorted(result.partitions, key=lambda p: rank[p.verdict])[:_MAX_SECTIONS]
+        sections = []
+        for part in parts:
+            view = attrs.evolve(
+                result,
+                verdict=part.verdict,
+                failing_key=part.key,
+                linearized=part.linearized,
+                unplaceable=part.unplaceable,
+                reason=part.reason,
+            )
+            why = f" ({part.reason})" if part.reason else ""
+            sections.append(
+                f"<section><h2>key {escape(repr(part.key))}: {escape(part.verdict)}{escape(why)}, "
+                f"{part.operation_count} operations</h2>\n"
+                f"{render_timeline_svg(events, view, max_operations=max_operations)}</section>\n"
+            )
+        more = len(result.partitions) - len(parts)
+        tail = f"<p>{more} more keys not drawn.</p>\n" if more > 0 else ""
+        body = "".join(sections) + tail
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>lincheck: {escape(result.verdict)}</title></head>\n"
         f"<body style='font-family: sans-serif'>\n<h1>{escape(result.model)}: "
-        f"{escape(result.verdict)}</h1>\n{failure}\n{svg}</body></html>\n"
+        f"{escape(result.verdict)}</h1>\n{failure}\n{body}</body></html>\n"
     )

@@ -10,17 +10,18 @@ Usage::
         print(result.unplaceable[0].describe())
 
 The search is Wing-Gong/Lowe with state caching, as in Knossos and Porcupine;
-per-key models are checked key by key. See ``docs/linearizability.md``.
+per-key models are checked key by key. See ``docs/linearizability.md``. The
+timeline renderers are in :mod:`trio_foundation.verify.timeline`, which
+imports this package (never the other way round).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ._check import (
     DEFAULT_MAX_STATES,
     LinearizabilityResult,
     PartitionResult,
+    Treated,
     Verdict,
     check_history,
     check_operations,
@@ -39,6 +40,7 @@ __all__ = [
     "PartitionResult",
     "Status",
     "StepFunction",
+    "Treated",
     "Verdict",
     "check_exhaustively",
     "check_history",
@@ -47,13 +49,3 @@ __all__ = [
     "pair_operations",
     "resolve_model",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The timeline renderers live in trio_foundation.verify.timeline (which
-    # imports this package); offer them here too, loaded on first use.
-    if name in ("render_timeline_svg", "render_timeline_html"):
-        from .. import timeline
-
-        return getattr(timeline, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from typing import Any, Final, Literal, final
 import attrs
 
 from ..history import HistoryEvent
-from ._models import MODELS, Model
+from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._ops import Operation, pair_operations
 from ._wgl import search
 
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_STATES",
     "LinearizabilityResult",
     "PartitionResult",
+    "Treated",
     "Verdict",
     "check_history",
     "check_operations",
@@ -28,6 +29,28 @@ Verdict = Literal["linearizable", "not-linearizable", "unknown"]
 
 DEFAULT_MAX_STATES: Final = 2_000_000
 """The default bound on cached search states per partition (about 0.4 GB at worst)."""
+
+
+@final
+@attrs.frozen
+class Treated:
+    """How many operations Jepsen's crash semantics applied to.
+
+    Attributes:
+        indeterminate: ``info`` operations (and invocations never completed)
+            that may change the state: they stay pending for ever, and may
+            take effect at any instant after their invocation, or never.
+        ignored: operations left out as having had no effect: ``fail``
+            completions (except those the model keeps, like a failed ``cas``)
+            and ``info`` operations that cannot change the state (a read that
+            timed out).
+        reincarnated: operations invoked by a process number after an
+            ``info`` completion of that number, counted as a fresh process.
+    """
+
+    indeterminate: int = 0
+    ignored: int = 0
+    reincarnated: int = 0
 
 
 @final
@@ -47,8 +70,9 @@ class PartitionResult:
         unplaceable: empty on ``linearizable``; otherwise the operation that
             could not be linearized after ``linearized`` (first), followed by
             the operations concurrent with it that were candidates there.
-        reason: why the verdict is ``unknown`` (``"timeout"`` or
-            ``"max_states"``); ``"impossible"`` for a ``not-linearizable``
+        reason: why the verdict is ``unknown`` (``"timeout"``,
+            ``"max_states"``, or ``"not-checked"`` when another partition was
+            found not linearizable first); ``"impossible"`` for a ``not-linearizable``
             verdict found without a search (see :class:`LinearizabilityResult`);
             else ``""``.
     """
@@ -89,7 +113,12 @@ class LinearizabilityResult:
             ``not-linearizable``, ``"impossible"`` when the first operation of
             ``unplaceable`` is allowed by no state any sequence of the history's
             operations reaches (found without a search, so ``linearized`` is
-            empty); else ``""``.
+            empty); ``"stale"`` when it needs a value (a read, a ``cas``)
+            that every operation able to set it had set before the second
+            operation of ``unplaceable`` began, which left another value and
+            returned before the first began (also without a search); else ``""``.
+        treated: how many operations were indeterminate, ignored as having
+            had no effect, or counted as fresh processes after a crash.
     """
 
     verdict: Verdict
@@ -102,6 +131,7 @@ class LinearizabilityResult:
     linearized: tuple[Operation, ...] = ()
     unplaceable: tuple[Operation, ...] = ()
     reason: str = ""
+    treated: Treated = Treated()
 
     @property
     def ok(self) -> bool:
@@ -211,35 +241,86 @@ def check_operations(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
 
-    keep = m.keep_failed
-    groups: dict[Hashable, list[Operation]] = {}
-    part = m.partition
-    for op in operations:
-        if op.status == "fail" and (keep is None or not keep(op)):
-            continue
-        groups.setdefault(None if part is None else part(op), []).append(op)
-    if not groups and part is None:
-        groups[None] = []
-
-    results: list[PartitionResult] = []
-    for key, ops in groups.items():
-        if deadline is not None and time.monotonic() > deadline:
-            results.append(PartitionResult(key, "unknown", len(ops), 0, (), (), "timeout"))
-            continue
-        impossible = _impossible(ops, m)
+    groups, treated = _partitions(operations, m)
+    prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
+    results: dict[int, PartitionResult] = {}
+    for n, (key, ops, impossible) in enumerate(prepared):
         if impossible is not None:
-            results.append(
-                PartitionResult(
-                    key, "not-linearizable", len(ops), 0, (), (impossible,), "impossible"
-                )
+            results[n] = PartitionResult(
+                key, "not-linearizable", len(ops), 0, (), (impossible,), "impossible"
             )
-            continue
-        out = search(ops, m, deadline=deadline, max_states=max_states)
-        unplaceable: tuple[Operation, ...] = ()
-        if out.blocked is not None and out.verdict != "linearizable":
-            unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
-        results.append(
-            PartitionResult(
+            break
+    else:
+        _search_partitions(prepared, m, deadline, max_states, results)
+    for n, (key, ops, _) in enumerate(prepared):
+        if n not in results:  # left unchecked: another partition already failed
+            results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "not-checked")
+    seconds = time.monotonic() - started
+    ordered = [results[n] for n in range(len(prepared))]
+    return _combine(m, len(operations), seconds, ordered, treated)
+
+
+_FIRST_BUDGET: Final = 1_000  # states per partition in the first round
+_BUDGET_GROWTH: Final = 4
+
+
+def _search_partitions(
+    prepared: list[tuple[Hashable, list[Operation], Operation | None]],
+    model: Model,
+    deadline: float | None,
+    max_states: int | None,
+    results: dict[int, PartitionResult],
+) -> None:
+    """Search the partitions in rounds of growing state budgets, into ``results``.
+
+    One hard partition must not hide an easy failure: every partition is
+    first searched with a small budget, then (after a look for a stale read,
+    :func:`_stale`) the undecided ones again with a budget ``_BUDGET_GROWTH``
+    times larger, up to ``max_states``, stopping at the first
+    non-linearizable one. A search that runs out of budget is
+    discarded (memory is bounded by one search at a time) and restarted
+    later; the geometric growth keeps the repeated work below a third of the
+    final search's.
+    """
+    budget: int | None = _FIRST_BUDGET
+    pending = list(range(len(prepared)))
+    first = True
+    while pending:
+        if not first:
+            # What a small search did not decide may be a stale read, which
+            # a cheap witness proves (with less evidence than a search).
+            for n in pending:
+                key, ops, _ = prepared[n]
+                stale = _stale(ops, model)
+                if stale:
+                    results[n] = PartitionResult(
+                        key, "not-linearizable", len(ops), 0, (), stale, "stale"
+                    )
+                    return
+        first = False
+        final = budget is None or (max_states is not None and budget >= max_states)
+        cap = max_states if final else budget
+        undecided = []
+        for n in pending:
+            key, ops, _ = prepared[n]
+            if deadline is not None and time.monotonic() > deadline:
+                results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "timeout")
+                continue
+            out = search(ops, model, deadline=deadline, max_states=cap)
+            if out.verdict == "unknown" and out.reason == "max_states" and not final:
+                undecided.append(n)
+                continue
+            if out.verdict == "unknown":
+                stale = _stale(ops, model)
+                if stale:
+                    results[n] = PartitionResult(
+                        key, "not-linearizable", len(ops), out.states, (), stale, "stale"
+                    )
+                    return
+            unplaceable: tuple[Operation, ...] = ()
+            if out.blocked is not None and out.verdict != "linearizable":
+                unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
+            results[n] = PartitionResult(
                 key=key,
                 verdict=out.verdict,
                 operation_count=len(ops),
@@ -248,11 +329,54 @@ def check_operations(
                 unplaceable=unplaceable,
                 reason=out.reason,
             )
-        )
-    seconds = time.monotonic() - started
-    return _combine(m, len(operations), seconds, results)
+            if out.verdict == "not-linearizable":
+                return
+        if final or budget is None:
+            return
+        pending = undecided
+        budget *= _BUDGET_GROWTH
 
 
+def _partitions(
+    operations: Sequence[Operation], model: Model
+) -> tuple[dict[Hashable, list[Operation]], Treated]:
+    """Group the operations that can matter by partition, and count the rest.
+
+    Failed operations took no effect and are left out, unless the model keeps
+    them; so are ``info`` operations that cannot change the state (a read
+    that timed out). A model without its own ``partition`` is checked key by
+    key when the operations carry keys (Jepsen's independent histories).
+    """
+    keep = model.keep_failed
+    read_only = model.read_only
+    part = model.partition
+    if part is None and any(op.key is not None for op in operations):
+        part = _by_key
+    groups: dict[Hashable, list[Operation]] = {}
+    ignored = indeterminate = reincarnated = 0
+    for op in operations:
+        if op.incarnation:
+            reincarnated += 1
+        if op.status == "fail" and (keep is None or not keep(op)):
+            ignored += 1
+            continue
+        if op.status == "info":
+            if read_only is not None and read_only(op):
+                ignored += 1
+                continue
+            indeterminate += 1
+        groups.setdefault(None if part is None else part(op), []).append(op)
+    if not groups and part is None:
+        groups[None] = []
+    return groups, Treated(indeterminate, ignored, reincarnated)
+
+
+def _by_key(op: Operation) -> Hashable:
+    key: Hashable = op.key
+    return key
+
+
+_NEVER: Final = float("inf")
 _CLOSURE_CAP: Final = 256  # states
 _CLOSURE_STEPS: Final = 4_000  # step() calls
 
@@ -306,6 +430,83 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     return None
 
 
+def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
+    """A stale read, found without a search (for models with ``register_view``).
+
+    An operation ``r`` needs the value ``v`` (a read of ``v``, a ``cas`` from
+    ``v``). If every operation that can set ``v`` (and the initial state, when
+    it is ``v``) returned before some operation ``c`` was invoked, and ``c``
+    leaves the state at another value (a write of it, a read of it) and
+    returned before ``r`` was invoked, then ``c`` comes after every setter of
+    ``v`` and before ``r`` in any linearization, and nothing can set ``v``
+    again in between: not linearizable. Returns ``(r, c, the last setter of
+    v)`` (without the setter when ``v`` is the initial value), or ``()``.
+    Runs in ``O(n log n)``.
+    """
+    view = model.register_view
+    if view is None:
+        return ()
+    views = [view(op) for op in ops]
+    if any(sets is UNKNOWN for _, sets in views):
+        return ()
+    # Per value: the last return of a setter (the initial state sets at -1),
+    # or None when a setter never returned (it may take effect at any time).
+    last_set: dict[Hashable, tuple[float, Operation | None]] = {}
+    init = model.init
+    for op, (_, sets) in zip(ops, views, strict=True):
+        if sets is NOTHING:
+            continue
+        end = _NEVER if op.status != "ok" or op.complete_at is None else op.complete_at
+        if end >= last_set.get(sets, (-2, None))[0]:
+            last_set[sets] = (end, op)
+    try:
+        if init not in last_set:
+            last_set[init] = (-1, None)
+    except TypeError:  # an unhashable initial state is no register value
+        return ()
+    # Operations known to leave the state at a value: (invoked, returned, value, op).
+    leaves = []
+    for op, (need, sets) in zip(ops, views, strict=True):
+        if op.status == "ok" and op.complete_at is not None:
+            value = sets if sets is not NOTHING else need
+            if value is not NOTHING:
+                leaves.append((op.invoke_at, op.complete_at, value, op))
+    leaves.sort(key=lambda t: -t[0])
+    queries = sorted(
+        {(end, v) for v, (end, _) in last_set.items() if end != _NEVER}, key=lambda t: -t[0]
+    )
+    # Sweep the setters' last returns downwards, adding the operations invoked
+    # after each; keep the two earliest-returning with distinct values.
+    best: list[tuple[int, Hashable, Operation]] = []
+    earliest: dict[Hashable, tuple[int, Operation]] = {}
+    j = 0
+    for end, v in queries:
+        while j < len(leaves) and leaves[j][0] > end:
+            _, ret, value, op = leaves[j]
+            j += 1
+            best.append((ret, value, op))
+            best.sort(key=lambda t: t[0])
+            kept: list[tuple[int, Hashable, Operation]] = []
+            for b in best:
+                if all(b[1] != x[1] for x in kept):
+                    kept.append(b)
+                if len(kept) == 2:
+                    break
+            best = kept
+        for ret, value, op in best:
+            if value != v:
+                earliest[v] = (ret, op)
+                break
+    for r, (need, _) in zip(ops, views, strict=True):
+        if need is NOTHING or r.status != "ok":
+            continue
+        found = earliest.get(need)
+        if found is not None and found[0] < r.invoke_at:
+            setter = last_set[need][1]
+            return (r, found[1]) if setter is None else (r, found[1], setter)
+    return ()
+
+
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:
     # Candidates: every operation invoked before the blocked one returned and
     # not yet linearized. Info operations stay candidates for ever; keep only
@@ -323,7 +524,7 @@ def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operati
 
 
 def _combine(
-    model: Model, count: int, seconds: float, results: list[PartitionResult]
+    model: Model, count: int, seconds: float, results: list[PartitionResult], treated: Treated
 ) -> LinearizabilityResult:
     states = sum(r.states for r in results)
     parts = tuple(results)
@@ -341,6 +542,7 @@ def _combine(
                     linearized=r.linearized,
                     unplaceable=r.unplaceable,
                     reason=r.reason,
+                    treated=treated,
                 )
     linearized = results[0].linearized if len(results) == 1 else ()
     return LinearizabilityResult(
@@ -351,4 +553,5 @@ def _combine(
         states=states,
         partitions=parts,
         linearized=linearized,
+        treated=treated,
     )

@@ -52,6 +52,10 @@ class Operation:
             at the end of the history is ``info``.
         invoke_at: the 0-based position of the invocation in the event list.
         complete_at: the position of the completion, or ``None`` if there is none.
+        incarnation: how many times ``process`` had crashed (completed an
+            ``info`` operation) before this operation was invoked. Jepsen's
+            logs reuse a crashed process's number; the operations of each
+            incarnation count as a fresh process.
     """
 
     index: int
@@ -63,6 +67,12 @@ class Operation:
     status: Status
     invoke_at: int
     complete_at: int | None
+    incarnation: int = 0
+
+    @property
+    def client(self) -> tuple[int, int]:
+        """The fresh-process identity: ``(process, incarnation)``."""
+        return (self.process, self.incarnation)
 
     def describe(self) -> str:
         """A one-line, human-readable form, e.g. ``p3 cas(1, 2) -> ok``."""
@@ -102,6 +112,7 @@ def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
     pending: dict[int, tuple[int, HistoryEvent]] = {}
     slots: list[Operation | tuple[int, HistoryEvent] | None] = []
     slot_of: dict[int, int] = {}
+    crashes: dict[int, int] = {}  # process -> info completions so far
     for pos, ev in enumerate(events):
         if ev.type == "invoke":
             if ev.process in pending:
@@ -120,6 +131,7 @@ def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
         inv_pos, inv = started
         slot = slot_of.pop(ev.process)
         status: Status = ev.type
+        incarnation = crashes.get(ev.process, 0)
         slots[slot] = Operation(
             index=slot,
             process=inv.process,
@@ -130,7 +142,10 @@ def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
             status=status,
             invoke_at=inv_pos,
             complete_at=pos,
+            incarnation=incarnation,
         )
+        if status == "info":
+            crashes[ev.process] = incarnation + 1
     for inv_pos, inv in pending.values():
         slot = slot_of[inv.process]
         slots[slot] = Operation(
@@ -143,6 +158,7 @@ def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
             status="info",
             invoke_at=inv_pos,
             complete_at=None,
+            incarnation=crashes.get(inv.process, 0),
         )
     ops: list[Operation] = []
     for op in slots:

@@ -5,6 +5,14 @@ that returned before another was invoked comes first), with every subset of
 the ``info`` operations left out, and runs the model along each order. No
 caching, no cleverness: exponential, and obviously right. The test suite
 checks that :func:`check_history` agrees with it on thousands of histories.
+
+It shares nothing with the checker under test but the model: it pairs the
+events itself (with Jepsen's crash semantics: a process number reused after
+an ``info`` completion is a fresh process), splits by key itself, and decides
+itself which failed operations to leave out. It never drops an ``info``
+operation, even one that cannot change the state, and never consults the
+model's hints (``read_only``, ``equivalence``), so a bug in the checker's
+handling of those shows up as a disagreement.
 """
 
 from __future__ import annotations
@@ -13,9 +21,8 @@ from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
 from ..history import HistoryEvent
-from ._check import resolve_model
-from ._models import Model
-from ._ops import Operation, pair_operations
+from ._models import MODELS, Model
+from ._ops import Operation
 
 __all__ = ["check_exhaustively"]
 
@@ -38,12 +45,13 @@ def check_exhaustively(
         ValueError: if a partition has more than ``max_operations`` operations,
             or for an unknown model.
     """
-    m = resolve_model(model)
+    m = model if isinstance(model, Model) else _model(model)
     groups: dict[Hashable, list[Operation]] = {}
-    for op in pair_operations(events):
-        if op.status == "fail" and (m.keep_failed is None or not m.keep_failed(op)):
-            continue
-        groups.setdefault(None if m.partition is None else m.partition(op), []).append(op)
+    for op in _pair(events):
+        if op.status == "fail" and not (m.keep_failed is not None and m.keep_failed(op)):
+            continue  # took no effect
+        key = m.partition(op) if m.partition is not None else op.key
+        groups.setdefault(key, []).append(op)
     for key, ops in groups.items():
         if len(ops) > max_operations:
             raise ValueError(
@@ -53,6 +61,57 @@ def check_exhaustively(
         if not _linearizable(ops, m):
             return "not-linearizable"
     return "linearizable"
+
+
+def _model(name: str) -> Model:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}")
+    return MODELS[name]
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    return value
+
+
+def _pair(events: Sequence[HistoryEvent]) -> list[Operation]:
+    """Operations, in order of invocation; an operation never completed is ``info``."""
+    invoked: list[tuple[int, HistoryEvent, int]] = []  # (position, invocation, incarnation)
+    completion: dict[int, tuple[int, HistoryEvent]] = {}  # invocation number -> completion
+    open_by_process: dict[int, int] = {}
+    crashes: dict[int, int] = {}
+    for pos, ev in enumerate(events):
+        if ev.type == "invoke":
+            open_by_process[ev.process] = len(invoked)
+            invoked.append((pos, ev, crashes.get(ev.process, 0)))
+        else:
+            n = open_by_process.pop(ev.process)
+            completion[n] = (pos, ev)
+            if ev.type == "info":
+                crashes[ev.process] = crashes.get(ev.process, 0) + 1
+    ops = []
+    for n, (pos, inv, incarnation) in enumerate(invoked):
+        done = completion.get(n)
+        status = "info" if done is None else done[1].type
+        assert status in ("ok", "fail", "info")
+        ops.append(
+            Operation(
+                index=n,
+                process=inv.process,
+                f=inv.f,
+                key=_frozen(inv.key),
+                value=_frozen(inv.value),
+                output=_frozen(done[1].value) if done is not None and status != "info" else None,
+                status=status,
+                invoke_at=pos,
+                complete_at=None if done is None else done[0],
+                incarnation=incarnation,
+            )
+        )
+    return ops
 
 
 def _linearizable(ops: list[Operation], model: Model) -> bool:

