@@ -1,0 +1,32 @@
+"""The Python examples in docs/resilience.md run as written and print what the doc shows."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import trio.testing
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "resilience.md"
+PAIRS = re.findall(
+    r"```python\n(.*?)```\s*```text\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S
+)
+
+
+def test_the_doc_has_its_examples() -> None:
+    assert len(PAIRS) == 6
+
+
+@pytest.mark.parametrize("index", range(len(PAIRS)))
+def test_example_runs_and_prints_what_the_doc_shows(
+    index: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, expected = PAIRS[index]
+    if "import httpx" in code and importlib.util.find_spec("httpx") is None:
+        pytest.skip("httpx is not installed")
+    namespace: dict[str, object] = {}
+    exec(compile(code.replace("trio.run(main)", ""), str(DOC), "exec"), namespace)
+    trio.run(namespace["main"], clock=trio.testing.MockClock(autojump_threshold=0))  # type: ignore[arg-type]
+    assert capsys.readouterr().out == expected
