@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._errors import (
     FoundationError,
     LeaseLostError,
+    LeaseRefusedError,
     ProtocolError,
     StaleTokenError,
     VerificationError,
@@ -47,6 +48,7 @@ __all__ = [
     "Lease",
     "LeaseLock",
     "LeaseLostError",
+    "LeaseRefusedError",
     "LockService",
     "MaxChildrenError",
     "ProtocolError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "FoundationError",
     "LeaseLostError",
+    "LeaseRefusedError",
     "ProtocolError",
     "StaleTokenError",
     "VerificationError",
@@ -35,6 +36,24 @@ class LeaseLostError(FoundationError):
     def __init__(self, token: int, reason: str) -> None:
         super().__init__(f"lease with token {token} lost: {reason}")
         self.token = token
+        self.reason = reason
+
+
+class LeaseRefusedError(FoundationError):
+    """The lock server refused a request that retrying cannot make succeed.
+
+    Raised at once, not retried: for example a ttl above the server's ``max_ttl``.
+    A lock that is merely held by another client is waited for, never this.
+
+    Attributes:
+        client: the node id of the refused client.
+        reason: the server's (or the client core's) reason, e.g.
+            ``"ttl 60.0 exceeds max_ttl 30.0"``.
+    """
+
+    def __init__(self, client: int, reason: str) -> None:
+        super().__init__(f"lock request of client {client} refused: {reason}")
+        self.client = client
         self.reason = reason
 
 

@@ -25,12 +25,12 @@ import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import final
+from typing import Final, final
 
 import attrs
 import trio
 
-from .._errors import LeaseLostError
+from .._errors import LeaseLostError, LeaseRefusedError
 from ..protocols.lease_lock import FencedResource, LeaseInfo, LockClient, LockServer
 from ..runtime.local import LocalNetwork, Node, NodeStorage
 
@@ -43,6 +43,53 @@ __all__ = [
 ]
 
 SERVER_NODE = 0
+
+#: Refusals that a later attempt can overcome, as the cores word them
+#: (:class:`~trio_foundation.protocols.lease_lock.LockServer` and
+#: :class:`~trio_foundation.protocols.lease_lock.LockClient`). Every other
+#: refusal (a ttl above ``max_ttl``, a client core out of step) is final and
+#: raised at once as :class:`~trio_foundation.LeaseRefusedError`.
+RETRYABLE_REFUSALS: Final = frozenset(
+    {"held", "quiet period after restart", "grant arrived after its lease had lapsed"}
+)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+@asynccontextmanager
+async def _running(node: Node) -> AsyncIterator[None]:
+    """Run ``node`` for the body; the body's exception propagates unwrapped.
+
+    The node's loop ends only by cancellation, so a nursery error made of the
+    body's exception and ``Cancelled`` (from an enclosing scope) is the body's
+    exception alone; anything else (a core that raised) propagates as the group.
+    """
+    body_error: BaseException | None = None
+    unwrapped: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            try:
+                yield
+            except BaseException as exc:
+                body_error = exc
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if body_error is None or not any(leaf is body_error for leaf in leaves):
+            raise
+        if not all(leaf is body_error or isinstance(leaf, trio.Cancelled) for leaf in leaves):
+            raise
+        unwrapped = body_error
+    if unwrapped is not None:
+        raise unwrapped  # outside the handler, so the group is not its __context__
 
 
 @final
@@ -81,13 +128,27 @@ class LeaseLock:
         """This client's node id."""
         return self._node.node_id
 
+    def _submit(self, op: str) -> None:
+        # The connection's loop may already be gone when the same cancellation
+        # tears down the connection and the caller: the request still goes out.
+        if self._node.running:
+            self._node.submit(op)
+        else:
+            self._node.submit_final(op)
+
+    def _release(self, token: int) -> None:
+        lease = self._core.lease
+        if self._core.state == "held" and lease is not None and lease.token == token:
+            self._submit("release")
+
     @asynccontextmanager
     async def acquire(self, *, ttl: float, margin: float | None = None) -> AsyncIterator[Lease]:
         """Hold the lock for the body of an ``async with``.
 
-        Waits (retrying with jittered backoff) until the lease is granted. The
-        body runs in a cancel scope cancelled ``margin`` seconds before the
-        lease's safe deadline unless a renewal moves it.
+        Waits (retrying with jittered backoff while the lock is held by another
+        client or the server is in its quiet period) until the lease is
+        granted. The body runs in a cancel scope cancelled ``margin`` seconds
+        before the lease's safe deadline unless a renewal moves it.
 
         Args:
             ttl: the lease's duration in seconds of the server's clock; the
@@ -98,12 +159,20 @@ class LeaseLock:
 
         Raises:
             ValueError: ``ttl`` or ``margin`` out of range.
-            RuntimeError: this client already holds or is acquiring the lock.
+            RuntimeError: this client already holds or is acquiring the lock,
+                or its connection is closed.
+            LeaseRefusedError: the server refused in a way retrying cannot
+                change (a ttl above its ``max_ttl``); raised at once.
             LeaseLostError: the lease could not be renewed and the body was
                 cancelled before its deadline.
 
-        Waiting for the grant is a checkpoint; if cancelled there, the request is
-        abandoned (a grant arriving later is ignored and expires on the server).
+        Cancellation: waiting for the grant is a checkpoint. If cancelled
+        there, the request is abandoned; a grant that the connection already
+        took for it is released at once, and one still in flight is ignored
+        and expires on the server after ``ttl``. On every exit of the body
+        (normal, exception, cancellation, the connection torn down by the same
+        cancellation) the lease is released: one message, never blocking.
+        Exceptions from the body propagate unchanged.
         """
         if not (isinstance(ttl, (int, float)) and ttl > 0):
             raise ValueError(f"ttl must be > 0, got {ttl!r}")
@@ -114,6 +183,8 @@ class LeaseLock:
             raise ValueError(f"margin must be in [0, {validity}) for ttl {ttl}, got {margin!r}")
         if self._busy:
             raise RuntimeError("this client already holds or is acquiring the lock")
+        if not self._node.running:
+            raise RuntimeError(f"the connection of client {self.node_id} is closed")
         self._busy = True
         try:
             info = await self._wait_for_grant(float(ttl))
@@ -136,8 +207,7 @@ class LeaseLock:
                     yield lease
             finally:
                 self._node.after_event.remove(follow)
-                if self._core.state == "held":
-                    self._node.submit("release")
+                self._release(lease.token)
             if scope.cancelled_caught:
                 raise LeaseLostError(
                     lease.token, "not renewed before the safe deadline; the body was cancelled"
@@ -152,13 +222,20 @@ class LeaseLock:
             try:
                 reply = await self._node.wait_reply(key)
             except trio.Cancelled:
+                # The connection may have taken the grant in the very batch in
+                # which we were cancelled: then the lease is ours, give it back.
+                late = self._node.forget(key)
                 if self._core.state == "acquiring":
-                    self._node.submit("abort")
-                self._node.forget(key)
+                    self._submit("abort")
+                elif late is not None and late.ok and isinstance(late.value, LeaseInfo):
+                    self._release(late.value.token)
                 raise
             if reply.ok:
                 assert isinstance(reply.value, LeaseInfo)
                 return reply.value
+            reason = str(reply.value)
+            if reason not in RETRYABLE_REFUSALS:
+                raise LeaseRefusedError(self.node_id, reason)
             await trio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(delay * 2, ttl)
 
@@ -195,6 +272,11 @@ class LockService:
             retry_interval: seconds before an unanswered request is re-sent.
             retry_delay: initial backoff after a refusal (doubles, jittered).
             seed: seed for the backoff jitter.
+
+        Starting the client is a checkpoint. On exit (normal, exception or
+        cancellation) the client's task stops; a lease still held by a body
+        inside has been released by then. Exceptions from the body propagate
+        unchanged (not wrapped in an ``ExceptionGroup``).
         """
         if not retry_delay > 0:
             raise ValueError(f"retry_delay must be > 0, got {retry_delay!r}")
@@ -203,12 +285,8 @@ class LockService:
             node_id, server=SERVER_NODE, max_drift=max_drift, retry_interval=retry_interval
         )
         node = Node(node_id, core, self.network)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(node.run)
-            try:
-                yield LeaseLock(node, core, retry_delay=retry_delay, rng=random.Random(seed))
-            finally:
-                nursery.cancel_scope.cancel()
+        async with _running(node):
+            yield LeaseLock(node, core, retry_delay=retry_delay, rng=random.Random(seed))
 
 
 @asynccontextmanager
@@ -226,12 +304,13 @@ async def open_lock_service(
         storage: the server's durable storage; pass the one from a previous
             service to restart it (it then grants nothing for the longest ttl
             it ever granted, and its tokens keep increasing).
+
+    Starting the server is a checkpoint. On exit (normal, exception or
+    cancellation) the server stops; clients still connected then get no
+    answers and their leases lapse. Exceptions from the body propagate
+    unchanged (not wrapped in an ``ExceptionGroup``).
     """
     network = LocalNetwork(capacity=capacity)
     node = Node(SERVER_NODE, LockServer(SERVER_NODE, max_ttl=max_ttl), network, storage=storage)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(node.run)
-        try:
-            yield LockService(network, node)
-        finally:
-            nursery.cancel_scope.cancel()
+    async with _running(node):
+        yield LockService(network, node)

@@ -185,6 +185,34 @@ class Node:
         if timers_changed:
             self.network.wake(self.node_id)
 
+    @property
+    def running(self) -> bool:
+        """Whether the node's loop is running (between start and stop)."""
+        return self._running
+
+    def submit_final(self, op: str, value: Any = None) -> None:
+        """Hand a *stopped* node's core one last client request, such as a release.
+
+        For a graceful close whose loop was torn down first (e.g. by the same
+        cancellation): the core handles the request, what it persists is
+        stored and the messages it sends go out; the timers it sets, the
+        replies it gives and the ``after_event`` hooks are dropped, because
+        no loop runs them any more. Not a checkpoint.
+
+        Raises:
+            RuntimeError: if the node is running (use :meth:`submit`).
+        """
+        if self._running:
+            raise RuntimeError(f"node {self.node_id} is running; use submit()")
+        key = (self.node_id, next(self._ids))
+        effects = self.core.on_client(trio.current_time(), ClientRequest(key, op, value))
+        for eff in effects:
+            if isinstance(eff, Persist):
+                self.storage.save(eff.data)
+        for eff in effects:
+            if isinstance(eff, Send):
+                self.network.send(self.node_id, eff.to, eff.msg)
+
     def submit(self, op: str, value: Any = None) -> Hashable:
         """Hand the core a client request now; returns its key for :meth:`wait_reply`.
 
