@@ -487,3 +487,48 @@ class _Comp:
             await trio.sleep(1)
         finally:
             self.log.append(f"stop {self.name}")
+
+
+# ------------------- found by the property test: a child API call queued behind escalation
+
+
+async def test_child_api_call_waiting_for_the_lock_during_escalation_is_refused(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Escalation stops the children while holding the lock; a ``start_child`` queued
+    behind it must be refused ("not running"), not start a child in a closing nursery.
+
+    Found by property_tests/test_supervisor_cancellation.py (``RuntimeError('Nursery is
+    closed to new arrivals')`` escaped).
+    """
+    log: list[str] = []
+
+    async def crash() -> None:
+        await trio.sleep(1)
+        raise RuntimeError("boom")
+
+    started: list[str] = []
+
+    async def extra() -> None:
+        started.append("x")
+        await trio.sleep_forever()
+
+    specs = [ChildSpec("slow", _patient(log, "slow"), shutdown=5), ChildSpec("a", crash)]
+    sup = Supervisor(specs, intensity=0)
+    outcome: list[BaseException | None] = []
+
+    async def late_caller() -> None:
+        await trio.sleep(1.5)  # escalation is stopping "slow" (1 s of cleanup) with the lock
+        outcome.append(await _catch(functools.partial(sup.start_child, ChildSpec("x", extra))))
+
+    escaped = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            nursery.start_soon(late_caller)
+    except BaseExceptionGroup as group:
+        escaped = group
+    assert escaped is not None and escaped.subgroup(SupervisorEscalation) is not None
+    assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
+    assert "not running" in str(outcome[0])
+    assert started == []

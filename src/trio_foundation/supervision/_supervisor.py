@@ -438,6 +438,7 @@ class _SupervisorBase:
             except _StartInterrupted:
                 return  # the control loop stops what runs, this child included
             except ChildStartError:
+                self._request_shutdown()  # the child API refuses from now on
                 for started in reversed(self._children[:index]):
                     await self._stop(started)
                 raise
@@ -704,6 +705,9 @@ class _SupervisorBase:
 
     async def _escalate(self, child: _Child, causes: list[BaseException]) -> None:
         self._escalated = True
+        # From here on the child API refuses ("not running"): a call that was waiting for
+        # the lock must not start a child in a nursery that is about to close.
+        self._request_shutdown()
         await self._stop_all()
         emit(self._handlers, Escalated(self._name, child.spec.id, tuple(causes)))
         raise SupervisorEscalation(self._name, child.spec.id, self._intensity, self._period, causes)
