@@ -84,6 +84,7 @@ class ChildContext:
         "_scope",
         "_start_error",
         "_started",
+        "_starter",
         "_stop_event",
         "_stopping",
         "id",
@@ -101,6 +102,8 @@ class ChildContext:
         self._handle: object = None
         # Invariant: _began is True once the child's task has run its first step.
         self._began = False
+        # The task waiting for this worker's first step, until the step wakes it.
+        self._starter: trio.lowlevel.Task | None = None
         # For a service: set when it reports ready or ends, whichever comes first.
         self._ready: trio.Event | None = None
         self._started = False
@@ -163,6 +166,10 @@ class _ReadyStatus:
         ctx._handle = value
         assert ctx._ready is not None
         ctx._ready.set()
+
+
+def _cannot_abort(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
 
 
 class _StartInterrupted(Exception):
@@ -497,11 +504,12 @@ class _SupervisorBase:
             ctx._ready = trio.Event()
         self._nursery.start_soon(self._run_child, child, ctx, name=child.spec.id)
         if not service:
-            # The child's task is runnable and sets _began before anything else, so this
-            # loop ends at the next scheduler batch: the child's first step (up to its
-            # first checkpoint) runs before the next child is spawned.
-            while not ctx._began:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            # Park until the child's task has run its first step (up to its first
+            # checkpoint), so the next child is spawned only after it: children begin in
+            # start order. The child's task is runnable and wakes us before anything else,
+            # so this takes one scheduler batch and cannot block; hence no abort.
+            ctx._starter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
             if self._handlers:
                 emit(self._handlers, ChildStarted(self._name, child.spec.id))
             return
@@ -548,6 +556,9 @@ class _SupervisorBase:
         task = trio.lowlevel.current_task()
         _CHILD_TASKS[task] = ctx
         ctx._began = True
+        if ctx._starter is not None:
+            trio.lowlevel.reschedule(ctx._starter)
+            ctx._starter = None
         spec = child.spec
         reason: ExitReason = "normal"
         exc: BaseException | None = None
