@@ -10,6 +10,18 @@ control loop stops the children one at a time in reverse start order, each with 
 grace period, before ``run()`` lets the ``Cancelled`` continue. Hence: no child outlives
 its supervisor, and every shutdown is ordered.
 
+The shield is safe only because no wait inside it can outlast a shutdown request: every
+child runs in the inner nursery from its first step (a service is spawned there and
+then waited for until it reports ready, never started with ``nursery.start``), and each
+wait the supervisor makes on a child's account (a start, a backoff) sits in a scope that
+``_request_shutdown`` cancels (``_interruptible``). What remains is each stop's grace
+period and the children's own unwinding. A worker's first step runs before the next
+child is spawned (the worker wakes its starter), so children begin in start order.
+
+Nothing escapes a child's task: an ``Exception`` is an abnormal exit; a
+``KeyboardInterrupt``/``SystemExit`` is recorded, triggers the ordered shutdown, and is
+re-raised unwrapped by ``run()`` afterwards.
+
 Each child's wrapper reports its exit synchronously to the supervisor (``_child_exited``).
 An exit the supervisor caused (it was stopping that child) only wakes the stopper; any
 other exit is queued and handled by the control loop, which holds ``_lock`` while it
@@ -20,7 +32,8 @@ every change to the child list is serialised as in OTP's single supervisor proce
 Restart rules (OTP): ``permanent`` always restarts, ``transient`` only after an abnormal
 exit, ``temporary`` never (and is forgotten). Intensity: every restart is timestamped
 with ``trio.current_time()``; if more than ``intensity`` restarts fall within the last
-``period`` seconds (``now - t < period``), the supervisor stops everything and raises
+``period`` seconds (``now - t <= period``: OTP's ``supervisor.erl`` keeps a restart
+``R`` while ``R >= Now - Period``), the supervisor stops everything and raises
 :class:`SupervisorEscalation`.
 """
 
@@ -982,7 +995,10 @@ async def open_supervisor(
     children are stopped in reverse order. If the supervisor escalates, the block is
     cancelled and :class:`SupervisorEscalation` is raised out of the ``async with``
     (unwrapped from the nursery's exception group). If ``auto_shutdown`` stops the
-    supervisor, the block keeps running.
+    supervisor, the block keeps running. A ``KeyboardInterrupt`` or ``SystemExit`` from a
+    child or from the block leaves the ``async with`` unwrapped, after the ordered
+    shutdown. When the block's scope is cancelled, the ``async with`` returns within the
+    sum of the children's grace periods.
 
     Args and raises are those of :class:`Supervisor` and :meth:`Supervisor.run`.
     """
