@@ -532,3 +532,59 @@ async def test_child_api_call_waiting_for_the_lock_during_escalation_is_refused(
     assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
     assert "not running" in str(outcome[0])
     assert started == []
+
+
+async def test_interrupt_in_the_supervisors_own_task_follows_the_same_rule(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A KeyboardInterrupt raised inside the supervisor's task (here: by a telemetry
+    handler, which only ``Exception``s are swallowed from) also stops the children in
+    order and leaves unwrapped."""
+    log: list[str] = []
+
+    def handler(event: object) -> None:
+        if type(event).__name__ == "ChildRestarted":
+            raise KeyboardInterrupt
+
+    async def crash_once() -> None:
+        log.append("start crasher")
+        if log.count("start crasher") == 1:
+            await trio.sleep(1)
+            raise RuntimeError("boom")
+        await trio.sleep_forever()
+
+    specs = [
+        ChildSpec("first", _patient(log, "first"), shutdown=5),
+        ChildSpec("crasher", crash_once),
+        ChildSpec("last", _patient(log, "last"), shutdown=5),
+    ]
+
+    async def body() -> None:
+        async with open_supervisor(specs, intensity=5, handlers=[handler]):
+            await trio.sleep_forever()
+
+    exc = await _catch(body)
+    assert type(exc) is KeyboardInterrupt, repr(exc)
+    assert log[-2:] == ["stop last", "stop first"], log
+
+
+async def test_interrupt_from_a_service_before_it_is_ready(autojump_clock: trio.abc.Clock) -> None:
+    log: list[str] = []
+
+    @attrs.define
+    class Interrupting:
+        async def run(
+            self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            await trio.sleep(1)
+            raise SystemExit(3)
+
+    async def body() -> None:
+        async with open_supervisor(
+            [ChildSpec("first", _patient(log, "first"), shutdown=5), ChildSpec("s", Interrupting())]
+        ):
+            await trio.sleep_forever()  # pragma: no cover - the start never completes
+
+    exc = await _catch(body)
+    assert type(exc) is SystemExit and exc.code == 3, repr(exc)
+    assert log == ["start first", "stop first"]
