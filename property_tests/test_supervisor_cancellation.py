@@ -37,6 +37,7 @@ from typing import Any, Literal
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -50,8 +51,10 @@ from trio_foundation.supervision import (
     Backoff,
     ChildSpec,
     ChildStartError,
+    DynamicSupervisor,
     SupervisorEscalation,
     current_child,
+    open_dynamic_supervisor,
     open_supervisor,
 )
 from trio_foundation.supervision._supervisor import _SupervisorBase, _unwrap_group
@@ -237,6 +240,7 @@ class SupervisorScript:
     intensity: int
     backoff: bool
     ops: tuple[Op, ...]
+    dynamic: bool = False  # a DynamicSupervisor, its children added with start_child
 
 
 @st.composite
@@ -257,6 +261,7 @@ def supervisor_scripts(draw: st.DrawFn) -> SupervisorScript:
         intensity=draw(st.sampled_from([1, 3, 100])),
         backoff=draw(st.booleans()),
         ops=tuple(draw(st.lists(op, max_size=5))),
+        dynamic=draw(st.booleans()),
     )
 
 
@@ -273,9 +278,27 @@ def _spec(world: World, plan: ChildPlan) -> ChildSpec:
 # ------------------------------------------------------------------------ scenarios
 
 
-def supervisor_scenario(
-    script: SupervisorScript, world: World, opener: Any = open_supervisor
-) -> Any:
+@asynccontextmanager
+async def _open_dynamic(children: Sequence[ChildSpec], **kwargs: Any) -> AsyncIterator[Any]:
+    """A DynamicSupervisor holding ``children``, each added with ``start_child``."""
+    kwargs.pop("strategy")
+    async with open_dynamic_supervisor(**kwargs) as dyn:
+        for spec in children:
+            try:
+                await dyn.start_child(spec)
+            except ChildStartError:
+                pass  # documented: a service that failed to start is not kept
+            except RuntimeError as exc:
+                if "not running" not in str(exc) and "shut down" not in str(exc):
+                    raise
+                break  # documented: the supervisor is shutting down (it was cancelled)
+        yield dyn
+
+
+def supervisor_scenario(script: SupervisorScript, world: World, opener: Any = None) -> Any:
+    if opener is None:
+        opener = _open_dynamic if script.dynamic else open_supervisor
+
     async def scenario(inj: Injector) -> None:
         # Grace bound: every child that may be running is stopped one at a time.
         world.bounds["supervisor"] = sum(c.grace for c in (*script.children, *script.extra))
@@ -313,7 +336,10 @@ async def _op(world: World, sup: Any, script: SupervisorScript, kind: str, arg: 
         if kind == "terminate":
             await sup.terminate_child(arg)
         elif kind == "restart":
-            await sup.restart_child(arg)
+            if isinstance(sup, DynamicSupervisor):
+                await trio.lowlevel.checkpoint()  # a dynamic supervisor has no restart_child
+            else:
+                await sup.restart_child(arg)
         else:
             plan = script.extra[arg]
             known = any(i.id == plan.cid for i in sup.which_children())

@@ -588,3 +588,49 @@ async def test_interrupt_from_a_service_before_it_is_ready(autojump_clock: trio.
     exc = await _catch(body)
     assert type(exc) is SystemExit and exc.code == 3, repr(exc)
     assert log == ["start first", "stop first"]
+
+
+# -------- found by the property test: the caller's Cancelled came out of run() in a group
+
+
+async def test_a_cancelled_run_raises_a_bare_cancelled() -> None:
+    seen: list[BaseException] = []
+
+    async def observed() -> None:
+        try:
+            await Supervisor([ChildSpec("c", _patient([], "c"))]).run()
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+
+    with trio.move_on_after(1) as scope:
+        await observed()
+    assert scope.cancelled_caught
+    assert [type(exc) for exc in seen] == [trio.Cancelled]
+
+
+@pytest.mark.parametrize("opener", ["supervisor", "dynamic", "app"])
+async def test_the_blocks_exception_is_unwrapped_when_it_coincides_with_a_cancellation(
+    opener: str,
+) -> None:
+    """The block raises while its scope is cancelled: the block's exception leaves the
+    ``async with`` alone and unwrapped (before, with the supervisor's Cancelled still
+    wrapped in a group, it came out as ``ExceptionGroup([RuntimeError])``)."""
+
+    def open_it() -> Any:
+        if opener == "supervisor":
+            return open_supervisor([])
+        if opener == "dynamic":
+            return open_dynamic_supervisor()
+        return open_app([_Comp("k", [])])
+
+    escaped: list[BaseException] = []
+    with trio.CancelScope() as scope:
+        try:
+            async with open_it():
+                scope.cancel()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise RuntimeError("from the block")
+        except BaseException as exc:
+            escaped.append(exc)
+    assert [type(exc) for exc in escaped] == [RuntimeError], escaped

@@ -324,6 +324,8 @@ class _SupervisorBase:
         self._interruptibles: set[trio.CancelScope] = set()
         # The first KeyboardInterrupt/SystemExit of this run, re-raised by run().
         self._fatal: BaseException | None = None
+        # An escalation or start failure of this run, raised by run().
+        self._error: SupervisorEscalation | ChildStartError | None = None
 
     # ----------------------------------------------------------------- properties
 
@@ -381,7 +383,24 @@ class _SupervisorBase:
             raise RuntimeError(f"supervisor {self._name!r} is already running")
         self._reset()
         self._running = True
-        error: SupervisorEscalation | ChildStartError | None = None
+        cancelled: BaseException | None = None
+        try:
+            cancelled = await self._supervise(task_status)
+        finally:
+            self._running = False
+            self._nursery = None
+            self._stopped.set()
+        error, self._error = self._error, None
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            raise fatal
+        if error is not None:
+            raise error
+        if cancelled is not None:
+            raise cancelled  # the caller's own cancellation, bare (not in a group)
+
+    async def _supervise(self, task_status: trio.TaskStatus[Any]) -> BaseException | None:
+        """The body of :meth:`run`; returns the caller's ``Cancelled`` if there was one."""
         try:
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._watch_cancellation)
@@ -393,7 +412,7 @@ class _SupervisorBase:
                             task_status.started(self)
                             await self._control_loop()
                         except (SupervisorEscalation, ChildStartError) as exc:
-                            error = exc
+                            self._error = exc
                         except trio.Cancelled:  # pragma: no cover - shielded; not ours
                             raise
                         except BaseException as exc:
@@ -404,15 +423,14 @@ class _SupervisorBase:
                             self._request_shutdown()
                             await self._stop_all()
                 outer.cancel_scope.cancel()
-        finally:
-            self._running = False
-            self._nursery = None
-            self._stopped.set()
-        if self._fatal is not None:
-            fatal, self._fatal = self._fatal, None
-            raise fatal
-        if error is not None:
-            raise error
+        except BaseExceptionGroup as group:
+            # Only the watcher can raise here, and only the caller's Cancelled (the
+            # children's nursery lets nothing out): hand that back unwrapped.
+            cancelled, rest = group.split(trio.Cancelled)
+            if rest is not None or cancelled is None:  # pragma: no cover - defensive
+                raise
+            return _first_leaf(cancelled)
+        return None
 
     async def aclose(self) -> None:
         """Stop every child in reverse start order and wait until ``run()`` has returned.
@@ -436,6 +454,7 @@ class _SupervisorBase:
         self._stopped = trio.Event()
         self._escalated = False
         self._fatal = None
+        self._error = None
 
     async def _watch_cancellation(self) -> None:
         try:
@@ -947,6 +966,12 @@ class Supervisor(_SupervisorBase):
             f"intensity={self._intensity}, period={self._period:g}, "
             f"children={[spec.id for spec in self._specs]!r})"
         )
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in ``group`` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _find_interrupt(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
