@@ -93,7 +93,8 @@ class ReferenceSupervisor:
             if child.restart == "temporary":
                 self.children.remove(child)
             return
-        self.window = [t for t in [*self.window, self.now] if self.now - t < self.period]
+        # OTP's supervisor.erl keeps the restarts R with R >= Now - Period.
+        self.window = [t for t in [*self.window, self.now] if self.now - t <= self.period]
         if len(self.window) > self.intensity:
             for other in self.children:
                 other.state = "stopped"
@@ -466,7 +467,7 @@ class SupervisorMachine(RuleBasedStateMachine):
                 for t, e in self.events
                 if isinstance(e, ChildRestarted)
                 and e.child_id == e.cause_id
-                and now - t < self.model.period
+                and now - t <= self.model.period
             ]
             assert len(decisions) <= self.model.intensity, (
                 f"IntensityBound violated: {len(decisions)} restarts within "

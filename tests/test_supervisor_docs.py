@@ -14,6 +14,7 @@ EXPECTED = [
     "[('db', 'running'), ('cache', 'running'), ('job', 'running')]",
     "conn 3",
     "flushed",
+    "careful stopped\nKeyboardInterrupt, unwrapped",
     "already at max_children=2",
     "['db', 'api'] {'dsn': 'memory://'} 8080 {'db': True, 'api': True}",
 ]

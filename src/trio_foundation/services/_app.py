@@ -224,9 +224,15 @@ class App:
         A checkpoint; on cancellation the components are stopped in reverse order (each
         given its grace period) before ``Cancelled`` propagates.
 
+        Cancellation does not wait for a component that has not reported ready yet: it is
+        stopped like a running one. The whole stop takes at most the sum of the grace
+        periods (``shutdown``, and those inside :class:`Supervised` components).
+
         Raises:
             AppStartError: a component failed to start (the others were stopped).
             ComponentFailedError: a running component raised (all were stopped).
+            KeyboardInterrupt, SystemExit: raised by a component; all the others were
+                stopped in reverse order first; re-raised unwrapped.
         """
         try:
             await self._supervisor.run(
@@ -260,6 +266,8 @@ async def open_app(
     Raises:
         AppStartError: a component failed to start; the started ones were stopped.
         ComponentFailedError: a running component failed; all were stopped.
+        KeyboardInterrupt, SystemExit: from a component or the block, unwrapped, after
+            every component was stopped in reverse order.
         TypeError, ValueError: as :class:`App`.
     """
     app = App(

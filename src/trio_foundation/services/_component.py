@@ -141,6 +141,7 @@ class Supervised:
         Raises:
             SupervisorEscalation: the component exceeded its restart intensity.
             ChildStartError: the component failed to report ready on its first start.
+            KeyboardInterrupt, SystemExit: raised by the component; re-raised unwrapped.
         """
         await self._supervisor.run(
             task_status=_CallbackStatus(lambda _: task_status.started(self.handle))

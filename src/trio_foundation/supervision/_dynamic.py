@@ -84,6 +84,11 @@ class DynamicSupervisor:
 
         ``task_status.started`` is called with this object. A checkpoint; on cancellation
         every child is stopped in reverse start order before ``Cancelled`` propagates.
+
+        Raises:
+            SupervisorEscalation: restart intensity was exceeded (all children stopped).
+            KeyboardInterrupt, SystemExit: raised by a child; the others were stopped in
+                reverse order first; re-raised unwrapped.
         """
         await self._core.run(task_status=_Rebind(task_status, self))
 
@@ -93,6 +98,9 @@ class DynamicSupervisor:
 
     async def start_child(self, spec: ChildSpec) -> object:
         """Start a new child; see :meth:`Supervisor.start_child`.
+
+        A checkpoint; ``Cancelled`` leaves nothing started (a service that had not
+        reported ready is cancelled at once).
 
         Raises:
             MaxChildrenError: already at ``max_children``; nothing was started.
@@ -136,7 +144,9 @@ async def open_dynamic_supervisor(
     """Run a :class:`DynamicSupervisor` for the duration of an ``async with`` block.
 
     On exit of the block every child is stopped in reverse start order; an escalation
-    cancels the block and is raised out of the ``async with``.
+    cancels the block and is raised out of the ``async with``; a ``KeyboardInterrupt`` or
+    ``SystemExit`` from a child or the block leaves it unwrapped, after the ordered
+    shutdown.
     """
     sup = DynamicSupervisor(
         max_children=max_children,

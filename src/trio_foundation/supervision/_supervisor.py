@@ -10,6 +10,18 @@ control loop stops the children one at a time in reverse start order, each with 
 grace period, before ``run()`` lets the ``Cancelled`` continue. Hence: no child outlives
 its supervisor, and every shutdown is ordered.
 
+The shield is safe only because no wait inside it can outlast a shutdown request: every
+child runs in the inner nursery from its first step (a service is spawned there and
+then waited for until it reports ready, never started with ``nursery.start``), and each
+wait the supervisor makes on a child's account (a start, a backoff) sits in a scope that
+``_request_shutdown`` cancels (``_interruptible``). What remains is each stop's grace
+period and the children's own unwinding. A worker's first step runs before the next
+child is spawned (the worker wakes its starter), so children begin in start order.
+
+Nothing escapes a child's task: an ``Exception`` is an abnormal exit; a
+``KeyboardInterrupt``/``SystemExit`` is recorded, triggers the ordered shutdown, and is
+re-raised unwrapped by ``run()`` afterwards.
+
 Each child's wrapper reports its exit synchronously to the supervisor (``_child_exited``).
 An exit the supervisor caused (it was stopping that child) only wakes the stopper; any
 other exit is queued and handled by the control loop, which holds ``_lock`` while it
@@ -20,7 +32,8 @@ every change to the child list is serialised as in OTP's single supervisor proce
 Restart rules (OTP): ``permanent`` always restarts, ``transient`` only after an abnormal
 exit, ``temporary`` never (and is forgotten). Intensity: every restart is timestamped
 with ``trio.current_time()``; if more than ``intensity`` restarts fall within the last
-``period`` seconds (``now - t < period``), the supervisor stops everything and raises
+``period`` seconds (``now - t <= period``: OTP's ``supervisor.erl`` keeps a restart
+``R`` while ``R >= Now - Period``), the supervisor stops everything and raises
 :class:`SupervisorEscalation`.
 """
 
@@ -28,8 +41,8 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, final
 
 import trio
@@ -74,7 +87,21 @@ class ChildContext:
     calls :meth:`trap_stop` is cancelled at once.
     """
 
-    __slots__ = ("_done", "_finished", "_handle", "_scope", "_stop_event", "_stopping", "id")
+    __slots__ = (
+        "_began",
+        "_done",
+        "_fatal",
+        "_finished",
+        "_handle",
+        "_ready",
+        "_scope",
+        "_start_error",
+        "_started",
+        "_starter",
+        "_stop_event",
+        "_stopping",
+        "id",
+    )
 
     def __init__(self, child_id: str) -> None:
         self.id: Final = child_id
@@ -86,6 +113,17 @@ class ChildContext:
         # Invariant: _stopping is True once the supervisor decided to stop this run.
         self._stopping = False
         self._handle: object = None
+        # Invariant: _began is True once the child's task has run its first step.
+        self._began = False
+        # The task waiting for this worker's first step, until the step wakes it.
+        self._starter: trio.lowlevel.Task | None = None
+        # For a service: set when it reports ready or ends, whichever comes first.
+        self._ready: trio.Event | None = None
+        self._started = False
+        self._start_error: BaseException | None = None
+        # Invariant: _fatal is True if the run ended with a BaseException that is not
+        # Cancelled (KeyboardInterrupt, SystemExit); the supervisor then stops.
+        self._fatal = False
 
     def trap_stop(self) -> trio.Event:
         """Ask for a graceful stop: return the event set when the supervisor wants us gone.
@@ -123,6 +161,32 @@ def current_child() -> ChildContext:
         nursery = task.parent_nursery
         task = nursery.parent_task if nursery is not None else None
     raise RuntimeError("current_child() called outside a supervised child")
+
+
+class _ReadyStatus:
+    """The ``task_status`` a service child gets: records its handle, wakes the starter."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: ChildContext) -> None:
+        self._ctx = ctx
+
+    def started(self, value: object = None) -> None:
+        ctx = self._ctx
+        if ctx._started:
+            raise RuntimeError("called 'started' twice on the same task status")
+        ctx._started = True
+        ctx._handle = value
+        assert ctx._ready is not None
+        ctx._ready.set()
+
+
+def _cannot_abort(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
+class _StartInterrupted(Exception):
+    """A start was cut short by a shutdown request (internal; never escapes ``run()``)."""
 
 
 def _called_from_within(ctx: ChildContext) -> bool:
@@ -256,7 +320,12 @@ class _SupervisorBase:
         self._running = False
         self._stopped = trio.Event()
         self._escalated = False
-        self._backoff_scope: trio.CancelScope | None = None
+        # Cancel scopes of the waits a shutdown request cuts short (backoff, starts).
+        self._interruptibles: set[trio.CancelScope] = set()
+        # The first KeyboardInterrupt/SystemExit of this run, re-raised by run().
+        self._fatal: BaseException | None = None
+        # An escalation or start failure of this run, raised by run().
+        self._error: SupervisorEscalation | ChildStartError | None = None
 
     # ----------------------------------------------------------------- properties
 
@@ -292,19 +361,46 @@ class _SupervisorBase:
         run starts from the declared children.
 
         This is a checkpoint. When cancelled, it stops the children in reverse start order,
-        each with its grace period, then re-raises ``Cancelled``: nothing is left running.
+        each with its grace period, then returns (the caller's next checkpoint raises
+        ``Cancelled``): nothing is left running. Every wait inside (a service starting,
+        a backoff, a child API call holding the lock) is cut short by the cancellation, so
+        the whole stop takes at most the sum of the children's grace periods (recursively
+        for nested supervisors), whatever the children do short of shielding themselves
+        from cancellation.
 
         Raises:
             SupervisorEscalation: restart intensity was exceeded (all children stopped).
             ChildStartError: a service child failed to start at startup (the ones already
                 started were stopped in reverse order).
+            KeyboardInterrupt, SystemExit: raised by a child (or inside this task); every
+                other child was stopped first, in reverse order with its grace period.
+                The exception is re-raised as it is, never wrapped in an exception group
+                (any ``BaseException`` that is neither ``Exception`` nor ``Cancelled``
+                follows this rule).
             RuntimeError: the supervisor is already running.
         """
         if self._running:
             raise RuntimeError(f"supervisor {self._name!r} is already running")
         self._reset()
         self._running = True
-        error: SupervisorEscalation | ChildStartError | None = None
+        cancelled: BaseException | None = None
+        try:
+            cancelled = await self._supervise(task_status)
+        finally:
+            self._running = False
+            self._nursery = None
+            self._stopped.set()
+        error, self._error = self._error, None
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            raise fatal
+        if error is not None:
+            raise error
+        if cancelled is not None:
+            raise cancelled  # the caller's own cancellation, bare (not in a group)
+
+    async def _supervise(self, task_status: trio.TaskStatus[Any]) -> BaseException | None:
+        """The body of :meth:`run`; returns the caller's ``Cancelled`` if there was one."""
         try:
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._watch_cancellation)
@@ -316,14 +412,25 @@ class _SupervisorBase:
                             task_status.started(self)
                             await self._control_loop()
                         except (SupervisorEscalation, ChildStartError) as exc:
-                            error = exc
+                            self._error = exc
+                        except trio.Cancelled:  # pragma: no cover - shielded; not ours
+                            raise
+                        except BaseException as exc:
+                            # KeyboardInterrupt/SystemExit raised in this very task: the
+                            # same rule as for a child's (ordered shutdown, re-raise).
+                            if self._fatal is None:
+                                self._fatal = exc
+                            self._request_shutdown()
+                            await self._stop_all()
                 outer.cancel_scope.cancel()
-        finally:
-            self._running = False
-            self._nursery = None
-            self._stopped.set()
-        if error is not None:
-            raise error
+        except BaseExceptionGroup as group:
+            # Only the watcher can raise here, and only the caller's Cancelled (the
+            # children's nursery lets nothing out): hand that back unwrapped.
+            cancelled, rest = group.split(trio.Cancelled)
+            if rest is not None or cancelled is None:  # pragma: no cover - defensive
+                raise
+            return _first_leaf(cancelled)
+        return None
 
     async def aclose(self) -> None:
         """Stop every child in reverse start order and wait until ``run()`` has returned.
@@ -346,6 +453,8 @@ class _SupervisorBase:
         self._shutdown_requested = False
         self._stopped = trio.Event()
         self._escalated = False
+        self._fatal = None
+        self._error = None
 
     async def _watch_cancellation(self) -> None:
         try:
@@ -356,19 +465,19 @@ class _SupervisorBase:
     def _request_shutdown(self) -> None:
         self._shutdown_requested = True
         self._wake.set()
-        if self._backoff_scope is not None:
-            self._backoff_scope.cancel()
+        for scope in self._interruptibles:
+            scope.cancel()
 
     async def _start_initial(self) -> None:
         for index, child in enumerate(self._children):
             if self._shutdown_requested:
                 return  # cancelled while starting: the control loop stops what runs
             try:
-                if child.spec._service:
-                    await self._start(child)
-                else:
-                    self._spawn(child)
+                await self._start(child)
+            except _StartInterrupted:
+                return  # the control loop stops what runs, this child included
             except ChildStartError:
+                self._request_shutdown()  # the child API refuses from now on
                 for started in reversed(self._children[:index]):
                     await self._stop(started)
                 raise
@@ -386,128 +495,152 @@ class _SupervisorBase:
                     await self._stop_all()
                     return
 
+    @contextmanager
+    def _interruptible(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope that a shutdown request cancels (at once if one is pending)."""
+        scope = trio.CancelScope()
+        if self._shutdown_requested:
+            scope.cancel()
+        self._interruptibles.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._interruptibles.discard(scope)
+
     # ------------------------------------------------------------ child lifecycle
 
     async def _start(self, child: _Child) -> None:
-        """Start one run of ``child``; for a service, wait until it reports ready.
+        """Start one run of ``child`` and wait until it has begun (a service: is ready).
+
+        The child's task is spawned in the children's nursery at once, so a child being
+        started is stopped like any other (ask, grace, cancel). A worker's first step (up
+        to its first checkpoint) has run when this returns, so children begin in the order
+        they are started. A service is waited for until it reports ready, its
+        ``start_timeout`` ends, a shutdown is requested, or the caller is cancelled.
 
         Raises:
-            ChildStartError: a service child raised or timed out before reporting ready.
+            ChildStartError: a service raised or returned before reporting ready, or did
+                not report ready within its ``start_timeout`` (it was stopped).
+            _StartInterrupted: a shutdown was requested first; the child is left to the
+                ordered shutdown.
+            trio.Cancelled: the caller was cancelled; the child (never ready) was
+                cancelled at once and is no longer the child's current run.
         """
-        if not child.spec._service:
-            self._spawn(child)
-            await trio.lowlevel.checkpoint()
-            return
         assert self._nursery is not None
         ctx = ChildContext(child.spec.id)
         child.ctx = ctx
         child.restarting = False
-        cause: BaseException | None = None
-        timeout = child.spec.start_timeout
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            try:
-                ctx._handle = await self._nursery.start(
-                    self._run_service, child, ctx, name=child.spec.id
-                )
-            except Exception as exc:
-                cause = exc
-            else:
+        service = child.spec._service
+        if service:
+            ctx._ready = trio.Event()
+        self._nursery.start_soon(self._run_child, child, ctx, name=child.spec.id)
+        if not service:
+            # Park until the child's task has run its first step (up to its first
+            # checkpoint), so the next child is spawned only after it: children begin in
+            # start order. The child's task is runnable and wakes us before anything else,
+            # so this takes one scheduler batch and cannot block; hence no abort.
+            ctx._starter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
+            if self._handlers:
                 emit(self._handlers, ChildStarted(self._name, child.spec.id))
-                return
-        child.ctx = None
-        emit(self._handlers, ChildExited(self._name, child.spec.id, "abnormal", cause))
-        raise ChildStartError(self._name, child.spec.id, cause)
+            return
+        assert ctx._ready is not None
+        timeout = child.spec.start_timeout
+        interrupted = False
+        try:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                with self._interruptible() as scope:
+                    await ctx._ready.wait()
+                interrupted = scope.cancelled_caught
+        except trio.Cancelled:
+            # The caller left: abandon the start. The child never became ready, so nothing
+            # depends on it; it is cancelled at once rather than given a grace period.
+            if child.ctx is ctx:
+                child.ctx = None
+            ctx._stopping = True
+            ctx._scope.cancel()
+            raise
+        if ctx._started:
+            if self._handlers:
+                emit(self._handlers, ChildStarted(self._name, child.spec.id))
+            return
+        if ctx._finished and not ctx._fatal:
+            if child.ctx is ctx:
+                child.ctx = None
+            cause = ctx._start_error
+            emit(self._handlers, ChildExited(self._name, child.spec.id, "abnormal", cause))
+            raise ChildStartError(self._name, child.spec.id, cause)
+        if interrupted or ctx._finished:
+            raise _StartInterrupted
+        # start_timeout: stop it like any child (ask, grace, cancel), then report.
+        await self._stop(child)
+        emit(self._handlers, ChildExited(self._name, child.spec.id, "abnormal", None))
+        raise ChildStartError(self._name, child.spec.id, None)
 
-    def _spawn(self, child: _Child) -> None:
-        """Start one run of a worker (an async callable) child; synchronous."""
-        assert self._nursery is not None
-        ctx = ChildContext(child.spec.id)
-        child.ctx = ctx
-        child.restarting = False
-        self._nursery.start_soon(self._run_worker, child, ctx, name=child.spec.id)
-        if self._handlers:
-            emit(self._handlers, ChildStarted(self._name, child.spec.id))
+    async def _run_child(self, child: _Child, ctx: ChildContext) -> None:
+        """One run of a child, worker or service: the task the supervisor owns for it.
 
-    async def _run_worker(self, child: _Child, ctx: ChildContext) -> None:
+        Nothing escapes it: an ``Exception`` is an abnormal exit, the end of the child's
+        cancel scope is a shutdown, and any other ``BaseException`` (``KeyboardInterrupt``,
+        ``SystemExit``) is recorded for ``run()`` to re-raise after the ordered shutdown.
+        """
         task = trio.lowlevel.current_task()
         _CHILD_TASKS[task] = ctx
+        ctx._began = True
+        if ctx._starter is not None:
+            trio.lowlevel.reschedule(ctx._starter)
+            ctx._starter = None
         spec = child.spec
+        reason: ExitReason = "normal"
+        exc: BaseException | None = None
         try:
             with ctx._scope:
-                await spec.start(*spec.args)  # type: ignore[operator]
-        except Exception as exc:
+                if spec._service:
+                    await spec.start.run(task_status=_ReadyStatus(ctx))  # type: ignore[union-attr]
+                else:
+                    await spec.start(*spec.args)  # type: ignore[operator]
+            if ctx._scope.cancelled_caught:
+                reason = "shutdown"
+        except Exception as error:
+            reason, exc = "abnormal", error
+        except trio.Cancelled:
+            # Only a cancellation of the children's nursery itself gets here (the
+            # supervisor never does that); keep the books straight and let it through.
             del _CHILD_TASKS[task]
-            self._child_exited(child, ctx, "abnormal", exc)
-        except BaseException:
-            del _CHILD_TASKS[task]
-            self._child_exited(child, ctx, "abnormal", None, propagating=True)
+            self._child_exited(child, ctx, "shutdown", None)
             raise
-        else:
-            del _CHILD_TASKS[task]
-            self._child_exited(
-                child, ctx, "shutdown" if ctx._scope.cancelled_caught else "normal", None
-            )
-
-    async def _run_service(
-        self, child: _Child, ctx: ChildContext, *, task_status: trio.TaskStatus[Any]
-    ) -> None:
-        task = trio.lowlevel.current_task()
-        _CHILD_TASKS[task] = ctx
-        try:
-            await self._serve(child, ctx, task_status)
-        finally:
-            del _CHILD_TASKS[task]
-
-    async def _serve(
-        self, child: _Child, ctx: ChildContext, task_status: trio.TaskStatus[Any]
-    ) -> None:
-        started = False
-
-        class _Relay:
-            def started(self, value: object = None) -> None:
-                nonlocal started
-                started = True
-                task_status.started(value)
-
-        try:
-            with ctx._scope:
-                await child.spec.start.run(task_status=_Relay())  # type: ignore[union-attr]
-        except Exception as exc:
-            if not started:
-                ctx._finished = True
-                raise
-            self._child_exited(child, ctx, "abnormal", exc)
-        except BaseException:
-            if not started:
-                ctx._finished = True
-                raise
-            self._child_exited(child, ctx, "abnormal", None, propagating=True)
-            raise
-        else:
-            if not started:
-                ctx._finished = True
-                raise RuntimeError(f"child {child.spec.id!r} returned before reporting ready")
-            self._child_exited(
-                child, ctx, "shutdown" if ctx._scope.cancelled_caught else "normal", None
-            )
+        except BaseException as error:
+            reason, exc = "abnormal", error
+            ctx._fatal = True
+        del _CHILD_TASKS[task]
+        self._child_exited(child, ctx, reason, exc)
 
     def _child_exited(
-        self,
-        child: _Child,
-        ctx: ChildContext,
-        reason: ExitReason,
-        exc: BaseException | None,
-        *,
-        propagating: bool = False,
+        self, child: _Child, ctx: ChildContext, reason: ExitReason, exc: BaseException | None
     ) -> None:
         ctx._finished = True
+        before_ready = ctx._ready is not None and not ctx._started
         if ctx._stopping:
             reason, exc = "shutdown", None
-        if self._handlers:
+        if ctx._fatal:
+            # KeyboardInterrupt, SystemExit...: the whole supervisor stops, in order, and
+            # run() re-raises the first one.
+            if self._fatal is None:
+                self._fatal = exc
+            self._request_shutdown()
+        if before_ready and reason != "shutdown" and not ctx._fatal:
+            # A failed start: _start reports it (ChildStartError); not an exit to handle.
+            ctx._start_error = exc or RuntimeError(
+                f"child {child.spec.id!r} returned before reporting ready"
+            )
+        elif self._handlers:
             emit(self._handlers, ChildExited(self._name, child.spec.id, reason, exc))
         if ctx._done is not None:
             ctx._done.set()
-        if ctx._stopping or propagating:
+        if ctx._ready is not None:
+            ctx._ready.set()
+        if ctx._stopping or ctx._fatal or before_ready:
             return
         if exc is not None:
             self._causes[ctx] = exc
@@ -515,7 +648,12 @@ class _SupervisorBase:
         self._wake.set()
 
     async def _stop(self, child: _Child) -> None:
-        """Stop ``child``'s current run, if any: ask, wait its grace, cancel, wait."""
+        """Stop ``child``'s current run, if any: ask, wait its grace, cancel, wait.
+
+        If the caller is cancelled during the grace period, the child is cancelled at once
+        and the wait for its end is abandoned (it ends on its own inside the children's
+        nursery; it is already off the books, so nothing restarts it).
+        """
         ctx = child.ctx
         child.ctx = None
         child.restarting = False
@@ -524,11 +662,13 @@ class _SupervisorBase:
         ctx._stopping = True
         ctx._done = trio.Event()
         grace = child.spec.grace
-        if ctx._stop_event is not None and grace > 0:
-            ctx._stop_event.set()
-            with trio.move_on_after(grace):
-                await ctx._done.wait()
-        ctx._scope.cancel()
+        try:
+            if ctx._stop_event is not None and grace > 0:
+                ctx._stop_event.set()
+                with trio.move_on_after(grace):
+                    await ctx._done.wait()
+        finally:
+            ctx._scope.cancel()
         await ctx._done.wait()
 
     async def _stop_all(self) -> None:
@@ -554,7 +694,9 @@ class _SupervisorBase:
         now = trio.current_time()
         key = self._intensity_key(child.spec.id)
         self._restarts.append((now, key, exc))
-        while self._restarts and not now - self._restarts[0][0] < self._period:
+        # OTP (supervisor.erl, add_restart/3): keep the restarts R with R >= Now - Period,
+        # so a restart exactly `period` seconds old still counts.
+        while self._restarts and now - self._restarts[0][0] > self._period:
             self._restarts.popleft()
         window = [entry for entry in self._restarts if entry[1] == key]
         if len(window) > self._intensity:
@@ -576,19 +718,22 @@ class _SupervisorBase:
         if self._backoff is not None:
             for target in targets:
                 target.restarting = True
-            with trio.CancelScope() as self._backoff_scope:  # a shutdown cuts it short
+            with self._interruptible():  # a shutdown cuts it short
                 await trio.sleep(self._backoff.delay(len(window)))
-            self._backoff_scope = None
             if self._shutdown_requested:
                 for target in targets:
                     target.restarting = False
                 return
         for target in targets:
+            if self._shutdown_requested:
+                return  # the control loop stops what runs
             if target.ctx is not None and not target.ctx._finished:
                 continue
             target.restarts += 1
             try:
                 await self._start(target)
+            except _StartInterrupted:
+                return
             except ChildStartError as error:
                 # OTP retries a failed restart as a fresh abnormal exit of that child.
                 retry = ChildContext(target.spec.id)
@@ -603,6 +748,9 @@ class _SupervisorBase:
 
     async def _escalate(self, child: _Child, causes: list[BaseException]) -> None:
         self._escalated = True
+        # From here on the child API refuses ("not running"): a call that was waiting for
+        # the lock must not start a child in a nursery that is about to close.
+        self._request_shutdown()
         await self._stop_all()
         emit(self._handlers, Escalated(self._name, child.spec.id, tuple(causes)))
         raise SupervisorEscalation(self._name, child.spec.id, self._intensity, self._period, causes)
@@ -656,9 +804,10 @@ class _SupervisorBase:
         """Stop a child (grace period, then cancel) without restarting it.
 
         The child stays known (state ``"stopped"``) unless it is ``temporary`` or the
-        supervisor is dynamic, in which case it is forgotten. A checkpoint; once the
-        supervisor's lock is acquired the operation is shielded and completes, so
-        ``Cancelled`` leaves either nothing done or the child terminated.
+        supervisor is dynamic, in which case it is forgotten. A checkpoint. ``Cancelled``
+        while waiting for the supervisor's lock leaves nothing done; once the lock is held
+        the child is off the books (stopped, never restarted), and a cancellation during
+        its grace period cancels it at once instead of waiting.
 
         Raises:
             LookupError: no child has this id.
@@ -666,21 +815,21 @@ class _SupervisorBase:
                 child it wants to terminate (a child ends itself by returning).
         """
         async with self._lock:
-            with trio.CancelScope(shield=True):
-                self._check_running()
-                child = self._find(child_id)
-                if child.ctx is not None and _called_from_within(child.ctx):
-                    raise RuntimeError(
-                        f"child {child_id!r} cannot terminate itself; return from it instead"
-                    )
-                await self._stop(child)
-                if child.spec.restart == "temporary" or self._dynamic:
-                    self._remove(child)
+            self._check_running()
+            child = self._find(child_id)
+            if child.ctx is not None and _called_from_within(child.ctx):
+                raise RuntimeError(
+                    f"child {child_id!r} cannot terminate itself; return from it instead"
+                )
+            if child.spec.restart == "temporary" or self._dynamic:
+                self._remove(child)
+            await self._stop(child)
 
     async def restart_child(self, child_id: str) -> object:
         """Start a stopped child again (does not count toward the intensity).
 
-        A checkpoint, shielded once the lock is acquired (see :meth:`terminate_child`).
+        A checkpoint. ``Cancelled`` (while waiting for the lock or for a service to report
+        ready) leaves the child stopped: a start the caller abandoned is cancelled at once.
 
         Returns:
             The handle a service child reported ready with, else ``None``.
@@ -691,14 +840,12 @@ class _SupervisorBase:
             ChildStartError: a service child failed to start (it stays stopped).
         """
         async with self._lock:
-            with trio.CancelScope(shield=True):
-                self._check_running()
-                child = self._find(child_id)
-                if child.state != "stopped":
-                    raise RuntimeError(f"child {child_id!r} is {child.state}")
-                await self._start(child)
-        assert child.ctx is not None
-        return child.ctx._handle
+            self._check_running()
+            child = self._find(child_id)
+            if child.state != "stopped":
+                raise RuntimeError(f"child {child_id!r} is {child.state}")
+            ctx = await self._start_for_caller(child)
+        return ctx._handle
 
     async def delete_child(self, child_id: str) -> None:
         """Forget a stopped child's spec.
@@ -719,7 +866,9 @@ class _SupervisorBase:
     async def start_child(self, spec: ChildSpec) -> object:
         """Add a child after the existing ones and start it.
 
-        A checkpoint, shielded once the lock is acquired (see :meth:`terminate_child`).
+        A checkpoint. ``Cancelled`` (while waiting for the lock or for a service to report
+        ready) leaves nothing done: the spec is not kept and the abandoned start is
+        cancelled at once.
 
         Returns:
             The handle a service child reported ready with, else ``None``.
@@ -730,28 +879,37 @@ class _SupervisorBase:
                 ``auto_shutdown`` is ``"never"``.
             MaxChildrenError: a dynamic supervisor is at ``max_children``; nothing started.
             ChildStartError: a service child failed to start (its spec is not kept).
-            RuntimeError: the supervisor is not running.
+            RuntimeError: the supervisor is not running, or shut down during the start.
         """
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"start_child needs a ChildSpec, got {spec!r}")
         if spec.significant and self._auto_shutdown == "never":
             raise ValueError(f"child {spec.id!r} is significant but auto_shutdown is 'never'")
         async with self._lock:
-            with trio.CancelScope(shield=True):
-                self._check_running()
-                if any(child.spec.id == spec.id for child in self._children):
-                    raise ValueError(f"duplicate child id {spec.id!r}")
-                if self._max_children is not None and len(self._children) >= self._max_children:
-                    raise MaxChildrenError(self._name, spec.id, self._max_children)
-                child = _Child(spec)
-                self._children.append(child)
-                try:
-                    await self._start(child)
-                except ChildStartError:
-                    self._remove(child)
-                    raise
+            self._check_running()
+            if any(child.spec.id == spec.id for child in self._children):
+                raise ValueError(f"duplicate child id {spec.id!r}")
+            if self._max_children is not None and len(self._children) >= self._max_children:
+                raise MaxChildrenError(self._name, spec.id, self._max_children)
+            child = _Child(spec)
+            self._children.append(child)
+            try:
+                ctx = await self._start_for_caller(child)
+            except (ChildStartError, trio.Cancelled):
+                self._remove(child)
+                raise
+        return ctx._handle
+
+    async def _start_for_caller(self, child: _Child) -> ChildContext:
+        """``_start`` on behalf of a child API caller (who holds the lock)."""
+        try:
+            await self._start(child)
+        except _StartInterrupted:
+            raise RuntimeError(
+                f"supervisor {self._name!r} shut down while child {child.spec.id!r} was starting"
+            ) from None
         assert child.ctx is not None
-        return child.ctx._handle
+        return child.ctx
 
 
 @final
@@ -810,7 +968,34 @@ class Supervisor(_SupervisorBase):
         )
 
 
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in ``group`` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _find_interrupt(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first ``KeyboardInterrupt`` or ``SystemExit`` in ``group``, at any depth."""
+    for exc in group.exceptions:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _find_interrupt(exc)
+            if found is not None:
+                return found
+    return None
+
+
 def _unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What an ``open_*`` context manager raises for its nursery's exception group.
+
+    ``KeyboardInterrupt``/``SystemExit`` anywhere in the group win, unwrapped; else a
+    single leaf that is not ``Cancelled`` (an escalation, a start error, the block's own
+    exception) is unwrapped; anything else stays a group.
+    """
+    interrupt = _find_interrupt(group)
+    if interrupt is not None:
+        return interrupt
     leaves = [exc for exc in group.exceptions if not isinstance(exc, trio.Cancelled)]
     if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
         return leaves[0]
@@ -835,7 +1020,10 @@ async def open_supervisor(
     children are stopped in reverse order. If the supervisor escalates, the block is
     cancelled and :class:`SupervisorEscalation` is raised out of the ``async with``
     (unwrapped from the nursery's exception group). If ``auto_shutdown`` stops the
-    supervisor, the block keeps running.
+    supervisor, the block keeps running. A ``KeyboardInterrupt`` or ``SystemExit`` from a
+    child or from the block leaves the ``async with`` unwrapped, after the ordered
+    shutdown. When the block's scope is cancelled, the ``async with`` returns within the
+    sum of the children's grace periods.
 
     Args and raises are those of :class:`Supervisor` and :meth:`Supervisor.run`.
     """
