@@ -423,10 +423,8 @@ class LeaseLockCluster:
             cRenewAge=Record(state["cRenewAge"]),
             msgs=frozenset(self._msg_keys),
             resHighest=self.resource.highest,
-            resLast=self.resource.last_accepted,
             resRejected=self.stale_write_refused,
             grantLog=tuple(self.grant_log),
-            expiredRegrant=self.expired_regrant,
         )
 
     def entitled(self) -> list[int]:
@@ -567,6 +565,13 @@ def trace_config(params: SpecParams) -> str:
         "    MaxReq = 1000000\n"
         "    MaxToken = 1000000\n"
         '    Variant = "correct"\n'
+        "INVARIANTS\n"
+        "    MutualExclusion\n"
+        "    IntervalsFollowGrants\n"
+        "    FencingMonotonic\n"
+        "    AcceptedWritesInLeaseOrder\n"
+        "    AcceptedWritesFromHolders\n"
+        "    TokenBound\n"
     )
 
 
@@ -581,8 +586,12 @@ class TraceCheck:
         steps: how many steps they hold in all (likewise).
         failed_trace: the 1-based index of a trace that could not be followed.
         failed_step: the 1-based position in it of the last state that was matched.
-        failed_action: the action logged for the step that could not be taken.
+        failed_action: the action logged for the step that could not be taken, or
+            (when an invariant was violated) for the step that violated it.
         tlc: TLC's result.
+        violated: the LeaseLock safety invariant the trace violated, if it was
+            followed but broke one (the trace config checks them over the
+            observer history the spec computes along the trace).
     """
 
     accepted: bool
@@ -592,6 +601,7 @@ class TraceCheck:
     failed_step: int | None
     failed_action: str | None
     tlc: TLCResult
+    violated: str | None = None
 
 
 def check_traces(
@@ -606,7 +616,10 @@ def check_traces(
 
     All traces are checked in one TLC run (one JVM start). A trace that
     cannot be followed shows up as a deadlock of ``LeaseLockTrace`` at the
-    step where the implementation did something the spec does not allow.
+    step where the implementation did something the spec does not allow; a
+    trace the spec can follow but whose observer history (computed by the
+    spec along the trace) breaks a safety invariant is rejected too, naming it
+    (:attr:`TraceCheck.violated`).
 
     Raises:
         ValueError: no traces, or an empty one.
@@ -655,7 +668,8 @@ def check_trace_module(
     steps = sum(len(t) for t in traces) if traces is not None else None
     if result.status is TLCStatus.OK:
         return TraceCheck(True, count, steps, None, None, None, result)
-    if result.status is TLCStatus.DEADLOCK:
+    if result.status in (TLCStatus.DEADLOCK, TLCStatus.INVARIANT_VIOLATED):
+        violated = result.status is TLCStatus.INVARIANT_VIOLATED
         tr = pos = None
         action = None
         if result.counterexample:
@@ -663,9 +677,14 @@ def check_trace_module(
             found_tr, found_pos = last.get("tr"), last.get("pos")
             if isinstance(found_tr, int) and isinstance(found_pos, int):
                 tr, pos = found_tr, found_pos
-                if traces is not None and pos < len(traces[tr - 1]):
-                    action = traces[tr - 1][pos].action
-        return TraceCheck(False, count, steps, tr, pos, action, result)
+                # deadlock: pos is the last state matched, the next step failed;
+                # violation: pos is the state that broke the invariant
+                step = pos - 1 if violated else pos
+                if traces is not None and 0 <= step < len(traces[tr - 1]):
+                    action = traces[tr - 1][step].action
+        return TraceCheck(
+            False, count, steps, tr, pos, action, result, result.violated if violated else None
+        )
     raise VerificationError(
         f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
     )
