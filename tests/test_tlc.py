@@ -459,3 +459,34 @@ async def test_cancelling_an_async_run_kills_the_jvm(tmp_path: Path) -> None:
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped before the call returned
+
+
+@pytest.mark.tlc
+@needs_java
+def test_invariant_that_cannot_be_evaluated_has_its_own_status() -> None:
+    result = run_tlc(fixture("Unevaluable.tla"))
+    assert result.status is TLCStatus.CHECK_NOT_EVALUABLE
+    assert result.exit_code == 76
+    assert result.violated == "Partial"
+    assert result.error_message.startswith("Evaluating invariant Partial failed.")
+    assert "out of domain" in result.error_message
+    assert "exit code" not in result.error_message
+    assert [step.state["x"] for step in result.counterexample] == [0, 1, 2]
+
+
+@pytest.mark.tlc
+@needs_java
+def test_action_property_that_cannot_be_evaluated_has_its_own_status() -> None:
+    result = run_tlc(fixture("Unevaluable.tla"), fixture("Unevaluable.action.cfg"))
+    assert result.status is TLCStatus.CHECK_NOT_EVALUABLE
+    assert result.violated == "PartialStep"
+    assert "exit code" not in result.error_message
+
+
+def test_canned_exit_code_76_without_a_message_is_not_evaluable(tmp_path: Path) -> None:
+    output = _msg(2186, "Finished in 1s at (2026-11-30 00:00:00)")
+    result = run_tlc(
+        fixture("Counter.tla"), java=str(_replay(tmp_path, output, 77)), jar=fixture("Counter.tla")
+    )
+    assert result.status is TLCStatus.CHECK_NOT_EVALUABLE
+    assert "exited with code 77" in result.error_message

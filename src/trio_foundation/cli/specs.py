@@ -325,6 +325,9 @@ def _headline(outcome: _Outcome) -> Text:
         text.append(f"{what} is violated", style=outcome.style)
     elif status is TLCStatus.DEADLOCK:
         text.append("deadlock: a reachable state has no successor", style=outcome.style)
+    elif status is TLCStatus.CHECK_NOT_EVALUABLE:
+        what = result.violated or "an invariant or property"
+        text.append(f"{what} cannot be evaluated", style=outcome.style)
     else:
         text.append(status.value, style=outcome.style)
     return text

@@ -11,8 +11,8 @@ state parsed into Python values (see :mod:`trio_foundation.verify.tla_values`).
 
 The status comes from TLC's messages and is cross-checked with its exit code
 (TLC 2.15: 0 ok, 10 assumption false, 11 deadlock, 12 safety violation, 13
-liveness violation, 75 evaluation error, 150 parse error, 151 and 255 config
-error).
+liveness violation, 75 evaluation error, 76/77 an invariant/property that could
+not be evaluated, 150 parse error, 151 and 255 config error).
 
 TLC 2.15 does not understand ``CHECK_DEADLOCK`` in a config; a line
 ``CHECK_DEADLOCK FALSE`` there is removed from the copy TLC reads and turns
@@ -90,6 +90,11 @@ class TLCStatus(enum.Enum):
     """The ``.cfg`` is malformed or names something the spec does not define."""
     EVALUATION_ERROR = "evaluation error"
     """TLC could not evaluate an expression, an ``Assert`` failed, or an ``ASSUME`` is false."""
+    CHECK_NOT_EVALUABLE = "check not evaluable"
+    """TLC could not evaluate an ``INVARIANT`` or ``PROPERTY`` in a reachable state (message
+    2111 or 2113, exit code 76 or 77): the check itself is broken (e.g. it applies a
+    function outside its domain), so it neither holds nor is violated. :attr:`TLCResult.violated`
+    names it and the counterexample leads to the state where it failed."""
     TLC_ERROR = "tlc error"
     """TLC failed for another reason (see :attr:`TLCResult.output`)."""
     TIMEOUT = "timeout"
@@ -398,7 +403,9 @@ _GENERAL: Final = 1000
 _ASSUMPTION_FALSE: Final = 2104
 _INVARIANT_VIOLATED_INITIAL: Final = 2107
 _INVARIANT_VIOLATED: Final = 2110
+_INVARIANT_NOT_EVALUABLE: Final = 2111
 _ACTION_PROPERTY_VIOLATED: Final = 2112
+_ACTION_PROPERTY_NOT_EVALUABLE: Final = 2113
 _DEADLOCK: Final = 2114
 _TEMPORAL_VIOLATED: Final = 2116
 _BACK_TO_STATE: Final = 2122
@@ -423,6 +430,8 @@ _EXIT_STATUS: Final = {
     13: TLCStatus.PROPERTY_VIOLATED,
     14: TLCStatus.EVALUATION_ERROR,
     75: TLCStatus.EVALUATION_ERROR,
+    76: TLCStatus.CHECK_NOT_EVALUABLE,
+    77: TLCStatus.CHECK_NOT_EVALUABLE,
     150: TLCStatus.PARSE_ERROR,
     151: TLCStatus.CONFIG_ERROR,
 }
@@ -434,7 +443,10 @@ _COUNTS: Final = re.compile(
 _PROGRESS_DEPTH: Final = re.compile(r"Progress\(([\d,]+)\)")
 _INIT_STATES: Final = re.compile(r"([\d,]+) distinct states? generated")
 _DEPTH_TEXT: Final = re.compile(r"search is ([\d,]+)")
-_VIOLATED_NAME: Final = re.compile(r"(?:Invariant|Action property|property) (\S+) is violated")
+_VIOLATED_NAME: Final = re.compile(
+    r"(?:Invariant|Action property|property) (\S+) is violated"
+    r"|Evaluating (?:invariant|action property|property|temporal property) (\S+) failed"
+)
 _POSITION: Final = re.compile(r"Line (\d+), column (\d+) to line \d+, column \d+ in (\w+)")
 _STEP_HEADER: Final = re.compile(r"\s*(\d+):\s*(.*)")
 _ACTION: Final = re.compile(
@@ -912,6 +924,9 @@ def _status_from_messages(messages: list[_Message]) -> tuple[TLCStatus | None, _
     for code in (_ACTION_PROPERTY_VIOLATED, _TEMPORAL_VIOLATED):
         if code in codes:
             return TLCStatus.PROPERTY_VIOLATED, first[code]
+    for code in (_INVARIANT_NOT_EVALUABLE, _ACTION_PROPERTY_NOT_EVALUABLE):
+        if code in codes:
+            return TLCStatus.CHECK_NOT_EVALUABLE, first[code]
     if _DEADLOCK in codes:
         return TLCStatus.DEADLOCK, first[_DEADLOCK]
     for message in messages:
@@ -987,10 +1002,16 @@ def _assemble(
             error = f"{config}: {error}"
         found = _VIOLATED_NAME.search(decisive.text)
         if found:
-            violated = found.group(1)
+            violated = found.group(1) or found.group(2)
         elif status is TLCStatus.PROPERTY_VIOLATED and len(settings.properties) == 1:
             violated = settings.properties[0]
-    if expected is not None and status not in (TLCStatus.TIMEOUT, TLCStatus.TLC_ERROR, expected):
+    # TLC 2.15 exits with 75 (not 76) when an action property cannot be evaluated.
+    agrees = status is TLCStatus.CHECK_NOT_EVALUABLE and expected is TLCStatus.EVALUATION_ERROR
+    if (
+        expected is not None
+        and not agrees
+        and status not in (TLCStatus.TIMEOUT, TLCStatus.TLC_ERROR, expected)
+    ):
         error += f" (tlc's exit code {exit_code} says {expected.value})"
 
     try:
