@@ -1,4 +1,4 @@
-"""Run the TLC model checker on a spec and read back what it found.
+r"""Run the TLC model checker on a spec and read back what it found.
 
 :func:`run_tlc` checks one ``NAME.tla`` under one ``.cfg``: it copies the spec's
 directory (its ``.tla`` files) into a fresh temporary directory, adds any
@@ -20,7 +20,11 @@ deadlock checking off (``-deadlock``), as newer TLCs would.
 
 Specs are found by :func:`find_specs`: every ``NAME.cfg`` or
 ``NAME.VARIANT.cfg`` beside a ``NAME.tla`` is one spec to check, named ``NAME``
-or ``NAME.VARIANT``; modules without a config are helpers.
+or ``NAME.VARIANT``; modules without a config are helpers. Variants that must
+*fail* (the broken specs in ``specs/broken/``, the reachability checks in
+``specs/reach/``) are found by :func:`find_variants`; each config declares the
+violation it must produce with a comment line ``\* expect-violation: NAME``
+(read by :func:`expected_violations`).
 
 :func:`run_tlc` blocks; from Trio, use :func:`run_tlc_async`, which kills the
 JVM when it is cancelled.
@@ -37,7 +41,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, final
 
@@ -55,9 +59,11 @@ __all__ = [
     "TLCStatus",
     "TraceStep",
     "default_specs_dir",
+    "expected_violations",
     "find_jar",
     "find_java",
     "find_specs",
+    "find_variants",
     "run_tlc",
     "run_tlc_async",
 ]
@@ -225,13 +231,18 @@ class SpecPair:
 
     Attributes:
         name: ``NAME`` for ``NAME.cfg``, ``NAME.VARIANT`` for ``NAME.VARIANT.cfg``.
-        module: the ``NAME.tla`` file.
+        module: the ``NAME.tla`` file (for a variant found by :func:`find_variants`,
+            possibly in the parent of the config's directory).
         config: the ``.cfg`` file.
+        expect: for a variant that must fail, the invariants or properties its config
+            declares it violates (``"deadlock"`` for a deadlock); empty for a spec
+            that must pass, or for a variant that declares nothing (an error).
     """
 
     name: str
     module: Path
     config: Path
+    expect: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- finding things
@@ -312,6 +323,87 @@ def find_specs(directory: Path) -> list[SpecPair]:
         module = directory / (name.split(".", 1)[0] + ".tla")
         if name and module.is_file():
             pairs.append(SpecPair(name=name, module=module, config=config))
+    return sorted(pairs, key=lambda pair: pair.name)
+
+
+_EXPECT: Final = re.compile(r"^[ \t]*\\\*[ \t]*expect-violation:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+_IDENTIFIER: Final = re.compile(r"[A-Za-z0-9_]*[A-Za-z][A-Za-z0-9_]*")
+
+
+def expected_violations(config: Path) -> tuple[str, ...]:
+    r"""The violations a config declares it must produce, in order, without repeats.
+
+    A declaration is a comment line ``\* expect-violation: NAME`` (several names may
+    be separated by commas; several lines may be given): ``NAME`` is an
+    ``INVARIANT``, a ``PROPERTY``, or ``deadlock``. TLC stops at the first violation
+    it finds, so the check passes when it is any of them.
+
+    Args:
+        config: the ``.cfg`` file.
+
+    Returns:
+        The declared names (empty when there is no declaration).
+
+    Raises:
+        VerificationError: the config does not exist, or a declaration names nothing
+            or something that is not a TLA+ identifier.
+    """
+    try:
+        text = config.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VerificationError(f"config {config} does not exist") from None
+    names: list[str] = []
+    for match in _EXPECT.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        items = [item.strip() for item in match.group(1).split(",")]
+        if not any(items):
+            raise VerificationError(
+                f"{config} line {line}: expect-violation names nothing; "
+                "write \\* expect-violation: InvariantName"
+            )
+        for item in items:
+            if not _IDENTIFIER.fullmatch(item):
+                raise VerificationError(
+                    f"{config} line {line}: expect-violation: {item!r} is not an "
+                    "invariant or property name (or 'deadlock')"
+                )
+            names.append(item)
+    return tuple(dict.fromkeys(names))
+
+
+def find_variants(directory: Path) -> list[SpecPair]:
+    """Every config in a directory of variants that must fail, sorted by name.
+
+    Used for ``specs/broken/`` (mutants) and ``specs/reach/`` (reachability checks):
+    each ``NAME.cfg`` or ``NAME.VARIANT.cfg`` there is one check of the module
+    ``NAME.tla``, taken from the same directory if it is there, else from the parent
+    directory (so a variant can be a config of the main spec). Each pair carries the
+    violations its config declares (:func:`expected_violations`). Unlike
+    :func:`find_specs`, nothing is skipped silently.
+
+    Args:
+        directory: e.g. ``Path("specs/broken")``.
+
+    Raises:
+        VerificationError: the directory does not exist, a config's module is in
+            neither place, or a declaration is malformed.
+    """
+    if not directory.is_dir():
+        raise VerificationError(f"{directory} is not a directory")
+    pairs = []
+    for config in directory.glob("*.cfg"):
+        name = config.name.removesuffix(".cfg")
+        stem = name.split(".", 1)[0] + ".tla"
+        for module in (directory / stem, directory.parent / stem):
+            if module.is_file():
+                break
+        else:
+            raise VerificationError(
+                f"{config}: no module {stem} in {directory} or in {directory.parent}"
+            )
+        pairs.append(
+            SpecPair(name=name, module=module, config=config, expect=expected_violations(config))
+        )
     return sorted(pairs, key=lambda pair: pair.name)
 
 
@@ -528,11 +620,13 @@ def _prepare(
     config_name: str,
     config_text: str,
     extra_files: Mapping[str, str],
+    module_dirs: Sequence[Path],
 ) -> _Workspace:
     originals: dict[str, str] = {}
-    for module in sorted(spec.parent.glob("*.tla")):
-        shutil.copyfile(module, workdir / module.name)
-        originals[module.name] = str(module)
+    for directory in [*reversed(module_dirs), spec.parent]:
+        for module in sorted(directory.glob("*.tla")):
+            shutil.copyfile(module, workdir / module.name)
+            originals[module.name] = str(module)
     for name, content in extra_files.items():
         if Path(name).name != name or name in ("", ".", ".."):
             raise ValueError(f"extra file name must be a plain file name, got {name!r}")
@@ -553,6 +647,7 @@ def run_tlc(
     java: str | None = None,
     jar: Path | None = None,
     on_progress: Callable[[TLCProgress], None] | None = None,
+    module_dirs: Sequence[Path] = (),
 ) -> TLCResult:
     """Model-check a spec with TLC and parse the outcome.
 
@@ -572,6 +667,9 @@ def run_tlc(
         java: the ``java`` executable; default :func:`find_java`.
         jar: ``tla2tools.jar``; default :func:`find_jar`.
         on_progress: called (in this thread) with each progress report.
+        module_dirs: more directories whose ``.tla`` modules the spec may use (e.g.
+            ``specs/`` for a mutant in ``specs/broken/`` that ``EXTENDS`` a main spec);
+            on a name clash the spec's own directory wins, then the first listed.
 
     Returns:
         What TLC found.
@@ -582,7 +680,17 @@ def run_tlc(
         ValueError: ``workers`` < 1, ``timeout`` <= 0, or a bad extra file name.
     """
     return _run_tlc(
-        spec, config, workers, timeout, extra_files, deadlock, java, jar, on_progress, None
+        spec,
+        config,
+        workers,
+        timeout,
+        extra_files,
+        deadlock,
+        java,
+        jar,
+        on_progress,
+        None,
+        module_dirs,
     )
 
 
@@ -596,6 +704,7 @@ async def run_tlc_async(
     java: str | None = None,
     jar: Path | None = None,
     on_progress: Callable[[TLCProgress], None] | None = None,
+    module_dirs: Sequence[Path] = (),
 ) -> TLCResult:
     """:func:`run_tlc` for Trio: TLC runs from a worker thread, Trio keeps running.
 
@@ -614,6 +723,7 @@ async def run_tlc_async(
         jar: as for :func:`run_tlc`.
         on_progress: called from the worker thread; use ``trio.from_thread.run_sync``
             in it to reach Trio.
+        module_dirs: as for :func:`run_tlc`.
 
     Returns:
         What TLC found.
@@ -637,6 +747,7 @@ async def run_tlc_async(
                 jar,
                 on_progress,
                 stopper,
+                module_dirs,
             )
         finally:
             stopper.finished.set()
@@ -683,6 +794,7 @@ def _run_tlc(
     jar: Path | None,
     on_progress: Callable[[TLCProgress], None] | None,
     stopper: _Stopper | None,
+    module_dirs: Sequence[Path] = (),
 ) -> TLCResult:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -705,7 +817,9 @@ def _run_tlc(
     with tempfile.TemporaryDirectory(prefix="foundation-tlc-") as temp:
         workdir = Path(temp)
         config_name = config.name
-        workspace = _prepare(workdir, spec, config_name, settings.text, extra_files or {})
+        workspace = _prepare(
+            workdir, spec, config_name, settings.text, extra_files or {}, module_dirs
+        )
         (workdir / "_javatmp").mkdir()
         command = [
             java,
