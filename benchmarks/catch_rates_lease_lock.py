@@ -108,11 +108,13 @@ def stateful_rates(searches: int, variants: list[str], examples: int | None) -> 
         machine, invariant = machines[name]
         caught = 0
         times = []
-        for _ in range(searches):
+        for done in range(1, searches + 1):
             started = time.monotonic()
             found = stateful.search(machine, examples)
             times.append(time.monotonic() - started)
             caught += found is not None and invariant in found
+            if done % 10 == 0 and done < searches:
+                print(f"  {name}: {caught} of {done} so far", file=sys.stderr, flush=True)
         print(
             f"{name:18} {caught:>4}/{searches:<4} {caught / searches:6.1%} "
             f"{wilson_low(caught, searches):6.1%} {sum(times) / searches:7.2f} "
