@@ -355,9 +355,12 @@ BROKEN = {
     "UnfencedResource": (UnfencedMachine, "StaleWriteRejected"),
     "AmnesiacClient": (AmnesiacMachine, "MutualExclusion"),
 }
-# Examples one search may try before it gives up; see docs/verification.md for
-# the catch rate this buys (benchmarks/catch_rates_lease_lock.py measures it).
+# Examples one search may try before it gives up, and how many independent fresh
+# searches CI runs before it declares a core uncaught; see docs/verification.md
+# for the catch rates this buys (benchmarks/catch_rates_lease_lock.py measures
+# the rate of one search; independent searches multiply the miss rates).
 SEARCH_EXAMPLES = 300
+SEARCHES = 3
 SEARCH_STEPS = STEPS
 
 
@@ -391,12 +394,16 @@ def search(machine: type[LeaseLockMachine], max_examples: int = SEARCH_EXAMPLES)
 # it in only about half of the runs (docs/verification.md has the measured rate),
 # so it is checked by the directed run below until the search is strong enough.
 @pytest.mark.parametrize("name", ["NoDriftClient", "UnfencedResource"])
+@pytest.mark.timeout(900)  # three uncaught searches take minutes on a loaded machine
 def test_broken_variant_is_caught(name: str) -> None:
-    """The suite fails if a fresh random search does NOT find the broken core's bug."""
+    """The suite fails if fresh random searches do NOT find the broken core's bug."""
     machine, invariant_name = BROKEN[name]
-    found = search(machine)
-    assert found is not None, f"{name} survived a search of {SEARCH_EXAMPLES} runs"
-    assert invariant_name in found, found
+    for _ in range(SEARCHES):
+        found = search(machine)
+        if found is not None:
+            assert invariant_name in found, found
+            return
+    pytest.fail(f"{name} survived {SEARCHES} fresh searches of {SEARCH_EXAMPLES} runs each")
 
 
 # The amnesiac client (request ids repeat after a crash) needs a crash, a new
