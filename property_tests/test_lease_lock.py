@@ -19,10 +19,11 @@ import itertools
 from typing import ClassVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings, target
+from hypothesis import HealthCheck, Phase, Verbosity, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -40,10 +41,19 @@ from trio_foundation.verify.lease_lock_trace import LeaseLockCluster, SpecParams
 
 # TTL 12 with D = 2, Delta = 1: drift bound 1/2, client validity 4.
 PARAMS = SpecParams(ttl=12, d=2, delta=1, clients=2)
-CLIENTS = st.sampled_from((1, 2))
-FAULT_ODDS = 8
+# How often a fault rule that fired actually faults (1 in FAULT_ODDS): crashes
+# and restarts must be common enough to happen while a lease is held, rare
+# enough that leases live long enough to conflict.
+FAULT_ODDS = 3
 FAULT = st.sampled_from([False] * (FAULT_ODDS - 1) + [True])
-TIMER = st.sampled_from([False, False, True])
+# Each node's clock keeps one pace for the whole run, drawn once: always the
+# slowest or the fastest advance the drift bound allows, or any advance at each
+# tick. Extreme paces held for many ticks are where the drift arithmetic matters.
+PACES = ("slow", "fast", "any")
+# Swarm testing (Groce et al., ISSTA 2012): each run switches some kinds of step
+# off, so that a run without renewals lets leases lapse, a run without crashes
+# keeps its clients' history, and so on. Every kind is on in half of the runs.
+OPTIONAL = ("renew", "release", "retry", "client_crash", "server_restart", "redeliver")
 
 
 def _client(node: int, params: SpecParams) -> LockClient:
@@ -51,9 +61,18 @@ def _client(node: int, params: SpecParams) -> LockClient:
 
 
 class LeaseLockMachine(RuleBasedStateMachine):
-    """The spec's Next relation, on the real cores."""
+    """The spec's Next relation, on the real cores.
+
+    The search is biased towards the states where lease locks break, without
+    knowing any particular bug: rules fire only where they do something (an idle
+    client acquires, a holder renews or writes), clocks run at the extremes of
+    the drift bound for whole runs, both clients compete, and crashes and server
+    restarts are frequent.
+    """
 
     params: ClassVar[SpecParams] = PARAMS
+    #: the constants a run may draw (the first is the one the cluster starts with)
+    param_choices: ClassVar[tuple[SpecParams, ...]] = (PARAMS,)
     client_factory: ClassVar = staticmethod(_client)
     resource_factory: ClassVar = FencedResource
     seen: ClassVar[set[str]] = set()
@@ -67,50 +86,85 @@ class LeaseLockMachine(RuleBasedStateMachine):
         )
         self.delivered: set[int] = set()
         self.dangling = 0.0
+        self.pace: dict[int, str] = {}
+        self.on: set[str] = set()
+        #: per node, how many messages had been sent when it last crashed or restarted
+        self.sent_before_crash: dict[int, int] = {}
+
+    @initialize(data=st.data())
+    def environment(self, data: st.DataObject) -> None:
+        """The spec's constants for the run, each node's pace (see PACES) and the
+        kinds of step the run uses (see OPTIONAL)."""
+        params = data.draw(st.sampled_from(type(self).param_choices), label="params")
+        if params != self.cluster.params:
+            self.cluster = LeaseLockCluster(
+                params,
+                client_factory=type(self).client_factory,
+                resource_factory=type(self).resource_factory,
+            )
+        for node in sorted(self.cluster.clock):
+            self.pace[node] = data.draw(st.sampled_from(PACES), label=f"pace of node {node}")
+        self.on = {kind for kind in OPTIONAL if data.draw(st.booleans(), label=kind)}
+
+    def _pick(self, data: st.DataObject, candidates: list[int], label: str) -> int:
+        return data.draw(st.sampled_from(candidates), label=label)
+
+    def _clients(self, *states: str) -> list[int]:
+        return [c for c, core in self.cluster.clients.items() if core.state in states]
+
+    def _entitled(self) -> list[int]:
+        cluster = self.cluster
+        return [c for c, core in cluster.clients.items() if core.entitled(cluster.clock[c])]
 
     # -- client actions
 
-    @rule(c=CLIENTS)
-    def client_acquire(self, c: int) -> None:
+    @precondition(lambda self: bool(self._clients("idle")))
+    @rule(data=st.data())
+    def client_acquire(self, data: st.DataObject) -> None:
         """ClientAcquire from idle: a caller asks for the lease."""
-        if self.cluster.clients[c].state == "idle":
-            self.cluster.client_acquire(c)
+        self.cluster.client_acquire(self._pick(data, self._clients("idle"), "idle client"))
 
-    @rule(c=CLIENTS, fault=FAULT)
-    def client_acquire_retry(self, c: int, fault: bool) -> None:
-        """ClientAcquire while acquiring: the retry timer fired (rarer: it abandons
-        the request in flight)."""
-        if fault and self.cluster.clients[c].state == "acquiring":
-            self.cluster.client_acquire(c)
+    @precondition(lambda self: "retry" in self.on and bool(self._clients("acquiring")))
+    @rule(data=st.data(), fault=FAULT)
+    def client_acquire_retry(self, data: st.DataObject, fault: bool) -> None:
+        """ClientAcquire while acquiring: the retry timer fired (it abandons the
+        request in flight)."""
+        if fault:
+            self.cluster.client_acquire(self._pick(data, self._clients("acquiring"), "retrier"))
 
-    @rule(c=CLIENTS, fires=TIMER)
-    def client_renew(self, c: int, fires: bool) -> None:
-        """ClientRenew: the renewal timer fires (once per third of the validity, so
-        rarer than deliveries)."""
+    @precondition(lambda self: "renew" in self.on and bool(self._entitled()))
+    @rule(data=st.data(), fires=FAULT)
+    def client_renew(self, data: st.DataObject, fires: bool) -> None:
+        """ClientRenew: the renewal timer fires while the lease is valid (once per
+        third of the validity in the real client, so rarer than other steps)."""
         if fires:
-            self.cluster.client_renew(c)
+            self.cluster.client_renew(self._pick(data, self._entitled(), "renewer"))
 
-    @rule(c=CLIENTS)
-    def client_release(self, c: int) -> None:
-        self.cluster.client_release(c)
+    @precondition(lambda self: "release" in self.on and bool(self._clients("held")))
+    @rule(data=st.data(), fault=FAULT)
+    def client_release(self, data: st.DataObject, fault: bool) -> None:
+        """ClientRelease (as rare as a fault: a released lease contends with nobody)."""
+        if fault:
+            self.cluster.client_release(self._pick(data, self._clients("held"), "releaser"))
 
-    @rule(c=CLIENTS)
-    def client_write(self, c: int) -> None:
-        self.cluster.client_write(c)
+    @precondition(lambda self: bool(self._entitled()))
+    @rule(data=st.data())
+    def client_write(self, data: st.DataObject) -> None:
+        self.cluster.client_write(self._pick(data, self._entitled(), "writer"))
 
-    # Crashes are rarer than ordinary steps (a fault happens on one draw in
-    # FAULT_ODDS); with every rule equally likely, a node would crash every few
-    # steps and leases would rarely live long enough to conflict.
-
-    @rule(c=CLIENTS, fault=FAULT)
+    @precondition(lambda self: "client_crash" in self.on)
+    @rule(c=st.sampled_from((1, 2)), fault=FAULT)
     def client_crash(self, c: int, fault: bool) -> None:
         if fault:
             self.cluster.client_crash(c)
+            self.sent_before_crash[c] = len(self.cluster.msgs)
 
+    @precondition(lambda self: "server_restart" in self.on)
     @rule(fault=FAULT)
     def server_restart(self, fault: bool) -> None:
         if fault:
             self.cluster.server_restart()
+            self.sent_before_crash[0] = len(self.cluster.msgs)
 
     # -- deliveries: ServerOnAcquire, ServerOnRenew, ServerOnRelease, ClientOnGranted,
     #    ClientOnRenewed, ClientOnDenied and ResourceOnWrite, by the message delivered
@@ -131,7 +185,7 @@ class LeaseLockMachine(RuleBasedStateMachine):
         """The newest message not yet delivered: overtaking older ones (reordering)."""
         self._deliver(max(set(range(len(self.cluster.msgs))) - self.delivered))
 
-    @precondition(lambda self: len(self.cluster.msgs) > 0)
+    @precondition(lambda self: "redeliver" in self.on and len(self.cluster.msgs) > 0)
     @rule(data=st.data())
     def deliver_any(self, data: st.DataObject) -> None:
         """Any message ever sent, again or late: duplication and delay."""
@@ -142,11 +196,24 @@ class LeaseLockMachine(RuleBasedStateMachine):
         if indexes:
             self._deliver(data.draw(st.sampled_from(indexes), label=action))
 
+    def _stale(self) -> list[int]:
+        msgs = self.cluster.msgs
+        return [i for i in range(len(msgs)) if i < self.sent_before_crash.get(msgs[i].dst, 0)]
+
+    @precondition(lambda self: bool(self._stale()))
+    @rule(data=st.data())
+    def deliver_stale(self, data: st.DataObject) -> None:
+        """A message sent to a node before it crashed or restarted, delivered to its
+        new incarnation (a network that held it through the restart)."""
+        self._deliver(data.draw(st.sampled_from(self._stale()), label="stale message"))
+
+    @precondition(lambda self: "redeliver" in self.on)
     @rule(data=st.data())
     def client_on_granted(self, data: st.DataObject) -> None:
         """Any grant ever sent, perhaps late or again."""
         self._some(data, "ClientOnGranted")
 
+    @precondition(lambda self: "redeliver" in self.on)
     @rule(data=st.data())
     def resource_on_write(self, data: st.DataObject) -> None:
         """Any write ever sent, perhaps late or again."""
@@ -157,11 +224,17 @@ class LeaseLockMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def tick(self, data: st.DataObject) -> None:
         advances = list(type(self).params.advances)
-        adv = {
-            node: data.draw(st.sampled_from(advances), label=f"advance of node {node}")
-            for node in sorted(self.cluster.clock)
-            if self.cluster.timing(node)
-        }
+        adv = {}
+        for node in sorted(self.cluster.clock):
+            if not self.cluster.timing(node):
+                continue
+            pace = self.pace.get(node, "any")
+            if pace == "slow":
+                adv[node] = advances[0]
+            elif pace == "fast":
+                adv[node] = advances[-1]
+            else:
+                adv[node] = data.draw(st.sampled_from(advances), label=f"advance of node {node}")
         self.cluster.tick(adv)
 
     # -- the spec's invariants
@@ -215,9 +288,9 @@ class LeaseLockMachine(RuleBasedStateMachine):
             type(self).seen.add("stale_write_refused")
 
 
-# Runs are long (most steps are no-ops for the drawn client) so that leases are
-# granted, renewed, lost and re-granted within one run.
-STEPS = 200
+# Runs are long enough that leases are granted, renewed, lost and re-granted
+# within one run.
+STEPS = 100
 TestLeaseLock = LeaseLockMachine.TestCase
 TestLeaseLock.settings = settings(stateful_step_count=STEPS, deadline=None)
 
@@ -251,55 +324,92 @@ def test_interesting_states_are_reached() -> None:
 # ---------------------------------------------------------------------- broken variants
 
 
-class NoDriftMachine(LeaseLockMachine):
-    # A wider drift bound (3/4: clocks advance 1..7 per tick) makes the mutant's
-    # error 7 times the safe validity instead of 3, so the search finds it reliably.
-    params = SpecParams(ttl=14, d=4, delta=3, clients=2)
+# The broken cores are searched for under the widest drift bound the spec's
+# integer clocks allow (3/4: a tick advances a clock by 1 to 7), where every
+# error in the drift arithmetic is largest.
+WIDE = SpecParams(ttl=14, d=4, delta=3, clients=2)
+
+
+class WideMachine(LeaseLockMachine):
+    param_choices = (PARAMS, WIDE)
+
+
+class NoDriftMachine(WideMachine):
     client_factory = staticmethod(
         lambda node, params: NoDriftClient(node, server=0, max_drift=params.max_drift)
     )
 
 
-class UnfencedMachine(LeaseLockMachine):
+class UnfencedMachine(WideMachine):
     resource_factory = UnfencedResource
 
 
-# Detection only: generation stops at the first failure and shrinking is skipped
-# (run the machine by hand to see a shrunk counterexample). The search is
-# derandomized so that CI is not at the mercy of luck: with random seeds it caught
-# NoDriftClient in 7 of 8 searches and UnfencedResource in 6 of 8 (1,500 runs each),
-# with this fixed seed it catches both, in seconds, every time.
-_BROKEN_SETTINGS = settings(
-    max_examples=1500,
-    stateful_step_count=STEPS,
-    deadline=None,
-    phases=[Phase.generate, Phase.target],
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    print_blob=False,
-)
+class AmnesiacMachine(WideMachine):
+    client_factory = staticmethod(
+        lambda node, params: AmnesiacClient(node, server=0, max_drift=params.max_drift)
+    )
 
 
-@pytest.mark.parametrize(
-    ("machine", "invariant_name"),
-    [
-        (NoDriftMachine, "MutualExclusion"),
-        (UnfencedMachine, "StaleWriteRejected"),
-    ],
-    ids=["no-drift-client", "unfenced-resource"],
-)
-def test_broken_variant_is_caught(machine: type[LeaseLockMachine], invariant_name: str) -> None:
-    """The suite fails if the stateful test does NOT find the broken core's bug."""
-    with pytest.raises(AssertionError, match=invariant_name):
-        run_state_machine_as_test(machine, settings=_BROKEN_SETTINGS)
+BROKEN = {
+    "NoDriftClient": (NoDriftMachine, "MutualExclusion"),
+    "UnfencedResource": (UnfencedMachine, "StaleWriteRejected"),
+    "AmnesiacClient": (AmnesiacMachine, "MutualExclusion"),
+}
+# Examples one search may try before it gives up, and how many independent fresh
+# searches CI runs before it declares a core uncaught; see docs/verification.md
+# for the catch rates this buys (benchmarks/catch_rates_lease_lock.py measures
+# the rate of one search; independent searches multiply the miss rates).
+SEARCH_EXAMPLES = 300
+SEARCHES = 3
+SEARCH_STEPS = STEPS
+
+
+def search(machine: type[LeaseLockMachine], max_examples: int = SEARCH_EXAMPLES) -> str | None:
+    """One fresh random search (Hypothesis draws a new seed; no example database).
+
+    Detection only: generation stops at the first failure and shrinking is
+    skipped. Returns the failure message, or ``None`` if the search found nothing.
+    """
+    try:
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=max_examples,
+                stateful_step_count=SEARCH_STEPS,
+                deadline=None,
+                phases=[Phase.generate, Phase.target],
+                derandomize=False,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
+                verbosity=Verbosity.quiet,
+            ),
+        )
+    except AssertionError as exc:
+        return str(exc)
+    return None
+
+
+# AmnesiacClient is left out of CI's searches: fresh searches of this size catch
+# it in only about half of the runs (docs/verification.md has the measured rate),
+# so it is checked by the directed run below until the search is strong enough.
+@pytest.mark.parametrize("name", ["NoDriftClient", "UnfencedResource"])
+@pytest.mark.timeout(900)  # three uncaught searches take minutes on a loaded machine
+def test_broken_variant_is_caught(name: str) -> None:
+    """The suite fails if fresh random searches do NOT find the broken core's bug."""
+    machine, invariant_name = BROKEN[name]
+    for _ in range(SEARCHES):
+        found = search(machine)
+        if found is not None:
+            assert invariant_name in found, found
+            return
+    pytest.fail(f"{name} survived {SEARCHES} fresh searches of {SEARCH_EXAMPLES} runs each")
 
 
 # The amnesiac client (request ids repeat after a crash) needs a crash, a new
 # request and the *old* grant delivered, in that order, before the lease can be
-# granted again: the state machine finds it in about half of its 600-example
-# runs, too rarely for a check that must not flake. This directed run shows the
-# bug and that the real client is immune to the same schedule.
+# granted again. This directed run shows the bug and that the real client is
+# immune to the same schedule (a regression check, not a search).
 
 
 def _crash_then_stale_grant(client_factory: object) -> list[str]:

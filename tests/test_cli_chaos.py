@@ -191,3 +191,116 @@ def test_runs_agree_across_processes_with_different_hash_seeds(tmp_path: Path) -
         assert proc.returncode in (0, 1), proc.stderr
         digests.add((field(proc.stdout, "digest"), history.read_text()))
     assert len(digests) == 1
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert re.fullmatch(
+        r"foundation \(trio-foundation\) \d+\.\d+\.\d+\S*\n", capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize("flag", ["--history", "--svg"])
+def test_an_output_folder_is_never_created_silently(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str
+) -> None:
+    target = tmp_path / "missing" / "deeper" / "out"
+    argv = ["register", "--seed", "1", "--ops", "10", "--history", str(tmp_path / "h.jsonl")]
+    code, out, err = run(capsys, *argv, flag, str(target))
+    assert code == 2
+    assert err == (
+        f"foundation: error: {flag} {target}: folder {target.parent} does not exist "
+        "(create it first)\n"
+    )
+    assert out == ""
+    assert not (tmp_path / "missing").exists()
+
+
+def test_an_unwritable_svg_keeps_the_verdicts_exit_code(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if importlib.util.find_spec("trio_foundation.verify.timeline") is None:
+        pytest.skip("no timeline renderer")
+    svg = tmp_path / "t.svg"
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    argv = ["register-stale-read", "--seed", "2", "--ops", "30"]
+    code, out, err = run(capsys, *argv, "--history", str(tmp_path / "h.jsonl"), "--svg", str(svg))
+    assert code == 1
+    assert field(out, "verdict").startswith("not-linearizable")
+    assert err == f"foundation: warning: cannot write --svg {svg}: Permission denied\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--check-timeout", "-1"], "argument --check-timeout: must be > 0, got -1"),
+        (["--check-timeout", "soon"], "argument --check-timeout: expected a number of seconds"),
+        (["--intensity", "-1"], "argument --intensity: must be a finite number > 0, got -1"),
+        (["--intensity", "0"], "argument --intensity: must be a finite number > 0, got 0"),
+        (["--intensity", "inf"], "argument --intensity: must be a finite number > 0, got inf"),
+    ],
+)
+def test_bad_numbers_name_their_flag(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["chaos", "run", "register", "--seed", "1", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "horizon" not in err and "timeout must" not in err
+
+
+def test_run_chaos_names_the_intensity() -> None:
+    from trio_foundation.cli.chaos import run_chaos
+
+    with pytest.raises(ValueError, match=r"^--intensity must be a finite number > 0, got -1$"):
+        run_chaos("register", seed=1, intensity=-1)
+
+
+@pytest.mark.parametrize(
+    ("entries", "problem"),
+    [
+        ('[{"at": 1.0, "fault": "crash"}]', "entry 1 (crash) has no field 'node'"),
+        ('[{"fault": "crash", "node": 1}]', "entry 1 (crash) has no field 'at'"),
+        (
+            '[{"at": 0, "fault": "heal"}, {"at": 1, "fault": "partition"}]',
+            "entry 2 (partition) has no field 'groups'",
+        ),
+        ('[{"at": 1, "node": 1}]', "entry 1 has no field 'fault' (one of "),
+        ('[{"at": 1, "fault": "meteor"}]', "entry 1: unknown fault 'meteor' (one of "),
+        ('[{"at": "soon", "fault": "crash", "node": 1}]', "field 'at' must be a number"),
+        ('[{"at": 1, "fault": "crash", "node": 1, "nod": 2}]', "unknown field 'nod'"),
+        ("[3]", "entry 1 must be a JSON object, got 3"),
+        ('{"at": 1}', "a fault schedule must be a JSON array"),
+        ("[{", "line 1, col 3: not valid JSON"),
+    ],
+)
+def test_a_bad_schedule_names_the_entry_and_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, entries: str, problem: str
+) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(entries)
+    argv = ["register", "--seed", "1", "--schedule", str(path)]
+    code, _out, err = run(capsys, *argv, "--history", str(tmp_path / "h.jsonl"))
+    assert code == 2
+    assert err.startswith(f"foundation: error: --schedule {path}")
+    assert problem in err
+    assert err.count("\n") == 1
+    assert "TypeError" not in err and "__init__" not in err
+
+
+def test_a_binary_schedule_names_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "s.json"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    code, _out, err = run(capsys, "register", "--seed", "1", "--schedule", str(path))
+    assert code == 2
+    assert err == f"foundation: error: --schedule {path}: not a UTF-8 text file\n"

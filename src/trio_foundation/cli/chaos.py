@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
 import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, final
+from typing import Any, Final, final, get_args
 
 import attrs
 
@@ -27,7 +29,14 @@ from .._errors import VerificationError
 from ..protocols.register import RegisterVariant, register_factory
 from ..runtime.sim import ClientWorkload, Simulation
 from ..verify.history import HistoryEvent, HistoryRecorder, dump_history
-from ..verify.nemesis import FAULT_KINDS, FaultSchedule, random_schedule, schedule_from_json
+from ..verify.nemesis import (
+    FAULT_KINDS,
+    Fault,
+    FaultSchedule,
+    fault_from_json,
+    random_schedule,
+    schedule_from_json,
+)
 
 __all__ = ["SCENARIOS", "ChaosRun", "Scenario", "register", "replay_command", "run_chaos"]
 
@@ -208,6 +217,8 @@ def run_chaos(
         raise ValueError(f"--nodes must be in [1, {MAX_NODES}], got {nodes}")
     if not 1 <= clients <= MAX_CLIENTS:
         raise ValueError(f"--clients must be in [1, {MAX_CLIENTS}], got {clients}")
+    if not (intensity > 0 and math.isfinite(intensity)):
+        raise ValueError(f"--intensity must be a finite number > 0, got {intensity}")
     spec = SCENARIOS[scenario]
     kinds = tuple(k for k in FAULT_KINDS if k in faults)
     unknown = sorted(set(faults) - set(FAULT_KINDS))
@@ -259,6 +270,91 @@ def _parse_faults(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+_FAULT_CLASSES: Final = {cls.kind: cls for cls in get_args(Fault)}
+
+
+def _load_schedule(path: Path) -> FaultSchedule:
+    """Read ``--schedule``; every problem names the file, the entry and the field."""
+    where = f"--schedule {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VerificationError(f"{where}: no such file") from None
+    except UnicodeDecodeError:
+        raise VerificationError(f"{where}: not a UTF-8 text file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise VerificationError(
+            f"{where} line {exc.lineno}, col {exc.colno}: not valid JSON: {exc.msg}"
+        ) from None
+    if not isinstance(data, list):
+        raise VerificationError(f"{where}: a fault schedule must be a JSON array of entries")
+    known = ", ".join(sorted(_FAULT_CLASSES))
+    for index, item in enumerate(data, 1):
+        entry = f"{where}: entry {index}"
+        if not isinstance(item, dict):
+            raise VerificationError(f"{entry} must be a JSON object, got {item!r}")
+        kind = item.get("fault")
+        if kind is None:
+            raise VerificationError(f"{entry} has no field 'fault' (one of {known})")
+        if kind not in _FAULT_CLASSES:
+            raise VerificationError(f"{entry}: unknown fault {kind!r} (one of {known})")
+        entry += f" ({kind})"
+        at = item.get("at")
+        if at is None:
+            raise VerificationError(f"{entry} has no field 'at' (its time, in simulated seconds)")
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+            raise VerificationError(f"{entry}: field 'at' must be a number, got {at!r}")
+        fields = attrs.fields(_FAULT_CLASSES[kind])
+        for field in fields:
+            if field.init and field.default is attrs.NOTHING and field.name not in item:
+                raise VerificationError(f"{entry} has no field {field.name!r}")
+        names = {field.name for field in fields} | {"at", "fault"}
+        extra = sorted(set(item) - names)
+        if extra:
+            raise VerificationError(
+                f"{entry}: unknown field {extra[0]!r} (a {kind} has "
+                f"{', '.join(sorted(names - {'at', 'fault'})) or 'no other fields'})"
+            )
+        try:
+            fault_from_json(item)
+        except (ValueError, TypeError) as exc:
+            raise VerificationError(f"{entry}: {exc}") from None
+    return schedule_from_json(text)
+
+
+def _output_path(flag: str, path: Path) -> Path:
+    """An output file the user named: its folder must exist (none is created silently)."""
+    if not path.parent.is_dir():
+        raise VerificationError(
+            f"{flag} {path}: folder {path.parent} does not exist (create it first)"
+        )
+    if path.is_dir():
+        raise VerificationError(f"{flag} {path}: is a folder, not a file")
+    return path
+
+
 def _span(history: Sequence[HistoryEvent], op: Any) -> str:
     """`` at t=a..b`` (simulated seconds) for a checker ``Operation``."""
     start = history[op.invoke_at].time
@@ -275,7 +371,12 @@ def _run(args: argparse.Namespace) -> int:
 
     schedule = None
     if args.schedule is not None:
-        schedule = schedule_from_json(Path(args.schedule).read_text(encoding="utf-8"))
+        schedule = _load_schedule(Path(args.schedule))
+    if args.history is not None:
+        out_path = _output_path("--history", Path(args.history))
+    else:
+        out_path = Path(f"histories/{args.scenario}-{args.seed}.jsonl")
+    svg_path = None if args.svg is None else _output_path("--svg", Path(args.svg))
     run = run_chaos(
         args.scenario,
         seed=args.seed,
@@ -286,8 +387,8 @@ def _run(args: argparse.Namespace) -> int:
         intensity=args.intensity,
         schedule=schedule,
     )
-    out_path = Path(args.history or f"histories/{run.scenario.name}-{run.seed}.jsonl")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if args.history is None:
+        out_path.parent.mkdir(exist_ok=True)  # the documented default folder, histories/
     with open(out_path, "w", encoding="utf-8") as fh:
         dump_history(run.history, fh)
     result = check_history(run.history, run.scenario.model, timeout=args.check_timeout)
@@ -311,17 +412,23 @@ def _run(args: argparse.Namespace) -> int:
         lines.append(f"  cannot linearize {first.describe()}{_span(run.history, first)}")
         for op in others[:3]:
             lines.append(f"  concurrent with  {op.describe()}{_span(run.history, op)}")
-    if args.svg:
+    if svg_path is not None:
         try:
             # Imported by name: the renderer ships separately from this command.
             timeline = importlib.import_module("trio_foundation.verify.timeline")
         except ImportError:
             raise VerificationError("the timeline renderer is not available") from None
         render_timeline_svg = timeline.render_timeline_svg
-        svg_path = Path(args.svg)
-        svg_path.parent.mkdir(parents=True, exist_ok=True)
-        svg_path.write_text(render_timeline_svg(list(run.history), result), encoding="utf-8")
-        lines.append(f"timeline    {svg_path}")
+        try:
+            svg_path.write_text(render_timeline_svg(list(run.history), result), encoding="utf-8")
+        except OSError as exc:
+            # The verdict stands: a timeline that cannot be saved does not change it.
+            print(
+                f"foundation: warning: cannot write --svg {svg_path}: {exc.strerror}",
+                file=sys.stderr,
+            )
+        else:
+            lines.append(f"timeline    {svg_path}")
     if result.verdict != "linearizable":
         replay = run.replay.replace("SCHEDULE.json", str(args.schedule))
         lines.append(f"replay      {replay}")
@@ -361,7 +468,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     run.add_argument(
         "--intensity",
-        type=float,
+        type=_positive_rate,
         default=DEFAULT_INTENSITY,
         help=f"fault episodes per simulated second (default {DEFAULT_INTENSITY})",
     )
@@ -374,12 +481,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--history",
         metavar="OUT.jsonl",
-        help="history file (default histories/SCENARIO-SEED.jsonl)",
+        help="history file; its folder must exist (default histories/SCENARIO-SEED.jsonl, "
+        "creating histories/ if needed)",
     )
-    run.add_argument("--svg", metavar="OUT.svg", help="also render the history as an SVG timeline")
+    run.add_argument(
+        "--svg",
+        metavar="OUT.svg",
+        help="also render the history as an SVG timeline (its folder must exist)",
+    )
     run.add_argument(
         "--check-timeout",
-        type=float,
+        type=_positive_seconds,
         default=60.0,
         help="seconds the linearizability check may take before 'unknown' (default 60)",
     )

@@ -1,17 +1,26 @@
 """``foundation specs``: list the TLA+ specs and model-check them with TLC.
 
-``foundation specs list [--dir DIR]`` shows every spec in the directory (default
-``./specs``): each ``NAME.tla`` with a ``NAME.cfg`` or ``NAME.VARIANT.cfg``
-beside it. ``foundation specs check [NAME ...]`` runs TLC on the named specs
-(default: all), shows a live status line, prints a summary table and, for every
-failure, the counterexample step by step. Exit code 0 when every check passed,
-1 when any failed, 2 on bad input (unknown name, no spec directory, no Java).
+``foundation specs list [--dir DIR]`` shows every check in the directory
+(default ``./specs``): each ``NAME.tla`` with a ``NAME.cfg`` or
+``NAME.VARIANT.cfg`` beside it (these must pass), each mutant in ``broken/`` and
+each reachability check in ``reach/`` (these must fail, violating what their
+config declares with ``\\* expect-violation: NAME``).
+
+``foundation specs check [NAME ...]`` runs TLC on the named specs (default: all;
+``NAME`` is every config of module ``NAME``, ``NAME.VARIANT`` one of them),
+shows a live status line (a plain progress line at least every 10 s when the
+output is not a terminal), prints a summary table and, for every failure, the
+counterexample step by step. ``--mutants`` and ``--reach`` check the variants
+under ``broken/`` and ``reach/`` instead: each passes only when TLC reports the
+violation its config declares. Exit code 0 when every check passed, 1 when any
+failed, 2 on bad input (unknown name, no spec directory, no Java).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +45,7 @@ from ..verify.tlc import (
     find_jar,
     find_java,
     find_specs,
+    find_variants,
     run_tlc,
 )
 
@@ -43,6 +53,10 @@ __all__ = ["register"]
 
 _DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 _DEFAULT_TIMEOUT = 300.0
+# When the output is not a terminal, a progress line at least this often (seconds):
+# TLC itself reports only once a minute.
+_PROGRESS_EVERY = 10.0
+_VIOLATIONS = (TLCStatus.INVARIANT_VIOLATED, TLCStatus.PROPERTY_VIOLATED, TLCStatus.DEADLOCK)
 
 _STATUS_STYLE = {
     TLCStatus.OK: "bold green",
@@ -55,26 +69,45 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "specs",
         help="list and model-check the TLA+ specs",
-        description="List the TLA+ specs (NAME.tla with NAME.cfg or NAME.VARIANT.cfg beside it) "
-        "and model-check them with TLC.",
+        description="List the TLA+ specs (NAME.tla with NAME.cfg or NAME.VARIANT.cfg beside it), "
+        "the mutants in broken/ and the reachability checks in reach/, and model-check them "
+        "with TLC.",
     )
     commands = parser.add_subparsers(dest="specs_command", metavar="SUBCOMMAND")
     commands.required = True
 
-    list_parser = commands.add_parser("list", help="list the specs and their configs")
+    list_parser = commands.add_parser(
+        "list", help="list the specs, mutants and reachability checks, and their configs"
+    )
     _add_dir(list_parser)
     list_parser.set_defaults(handler=_list)
 
     check = commands.add_parser(
         "check",
         help="model-check specs with TLC",
-        description="Model-check specs with TLC. Exit code 0 if every check passed, "
+        description="Model-check specs with TLC. NAME is every config of module NAME "
+        "(NAME.cfg and NAME.*.cfg); NAME.VARIANT is one. Exit code 0 if every check passed, "
         "1 if any failed, 2 on bad input.",
     )
     check.add_argument(
-        "names", nargs="*", metavar="NAME", help="specs to check, as listed (default: all)"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="modules or NAME.VARIANT checks, as listed (default: all)",
     )
     _add_dir(check)
+    check.add_argument(
+        "--mutants",
+        action="store_true",
+        help="check the mutants in DIR/broken/ instead: each must violate what its config "
+        "declares (\\* expect-violation: NAME)",
+    )
+    check.add_argument(
+        "--reach",
+        action="store_true",
+        help="check the reachability configs in DIR/reach/ instead: each must violate its "
+        "declared Never... invariant",
+    )
     check.add_argument(
         "--workers",
         type=_positive_int,
@@ -133,6 +166,32 @@ def _specs(directory: Path | None) -> tuple[Path, list[SpecPair]]:
     return directory, pairs
 
 
+_KINDS = {"mutant": "broken", "reach": "reach"}
+
+
+def _variants(directory: Path, kind: str, *, required: bool) -> list[SpecPair]:
+    """The configs of ``DIR/broken`` (``kind="mutant"``) or ``DIR/reach``."""
+    folder = directory / _KINDS[kind]
+    if not folder.is_dir():
+        if required:
+            flag = "--mutants" if kind == "mutant" else "--reach"
+            raise VerificationError(f"no {folder} directory: nothing to check for {flag}")
+        return []
+    pairs = find_variants(folder)
+    if required and not pairs:
+        raise VerificationError(f"no configs in {folder}")
+    return pairs
+
+
+def _kind(pair: SpecPair, directory: Path) -> str:
+    parent = pair.config.parent
+    if parent == directory / "broken":
+        return "mutant"
+    if parent == directory / "reach":
+        return "reach"
+    return "spec"
+
+
 # --------------------------------------------------------------------------- list
 
 
@@ -140,19 +199,44 @@ def _console() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
         # Logs and CI: no terminal width to respect, and truncated names help nobody.
-        console.width = 160
+        console.width = 200
     return console
+
+
+def _relative(path: Path, directory: Path) -> str:
+    try:
+        return str(path.relative_to(directory))
+    except ValueError:
+        return str(path)
 
 
 def _list(args: argparse.Namespace) -> int:
     directory, pairs = _specs(args.dir)
+    pairs += _variants(directory, "mutant", required=False)
+    pairs += _variants(directory, "reach", required=False)
     console = _console()
     table = Table(title=f"specs in {directory}", title_justify="left")
-    table.add_column("spec", style="bold")
+    table.add_column("check", style="bold")
+    table.add_column("kind")
     table.add_column("module")
     table.add_column("config")
+    table.add_column("must")
     for pair in pairs:
-        table.add_row(pair.name, pair.module.name, pair.config.name)
+        kind = _kind(pair, directory)
+        must: str | Text
+        if kind == "spec":
+            must = "pass"
+        elif pair.expect:
+            must = "violate " + " or ".join(pair.expect)
+        else:
+            must = Text("? no expect-violation declared", style="bold red")
+        table.add_row(
+            pair.name,
+            kind,
+            _relative(pair.module, directory),
+            _relative(pair.config, directory),
+            must,
+        )
     console.print(table)
     return 0
 
@@ -163,26 +247,63 @@ def _list(args: argparse.Namespace) -> int:
 @final
 @attrs.frozen
 class _Outcome:
-    """One row of the summary: a TLC result, or why TLC was not run."""
+    """One row of the summary: a TLC result, or why TLC was not run.
+
+    A spec passes when TLC finds no error; a mutant or reachability check (``kind``
+    is ``"mutant"`` or ``"reach"``) passes when TLC reports a violation its config
+    declares (``pair.expect``).
+    """
 
     pair: SpecPair
     result: TLCResult | None
     problem: str = ""
+    kind: str = "spec"
 
     @property
     def ok(self) -> bool:
-        return self.result is not None and self.result.ok
+        if self.result is None:
+            return False
+        if self.kind == "spec":
+            return self.result.ok
+        return self.caught
+
+    @property
+    def caught(self) -> bool:
+        """For a variant: TLC reported one of the declared violations."""
+        result = self.result
+        if result is None or result.status not in _VIOLATIONS:
+            return False
+        if result.status is TLCStatus.DEADLOCK:
+            return "deadlock" in self.pair.expect
+        return result.violated in self.pair.expect
 
     @property
     def status(self) -> str:
         if self.result is None:
-            return TLCStatus.CONFIG_ERROR.value
-        return self.result.status.value
+            return self.problem_status
+        status = self.result.status
+        if self.kind == "spec":
+            return status.value
+        found = "deadlock" if status is TLCStatus.DEADLOCK else self.result.violated
+        verb = "reached" if self.kind == "reach" else "caught"
+        if self.caught:
+            return f"{verb}: {found}"
+        if status in _VIOLATIONS:
+            return f"not {verb}: {found or 'an unnamed property'} instead"
+        return f"not {verb}: {status.value}"
+
+    @property
+    def problem_status(self) -> str:
+        if self.kind != "spec" and not self.pair.expect:
+            return "no expect-violation"
+        return TLCStatus.CONFIG_ERROR.value
 
     @property
     def style(self) -> str:
         if self.result is None:
             return "bold red"
+        if self.kind != "spec":
+            return "bold green" if self.ok else "bold red"
         return _STATUS_STYLE.get(self.result.status, "bold red")
 
 
@@ -206,26 +327,92 @@ class _LiveLine:
 
 
 def _select(pairs: list[SpecPair], names: Sequence[str]) -> list[SpecPair]:
+    """``NAME`` selects every config of module ``NAME``; ``NAME.VARIANT`` selects one."""
     if not names:
         return pairs
-    by_name = {pair.name: pair for pair in pairs}
-    unknown = [name for name in names if name not in by_name]
+    chosen: dict[int, SpecPair] = {}
+    unknown = []
+    for name in dict.fromkeys(names):
+        if "." in name:
+            matching = [i for i, pair in enumerate(pairs) if pair.name == name]
+        else:
+            matching = [i for i, pair in enumerate(pairs) if pair.name.split(".")[0] == name]
+        if not matching:
+            unknown.append(name)
+        for i in matching:
+            chosen.setdefault(i, pairs[i])
     if unknown:
-        known = ", ".join(by_name)
+        known = ", ".join(dict.fromkeys(pair.name for pair in pairs))
         label = "spec" if len(unknown) == 1 else "specs"
         raise VerificationError(f"unknown {label} {', '.join(unknown)}: known specs are {known}")
-    return [by_name[name] for name in dict.fromkeys(names)]
+    return [chosen[i] for i in sorted(chosen)]
+
+
+@attrs.define
+class _Heartbeat:
+    """When the output is not a terminal: a plain line every ``_PROGRESS_EVERY`` seconds
+    while a check runs, so that a log never goes quiet for TLC's minute between reports."""
+
+    console: Console
+    name: str = ""
+    started: float = 0.0
+    progress: TLCProgress | None = None
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    _stop: threading.Event = attrs.Factory(threading.Event)
+
+    def begin(self, name: str) -> None:
+        with self._lock:
+            self.name, self.started, self.progress = name, time.monotonic(), None
+
+    def report(self, progress: TLCProgress) -> None:
+        with self._lock:
+            self.progress = progress
+
+    def run(self) -> None:
+        last = ""
+        printed = 0.0
+        while not self._stop.wait(_PROGRESS_EVERY / 20):
+            with self._lock:
+                name, started, progress = self.name, self.started, self.progress
+            now = time.monotonic()
+            if name != last:
+                last, printed = name, started
+            if not name or now - printed < _PROGRESS_EVERY:
+                continue
+            printed = now
+            line = f"  {name}: still checking, {now - started:.0f} s"
+            if progress is not None:
+                line += f", {progress.distinct_states:,} distinct states so far"
+            self.console.print(line, markup=False)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _check(args: argparse.Namespace) -> int:
-    _directory, pairs = _specs(args.dir)
+    directory, pairs = _specs(args.dir)
+    if args.mutants or args.reach:
+        pairs = []
+        if args.mutants:
+            pairs += _variants(directory, "mutant", required=True)
+        if args.reach:
+            pairs += _variants(directory, "reach", required=True)
     selected = _select(pairs, args.names)
     java, jar = find_java(), find_jar()
     console = _console()
     outcomes: list[_Outcome] = []
     line = _LiveLine()
+    heartbeat = _Heartbeat(console)
 
     def run(pair: SpecPair) -> _Outcome:
+        kind = _kind(pair, directory)
+        if kind != "spec" and not pair.expect:
+            problem = (
+                f"{pair.config} declares no expected violation: add a comment line "
+                "\\* expect-violation: InvariantName (a PROPERTY name, or deadlock)"
+            )
+            return _Outcome(pair, None, problem, kind)
+        heartbeat.begin(pair.name)
         try:
             result = run_tlc(
                 pair.module,
@@ -235,13 +422,17 @@ def _check(args: argparse.Namespace) -> int:
                 java=java,
                 jar=jar,
                 on_progress=on_progress,
+                module_dirs=[directory] if pair.module.parent != directory else [],
             )
         except VerificationError as exc:
-            return _Outcome(pair, None, str(exc))
-        return _Outcome(pair, result)
+            return _Outcome(pair, None, str(exc), kind)
+        finally:
+            heartbeat.begin("")
+        return _Outcome(pair, result, kind=kind)
 
     def on_progress(progress: TLCProgress) -> None:
         line.progress = progress
+        heartbeat.report(progress)
         if not console.is_terminal and progress.seconds >= 30:
             console.print(
                 f"  {progress.spec}: {progress.distinct_states:,} distinct states, "
@@ -258,11 +449,17 @@ def _check(args: argparse.Namespace) -> int:
                 outcomes.append(outcome)
                 live.console.print(_one_line(outcome))
     else:
-        for pair in selected:
-            console.print(f"checking {pair.name} ...", markup=False)
-            outcome = run(pair)
-            outcomes.append(outcome)
-            console.print(_one_line(outcome))
+        beating = threading.Thread(target=heartbeat.run, name="specs-progress", daemon=True)
+        beating.start()
+        try:
+            for pair in selected:
+                console.print(f"checking {pair.name} ...", markup=False)
+                outcome = run(pair)
+                outcomes.append(outcome)
+                console.print(_one_line(outcome))
+        finally:
+            heartbeat.stop()
+            beating.join()
 
     console.print()
     console.print(_summary(outcomes))
@@ -283,6 +480,14 @@ def _one_line(outcome: _Outcome) -> Text:
     return text
 
 
+def _must(outcome: _Outcome) -> str:
+    if outcome.kind == "spec":
+        return "pass"
+    if not outcome.pair.expect:
+        return "?"
+    return "violate " + " or ".join(outcome.pair.expect)
+
+
 def _summary(outcomes: list[_Outcome]) -> Table:
     table = Table(title="TLC results", title_justify="left")
     table.add_column("spec", style="bold", no_wrap=True)
@@ -290,19 +495,26 @@ def _summary(outcomes: list[_Outcome]) -> Table:
     table.add_column("distinct states", justify="right")
     table.add_column("depth", justify="right")
     table.add_column("seconds", justify="right")
+    variants = any(outcome.kind != "spec" for outcome in outcomes)
+    if variants:
+        table.add_column("must")
     for outcome in outcomes:
         result = outcome.result
         status = Text(outcome.status, style=outcome.style)
+        cells: list[str | Text]
         if result is None:
-            table.add_row(outcome.pair.name, status, "-", "-", "-")
+            cells = [outcome.pair.name, status, "-", "-", "-"]
         else:
-            table.add_row(
+            cells = [
                 outcome.pair.name,
                 status,
                 f"{result.distinct_states:,}",
                 f"{result.depth:,}",
                 f"{result.seconds:.1f}",
-            )
+            ]
+        if variants:
+            cells.append(_must(outcome))
+        table.add_row(*cells)
     passed = sum(outcome.ok for outcome in outcomes)
     table.caption = f"{passed} of {len(outcomes)} passed"
     table.caption_justify = "left"
@@ -318,6 +530,24 @@ def _headline(outcome: _Outcome) -> Text:
     if result is None:
         return text.append(outcome.status, style=outcome.style)
     status = result.status
+    if outcome.kind != "spec":
+        expected = " or ".join(outcome.pair.expect)
+        verb = "reached" if outcome.kind == "reach" else "caught"
+        if status is TLCStatus.OK:
+            return text.append(
+                f"not {verb}: TLC found no violation of {expected} "
+                f"in {result.distinct_states:,} distinct states",
+                style=outcome.style,
+            )
+        if status in _VIOLATIONS:
+            found = "a deadlock" if status is TLCStatus.DEADLOCK else result.violated
+            return text.append(
+                f"not {verb}: TLC reports {found or 'an unnamed temporal property'}, "
+                f"but the config declares expect-violation: {expected}"
+                + ("" if found else " (list one PROPERTY per config, so TLC's report names it)"),
+                style=outcome.style,
+            )
+        text.append(f"not {verb}: ", style=outcome.style)
     if status is TLCStatus.INVARIANT_VIOLATED:
         text.append(f"invariant {result.violated or '?'} is violated", style=outcome.style)
     elif status is TLCStatus.PROPERTY_VIOLATED:
@@ -325,6 +555,9 @@ def _headline(outcome: _Outcome) -> Text:
         text.append(f"{what} is violated", style=outcome.style)
     elif status is TLCStatus.DEADLOCK:
         text.append("deadlock: a reachable state has no successor", style=outcome.style)
+    elif status is TLCStatus.CHECK_NOT_EVALUABLE:
+        what = result.violated or "an invariant or property"
+        text.append(f"{what} cannot be evaluated", style=outcome.style)
     else:
         text.append(status.value, style=outcome.style)
     return text

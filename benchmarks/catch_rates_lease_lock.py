@@ -1,0 +1,146 @@
+"""Catch rates of the lease lock's honest searches, over fresh random seeds.
+
+Run ``python benchmarks/catch_rates_lease_lock.py`` (``--help`` for the options).
+Two searches must find each broken core of ``tests/lease_lock_mutants.py``
+without knowing it:
+
+* the chaos suite (``chaos/test_lease_lock.py``): each run draws a fresh seed
+  from the operating system; the script reports, over ``--seeds`` runs per
+  variant, the fraction that broke the expected invariant (the per-seed rate
+  ``p``), and what that buys CI's search of ``SEARCH_SEEDS`` seeds:
+  ``1 - (1 - p) ** SEARCH_SEEDS``, also from the lower end of a 95 % Wilson
+  interval for ``p``;
+* the Hypothesis state machine (``property_tests/test_lease_lock.py``): each
+  search is a fresh Hypothesis run (new random seed, no example database) with
+  CI's settings; the script reports how many of ``--searches`` searches caught
+  the variant and how long they took.
+
+Nothing here is a test: the figures go to docs/verification.md with the
+command that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests")]
+
+from lease_lock_mutants import AmnesiacClient, NoDriftClient, UnfencedResource  # noqa: E402
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def wilson_low(caught: int, n: int, z: float = 1.96) -> float:
+    """The lower end of the Wilson score interval for a rate of ``caught`` in ``n``."""
+    if n == 0:
+        return 0.0
+    p = caught / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+CHAOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "NoDriftClient": ("MutualExclusion", {"client_cls": NoDriftClient, "clocks": "adversarial"}),
+    "UnfencedResource": ("StaleWriteRejected", {"resource_cls": UnfencedResource}),
+    "AmnesiacClient": ("MutualExclusion", {"client_cls": AmnesiacClient}),
+}
+
+
+def chaos_rates(seeds: int, variants: list[str]) -> None:
+    chaos = _load("chaos_lease_lock", ROOT / "chaos" / "test_lease_lock.py")
+    k = chaos.SEARCH_SEEDS
+    rng = random.SystemRandom()
+    print(f"chaos suite: {seeds} fresh seeds per variant; CI's search runs up to {k} seeds")
+    print(f"{'variant':18} {'caught':>9} {'p':>6} {'search':>8} {'search(low)':>12} {'s/run':>6}")
+    for name in variants:
+        invariant, kwargs = CHAOS[name]
+        caught = other = 0
+        started = time.monotonic()
+        for _ in range(seeds):
+            run = chaos.run_lease_lock_chaos(rng.randrange(2**32), **kwargs)
+            if run.violation is not None:
+                if run.violation.split(": ", 1)[1].startswith(invariant):
+                    caught += 1
+                else:
+                    other += 1
+        per_run = (time.monotonic() - started) / seeds
+        p, low = caught / seeds, wilson_low(caught, seeds)
+        search, search_low = 1 - (1 - p) ** k, 1 - (1 - low) ** k
+        extra = f"  ({other} other violations)" if other else ""
+        print(
+            f"{name:18} {caught:>4}/{seeds:<4} {p:6.1%} {search:8.1%} {search_low:12.1%} "
+            f"{per_run:6.2f}{extra}",
+            flush=True,
+        )
+
+
+def stateful_rates(searches: int, variants: list[str], examples: int | None) -> None:
+    stateful = _load("property_lease_lock", ROOT / "property_tests" / "test_lease_lock.py")
+    machines = {
+        "NoDriftClient": (stateful.NoDriftMachine, "MutualExclusion"),
+        "UnfencedResource": (stateful.UnfencedMachine, "StaleWriteRejected"),
+        "AmnesiacClient": (stateful.AmnesiacMachine, "MutualExclusion"),
+    }
+    examples = examples or stateful.SEARCH_EXAMPLES
+    print(
+        f"state machine: {searches} fresh searches per variant, each up to {examples} runs "
+        f"of {stateful.SEARCH_STEPS} steps"
+    )
+    print(f"{'variant':18} {'caught':>9} {'rate':>6} {'low':>6} {'mean s':>7} {'max s':>6}")
+    for name in variants:
+        machine, invariant = machines[name]
+        caught = 0
+        times = []
+        for done in range(1, searches + 1):
+            started = time.monotonic()
+            found = stateful.search(machine, examples)
+            times.append(time.monotonic() - started)
+            caught += found is not None and invariant in found
+            if done % 10 == 0 and done < searches:
+                print(f"  {name}: {caught} of {done} so far", file=sys.stderr, flush=True)
+        print(
+            f"{name:18} {caught:>4}/{searches:<4} {caught / searches:6.1%} "
+            f"{wilson_low(caught, searches):6.1%} {sum(times) / searches:7.2f} "
+            f"{max(times):6.2f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=200, help="chaos runs per variant")
+    parser.add_argument("--searches", type=int, default=200, help="Hypothesis searches per variant")
+    parser.add_argument(
+        "--examples", type=int, default=None, help="runs per Hypothesis search (default: CI's)"
+    )
+    parser.add_argument("--only", choices=["chaos", "stateful"], help="one of the two suites")
+    parser.add_argument(
+        "--variant", action="append", choices=list(CHAOS), help="variants (default: all)"
+    )
+    args = parser.parse_args()
+    variants = args.variant or list(CHAOS)
+    if args.only != "stateful":
+        chaos_rates(args.seeds, variants)
+    if args.only != "chaos":
+        stateful_rates(args.searches, variants, args.examples)
+
+
+if __name__ == "__main__":
+    main()
