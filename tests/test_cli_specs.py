@@ -351,3 +351,23 @@ def test_the_projects_mutants_and_reachability_checks_are_caught() -> None:
     """CI's run of ``foundation specs check --mutants --reach`` over the project's specs/."""
     code = main(["specs", "check", "--mutants", "--reach", "--dir", str(SPECS)])
     assert code == 0
+
+
+def test_full_configs_are_left_out_unless_asked_for() -> None:
+    from trio_foundation.cli.specs import _select, is_full
+    from trio_foundation.verify.tlc import SpecPair
+
+    def pair(name: str) -> SpecPair:
+        return SpecPair(name=name, module=Path(f"{name.split('.')[0]}.tla"), config=Path(name))
+
+    pairs = [pair("A"), pair("A.full"), pair("A.full_x"), pair("A.fully_not"), pair("B.small")]
+    assert [is_full(p) for p in pairs] == [False, True, True, True, False]
+    assert [p.name for p in _select(pairs, [])] == ["A", "B.small"]
+    assert [p.name for p in _select(pairs, ["A"])] == ["A"]
+    assert [p.name for p in _select(pairs, ["A.full"])] == ["A.full"]  # named: checked
+    assert [p.name for p in _select(pairs, ["A"], full=True)] == [
+        "A",
+        "A.full",
+        "A.full_x",
+        "A.fully_not",
+    ]

@@ -109,6 +109,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "declared Never... invariant",
     )
     check.add_argument(
+        "--full",
+        action="store_true",
+        help="also check the large configs (NAME.full*.cfg), which take minutes each and "
+        "are left out of the default runs and of CI",
+    )
+    check.add_argument(
         "--workers",
         type=_positive_int,
         default=_DEFAULT_WORKERS,
@@ -232,7 +238,7 @@ def _list(args: argparse.Namespace) -> int:
             must = Text("? no expect-violation declared", style="bold red")
         table.add_row(
             pair.name,
-            kind,
+            f"{kind} (--full)" if is_full(pair) else kind,
             _relative(pair.module, directory),
             _relative(pair.config, directory),
             must,
@@ -326,8 +332,21 @@ class _LiveLine:
         yield self.spinner
 
 
-def _select(pairs: list[SpecPair], names: Sequence[str]) -> list[SpecPair]:
-    """``NAME`` selects every config of module ``NAME``; ``NAME.VARIANT`` selects one."""
+def is_full(pair: SpecPair) -> bool:
+    """Whether a config is a large one kept out of the default runs: its variant starts
+    with ``full`` (``NAME.full.cfg``, ``NAME.full_nodrift.cfg``, ``NAME.full_NeverX.cfg``)."""
+    parts = pair.name.split(".", 1)
+    return len(parts) == 2 and parts[1].startswith("full")
+
+
+def _select(pairs: list[SpecPair], names: Sequence[str], *, full: bool = False) -> list[SpecPair]:
+    """``NAME`` selects every config of module ``NAME``; ``NAME.VARIANT`` selects one.
+
+    Large configs (:func:`is_full`) are left out unless ``full`` or named as ``NAME.VARIANT``.
+    """
+    if not full:
+        named = set(names)
+        pairs = [pair for pair in pairs if not is_full(pair) or pair.name in named]
     if not names:
         return pairs
     chosen: dict[int, SpecPair] = {}
@@ -397,7 +416,7 @@ def _check(args: argparse.Namespace) -> int:
             pairs += _variants(directory, "mutant", required=True)
         if args.reach:
             pairs += _variants(directory, "reach", required=True)
-    selected = _select(pairs, args.names)
+    selected = _select(pairs, args.names, full=args.full)
     java, jar = find_java(), find_jar()
     console = _console()
     outcomes: list[_Outcome] = []
