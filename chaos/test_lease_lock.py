@@ -44,8 +44,8 @@ import pytest
 from lease_lock_mutants import NoDriftClient, UnfencedResource
 
 from trio_foundation._errors import StaleTokenError
+from trio_foundation.protocols.effects import Core
 from trio_foundation.protocols.lease_lock import FencedResource, LeaseInfo, LockClient, LockServer
-from trio_foundation.runtime.effects import Core
 from trio_foundation.runtime.sim import ClientOutcome, SimConfig, Simulation
 from trio_foundation.verify.nemesis import (
     FAULT_KINDS,

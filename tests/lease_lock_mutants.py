@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
+from trio_foundation.protocols.effects import Effect
 from trio_foundation.protocols.lease_lock import FencedResource, LockClient
-from trio_foundation.runtime.effects import Effect
 
 
 class NoDriftClient(LockClient):  # type: ignore[misc]  # subclassing a @final core on purpose

@@ -9,6 +9,15 @@ import pytest
 import trio
 import trio.testing
 
+from trio_foundation.protocols.effects import (
+    CancelTimer,
+    ClientRequest,
+    Effect,
+    Persist,
+    Reply,
+    Send,
+    SetTimer,
+)
 from trio_foundation.protocols.lease_lock import (
     AcquireRequest,
     Granted,
@@ -18,15 +27,6 @@ from trio_foundation.protocols.lease_lock import (
     ServerDurable,
 )
 from trio_foundation.runtime.driver import NO_STATE, NodeDriver, Start, TimerFired, Transition
-from trio_foundation.runtime.effects import (
-    CancelTimer,
-    ClientRequest,
-    Effect,
-    Persist,
-    Reply,
-    Send,
-    SetTimer,
-)
 from trio_foundation.runtime.transport import Envelope
 
 

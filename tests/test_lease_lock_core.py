@@ -7,6 +7,14 @@ import random
 import pytest
 
 from trio_foundation import StaleTokenError
+from trio_foundation.protocols.effects import (
+    CancelTimer,
+    ClientRequest,
+    Persist,
+    Reply,
+    Send,
+    SetTimer,
+)
 from trio_foundation.protocols.lease_lock import (
     AcquireRequest,
     Denied,
@@ -22,14 +30,6 @@ from trio_foundation.protocols.lease_lock import (
     WriteRefused,
     WriteRequest,
     validity,
-)
-from trio_foundation.runtime.effects import (
-    CancelTimer,
-    ClientRequest,
-    Persist,
-    Reply,
-    Send,
-    SetTimer,
 )
 
 RNG = random.Random(0)

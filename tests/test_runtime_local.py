@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_foundation.runtime.effects import (
+from trio_foundation.protocols.effects import (
     CancelTimer,
     ClientRequest,
     Effect,

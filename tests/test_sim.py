@@ -10,8 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_foundation.protocols.register import register_factory
-from trio_foundation.runtime.effects import (
+from trio_foundation.protocols.effects import (
     CancelTimer,
     ClientRequest,
     Core,
@@ -21,6 +20,7 @@ from trio_foundation.runtime.effects import (
     Send,
     SetTimer,
 )
+from trio_foundation.protocols.register import register_factory
 from trio_foundation.runtime.sim import (
     ClientOutcome,
     ClientWorkload,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from trio_foundation.protocols.effects import ClientRequest, Persist, Reply, Send
 from trio_foundation.protocols.register import (
     INITIAL_TAG,
     MAX_ATTEMPTS,
@@ -18,7 +19,6 @@ from trio_foundation.protocols.register import (
     Store,
     register_factory,
 )
-from trio_foundation.runtime.effects import ClientRequest, Persist, Reply, Send
 from trio_foundation.runtime.sim import ClientOutcome, Simulation
 from trio_foundation.verify.nemesis import (
     Crash,

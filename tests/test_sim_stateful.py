@@ -21,7 +21,7 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from trio_foundation.runtime.effects import ClientRequest, Effect, Reply, Send
+from trio_foundation.protocols.effects import ClientRequest, Effect, Reply, Send
 from trio_foundation.runtime.sim import SimConfig, Simulation
 from trio_foundation.verify.nemesis import Cut, Fault, Heal, Partition
 from trio_foundation.verify.strategies import faults

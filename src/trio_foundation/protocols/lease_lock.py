@@ -42,7 +42,7 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 import attrs
 
-from ..runtime.effects import (
+from .effects import (
     CancelTimer,
     ClientRequest,
     Effect,
@@ -608,7 +608,7 @@ class FencedResource:
 
     Use it inside whatever owns the resource (a storage server, a file
     writer): call :meth:`check` with the writer's token before applying a
-    write. It is also a :class:`~trio_foundation.runtime.effects.Core`, so a
+    write. It is also a :class:`~trio_foundation.protocols.effects.Core`, so a
     simulated resource node can run it directly, answering
     :class:`WriteRequest` with :class:`WriteAccepted` or :class:`WriteRefused`.
     """

@@ -48,7 +48,7 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 import attrs
 
-from ..runtime.effects import (
+from .effects import (
     CancelTimer,
     ClientRequest,
     CoreFactory,
@@ -177,7 +177,7 @@ class _Op:
 
 @final
 class AbdRegister:
-    """One node of the ABD register (a :class:`~trio_foundation.runtime.effects.Core`).
+    """One node of the ABD register (a :class:`~trio_foundation.protocols.effects.Core`).
 
     Client requests: ``ClientRequest(client, "read")`` answers the value;
     ``ClientRequest(client, "write", v)`` answers ``v``. Any other op, or more

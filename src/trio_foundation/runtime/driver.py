@@ -1,12 +1,12 @@
 """The node driver: one place where a sans-IO core's effects are executed.
 
-A :class:`NodeDriver` runs one :class:`~trio_foundation.runtime.effects.Core`
+A :class:`NodeDriver` runs one :class:`~trio_foundation.protocols.effects.Core`
 over any :class:`~trio_foundation.runtime.transport.Transport` and a clock (by
 default Trio's, ``trio.current_time``). It feeds the core its inputs — start,
 messages, timer firings, client requests — and executes the effects each input
 returned, always in this order:
 
-1. every :class:`~trio_foundation.runtime.effects.Persist`, through the
+1. every :class:`~trio_foundation.protocols.effects.Persist`, through the
    ``persist`` callback, which must return only once the data is durable
    ("persist before you send"); if it raises, nothing else of that step is
    executed and the exception ends the driver (a node that cannot persist must
@@ -38,7 +38,16 @@ from typing import Any, Final, final
 import attrs
 import trio
 
-from .effects import CancelTimer, ClientRequest, Core, Effect, Persist, Reply, Send, SetTimer
+from ..protocols.effects import (
+    CancelTimer,
+    ClientRequest,
+    Core,
+    Effect,
+    Persist,
+    Reply,
+    Send,
+    SetTimer,
+)
 from .transport import Transport
 
 __all__ = ["NO_STATE", "NodeDriver", "Start", "TimerFired", "Transition"]
@@ -70,7 +79,7 @@ class Transition:
         now: the clock reading handed to the core.
         input: :class:`Start`, :class:`TimerFired`, the
             :class:`~trio_foundation.runtime.transport.Envelope` received, or the
-            :class:`~trio_foundation.runtime.effects.ClientRequest`.
+            :class:`~trio_foundation.protocols.effects.ClientRequest`.
         effects: the effects exactly as the core emitted them, in its order.
         state: the projection of the core's state after the step (``None`` when
             the driver has no projection).

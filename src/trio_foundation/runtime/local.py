@@ -1,7 +1,7 @@
 """Driving sans-IO cores with Trio inside one process.
 
 :class:`LocalNetwork` connects nodes through bounded in-memory inboxes;
-:class:`Node` runs one :class:`~trio_foundation.runtime.effects.Core`: it feeds
+:class:`Node` runs one :class:`~trio_foundation.protocols.effects.Core`: it feeds
 the core messages and timer firings, executes the effects it returns
 (persist first, then the rest, in order) and lets other tasks submit client
 requests and wait for the replies.
@@ -23,7 +23,16 @@ from typing import Any, Final, final
 import attrs
 import trio
 
-from .effects import CancelTimer, ClientRequest, Core, Effect, Persist, Reply, Send, SetTimer
+from ..protocols.effects import (
+    CancelTimer,
+    ClientRequest,
+    Core,
+    Effect,
+    Persist,
+    Reply,
+    Send,
+    SetTimer,
+)
 
 __all__ = ["LocalNetwork", "Node", "NodeStorage"]
 
@@ -134,7 +143,7 @@ class Node:
 
     Args:
         node_id: the node's id on ``network``.
-        core: the sans-IO core (see :class:`~trio_foundation.runtime.effects.Core`).
+        core: the sans-IO core (see :class:`~trio_foundation.protocols.effects.Core`).
         network: the network it sends and receives on.
         storage: its durable storage; the core is restored from it on start if
             it holds data.

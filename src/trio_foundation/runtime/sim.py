@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 
-``n`` nodes each drive one :class:`~trio_foundation.runtime.effects.Core` over an
+``n`` nodes each drive one :class:`~trio_foundation.protocols.effects.Core` over an
 in-memory network. Everything that happens is an *event* in one priority queue
 ordered by ``(time, seq)`` — a message delivery, a timer firing, a client request,
 a fault from the schedule, a callback — and :class:`Simulation` processes one
@@ -55,6 +55,17 @@ from typing import Any, Literal, TypeAlias, final
 import attrs
 import trio
 
+from ..protocols.effects import (
+    CancelTimer,
+    ClientRequest,
+    Core,
+    CoreFactory,
+    Effect,
+    Persist,
+    Reply,
+    Send,
+    SetTimer,
+)
 from ..verify.history import HistoryRecorder
 from ..verify.nemesis import (
     ClockSkew,
@@ -73,17 +84,6 @@ from ..verify.nemesis import (
     SetDropRate,
     SetDuplicateRate,
     SetReorderRate,
-)
-from .effects import (
-    CancelTimer,
-    ClientRequest,
-    Core,
-    CoreFactory,
-    Effect,
-    Persist,
-    Reply,
-    Send,
-    SetTimer,
 )
 
 __all__ = [

@@ -31,6 +31,15 @@ from typing import Any, Final, final
 
 import attrs
 
+from ..protocols.effects import (
+    CancelTimer,
+    ClientRequest,
+    Effect,
+    Persist,
+    Reply,
+    Send,
+    SetTimer,
+)
 from ..protocols.lease_lock import (
     EXPIRE_TIMER,
     RENEW_TIMER,
@@ -46,15 +55,6 @@ from ..protocols.lease_lock import (
     RenewRequest,
     ReqId,
     WriteRequest,
-)
-from ..runtime.effects import (
-    CancelTimer,
-    ClientRequest,
-    Effect,
-    Persist,
-    Reply,
-    Send,
-    SetTimer,
 )
 from .tla_values import Record, to_tla
 from .tlc import TLCResult, TLCStatus, run_tlc
