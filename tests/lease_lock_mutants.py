@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from trio_foundation.protocols.effects import Effect
+from trio_foundation.protocols.effects import ClientRequest, Effect
 from trio_foundation.protocols.lease_lock import FencedResource, LockClient
 
 
@@ -34,3 +34,13 @@ class AmnesiacClient(LockClient):  # type: ignore[misc]
         self.incarnation = 1
         self._seq = 0
         return []
+
+
+class ForgetfulAbortClient(LockClient):  # type: ignore[misc]
+    """Broken: forgets the requests its callers abandoned, so their grants are kept
+    (the lock stays held for nobody until the ttl runs out)."""
+
+    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
+        effects = super().on_client(now, request)
+        self._abandoned.clear()
+        return effects
