@@ -11,8 +11,14 @@ address without ``--secret-file`` logs a warning right after it), and
 ``--ready-file`` receives ``HOST:PORT`` once connections are accepted. Logs go
 to stderr only; stdout is not used. SIGTERM or SIGINT stops the server cleanly
 (exit 0): every token was durable before it was sent, so there is nothing to
-flush. Exit 2 on bad usage,
-an unusable data directory or an address that cannot be bound.
+flush.
+
+Exit status: 0 after SIGTERM/SIGINT; 2 on bad usage, an unusable data
+directory or an address that cannot be bound (one line on stderr, naming the
+path or address and the error); 74 (EX_IOERR) if the disk fails while serving
+(``ENOSPC``, ``EIO``, the data directory removed): one line naming the state
+file and the errno, after which the server has stopped without sending a grant
+for any token that was not durable.
 """
 
 from __future__ import annotations
@@ -22,13 +28,17 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, Final
 
 import trio
 
+from .._errors import FoundationError
 from ..runtime.tcp import parse_address
 
 _PREFIX = "foundation lock serve"
+
+EXIT_STORAGE: Final = 74
+"""Exit status when the disk fails while serving (``EX_IOERR``)."""
 
 
 class _Buffer(logging.Handler):
@@ -97,11 +107,38 @@ def _serve(args: argparse.Namespace) -> int:
     root.addHandler(buffer)
     root.setLevel(logging.INFO)
     root.propagate = False
+    from ..coordination.lock_server import StorageFailedError
+
     try:
         trio.run(_main, args, listen, secret, buffer)
+    except StorageFailedError as exc:
+        print(f"{_PREFIX}: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STORAGE
+    except (FoundationError, OSError, ValueError) as exc:
+        print(f"{_PREFIX}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         root.removeHandler(buffer)
     return 0
+
+
+def _only_error(
+    group: BaseExceptionGroup[BaseException],
+) -> FoundationError | OSError | ValueError | None:
+    """The one expected error a group carries besides ``Cancelled``, if it is alone."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+    if len(leaves) == 1:
+        only = leaves[0]
+        if isinstance(only, FoundationError | OSError | ValueError):
+            return only
+    return None
 
 
 async def _main(
@@ -109,7 +146,11 @@ async def _main(
 ) -> None:
     from ..coordination.lock_server import serve_lock_service
 
+    listening = False
+
     def on_listening(address: tuple[str, int]) -> None:
+        nonlocal listening
+        listening = True
         host, port = address
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         print(f"{_PREFIX}: listening on {shown}", file=sys.stderr, flush=True)
@@ -123,6 +164,9 @@ async def _main(
         if args.ready_file is not None:
             _write_ready(args.ready_file, f"{shown}\n")
 
+    # The server's own error is raised here, outside the nursery, so that the
+    # caller gets it as itself (not wrapped in an exception group).
+    failure: list[FoundationError | OSError | ValueError] = []
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -136,17 +180,33 @@ async def _main(
                     nursery.cancel_scope.cancel()
                     return
 
+            async def serve() -> None:
+                try:
+                    await serve_lock_service(
+                        listen,
+                        args.data_dir,
+                        secret=secret,
+                        max_ttl=args.max_ttl,
+                        max_locks=args.max_locks,
+                        block=args.token_block,
+                        on_listening=on_listening,
+                    )
+                except (FoundationError, OSError, ValueError) as exc:
+                    failure.append(exc)
+                except BaseExceptionGroup as group:
+                    leaf = _only_error(group)
+                    if leaf is None:
+                        raise
+                    if isinstance(leaf, OSError) and not listening:
+                        host, port = listen
+                        leaf = OSError(
+                            leaf.errno, f"cannot listen on {host}:{port}: {leaf.strerror}"
+                        )
+                    failure.append(leaf)
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(stop_on_signal)
-            await nursery.start(
-                lambda task_status: serve_lock_service(
-                    listen,
-                    args.data_dir,
-                    secret=secret,
-                    max_ttl=args.max_ttl,
-                    max_locks=args.max_locks,
-                    block=args.token_block,
-                    on_listening=on_listening,
-                    task_status=task_status,
-                )
-            )
+            nursery.start_soon(serve)
+    if failure:
+        raise failure[0]
     print(f"{_PREFIX}: stopped", file=sys.stderr, flush=True)
