@@ -3,12 +3,16 @@
 ::
 
     foundation lock serve --listen 127.0.0.1:7420 --data-dir /var/lib/locks \\
-        [--secret-file F] [--ready-file F] [--max-ttl S]
+        [--secret-file F] [--ready-file F] [--max-ttl S] [--metrics-listen HOST:PORT]
 
 The first line on stderr names the bound address (``listening on HOST:PORT``;
 with ``--listen HOST:0`` the port is a free one; a listener on a non-loopback
 address without ``--secret-file`` logs a warning right after it), and
-``--ready-file`` receives ``HOST:PORT`` once connections are accepted. Logs go
+``--ready-file`` receives ``HOST:PORT`` once connections are accepted. With
+``--metrics-listen HOST:PORT`` the second line names the metrics endpoint
+(``metrics on http://HOST:PORT/metrics``), which serves the Prometheus text
+format at ``/metrics`` and answers ``/health`` (200 while serving); see
+:mod:`trio_foundation.coordination.lock_monitor` for the series. Logs go
 to stderr only; stdout is not used. SIGTERM or SIGINT stops the server cleanly
 (exit 0): every token was durable before it was sent, so there is nothing to
 flush.
@@ -81,6 +85,12 @@ def register_serve(verbs: Any) -> None:
         default=1000,
         help="tokens reserved per fsync (default 1000; a crash wastes at most this many)",
     )
+    serve.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and /health here (port 0: free)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -97,6 +107,8 @@ def _serve(args: argparse.Namespace) -> int:
     from ..runtime.auth import load_secret_file
 
     listen = parse_address(args.listen)
+    if args.metrics_listen is not None:
+        parse_address(args.metrics_listen)  # refuse a malformed address before starting
     secret = None if args.secret_file is None else load_secret_file(args.secret_file)
     if args.max_locks < 1:
         raise ValueError(f"--max-locks must be >= 1, got {args.max_locks}")
@@ -144,9 +156,12 @@ def _only_error(
 async def _main(
     args: argparse.Namespace, listen: tuple[str, int], secret: bytes | None, buffer: _Buffer
 ) -> None:
+    from ..coordination.lock_monitor import LockServerMonitor
     from ..coordination.lock_server import serve_lock_service
 
     listening = False
+    metrics_shown: str | None = None
+    monitor: LockServerMonitor | None = None
 
     def on_listening(address: tuple[str, int]) -> None:
         nonlocal listening
@@ -154,6 +169,10 @@ async def _main(
         host, port = address
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         print(f"{_PREFIX}: listening on {shown}", file=sys.stderr, flush=True)
+        if metrics_shown is not None:
+            print(
+                f"{_PREFIX}: metrics on http://{metrics_shown}/metrics", file=sys.stderr, flush=True
+            )
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"{_PREFIX}: %(levelname)s %(message)s"))
         root = logging.getLogger("trio_foundation")
@@ -181,7 +200,28 @@ async def _main(
                     return
 
             async def serve() -> None:
+                nonlocal metrics_shown, monitor
                 try:
+                    if args.metrics_listen is not None:
+                        from ..telemetry import MetricRegistry, Telemetry, serve_metrics
+
+                        monitor = LockServerMonitor(Telemetry(), MetricRegistry(max_series=1000))
+                        mhost, mport = parse_address(args.metrics_listen)
+                        try:
+                            bound = await nursery.start(
+                                lambda task_status: serve_metrics(
+                                    monitor.metrics,
+                                    mhost,
+                                    mport,
+                                    health=lambda: listening,
+                                    task_status=task_status,
+                                )
+                            )
+                        except OSError as exc:
+                            raise OSError(
+                                exc.errno, f"cannot listen on {mhost}:{mport}: {exc.strerror}"
+                            ) from None
+                        metrics_shown = f"[{mhost}]:{bound}" if ":" in mhost else f"{mhost}:{bound}"
                     await serve_lock_service(
                         listen,
                         args.data_dir,
@@ -190,7 +230,10 @@ async def _main(
                         max_locks=args.max_locks,
                         block=args.token_block,
                         on_listening=on_listening,
+                        monitor=monitor,
                     )
+                except ImportError as exc:
+                    failure.append(ValueError(f"--metrics-listen: {exc}"))
                 except (FoundationError, OSError, ValueError) as exc:
                     failure.append(exc)
                 except BaseExceptionGroup as group:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno as errno_codes
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any, Final, final
 
@@ -55,6 +56,7 @@ from ..runtime.driver import NO_STATE, NodeDriver
 from ..runtime.storage import CorruptStateError, FileOps, LoggedState, open_data_dir
 from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
+from .lock_monitor import SWEEP_INTERVAL, LockServerMonitor
 from .lock_wire import LOCK_PROTOCOL, SERVER_NODE, LockChannel, from_wire, to_wire
 
 __all__ = ["DATA_DIR_KIND", "ServerStore", "StorageFailedError", "serve_lock_service"]
@@ -144,6 +146,8 @@ class ServerStore:
         self.max_ttl_granted = record.max_ttl_granted
         #: records written by this instance
         self.saves = 0
+        #: called after each record made durable: ``(mark, longest ttl, seconds)``
+        self.on_save: Callable[[int, float, float], None] | None = None
 
     def restored(self, elapsed: float = 0.0) -> Any:
         """What a lock's core starts from, ``elapsed`` seconds after this process started.
@@ -178,6 +182,7 @@ class ServerStore:
             return
         mark = self.mark if data.token <= self.mark else data.token + self.block - 1
         ttl = max(self.max_ttl_granted, data.max_ttl_granted)
+        started = time.perf_counter()
         self._log.save(msgspec.msgpack.encode(_Record(mark, ttl)))
         if self._real_fs:
             # An append to an open file succeeds even after its name was removed;
@@ -185,10 +190,32 @@ class ServerStore:
             os.stat(self.path)
         self.mark, self.max_ttl_granted = mark, ttl
         self.saves += 1
+        if self.on_save is not None:
+            self.on_save(mark, ttl, time.perf_counter() - started)
 
     def close(self) -> None:
         """Close the state file."""
         self._log.close()
+
+
+@final
+class _ObservedChannel:
+    """A lock's channel that also records what its core sends (for the monitor)."""
+
+    def __init__(self, channel: LockChannel, sent: list[tuple[int, Any]]) -> None:
+        self._channel = channel
+        self._sent = sent
+
+    @property
+    def node_id(self) -> int:
+        return self._channel.node_id
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self._sent.append((dst, msg))
+        return self._channel.send_nowait(dst, msg)
+
+    async def receive(self) -> Envelope:
+        return await self._channel.receive()
 
 
 @final
@@ -201,18 +228,22 @@ class _Server:
         max_ttl: float,
         max_locks: int,
         max_clients: int,
+        monitor: LockServerMonitor | None,
     ) -> None:
         self.store = store
         self.nursery = nursery
         self.max_ttl = max_ttl
         self.max_locks = max_locks
         self.max_clients = max_clients
+        self.monitor = monitor
         self.tcp: TcpTransport | None = None
         self.drivers: dict[str, NodeDriver] = {}
         self.refused_locks = 0
         self.started = trio.current_time()
         #: the storage failure that stopped the server
         self.failure: StorageFailedError | None = None
+        # what the core stepping right now sent (filled by _ObservedChannel)
+        self._sent: list[tuple[int, Any]] = []
 
     def fail(self, exc: OSError) -> None:
         """Stop serving: nothing more is handled, and the server's scope ends."""
@@ -220,7 +251,17 @@ class _Server:
             self.failure = StorageFailedError(self.store.path, exc)
             self.failure.__cause__ = exc
             logger.error("%s", self.failure)
+            if self.monitor is not None:
+                self.monitor.storage_failed(self.store.path, exc.errno)
         self.nursery.cancel_scope.cancel()
+
+    async def sweep_forever(self) -> None:
+        """Refresh the monitor's time-dependent figures every SWEEP_INTERVAL seconds."""
+        assert self.monitor is not None
+        while True:
+            tcp = self.tcp
+            self.monitor.sweep(trio.current_time(), None if tcp is None else tcp.statistics())
+            await trio.sleep(SWEEP_INTERVAL)
 
     def on_message(self, envelope: Envelope) -> None:
         tcp = self.tcp
@@ -233,23 +274,37 @@ class _Server:
                 return  # a release of a lock this process never served: nothing held
             if len(self.drivers) >= self.max_locks:
                 self.refused_locks += 1
-                tcp.send_nowait(
-                    envelope.src,
-                    to_wire(name, Denied(msg.req, f"too many locks (max {self.max_locks})")),
-                )
+                reason = f"too many locks (max {self.max_locks})"
+                tcp.send_nowait(envelope.src, to_wire(name, Denied(msg.req, reason)))
+                if self.monitor is not None:
+                    self.monitor.refused(
+                        name, envelope.src, reason, trio.current_time(), acquire=True
+                    )
                 return
             core = LockServer(SERVER_NODE, max_ttl=self.max_ttl, max_clients=self.max_clients)
+            channel: Any = LockChannel(tcp, name)
+            if self.monitor is not None:
+                channel = _ObservedChannel(channel, self._sent)
+                self.monitor.watch(name, core)
             driver = NodeDriver(
                 core,
-                LockChannel(tcp, name),
+                channel,
                 persist=self.store.persist,
                 restored=self.store.restored(trio.current_time() - self.started),
                 pull=False,
             )
             driver.start_in(self.nursery)
             self.drivers[name] = driver
+        monitor = self.monitor
         try:
-            driver.deliver(envelope.src, msg)
+            if monitor is None:
+                driver.deliver(envelope.src, msg)
+            else:
+                now = trio.current_time()
+                before = monitor.before(name, now)
+                self._sent.clear()
+                driver.deliver(envelope.src, msg)
+                monitor.after(name, now, envelope.src, msg, before, self._sent)
         except OSError as exc:  # a failed persist: the step sent nothing
             self.fail(exc)
 
@@ -265,6 +320,7 @@ async def serve_lock_service(
     block: int = 1000,
     on_listening: Callable[[tuple[str, int]], None] | None = None,
     file_ops: FileOps | None = None,
+    monitor: LockServerMonitor | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve named lease locks on ``listen`` until cancelled.
@@ -292,6 +348,9 @@ async def serve_lock_service(
         block: tokens reserved per fsync.
         on_listening: called once with the bound address, before started.
         file_ops: the filesystem of the data directory (tests inject failures).
+        monitor: reports telemetry events and keeps metrics
+            (:class:`~trio_foundation.coordination.lock_monitor.LockServerMonitor`);
+            ``None``: nothing is reported, at no cost.
 
     Raises:
         CorruptStateError: the data directory is not a lock server's of this format.
@@ -308,8 +367,18 @@ async def serve_lock_service(
     try:
         async with trio.open_nursery() as cores:
             server = _Server(
-                store, cores, max_ttl=max_ttl, max_locks=max_locks, max_clients=max_clients
+                store,
+                cores,
+                max_ttl=max_ttl,
+                max_locks=max_locks,
+                max_clients=max_clients,
+                monitor=monitor,
             )
+            if monitor is not None:
+                monitor.set_mark(store.mark)
+                store.on_save = lambda mark, ttl, seconds: monitor.mark_persisted(
+                    store.path, mark, ttl, seconds
+                )
             try:
                 async with open_tcp_transport(
                     LOCK_PROTOCOL,
@@ -327,6 +396,8 @@ async def serve_lock_service(
                         store.mark,
                         store.max_ttl_granted,
                     )
+                    if monitor is not None:
+                        cores.start_soon(server.sweep_forever)
                     if on_listening is not None:
                         on_listening(address)
                     task_status.started(address)
