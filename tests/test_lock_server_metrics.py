@@ -221,3 +221,48 @@ def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     ).groups()  # type: ignore[union-attr]
     exec(compile(code, "docs/lease-lock.md", "exec"), {"__name__": "__doc__"})
     assert capsys.readouterr().out == expected
+
+
+def test_per_name_series_are_bounded_and_the_rest_summed() -> None:
+    """Driven without a network: the monitor watches real server cores step by step."""
+    import random
+
+    from trio_foundation.protocols.effects import Send
+    from trio_foundation.protocols.lease_lock import AcquireRequest, LockServer, ReleaseRequest
+
+    metrics = MetricRegistry(max_series=100)
+    monitor = LockServerMonitor(None, metrics, max_named=1)
+    cores = {}
+    for name in ("first", "second", "third"):
+        cores[name] = core = LockServer(0, max_ttl=10)
+        core.on_start(0.0, random.Random(0))
+        monitor.watch(name, core)
+
+    def step(name: str, now: float, src: int, msg: object) -> None:
+        before = monitor.before(name, now)
+        effects = cores[name].on_message(now, src, msg)
+        sent = [(e.to, e.msg) for e in effects if isinstance(e, Send)]
+        monitor.after(name, now, src, msg, before, sent)
+
+    for i, name in enumerate(("first", "second", "third")):
+        step(name, 0.0, 1, AcquireRequest((1, i + 1), 5.0))
+    step("third", 0.5, 2, AcquireRequest((1, 1), 5.0))  # refused: held
+    monitor.sweep(1.0, None)
+    series = {(f.name, values): s.value for f in metrics.families() for values, s in f.series()}
+    assert series[("foundation_lock_held", ("first",))] == 1
+    assert series[("foundation_lock_held", ("_other",))] == 2  # second and third
+    assert series[("foundation_lock_waiters", ("_other",))] == 1
+    assert ("foundation_lock_held", ("second",)) not in series
+    assert series[("foundation_lock_holders", ())] == 3
+    assert series[("foundation_lock_grants", ())] == 3
+    assert series[("foundation_lock_refusals", ("held",))] == 1
+    # "second" expires (no renewal): seen by the sweep, counted once
+    step("first", 2.0, 1, ReleaseRequest(1))
+    monitor.sweep(6.0, None)
+    monitor.sweep(7.0, None)
+    series = {(f.name, values): s.value for f in metrics.families() for values, s in f.series()}
+    assert series[("foundation_lock_releases", ())] == 1
+    assert series[("foundation_lock_expiries", ())] == 2  # second and third lapsed
+    assert series[("foundation_lock_holders", ())] == 0
+    assert series[("foundation_lock_waiters", ("_other",))] == 0  # the refusal is 6.5 s old
+    assert metrics.series_count < 30
