@@ -156,13 +156,16 @@ def run_writer(
     segment_bytes: int = 4096,
     seed: int = 0,
     log_factory: Callable[..., RaftLog] = RaftLog,
+    io: str = "thread",
 ) -> set[int]:
     """Open the log on ``disk`` and make ``saves`` (from ``concurrency`` tasks, in
     script order); stop at a crash. Returns the positions of the saves that returned."""
     acked: set[int] = set()
 
     async def main() -> None:
-        log = log_factory(DIR, ops=disk, segment_bytes=segment_bytes, salts=random.Random(seed))
+        log = log_factory(
+            DIR, ops=disk, segment_bytes=segment_bytes, salts=random.Random(seed), io=io
+        )
         log.load()
         script = iter(enumerate(saves))
 

@@ -105,7 +105,7 @@ import secrets
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Final, Protocol, final
+from typing import Final, Literal, Protocol, final
 
 import attrs
 import trio
@@ -662,6 +662,11 @@ class RaftLog:
         salts: where segment salts come from (a seeded ``random.Random`` makes
             the bytes written deterministic, for simulations); default
             :mod:`secrets`.
+        io: ``"thread"`` runs each flush in a worker thread
+            (``trio.to_thread.run_sync``); ``"inline"`` runs it in the Trio
+            thread, blocking the event loop, then yields as the thread would
+            (uncancellably) — for a simulated disk, where it is instant and a
+            deterministic simulation wants no threads.
 
     Raises:
         CorruptLogError: a segment or the snapshot is damaged other than at the
@@ -678,8 +683,12 @@ class RaftLog:
         segment_bytes: int = 64 << 20,
         ops: SegmentFileOps | None = None,
         salts: random.Random | None = None,
+        io: Literal["thread", "inline"] = "thread",
     ) -> None:
         _check_int("segment_bytes", segment_bytes, 4096)
+        if io not in ("thread", "inline"):
+            raise ValueError(f"io must be 'thread' or 'inline', got {io!r}")
+        self._io = io
         self.directory = os.fspath(directory)
         if ops is None:
             open_data_dir(self.directory, kind=DATA_DIR_KIND)
@@ -1068,7 +1077,11 @@ class RaftLog:
         batch, self._pending = self._pending, []
         upto = self._queued
         try:
-            await trio.to_thread.run_sync(self._w.write, batch)
+            if self._io == "thread":
+                await trio.to_thread.run_sync(self._w.write, batch)
+            else:
+                self._w.write(batch)
+                await trio.lowlevel.cancel_shielded_checkpoint()
         except BaseException as exc:
             # what reached the disk is unknown: nothing more may be written
             self._failure = exc
