@@ -4,6 +4,8 @@ every bound holds, and no input makes it raise."""
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -298,3 +300,15 @@ def test_replicas_fed_the_same_commands_hold_the_same_bytes() -> None:
         log.append(encode(Request(c, client=rng.choice([0, 1, 2]), seq=i, now=i)))
     assert [a.apply(x) for x in log] == [b.apply(x) for x in log]
     assert a.snapshot() == b.snapshot()
+
+
+def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = Path(__file__).resolve().parent.parent / "docs" / "consensus.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    (code,) = [b for b in blocks if b.startswith("# example: kv-machine\n")]
+    exec(compile(code, str(doc), "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "PutResult(revision=2)"
+    assert out[1] == "PutResult(revision=2) 2"
+    assert out[2].startswith("CasResult(succeeded=True, revision=3,")
+    assert out[3:] == ["b'n2'", "['PUT', 'PUT']"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +320,64 @@ def test_a_crash_at_every_write_boundary_loses_no_acknowledged_save(concurrency:
     assert violations == []
     # the interesting cases happened: torn tails cut, saves cut between their steps
     assert seen["torn tail cut"] > 10 and seen["partial save"] > 0 and seen["acknowledged"] > 0
+
+
+# ----------------------------------------------------------------- the docs
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "consensus.md"
+
+
+def doc_example(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    found = [b for b in blocks if b.startswith(f"# example: {marker}\n")]
+    assert len(found) == 1, f"docs/consensus.md lost its {marker} example"
+    return found[0]
+
+
+def test_the_storage_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(doc_example("storage"), str(DOC), "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["()", "HardState(term=2, voted_for=None) 1 [b'put b=3']"]
+
+
+_WORKER = """
+import sys, trio
+from trio_foundation.runtime.raft_log import HardState, LogEntry, RaftLog
+
+async def main():
+    log = RaftLog(sys.argv[1], segment_bytes=4096)
+    state = log.load()
+    term = state.hard_state.term + 1
+    await log.save(hard_state=HardState(term, None))
+    while True:
+        i = log.last_index + 1
+        await log.save(entries=[LogEntry(i, term, b"entry %d" % i * 10)])
+        print(i, flush=True)
+
+trio.run(main)
+"""
+
+
+def test_kill_9_loses_no_acknowledged_entry(tmp_path: Path) -> None:
+    """Real processes on the real disk: a writer printing each index once its save
+    returned, SIGKILLed at random moments and restarted."""
+    rng = random.Random()
+    acked = 0
+    for _ in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(tmp_path)], stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        try:
+            for _ in range(rng.randint(1, 80)):
+                acked = max(acked, int(proc.stdout.readline()))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            rest = proc.communicate(timeout=30)[0]
+        acked = max([acked, *(int(x) for x in rest.split())])
+        state = RaftLog(tmp_path, segment_bytes=4096).load()
+        assert state.last_index >= acked
+        assert all(e.data == b"entry %d" % e.index * 10 for e in state.entries)
+        assert [e.index for e in state.entries] == list(range(1, state.last_index + 1))
+    assert acked >= 4

@@ -1,0 +1,122 @@
+"""Appends per second into the Raft log, with group commit and with one fsync per append.
+
+Run ``python benchmarks/bench_raft_log.py [--dir DIR] [--seconds S] [--quick]``
+(default directory: a temporary one under the current directory, i.e. on the
+disk you run from). Each writer task loops ``await log.save(entries=[one
+entry of --size bytes])``; the log's counters give the fsyncs.
+
+* ``grouped``: :class:`RaftLog` as it is — concurrent saves share a write and
+  an fsync (group commit), made in a worker thread.
+* ``fsync-per-append``: the same log, but a lock lets one save at a time in,
+  so each append pays its own fsync (what a log without group commit does).
+* ``RecordLog``: :class:`~trio_foundation.runtime.storage.RecordLog.append`
+  (blocking write + fdatasync, no thread, no Trio) — the floor of one fsync
+  per record on this disk.
+
+Each configuration runs ``--repeat`` times; the best rate is printed. The
+machine is shared (8 helpers on 2 cores when these figures were taken), so
+the load average is printed before and after: read the figures with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import trio
+
+from trio_foundation.runtime.raft_log import HardState, LogEntry, RaftLog
+from trio_foundation.runtime.storage import RecordLog
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "uptime unavailable"
+
+
+async def run_log(
+    directory: str, writers: int, seconds: float, size: int, grouped: bool
+) -> tuple[float, float]:
+    """Appends/s and appends per fsync for one configuration."""
+    log = await trio.to_thread.run_sync(RaftLog, directory)
+    log.load()
+    await log.save(hard_state=HardState(1, None))
+    payload = b"x" * size
+    gate = trio.Lock()
+    done = 0
+    deadline = trio.current_time() + seconds
+
+    async def writer() -> None:
+        nonlocal done
+        while trio.current_time() < deadline:
+            if grouped:
+                await log.save(entries=(LogEntry(log.last_index + 1, 1, payload),))
+            else:
+                async with gate:
+                    await log.save(entries=(LogEntry(log.last_index + 1, 1, payload),))
+            done += 1
+
+    start = trio.current_time()
+    flushes_before = log.statistics().flushes
+    async with trio.open_nursery() as nursery:
+        for _ in range(writers):
+            nursery.start_soon(writer)
+    elapsed = trio.current_time() - start
+    flushes = log.statistics().flushes - flushes_before
+    await log.aclose()
+    return done / elapsed, done / max(flushes, 1)
+
+
+def run_record_log(directory: str, seconds: float, size: int) -> float:
+    payload = b"x" * size
+    with RecordLog(os.path.join(directory, "records")) as log:
+        n = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            log.append(payload)
+            n += 1
+        return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", default=None, help="where to write (default: under the cwd)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per run (default 3)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per configuration")
+    parser.add_argument("--size", type=int, default=100, help="entry size in bytes")
+    parser.add_argument("--quick", action="store_true", help="0.5 s per run, 1 run")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeat = 0.5, 1
+    root = tempfile.mkdtemp(dir=args.dir or os.getcwd(), prefix="bench-raft-log-")
+    print(f"before: {uptime()}")
+    print(f"entry size {args.size} B, {args.seconds:g} s per run, best of {args.repeat}")
+    print(f"{'configuration':<34}{'appends/s':>12}{'appends/fsync':>15}")
+    try:
+        runs = 0
+        for writers in (1, 64):
+            for grouped in (True, False):
+                best = (0.0, 0.0)
+                for _ in range(args.repeat):
+                    runs += 1
+                    d = os.path.join(root, f"run{runs}")
+                    rate = trio.run(run_log, d, writers, args.seconds, args.size, grouped)
+                    best = max(best, rate)
+                name = f"{'grouped' if grouped else 'fsync-per-append'}, {writers} writer(s)"
+                print(f"{name:<34}{best[0]:>12,.0f}{best[1]:>15.1f}")
+        rec = max(run_record_log(root, args.seconds, args.size) for _ in range(args.repeat))
+        print(f"{'RecordLog.append, 1 writer':<34}{rec:>12,.0f}{1.0:>15.1f}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"after: {uptime()}")
+    print("the machine is shared by 8 helpers on 2 cores: read the rates with the load above")
+
+
+if __name__ == "__main__":
+    main()
