@@ -312,3 +312,38 @@ def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> Non
     assert out[1] == "PutResult(revision=2) 2"
     assert out[2].startswith("CasResult(succeeded=True, revision=3,")
     assert out[3:] == ["b'n2'", "['PUT', 'PUT']"]
+
+
+ANYTHING = st.one_of(
+    st.binary(max_size=8),
+    st.integers(-(2**70), 2**70),
+    st.none(),
+    st.text(max_size=4),
+    st.booleans(),
+    st.floats(allow_nan=True),
+)
+SHAPES = [Get, Put, Delete, Cas, CasRevision, Range, Watch, Compact, OpenSession, CloseSession]
+
+
+@given(
+    data=st.data(),
+    client=st.integers(-(2**70), 2**70) | st.sampled_from([0, 1, 2]),
+    seq=st.integers(-(2**70), 2**70),
+    now=st.integers(-(2**70), 2**70),
+)
+def test_malformed_structs_never_raise(
+    data: st.DataObject, client: int, seq: int, now: int
+) -> None:
+    """Structs built in Python with fields of any type and size: an error result, never
+    an exception, and the store unchanged by a refused command."""
+    m = KVMachine(KVMachineConfig(max_key_bytes=4, max_value_bytes=4))
+    m.apply(Request(OpenSession()))
+    m.apply(Request(Put(b"k", b"v")))
+    shape = data.draw(st.sampled_from(SHAPES))
+    fields = [data.draw(ANYTHING) for _ in shape.__struct_fields__]
+    result = m.apply(Request(shape(*fields), client=client, seq=seq, now=now))
+    assert type(result).__name__.endswith("Result")
+    if isinstance(result, ErrorResult) and result.code != "session_expired":
+        after = KVMachine()
+        after.restore(m.snapshot())
+        assert (after.revision, len(after)) == (2, 1)
