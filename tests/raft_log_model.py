@@ -70,6 +70,20 @@ def crash_states(state: RaftState, save: Save) -> list[RaftState]:
     return out
 
 
+KINDS = (
+    "elect",
+    "elect",
+    "vote",
+    "append",
+    "append",
+    "append",
+    "conflict",
+    "compact",
+    "install",
+    "install",
+)
+
+
 def random_script(rng: random.Random, n: int, *, max_data: int = 400) -> list[Save]:
     """``n`` valid saves: elections, votes, appends, conflicts, compactions, installs."""
     state = EMPTY
@@ -93,9 +107,7 @@ def random_script(rng: random.Random, n: int, *, max_data: int = 400) -> list[Sa
         hs = state.hard_state
         snap_index = state.snapshot.index if state.snapshot else 0
         snap_term = state.snapshot.term if state.snapshot else 0
-        kind = rng.choice(
-            ["elect", "vote", "append", "append", "append", "conflict", "compact", "install"]
-        )
+        kind = rng.choice(KINDS)
         save: Save | None = None
         if kind == "elect" or hs.term == 0:
             vote = rng.choice([None, 0, 1, 2])
@@ -121,9 +133,15 @@ def random_script(rng: random.Random, n: int, *, max_data: int = 400) -> list[Sa
             assert term is not None
             save = Save(snapshot=Snapshot(i, term, rng.randbytes(rng.randint(0, 600))))
         elif kind == "install":
-            i = rng.randint(snap_index + 1, last() + 5)
+            stale = [e.index for e in state.entries if e.term < hs.term and e.index < last()]
+            if stale and rng.random() < 0.6:  # conflicts with a log that reaches past it
+                i = rng.choice(stale)
+            elif last() > snap_index and rng.random() < 0.7:
+                i = rng.randint(snap_index + 1, last())  # over the log
+            else:
+                i = rng.randint(last() + 1, last() + 5)  # beyond it
             have = term_at(i)
-            term = have if have is not None and rng.random() < 0.5 else hs.term
+            term = have if have is not None and rng.random() < 0.4 else hs.term
             term = max(term, snap_term)
             save = Save(snapshot=Snapshot(i, term, rng.randbytes(rng.randint(0, 300))))
             if rng.random() < 0.5:
@@ -134,6 +152,43 @@ def random_script(rng: random.Random, n: int, *, max_data: int = 400) -> list[Sa
         state = model_apply(state, save)
         saves.append(save)
     return saves
+
+
+def with_conflicting_installs(saves: list[Save]) -> list[Save]:
+    """``saves`` followed by two snapshots installed over logs that conflict with them
+    and reach past them (once with the leader's next entry in the same save)."""
+    out = list(saves)
+    for with_entry in (True, False):
+        state = model_states(out)[-1]
+        term = max(state.hard_state.term, 1)
+        last = state.last_index
+        out.append(
+            Save(hard_state=HardState(term, None) if term != state.hard_state.term else None)
+        )
+        out.append(Save(entries=tuple(LogEntry(last + 1 + i, term, b"old") for i in range(4))))
+        out.append(Save(hard_state=HardState(term + 1, 2)))
+        snap = Snapshot(last + 2, term + 1, b"installed")
+        if with_entry:
+            out.append(
+                Save(
+                    snapshot=snap,
+                    truncate_from=last + 3,
+                    entries=(LogEntry(last + 3, term + 1, b"new"),),
+                )
+            )
+        else:
+            out.append(Save(snapshot=snap))
+    return [s for s in out if s != Save()]
+
+
+def conflicting_installs(saves: list[Save]) -> int:
+    """Saves installing a snapshot that conflicts with a log reaching past it."""
+    n = 0
+    for state, save in zip(model_states(saves), saves, strict=False):
+        s = save.snapshot
+        if s is not None and any(e.index == s.index and e.term != s.term for e in state.entries):
+            n += any(e.index > s.index for e in state.entries)
+    return n
 
 
 def model_states(saves: list[Save]) -> list[RaftState]:

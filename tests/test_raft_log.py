@@ -18,9 +18,11 @@ from raft_log_model import (
     DIR,
     Save,
     check_recovery,
+    conflicting_installs,
     model_states,
     random_script,
     run_writer,
+    with_conflicting_installs,
 )
 
 from trio_foundation.runtime.raft_log import (
@@ -293,7 +295,7 @@ async def test_a_failed_fsync_fails_the_log_for_every_caller() -> None:
 # ----------------------------------------------------------------- crashes
 
 
-SCRIPT = random_script(random.Random(2026), 40)
+SCRIPT = with_conflicting_installs(random_script(random.Random(2026), 36))
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
@@ -303,6 +305,7 @@ def test_a_crash_at_every_write_boundary_loses_no_acknowledged_save(concurrency:
     random tears, reorderings and losses of the unsynced bytes each time."""
     states = model_states(SCRIPT)
     assert any(s.snapshot for s in states) and any(not s.entries and s.snapshot for s in states)
+    assert conflicting_installs(SCRIPT) >= 2
     clean = SimDisk(random.Random(0))
     acked = run_writer(clean, SCRIPT, concurrency=concurrency)
     assert len(acked) == len(SCRIPT)
