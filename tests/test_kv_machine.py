@@ -347,3 +347,70 @@ def test_malformed_structs_never_raise(
         after = KVMachine()
         after.restore(m.snapshot())
         assert (after.revision, len(after)) == (2, 1)
+
+
+def test_session_expiry_boundary_and_an_older_stamp() -> None:
+    """Idle for exactly ``session_ttl`` is alive, one more unit expires it; a request
+    stamped earlier than the clock counts as activity at the clock (no rewinding)."""
+    m = KVMachine(KVMachineConfig(session_ttl=100))
+    a = run(m, OpenSession(), now=0).client
+    b = run(m, OpenSession(), now=0).client
+    assert run(m, Put(b"k", b"1"), client=a, seq=1, now=100) == PutResult(2)
+    assert m.sessions == 2  # b idle for exactly the ttl
+    run(m, Get(b"x"), now=150)
+    assert m.sessions == 1  # b expired, a (active at 100) not
+    assert run(m, Put(b"k", b"2"), client=a, seq=2, now=10) == PutResult(3)  # a stale stamp
+    run(m, Get(b"x"), now=250)  # a was active at 150, the clock then: idle for exactly 100
+    assert m.sessions == 1 and run(m, Put(b"k", b"3"), client=a, seq=3) == PutResult(4)
+    run(m, Get(b"x"), now=351)
+    assert m.sessions == 0
+    assert run(m, Put(b"k", b"4"), client=a, seq=4).code == "session_expired"
+    assert run(m, Put(b"k", b"4"), client=b, seq=1).code == "session_expired"
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["write", "write", "retry", "retry", "open", "tick"]),
+            st.integers(0, 3),
+            KEYS,
+            VALUES,
+        ),
+        max_size=60,
+    )
+)
+def test_a_retry_never_applies_twice(steps: list[tuple[str, int, bytes, bytes]]) -> None:
+    """Writes and retries from several sessions, with sessions opened (evicting the
+    least recently used) and time passing (expiring idle ones): a retry is answered
+    with the first answer and changes nothing, or is refused and changes nothing."""
+    m = KVMachine(KVMachineConfig(max_sessions=2, session_ttl=50))
+    clients: list[int] = []
+    last: dict[int, tuple[Request, Any]] = {}
+    now = 0
+    for kind, who, key, value in steps:
+        if kind == "open":
+            clients.append(m.apply(Request(OpenSession(), now=now)).client)  # type: ignore[union-attr]
+            continue
+        if kind == "tick":
+            now += 30
+            continue
+        if not clients:
+            continue
+        client = clients[who % len(clients)]
+        if kind == "retry" and client in last:
+            request, first = last[client]
+            rev = m.revision
+            got = m.apply(msgspec.structs.replace(request, now=now))
+            if got != first:
+                assert isinstance(got, ErrorResult) and got.code == "session_expired"
+            assert m.revision == rev
+            continue
+        seq = last[client][0].seq + 1 if client in last else 1
+        request = Request(Put(key, value), client=client, seq=seq, now=now)
+        rev = m.revision
+        result = m.apply(request)
+        if isinstance(result, ErrorResult):
+            assert result.code == "session_expired" and m.revision == rev
+        else:
+            assert result == PutResult(rev + 1)
+        last[client] = (request, result)
