@@ -421,3 +421,19 @@ def test_the_simulated_disk_keeps_what_posix_promises_and_no_more() -> None:
     h = disk.open("d/f", truncate=False)
     with pytest.raises(SimulatedCrash):
         disk.write(h, b"data")
+
+
+async def test_aclose_makes_queued_saves_durable_and_a_late_waiter_is_told() -> None:
+    disk = SimDisk(random.Random(0))
+    log = RaftLog(DIR, ops=disk)
+    log.load()
+    await log.save(hard_state=HardState(1, None))
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await log.save(entries=entries(1, 1, 1))  # queued, then cancelled before its flush
+    assert log.statistics().pending == 1
+    await log.aclose()
+    await log.aclose()  # idempotent
+    assert RaftLog(DIR, ops=disk).load().last_index == 1  # aclose wrote it
+    with pytest.raises(RuntimeError, match="is closed"):
+        await log.save(entries=entries(2, 2, 1))

@@ -1062,8 +1062,7 @@ class RaftLog:
         self._queue(hard_state, truncate_from, entries, snapshot)
         mine = self._queued
         while self._durable < mine:
-            if self._failure is not None:
-                self._check_usable()
+            self._check_usable()  # failed, or closed by a task that gave up on aclose
             if self._flushing:
                 await self._flushed.wait()
             else:
@@ -1095,19 +1094,26 @@ class RaftLog:
             flushed.set()
 
     async def aclose(self) -> None:
-        """Wait for a flush in progress, then close the files.
+        """Make every queued save durable (those of cancelled callers too), then
+        close the files. Idempotent.
 
-        Saves that were cancelled before their records were written are dropped
-        (they were never acknowledged). A checkpoint; if cancelled while waiting,
-        the log stays open.
+        A checkpoint. If cancelled, the log stays open and usable (call again);
+        if the log failed, the queued saves are dropped and the files closed.
         """
-        while self._flushing:
-            await self._flushed.wait()
         await trio.lowlevel.checkpoint()
-        self.close()
+        while self._failure is None and not self._closed:
+            if self._flushing:
+                await self._flushed.wait()
+            elif self._durable < self._queued:
+                await self._flush()
+            else:
+                break
+        self._closed = True
+        self._w.close()
 
     def close(self) -> None:
-        """Close the files (idempotent). Blocking; not while a save is being written.
+        """Close the files (idempotent), dropping queued saves not yet written (as a
+        crash would). Blocking; not while a save is being written.
 
         Raises:
             RuntimeError: a flush is in progress (use :meth:`aclose`).
