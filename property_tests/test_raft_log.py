@@ -116,7 +116,7 @@ SCRIPT = random_script(random.Random(7), 24, max_data=50)
 STATES = model_states(SCRIPT)
 
 
-def cancel_run(plan: InjectionPlan) -> tuple[int, int, int]:
+def cancel_run(plan: InjectionPlan, *, closing: str = "close") -> tuple[int, int, int]:
     """Concurrent saves, each in its own attackable scope: whatever is cancelled, a
     reopened log holds a prefix of the queued saves that includes every one that
     returned, and no flush is left running for a caller that left.
@@ -126,6 +126,7 @@ def cancel_run(plan: InjectionPlan) -> tuple[int, int, int]:
     queued: list[int] = []
     acked: set[int] = set()
     logs: list[RaftLog] = []
+    closed_cleanly: list[bool] = []
 
     async def scenario(inj: Injector) -> None:
         log = RaftLog(DIR, ops=disk, segment_bytes=4096, salts=random.Random(1), io="inline")
@@ -143,7 +144,14 @@ def cancel_run(plan: InjectionPlan) -> tuple[int, int, int]:
         async with trio.open_nursery() as nursery:
             for _ in range(4):
                 nursery.start_soon(worker)
-        log.close()  # stop as a crash would: queued saves of cancelled callers stay unwritten
+        if closing == "aclose":
+            with inj.scope("aclose"):
+                await log.aclose()  # writes the queued saves, unless it is cancelled
+                closed_cleanly.append(True)
+            if not log._closed:
+                log.close()
+        else:
+            log.close()  # stop as a crash would: queued saves of cancelled callers stay unwritten
 
     run_injected(scenario, plan)
     assert logs and not logs[0]._flushing
@@ -151,13 +159,18 @@ def cancel_run(plan: InjectionPlan) -> tuple[int, int, int]:
     floor = max(acked) + 1 if acked else 0
     durable = [j for j in range(floor, len(queued) + 1) if STATES[j] == got]
     assert durable, f"recovered a state that is no prefix of the queued saves above {floor}"
+    if closed_cleanly:
+        assert durable[-1] == len(queued), "aclose returned with queued saves unwritten"
     return len(queued), len(acked), durable[-1]
 
 
-@given(plan=injection_plans(max_injections=4, max_step=120, max_target=6))
+@given(
+    plan=injection_plans(max_injections=4, max_step=120, max_target=6),
+    closing=st.sampled_from(["close", "aclose"]),
+)
 @settings(max_examples=60, database=None)
-def test_cancelled_saves_leave_a_consistent_log(plan: InjectionPlan) -> None:
-    cancel_run(plan)
+def test_cancelled_saves_leave_a_consistent_log(plan: InjectionPlan, closing: str) -> None:
+    cancel_run(plan, closing=closing)
 
 
 def test_a_cancelled_save_may_or_may_not_be_durable() -> None:
