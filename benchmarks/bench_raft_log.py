@@ -12,6 +12,8 @@ entry of --size bytes])``; the log's counters give the fsyncs.
 * ``RecordLog``: :class:`~trio_foundation.runtime.storage.RecordLog.append`
   (blocking write + fdatasync, no thread, no Trio) — the floor of one fsync
   per record on this disk.
+* Recovery: the time to open a log of ``--recovery-entries`` entries (read every
+  segment, check every batch, replay every record).
 
 Each configuration runs ``--repeat`` times; the best rate is printed. The
 machine is shared (8 helpers on 2 cores when these figures were taken), so
@@ -73,6 +75,26 @@ async def run_log(
     return done / elapsed, done / max(flushes, 1)
 
 
+async def fill(directory: str, n: int, size: int) -> None:
+    log = await trio.to_thread.run_sync(RaftLog, directory)
+    log.load()
+    await log.save(hard_state=HardState(1, None))
+    payload = b"x" * size
+    for start in range(1, n + 1, 10_000):
+        stop = min(start + 10_000, n + 1)
+        await log.save(entries=[LogEntry(i, 1, payload) for i in range(start, stop)])
+    await log.aclose()
+
+
+def time_open(directory: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    log = RaftLog(directory)
+    n = len(log.load().entries)
+    elapsed = time.perf_counter() - start
+    log.close()
+    return elapsed, n
+
+
 def run_record_log(directory: str, seconds: float, size: int) -> float:
     payload = b"x" * size
     with RecordLog(os.path.join(directory, "records")) as log:
@@ -91,9 +113,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration")
     parser.add_argument("--size", type=int, default=100, help="entry size in bytes")
     parser.add_argument("--quick", action="store_true", help="0.5 s per run, 1 run")
+    parser.add_argument(
+        "--recovery-entries", type=int, default=200_000, help="entries in the log timed on open"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.repeat = 0.5, 1
+        args.seconds, args.repeat, args.recovery_entries = 0.5, 1, 20_000
     root = tempfile.mkdtemp(dir=args.dir or os.getcwd(), prefix="bench-raft-log-")
     print(f"before: {uptime()}")
     print(f"entry size {args.size} B, {args.seconds:g} s per run, best of {args.repeat}")
@@ -112,6 +137,10 @@ def main() -> None:
                 print(f"{name:<34}{best[0]:>12,.0f}{best[1]:>15.1f}")
         rec = max(run_record_log(root, args.seconds, args.size) for _ in range(args.repeat))
         print(f"{'RecordLog.append, 1 writer':<34}{rec:>12,.0f}{1.0:>15.1f}")
+        big = os.path.join(root, "recovery")
+        trio.run(fill, big, args.recovery_entries, args.size)
+        elapsed, n = min(time_open(big) for _ in range(args.repeat))
+        print(f"opening a log of {n:,} entries (read, check, replay): {elapsed:.2f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"after: {uptime()}")
