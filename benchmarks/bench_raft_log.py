@@ -15,9 +15,11 @@ entry of --size bytes])``; the log's counters give the fsyncs.
 * Recovery: the time to open a log of ``--recovery-entries`` entries (read every
   segment, check every batch, replay every record).
 
-Each configuration runs ``--repeat`` times; the best rate is printed. The
-machine is shared (8 helpers on 2 cores when these figures were taken), so
-the load average is printed before and after: read the figures with it.
+Each configuration runs ``--repeat`` times; the median rate and the range are
+printed (fsync latency on a shared disk varies by an order of magnitude from
+run to run, so a best-of figure would flatter). The machine is shared (8
+helpers on 2 cores when these figures were taken), so the load average is
+printed before and after: read the figures with it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -106,6 +109,11 @@ def run_record_log(directory: str, seconds: float, size: int) -> float:
         return n / (time.perf_counter() - start)
 
 
+def report(name: str, rates: list[float], per_fsync: float) -> None:
+    spread = f"{min(rates):,.0f}-{max(rates):,.0f}"
+    print(f"{name:<34}{statistics.median(rates):>12,.0f}{spread:>16}{per_fsync:>15.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=None, help="where to write (default: under the cwd)")
@@ -121,26 +129,25 @@ def main() -> None:
         args.seconds, args.repeat, args.recovery_entries = 0.5, 1, 20_000
     root = tempfile.mkdtemp(dir=args.dir or os.getcwd(), prefix="bench-raft-log-")
     print(f"before: {uptime()}")
-    print(f"entry size {args.size} B, {args.seconds:g} s per run, best of {args.repeat}")
-    print(f"{'configuration':<34}{'appends/s':>12}{'appends/fsync':>15}")
+    print(f"entry size {args.size} B, {args.seconds:g} s per run, {args.repeat} runs each")
+    print(f"{'configuration':<34}{'appends/s':>12}{'(min-max)':>16}{'appends/fsync':>15}")
     try:
         runs = 0
         for writers in (1, 64):
             for grouped in (True, False):
-                best = (0.0, 0.0)
+                rates = []
                 for _ in range(args.repeat):
                     runs += 1
                     d = os.path.join(root, f"run{runs}")
-                    rate = trio.run(run_log, d, writers, args.seconds, args.size, grouped)
-                    best = max(best, rate)
+                    rates.append(trio.run(run_log, d, writers, args.seconds, args.size, grouped))
                 name = f"{'grouped' if grouped else 'fsync-per-append'}, {writers} writer(s)"
-                print(f"{name:<34}{best[0]:>12,.0f}{best[1]:>15.1f}")
-        rec = max(run_record_log(root, args.seconds, args.size) for _ in range(args.repeat))
-        print(f"{'RecordLog.append, 1 writer':<34}{rec:>12,.0f}{1.0:>15.1f}")
+                report(name, [r[0] for r in rates], statistics.median(r[1] for r in rates))
+        recs = [run_record_log(root, args.seconds, args.size) for _ in range(args.repeat)]
+        report("RecordLog.append, 1 writer", recs, 1.0)
         big = os.path.join(root, "recovery")
         trio.run(fill, big, args.recovery_entries, args.size)
         elapsed, n = min(time_open(big) for _ in range(args.repeat))
-        print(f"opening a log of {n:,} entries (read, check, replay): {elapsed:.2f} s")
+        print(f"opening a log of {n:,} entries (read, check, replay): {elapsed:.2f} s, best run")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"after: {uptime()}")

@@ -42,7 +42,10 @@ Reads (:class:`Get`, :class:`Range`, :class:`Watch`) may go through the log too
 
 Everything is bounded: keys (``max_keys``, ``max_key_bytes``), values
 (``max_value_bytes``), events (``history``), sessions, and the size of one range
-or watch answer (``max_range``; the answer says ``more``/``next_revision``).
+or watch answer (``max_range``; the answer says ``more``/``next_revision``). The
+memory, at worst, is about ``(max_keys + 2 * history + max_sessions) *
+(max_key_bytes + max_value_bytes)`` (keys; events with their previous value;
+one cached result per session).
 """
 
 from __future__ import annotations
