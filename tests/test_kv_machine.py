@@ -414,3 +414,35 @@ def test_a_retry_never_applies_twice(steps: list[tuple[str, int, bytes, bytes]])
         else:
             assert result == PutResult(rev + 1)
         last[client] = (request, result)
+
+
+@given(
+    writes=st.lists(st.tuples(KEYS, VALUES, st.booleans()), min_size=1, max_size=40),
+    prefix=st.sampled_from([b"", b"a", b"ab", b"b"]),
+    start=st.integers(1, 45),
+    limit=st.integers(1, 5),
+)
+def test_polling_a_watch_in_pages_reads_the_same_events(
+    writes: list[tuple[bytes, bytes, bool]], prefix: bytes, start: int, limit: int
+) -> None:
+    """A watcher that polls with ``limit`` and follows ``next_revision`` sees exactly the
+    events of one unlimited read, in order, and ends at the current revision + 1."""
+    m = KVMachine(KVMachineConfig(history=50))
+    for key, value, delete in writes:
+        m.apply(Request(Delete(key) if delete else Put(key, value)))
+    whole = m.apply(Request(Watch(prefix, start)))
+    paged: list[Event] = []
+    revision = start
+    while True:
+        page = m.apply(Request(Watch(prefix, revision, limit)))
+        if not isinstance(page, WatchResult):
+            assert page == whole and page.code == "compacted"  # type: ignore[union-attr]
+            return
+        assert len(page.events) <= limit
+        paged.extend(page.events)
+        if page.next_revision > m.revision:  # caught up
+            break
+        assert page.next_revision > revision and len(page.events) == limit
+        revision = page.next_revision
+    assert isinstance(whole, WatchResult)
+    assert tuple(paged) == whole.events and page.next_revision == whole.next_revision
