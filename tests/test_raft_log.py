@@ -32,6 +32,7 @@ from trio_foundation.runtime.raft_log import (
     RaftLog,
     RaftLogFailedError,
     Snapshot,
+    open_raft_log,
 )
 from trio_foundation.runtime.simdisk import SimDisk, SimulatedCrash
 
@@ -437,3 +438,16 @@ async def test_aclose_makes_queued_saves_durable_and_a_late_waiter_is_told() -> 
     assert RaftLog(DIR, ops=disk).load().last_index == 1  # aclose wrote it
     with pytest.raises(RuntimeError, match="is closed"):
         await log.save(entries=entries(2, 2, 1))
+
+
+async def test_open_raft_log_writes_queued_saves_and_closes_on_a_cancelled_exit(
+    tmp_path: Path,
+) -> None:
+    with trio.CancelScope() as scope:
+        async with open_raft_log(tmp_path) as log:
+            assert log.load().entries == ()
+            await log.save(hard_state=HardState(1, None))
+            scope.cancel()
+            await log.save(entries=entries(1, 2, 1))  # queued, cancelled before its flush
+    assert scope.cancelled_caught and log._closed
+    assert reopen(tmp_path).load().entries == entries(1, 2, 1)  # written by the exit

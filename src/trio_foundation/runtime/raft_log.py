@@ -98,13 +98,15 @@ with a ``listdir`` method (:class:`~trio_foundation.runtime.storage.OsFileOps`, 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import random
 import re
 import secrets
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Final, Literal, Protocol, final
 
 import attrs
@@ -131,6 +133,7 @@ __all__ = [
     "RaftLogStatistics",
     "RaftState",
     "Snapshot",
+    "open_raft_log",
 ]
 
 DATA_DIR_KIND: Final = "raft-log"
@@ -1138,3 +1141,45 @@ class RaftLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CLOSE_GRACE: Final = 10.0
+"""Seconds :func:`open_raft_log` lets a cancelled exit spend writing queued saves."""
+
+
+@asynccontextmanager
+async def open_raft_log(
+    directory: str | os.PathLike[str],
+    *,
+    segment_bytes: int = 64 << 20,
+    ops: SegmentFileOps | None = None,
+    salts: random.Random | None = None,
+    io: Literal["thread", "inline"] = "thread",
+) -> AsyncIterator[RaftLog]:
+    """Open a :class:`RaftLog` in a worker thread; on exit, write the queued saves
+    and close it.
+
+    Entering is a checkpoint (the open runs in a thread and is not abandoned if
+    cancelled). On exit — also when the body raised or was cancelled — the log
+    is closed after :meth:`RaftLog.aclose` has written what was queued, within a
+    shielded scope bounded by :data:`CLOSE_GRACE` seconds; if that deadline
+    passes (a hung disk), the files are closed only if no write is in flight.
+
+    Args:
+        directory, segment_bytes, ops, salts, io: as :class:`RaftLog`.
+
+    Raises:
+        as :class:`RaftLog`.
+    """
+    log = await trio.to_thread.run_sync(
+        functools.partial(
+            RaftLog, directory, segment_bytes=segment_bytes, ops=ops, salts=salts, io=io
+        )
+    )
+    try:
+        yield log
+    finally:
+        with trio.move_on_after(CLOSE_GRACE, shield=True):
+            await log.aclose()
+        if not log._flushing:
+            log.close()
