@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
+import msgspec
 import pytest
 import trio
 from raft_log_model import (
@@ -451,3 +453,53 @@ async def test_open_raft_log_writes_queued_saves_and_closes_on_a_cancelled_exit(
             await log.save(entries=entries(1, 2, 1))  # queued, cancelled before its flush
     assert scope.cancelled_caught and log._closed
     assert reopen(tmp_path).load().entries == entries(1, 2, 1)  # written by the exit
+
+
+@attrs.frozen
+class CoreEntry:  # the shape of protocols.raft.Entry
+    term: int
+    index: int
+    kind: str
+    command: Any = None
+
+
+@attrs.frozen
+class CoreSnapshot:  # the shape of protocols.raft.Snapshot
+    last_included_index: int
+    last_included_term: int
+    config: tuple[int, ...]
+    data: bytes
+
+
+@attrs.frozen
+class CorePersist:  # the shape of protocols.raft.RaftPersist
+    term: int
+    voted_for: int | None
+    truncate_from: int | None = None
+    entries: tuple[CoreEntry, ...] = ()
+    snapshot: CoreSnapshot | None = None
+
+
+async def test_a_core_persist_record_is_saved_with_the_callers_encoding(tmp_path: Path) -> None:
+    def encode_entry(e: CoreEntry) -> bytes:
+        return msgspec.msgpack.encode((e.kind, e.command))
+
+    def encode_snapshot(s: CoreSnapshot) -> bytes:
+        return msgspec.msgpack.encode((s.config, s.data))
+
+    codecs = {"encode_entry": encode_entry, "encode_snapshot": encode_snapshot}
+    async with open_raft_log(tmp_path) as log:
+        log.load()
+        first = (CoreEntry(1, 1, "config", [0, 1, 2]), CoreEntry(1, 2, "command", "put a"))
+        await log.save_record(CorePersist(1, 0, None, first), **codecs)
+        await log.save_record(
+            CorePersist(
+                2, None, 2, (CoreEntry(2, 2, "noop"),), CoreSnapshot(1, 1, (0, 1, 2), b"s")
+            ),
+            **codecs,
+        )
+    async with open_raft_log(tmp_path) as log:
+        state = log.load()
+    assert state.hard_state == HardState(2, None)
+    assert state.snapshot == Snapshot(1, 1, msgspec.msgpack.encode(((0, 1, 2), b"s")))
+    assert state.entries == (LogEntry(2, 2, msgspec.msgpack.encode(("noop", None))),)

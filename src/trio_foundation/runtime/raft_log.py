@@ -105,9 +105,9 @@ import re
 import secrets
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Final, Literal, Protocol, final
+from typing import Any, Final, Literal, Protocol, final
 
 import attrs
 import trio
@@ -128,6 +128,7 @@ __all__ = [
     "CorruptLogError",
     "HardState",
     "LogEntry",
+    "PersistRecord",
     "RaftLog",
     "RaftLogFailedError",
     "RaftLogStatistics",
@@ -329,6 +330,22 @@ class RaftLogFailedError(FoundationError):
     on disk is unknown: close the log and reopen it (which recovers the durable
     state) rather than retry. The original error is the ``__cause__``.
     """
+
+
+class PersistRecord(Protocol):
+    """The shape of a Raft core's incremental durable-state record
+    (``protocols.raft.RaftPersist``), for :meth:`RaftLog.save_record`."""
+
+    @property
+    def term(self) -> int: ...
+    @property
+    def voted_for(self) -> int | None: ...
+    @property
+    def truncate_from(self) -> int | None: ...
+    @property
+    def entries(self) -> Sequence[Any]: ...
+    @property
+    def snapshot(self) -> Any: ...
 
 
 class SegmentFileOps(FileOps, Protocol):
@@ -1080,6 +1097,32 @@ class RaftLog:
                 await self._flushed.wait()
             else:
                 await self._flush()
+
+    async def save_record(
+        self,
+        record: PersistRecord,
+        *,
+        encode_entry: Callable[[Any], bytes],
+        encode_snapshot: Callable[[Any], bytes],
+    ) -> None:
+        """:meth:`save` a Raft core's incremental record (``RaftPersist``).
+
+        ``record.term``/``voted_for`` become the hard state; each entry of
+        ``record.entries`` (with ``index`` and ``term``) is stored as
+        ``encode_entry(entry)``; ``record.snapshot`` (with
+        ``last_included_index`` and ``last_included_term``) as
+        ``encode_snapshot(snapshot)``. Checkpoint, cancellation and errors as
+        :meth:`save`.
+        """
+        snap = record.snapshot
+        await self.save(
+            hard_state=HardState(record.term, record.voted_for),
+            truncate_from=record.truncate_from,
+            entries=[LogEntry(e.index, e.term, encode_entry(e)) for e in record.entries],
+            snapshot=None
+            if snap is None
+            else Snapshot(snap.last_included_index, snap.last_included_term, encode_snapshot(snap)),
+        )
 
     async def _flush(self) -> None:
         await (
