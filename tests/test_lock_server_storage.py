@@ -24,6 +24,7 @@ import pytest
 import trio
 
 from trio_foundation.cli.lock_serve import EXIT_STORAGE
+from trio_foundation.coordination.lock_monitor import LockServerMonitor
 from trio_foundation.coordination.lock_server import (
     ServerStore,
     StorageFailedError,
@@ -31,6 +32,7 @@ from trio_foundation.coordination.lock_server import (
 )
 from trio_foundation.coordination.tcp_lock import open_remote_lock_service
 from trio_foundation.runtime.storage import OsFileOps
+from trio_foundation.telemetry import Event, Telemetry
 
 FOUNDATION = [sys.executable, "-m", "trio_foundation.cli"]
 
@@ -71,6 +73,10 @@ async def test_a_failed_persist_stops_the_server_and_sends_no_grant(
 ) -> None:
     ops = FailingOps(code, where)
     tokens: list[int] = []
+    telemetry = Telemetry(slow_handler=None)
+    reported: list[Event] = []
+    telemetry.attach("failures", "lock_server.storage_failed", reported.append)
+    monitor = LockServerMonitor(telemetry)
     data_dir = tmp_path / "d"
     raised: list[BaseException] = []
 
@@ -81,6 +87,7 @@ async def test_a_failed_persist_stops_the_server_and_sends_no_grant(
                 data_dir,
                 block=2,  # a new mark every second grant
                 file_ops=ops,  # type: ignore[arg-type]
+                monitor=monitor,
                 task_status=task_status,
             )
         except BaseException as exc:
@@ -108,6 +115,7 @@ async def test_a_failed_persist_stops_the_server_and_sends_no_grant(
     assert exc.errno == code and exc.path == str(data_dir / "state.log")
     assert os.strerror(code) in str(exc) and errno.errorcode[code] in str(exc)
     assert ops.failures == 1  # nothing was attempted after the failure
+    assert [(e.measurements["errno"], e.metadata["path"]) for e in reported] == [(code, exc.path)]
     assert tokens == [1, 2, 3, 4]
     # every token sent is at most the mark a restart reads
     again = ServerStore(data_dir, block=2)
