@@ -39,7 +39,14 @@ import trio
 
 from ..messaging._mailbox import Mailbox
 
-__all__ = ["Event", "Handler", "HandlerStatistics", "Telemetry", "TelemetryStatistics"]
+__all__ = [
+    "Event",
+    "Handler",
+    "HandlerStatistics",
+    "Telemetry",
+    "TelemetryStatistics",
+    "default_telemetry",
+]
 
 logger = logging.getLogger("trio_foundation.telemetry")
 
@@ -160,6 +167,14 @@ class Telemetry:
         self._detached = 0
 
     # ------------------------------------------------------------------- emitting
+
+    def listening(self, event: str) -> bool:
+        """Whether a handler is attached to ``event`` (one dict lookup).
+
+        Components call it before building an event's measurements and metadata, so an
+        event nobody listens to costs nothing more than this check.
+        """
+        return event in self._table
 
     def emit(
         self,
@@ -407,3 +422,16 @@ class Telemetry:
             dropped=self._dropped,
             detached=self._detached,
         )
+
+
+_DEFAULT = Telemetry()
+
+
+def default_telemetry() -> Telemetry:
+    """The process-wide :class:`Telemetry` the library's components emit through.
+
+    Supervisors, resilience services and the other components take a ``telemetry=``
+    argument; when it is ``None`` they use this instance, so attaching a handler here
+    observes every component that was not given its own.
+    """
+    return _DEFAULT
