@@ -1,9 +1,11 @@
 """Resilience services on Trio: rate limiter, cache, circuit breaker, pool, retry, bulkhead.
 
 Each service is bounded, cancellation-safe and states what it guarantees; see
-``docs/resilience.md``. Every service reports state changes to callbacks registered
-with ``add_listener`` (:class:`ResilienceEvent`); the telemetry layer will subscribe
-through that hook.
+``docs/resilience.md``. Every service emits ``resilience.<service>.<event>`` events
+through ``trio_foundation.telemetry`` (its ``telemetry=`` argument, else the default
+telemetry; :data:`EVENTS` lists them), and :func:`resilience_metrics` keeps fixed-memory
+metrics from them. State changes also reach callbacks registered with ``add_listener``
+(:class:`ResilienceEvent`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from ._errors import (
     Rejected,
     RetryBudgetExhausted,
 )
-from ._events import Listener, ResilienceEvent
+from ._events import EVENTS, Listener, ResilienceEvent
+from ._metrics import ResilienceMetrics, resilience_metrics
 from ._pool import Lease, PoolStatistics, ResourcePool, open_pool
 from ._rate_limiter import (
     GCRA,
@@ -31,6 +34,7 @@ from ._rate_limiter import (
 from ._retry import RetryBudget, RetryBudgetStatistics, RetryPolicy
 
 __all__ = [
+    "EVENTS",
     "GCRA",
     "BreakerState",
     "Bulkhead",
@@ -49,6 +53,7 @@ __all__ = [
     "RateLimiterStatistics",
     "Rejected",
     "ResilienceEvent",
+    "ResilienceMetrics",
     "ResourcePool",
     "RetryBudget",
     "RetryBudgetExhausted",
@@ -59,4 +64,5 @@ __all__ = [
     "TokenBucket",
     "open_cache",
     "open_pool",
+    "resilience_metrics",
 ]

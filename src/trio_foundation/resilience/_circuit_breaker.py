@@ -28,8 +28,9 @@ import attrs
 import trio
 from trio.lowlevel import current_task
 
+from ..telemetry._events import Telemetry
 from ._errors import CircuitOpenError
-from ._events import Listener, ResilienceEvent, _Listeners
+from ._events import BREAKER_REJECTED, BREAKER_STATE, Listener, _Listeners
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitBreakerStatistics"]
 
@@ -37,6 +38,8 @@ BreakerState = Literal["closed", "open", "half_open"]
 P = ParamSpec("P")
 T = TypeVar("T")
 _BUCKETS: Final = 10
+#: The value of the ``state`` measurement (and of a state gauge) for each state.
+STATE_VALUES: Final[dict[BreakerState, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 @final
@@ -76,8 +79,13 @@ class CircuitBreaker:
         exclude: exception types that are not failures (they count as successes).
         is_failure: optional predicate deciding whether an exception is a failure.
         clock: seconds, monotonic; defaults to :func:`trio.current_time`.
+        telemetry: where ``resilience.circuit_breaker.state`` (every transition;
+            measurement ``state``: 0 closed, 1 half-open, 2 open) and
+            ``resilience.circuit_breaker.rejected`` (measurement ``retry_after``) go;
+            ``None``: :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
+        TypeError: ``telemetry`` is not a :class:`~trio_foundation.telemetry.Telemetry`.
         ValueError: a threshold, window, timeout or count that is not positive, a rate
             outside (0, 1].
     """
@@ -95,6 +103,7 @@ class CircuitBreaker:
         exclude: tuple[type[BaseException], ...] = (),
         is_failure: Callable[[BaseException], bool] | None = None,
         clock: Callable[[], float] = trio.current_time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         for label, n in (
             ("failure_threshold", failure_threshold),
@@ -131,7 +140,7 @@ class CircuitBreaker:
         self._calls = [0] * _BUCKETS
         self._fails = [0] * _BUCKETS
         self._in_call: dict[object, int] = {}  # task -> generation << 1 | trial
-        self._listeners = _Listeners()
+        self._listeners = _Listeners("circuit_breaker", name, telemetry)
         self._successes = 0
         self._failures = 0
         self._rejected = 0
@@ -147,7 +156,11 @@ class CircuitBreaker:
         return self._state
 
     def add_listener(self, callback: Listener) -> Callable[[], None]:
-        """Call ``callback(event)`` on every state change (``kind="state"``)."""
+        """Call ``callback(event)`` on every state change (``kind="state"``).
+
+        The same changes are emitted as ``resilience.circuit_breaker.state`` through the
+        breaker's telemetry; returns a function that removes the callback.
+        """
         return self._listeners.add(callback)
 
     def statistics(self) -> CircuitBreakerStatistics:
@@ -172,11 +185,13 @@ class CircuitBreaker:
             self._opened_at = self._clock()
         elif new == "closed":
             self._ids = [-1] * _BUCKETS
-        if self._listeners:
+        if self._listeners.wants(BREAKER_STATE):
             self._listeners.emit(
-                ResilienceEvent(
-                    "circuit_breaker", self.name, "state", None, f"{old} -> {new}", self._clock()
-                )
+                BREAKER_STATE,
+                None,
+                f"{old} -> {new}",
+                self._clock(),
+                {"state": STATE_VALUES[new], "previous": STATE_VALUES[old]},
             )
 
     # --------------------------------------------------------------- call protocol
@@ -194,6 +209,8 @@ class CircuitBreaker:
         retry_after = 0.0
         if state == "open":
             retry_after = self._opened_at + self.reset_timeout - self._clock()
+        if self._listeners.telemetry.listening(BREAKER_REJECTED):
+            self._listeners.tell(BREAKER_REJECTED, None, state, {"retry_after": retry_after})
         raise CircuitOpenError(self.name, retry_after)
 
     def _exit(self, gen: int, trial: bool, exc: BaseException | None) -> None:
