@@ -32,6 +32,7 @@ from ._rate_limiter import (
     TokenBucket,
 )
 from ._retry import RetryBudget, RetryBudgetStatistics, RetryPolicy
+from ._shared_limiter import OutagePolicy, SharedRateLimiter, SharedRateLimiterStatistics
 
 __all__ = [
     "EVENTS",
@@ -46,6 +47,7 @@ __all__ = [
     "CircuitOpenError",
     "Lease",
     "Listener",
+    "OutagePolicy",
     "PoolClosedError",
     "PoolStatistics",
     "PoolTimeoutError",
@@ -59,6 +61,8 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryBudgetStatistics",
     "RetryPolicy",
+    "SharedRateLimiter",
+    "SharedRateLimiterStatistics",
     "SlidingCounter",
     "SlidingLog",
     "TokenBucket",
