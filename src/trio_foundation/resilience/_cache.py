@@ -179,6 +179,7 @@ class Cache(Generic[K, V]):
         self._closed = False
         self._listeners = _Listeners("cache", name, telemetry)
         self._telemetry = self._listeners.telemetry
+        self._listened = self._telemetry.listened  # live view: `name in` is the cheap check
         self._hits = 0
         self._stale_hits = 0
         self._misses = 0
@@ -207,12 +208,12 @@ class Cache(Generic[K, V]):
             if self._clock() < entry.fresh_until and entry.error is None:
                 data.move_to_end(key)
                 self._hits += 1
-                if self._telemetry.listening(CACHE_HIT):
+                if CACHE_HIT in self._listened:
                     self._listeners.tell(CACHE_HIT, key, "fresh")
                 return entry.value
             self._expire_if_dead(key, entry)
         self._misses += 1
-        if self._telemetry.listening(CACHE_MISS):
+        if CACHE_MISS in self._listened:
             self._listeners.tell(CACHE_MISS, key, "get")
         return default
 
@@ -286,7 +287,7 @@ class Cache(Generic[K, V]):
         self._listeners.emit(event, key, detail, self._clock())
 
     def _tell_hit(self, key: K, detail: str) -> None:
-        if self._telemetry.listening(CACHE_HIT):
+        if CACHE_HIT in self._listened:
             self._listeners.tell(CACHE_HIT, key, detail)
 
     # ----------------------------------------------------------------------- async API
@@ -337,7 +338,7 @@ class Cache(Generic[K, V]):
                     return entry.value  # type: ignore[no-any-return]
                 self._expire_if_dead(key, entry)
             self._misses += 1
-            if self._telemetry.listening(CACHE_MISS):
+            if CACHE_MISS in self._listened:
                 self._listeners.tell(CACHE_MISS, key, "get_or_compute")
             flight = self._flights.get(key)
             if flight is None:

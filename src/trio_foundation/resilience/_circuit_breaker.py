@@ -131,6 +131,10 @@ class CircuitBreaker:
         self._clock = clock
         self._state: BreakerState = "closed"
         self._gen = 0  # bumped by every transition
+        # Invariant: _mark == _gen << 1, the mark of a non-trial call of this generation;
+        # _fast_mark == _mark in count mode, else -1 (never a mark): __aexit__'s fast path.
+        self._mark = 0
+        self._fast_mark = 0 if failure_rate is None else -1
         self._opened_at = 0.0
         self._consecutive = 0
         self._trials = 0
@@ -178,6 +182,9 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._gen += 1
+        self._mark = self._gen << 1
+        if self.failure_rate is None:
+            self._fast_mark = self._mark
         self._trials = 0
         self._consecutive = 0
         if new == "open":
@@ -271,7 +278,7 @@ class CircuitBreaker:
         if task in calls:
             raise RuntimeError(f"breaker {self.name!r} entered twice by one task")
         if self._state == "closed":
-            calls[task] = self._gen << 1  # fast path: not a trial
+            calls[task] = self._mark  # fast path: not a trial
             return
         gen, trial = self._enter()
         calls[task] = gen << 1 | trial
@@ -284,7 +291,7 @@ class CircuitBreaker:
     ) -> None:
         """Record the call's outcome (cancellation counts as neither). Not a checkpoint."""
         mark = self._in_call.pop(current_task())
-        if exc_type is None and mark == self._gen << 1 and self.failure_rate is None:
+        if exc_type is None and mark == self._fast_mark:
             self._successes += 1  # fast path: a success in the generation it entered
             self._consecutive = 0
             return

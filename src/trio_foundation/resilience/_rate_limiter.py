@@ -463,6 +463,7 @@ class RateLimiter:
         self.name: Final = name
         self._listeners = _Listeners("rate_limiter", name, telemetry)
         self._telemetry = self._listeners.telemetry
+        self._listened = self._telemetry.listened  # live view: `name in` is the cheap check
 
     def _check_weight(self, weight: int) -> None:
         if isinstance(weight, bool) or not isinstance(weight, int):
@@ -534,7 +535,7 @@ class RateLimiter:
             self._keys.move_to_end(key)
         if entry is None or entry.waiters or not self._try_take(entry.state, now, weight):
             self._denied += 1
-            if self._telemetry.listening(LIMITER_REJECTED):
+            if LIMITER_REJECTED in self._listened:
                 self._tell_rejected(key, weight, entry)
             return False
         self._granted += 1

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from types import MappingProxyType
 from typing import Any, NamedTuple, final
 
 import attrs
@@ -154,6 +155,10 @@ class Telemetry:
         if slow_handler is not None and not slow_handler > 0:
             raise ValueError(f"slow_handler must be > 0 seconds or None, got {slow_handler!r}")
         self._table: dict[str, tuple[_Attached, ...]] = {}
+        #: A live, read-only view of the event names that have handlers (their keys);
+        #: ``name in telemetry.listened`` is the cheapest form of :meth:`listening`,
+        #: for a component's hot path to keep a reference to.
+        self.listened: Mapping[str, object] = MappingProxyType(self._table)
         self._by_id: dict[str, _Attached] = {}
         self._max_handlers = max_handlers
         self._max_failures = max_failures
