@@ -36,6 +36,7 @@ after its grace); see docs/supervision.md for the measured catch rates.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -335,15 +336,23 @@ async def hostile_handlers(world: World) -> AsyncIterator[None]:
         except (LookupError, RuntimeError):
             pass
 
-    with (
-        telemetry.attached(f"{tag}.raises", EVENTS, raises, max_failures=10**9),
-        telemetry.attached(f"{tag}.calls_back", EVENTS, calls_back),
-        telemetry.attached(f"{tag}.nested", f"{tag}.nested", nested),
-    ):
-        async with telemetry.attach_async(
-            f"{tag}.async", "supervisor.child.exit", async_calls_back
+    # The raising handler fails on every event; its log records (with tracebacks) would
+    # cost more than the run itself, so the telemetry's logger is quiet meanwhile.
+    log = logging.getLogger("trio_foundation.telemetry")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with (
+            telemetry.attached(f"{tag}.raises", EVENTS, raises, max_failures=10**9),
+            telemetry.attached(f"{tag}.calls_back", EVENTS, calls_back),
+            telemetry.attached(f"{tag}.nested", f"{tag}.nested", nested),
         ):
-            yield
+            async with telemetry.attach_async(
+                f"{tag}.async", "supervisor.child.exit", async_calls_back
+            ):
+                yield
+    finally:
+        log.setLevel(level)
     assert not any(h.handler_id.startswith(tag) for h in telemetry.handlers())
 
 
