@@ -11,6 +11,7 @@ import trio.testing
 from trio_foundation.resilience import (
     EVENTS,
     Bulkhead,
+    Cache,
     CircuitBreaker,
     CircuitOpenError,
     PoolTimeoutError,
@@ -260,3 +261,26 @@ def test_bad_telemetry_is_refused() -> None:
     with pytest.raises(TypeError, match="metrics must be a MetricRegistry"):
         with resilience_metrics({}):  # type: ignore[arg-type]
             pass
+
+
+async def test_a_handler_calling_back_into_the_cache_cannot_break_its_bound() -> None:
+    """A sync handler on the eviction event that sets another key (re-entering the cache
+    in the middle of an insert) must not make it exceed max_size."""
+    telemetry = Telemetry(slow_handler=None)
+    cache: Cache[str, int] = Cache(max_size=3, telemetry=telemetry)
+    sizes: list[int] = []
+
+    def meddle(event: Event) -> None:
+        sizes.append(len(cache))
+        if len(sizes) < 50:
+            cache.set(f"from-handler-{len(sizes)}", 0)  # evicts again: a nested event
+        sizes.append(len(cache))
+
+    telemetry.attach("meddle", "resilience.cache.evicted", meddle)
+    for i in range(20):
+        cache.set(f"k{i}", i)
+        cache.get(f"k{i}")
+        assert len(cache) <= 3
+    assert sizes and max(sizes) <= 3
+    assert len(cache) == 3
+    assert cache.statistics().evictions >= 17

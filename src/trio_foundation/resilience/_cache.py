@@ -238,17 +238,22 @@ class Cache(Generic[K, V]):
             data[key] = entry
             data.move_to_end(key)
             return
-        if len(data) >= self.max_size:
-            old_key, old = data.popitem(last=False)
-            if self._clock() >= old.stale_until:
-                self._expirations += 1
-                if self._telemetry.listening(CACHE_EXPIRED):
-                    self._listeners.tell(CACHE_EXPIRED, old_key, "dropped to make room")
-            else:
-                self._evictions += 1
-                if self._listeners.wants(CACHE_EVICTED):
-                    self._emit(CACHE_EVICTED, old_key, "least recently used")
+        if len(data) < self.max_size:
+            data[key] = entry
+            return
+        old_key, old = data.popitem(last=False)
         data[key] = entry
+        # Events only once the table is whole again: a handler may call back into the
+        # cache (a set from inside the eviction event must not find a free slot that the
+        # insert above has not taken yet, or the cache would exceed max_size).
+        if self._clock() >= old.stale_until:
+            self._expirations += 1
+            if CACHE_EXPIRED in self._listened:
+                self._listeners.tell(CACHE_EXPIRED, old_key, "dropped to make room")
+        else:
+            self._evictions += 1
+            if self._listeners.wants(CACHE_EVICTED):
+                self._emit(CACHE_EVICTED, old_key, "least recently used")
 
     def _expire_if_dead(self, key: K, entry: _Entry) -> None:
         if self._clock() >= entry.stale_until:

@@ -318,19 +318,19 @@ class ResourcePool(Generic[R]):
             raise
         now = trio.current_time()
         self._lease_seq += 1
-        if self._listeners.telemetry.listening(POOL_CHECKOUT):
-            self._listeners.tell(
-                POOL_CHECKOUT,
-                held.ident,
-                "checkout",
-                {"wait": now - began, "in_use": self.max_size - self._slots.value},
-            )
         lease = Lease(self, held, now, self._lease_seq)
         self._borrowed[self._lease_seq] = (held, now)
         if track:
             assert self._token is not None
             lease._finalizer = weakref.finalize(
                 lease, _leaked, self._token, weakref.ref(self), (self._lease_seq, held)
+            )
+        if self._listeners.telemetry.listening(POOL_CHECKOUT):  # the books are whole
+            self._listeners.tell(
+                POOL_CHECKOUT,
+                held.ident,
+                "checkout",
+                {"wait": now - began, "in_use": self.max_size - self._slots.value},
             )
         return lease
 
