@@ -580,14 +580,7 @@ class RateLimiter:
                     wait = self._take(entry.state, now, weight)
                     if not wait:
                         self._granted += 1
-                        if self._telemetry.listening(LIMITER_WAIT):
-                            self._listeners.tell(
-                                LIMITER_WAIT,
-                                key,
-                                "granted after waiting",
-                                {"duration": now - began, "weight": weight},
-                            )
-                        return
+                        break
                     await trio.sleep_until(now + wait)
                 else:
                     await waiter.event.wait()
@@ -599,6 +592,14 @@ class RateLimiter:
                     waiters[0].event.set()
             else:
                 waiters.remove(waiter)
+        # Granted; the queue is whole again, so a handler may call back into the limiter.
+        if LIMITER_WAIT in self._listened:
+            self._listeners.tell(
+                LIMITER_WAIT,
+                key,
+                "granted after waiting",
+                {"duration": now - began, "weight": weight},
+            )
 
     def _tell_rejected(self, key: Hashable, weight: int, entry: _Key | None) -> None:
         if not self._telemetry.listening(LIMITER_REJECTED):
