@@ -438,5 +438,8 @@ def default_telemetry() -> Telemetry:
     Supervisors, resilience services and the other components take a ``telemetry=``
     argument; when it is ``None`` they use this instance, so attaching a handler here
     observes every component that was not given its own.
+
+    Like every :class:`Telemetry`, it is meant for one thread at a time: components that
+    run in trio runs of several threads at once should each be given their own.
     """
     return _DEFAULT
