@@ -660,11 +660,12 @@ class _SupervisorBase:
     async def _stop(self, child: _Child) -> float | None:
         """Stop ``child``'s current run, if any: ask, wait its grace, cancel, wait.
 
-        Returns how long the stop took (seconds of ``trio.current_time``), or ``None`` if
-        there was no live run to stop. If the caller is cancelled during the grace period,
-        the child is cancelled at once and the wait for its end is abandoned (it ends on
-        its own inside the children's nursery; it is already off the books, so nothing
-        restarts it).
+        Returns how long the stop took (seconds of ``trio.current_time``; 0.0 when no
+        handler listens to the stop or shutdown events, which then go unmeasured), or
+        ``None`` if there was no live run to stop. If the caller is cancelled during the
+        grace period, the child is cancelled at once and the wait for its end is abandoned
+        (it ends on its own inside the children's nursery; it is already off the books, so
+        nothing restarts it).
         """
         ctx = child.ctx
         child.ctx = None
@@ -674,7 +675,9 @@ class _SupervisorBase:
         ctx._stopping = True
         ctx._done = trio.Event()
         grace = child.spec.grace
-        began = trio.current_time()
+        telemetry = self._telemetry
+        timed = telemetry.listening(STOP) or telemetry.listening(SHUTDOWN)
+        began = trio.current_time() if timed else 0.0
         cancelled = True
         try:
             if ctx._stop_event is not None and grace > 0:
@@ -685,9 +688,11 @@ class _SupervisorBase:
         finally:
             ctx._scope.cancel()
         await ctx._done.wait()
+        if not timed:
+            return 0.0
         duration = trio.current_time() - began
-        if self._telemetry.listening(STOP):
-            self._telemetry.emit(
+        if telemetry.listening(STOP):
+            telemetry.emit(
                 STOP,
                 {"duration": duration, "grace": grace},
                 {"supervisor": self._name, "child_id": child.spec.id, "cancelled": cancelled},
@@ -695,7 +700,8 @@ class _SupervisorBase:
         return duration
 
     async def _stop_all(self) -> None:
-        began = trio.current_time()
+        timed = self._telemetry.listening(SHUTDOWN)
+        began = trio.current_time() if timed else 0.0
         order: list[str] = []
         durations: list[float] = []
         for child in reversed(self._children):
@@ -703,7 +709,7 @@ class _SupervisorBase:
             if took is not None:
                 order.append(child.spec.id)
                 durations.append(took)
-        if self._telemetry.listening(SHUTDOWN):
+        if timed and self._telemetry.listening(SHUTDOWN):
             cause = (
                 "escalation"
                 if self._escalated
