@@ -530,3 +530,24 @@ def test_shared_limiter_under_injected_cancellation(plan: InjectionPlan) -> None
 
     run_injected(scenario, plan, check=check)
     assert limiter.statistics().granted <= len(commits)
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("closed", False), ("open", True)])
+async def test_an_unreachable_etcd_is_an_outage(policy: str, expected: bool) -> None:
+    """The default ``outage_errors`` cover the etcd client's errors (nothing listens on
+    the port: connection refused, ``EtcdUnavailableError``)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    async with open_etcd_client([f"http://127.0.0.1:{port}"], timeout=0.5) as client:
+        limiter = SharedRateLimiter(
+            EtcdKV(client, prefix="/unreachable/"),
+            TokenBucket(rate=1, burst=1),
+            on_outage=policy,  # type: ignore[arg-type]
+            kv_timeout=2.0,
+        )
+        with trio.fail_after(10):
+            assert await limiter.try_acquire("k") is expected
+    assert limiter.statistics().outages == 1
