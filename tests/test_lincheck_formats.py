@@ -353,3 +353,81 @@ def test_cli_explains_a_stale_read(tmp_path: Path, capsys: pytest.CaptureFixture
     assert out[2] == "  a stale value: every operation that can set it had returned when"
     assert out[3] == "  p40 read() -> 1  (lines 81-83)"  # the first to leave another value
     assert out[5] == "  the last to set it: p5 write(5) -> ok  (lines 6-46)"
+
+
+def jsonl(rows: list[dict[str, object]]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def test_jsonl_accepts_and_ignores_jepsens_metadata(tmp_path: Path) -> None:
+    # As Jepsen writes operations, exported to JSON: index, time, error, node.
+    rows: list[dict[str, object]] = [
+        {"index": 0, "time": 10, "process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"index": 1, "time": 12, "process": 0, "type": "ok", "f": "write", "value": 1},
+        {"index": 2, "time": 13, "process": 1, "type": "invoke", "f": "write", "value": 2},
+        {"index": 3, "time": 19, "process": 1, "type": "info", "f": "write", "value": 2,
+         "error": ["timeout", "no reply in 5 s"], "node": "n3"},
+        {"index": 4, "time": 20, "process": 2, "type": "invoke", "f": "read", "node": "n1"},
+        {"index": 5, "time": 21, "process": 2, "type": "ok", "f": "read", "value": 2},
+    ]  # fmt: skip
+    plain = [{k: v for k, v in row.items() if k not in ("index", "error", "node")} for row in rows]
+    with_meta = read_history(_file(tmp_path, "meta.jsonl", jsonl(rows)))
+    without = read_history(_file(tmp_path, "plain.jsonl", jsonl(plain)))
+    assert with_meta.events == without.events
+    assert with_meta.events[0].time == 10
+    assert check_history(list(with_meta.events), "register").verdict == "linearizable"
+
+
+@pytest.mark.parametrize(
+    ("field", "typo", "message"),
+    [
+        ("process", "proces", "unknown field(s) 'proces' (did you mean 'process'?)"),
+        ("type", "tyep", "unknown field(s) 'tyep' (did you mean 'type'?)"),
+        ("value", "vaule", "unknown field(s) 'vaule' (did you mean 'value'?)"),
+        (None, "indx", "unknown field(s) 'indx' (did you mean 'index'?)"),
+        (None, "latency", "unknown field(s) 'latency'; known: process, type, f, key, value, time"),
+    ],
+)
+def test_jsonl_typos_are_named_with_their_line(
+    tmp_path: Path, field: str | None, typo: str, message: str
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "value": 1},
+    ]
+    rows[1][typo] = rows[1].pop(field) if field else 7
+    path = _file(tmp_path, "h.jsonl", jsonl(rows))
+    with pytest.raises(HistoryError) as info:
+        read_history(path)
+    assert str(info.value).startswith(f"{path} line 2: {message}")
+    assert info.value.line == 2
+
+
+def test_jsonl_missing_field_and_bad_index(tmp_path: Path) -> None:
+    path = _file(tmp_path, "h.jsonl", jsonl([{"process": 0, "f": "read"}]))
+    with pytest.raises(HistoryError, match=r"h\.jsonl line 1: missing field\(s\) 'type'$"):
+        read_history(path)
+    row = {"process": 0, "type": "invoke", "f": "read", "index": "3"}
+    path = _file(tmp_path, "h.jsonl", jsonl([row]))
+    with pytest.raises(HistoryError, match=r"line 1: 'index' must be an integer, got '3'"):
+        read_history(path)
+
+
+def test_edn_ignores_other_fields_but_not_a_misspelt_required_one(tmp_path: Path) -> None:
+    extra = EDN.replace(":index 2}", ':index 2, :node "n1", :error [:timeout], :latency 3}')
+    assert parse_edn(extra).events == parse_edn(EDN).events
+    typo = EDN.replace("{:process 0, :type :ok, :f :write", "{:proces 0, :type :ok, :f :write")
+    path = _file(tmp_path, "h.edn", typo)
+    with pytest.raises(
+        HistoryError, match=r"h\.edn line 4: field 'proces': did you mean 'process'"
+    ):
+        read_history(path)
+
+
+def test_cli_typo_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows: list[dict[str, object]] = [{"process": 0, "typ": "invoke", "f": "read"}]
+    path = _file(tmp_path, "h.jsonl", jsonl(rows))
+    assert main(["lincheck", "--model", "register", path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"foundation: error: {path} line 1: unknown field(s) 'typ' ")
+    assert "(did you mean 'type'?)" in err and err.count("\n") == 1

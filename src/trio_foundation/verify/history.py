@@ -5,9 +5,12 @@ The native format is one JSON object per line::
     {"process": 3, "type": "invoke", "f": "cas", "key": "k1", "value": [1, 2]}
     {"process": 3, "type": "ok", "f": "cas", "key": "k1", "value": [1, 2]}
 
-``type`` is ``invoke``, ``ok``, ``fail`` or ``info``; ``key`` is optional (per-key
-models use it); for reads the invoke value is ``null`` and the ``ok`` value is
-what was read. ``fail`` means the operation took no effect (except a failed
+``type`` is ``invoke``, ``ok``, ``fail`` or ``info``; ``key`` and ``time`` are
+optional (per-key models use ``key``); Jepsen's metadata fields ``index``,
+``error`` and ``node`` are accepted and ignored (:data:`JEPSEN_METADATA`); any
+other field is an error naming the line (and the field it may be a typo
+of). For reads the invoke value is ``null`` and the ``ok`` value is what was
+read. ``fail`` means the operation took no effect (except a failed
 ``cas`` in the ``cas-register`` model, which is a read that saw another value);
 ``info`` means unknown: it may have taken effect at any time after its
 invocation, or never. A process has at most one operation outstanding. After
@@ -26,6 +29,7 @@ completions is the linearizability checker's business.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
@@ -38,6 +42,7 @@ import edn_format  # type: ignore[import-untyped]
 __all__ = [
     "EVENT_TYPES",
     "FORMATS",
+    "JEPSEN_METADATA",
     "HistoryError",
     "HistoryEvent",
     "HistoryFormat",
@@ -54,7 +59,20 @@ __all__ = [
 
 EventType = Literal["invoke", "ok", "fail", "info"]
 EVENT_TYPES: Final = ("invoke", "ok", "fail", "info")
-_KNOWN_FIELDS: Final = frozenset({"process", "type", "f", "key", "value", "time"})
+_EVENT_FIELDS: Final = ("process", "type", "f", "key", "value", "time")
+_REQUIRED_FIELDS: Final = ("process", "type", "f")
+# Jepsen's metadata, accepted and ignored: `index` (the op's position in the
+# history, a field of jepsen.history's Op), `error` (why an op failed or is
+# indeterminate, as jepsen.client returns it) and `node` (the database node the
+# client talked to). `time` is one of the event's own fields.
+JEPSEN_METADATA: Final = frozenset({"index", "error", "node"})
+"""Jepsen's fields a JSON Lines history may carry besides the event's own; ignored."""
+_KNOWN_FIELDS: Final = frozenset(_EVENT_FIELDS) | JEPSEN_METADATA
+
+
+def _near(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(_KNOWN_FIELDS), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class HistoryError(ValueError):
@@ -106,7 +124,18 @@ def _event_from_json(obj: Any, line: int) -> HistoryEvent:
         raise HistoryError(line, f"expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - _KNOWN_FIELDS)
     if unknown:
-        raise HistoryError(line, f"unknown field(s) {', '.join(map(repr, unknown))}")
+        names = ", ".join(f"{name!r}{_near(name)}" for name in unknown)
+        raise HistoryError(
+            line,
+            f"unknown field(s) {names}; known: {', '.join(_EVENT_FIELDS)} "
+            f"(and Jepsen's {', '.join(sorted(JEPSEN_METADATA))}, ignored)",
+        )
+    missing = [name for name in _REQUIRED_FIELDS if name not in obj]
+    if missing:
+        raise HistoryError(line, f"missing field(s) {', '.join(map(repr, missing))}")
+    index = obj.get("index")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+        raise HistoryError(line, f"'index' must be an integer, got {index!r}")
     process = obj.get("process")
     if not isinstance(process, int) or isinstance(process, bool):
         raise HistoryError(line, f"'process' must be an integer, got {process!r}")
@@ -205,7 +234,6 @@ _LOG_LINE: Final = re.compile(
     r"^\S+\s+jepsen\.util\s+-\s+(?P<process>\S+)\s+(?P<type>:\S+)\s+(?P<f>:\S+)"
     r"(?:\s+(?P<value>.*?))?\s*$"
 )
-_EDN_EVENT_FIELDS: Final = ("process", "type", "f", "value", "key", "time")
 
 
 @final
@@ -280,10 +308,18 @@ def _event_from_edn(obj: Any, line: int) -> HistoryEvent | None:
     if not isinstance(obj, Mapping):
         raise HistoryError(line, f"expected an EDN map per operation, got {type(obj).__name__}")
     fields = {(k.name if isinstance(k, edn_format.Keyword) else str(k)): v for k, v in obj.items()}
+    # Jepsen's maps carry whatever fields a test adds, so other fields are
+    # ignored; but a required field misspelt must not pass for a missing one
+    # (a map without :process would be skipped as a non-client operation).
+    for name in _REQUIRED_FIELDS:
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.75)
+            if close:
+                raise HistoryError(line, f"field {close[0]!r}: did you mean {name!r}?")
     process = fields.get("process")
     if isinstance(process, edn_format.Keyword) or process is None:
         return None  # :nemesis and other non-client operations
-    plain = {name: _plain(fields[name]) for name in _EDN_EVENT_FIELDS if name in fields}
+    plain = {name: _plain(fields[name]) for name in _EVENT_FIELDS if name in fields}
     return _event_from_json(plain, line)
 
 
@@ -301,7 +337,8 @@ def parse_edn(text: str) -> LoadedHistory:
     become strings (``:invoke`` -> ``"invoke"``), vectors lists; operations of
     processes that are not integers (``:nemesis``) are skipped; fields other
     than ``process``, ``type``, ``f``, ``value``, ``key`` and ``time`` (Jepsen's
-    ``:index``, ``:error``, ...) are ignored.
+    ``:index``, ``:error``, ...) are ignored, except a near miss of a missing
+    required one (``:proces`` in a map without ``:process``), which is an error.
 
     Raises:
         HistoryError: naming the line of the first malformed form or rule break.
