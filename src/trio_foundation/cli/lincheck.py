@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from ..verify.history import FORMATS, HistoryEvent, read_history
+from ..verify.history import (
+    FORMATS,
+    HistoryError,
+    HistoryEvent,
+    looks_independent,
+    read_history,
+    split_independent,
+)
 from ..verify.lincheck import (
     DEFAULT_MAX_STATES,
     MODELS,
@@ -65,6 +72,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--format",
         choices=FORMATS,
         help="the history's format (default: detected from the content)",
+    )
+    parser.add_argument(
+        "--independent",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="values are jepsen.independent [key value] pairs: split them and check key "
+        "by key (default: when the history is unambiguously so, i.e. every invocation and "
+        "ok completion is a pair and the reads too)",
     )
     parser.add_argument(
         "--initial",
@@ -127,12 +142,30 @@ def run(args: argparse.Namespace) -> int:
         skipped = f" ({loaded.skipped} non-client entries skipped)" if loaded.skipped else ""
         raise ValueError(f"{args.history}: the history has no operations to check{skipped}")
     line_of = list(loaded.lines)
+    independent = args.independent
+    if independent is None:
+        independent = looks_independent(events)
+        split_note = "detected; --no-independent to check the values whole"
+    else:
+        split_note = "--independent"
+    if independent:
+        try:
+            events = list(split_independent(events, line_of))
+        except HistoryError as exc:
+            where = f"{args.history} line {exc.line}" if exc.line else args.history
+            raise ValueError(f"{where}: {str(exc).removeprefix(f'line {exc.line}: ')}") from None
+        keys = len({ev.key for ev in events})
+        split_note = (
+            f"values split as jepsen.independent [key value] pairs, {keys} keys ({split_note})"
+        )
+    else:
+        split_note = ""
     result = check_history(events, model, timeout=args.timeout, max_states=args.max_states)
     # The timeline is written before the report is printed, so that a reader
     # that leaves early (`| head`) does not cost the user the file.
     written = _write_timeline(args.svg, events, result) if args.svg else None
     try:
-        _report(args, model.name, result, line_of, written, sys.stdout)
+        _report(args, model.name, result, line_of, written, split_note, sys.stdout)
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_gone()
@@ -149,9 +182,12 @@ def _report(
     result: LinearizabilityResult,
     line_of: list[int],
     written: str | None,
+    split_note: str,
     out: Any,
 ) -> None:
     print(_summary(result), file=out)
+    if split_note:
+        print(split_note, file=out)
     treated = _treated(result)
     if treated:
         print(treated, file=out)

@@ -51,10 +51,12 @@ __all__ = [
     "detect_format",
     "dump_history",
     "load_history",
+    "looks_independent",
     "parse_edn",
     "parse_history",
     "parse_jepsen_log",
     "read_history",
+    "split_independent",
 ]
 
 EventType = Literal["invoke", "ok", "fail", "info"]
@@ -466,6 +468,109 @@ def read_history(path: str | Path, *, format: HistoryFormat | None = None) -> Lo
         located.line = exc.line
         raise located from None
     raise HistoryError(0, f"{name}: unknown format {format!r}; known: {', '.join(FORMATS)}")
+
+
+def _pair(value: Any) -> tuple[Any, Any] | None:
+    # A jepsen.independent tuple, [key value], with a key a partition can use.
+    if isinstance(value, list) and len(value) == 2:
+        key = value[0]
+        if isinstance(key, str | int | float) and not isinstance(key, bool):
+            return key, value[1]
+    return None
+
+
+def looks_independent(events: Sequence[HistoryEvent]) -> bool:
+    """Whether a history unambiguously holds ``jepsen.independent`` ``[key value]`` values.
+
+    True when no event has a ``key``, every invocation and every ``ok``
+    completion has a ``[key value]`` pair as its value (a string or number
+    key, the same in the invocation and its completion), and at least one
+    operation is a ``read``: a plain history invokes ``read`` with ``null``,
+    an independent one with ``[key null]``, so such a history cannot be a
+    plain one. (A plain ``cas-register`` history with only ``cas``
+    operations has pairs everywhere too; that is why a read is needed. Say
+    ``--independent`` to split such a history anyway.)
+
+    Args:
+        events: the history, as read.
+
+    Returns:
+        Whether :func:`split_independent` should be applied without being asked.
+    """
+    invoked: dict[int, Any] = {}
+    saw_read = False
+    for ev in events:
+        if ev.key is not None:
+            return False
+        if ev.type == "invoke":
+            pair = _pair(ev.value)
+            if pair is None:
+                return False
+            invoked[ev.process] = pair[0]
+            saw_read = saw_read or ev.f == "read"
+        elif ev.type == "ok":
+            pair = _pair(ev.value)
+            if pair is None or invoked.get(ev.process) != pair[0]:
+                return False
+    return saw_read
+
+
+def split_independent(
+    events: Sequence[HistoryEvent], lines: Sequence[int] = ()
+) -> tuple[HistoryEvent, ...]:
+    """Split ``jepsen.independent`` values ``[key value]`` into a key and a value.
+
+    Jepsen's ``independent`` tests run one register (or queue, set, ...) per
+    key and write each operation's value as a tuple of the key and the value:
+    ``{:process 0, :type :invoke, :f :cas, :value [3 [1 2]]}`` is a ``cas`` from
+    1 to 2 on key 3. Every model then checks the history key by key.
+
+    An invocation's value must be such a pair (a string or number key). A
+    completion's must be a pair with its invocation's key, except that a
+    ``fail`` or ``info`` completion may carry anything else (``:timed-out``):
+    it keeps its invocation's key and its value as is.
+
+    Args:
+        events: the history, as read, without keys.
+        lines: the line of each event, for error messages (optional).
+
+    Returns:
+        The events with ``key`` and ``value`` split.
+
+    Raises:
+        HistoryError: naming the line of the first event that does not fit.
+    """
+    out: list[HistoryEvent] = []
+    invoked: dict[int, Any] = {}
+    for n, ev in enumerate(events):
+        line = lines[n] if n < len(lines) else 0
+        if ev.key is not None:
+            raise HistoryError(
+                line, f"the event already has a key ({ev.key!r}): not an independent history"
+            )
+        pair = _pair(ev.value)
+        if ev.type == "invoke":
+            if pair is None:
+                raise HistoryError(
+                    line,
+                    f"an independent history's values are [key value] pairs with a string or "
+                    f"number key, got {ev.value!r}",
+                )
+            invoked[ev.process] = pair[0]
+            out.append(attrs.evolve(ev, key=pair[0], value=pair[1]))
+            continue
+        key = invoked.pop(ev.process)  # _check_order saw the invocation
+        if pair is not None and pair[0] == key:
+            out.append(attrs.evolve(ev, key=key, value=pair[1]))
+        elif ev.type in ("fail", "info"):
+            out.append(attrs.evolve(ev, key=key))
+        else:
+            raise HistoryError(
+                line,
+                f"process {ev.process} completed with {ev.value!r}, not a [key value] pair "
+                f"of the key it invoked ({key!r})",
+            )
+    return tuple(out)
 
 
 def dump_history(events: Iterable[HistoryEvent], out: TextIO) -> int:
