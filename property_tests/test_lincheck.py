@@ -411,3 +411,14 @@ def test_simulated_histories_are_never_called_non_linearizable(
     events = simulated(seed, model, n_ops, procs, info, values)
     result = check_history(events, model, max_states=200_000)
     assert result.verdict != "not-linearizable", [e.to_json() for e in events]
+
+
+def test_reachable_lost_growth_witness() -> None:
+    # The witness that needs no search (reason "lost") fires on generated
+    # histories, so the agreement tests above exercise it on both models.
+    for model in ("kv-append", "set"):
+        assert find(
+            histories(model),
+            lambda ev, m=model: check_history(ev, _model(m)).reason == "lost",  # type: ignore[misc]
+            settings=_FIND,
+        )

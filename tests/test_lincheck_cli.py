@@ -215,3 +215,24 @@ def test_closed_stdout_is_not_an_error(
     assert done.returncode == code, done.stderr
     assert done.stderr == ""  # no "Broken pipe", no "Exception ignored"
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")  # still written
+
+
+def test_lost_append_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"process": 0, "type": "invoke", "f": "append", "key": "k", "value": "a"},
+        {"process": 0, "type": "ok", "f": "append", "key": "k", "value": "a"},
+        {"process": 1, "type": "invoke", "f": "append", "key": "k", "value": "b"},
+        {"process": 1, "type": "ok", "f": "append", "key": "k", "value": "b"},
+        {"process": 2, "type": "invoke", "f": "get", "key": "k", "value": None},
+        {"process": 2, "type": "ok", "f": "get", "key": "k", "value": "a"},
+    ]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "kv", "--initial", '""', path]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "cannot linearize: p2 get['k']() -> 'a'  (lines 5-6)\n"
+        "  a lost update: it does not show the effect of\n"
+        "  p1 append['k']('b') -> ok  (lines 3-4)\n"
+        "  which returned before it began, and nothing that could undo that effect\n"
+        "  can come between them\n"
+    ) in out

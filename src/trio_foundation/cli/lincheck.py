@@ -280,6 +280,16 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         if not setter:
             print("  (it is the initial value)", file=out)
         return
+    if result.reason == "lost" and concurrent:
+        grower = concurrent[0]
+        print(
+            "  a lost update: it does not show the effect of\n"
+            f"  {grower.describe()}  ({_where(grower, line_of)})\n"
+            "  which returned before it began, and nothing that could undo that effect\n"
+            "  can come between them",
+            file=out,
+        )
+        return
     if result.reason == "impossible":
         print(
             "  no order of this history's operations reaches a state that allows it",

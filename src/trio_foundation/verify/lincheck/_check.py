@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -72,9 +73,9 @@ class PartitionResult:
             the operations concurrent with it that were candidates there.
         reason: why the verdict is ``unknown`` (``"timeout"``,
             ``"max_states"``, or ``"not-checked"`` when another partition was
-            found not linearizable first); ``"impossible"`` for a ``not-linearizable``
-            verdict found without a search (see :class:`LinearizabilityResult`);
-            else ``""``.
+            found not linearizable first); ``"impossible"``, ``"lost"`` or
+            ``"stale"`` for a ``not-linearizable`` verdict found without a
+            search (see :class:`LinearizabilityResult`); else ``""``.
     """
 
     key: Any
@@ -113,7 +114,11 @@ class LinearizabilityResult:
             ``not-linearizable``, ``"impossible"`` when the first operation of
             ``unplaceable`` is allowed by no state any sequence of the history's
             operations reaches (found without a search, so ``linearized`` is
-            empty); ``"stale"`` when it needs a value (a read, a ``cas``)
+            empty); ``"lost"`` when it is a read that does not show the
+            effect of the second (a growing operation: an append), which
+            returned before it began, while nothing that could undo that
+            effect (a ``put``) can fall between them (without a search);
+            ``"stale"`` when it needs a value (a read, a ``cas``)
             that every operation able to set it had set before the second
             operation of ``unplaceable`` began, which left another value and
             returned before the first began (also without a search); else ``""``.
@@ -251,7 +256,13 @@ def check_operations(
             )
             break
     else:
-        _search_partitions(prepared, m, deadline, max_states, results)
+        for n, (key, ops, _) in enumerate(prepared):
+            lost = _lost_growth(ops, m)
+            if lost:
+                results[n] = PartitionResult(key, "not-linearizable", len(ops), 0, (), lost, "lost")
+                break
+        else:
+            _search_partitions(prepared, m, deadline, max_states, results)
     for n, (key, ops, _) in enumerate(prepared):
         if n not in results:  # left unchecked: another partition already failed
             results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "not-checked")
@@ -428,6 +439,69 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
         if not ok:
             return op
     return None
+
+
+_LOST_LOOKBACK: Final = 8  # growers looked at per read, the latest returned first
+
+
+def _lost_growth(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
+    """A read that lost a growth (an append), found without a search.
+
+    For models whose operations grow the state, read it, or reset it (the
+    ``grows``, ``read_only`` and ``retains`` hints: ``kv`` with appends,
+    ``set``): if a growing operation ``a`` returned before a read ``r`` was
+    invoked, then ``a`` comes before ``r`` in every linearization; if moreover
+    no operation that may undo growth (any other state-changing operation:
+    a ``put``) can fall between them — each one that ``r`` does not precede
+    returned before ``a`` was invoked —, only growth happens between ``a`` and
+    ``r``, so ``r`` must show ``a``'s effect. When ``retains(r, a)`` says it
+    does not, the history is not linearizable. Returns ``(r, a)``, or ``()``.
+
+    For each read only the ``_LOST_LOOKBACK`` growers that returned last before
+    it began are looked at, so the cost is ``O(n log n)``; a lost growth
+    hidden further back is left to the search.
+    """
+    retains = model.retains
+    grows = model.grows
+    read_only = model.read_only
+    if retains is None or grows is None or read_only is None:
+        return ()
+    reads: list[Operation] = []
+    growers: list[tuple[int, int, Operation]] = []  # (returned, invoked, op)
+    fences: list[tuple[int, float]] = []  # state changers that may undo growth: (invoked, end)
+    for op in ops:
+        returned = op.complete_at if op.status == "ok" else None
+        if read_only(op):
+            if returned is not None:
+                reads.append(op)
+        elif grows(op):
+            if returned is not None:
+                growers.append((returned, op.invoke_at, op))
+        else:
+            fences.append((op.invoke_at, _NEVER if returned is None else returned))
+    if not reads or not growers:
+        return ()
+    growers.sort(key=lambda g: g[0])
+    ends = [g[0] for g in growers]
+    fences.sort()
+    fence_invoked = [f[0] for f in fences]
+    # latest[k]: the latest end among the first k + 1 fences by invocation.
+    latest: list[float] = []
+    for _, end in fences:
+        latest.append(max(end, latest[-1]) if latest else end)
+    for r in reads:
+        assert r.complete_at is not None
+        k = bisect.bisect_left(fence_invoked, r.complete_at)  # fences r does not precede
+        fence = latest[k - 1] if k else -1
+        i = bisect.bisect_left(ends, r.invoke_at) - 1  # growers that precede r
+        for _ in range(_LOST_LOOKBACK):
+            if i < 0 or ends[i] <= fence:
+                break  # (a grower that returned before the fence ended began before it)
+            _, invoked, a = growers[i]
+            if invoked > fence and not retains(r, a):
+                return (r, a)
+            i -= 1
+    return ()
 
 
 def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
