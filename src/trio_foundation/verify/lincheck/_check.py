@@ -432,7 +432,8 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     for op in ops:
         if op.status == "info":
             continue
-        key = (op.f, op.value, op.output, op.status, op.process)
+        effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
+        key = (effect, op.output, op.status)
         ok = possible.get(key)
         if ok is None:
             ok = possible[key] = any(any(True for _ in model.step(s, op)) for s in states)

@@ -256,6 +256,11 @@ class _Search:
         self.growers = [i for i in growing if req_bit[i] >= 0]
         self.grower_bits = [req_bit[i] for i in self.growers]
         self.info_growers = [i for i in growing if req_bit[i] < 0]
+        if not growing:
+            # Nothing grows here (a kv key with puts only): the growth hints
+            # can prune nothing that need_unmet() does not, and cost a lot.
+            self.may_grow_into = None
+            self.monotone = False
         n_entries = len(marks)
         tail = n_entries + 1
         self.ent_op = ent_op = [-1] * (n_entries + 2)
