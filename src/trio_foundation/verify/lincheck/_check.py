@@ -509,14 +509,15 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
     """A stale read, found without a search (for models with ``register_view``).
 
     An operation ``r`` needs the value ``v`` (a read of ``v``, a ``cas`` from
-    ``v``). If every operation that can set ``v`` (and the initial state, when
-    it is ``v``) returned before some operation ``c`` was invoked, and ``c``
-    leaves the state at another value (a write of it, a read of it) and
-    returned before ``r`` was invoked, then ``c`` comes after every setter of
-    ``v`` and before ``r`` in any linearization, and nothing can set ``v``
-    again in between: not linearizable. Returns ``(r, c, the last setter of
-    v)`` (without the setter when ``v`` is the initial value), or ``()``.
-    Runs in ``O(n log n)``.
+    ``v``). Only the operations that set ``v`` and were invoked before ``r``
+    returned (and the initial state, when it is ``v``) can give ``r`` its
+    value. If every one of them returned before some operation ``c`` was
+    invoked, and ``c`` leaves the state at another value (a write of it, a
+    read of it) and returned before ``r`` was invoked, then ``c`` comes after
+    every such setter and before ``r`` in any linearization, and nothing can
+    set ``v`` again in between: not linearizable. Returns ``(r, c, the last
+    setter of v)`` (without the setter when ``v`` is the initial value) for
+    the first such ``r``, or ``()``. Runs in ``O(n log n)``.
     """
     view = model.register_view
     if view is None:
@@ -524,21 +525,41 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
     views = [view(op) for op in ops]
     if any(sets is UNKNOWN for _, sets in views):
         return ()
-    # Per value: the last return of a setter (the initial state sets at -1),
-    # or None when a setter never returned (it may take effect at any time).
-    last_set: dict[Hashable, tuple[float, Operation | None]] = {}
     init = model.init
+    try:
+        hash(init)
+    except TypeError:  # an unhashable initial state is no register value
+        return ()
+    # Per value: its setters in order of invocation, with the running latest
+    # end (None for the initial state; a setter that never returned may take
+    # effect at any time: its end is _NEVER).
+    setters: dict[Hashable, tuple[list[int], list[tuple[float, Operation | None]]]] = {}
     for op, (_, sets) in zip(ops, views, strict=True):
         if sets is NOTHING:
             continue
         end = _NEVER if op.status != "ok" or op.complete_at is None else op.complete_at
-        if end >= last_set.get(sets, (-2, None))[0]:
-            last_set[sets] = (end, op)
-    try:
-        if init not in last_set:
-            last_set[init] = (-1, None)
-    except TypeError:  # an unhashable initial state is no register value
-        return ()
+        invoked, latest = setters.setdefault(sets, ([], []))
+        if latest and latest[-1][0] >= end:
+            latest.append(latest[-1])
+        else:
+            latest.append((end, op))
+        invoked.append(op.invoke_at)
+    # Per operation needing a value: the latest end among the setters that
+    # may give it (the initial state ends at -1).
+    queries: list[tuple[float, int, Hashable]] = []
+    chosen: dict[int, Operation | None] = {}
+    for n, (r, (need, _)) in enumerate(zip(ops, views, strict=True)):
+        if need is NOTHING or r.status != "ok" or r.complete_at is None:
+            continue
+        invoked, latest = setters.get(need, ([], []))
+        k = bisect.bisect_left(invoked, r.complete_at)
+        end, setter = latest[k - 1] if k else (-1.0, None)
+        if setter is None and need != init:
+            continue  # nothing can set it: _impossible's business
+        if end == _NEVER:
+            continue
+        queries.append((end, n, need))
+        chosen[n] = setter
     # Operations known to leave the state at a value: (invoked, returned, value, op).
     leaves = []
     for op, (need, sets) in zip(ops, views, strict=True):
@@ -547,15 +568,13 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
             if value is not NOTHING:
                 leaves.append((op.invoke_at, op.complete_at, value, op))
     leaves.sort(key=lambda t: -t[0])
-    queries = sorted(
-        {(end, v) for v, (end, _) in last_set.items() if end != _NEVER}, key=lambda t: -t[0]
-    )
-    # Sweep the setters' last returns downwards, adding the operations invoked
-    # after each; keep the two earliest-returning with distinct values.
+    queries.sort(key=lambda t: -t[0])
+    # Sweep the queries' ends downwards, adding the operations invoked after
+    # each; keep the two earliest-returning with distinct values.
     best: list[tuple[int, Hashable, Operation]] = []
-    earliest: dict[Hashable, tuple[int, Operation]] = {}
+    found: list[tuple[int, Operation]] = []  # (index of r, c)
     j = 0
-    for end, v in queries:
+    for end, n, v in queries:
         while j < len(leaves) and leaves[j][0] > end:
             _, ret, value, op = leaves[j]
             j += 1
@@ -570,16 +589,14 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
             best = kept
         for ret, value, op in best:
             if value != v:
-                earliest[v] = (ret, op)
+                if ret < ops[n].invoke_at:
+                    found.append((n, op))
                 break
-    for r, (need, _) in zip(ops, views, strict=True):
-        if need is NOTHING or r.status != "ok":
-            continue
-        found = earliest.get(need)
-        if found is not None and found[0] < r.invoke_at:
-            setter = last_set[need][1]
-            return (r, found[1]) if setter is None else (r, found[1], setter)
-    return ()
+    if not found:
+        return ()
+    n, c = min(found, key=lambda t: t[0])
+    setter = chosen[n]
+    return (ops[n], c) if setter is None else (ops[n], c, setter)
 
 
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:
