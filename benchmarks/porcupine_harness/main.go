@@ -11,8 +11,9 @@
 // "cas-register" (Porcupine's etcd model: read, write and cas of integers,
 // nil for no value; also used for "register") or "kv-register" (the etcd
 // model per key, get and put of integers). Operations are converted as
-// Porcupine's own Jepsen parser does: an info completion, or an invocation
-// never completed, returns at the end of the history with an unknown output;
+// Porcupine's own Jepsen parser does: an info completion of a write or cas, or
+// an invocation never completed, returns at the end of the history with an
+// unknown output; an info read returns in place, unknown (it had no effect);
 // a failed cas returns "fail" in place; any other failed operation took no
 // effect and is left out.
 //
@@ -225,7 +226,12 @@ func load(model, path string) []porcupine.Event {
 		}
 		match := open[l.Process]
 		delete(open, l.Process)
+		call := callOf[match]
 		switch {
+		case l.Type == "info" && (call.F == "read" || call.F == "get"):
+			// a read that timed out had no effect: it returns in place, as
+			// Porcupine's own Jepsen parser does with timed-out reads
+			events = append(events, porcupine.Event{ClientId: l.Process, Kind: porcupine.ReturnEvent, Value: output(model, call, true), Id: match})
 		case l.Type == "info":
 			pending = append(pending, match)
 		case l.Type == "fail" && l.F != "cas":
