@@ -1,0 +1,142 @@
+"""``foundation kv``: three real ``foundation kv serve`` processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FOUNDATION = [sys.executable, "-m", "trio_foundation.cli"]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Processes:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.ports = dict(zip((1, 2, 3), free_ports(3), strict=True))
+        self.peers = ",".join(f"{i}=127.0.0.1:{p}" for i, p in self.ports.items())
+        self.cluster = ",".join(f"127.0.0.1:{p}" for p in self.ports.values())
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, i: int) -> None:
+        ready = self.tmp / f"ready{i}"
+        ready.unlink(missing_ok=True)
+        with open(self.tmp / f"log{i}", "ab") as log:
+            self.procs[i] = subprocess.Popen(
+                [
+                    *FOUNDATION,
+                    "kv",
+                    "serve",
+                    "--id",
+                    str(i),
+                    "--peers",
+                    self.peers,
+                    "--data-dir",
+                    str(self.tmp / f"data{i}"),
+                    "--ready-file",
+                    str(ready),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert self.procs[i].poll() is None, (self.tmp / f"log{i}").read_text()
+            assert time.monotonic() < deadline, "node did not get ready"
+            time.sleep(0.05)
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> int | None:
+        proc = self.procs.pop(i)
+        os.kill(proc.pid, sig)
+        return proc.wait(timeout=20)
+
+    def kv(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [*FOUNDATION, "kv", *args, "--cluster", self.cluster, "--timeout", str(timeout)],
+            capture_output=True,
+            timeout=timeout + 20,
+            check=False,
+        )
+
+    def leader(self) -> int:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            out = self.kv("status", timeout=5).stdout.decode()
+            for line in out.splitlines():
+                words = line.split()
+                if "role" in words and words[words.index("role") + 1] == "leader":
+                    return int(words[1])
+            time.sleep(0.1)
+        raise AssertionError("no leader")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Processes]:
+    p = Processes(tmp_path)
+    try:
+        for i in p.ports:
+            p.start(i)
+        yield p
+    finally:
+        for i in list(p.procs):
+            p.kill(i)
+
+
+@pytest.mark.timeout(180)
+def test_put_get_cas_delete_failover_and_restart(cluster: Processes) -> None:
+    put = cluster.kv("put", "k", "v1")
+    assert put.returncode == 0, put.stderr
+    assert int(put.stdout) >= 2
+    assert cluster.kv("get", "k").stdout == b"v1\n"
+    missing = cluster.kv("get", "nope")
+    assert (missing.returncode, missing.stdout) == (1, b"")
+    assert cluster.kv("cas", "k", "wrong", "v2").returncode == 1
+    assert cluster.kv("cas", "k", "v1", "v2").returncode == 0
+    assert cluster.kv("cas", "new", "", "x", "--absent").returncode == 0
+    assert cluster.kv("delete", "new").returncode == 0
+    assert cluster.kv("delete", "new").returncode == 1
+    watch = cluster.kv("watch", "k", "--rev", put.stdout.decode().strip(), "--count", "2")
+    assert watch.returncode == 0, watch.stderr
+    assert watch.stdout.split(b"\n")[:2] == [
+        b"PUT %d k v1" % int(put.stdout),
+        b"PUT %d k v2" % (int(put.stdout) + 1),
+    ]
+
+    leader = cluster.leader()
+    assert cluster.kill(leader) == -signal.SIGKILL
+    new = cluster.leader()
+    assert new != leader
+    assert cluster.kv("get", "k").stdout == b"v2\n"  # the acknowledged write survived
+    compacted = cluster.kv("watch", "k", "--rev", "1", "--count", "1")
+    assert compacted.returncode == 2 and b"compacted" in compacted.stderr
+    assert cluster.kv("put", "k", "v3").returncode == 0
+
+    cluster.start(leader)  # restart from its data dir
+    deadline = time.monotonic() + 20
+    while True:
+        status = cluster.kv("status").stdout.decode().splitlines()
+        mine = next(line for line in status if line.startswith(f"node {leader} "))
+        applied = {int(line.split()[-1]) for line in status if "applied" in line}
+        if "unreachable" not in mine and len(applied) == 1:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    # a clean stop
+    assert cluster.kill(new, signal.SIGTERM) == 0
+    assert cluster.kv("get", "k").stdout == b"v3\n"
