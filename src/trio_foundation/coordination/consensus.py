@@ -301,14 +301,21 @@ class _Caller:
         return False
 
     async def _remote(self, target: int, make: Callable[[int], Any]) -> CReply | None:
+        """Send a request to ``target`` and wait for its reply; ``None`` if the
+        connection is down or drops, or no reply came within ``request_timeout``."""
+        if not self._tcp.is_connected(target):
+            await trio.sleep(0.005)
+            return None
         req = next(self._reqs)
         call = self._calls[req] = _Call()
         try:
-            if not self._tcp.send_nowait(target, make(req)):
-                await trio.sleep(0.01)
-                return None
+            self._tcp.send_nowait(target, make(req))
             with trio.move_on_after(self._request_timeout):
-                await call.done.wait()
+                while not call.done.is_set():
+                    with trio.move_on_after(0.05):
+                        await call.done.wait()
+                    if not self._tcp.is_connected(target):  # it crashed: try another
+                        break
             return call.reply
         finally:
             del self._calls[req]
@@ -320,8 +327,9 @@ class _Caller:
                 reply = await self._local(op, value)
             else:
                 target = self._hint
-                if target is None:
-                    target = self._rng.choice(self._members)
+                if target is None or not self._tcp.is_connected(target):
+                    up = [m for m in self._members if self._tcp.is_connected(m)]
+                    target = self._rng.choice(up or self._members)
                 if op == "propose":
                     p: core.Proposal = value  # type: ignore[assignment]
                     reply = await self._remote(target, _submit_maker(p))
