@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import trio
 
 from trio_foundation._errors import LeadershipLostError
@@ -229,3 +230,20 @@ async def test_submit_and_read_cancelled_at_random_points_leave_nothing_held(
             applied = await nodes[0].read("k")
             assert acked <= applied
             assert cancelled > 0  # the schedule did cancel calls in flight
+
+
+async def test_a_command_that_does_not_fit_the_codec_is_refused_before_the_log(
+    tmp_path: Path,
+) -> None:
+    from trio_foundation.coordination.raft_kv import KV_CODEC
+    from trio_foundation.protocols.kv_machine import KVMachine
+
+    peers = {1: ("127.0.0.1", free_ports(1)[0])}
+    async with open_raft_node(1, peers, tmp_path / "one", KVMachine(), codec=KV_CODEC) as node:
+        with trio.fail_after(10):
+            await node.leader.wait_value(1)
+            with pytest.raises(ValueError, match="does not fit the codec"):
+                await node.submit("not a request")
+            with pytest.raises(ValueError, match="does not fit the codec"):
+                await node.read(42)
+            assert node.status().role == "leader"  # the node is unharmed

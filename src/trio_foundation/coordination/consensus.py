@@ -273,7 +273,7 @@ class _Caller:
         self._tcp = tcp
         self._members = members
         self._codec = codec
-        _, self._result_dec, _, self._answer_dec = codec.decoders()
+        self._command_dec, self._result_dec, self._query_dec, self._answer_dec = codec.decoders()
         self._request_timeout = request_timeout
         self._rng = rng
         self._calls: dict[int, _Call] = {}
@@ -360,8 +360,13 @@ class _Caller:
         Raises:
             RaftRequestError: the cluster cannot decode the command.
             TypeError: ``command`` cannot be encoded.
+            ValueError: ``command`` does not decode as the codec's command type.
         """
         data = _encoder.encode(command)
+        try:  # the replicas decode it when they apply it: refuse what they could not
+            self._command_dec.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
         proposal = core.Proposal(self._rng.getrandbits(63), 1, data)
         return self._result_dec.decode(await self._call("propose", proposal))  # type: ignore[arg-type]
 
@@ -372,6 +377,10 @@ class _Caller:
         :meth:`submit`.
         """
         data = _encoder.encode(query)
+        try:
+            self._query_dec.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"query {query!r} does not fit the codec: {exc}") from None
         return self._answer_dec.decode(await self._call("read", data))
 
     async def node_status(self, node: int, *, wait: float = 1.0) -> CStatusReply | None:
@@ -426,7 +435,6 @@ class RaftNodeHandle(_Caller):
         self._role_term: trio_util.AsyncValue[tuple[str, int]] = trio_util.AsyncValue(
             ("follower", 0)
         )
-        self._command_dec, _, self._query_dec, _ = codec.decoders()
         self.lease = raft.election_timeout * (1 - max_clock_drift) / (1 + max_clock_drift)
         self._max_client_requests = max_client_requests
         self._client_requests = 0
