@@ -204,9 +204,8 @@ def _held(nodes: list[RaftNodeHandle], *, served: bool = False) -> list[str]:
 async def test_submit_and_read_cancelled_at_random_points_leave_nothing_held(
     tmp_path: Path,
 ) -> None:
-    # verify.cancellation's harness runs under MockClock(autojump), which jumps
-    # virtual time while real sockets and fsync threads are pending; here the
-    # cancellations land at fresh random real-time offsets instead (no seed kept).
+    # real time, fresh random offsets (no seed kept); the same calls under
+    # verify.cancellation's harness: tests/test_consensus_cancellation.py
     rng = random.Random()
     async with cluster(tmp_path) as c:
         with trio.fail_after(30):
