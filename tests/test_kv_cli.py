@@ -34,7 +34,12 @@ class Processes:
         self.cluster = ",".join(f"127.0.0.1:{p}" for p in self.ports.values())
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, *, join_port: int | None = None) -> None:
+        peers = self.peers
+        extra: list[str] = []
+        if join_port is not None:  # a new member: every member and itself in its peers
+            peers = f"{self.peers},{i}=127.0.0.1:{join_port}"
+            extra = ["--join"]
         ready = self.tmp / f"ready{i}"
         ready.unlink(missing_ok=True)
         with open(self.tmp / f"log{i}", "ab") as log:
@@ -46,11 +51,12 @@ class Processes:
                     "--id",
                     str(i),
                     "--peers",
-                    self.peers,
+                    peers,
                     "--data-dir",
                     str(self.tmp / f"data{i}"),
                     "--ready-file",
                     str(ready),
+                    *extra,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -140,3 +146,35 @@ def test_put_get_cas_delete_failover_and_restart(cluster: Processes) -> None:
     # a clean stop
     assert cluster.kill(new, signal.SIGTERM) == 0
     assert cluster.kv("get", "k").stdout == b"v3\n"
+
+
+@pytest.mark.timeout(180)
+def test_member_add_list_remove(cluster: Processes) -> None:
+    listed = cluster.kv("member", "list")
+    assert listed.stdout == b"voters 1 2 3\nlearners\n", listed.stderr
+    assert cluster.kv("put", "m", "1").returncode == 0
+    port4 = free_ports(1)[0]
+    cluster.start(4, join_port=port4)
+    added = cluster.kv("member", "add", "4", timeout=20)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout == b"voters 1 2 3 4\nlearners\n"
+    # the new member catches up: every member, node 4 included, applied the same index
+    with_4 = f"{cluster.cluster},4=127.0.0.1:{port4}"
+    deadline = time.monotonic() + 20
+    while True:
+        status = subprocess.run(
+            [*FOUNDATION, "kv", "status", "--cluster", with_4],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        ).stdout.decode()
+        applied = [line.split()[-1] for line in status.splitlines() if "applied" in line]
+        if len(applied) == 4 and len(set(applied)) == 1:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    refused = cluster.kv("member", "add", "4")
+    assert refused.returncode == 2 and b"already a voter" in refused.stderr
+    removed = cluster.kv("member", "remove", "4", timeout=20)
+    assert removed.stdout == b"voters 1 2 3\nlearners\n", removed.stderr
+    assert cluster.kv("get", "m").stdout == b"1\n"

@@ -11,6 +11,9 @@
     foundation kv delete KEY        --cluster ...   (exit 1 if absent)
     foundation kv watch PREFIX [--rev N] [--count N] --cluster ...
     foundation kv status            --cluster ...   (leader, term, commit, applied per node)
+    foundation kv member list|add ID|add-learner ID|remove ID --cluster ...
+        (a new member runs ``serve --join`` with every member in --peers, itself
+        included, before it is added)
 
 ``--cluster`` takes any members' addresses, ``HOST:PORT`` (the member's id is
 read from its handshake) or ``ID=HOST:PORT``; followers forward to the leader.
@@ -66,6 +69,11 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--election-timeout", type=float, default=0.3, help="T in seconds (default 0.3)"
     )
+    serve.add_argument(
+        "--join",
+        action="store_true",
+        help="a new member: wait to be added (foundation kv member add ID) before voting",
+    )
     serve.set_defaults(handler=_serve)
 
     def client(name: str, help: str) -> argparse.ArgumentParser:
@@ -91,6 +99,9 @@ def register(subparsers: Any) -> None:
     watch.add_argument("--rev", type=int, default=0, help="from revision N (default: now)")
     watch.add_argument("--count", type=int, default=0, help="stop after N events")
     client("status", "leader, term, commit and applied index of every member")
+    member = client("member", "list the members, or add or remove one (one at a time)")
+    member.add_argument("action", choices=["list", "add", "add-learner", "remove"])
+    member.add_argument("node", nargs="?", type=int, help="the member's id (add, remove)")
 
 
 # --------------------------------------------------------------------------- serve
@@ -143,6 +154,7 @@ async def _serve_main(
             codec=KV_CODEC,
             secret=secret,
             election_timeout=args.election_timeout,
+            join=args.join,
         ):
             host, port = peers[args.id]
             print(f"{_PREFIX} serve: serving node {args.id} on {host}:{port}", file=sys.stderr)
@@ -254,6 +266,23 @@ async def _client_main(args: argparse.Namespace, secret: bytes | None) -> int:
                             f"node {s.node} role {s.role} term {s.term} leader {s.leader}"
                             f" commit {s.commit_index} applied {s.last_applied}"
                         )
+            elif verb == "member":
+                if args.action == "list":
+                    for node in sorted(members):
+                        s = await client.node_status(node)
+                        if s is not None and s.role == "leader":
+                            print("voters", *s.voters)
+                            print("learners", *s.learners)
+                            return 0
+                    raise OSError("no leader answered; retry")
+                if args.node is None:
+                    raise ValueError(f"member {args.action} needs a node id")
+                op = {"add": "add_server", "add-learner": "add_learner"}.get(
+                    args.action, "remove_server"
+                )
+                voters, learners = await client.change_membership(op, args.node)  # type: ignore[arg-type]
+                print("voters", *voters)
+                print("learners", *learners)
             if verb != "watch":
                 return 0
     # watch runs without the overall timeout (until --count events or a signal)

@@ -53,7 +53,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 import attrs
 import msgspec
@@ -70,6 +70,7 @@ from ..runtime.transport import Envelope
 from .raft_wire import (
     MAX_MEMBER_ID,
     RAFT_PROTOCOL,
+    CAdmin,
     CRead,
     CReply,
     CStatus,
@@ -320,7 +321,7 @@ class _Caller:
         finally:
             del self._calls[req]
 
-    async def _call(self, op: str, value: bytes) -> bytes:
+    async def _call(self, op: str, value: Any) -> bytes:
         backoff = 0.01
         while True:
             if self._local_leads():
@@ -331,10 +332,12 @@ class _Caller:
                     up = [m for m in self._members if self._tcp.is_connected(m)]
                     target = self._rng.choice(up or self._members)
                 if op == "propose":
-                    p: core.Proposal = value  # type: ignore[assignment]
+                    p: core.Proposal = value
                     reply = await self._remote(target, _submit_maker(p))
-                else:
+                elif op == "read":
                     reply = await self._remote(target, lambda r: CRead(r, value))
+                else:
+                    reply = await self._remote(target, lambda r: CAdmin(r, op, value))  # type: ignore[arg-type]
                 if reply is None:
                     self._hint = None
             if reply is not None:
@@ -344,7 +347,10 @@ class _Caller:
                     self._hint = reply.leader
                     if reply.leader is not None:
                         continue
-                elif reply.outcome == "rejected" and reply.reason.startswith("undecodable"):
+                elif reply.outcome == "rejected" and (
+                    reply.reason.startswith("undecodable")
+                    or (op not in ("propose", "read") and not _retryable(reply.reason))
+                ):
                     raise RaftRequestError(reply.reason)
             await trio.sleep(backoff * (0.5 + self._rng.random()))
             backoff = min(backoff * 2, 0.5)
@@ -368,7 +374,7 @@ class _Caller:
         except msgspec.DecodeError as exc:
             raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
         proposal = core.Proposal(self._rng.getrandbits(63), 1, data)
-        return self._result_dec.decode(await self._call("propose", proposal))  # type: ignore[arg-type]
+        return self._result_dec.decode(await self._call("propose", proposal))
 
     async def read(self, query: Any) -> Any:
         """Answer ``query`` from the state machine, linearizably (ReadIndex at the leader).
@@ -382,6 +388,26 @@ class _Caller:
         except msgspec.DecodeError as exc:
             raise ValueError(f"query {query!r} does not fit the codec: {exc}") from None
         return self._answer_dec.decode(await self._call("read", data))
+
+    async def change_membership(
+        self, op: Literal["add_server", "add_learner", "remove_server"], node: int
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Add a voter or a learner, or remove a member (one server at a time).
+
+        The new member must be running (started with ``join=True``) and connected
+        to the cluster. Returns ``(voters, learners)`` once the change is
+        committed. A checkpoint; a cancelled change may or may not happen.
+
+        Raises:
+            RaftRequestError: refused for good (already a member, not a member,
+                the last voter).
+        """
+        if op not in ("add_server", "add_learner", "remove_server"):
+            raise ValueError(f"unknown membership operation {op!r}")
+        if not isinstance(node, int) or not 0 <= node <= MAX_MEMBER_ID:
+            raise ValueError(f"node must be an int in [0, {MAX_MEMBER_ID}], got {node!r}")
+        voters, learners = msgspec.msgpack.decode(await self._call(op, node))
+        return tuple(voters), tuple(learners)
 
     async def node_status(self, node: int, *, wait: float = 1.0) -> CStatusReply | None:
         """Node ``node``'s status, or ``None`` if it did not answer within ``wait`` s.
@@ -466,10 +492,11 @@ class RaftNodeHandle(_Caller):
                 s.last_applied,
                 s.last_index,
                 s.config.voters,
+                s.config.learners,
             )
             self._tcp.send_nowait(env.src, reply)
             return
-        if isinstance(msg, CSubmit | CRead):
+        if isinstance(msg, CSubmit | CRead | CAdmin):
             if self._client_requests >= self._max_client_requests or self.nursery is None:
                 self._tcp.send_nowait(env.src, CReply(msg.req, "rejected", reason="busy"))
                 return
@@ -485,7 +512,7 @@ class RaftNodeHandle(_Caller):
         if core_msg is not None:
             self.driver.deliver(env.src, core_msg)
 
-    async def _serve_client(self, src: int, msg: CSubmit | CRead) -> None:
+    async def _serve_client(self, src: int, msg: CSubmit | CRead | CAdmin) -> None:
         try:
             if isinstance(msg, CSubmit):
                 try:
@@ -496,6 +523,8 @@ class RaftNodeHandle(_Caller):
                     return
                 value: Any = core.Proposal(msg.client_id, msg.request_id, msg.command)
                 op = "propose"
+            elif isinstance(msg, CAdmin):
+                value, op = msg.node, msg.op
             else:
                 try:
                     if msg.query != _LEASE_PROBE:
@@ -530,6 +559,9 @@ class RaftNodeHandle(_Caller):
             driver.forget(key)
         await persister.wait_durable(persister.queued)
         if reply.ok:
+            if isinstance(reply.value, core.Config):
+                config = reply.value
+                return CReply(0, "ok", value=_encoder.encode([config.voters, config.learners]))
             return CReply(0, "ok", value=reply.value)
         if isinstance(reply.value, core.NotLeader):
             return CReply(0, "not_leader", leader=reply.value.leader)
@@ -605,6 +637,18 @@ class RaftNodeHandle(_Caller):
                 inner.start_soon(renew)
 
 
+def _retryable(reason: str) -> bool:
+    return reason.startswith(
+        (
+            "the leader has not yet committed",
+            "a configuration change is in progress",
+            "leadership transfer",
+            "too many",
+            "busy",
+        )
+    )
+
+
 def _submit_maker(p: core.Proposal) -> Callable[[int], CSubmit]:
     cid, rid, cmd = p.client_id, p.request_id, p.command
     assert isinstance(cid, int) and isinstance(cmd, bytes)
@@ -640,6 +684,7 @@ async def open_raft_node(
     max_client_requests: int = 1024,
     max_log_entries: int = 10_000,
     listen: tuple[str, int] | None = None,
+    join: bool = False,
 ) -> AsyncIterator[RaftNodeHandle]:
     """Run one Raft member for the body of an ``async with``.
 
@@ -663,6 +708,10 @@ async def open_raft_node(
             as busy; clients retry).
         max_log_entries: log length that triggers a snapshot.
         listen: the address to bind instead of ``peers[node_id]`` (port 0: free).
+        join: this node is not in the cluster's configuration yet: its initial
+            voters are the other members of ``peers``; it never campaigns until
+            a member adds it (:meth:`RaftNodeHandle.change_membership`). It dials
+            the members, so they can reach it before they know its address.
 
     Entering is a checkpoint (opening the log runs in a thread). On exit the
     node stops (peers see a crash; what was saved is on disk).
@@ -677,9 +726,12 @@ async def open_raft_node(
         raise ValueError(f"max_clock_drift must be in [0, 1), got {max_clock_drift!r}")
     codec = codec if codec is not None else Codec()
     command_dec, _, query_dec, _ = codec.decoders()
+    voters = sorted(m for m in members if not (join and m == node_id))
+    if not voters:
+        raise ValueError("a joining node needs at least one other member in peers")
     raft = core.RaftNode(
         node_id,
-        sorted(members),
+        voters,
         _BytesMachine(state_machine, command_dec, query_dec),
         election_timeout=election_timeout,
         heartbeat_interval=heartbeat_interval,

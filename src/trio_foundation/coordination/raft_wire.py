@@ -29,6 +29,7 @@ from ..runtime.codec import WireMessage, WireProtocol
 __all__ = [
     "MAX_MEMBER_ID",
     "RAFT_PROTOCOL",
+    "CAdmin",
     "CRead",
     "CReply",
     "CStatus",
@@ -166,6 +167,14 @@ class CRead(WireMessage, tag="read", frozen=True):
     query: bytes
 
 
+class CAdmin(WireMessage, tag="admin", frozen=True):
+    """Client → node: a membership change of one server (the core's operation ``op``)."""
+
+    req: Nat
+    op: Literal["add_server", "add_learner", "remove_server"]
+    node: Nat
+
+
 class CStatus(WireMessage, tag="status", frozen=True):
     """Client → node: report your :class:`CStatusReply`."""
 
@@ -200,6 +209,7 @@ class CStatusReply(WireMessage, tag="status_reply", frozen=True):
     last_applied: Nat
     last_index: Nat
     voters: tuple[Nat, ...]
+    learners: tuple[Nat, ...] = ()
 
 
 RAFT_PROTOCOL: Final = WireProtocol(
@@ -215,6 +225,7 @@ RAFT_PROTOCOL: Final = WireProtocol(
         WTimeoutNow,
         CSubmit,
         CRead,
+        CAdmin,
         CStatus,
         CReply,
         CStatusReply,
