@@ -148,6 +148,7 @@ def test_put_get_cas_delete_failover_and_restart(cluster: Processes) -> None:
     assert cluster.kv("get", "k").stdout == b"v3\n"
 
 
+@pytest.mark.slow  # ~35 s: 4 processes; run with -m slow
 @pytest.mark.timeout(180)
 def test_member_add_list_remove(cluster: Processes) -> None:
     listed = cluster.kv("member", "list")
@@ -178,3 +179,60 @@ def test_member_add_list_remove(cluster: Processes) -> None:
     removed = cluster.kv("member", "remove", "4", timeout=20)
     assert removed.stdout == b"voters 1 2 3\nlearners\n", removed.stderr
     assert cluster.kv("get", "m").stdout == b"1\n"
+
+
+@pytest.mark.slow  # ~45 s: two clusters of 3 processes; run with -m slow
+@pytest.mark.timeout(180)
+def test_snapshot_save_and_restore_into_a_new_cluster(cluster: Processes, tmp_path: Path) -> None:
+    for k in range(5):
+        assert cluster.kv("put", f"s{k}", f"v{k}").returncode == 0
+    backup = tmp_path / "backup.snap"
+    saved = subprocess.run(
+        [*FOUNDATION, "kv", "snapshot", "save", str(backup), "--cluster", cluster.cluster],
+        capture_output=True,
+        timeout=40,
+        check=False,
+    )
+    assert saved.returncode == 0, saved.stderr
+    assert cluster.kv("put", "s0", "after-backup").returncode == 0
+    # a new cluster (new ports, new data dirs) restored from the backup
+    fresh = Processes(tmp_path / "restored")
+    (tmp_path / "restored").mkdir()
+    try:
+        for i in fresh.ports:
+            restored = subprocess.run(
+                [
+                    *FOUNDATION,
+                    "kv",
+                    "snapshot",
+                    "restore",
+                    str(backup),
+                    "--data-dir",
+                    str(fresh.tmp / f"data{i}"),
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            assert restored.returncode == 0, restored.stderr
+            fresh.start(i)
+        assert fresh.kv("get", "s0").stdout == b"v0\n"  # the state as of the backup
+        assert fresh.kv("get", "s4").stdout == b"v4\n"
+        refused = subprocess.run(
+            [
+                *FOUNDATION,
+                "kv",
+                "snapshot",
+                "restore",
+                str(backup),
+                "--data-dir",
+                str(fresh.tmp / "data1"),
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert refused.returncode == 2 and b"not empty" in refused.stderr
+    finally:
+        for i in list(fresh.procs):
+            fresh.kill(i)

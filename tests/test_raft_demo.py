@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow  # ~16 s: the demo's 3 processes; run with -m slow
 @pytest.mark.timeout(120)
 def test_demo_kill_and_restart(tmp_path: Path) -> None:
     proc = subprocess.Popen(

@@ -11,6 +11,8 @@
     foundation kv delete KEY        --cluster ...   (exit 1 if absent)
     foundation kv watch PREFIX [--rev N] [--count N] --cluster ...
     foundation kv status            --cluster ...   (leader, term, commit, applied per node)
+    foundation kv snapshot save FILE --cluster ...   (a member's state machine, now)
+    foundation kv snapshot restore FILE --data-dir DIR  (a new member's data dir from it)
     foundation kv member list|add ID|add-learner ID|remove ID --cluster ...
         (a new member runs ``serve --join`` with every member in --peers, itself
         included, before it is added)
@@ -33,6 +35,7 @@ import signal
 import sys
 from typing import Any
 
+import msgspec
 import trio
 
 from ..runtime.tcp import parse_address
@@ -99,6 +102,14 @@ def register(subparsers: Any) -> None:
     watch.add_argument("--rev", type=int, default=0, help="from revision N (default: now)")
     watch.add_argument("--count", type=int, default=0, help="stop after N events")
     client("status", "leader, term, commit and applied index of every member")
+    snapshot = verbs.add_parser("snapshot", help="back up a member's state, or restore it")
+    snapshot.add_argument("action", choices=["save", "restore"])
+    snapshot.add_argument("file", help="the backup file")
+    snapshot.add_argument("--cluster", default=None, help="save: the members (HOST:PORT,...)")
+    snapshot.add_argument("--secret-file", default=None, help="save: shared secret file")
+    snapshot.add_argument("--timeout", type=float, default=10.0, help="save: give up after S s")
+    snapshot.add_argument("--data-dir", default=None, help="restore: a new, empty data dir")
+    snapshot.set_defaults(handler=_snapshot)
     member = client("member", "list the members, or add or remove one (one at a time)")
     member.add_argument("action", choices=["list", "add", "add-learner", "remove"])
     member.add_argument("node", nargs="?", type=int, help="the member's id (add, remove)")
@@ -266,6 +277,8 @@ async def _client_main(args: argparse.Namespace, secret: bytes | None) -> int:
                             f"node {s.node} role {s.role} term {s.term} leader {s.leader}"
                             f" commit {s.commit_index} applied {s.last_applied}"
                         )
+            elif verb == "snapshot-save":
+                await _save(client, members, args.file)
             elif verb == "member":
                 if args.action == "list":
                     for node in sorted(members):
@@ -304,3 +317,77 @@ async def _client_main(args: argparse.Namespace, secret: bytes | None) -> int:
                 if args.count and seen >= args.count:
                     break
     return 0
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    if args.action == "save":
+        if args.cluster is None:
+            raise ValueError("snapshot save needs --cluster")
+        args.verb = "snapshot-save"
+        return _client(args)
+    if args.data_dir is None:
+        raise ValueError("snapshot restore needs --data-dir")
+    _restore(args.file, args.data_dir)
+    return 0
+
+
+async def _save(client: Any, members: dict[int, tuple[str, int]], path: str) -> None:
+    from ..coordination.raft_wire import decode_snapshot
+
+    leader = None
+    for node in sorted(members):
+        s = await client.node_status(node)
+        if s is not None and s.leader is not None:
+            leader = s.leader
+            break
+    if leader is None or leader not in members:
+        leader = sorted(members)[0]
+    data = await client.fetch_snapshot(leader)
+    if not data:
+        raise OSError(f"member {leader} has applied nothing yet: no snapshot to save")
+    snap = decode_snapshot(data)
+    await trio.to_thread.run_sync(_write_file, path, data)
+    print(f"saved member {leader}'s snapshot at index {snap.last_included_index}", file=sys.stderr)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _restore(path: str, data_dir: str) -> None:
+    from ..coordination.raft_wire import decode_snapshot
+    from ..runtime.raft_log import HardState, RaftLog, Snapshot
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        snap = decode_snapshot(data)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:  # or a bad configuration
+        raise ValueError(f"{path} is not a raft snapshot: {exc}") from None
+    if os.path.exists(data_dir) and os.listdir(data_dir):
+        raise ValueError(f"--data-dir {data_dir} is not empty")
+
+    async def write() -> None:
+        log = RaftLog(data_dir)
+        try:
+            await log.save(
+                hard_state=HardState(snap.last_included_term, None),
+                snapshot=Snapshot(snap.last_included_index, snap.last_included_term, data),
+            )
+        finally:
+            await log.aclose()
+
+    trio.run(write)
+    print(
+        f"restored index {snap.last_included_index} (term {snap.last_included_term},"
+        f" voters {list(snap.config.voters)}) into {data_dir}",
+        file=sys.stderr,
+    )

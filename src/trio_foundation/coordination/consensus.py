@@ -73,6 +73,7 @@ from .raft_wire import (
     CAdmin,
     CRead,
     CReply,
+    CSnapshot,
     CStatus,
     CStatusReply,
     CSubmit,
@@ -409,6 +410,16 @@ class _Caller:
         voters, learners = msgspec.msgpack.decode(await self._call(op, node))
         return tuple(voters), tuple(learners)
 
+    async def fetch_snapshot(self, node: int) -> bytes:
+        """Member ``node``'s snapshot taken now, as ``encode_snapshot`` bytes
+        (empty: it has applied nothing). A checkpoint; retried until answered.
+        """
+        while True:
+            reply = await self._remote(node, lambda r: CSnapshot(r))
+            if reply is not None and reply.outcome == "ok":
+                return reply.value
+            await trio.sleep(0.05)
+
     async def node_status(self, node: int, *, wait: float = 1.0) -> CStatusReply | None:
         """Node ``node``'s status, or ``None`` if it did not answer within ``wait`` s.
 
@@ -496,6 +507,10 @@ class RaftNodeHandle(_Caller):
             )
             self._tcp.send_nowait(env.src, reply)
             return
+        if isinstance(msg, CSnapshot):
+            if self.nursery is not None:
+                self.nursery.start_soon(self._serve_snapshot, env.src, msg.req)
+            return
         if isinstance(msg, CSubmit | CRead | CAdmin):
             if self._client_requests >= self._max_client_requests or self.nursery is None:
                 self._tcp.send_nowait(env.src, CReply(msg.req, "rejected", reason="busy"))
@@ -511,6 +526,17 @@ class RaftNodeHandle(_Caller):
             return
         if core_msg is not None:
             self.driver.deliver(env.src, core_msg)
+
+    async def _serve_snapshot(self, src: int, req: int) -> None:
+        driver = self.driver
+        if driver is None or not driver.running:
+            self._tcp.send_nowait(src, CReply(req, "rejected", reason="not running"))
+            return
+        key = driver.submit("compact", None)  # answered in the same step
+        driver.forget(key)
+        snap = self.core.snapshot
+        data = b"" if snap is None else encode_snapshot(snap)
+        self._tcp.send_nowait(src, CReply(req, "ok", value=data))
 
     async def _serve_client(self, src: int, msg: CSubmit | CRead | CAdmin) -> None:
         try:

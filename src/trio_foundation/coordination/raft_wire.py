@@ -30,6 +30,7 @@ __all__ = [
     "MAX_MEMBER_ID",
     "RAFT_PROTOCOL",
     "CAdmin",
+    "CSnapshot",
     "CRead",
     "CReply",
     "CStatus",
@@ -175,6 +176,15 @@ class CAdmin(WireMessage, tag="admin", frozen=True):
     node: Nat
 
 
+class CSnapshot(WireMessage, tag="snapshot", frozen=True):
+    """Client → node: snapshot your state machine now and send it (a backup).
+
+    The reply's ``value`` is :func:`encode_snapshot`'s bytes (empty: nothing
+    applied yet)."""
+
+    req: Nat
+
+
 class CStatus(WireMessage, tag="status", frozen=True):
     """Client → node: report your :class:`CStatusReply`."""
 
@@ -226,6 +236,7 @@ RAFT_PROTOCOL: Final = WireProtocol(
         CSubmit,
         CRead,
         CAdmin,
+        CSnapshot,
         CStatus,
         CReply,
         CStatusReply,
