@@ -18,8 +18,9 @@ runs, in a nursery scoped to the block:
   ones merged into one save, so a burst costs one fsync) and **every message the
   core sends after a record is held until that record is durable** ("persist
   before send"; the held messages are released in order). Replies to local
-  callers are likewise returned only once every record queued before them is
-  durable. A save that fails ends the node (its ``async with`` raises).
+  callers are returned only once the record queued by their request's step (the
+  entry) is durable — which, with followers, their acknowledgements already imply.
+  A save that fails ends the node (its ``async with`` raises).
 
 Commands, queries and results are encoded with msgspec MessagePack (``types``
 given to :func:`open_raft_node` decode them); the core replicates bytes.
@@ -577,13 +578,17 @@ class RaftNodeHandle(_Caller):
         if driver is None or persister is None or not driver.running:
             return CReply(0, "not_leader", leader=None)
         key = driver.submit(op, value)
+        # The records the reply can depend on were queued by this step: the entry
+        # (and, on a single voter, its commit). A later commit needs acks of
+        # followers, which the held sends let out only once the entry was durable.
+        seq = persister.queued
         try:
             reply: Reply = await driver.wait_reply(key)
         except trio.BrokenResourceError:
             return None
         finally:
             driver.forget(key)
-        await persister.wait_durable(persister.queued)
+        await persister.wait_durable(seq)
         if reply.ok:
             if isinstance(reply.value, core.Config):
                 config = reply.value
