@@ -87,6 +87,7 @@ from .raft_wire import (
 )
 
 __all__ = [
+    "Codec",
     "RaftClient",
     "RaftNodeHandle",
     "RaftRequestError",
