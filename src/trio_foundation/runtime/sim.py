@@ -7,8 +7,11 @@ Theory of operation
 in-memory network. Everything that happens is an *event* in one priority queue
 ordered by ``(time, seq)`` — a message delivery, a timer firing, a client request,
 a fault from the schedule, a callback — and :class:`Simulation` processes one
-event at a time, feeding it to the node's core and executing the effects the
-core returns (persist first, then sends, timers and replies in order). All
+event at a time, handing it to the node's
+:class:`~trio_foundation.runtime.driver.NodeDriver`, which feeds the core and
+executes the effects it returns (persist first, then sends, timers and replies
+in order; sends go through a simulated transport into the network below, and
+the driver's clock is the node's skewed, drifting clock). All
 randomness comes from ``random.Random`` instances derived from the one seed
 (``"<seed>:net"`` for the network, ``"<seed>:node:<i>:<incarnation>"`` for each
 core), so a run is a pure function of the seed, the schedule and the client
@@ -27,7 +30,7 @@ Two drivers share that one model:
   the same for the same seed and the same sequence of client calls, and equals
   the discrete-event driver's.
 
-Faults (see :mod:`trio_foundation.verify.nemesis`): loss, duplication, delay
+Faults (see :mod:`trio_foundation.runtime.faults`): loss, duplication, delay
 drawn from a distribution, explicit reordering (a message held back), partitions
 and one-way cuts (checked when a message is sent *and* when it would be
 delivered), crash (the core, its timers, queued inputs and the messages in
