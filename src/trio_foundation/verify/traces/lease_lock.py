@@ -39,6 +39,7 @@ from __future__ import annotations
 import itertools
 import random
 import tempfile
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, final
@@ -84,6 +85,8 @@ __all__ = [
 ]
 
 SERVER: Final = 0
+MAX_RECORDED: Final = 10_000
+"""Transitions a :class:`LeaseLockCluster` keeps until they are taken."""
 
 ACTIONS: Final = (
     "ClientAcquire",
@@ -236,8 +239,9 @@ class LeaseLockCluster:
         self._persisted: dict[int, Any] = {}
         self._drivers: dict[int, NodeDriver] = {}
         #: the transitions recorded through the drivers' trace hook since the last
-        #: :meth:`take_transitions` (bounded by the caller taking them every step)
-        self.transitions: list[Transition] = []
+        #: :meth:`take_transitions`; bounded (the oldest are dropped beyond
+        #: MAX_RECORDED, which a caller taking them after every step never reaches)
+        self.transitions: deque[Transition] = deque(maxlen=MAX_RECORDED)
         #: every message ever sent, in send order, without duplicates (the spec's msgs)
         self.msgs: list[_Msg] = []
         self._msg_keys: dict[Record, int] = {}
@@ -286,7 +290,8 @@ class LeaseLockCluster:
 
     def take_transitions(self) -> list[Transition]:
         """The transitions recorded since the last call (and forget them)."""
-        taken, self.transitions[:] = list(self.transitions), []
+        taken = list(self.transitions)
+        self.transitions.clear()
         return taken
 
     def _send(self, msg: _Msg) -> None:
