@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from trio_foundation.protocols.effects import Effect, Persist
+from trio_foundation.protocols.effects import ClientRequest, Effect, Persist
 from trio_foundation.protocols.lease_lock import FencedResource, LockClient, LockServer
 
 
@@ -35,6 +35,16 @@ class AmnesiacClient(LockClient):  # type: ignore[misc]
         self.incarnation = 1
         self._seq = 0
         return []
+
+
+class ForgetfulAbortClient(LockClient):  # type: ignore[misc]
+    """Broken: forgets the requests its callers abandoned, so their grants are kept
+    (the lock stays held for nobody until the ttl runs out)."""
+
+    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
+        effects = super().on_client(now, request)
+        self._abandoned.clear()
+        return effects
 
 
 class SendBeforePersistServer(LockServer):  # type: ignore[misc]

@@ -364,6 +364,17 @@ class LeaseLockCluster:
         self._drivers[c].request(ClientRequest(("release", c), "release"))
         return True
 
+    def client_abort(self, c: int) -> bool:
+        """A caller gives up its acquire (not a spec action: the spec's callers never leave).
+
+        Runs the client core's ``abort`` request through its driver; returns
+        whether the client was acquiring.
+        """
+        if self.clients[c].state != "acquiring":
+            return False
+        self._drivers[c].request(ClientRequest(("abort", c), "abort"))
+        return True
+
     def client_write(self, c: int) -> bool:
         """``ClientWrite(c)``: an entitled client sends a write to the fenced resource."""
         core = self.clients[c]
