@@ -36,7 +36,6 @@ from lease_lock_mutants import (
     UnfencedResource,
 )
 
-from trio_foundation.protocols.effects import ClientRequest
 from trio_foundation.protocols.lease_lock import (
     AcquireRequest,
     FencedResource,
@@ -161,10 +160,8 @@ class LeaseLockMachine(RuleBasedStateMachine):
         core = self.cluster.clients[c]
         incarnation, first = self.attempt_first[c]
         last = core.last_req[1]
-        now = self.cluster.clock[c]
-        # the cluster has no spec action for it: run the core's step through its
-        # effect executor (persist first, then sends and timers)
-        self.cluster._run(c, core.on_client(now, ClientRequest(("abort", c), "abort")))
+        # not a spec action: the cluster runs the core's abort through its driver
+        assert self.cluster.client_abort(c)
         sent = [(incarnation, seq) for seq in range(first, last + 1)]
         kept = (self.abandoned.get(c, []) + sent)[-core.max_abandoned :]
         self.abandoned[c] = kept

@@ -15,6 +15,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from trio_foundation import LeaseRefusedError
 from trio_foundation.coordination.lock_monitor import SWEEP_INTERVAL, LockServerMonitor
 from trio_foundation.coordination.lock_server import serve_lock_service
 from trio_foundation.coordination.tcp_lock import open_remote_lock_service
@@ -47,7 +48,7 @@ async def test_the_server_emits_an_event_per_transition(tmp_path: Path) -> None:
                         async with b.acquire(ttl=1.0, name="x"):
                             pytest.fail("two holders")
                     await trio.sleep(0.8)  # a renewal at a third of the validity
-                with pytest.raises(ValueError, match="max_ttl"):
+                with pytest.raises(LeaseRefusedError, match="max_ttl"):
                     async with b.acquire(ttl=60, name="x"):
                         pass
                 async with b.acquire(ttl=1.0, name="x") as second:
