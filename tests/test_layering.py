@@ -26,11 +26,11 @@ RANK = {
     "telemetry": 3,
     "messaging": 3,
     "registry": 3,
-    "resilience": 3,
     "supervision": 3,
     "coordination": 4,
     "etcd": 4,
     "services": 4,
+    "resilience": 4,  # SharedRateLimiter runs over coordination.kv.KVStore
     "verify": 5,
     "cli": 6,
     "(root)": 7,

@@ -15,7 +15,7 @@ from typing import Final, ParamSpec, TypeVar, final
 import attrs
 import trio
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import Rejected
 from ._events import BULKHEAD_REJECTED, Listener, _Listeners
 

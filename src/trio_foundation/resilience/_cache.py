@@ -33,7 +33,7 @@ from typing import Any, Final, Generic, ParamSpec, TypeVar, final
 import attrs
 import trio
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import Rejected
 from ._events import (
     CACHE_EVICTED,

@@ -28,7 +28,7 @@ import attrs
 import trio
 from trio.lowlevel import current_task
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import CircuitOpenError
 from ._events import BREAKER_REJECTED, BREAKER_STATE, Listener, _Listeners
 

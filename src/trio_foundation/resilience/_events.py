@@ -23,7 +23,7 @@ from typing import Final
 
 import attrs
 
-from ..telemetry._events import Telemetry, default_telemetry
+from ..telemetry import Telemetry, default_telemetry
 
 __all__ = ["EVENTS", "Listener", "ResilienceEvent"]
 

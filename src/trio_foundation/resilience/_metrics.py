@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final, final
 
-from ..telemetry._events import Event, Telemetry
-from ..telemetry._metrics import MetricRegistry, TooManySeriesError
+from ..telemetry import Event, MetricRegistry, Telemetry, TooManySeriesError
 from ._circuit_breaker import STATE_VALUES, CircuitBreaker
 from ._events import BREAKER_STATE, EVENTS, check_telemetry
 

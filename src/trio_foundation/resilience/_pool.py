@@ -32,7 +32,7 @@ from typing import Any, Final, Generic, TypeVar, final
 import attrs
 import trio
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import PoolClosedError, PoolTimeoutError
 from ._events import (
     POOL_CHECKOUT,

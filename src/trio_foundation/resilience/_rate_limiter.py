@@ -38,7 +38,7 @@ from typing import Any, Final, Protocol, final
 import attrs
 import trio
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import Rejected
 from ._events import LIMITER_REJECTED, LIMITER_WAIT, _Listeners
 

@@ -23,7 +23,7 @@ import attrs
 import tenacity
 import trio
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import RetryBudgetExhausted
 from ._events import RETRY_RETRY, Listener, _Listeners
 

@@ -36,7 +36,7 @@ import trio
 
 from .._errors import FoundationError
 from ..coordination.kv import Bytesish, CasResult, KeyValue, KVStore, to_bytes
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._errors import Rejected
 from ._events import LIMITER_CONFLICT, LIMITER_OUTAGE, LIMITER_REJECTED, LIMITER_WAIT, _Listeners
 from ._rate_limiter import GCRA, RateLimiter, TokenBucket, _Bucket, _Tat

@@ -8,7 +8,7 @@ from typing import Any, final
 
 import trio
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._spec import Backoff, ChildCounts, ChildInfo, ChildSpec
 from ._supervisor import _SupervisorBase, _unwrap_group
 from ._telemetry import SupervisionHandler

@@ -47,7 +47,7 @@ from typing import Any, Final, final
 
 import trio
 
-from ..telemetry._events import Telemetry, default_telemetry
+from ..telemetry import Telemetry, default_telemetry
 from ._errors import ChildStartError, MaxChildrenError, SupervisorEscalation
 from ._spec import (
     AUTO_SHUTDOWNS,

@@ -40,7 +40,7 @@ from typing import Final, TypeAlias, final
 
 import attrs
 
-from ..telemetry._events import Telemetry
+from ..telemetry import Telemetry
 from ._spec import ExitReason
 
 __all__ = [
