@@ -225,8 +225,21 @@ async def test_term_and_leader_changes_are_events(tmp_path: Path) -> None:
     assert series[("foundation_raft_proposals_applied", ())].value == 1  # type: ignore[union-attr]
     assert series[("foundation_raft_reads", ())].value == 1  # type: ignore[union-attr]
     assert series[("foundation_raft_role", ("leader",))].value == 1  # type: ignore[union-attr]
+    assert monitor.metrics.series_count == 17  # fixed, as docs/consensus.md says
     with pytest.raises(RuntimeError, match="watches one member"):
         monitor.watch(node.core)
+
+
+def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "consensus.md").read_text()
+    section = doc.split("### Metrics and health: `--metrics-listen`", 1)[1]
+    code, expected = re.search(
+        r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", section, re.S
+    ).groups()  # type: ignore[union-attr]
+    exec(compile(code, "docs/consensus.md", "exec"), {"__name__": "__doc__"})
+    assert capsys.readouterr().out == expected
 
 
 class _Counter:
