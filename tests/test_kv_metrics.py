@@ -176,6 +176,7 @@ def test_metrics_follow_elections_writes_and_failover(cluster: Cluster) -> None:
     for i in seen:
         health = httpx.get(cluster.urls[i].removesuffix("/metrics") + "/health", timeout=10)
         assert health.status_code == 200
+    assert cluster.kill(new, signal.SIGTERM) == 0  # the metrics server stops with the member
 
 
 @pytest.mark.parametrize(
