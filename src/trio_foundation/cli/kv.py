@@ -3,7 +3,7 @@
 ::
 
     foundation kv serve --id I --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data-dir DIR
-        [--secret-file F] [--ready-file F] [--election-timeout S]
+        [--secret-file F] [--ready-file F] [--election-timeout S] [--metrics-listen HOST:PORT]
     foundation kv put KEY VALUE     --cluster HOST:PORT,...   (prints the revision)
     foundation kv get KEY           --cluster ...   (the bare value; exit 1 if absent)
     foundation kv cas KEY OLD NEW   --cluster ...   (exit 1 if OLD did not match;
@@ -23,7 +23,12 @@ Client commands give up after ``--timeout`` seconds (default 10; exit 3).
 ``serve`` logs to stderr (its first line: ``serving node I on HOST:PORT``),
 writes ``--ready-file`` once listening, stops cleanly on SIGTERM or SIGINT (exit
 0); its data dir carries a ``FORMAT`` file (kind ``raft-log`` and version). Exit 2
-on bad usage or an unusable data dir.
+on bad usage or an unusable data dir. With ``--metrics-listen HOST:PORT`` (port 0:
+free) its second line names the metrics endpoint (``metrics on
+http://HOST:PORT/metrics``): the Prometheus text format at ``/metrics`` (the series
+of :mod:`trio_foundation.coordination.raft_monitor`) and ``/health`` (200 while the
+member runs, 503 otherwise); an address that does not parse or cannot be bound is
+refused before the member starts (exit 2, one line naming ``--metrics-listen``).
 """
 
 from __future__ import annotations
@@ -76,6 +81,12 @@ def register(subparsers: Any) -> None:
         "--join",
         action="store_true",
         help="a new member: wait to be added (foundation kv member add ID) before voting",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and /health here (port 0: free)",
     )
     serve.set_defaults(handler=_serve)
 
@@ -135,6 +146,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--id {args.id} is not in --peers")
     if not args.election_timeout > 0:
         raise ValueError(f"--election-timeout must be > 0, got {args.election_timeout}")
+    metrics: tuple[str, int] | None = None
+    if args.metrics_listen is not None:
+        try:
+            metrics = parse_address(args.metrics_listen)
+        except ValueError as exc:
+            raise ValueError(f"--metrics-listen: {exc}") from None
     secret = None if args.secret_file is None else load_secret_file(args.secret_file)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{_PREFIX} serve: %(levelname)s %(message)s"))
@@ -143,14 +160,63 @@ def _serve(args: argparse.Namespace) -> int:
     root.setLevel(logging.INFO)
     root.propagate = False
     try:
-        trio.run(_serve_main, args, peers, secret)
+        trio.run(_serve_main, args, peers, secret, metrics)
     finally:
         root.removeHandler(handler)
     return 0
 
 
 async def _serve_main(
-    args: argparse.Namespace, peers: dict[int, tuple[str, int]], secret: bytes | None
+    args: argparse.Namespace,
+    peers: dict[int, tuple[str, int]],
+    secret: bytes | None,
+    metrics: tuple[str, int] | None,
+) -> None:
+    from .._errors import FoundationError
+
+    if metrics is None:
+        await _run_member(args, peers, secret, None, None)
+        return
+    from ..coordination.raft_monitor import RaftNodeMonitor
+    from ..telemetry import MetricRegistry, Telemetry, serve_metrics
+
+    monitor = RaftNodeMonitor(Telemetry(), MetricRegistry(max_series=100))
+    running: list[Any] = []  # the member's handle, once it serves
+    mhost, mport = metrics
+    # The member's own error is raised here, outside the nursery, as itself
+    # (not wrapped in an exception group).
+    failure: list[BaseException] = []
+    async with trio.open_nursery() as nursery:
+        try:
+            bound = await nursery.start(
+                lambda task_status: serve_metrics(
+                    monitor.metrics,
+                    mhost,
+                    mport,
+                    health=lambda: bool(running) and running[0].driver.running,
+                    task_status=task_status,
+                )
+            )
+        except OSError as exc:
+            text = f"--metrics-listen: cannot listen on {mhost}:{mport}: {exc.strerror}"
+            failure.append(OSError(exc.errno, text))
+        else:
+            shown = f"[{mhost}]:{bound}" if ":" in mhost else f"{mhost}:{bound}"
+            try:
+                await _run_member(args, peers, secret, monitor, (shown, running))
+            except (FoundationError, OSError, ValueError) as exc:
+                failure.append(exc)
+        nursery.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+
+
+async def _run_member(
+    args: argparse.Namespace,
+    peers: dict[int, tuple[str, int]],
+    secret: bytes | None,
+    monitor: Any,
+    metrics: tuple[str, list[Any]] | None,
 ) -> None:
     from ..coordination.consensus import open_raft_node
     from ..coordination.raft_kv import KV_CODEC
@@ -166,9 +232,14 @@ async def _serve_main(
             secret=secret,
             election_timeout=args.election_timeout,
             join=args.join,
-        ):
+            monitor=monitor,
+        ) as node:
             host, port = peers[args.id]
             print(f"{_PREFIX} serve: serving node {args.id} on {host}:{port}", file=sys.stderr)
+            if metrics is not None:
+                shown, running = metrics
+                running.append(node)
+                print(f"{_PREFIX} serve: metrics on http://{shown}/metrics", file=sys.stderr)
             sys.stderr.flush()
             if args.ready_file is not None:
                 _write_ready(args.ready_file, f"{host}:{port}\n")

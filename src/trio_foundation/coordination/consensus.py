@@ -68,6 +68,7 @@ from ..runtime.driver import NO_STATE, NodeDriver
 from ..runtime.raft_log import RaftLog, open_raft_log
 from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
+from .raft_monitor import RaftNodeMonitor
 from .raft_wire import (
     MAX_MEMBER_ID,
     RAFT_PROTOCOL,
@@ -193,6 +194,8 @@ class _Persister:
         # (sequence number that must be durable, destination, wire message)
         self._held: deque[tuple[int, int, Any]] = deque()
         self.held_dropped = 0
+        #: called after each save with (records merged, seconds it took); None: not timed
+        self.on_saved: Callable[[int, float], None] | None = None
 
     def enqueue(self, record: Any) -> None:
         self._queue.append(record)
@@ -227,9 +230,12 @@ class _Persister:
                     record = merged
                     self._queue.popleft()
                     upto += 1
+                started = trio.current_time() if self.on_saved is not None else 0.0
                 await self._log.save_record(
                     record, encode_entry=encode_entry, encode_snapshot=encode_snapshot
                 )
+                if self.on_saved is not None:
+                    self.on_saved(upto - self.durable, trio.current_time() - started)
                 self.durable = upto
                 while self._held and self._held[0][0] <= upto:
                     _, dst, wire = self._held.popleft()
@@ -717,6 +723,7 @@ async def open_raft_node(
     max_log_entries: int = 10_000,
     listen: tuple[str, int] | None = None,
     join: bool = False,
+    monitor: RaftNodeMonitor | None = None,
 ) -> AsyncIterator[RaftNodeHandle]:
     """Run one Raft member for the body of an ``async with``.
 
@@ -744,6 +751,9 @@ async def open_raft_node(
             voters are the other members of ``peers``; it never campaigns until
             a member adds it (:meth:`RaftNodeHandle.change_membership`). It dials
             the members, so they can reach it before they know its address.
+        monitor: reports this member's events and metrics
+            (:class:`~trio_foundation.coordination.raft_monitor.RaftNodeMonitor`;
+            ``None``: nothing is observed, at no cost).
 
     Entering is a checkpoint (opening the log runs in a thread). On exit the
     node stops (peers see a crash; what was saved is on disk).
@@ -813,8 +823,12 @@ async def open_raft_node(
                 persist=persister.enqueue,
                 restored=restored,
                 pull=False,
+                trace=None if monitor is None else monitor.on_step,
             )
             driver.after_event.append(handle._observe)
+            if monitor is not None:
+                monitor.watch(raft)
+                persister.on_saved = monitor.on_saved
             handle.persister = persister
             async with trio.open_nursery() as nursery:
                 handle.nursery = nursery
