@@ -633,3 +633,14 @@ def test_bad_arguments() -> None:
         Config((2, 1))
     with pytest.raises(ValueError, match="voters and learners"):
         Config((1,), (1,))
+
+
+def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "consensus.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    assert blocks, "docs/consensus.md lost its example"
+    exec(compile(blocks[0], str(doc), "exec"), {"__name__": "consensus_doc"})
+    assert capsys.readouterr().out == "5 5\n"
