@@ -29,16 +29,19 @@ import argparse
 import dataclasses
 import heapq
 import json
+import os
 import random
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from trio_foundation.verify.history import HistoryEvent, read_history
+from trio_foundation.verify.history import HistoryEvent, dump_history, read_history
 from trio_foundation.verify.lincheck import MODELS, Model, check_exhaustively, check_history
 
 
@@ -380,6 +383,97 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+class Porcupine:
+    """Porcupine (Go) run on the same histories, through ``porcupine_harness/``.
+
+    Built once with the machine's ``go`` against a local checkout of
+    Porcupine (``go mod edit -replace``, no network: ``GOPROXY=off``). Each
+    history is written as JSON Lines to a temporary file and checked by the
+    harness in its own process; the figures are Porcupine's checking time
+    (wall clock and CPU, parsing excluded) and the process's peak RSS.
+    """
+
+    def __init__(self, checkout: Path, workdir: Path, timeout: float) -> None:
+        self.timeout = timeout
+        self.workdir = workdir
+        source = Path(__file__).resolve().parent / "porcupine_harness"
+        build = workdir / "harness"
+        shutil.copytree(source, build)
+        env = {**os.environ, "GOFLAGS": "-mod=mod", "GOPROXY": "off", "GOTOOLCHAIN": "local"}
+        replace = f"github.com/anishathalye/porcupine={checkout.resolve()}"
+        subprocess.run(["go", "mod", "edit", "-replace", replace], cwd=build, check=True, env=env)
+        self.binary = workdir / "porcupine-harness"
+        subprocess.run(["go", "build", "-o", str(self.binary), "."], cwd=build, check=True, env=env)
+        self.version = subprocess.run(
+            ["go", "version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def check(self, model: str, events: list[HistoryEvent]) -> dict[str, Any]:
+        """Porcupine's verdict and times on ``events`` (``model``: ours, by name)."""
+        path = self.workdir / "history.jsonl"
+        with path.open("w", encoding="utf-8") as out:
+            dump_history(events, out)
+        # Porcupine's KV model is strings starting at ""; our "kv" rows are
+        # integer registers per key, which the harness checks with the etcd model.
+        name = {"kv-append": "kv", "kv": "kv-register"}.get(model, model)
+        if name not in ("kv", "kv-register", "register", "cas-register"):
+            raise ValueError(f"no Porcupine model for {model!r}")
+        done = subprocess.run(
+            [str(self.binary), name, str(path), str(self.timeout)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=self.timeout * 3 + 60,
+        )
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+
+def _porcupine_row(
+    porcupine: Porcupine, name: str, seed: int, repeat: int
+) -> tuple[str, float | None, float, float]:
+    """Porcupine on the scenario's histories: (verdicts, CPU s or None, wall s, MB).
+
+    Measured as this checker's rows are: per run, the worst history; over
+    ``repeat`` runs, the best (Porcupine's time varies from run to run with
+    the order its goroutines finish in). The CPU figure is ``None`` when
+    Porcupine did not decide a history within its time-out; the remaining
+    histories and runs are then skipped.
+    """
+    sc = SCENARIOS[name]
+    histories = _histories(sc, seed)
+    best_cpu: float | None = None
+    best_wall = float("inf")
+    rss = 0.0
+    text = ""
+    for _ in range(repeat):
+        verdicts: dict[str, int] = {}
+        cpu = wall = 0.0
+        undecided = False
+        for events in histories:
+            out = porcupine.check(sc.model, events)
+            verdicts[out["verdict"]] = verdicts.get(out["verdict"], 0) + 1
+            wall = max(wall, out["seconds"])
+            rss = max(rss, out["rss_mb"])
+            if out["verdict"] == "unknown":
+                undecided = True
+                break
+            cpu = max(cpu, out["cpu_seconds"])
+        text = ", ".join(f"{v} x{c}" if c > 1 else v for v, c in verdicts.items())
+        if undecided:
+            return text, None, wall, rss
+        best_cpu = cpu if best_cpu is None else min(best_cpu, cpu)
+        best_wall = min(best_wall, wall)
+    return text, best_cpu, best_wall, rss
+
+
+def _histories(sc: Scenario, seed: int) -> list[list[HistoryEvent]]:
+    gen_model = "kv" if sc.model == "kv-append" and sc.generator == "generate" else sc.model
+    if sc.generator == "simulate":
+        return [simulate(seed + i, gen_model, **sc.args) for i in range(sc.repeat)]
+    return [generate(seed + i, gen_model, **sc.args) for i in range(sc.repeat)]
+
+
 def _model(name: str) -> Model | str:
     return MODELS["kv"].with_initial("") if name == "kv-append" else name
 
@@ -387,11 +481,7 @@ def _model(name: str) -> Model | str:
 def run_one(name: str, seed: int) -> dict[str, Any]:
     """Run one scenario in this process; returns its measurements."""
     sc = SCENARIOS[name]
-    gen_model = "kv" if sc.model == "kv-append" and sc.generator == "generate" else sc.model
-    if sc.generator == "simulate":
-        histories = [simulate(seed + i, gen_model, **sc.args) for i in range(sc.repeat)]
-    else:
-        histories = [generate(seed + i, gen_model, **sc.args) for i in range(sc.repeat)]
+    histories = _histories(sc, seed)
     model = _model(sc.model)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     verdicts: dict[str, int] = {}
@@ -519,6 +609,20 @@ def main() -> int:
         type=Path,
         help="check Porcupine's test data (a checkout of anishathalye/porcupine) instead",
     )
+    parser.add_argument(
+        "--porcupine-go",
+        metavar="DIR",
+        type=Path,
+        help="also run Porcupine (a checkout of anishathalye/porcupine, built with the "
+        "machine's go) on the same generated histories",
+    )
+    parser.add_argument(
+        "--porcupine-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="Porcupine's time-out per history (default 10 s)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip the reference rows")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -528,9 +632,35 @@ def main() -> int:
         print(json.dumps(run_one(args.child, args.seed)))
         return 0
     names = [n for n in SCENARIOS if not args.only or args.only in n]
+    with tempfile.TemporaryDirectory(prefix="bench-lincheck-") as tmp:
+        porcupine = None
+        if args.porcupine_go:
+            if shutil.which("go") is None:
+                print("go is not installed: Porcupine cannot run on the same histories")
+                return 2
+            porcupine = Porcupine(args.porcupine_go, Path(tmp), args.porcupine_timeout)
+            print(
+                f"Porcupine built with {porcupine.version}; time-out per history "
+                f"{args.porcupine_timeout:g} s"
+            )
+        else:
+            print(
+                "ratios against Porcupine's figures from issue 9 (other histories); "
+                "--porcupine-go DIR runs Porcupine on the same ones"
+            )
+        _table(args, names, porcupine)
+    if args.no_reference:
+        return 0
+    _reference_rows(args)
+    return 0
+
+
+def _table(args: argparse.Namespace, names: list[str], porcupine: Porcupine | None) -> None:
+    """One row per scenario: this checker, in child processes, and Porcupine."""
+    same = "P same CPU s" if porcupine else ""
     print(
         f"{'scenario':<66} {'verdict':<34} {'best s':>7} {'worst s':>7} {'cpu s':>7} "
-        f"{'vs Porcupine':>12} {'states':>8} {'peak MB':>7} {'+MB':>5}",
+        f"{'vs Porcupine':>12} {'states':>8} {'peak MB':>7} {'+MB':>5} {same}",
         flush=True,
     )
     for name in names:
@@ -548,14 +678,26 @@ def main() -> int:
         verdict = ", ".join(f"{v} x{c}" if c > 1 else v for v, c in runs[0]["verdicts"].items())
         rss = max(r["rss_mb"] for r in runs)
         above = max(r["above_baseline_mb"] for r in runs)
+        ratio = _ratio(cpu, SCENARIOS[name].porcupine)
+        theirs = ""
+        if porcupine is not None:
+            p_verdict, p_cpu, p_wall, p_rss = _porcupine_row(
+                porcupine, name, args.seed, args.repeat
+            )
+            if p_cpu is None:
+                ratio = f"P: >{porcupine.timeout:g} s"
+                theirs = f"undecided at {porcupine.timeout:g} s ({p_rss:.0f} MB)"
+            else:
+                ratio = f"{cpu / max(p_cpu, 1e-6):.2g}x P"
+                theirs = f"{p_cpu:.3f} (wall {p_wall:.3f}, {p_rss:.0f} MB) {p_verdict}"
         print(
             f"{name:<66} {verdict:<34} {times[0]:>7.3f} {times[-1]:>7.3f} {cpu:>7.3f} "
-            f"{_ratio(cpu, SCENARIOS[name].porcupine):>12} "
-            f"{runs[0]['states']:>8} {rss:>7.0f} {above:>5.0f}",
+            f"{ratio:>12} {runs[0]['states']:>8} {rss:>7.0f} {above:>5.0f} {theirs}",
             flush=True,
         )
-    if args.no_reference:
-        return 0
+
+
+def _reference_rows(args: argparse.Namespace) -> None:
     print()
     print("no pure-Python peer linearizability checker on PyPI; the reference is the")
     print("exhaustive checker (every real-time-respecting order), on 100 small histories:")
@@ -570,7 +712,6 @@ def main() -> int:
             f"{ref[0] / ours[-1]:.1f}-{ref[-1] / ours[0]:.1f}",
             flush=True,
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ each cycle's latency. Rows, for 1 and 16 clients:
   a temporary directory, tokens reserved 1000 per fsync (the default).
 * ``lock serve, fsync per grant``: the same with ``--token-block 1``: every
   grant waits for one fdatasync of the state log before it is sent.
+* ``PySyncObj ReplLockManager, N node(s)`` (``--pysyncobj``, needs the ``bench``
+  extra: ``pysyncobj`` 0.3.17): PySyncObj's Raft-replicated lock on a loopback
+  cluster of 1 (and 3) processes, tuned as DESIGN.md says (``appendEntriesPeriod``
+  and ``autoTickPeriod`` 10 ms, election timeouts 150-450 ms). PySyncObj's client
+  must be a cluster member, so one client only: a member process loops
+  ``tryAcquire(name, sync=True)`` + ``release(name, sync=True)`` (two Raft
+  commits) and reports its count and latencies. Its lock has no fencing token
+  and compares client wall clocks (``autoUnlockTime``).
 
 Each row is measured ``--repeat`` times for ``--seconds`` each; the best run is
 printed (the machine is shared).
@@ -54,6 +62,96 @@ async def main():
         print(f"127.0.0.1:{port}", flush=True)
 trio.run(main)
 """
+
+
+# One PySyncObj cluster member. With "bench SECONDS" it waits for a leader, warms up,
+# then loops acquire+release for SECONDS and prints "count elapsed" and one latency
+# (seconds) per line; otherwise it just serves until killed.
+PYSYNCOBJ_NODE = """
+import sys, time
+from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.batteries import ReplLockManager
+
+me, partners, mode = sys.argv[1], [p for p in sys.argv[2].split(",") if p], sys.argv[3]
+conf = SyncObjConf(
+    appendEntriesPeriod=0.01, autoTickPeriod=0.01, raftMinTimeout=0.15, raftMaxTimeout=0.45,
+    connectionTimeout=1.0, dynamicMembershipChange=False,
+)
+locks = ReplLockManager(autoUnlockTime=30)
+node = SyncObj(me, partners, consumers=[locks], conf=conf)
+if mode != "bench":
+    while True:
+        time.sleep(3600)
+seconds = float(sys.argv[4])
+deadline = time.monotonic() + 30
+while not (node.isReady() and node._getLeader() is not None):
+    if time.monotonic() > deadline:
+        sys.exit("no leader within 30 s")
+    time.sleep(0.01)
+for _ in range(3):  # warm-up
+    assert locks.tryAcquire("bench", sync=True, timeout=10)
+    locks.release("bench", sync=True, timeout=10)
+latencies = []
+start = time.perf_counter()
+end = start + seconds
+while (t0 := time.perf_counter()) < end:
+    assert locks.tryAcquire("bench", sync=True, timeout=10)
+    locks.release("bench", sync=True, timeout=10)
+    latencies.append(time.perf_counter() - t0)
+print(len(latencies), time.perf_counter() - start)
+print("\\n".join(map(repr, latencies)), flush=True)
+node.destroy()
+"""
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def pysyncobj_row(nodes: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    """The best of ``args.repeat`` runs of one member looping acquire+release."""
+    best: tuple[float, list[float]] | None = None
+    for _ in range(args.repeat):
+        addresses = [f"127.0.0.1:{p}" for p in free_ports(nodes)]
+        others = []
+        try:
+            for i in range(1, nodes):
+                partners = ",".join(a for a in addresses if a != addresses[i])
+                others.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", PYSYNCOBJ_NODE, addresses[i], partners, "serve"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            partners = ",".join(addresses[1:])
+            done = subprocess.run(
+                [sys.executable, "-c", PYSYNCOBJ_NODE, addresses[0], partners, "bench",
+                 str(args.seconds)],
+                capture_output=True, text=True, timeout=120, check=True,
+            )  # fmt: skip
+        finally:
+            for proc in others:
+                proc.kill()
+                proc.wait()
+        head, *rest = done.stdout.splitlines()
+        count, elapsed = head.split()
+        result = (int(count) / float(elapsed), [float(x) for x in rest if x])
+        if best is None or result[0] > best[0]:
+            best = result
+    assert best is not None
+    rate, lat = best
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
+    return rate, q[49] * 1e6, q[98] * 1e6
 
 
 def start(cmd: list[str], ready: Path | None) -> tuple[subprocess.Popen[bytes], str]:
@@ -168,7 +266,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="0.5 s, 1 repeat")
+    parser.add_argument(
+        "--pysyncobj",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="NODES",
+        help="also measure PySyncObj's ReplLockManager on clusters of NODES (default: 1 3)",
+    )
     args = parser.parse_args()
+    if args.pysyncobj == []:
+        args.pysyncobj = [1, 3]
     if args.quick:
         args.seconds, args.repeat = 0.5, 1
     results: list[tuple[int, str, float, float, float]] = []
@@ -190,14 +298,23 @@ def main() -> None:
                     results.append((clients, label, rate, p50, p99))
             finally:
                 stop(proc)
+    for nodes in args.pysyncobj or ():
+        label = f"PySyncObj ReplLockManager, {nodes} node{'s' if nodes > 1 else ''}"
+        rate, p50, p99 = pysyncobj_row(nodes, args)
+        results.append((1, label, rate, p50, p99))
     floor = {c: r for c, label, r, _, _ in results if label == "raw trio"}
-    print("| clients | row | round trips/s | vs raw | p50 µs | p99 µs |")
-    print("|---:|---|---:|---:|---:|---:|")
+    ours = {c: r for c, label, r, _, _ in results if label == "lock serve"}
+    print("| clients | row | acquire+release/s | vs raw | vs lock serve | p50 µs | p99 µs |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for clients, label, rate, p50, p99 in sorted(results, key=lambda r: r[0]):
         print(
-            f"| {clients} | {label} | {rate:,.0f} | {rate / floor[clients]:.2f}x "
-            f"| {p50:,.0f} | {p99:,.0f} |"
+            f"| {clients} | {label} | {rate:,.0f} | {rate / floor[clients]:.3f}x "
+            f"| {rate / ours[clients]:.3f}x | {p50:,.0f} | {p99:,.0f} |"
         )
+    for nodes in args.pysyncobj or ():
+        label = f"PySyncObj ReplLockManager, {nodes} node{'s' if nodes > 1 else ''}"
+        theirs = next(r for c, lab, r, _, _ in results if lab == label)
+        print(f"lock serve / {label}, 1 client: {ours[1] / theirs:,.1f}x")
 
 
 if __name__ == "__main__":

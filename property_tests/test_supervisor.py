@@ -13,6 +13,15 @@ ChildExitsNormally, TerminateChild, RestartChild, DeleteChild, Tick, Shutdown), 
 invariants after its invariants (TypeOK, RestartsOnlyPerPolicy, IntensityBound,
 OrderedShutdown, NoChildAfterSupervisorDown). ``StartChild`` goes beyond the spec.
 
+Telemetry: every supervisor runs with a :class:`Telemetry` carrying hostile handlers — one
+that raises (detached after three failures), one that calls back into the supervisor's
+sync API and emits a nested event, and an async one that calls the supervisor's async
+API (which takes the supervisor's lock) on every exit — next to a recorder. The model
+invariants must hold all the same (a handler can neither break nor deadlock the
+supervisor), the recorder must see exactly the legacy events in the same order, the
+nested emits must all be delivered, and each ``supervisor.shutdown`` event must name
+the children in the order they were stopped.
+
 The broken variant counts the intensity per child, as the closest Python peer does;
 ``test_per_child_intensity_is_caught`` asserts that Hypothesis finds a failure.
 """
@@ -47,6 +56,8 @@ from trio_foundation.supervision import (
     SupervisorEscalation,
 )
 from trio_foundation.supervision._supervisor import _SupervisorBase
+from trio_foundation.supervision._telemetry import EVENTS, SHUTDOWN
+from trio_foundation.telemetry import Event, Telemetry
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 
@@ -231,6 +242,38 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.next_id = 0
         self.seen_escalation = False
         self.seen_strategy_restart = False
+        self.telemetry = Telemetry(slow_handler=None, max_failures=3)
+        self.seen: list[Event] = []
+        self.nested_sent = 0
+        self.nested_seen = 0
+        self.callbacks_done = 0
+        self.telemetry.attach("recorder", EVENTS, self.seen.append)
+        self.telemetry.attach("raises", EVENTS, self.hostile_raise)
+        self.telemetry.attach("calls_back", EVENTS, self.hostile_call_back)
+        self.telemetry.attach("nested", "hostile.nested", self.count_nested)
+
+    # ------------------------------------------------------------------ hostile handlers
+
+    def hostile_raise(self, event: Event) -> None:
+        raise RuntimeError(f"hostile handler on {event.name}")
+
+    def hostile_call_back(self, event: Event) -> None:
+        assert self.sup is not None
+        self.sup.which_children()
+        self.sup.count_children()
+        self.nested_sent += 1
+        self.telemetry.emit("hostile.nested", {"n": 1}, {"of": event.name})
+
+    def count_nested(self, event: Event) -> None:
+        self.nested_seen += 1
+
+    async def hostile_async(self, event: Event) -> None:
+        assert self.sup is not None
+        try:  # takes the supervisor's lock: deadlocks if run inside the supervisor's task
+            await self.sup.delete_child("no such child")
+        except (LookupError, RuntimeError):
+            pass
+        self.callbacks_done += 1
 
     # --------------------------------------------------------------- controlled children
 
@@ -277,6 +320,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             intensity=intensity,
             period=period,
             handlers=[self.record],
+            telemetry=self.telemetry,
         )
         self.model = ReferenceSupervisor(
             strategy,
@@ -292,8 +336,16 @@ class SupervisorMachine(RuleBasedStateMachine):
             except SupervisorEscalation as exc:
                 self.escalation = exc
 
+        async def hostile() -> None:
+            async with self.telemetry.attach_async(
+                "async_calls_back", "supervisor.child.exit", self.hostile_async
+            ):
+                await trio.sleep_forever()
+
         async def launch() -> None:
             assert self.driver.nursery is not None
+            self.driver.nursery.start_soon(hostile)
+            await trio.testing.wait_all_tasks_blocked()
             self.driver.nursery.start_soon(run)
 
         self.driver.do(launch)
@@ -338,6 +390,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         )
         if self.model.escalated:
             self.seen_escalation = True
+            self.check_shutdown_event(mark, "escalation")
         self.check_stop_order(mark, order)  # escalation, or others taken along by a strategy
         if len(restarted) > 1:
             self.seen_strategy_restart = True
@@ -406,6 +459,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.driver.do(self.sup.aclose)
         self.model.shutdown()
         self.check_stop_order(mark, order)
+        self.check_shutdown_event(mark, "shutdown")
 
     def start_order(self) -> list[str]:
         assert self.sup is not None
@@ -423,7 +477,43 @@ class SupervisorMachine(RuleBasedStateMachine):
             f"OrderedShutdown violated: stopped {stopped}, start order {order}"
         )
 
+    def check_shutdown_event(self, mark: int, cause: str) -> None:
+        """The ``supervisor.shutdown`` event names the stopped children in stop order."""
+        stopped = tuple(
+            e.child_id
+            for _, e in self.events[mark:]
+            if isinstance(e, ChildExited) and e.reason == "shutdown"
+        )
+        shutdowns = [e for e in self.seen if e.name == SHUTDOWN]
+        assert shutdowns, "telemetry: no supervisor.shutdown event"
+        last = shutdowns[-1]
+        assert last.metadata["cause"] == cause, last
+        assert last.metadata["order"] == stopped, (
+            f"telemetry: shutdown order {last.metadata['order']} != stopped {stopped}"
+        )
+        assert len(last.metadata["durations"]) == len(stopped)
+        assert last.measurements["children"] == len(stopped)
+
     # ------------------------------------------------------------------------ invariants
+
+    @invariant()
+    def telemetry_agrees(self) -> None:
+        """The telemetry saw the legacy events, in order; hostile handlers broke nothing."""
+        legacy = [(type(e).__name__, e.child_id) for _, e in self.events]
+        names = {
+            "supervisor.child.start": "ChildStarted",
+            "supervisor.child.exit": "ChildExited",
+            "supervisor.child.restart": "ChildRestarted",
+            "supervisor.escalate": "Escalated",
+        }
+        seen = [(names[e.name], e.metadata["child_id"]) for e in self.seen if e.name in names]
+        assert seen == legacy, f"telemetry events {seen} != handler events {legacy}"
+        assert self.nested_seen == self.nested_sent, "a nested emit was lost"
+        assert self.telemetry.statistics().dropped == 0
+        exits = sum(1 for e in self.seen if e.name == "supervisor.child.exit")
+        assert self.callbacks_done == exits, (
+            f"the async handler finished {self.callbacks_done} of {exits} calls"
+        )
 
     @invariant()
     def TypeOK(self) -> None:

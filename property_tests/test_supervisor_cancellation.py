@@ -9,6 +9,13 @@ cancellations and deadlines land (any checkpoint of any task under test, on the
 supervisor's own scope or on the scope of one API call) and seeds trio's scheduler.
 A final deadline (the *horizon*) always cancels the supervisor in the end.
 
+Every supervisor scenario also runs with hostile handlers attached to the default
+telemetry (which the supervisors emit through): one raises on every supervision event
+(never detached), one calls back into the supervisor's sync API and emits a nested
+event, and an async one calls the supervisor's async API (taking its lock) on every
+exit. The rules below must hold all the same: a handler can neither break, block nor
+deadlock a supervisor, even while cancellations land anywhere.
+
 Checked after every step of every task under test, and at the end:
 
 * ``ReturnsWithinGrace``: once the scope around a supervisor/app is cancelled, it has
@@ -29,6 +36,7 @@ after its grace); see docs/supervision.md for the measured catch rates.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -58,6 +66,8 @@ from trio_foundation.supervision import (
     open_supervisor,
 )
 from trio_foundation.supervision._supervisor import _SupervisorBase, _unwrap_group
+from trio_foundation.supervision._telemetry import EVENTS
+from trio_foundation.telemetry import Event, default_telemetry
 from trio_foundation.verify.cancellation import (
     InjectionFailure,
     InjectionPlan,
@@ -117,6 +127,9 @@ class World:
     # under way, and what happened when a supervisor/app scope was cancelled.
     starting: set[str] = attrs.Factory(set)
     seen: set[str] = attrs.Factory(set)
+    # Hostile telemetry handlers: the supervisor they call back into, nested emits seen.
+    supervisor: Any = None
+    nested: int = 0
 
     def check(self) -> None:
         now = trio.current_time()
@@ -295,11 +308,69 @@ async def _open_dynamic(children: Sequence[ChildSpec], **kwargs: Any) -> AsyncIt
         yield dyn
 
 
+@asynccontextmanager
+async def hostile_handlers(world: World) -> AsyncIterator[None]:
+    """Attach hostile handlers to the default telemetry for the duration of a scenario."""
+    telemetry = default_telemetry()
+    tag = f"hostile-{id(world)}"
+
+    def raises(event: Event) -> None:
+        raise RuntimeError(f"hostile handler on {event.name}")
+
+    def calls_back(event: Event) -> None:
+        sup = world.supervisor
+        if sup is not None:
+            sup.which_children()
+            sup.count_children()
+        telemetry.emit(f"{tag}.nested", {"n": 1})
+
+    def nested(event: Event) -> None:
+        world.nested += 1
+
+    async def async_calls_back(event: Event) -> None:
+        sup = world.supervisor
+        if sup is None:
+            return
+        try:  # takes the supervisor's lock
+            await sup.terminate_child("no such child")
+        except (LookupError, RuntimeError):
+            pass
+
+    # The raising handler fails on every event; its log records (with tracebacks) would
+    # cost more than the run itself, so the telemetry's logger is quiet meanwhile.
+    log = logging.getLogger("trio_foundation.telemetry")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with (
+            telemetry.attached(f"{tag}.raises", EVENTS, raises, max_failures=10**9),
+            telemetry.attached(f"{tag}.calls_back", EVENTS, calls_back),
+            telemetry.attached(f"{tag}.nested", f"{tag}.nested", nested),
+        ):
+            async with telemetry.attach_async(
+                f"{tag}.async", "supervisor.child.exit", async_calls_back
+            ):
+                yield
+    finally:
+        log.setLevel(level)
+    assert not any(h.handler_id.startswith(tag) for h in telemetry.handlers())
+
+
 def supervisor_scenario(script: SupervisorScript, world: World, opener: Any = None) -> Any:
     if opener is None:
         opener = _open_dynamic if script.dynamic else open_supervisor
 
     async def scenario(inj: Injector) -> None:
+        try:
+            async with hostile_handlers(world):
+                await supervise(inj)
+        except BaseExceptionGroup as group:  # the async handler's nursery wrapped it
+            leaf = _unwrap_group(group)
+            if leaf is group:
+                raise
+            raise leaf from None
+
+    async def supervise(inj: Injector) -> None:
         # Grace bound: every child that may be running is stopped one at a time.
         world.bounds["supervisor"] = sum(c.grace for c in (*script.children, *script.extra))
         with trio.CancelScope(deadline=trio.current_time() + HORIZON) as horizon:
@@ -317,6 +388,7 @@ def supervisor_scenario(script: SupervisorScript, world: World, opener: Any = No
                         if script.backoff
                         else None,
                     ) as sup:
+                        world.supervisor = sup
                         for kind, arg in script.ops:
                             with inj.scope(kind):
                                 await _op(world, sup, script, kind, arg)

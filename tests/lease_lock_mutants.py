@@ -8,9 +8,10 @@ rejected by TLC). Not part of the library, so no user can pick one by accident.
 from __future__ import annotations
 
 import random
+from typing import Any
 
-from trio_foundation.protocols.effects import Effect
-from trio_foundation.protocols.lease_lock import FencedResource, LockClient
+from trio_foundation.protocols.effects import ClientRequest, Effect, Persist
+from trio_foundation.protocols.lease_lock import FencedResource, LockClient, LockServer
 
 
 class NoDriftClient(LockClient):  # type: ignore[misc]  # subclassing a @final core on purpose
@@ -34,3 +35,27 @@ class AmnesiacClient(LockClient):  # type: ignore[misc]
         self.incarnation = 1
         self._seq = 0
         return []
+
+
+class ForgetfulAbortClient(LockClient):  # type: ignore[misc]
+    """Broken: forgets the requests its callers abandoned, so their grants are kept
+    (the lock stays held for nobody until the ttl runs out)."""
+
+    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
+        effects = super().on_client(now, request)
+        self._abandoned.clear()
+        return effects
+
+
+class SendBeforePersistServer(LockServer):  # type: ignore[misc]
+    """Broken: emits a grant's ``Send`` before the ``Persist`` of its token.
+
+    Under the node driver (which executes ``Persist`` first whatever the order)
+    it behaves, but the core breaks its ordering duty: trace validation must
+    reject it (``GrantsDurable``).
+    """
+
+    def on_message(self, now: float, src: int, msg: Any) -> list[Effect]:
+        effects = super().on_message(now, src, msg)
+        persists = [e for e in effects if isinstance(e, Persist)]
+        return [e for e in effects if not isinstance(e, Persist)] + persists

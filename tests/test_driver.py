@@ -259,3 +259,62 @@ async def test_lease_lock_cores_over_two_drivers(autojump_clock: Any) -> None:
         )
         assert persisted < sent
     assert any(kind == "send" and isinstance(what[1], AcquireRequest) for kind, what in log)
+
+
+def test_the_synchronous_face_with_caller_owned_timers_and_replies() -> None:
+    """What the simulator uses: start/deliver/request/fire_timer/stop, no Trio loop."""
+    now = [10.0]
+    armed: list[tuple[str, float, int]] = []
+    replies: list[Reply] = []
+    core = ScriptedCore(
+        {
+            "start": [SetTimer("t", 2.0)],
+            "op:rearm": [SetTimer("t", 5.0), Reply("x", "ok")],
+            "timer:t": [Send(3, "tick")],
+        }
+    )
+    log: list[tuple[str, Any]] = []
+    driver = NodeDriver(
+        core,
+        StubTransport(1, log, route=False),
+        clock=lambda: now[0],
+        on_arm=lambda name, delay, ticket: armed.append((name, delay, ticket)),
+        on_reply=replies.append,
+        pull=False,
+    )
+    driver.start()
+    assert driver.running and driver.timers() == {"t": 12.0} and driver.timer_count == 1
+    first = armed[-1][2]
+    driver.request(ClientRequest("c1", "rearm"))
+    assert [r.value for r in replies] == ["ok"]
+    second = armed[-1][2]
+    assert armed[-1][:2] == ("t", 5.0) and second != first
+    assert not driver.fire_timer("t", first)  # a stale ticket fires nothing
+    now[0] = 15.0
+    assert driver.fire_timer("t", second)
+    assert ("timer", "t", 15.0) in core.inputs and log == [("send", (3, "tick"))]
+    assert not driver.fire_timer("t", second)  # fired once
+    driver.stop()
+    assert not driver.running and driver.timers() == {}
+    driver.request(ClientRequest("c2", "rearm"))  # ignored once stopped
+    assert len(replies) == 1
+
+
+def test_submit_final_sends_and_persists_but_drops_timers_and_replies() -> None:
+    log: list[tuple[str, Any]] = []
+    core = ScriptedCore({"op:bye": [SetTimer("t", 1.0), Send(2, "bye"), Persist("p"), Reply("x")]})
+    driver = NodeDriver(
+        core,
+        StubTransport(1, log, route=False),
+        persist=lambda d: log.append(("persist", d)),
+        clock=lambda: 0.0,
+    )
+    with pytest.raises(RuntimeError, match="never ran"):
+        driver.submit_final("bye")
+    driver.start()
+    with pytest.raises(RuntimeError, match="is running"):
+        driver.submit_final("bye")
+    driver.stop()
+    driver.submit_final("bye")
+    assert log == [("persist", "p"), ("send", (2, "bye"))]
+    assert driver.timers() == {}

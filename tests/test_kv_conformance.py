@@ -11,14 +11,17 @@ serves stale reads fails.
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trio
 
+from trio_foundation.coordination.consensus import open_raft_node
 from trio_foundation.coordination.kv import (
     CasResult,
     CompactedError,
@@ -27,8 +30,10 @@ from trio_foundation.coordination.kv import (
     MemoryKV,
     WatchEvent,
 )
+from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
 from trio_foundation.etcd import EtcdKV, open_etcd_client
 from trio_foundation.etcd.testing import EtcdCluster
+from trio_foundation.protocols.kv_machine import KVMachine, KVMachineConfig
 from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import check_history
 
@@ -58,6 +63,14 @@ async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterat
 
         yield Backend(store, forget)
         return
+    if kind == "raft":
+        async with open_raft_kv_cluster(request.getfixturevalue("tmp_path")) as raft_store:
+
+            async def compact(revision: int) -> None:
+                await raft_store.compact(revision)
+
+            yield Backend(raft_store, compact)
+        return
     cluster: EtcdCluster = request.getfixturevalue("etcd_cluster")
     async with open_etcd_client(cluster.endpoints) as client:
         # each test gets its own namespace inside the shared etcd
@@ -69,7 +82,52 @@ async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterat
         yield Backend(etcd_store, compact)
 
 
-BACKENDS = ["memory", pytest.param("etcd", marks=pytest.mark.etcd)]
+@attrs.define
+class RoundRobin:
+    """Spreads calls over the members, so followers forward to the leader."""
+
+    nodes: list[Any]
+    turn: int = 0
+
+    def _next(self) -> Any:
+        self.turn += 1
+        return self.nodes[self.turn % len(self.nodes)]
+
+    async def submit(self, command: Any) -> Any:
+        return await self._next().submit(command)
+
+    async def read(self, query: Any) -> Any:
+        return await self._next().read(query)
+
+
+@asynccontextmanager
+async def open_raft_kv_cluster(tmp: Path) -> AsyncIterator[RaftKV]:
+    """Three members in this process over loopback TCP, each with a durable log."""
+    socks = [socket.socket() for _ in range(3)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    peers = {i + 1: ("127.0.0.1", sock.getsockname()[1]) for i, sock in enumerate(socks)}
+    for sock in socks:
+        sock.close()
+    async with AsyncExitStack() as stack:
+        nodes = [
+            await stack.enter_async_context(
+                open_raft_node(
+                    i,
+                    peers,
+                    tmp / f"raft{i}",
+                    KVMachine(KVMachineConfig(history=16)),
+                    codec=KV_CODEC,
+                )
+            )
+            for i in peers
+        ]
+        with trio.fail_after(10):
+            await nodes[0].leader.wait_value(lambda v: v is not None)
+        yield RaftKV(RoundRobin(nodes), poll_interval=0.01)
+
+
+BACKENDS = ["memory", "raft", pytest.param("etcd", marks=pytest.mark.etcd)]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
 
-from trio_foundation import LeaseLostError, StaleTokenError
+from trio_foundation import LeaseLostError, LeaseRefusedError, StaleTokenError
 from trio_foundation.coordination.lease_lock import FencedResource, open_lock_service
 from trio_foundation.runtime.local import NodeStorage
+from trio_foundation.telemetry import Event, Telemetry
 
 
 @pytest.fixture
@@ -153,3 +157,56 @@ async def test_misuse_is_refused_clearly(autojump_clock: trio.testing.MockClock)
             with pytest.raises(RuntimeError, match="already holds"):
                 async with lock.acquire(ttl=1):
                     pass
+
+
+async def test_the_client_emits_telemetry(autojump_clock: trio.testing.MockClock) -> None:
+    telemetry = Telemetry(slow_handler=None)
+    seen: list[tuple[str, dict[str, float], dict[str, object]]] = []
+    names = [f"lease_lock.{n}" for n in ("acquired", "renewed", "lost", "released", "refused")]
+
+    def record(event: Event) -> None:
+        seen.append((event.name, dict(event.measurements), dict(event.metadata)))
+
+    with telemetry.attached("test", names, record):
+        async with open_lock_service(max_ttl=10, telemetry=telemetry) as service:
+            async with service.connect(seed=1) as a, service.connect(seed=2) as b:
+                async with a.acquire(ttl=2) as lease:
+                    await trio.sleep(5)  # renewed several times
+
+                async def wait_for_b() -> None:
+                    async with b.acquire(ttl=2):
+                        pass
+
+                async with trio.open_nursery() as nursery:
+                    async with a.acquire(ttl=2):
+                        nursery.start_soon(wait_for_b)
+                        await trio.sleep(1)
+                with pytest.raises(LeaseLostError):
+                    async with a.acquire(ttl=2):
+                        service.network.cut(a.node_id, 0)
+                        await trio.sleep_forever()
+                service.network.heal()
+                with pytest.raises(LeaseRefusedError):
+                    async with a.acquire(ttl=11):
+                        pass
+    kinds = [name for name, _, _ in seen]
+    assert kinds[0] == "lease_lock.acquired" and seen[0][2]["token"] == lease.token
+    assert seen[0][2] == {"name": "default", "token": lease.token, "client": a.node_id}
+    renewed = [
+        m for name, m, meta in seen if name == "lease_lock.renewed" and meta["token"] == lease.token
+    ]
+    assert len(renewed) == lease.renewals >= 2
+    assert [m["renewals"] for m in renewed] == list(range(1, lease.renewals + 1))
+    assert kinds.count("lease_lock.released") == 3  # a twice, b once
+    b_acquired = [
+        m for name, m, meta in seen if name == "lease_lock.acquired" and meta["client"] == b.node_id
+    ]
+    assert len(b_acquired) == 1 and b_acquired[0]["wait"] >= 0.9  # b waited for a's release
+    assert kinds[-2:] == ["lease_lock.lost", "lease_lock.refused"]
+
+
+def test_the_telemetry_doc_example_runs() -> None:
+    doc = Path(__file__).resolve().parent.parent / "docs" / "telemetry.md"
+    section = doc.read_text(encoding="utf-8").split("## Lease lock events", 1)[1]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    exec(compile(code, str(doc), "exec"), {})

@@ -273,6 +273,75 @@ def test_client_rejects_bad_configuration() -> None:
         LockClient(1, retry_interval=0)
     with pytest.raises(ValueError, match="renew_fraction"):
         LockClient(1, renew_fraction=1.0)
+    with pytest.raises(ValueError, match="max_abandoned must be an int >= 1, got 0"):
+        LockClient(1, max_abandoned=0)
+
+
+# ------------------------------------------------------------- abandoned acquires
+
+
+def test_a_grant_for_an_abandoned_acquire_is_released_at_once() -> None:
+    server = started_server(max_ttl=30)
+    a = started_client()
+    (request,) = sends(a.on_client(0.0, ClientRequest("caller", "acquire", 20.0)))
+    abort = a.on_client(0.1, ClientRequest("caller", "abort"))
+    assert Reply("caller", "aborted", ok=False) in abort and a.state == "idle"
+    assert a.abandoned == ((1, 1),)
+    # the request was already on its way: the server grants it
+    (grant,) = sends(server.on_message(0.2, 1, request))
+    assert isinstance(grant, Granted) and server.holds(1, 0.2)
+    # the client answers the grant nobody waits for with a release of its token
+    effects = a.on_message(0.3, 0, grant)
+    assert effects == [Send(0, ReleaseRequest(grant.token))]
+    assert a.state == "idle" and a.lease is None and a.released_unused == 1
+    server.on_message(0.4, 1, ReleaseRequest(grant.token))
+    assert not server.holds(1, 0.4)
+    # so another client gets the lock now, not when the 20 s lease would expire
+    assert sends(server.on_message(0.5, 2, AcquireRequest((1, 1), 5.0))) == [
+        Granted((1, 1), grant.token + 1, 5.0)
+    ]
+
+
+def test_every_retry_of_an_abandoned_acquire_is_remembered() -> None:
+    a = started_client()
+    a.on_client(0.0, ClientRequest("c", "acquire", 9.0))
+    a.on_timer(1.0, "retry")
+    a.on_timer(2.0, "retry")
+    a.on_client(2.5, ClientRequest("c", "abort"))
+    assert a.abandoned == ((1, 1), (1, 2), (1, 3))
+    # the server may have answered any of them (the others were duplicates to it)
+    assert sends(a.on_message(3.0, 0, Granted((1, 2), 7, 9.0))) == [ReleaseRequest(7)]
+    # an attempt that succeeded is not remembered: its lease is in use
+    a.on_client(4.0, ClientRequest("c", "acquire", 9.0))
+    a.on_message(4.0, 0, Granted((1, 4), 8, 9.0))
+    assert a.abandoned == ((1, 1), (1, 2), (1, 3)) and a.state == "held"
+    # a duplicate of the grant in use is never released
+    assert a.on_message(4.5, 0, Granted((1, 4), 8, 9.0)) == []
+    assert a.entitled(4.5)
+
+
+def test_the_abandoned_table_is_bounded_oldest_forgotten_first() -> None:
+    a = started_client(max_abandoned=2)
+    for i in range(3):
+        a.on_client(float(i), ClientRequest("c", "acquire", 9.0))
+        a.on_client(float(i), ClientRequest("c", "abort"))
+    assert a.abandoned == ((1, 2), (1, 3))
+    assert a.on_message(5.0, 0, Granted((1, 1), 1, 9.0)) == []  # forgotten: left to expire
+    assert sends(a.on_message(5.0, 0, Granted((1, 3), 3, 9.0))) == [ReleaseRequest(3)]
+    # a long retry series keeps only the newest ids too
+    a.on_client(6.0, ClientRequest("c", "acquire", 9.0))
+    for t in range(4):
+        a.on_timer(7.0 + t, "retry")
+    a.on_client(12.0, ClientRequest("c", "abort"))
+    assert a.abandoned == ((1, 7), (1, 8))
+
+
+def test_a_malformed_grant_is_not_released() -> None:
+    a = started_client()
+    a.on_client(0.0, ClientRequest("c", "acquire", 9.0))
+    a.on_client(0.0, ClientRequest("c", "abort"))
+    assert a.on_message(1.0, 0, Granted([1, 1], 1, 9.0)) == []  # type: ignore[arg-type]
+    assert a.on_message(1.0, 0, Granted((1, 1), 0, 9.0)) == []
 
 
 # --------------------------------------------------------------------------- resource

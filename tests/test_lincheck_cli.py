@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -182,3 +185,54 @@ def test_kv_failure_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["lincheck", "--model", "kv", path]) == 1
     out = capsys.readouterr().out
     assert "1 keys" in out and "key 'x' is not linearizable" in out
+
+
+def run_into_closed_pipe(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``foundation ARGS`` with its standard output a pipe whose reader has gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left before the command wrote anything (`| head -0`)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "trio_foundation.cli", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    ("rows", "model", "code"), [(LINEARIZABLE, "register", 0), (STALE, "cas-register", 1)]
+)
+def test_closed_stdout_is_not_an_error(
+    tmp_path: Path, rows: list[dict[str, Any]], model: str, code: int
+) -> None:
+    path = write(tmp_path, rows)
+    page = tmp_path / "t.html"
+    done = run_into_closed_pipe(["lincheck", "--model", model, path, "--svg", str(page)])
+    assert done.returncode == code, done.stderr
+    assert done.stderr == ""  # no "Broken pipe", no "Exception ignored"
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")  # still written
+
+
+def test_lost_append_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"process": 0, "type": "invoke", "f": "append", "key": "k", "value": "a"},
+        {"process": 0, "type": "ok", "f": "append", "key": "k", "value": "a"},
+        {"process": 1, "type": "invoke", "f": "append", "key": "k", "value": "b"},
+        {"process": 1, "type": "ok", "f": "append", "key": "k", "value": "b"},
+        {"process": 2, "type": "invoke", "f": "get", "key": "k", "value": None},
+        {"process": 2, "type": "ok", "f": "get", "key": "k", "value": "a"},
+    ]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "kv", "--initial", '""', path]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "cannot linearize: p2 get['k']() -> 'a'  (lines 5-6)\n"
+        "  a lost update: it does not show the effect of\n"
+        "  p1 append['k']('b') -> ok  (lines 3-4)\n"
+        "  which returned before it began, and nothing that could undo that effect\n"
+        "  can come between them\n"
+    ) in out

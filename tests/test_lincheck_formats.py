@@ -14,9 +14,11 @@ from trio_foundation.verify.history import (
     HistoryError,
     HistoryEvent,
     detect_format,
+    looks_independent,
     parse_edn,
     parse_jepsen_log,
     read_history,
+    split_independent,
 )
 from trio_foundation.verify.lincheck import MODELS, check_exhaustively, check_history
 
@@ -353,3 +355,165 @@ def test_cli_explains_a_stale_read(tmp_path: Path, capsys: pytest.CaptureFixture
     assert out[2] == "  a stale value: every operation that can set it had returned when"
     assert out[3] == "  p40 read() -> 1  (lines 81-83)"  # the first to leave another value
     assert out[5] == "  the last to set it: p5 write(5) -> ok  (lines 6-46)"
+
+
+def jsonl(rows: list[dict[str, object]]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def test_jsonl_accepts_and_ignores_jepsens_metadata(tmp_path: Path) -> None:
+    # As Jepsen writes operations, exported to JSON: index, time, error, node.
+    rows: list[dict[str, object]] = [
+        {"index": 0, "time": 10, "process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"index": 1, "time": 12, "process": 0, "type": "ok", "f": "write", "value": 1},
+        {"index": 2, "time": 13, "process": 1, "type": "invoke", "f": "write", "value": 2},
+        {"index": 3, "time": 19, "process": 1, "type": "info", "f": "write", "value": 2,
+         "error": ["timeout", "no reply in 5 s"], "node": "n3"},
+        {"index": 4, "time": 20, "process": 2, "type": "invoke", "f": "read", "node": "n1"},
+        {"index": 5, "time": 21, "process": 2, "type": "ok", "f": "read", "value": 2},
+    ]  # fmt: skip
+    plain = [{k: v for k, v in row.items() if k not in ("index", "error", "node")} for row in rows]
+    with_meta = read_history(_file(tmp_path, "meta.jsonl", jsonl(rows)))
+    without = read_history(_file(tmp_path, "plain.jsonl", jsonl(plain)))
+    assert with_meta.events == without.events
+    assert with_meta.events[0].time == 10
+    assert check_history(list(with_meta.events), "register").verdict == "linearizable"
+
+
+@pytest.mark.parametrize(
+    ("field", "typo", "message"),
+    [
+        ("process", "proces", "unknown field(s) 'proces' (did you mean 'process'?)"),
+        ("type", "tyep", "unknown field(s) 'tyep' (did you mean 'type'?)"),
+        ("value", "vaule", "unknown field(s) 'vaule' (did you mean 'value'?)"),
+        (None, "indx", "unknown field(s) 'indx' (did you mean 'index'?)"),
+        (None, "latency", "unknown field(s) 'latency'; known: process, type, f, key, value, time"),
+    ],
+)
+def test_jsonl_typos_are_named_with_their_line(
+    tmp_path: Path, field: str | None, typo: str, message: str
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "value": 1},
+    ]
+    rows[1][typo] = rows[1].pop(field) if field else 7
+    path = _file(tmp_path, "h.jsonl", jsonl(rows))
+    with pytest.raises(HistoryError) as info:
+        read_history(path)
+    assert str(info.value).startswith(f"{path} line 2: {message}")
+    assert info.value.line == 2
+
+
+def test_jsonl_missing_field_and_bad_index(tmp_path: Path) -> None:
+    path = _file(tmp_path, "h.jsonl", jsonl([{"process": 0, "f": "read"}]))
+    with pytest.raises(HistoryError, match=r"h\.jsonl line 1: missing field\(s\) 'type'$"):
+        read_history(path)
+    row = {"process": 0, "type": "invoke", "f": "read", "index": "3"}
+    path = _file(tmp_path, "h.jsonl", jsonl([row]))
+    with pytest.raises(HistoryError, match=r"line 1: 'index' must be an integer, got '3'"):
+        read_history(path)
+
+
+def test_edn_ignores_other_fields_but_not_a_misspelt_required_one(tmp_path: Path) -> None:
+    extra = EDN.replace(":index 2}", ':index 2, :node "n1", :error [:timeout], :latency 3}')
+    assert parse_edn(extra).events == parse_edn(EDN).events
+    typo = EDN.replace("{:process 0, :type :ok, :f :write", "{:proces 0, :type :ok, :f :write")
+    path = _file(tmp_path, "h.edn", typo)
+    with pytest.raises(
+        HistoryError, match=r"h\.edn line 4: field 'proces': did you mean 'process'"
+    ):
+        read_history(path)
+
+
+def test_cli_typo_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows: list[dict[str, object]] = [{"process": 0, "typ": "invoke", "f": "read"}]
+    path = _file(tmp_path, "h.jsonl", jsonl(rows))
+    assert main(["lincheck", "--model", "register", path]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"foundation: error: {path} line 1: unknown field(s) 'typ' ")
+    assert "(did you mean 'type'?)" in err and err.count("\n") == 1
+
+
+# A jepsen.independent history: one cas-register per key, values [key value].
+INDEPENDENT = """\
+[{:process 0, :type :invoke, :f :write, :value [:x 1], :index 0}
+{:process 1, :type :invoke, :f :write, :value [:y 5], :index 1}
+{:process 0, :type :ok, :f :write, :value [:x 1], :index 2}
+{:process 1, :type :ok, :f :write, :value [:y 5], :index 3}
+{:process :nemesis, :type :info, :f :start, :value nil, :index 4}
+{:process 0, :type :invoke, :f :cas, :value [:x [1 2]], :index 5}
+{:process 2, :type :invoke, :f :read, :value [:y nil], :index 6}
+{:process 0, :type :ok, :f :cas, :value [:x [1 2]], :index 7}
+{:process 2, :type :ok, :f :read, :value [:y 5], :index 8}
+{:process 1, :type :invoke, :f :write, :value [:y 6], :index 9}
+{:process 1, :type :info, :f :write, :value :timed-out, :error :timeout, :index 10}
+{:process 2, :type :invoke, :f :read, :value [:x nil], :index 11}
+{:process 2, :type :ok, :f :read, :value [:x READ], :index 12}]
+"""
+
+
+def test_independent_values_split_into_keys() -> None:
+    loaded = parse_edn(INDEPENDENT.replace("READ", "1"))
+    assert looks_independent(loaded.events)
+    split = split_independent(loaded.events, loaded.lines)
+    assert split[:2] == (
+        HistoryEvent(0, "invoke", "write", 1, key="x"),
+        HistoryEvent(1, "invoke", "write", 5, key="y"),
+    )
+    assert split[4] == HistoryEvent(0, "invoke", "cas", [1, 2], key="x")
+    # an info completion that carries no pair keeps its invocation's key
+    assert split[9] == HistoryEvent(1, "info", "write", "timed-out", key="y")
+    result = check_history(list(split), "cas-register")
+    assert result.verdict == "not-linearizable" and result.failing_key == "x"
+    good = split_independent(parse_edn(INDEPENDENT.replace("READ", "2")).events)
+    assert check_history(list(good), "cas-register").verdict == "linearizable"
+    # Checked whole, the pairs are values of one register: a different question.
+    whole = check_history(list(loaded.events), "cas-register")
+    assert not whole.partitioned
+
+
+def test_independent_detection_needs_an_unambiguous_history() -> None:
+    events = list(parse_edn(INDEPENDENT.replace("READ", "1")).events)
+    # A plain cas-register history of cas operations only: pairs everywhere.
+    cas_only = [ev for ev in events if ev.f == "cas"]
+    assert not looks_independent(cas_only)
+    assert split_independent(cas_only)[0].key == "x"  # but it can be asked for
+    # A plain register history: reads are invoked with null.
+    assert not looks_independent(parse_edn(EDN).events)
+    # Keys already given.
+    keyed = [attrs.evolve(ev, key="k") for ev in events]
+    assert not looks_independent(keyed)
+    with pytest.raises(HistoryError, match="already has a key"):
+        split_independent(keyed)
+
+
+def test_independent_mismatch_names_the_line() -> None:
+    bad = INDEPENDENT.replace("READ", "1").replace(
+        ":value [:y 5], :index 8", ":value [:z 5], :index 8"
+    )
+    loaded = parse_edn(bad)
+    with pytest.raises(HistoryError, match=r"^line 9: process 2 completed with \['z', 5\]"):
+        split_independent(loaded.events, loaded.lines)
+
+
+def test_cli_independent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _file(tmp_path, "h.edn", INDEPENDENT.replace("READ", "1"))
+    assert main(["lincheck", "--model", "cas-register", path]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("not-linearizable: model cas-register, 6 operations, 2 keys,")
+    assert out[1] == (
+        "values split as jepsen.independent [key value] pairs, 2 keys "
+        "(detected; --no-independent to check the values whole)"
+    )
+    assert "key 'x' is not linearizable" in out
+    assert main(["lincheck", "--model", "cas-register", "--no-independent", path]) == 1
+    assert "2 keys" not in capsys.readouterr().out
+    # asked for on a history that is not one
+    plain = _file(tmp_path, "plain.edn", EDN)
+    assert main(["lincheck", "--model", "cas-register", "--independent", plain]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"foundation: error: {plain} line 1: an independent history's values are "
+        "[key value] pairs with a string or number key, got 1\n"
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from trio_foundation import LeaseLostError
+from trio_foundation import LeaseLostError, LeaseRefusedError
 from trio_foundation.coordination.connect import connect_lock_service
 from trio_foundation.coordination.lock_server import ServerStore, serve_lock_service
 from trio_foundation.coordination.tcp_lock import open_remote_lock_service
@@ -79,7 +79,7 @@ async def test_named_locks_are_independent_and_exclusive(tmp_path: Path) -> None
                     assert waited.cancelled_caught
                 async with b.acquire(ttl=2) as lb:
                     assert lb.token > la.token
-                with pytest.raises(ValueError, match="exceeds max_ttl"):
+                with pytest.raises(LeaseRefusedError, match="exceeds max_ttl"):
                     async with b.acquire(ttl=11):
                         pass
                 with pytest.raises(ValueError, match="lock name"):
@@ -195,7 +195,7 @@ async def test_the_number_of_lock_names_is_bounded(tmp_path: Path) -> None:
                 for name in ("a", "b"):
                     async with client.acquire(ttl=1, name=name):
                         pass
-                with pytest.raises(ValueError, match="too many locks"):
+                with pytest.raises(LeaseRefusedError, match="too many locks"):
                     async with client.acquire(ttl=1, name="c"):
                         pass
                 async with client.acquire(ttl=1, name="a"):  # known names still served

@@ -16,7 +16,7 @@ PAIRS = re.findall(
 
 
 def test_the_doc_has_its_examples() -> None:
-    assert len(PAIRS) == 6
+    assert len(PAIRS) == 8
 
 
 @pytest.mark.parametrize("index", range(len(PAIRS)))

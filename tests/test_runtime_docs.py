@@ -27,6 +27,7 @@ def example(marker: str) -> tuple[str, str]:
         "class Ping(WireMessage",
         "TokenBlocks(LoggedState",
         "class Wire:",
+        "def in_process():",
         "serve_lock_service((",
     ],
 )

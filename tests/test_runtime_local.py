@@ -1,4 +1,4 @@
-"""runtime/local.py: driving a sans-IO core with Trio over the in-process network."""
+"""runtime/local.py: the in-process network, with cores on NodeDriver over its transports."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from trio_foundation.protocols.effects import (
     Send,
     SetTimer,
 )
-from trio_foundation.runtime.local import LocalNetwork, Node, NodeStorage
+from trio_foundation.runtime.driver import NodeDriver
+from trio_foundation.runtime.local import LocalNetwork, NodeStorage
 
 
 class Counter:
@@ -64,7 +65,8 @@ def autojump_clock() -> trio.testing.MockClock:
 async def test_messages_timers_and_replies(autojump_clock: trio.testing.MockClock) -> None:
     net = LocalNetwork(capacity=4)
     a, b = Counter(peer=2), Counter()
-    node_a, node_b = Node(1, a, net), Node(2, b, net)
+    node_a = NodeDriver(a, net.transport(1), persist=NodeStorage().save)
+    node_b = NodeDriver(b, net.transport(2), persist=NodeStorage().save)
     async with trio.open_nursery() as nursery:
         await nursery.start(node_a.run)
         await nursery.start(node_b.run)
@@ -77,7 +79,7 @@ async def test_messages_timers_and_replies(autojump_clock: trio.testing.MockCloc
 
 async def test_cut_links_and_full_inboxes_drop(autojump_clock: trio.testing.MockClock) -> None:
     net = LocalNetwork(capacity=2)
-    net.attach(7)
+    net.transport(7)
     net.cut(1, 7)
     assert not net.send(1, 7, "x")
     net.heal()
@@ -92,15 +94,17 @@ async def test_a_restarted_node_keeps_its_storage(autojump_clock: trio.testing.M
     storage = NodeStorage()
     for expected in (1, 2, 3):
         core = Counter()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(Node(1, core, net, storage=storage).run)
-            nursery.cancel_scope.cancel()  # a crash
+        with net.transport(1) as transport:
+            driver = NodeDriver(core, transport, persist=storage.save, restored=storage.restored())
+            async with trio.open_nursery() as nursery:
+                await nursery.start(driver.run)
+                nursery.cancel_scope.cancel()  # a crash
         assert core.starts == expected
     assert storage.data == 3
 
 
 async def test_waiting_on_a_node_that_stops_raises(autojump_clock: trio.testing.MockClock) -> None:
-    node = Node(1, Counter(), LocalNetwork())
+    node = NodeDriver(Counter(), LocalNetwork().transport(1), persist=NodeStorage().save)
     with pytest.raises(RuntimeError, match="not running"):
         node.submit("echo", 1)
     node_scope = trio.CancelScope()
@@ -127,4 +131,4 @@ def test_bad_configuration() -> None:
     with pytest.raises(ValueError, match="capacity must be > 0"):
         LocalNetwork(capacity=0)
     with pytest.raises(TypeError, match="node id must be an int"):
-        LocalNetwork().attach("a")  # type: ignore[arg-type]
+        LocalNetwork().transport("a")  # type: ignore[arg-type]

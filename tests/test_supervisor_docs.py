@@ -17,6 +17,16 @@ EXPECTED = [
     "careful stopped\nKeyboardInterrupt, unwrapped",
     "already at max_children=2",
     "['db', 'api'] {'dsn': 'memory://'} 8080 {'db': True, 'api': True}",
+    "supervisor.child.start careful -\n"
+    "supervisor.child.start flaky -\n"
+    "supervisor.child.exit flaky abnormal\n"
+    "supervisor.child.start flaky -\n"
+    "supervisor.child.restart flaky -\n"
+    "supervisor.child.exit flaky shutdown\n"
+    "supervisor.child.stop flaky 0.0 True\n"
+    "supervisor.child.exit careful shutdown\n"
+    "supervisor.child.stop careful 0.5 False\n"
+    "supervisor.shutdown ('flaky', 'careful') [0.0, 0.5]",
 ]
 
 

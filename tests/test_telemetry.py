@@ -23,6 +23,7 @@ from trio_foundation.telemetry import (
     TraceContext,
     TrioInstrument,
     current_trace,
+    default_telemetry,
     start_span,
 )
 
@@ -306,3 +307,23 @@ async def test_spans_nest_and_travel_in_envelopes() -> None:
     assert ended[0].measurements["duration"] >= 0
     assert outer.traceparent == f"00-{outer.trace_id:032x}-{outer.span_id:016x}-01"
     assert isinstance(TraceContext.new_root(), TraceContext)
+
+
+def test_listening_and_the_live_view_follow_attach_and_detach() -> None:
+    telemetry = Telemetry()
+    view = telemetry.listened
+    assert not telemetry.listening("a.b") and "a.b" not in view
+    with telemetry.attached("h", ["a.b", "c.d"], lambda event: None):
+        assert telemetry.listening("a.b") and "a.b" in view and "c.d" in view
+        with telemetry.attached("h2", "a.b", lambda event: None):
+            telemetry.detach("h")
+            assert "a.b" in view and "c.d" not in view
+        assert "a.b" not in view
+    assert not view
+    with pytest.raises(TypeError):
+        view["x"] = ()  # type: ignore[index]
+
+
+def test_default_telemetry_is_one_instance() -> None:
+    assert default_telemetry() is default_telemetry()
+    assert isinstance(default_telemetry(), Telemetry)

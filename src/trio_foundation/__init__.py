@@ -82,3 +82,53 @@ __all__ += [
     "call",
     "cast",
 ]
+
+# Resilience services (issue 14): ``trio_foundation.resilience``. Its pool ``Lease`` is
+# not re-exported here (``Lease`` is the lease lock's); use ``resilience.Lease``.
+from .resilience import (  # noqa: E402
+    GCRA,
+    Bulkhead,
+    Cache,
+    CircuitBreaker,
+    CircuitOpenError,
+    PoolClosedError,
+    PoolTimeoutError,
+    RateLimiter,
+    Rejected,
+    ResourcePool,
+    RetryBudget,
+    RetryBudgetExhausted,
+    RetryPolicy,
+    SharedRateLimiter,
+    SlidingCounter,
+    SlidingLog,
+    TokenBucket,
+    open_cache,
+    open_pool,
+    resilience_metrics,
+)
+from .telemetry import default_telemetry  # noqa: E402
+
+__all__ += [
+    "GCRA",
+    "Bulkhead",
+    "Cache",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "PoolClosedError",
+    "PoolTimeoutError",
+    "RateLimiter",
+    "Rejected",
+    "ResourcePool",
+    "RetryBudget",
+    "RetryBudgetExhausted",
+    "RetryPolicy",
+    "SharedRateLimiter",
+    "SlidingCounter",
+    "SlidingLog",
+    "TokenBucket",
+    "default_telemetry",
+    "open_cache",
+    "open_pool",
+    "resilience_metrics",
+]

@@ -20,7 +20,7 @@ from .._errors import FoundationError
 __all__ = ["main"]
 
 # Command-group modules, in the order they appear in --help.
-_COMMAND_MODULES = ("specs", "lincheck", "chaos", "lock")
+_COMMAND_MODULES = ("specs", "lincheck", "chaos", "lock", "kv", "raft")
 
 
 class _Parser(argparse.ArgumentParser):

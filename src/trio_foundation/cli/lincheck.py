@@ -4,18 +4,29 @@ Exit codes: 0 linearizable, 1 not linearizable, 3 unknown (timeout or state
 bound reached), 2 bad input (unknown model, malformed or empty history,
 unreadable or binary file) — the last through the dispatcher, as one line on
 stderr. A timeline (``--svg``) that cannot be written is a warning on stderr;
-the exit status stays the verdict's.
+the exit status stays the verdict's. A standard output closed by its reader
+(``foundation lincheck ... | head``) is not an error either: the rest of the
+report is dropped quietly and the exit status stays the verdict's.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Final
 
-from ..verify.history import FORMATS, HistoryEvent, read_history
+from ..verify.history import (
+    FORMATS,
+    HistoryError,
+    HistoryEvent,
+    looks_independent,
+    read_history,
+    split_independent,
+)
 from ..verify.lincheck import (
     DEFAULT_MAX_STATES,
     MODELS,
@@ -61,6 +72,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--format",
         choices=FORMATS,
         help="the history's format (default: detected from the content)",
+    )
+    parser.add_argument(
+        "--independent",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="values are jepsen.independent [key value] pairs: split them and check key "
+        "by key (default: when the history is unambiguously so, i.e. every invocation and "
+        "ok completion is a pair and the reads too)",
     )
     parser.add_argument(
         "--initial",
@@ -123,25 +142,65 @@ def run(args: argparse.Namespace) -> int:
         skipped = f" ({loaded.skipped} non-client entries skipped)" if loaded.skipped else ""
         raise ValueError(f"{args.history}: the history has no operations to check{skipped}")
     line_of = list(loaded.lines)
+    independent = args.independent
+    if independent is None:
+        independent = looks_independent(events)
+        split_note = "detected; --no-independent to check the values whole"
+    else:
+        split_note = "--independent"
+    if independent:
+        try:
+            events = list(split_independent(events, line_of))
+        except HistoryError as exc:
+            where = f"{args.history} line {exc.line}" if exc.line else args.history
+            raise ValueError(f"{where}: {str(exc).removeprefix(f'line {exc.line}: ')}") from None
+        keys = len({ev.key for ev in events})
+        split_note = (
+            f"values split as jepsen.independent [key value] pairs, {keys} keys ({split_note})"
+        )
+    else:
+        split_note = ""
     result = check_history(events, model, timeout=args.timeout, max_states=args.max_states)
-    out = sys.stdout
+    # The timeline is written before the report is printed, so that a reader
+    # that leaves early (`| head`) does not cost the user the file.
+    written = _write_timeline(args.svg, events, result) if args.svg else None
+    try:
+        _report(args, model.name, result, line_of, written, split_note, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+    if result.verdict == "not-linearizable":
+        return EXIT_NOT_LINEARIZABLE
+    if result.verdict == "unknown":
+        return EXIT_UNKNOWN
+    return EXIT_LINEARIZABLE
+
+
+def _report(
+    args: argparse.Namespace,
+    model: str,
+    result: LinearizabilityResult,
+    line_of: list[int],
+    written: str | None,
+    split_note: str,
+    out: Any,
+) -> None:
     print(_summary(result), file=out)
+    if split_note:
+        print(split_note, file=out)
     treated = _treated(result)
     if treated:
         print(treated, file=out)
     if result.verdict == "not-linearizable":
         _print_failure(result, line_of, out)
-        if args.svg:
-            _write_timeline(args.svg, events, result)
-        else:
+        if not args.svg:
             print(
-                f"to draw the timeline: foundation lincheck --model {model.name} "
+                f"to draw the timeline: foundation lincheck --model {model} "
                 f"{args.history} --svg timeline.svg",
                 file=out,
             )
-        return EXIT_NOT_LINEARIZABLE
-    if args.svg:
-        _write_timeline(args.svg, events, result)
+    if written is not None:
+        print(f"timeline written to {written}", file=out)
     if result.verdict == "unknown":
         why = (
             f"timed out after {args.timeout:g} s"
@@ -150,8 +209,23 @@ def run(args: argparse.Namespace) -> int:
         )
         key = "" if result.failing_key is None else f" on key {result.failing_key!r}"
         print(f"undecided: the search {why}{key}", file=out)
-        return EXIT_UNKNOWN
-    return EXIT_LINEARIZABLE
+
+
+def _stdout_gone() -> None:
+    # The reader of standard output has gone (`foundation lincheck ... | head`):
+    # the rest of the report is lost, nothing else is wrong, and the exit status
+    # stays the verdict's. Standard output is pointed at /dev/null so that the
+    # interpreter's last flush at exit does not fail again (the recipe of
+    # Python's documentation, "Note on SIGPIPE" in the signal module).
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # not a real file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _summary(result: LinearizabilityResult) -> str:
@@ -206,6 +280,16 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         if not setter:
             print("  (it is the initial value)", file=out)
         return
+    if result.reason == "lost" and concurrent:
+        grower = concurrent[0]
+        print(
+            "  a lost update: it does not show the effect of\n"
+            f"  {grower.describe()}  ({_where(grower, line_of)})\n"
+            "  which returned before it began, and nothing that could undo that effect\n"
+            "  can come between them",
+            file=out,
+        )
+        return
     if result.reason == "impossible":
         print(
             "  no order of this history's operations reaches a state that allows it",
@@ -222,9 +306,11 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         print(f"  {op.describe()}  ({_where(op, line_of)})", file=out)
 
 
-def _write_timeline(path: str, events: list[HistoryEvent], result: LinearizabilityResult) -> None:
-    # The verdict is already printed: a timeline that cannot be written is a
-    # warning, and the exit status stays the verdict's.
+def _write_timeline(
+    path: str, events: list[HistoryEvent], result: LinearizabilityResult
+) -> str | None:
+    # The verdict is decided: a timeline that cannot be written is a warning,
+    # and the exit status stays the verdict's. Returns the path written, if any.
     if path.endswith((".html", ".htm")):
         text = render_timeline_html(events, result)
     else:
@@ -233,5 +319,5 @@ def _write_timeline(path: str, events: list[HistoryEvent], result: Linearizabili
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"foundation: warning: cannot write the timeline to {path}: {exc}", file=sys.stderr)
-        return
-    print(f"timeline written to {path}", file=sys.stdout)
+        return None
+    return path

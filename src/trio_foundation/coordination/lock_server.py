@@ -22,18 +22,29 @@ above every token issued before the crash, and with the longest ttl granted, so
 no lock grants anything until that long after the restart (its quiet period: a
 lease granted before the crash may still be held). Each lock name has its own
 token sequence (tokens increase per name; two names may hand out equal tokens).
+
+Disk failures: a persist that fails (``ENOSPC``, ``EIO``, the data directory
+removed while the server runs — checked after each write, since an append to
+an open file whose name was unlinked still succeeds) stops the whole server
+with :class:`StorageFailedError`. The failed step sends nothing (the driver
+persists before it sends), and no message is handled after it, so no grant
+ever carries a token above the durable mark. ``foundation lock serve`` reports
+it as one line and exits with status 74.
 """
 
 from __future__ import annotations
 
+import errno as errno_codes
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any, Final, final
 
 import msgspec
 import trio
 
+from .._errors import FoundationError
 from ..protocols.lease_lock import (
     AcquireRequest,
     Denied,
@@ -42,17 +53,43 @@ from ..protocols.lease_lock import (
     ServerDurable,
 )
 from ..runtime.driver import NO_STATE, NodeDriver
-from ..runtime.storage import CorruptStateError, LoggedState, open_data_dir
+from ..runtime.storage import CorruptStateError, FileOps, LoggedState, open_data_dir
 from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
+from .lock_monitor import SWEEP_INTERVAL, LockServerMonitor
 from .lock_wire import LOCK_PROTOCOL, SERVER_NODE, LockChannel, from_wire, to_wire
 
-__all__ = ["DATA_DIR_KIND", "ServerStore", "serve_lock_service"]
+__all__ = ["DATA_DIR_KIND", "ServerStore", "StorageFailedError", "serve_lock_service"]
 
 DATA_DIR_KIND: Final = "lease-lock-server"
 _STATE_FILE: Final = "state.log"
 
 logger = logging.getLogger("trio_foundation.coordination.lock_server")
+
+
+class StorageFailedError(FoundationError):
+    """The lock server could not make its state durable, so it stopped serving.
+
+    No grant was sent for a token above the durable mark: the step whose
+    persist failed sent nothing, and nothing was handled after it.
+
+    Attributes:
+        path: the state file that could not be written.
+        errno: the ``errno`` of the failure (e.g. ``errno.ENOSPC``), or ``None``.
+        strerror: the system's description of it.
+    """
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        code = cause.errno
+        name = errno_codes.errorcode.get(code, str(code)) if code is not None else "unknown"
+        strerror = cause.strerror or str(cause)
+        super().__init__(
+            f"cannot persist the lock server's state to {path}: {strerror} ({name});"
+            " stopped serving (no grant was sent for an unpersisted token)"
+        )
+        self.path = path
+        self.errno = code
+        self.strerror = strerror
 
 
 class _Record(msgspec.Struct, array_like=True, frozen=True):
@@ -71,6 +108,9 @@ class ServerStore:
             belongs to something else or another format version).
         block: tokens reserved per durable mark (>= 1); a crash wastes at most
             this many.
+        ops: the filesystem (default: the real one; tests inject failures).
+            With the real one, each write is followed by a check that the
+            state file is still there.
 
     Raises:
         CorruptStateError: the directory or its state file is not a valid lock
@@ -78,12 +118,17 @@ class ServerStore:
         OSError: the filesystem failed.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, block: int = 1000) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, block: int = 1000, ops: FileOps | None = None
+    ) -> None:
         if not isinstance(block, int) or isinstance(block, bool) or block < 1:
             raise ValueError(f"block must be an int >= 1, got {block!r}")
         self.block = block
-        self.directory = open_data_dir(data_dir, kind=DATA_DIR_KIND)
-        self._log = LoggedState(os.path.join(self.directory, _STATE_FILE))
+        self._real_fs = ops is None
+        self.directory = open_data_dir(data_dir, kind=DATA_DIR_KIND, ops=ops)
+        self._log = LoggedState(os.path.join(self.directory, _STATE_FILE), ops=ops)
+        #: the state file
+        self.path = str(self._log.path)
         data = self._log.load()
         if data is None:
             record = _Record(0, 0.0)
@@ -101,6 +146,8 @@ class ServerStore:
         self.max_ttl_granted = record.max_ttl_granted
         #: records written by this instance
         self.saves = 0
+        #: called after each record made durable: ``(mark, longest ttl, seconds)``
+        self.on_save: Callable[[int, float, float], None] | None = None
 
     def restored(self, elapsed: float = 0.0) -> Any:
         """What a lock's core starts from, ``elapsed`` seconds after this process started.
@@ -125,7 +172,9 @@ class ServerStore:
 
         Raises:
             TypeError: ``data`` is not a ``ServerDurable``.
-            OSError: the write failed (the driver then stops: nothing is sent).
+            OSError: the write failed, or (real filesystem) the state file is
+                gone after it (its directory was removed): the mark is not
+                adopted, and the caller must not send what depends on it.
         """
         if not isinstance(data, ServerDurable):
             raise TypeError(f"expected ServerDurable, got {type(data).__name__}")
@@ -133,13 +182,40 @@ class ServerStore:
             return
         mark = self.mark if data.token <= self.mark else data.token + self.block - 1
         ttl = max(self.max_ttl_granted, data.max_ttl_granted)
+        started = time.perf_counter()
         self._log.save(msgspec.msgpack.encode(_Record(mark, ttl)))
+        if self._real_fs:
+            # An append to an open file succeeds even after its name was removed;
+            # a restart would not find the mark. Raises FileNotFoundError then.
+            os.stat(self.path)
         self.mark, self.max_ttl_granted = mark, ttl
         self.saves += 1
+        if self.on_save is not None:
+            self.on_save(mark, ttl, time.perf_counter() - started)
 
     def close(self) -> None:
         """Close the state file."""
         self._log.close()
+
+
+@final
+class _ObservedChannel:
+    """A lock's channel that also records what its core sends (for the monitor)."""
+
+    def __init__(self, channel: LockChannel, sent: list[tuple[int, Any]]) -> None:
+        self._channel = channel
+        self._sent = sent
+
+    @property
+    def node_id(self) -> int:
+        return self._channel.node_id
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self._sent.append((dst, msg))
+        return self._channel.send_nowait(dst, msg)
+
+    async def receive(self) -> Envelope:
+        return await self._channel.receive()
 
 
 @final
@@ -152,20 +228,44 @@ class _Server:
         max_ttl: float,
         max_locks: int,
         max_clients: int,
+        monitor: LockServerMonitor | None,
     ) -> None:
         self.store = store
         self.nursery = nursery
         self.max_ttl = max_ttl
         self.max_locks = max_locks
         self.max_clients = max_clients
+        self.monitor = monitor
         self.tcp: TcpTransport | None = None
         self.drivers: dict[str, NodeDriver] = {}
         self.refused_locks = 0
         self.started = trio.current_time()
+        #: the storage failure that stopped the server
+        self.failure: StorageFailedError | None = None
+        # what the core stepping right now sent (filled by _ObservedChannel)
+        self._sent: list[tuple[int, Any]] = []
+
+    def fail(self, exc: OSError) -> None:
+        """Stop serving: nothing more is handled, and the server's scope ends."""
+        if self.failure is None:
+            self.failure = StorageFailedError(self.store.path, exc)
+            self.failure.__cause__ = exc
+            logger.error("%s", self.failure)
+            if self.monitor is not None:
+                self.monitor.storage_failed(self.store.path, exc.errno)
+        self.nursery.cancel_scope.cancel()
+
+    async def sweep_forever(self) -> None:
+        """Refresh the monitor's time-dependent figures every SWEEP_INTERVAL seconds."""
+        assert self.monitor is not None
+        while True:
+            tcp = self.tcp
+            self.monitor.sweep(trio.current_time(), None if tcp is None else tcp.statistics())
+            await trio.sleep(SWEEP_INTERVAL)
 
     def on_message(self, envelope: Envelope) -> None:
         tcp = self.tcp
-        if tcp is None:
+        if tcp is None or self.failure is not None:
             return
         name, msg = from_wire(envelope.msg)
         driver = self.drivers.get(name)
@@ -174,22 +274,39 @@ class _Server:
                 return  # a release of a lock this process never served: nothing held
             if len(self.drivers) >= self.max_locks:
                 self.refused_locks += 1
-                tcp.send_nowait(
-                    envelope.src,
-                    to_wire(name, Denied(msg.req, f"too many locks (max {self.max_locks})")),
-                )
+                reason = f"too many locks (max {self.max_locks})"
+                tcp.send_nowait(envelope.src, to_wire(name, Denied(msg.req, reason)))
+                if self.monitor is not None:
+                    self.monitor.refused(
+                        name, envelope.src, reason, trio.current_time(), acquire=True
+                    )
                 return
             core = LockServer(SERVER_NODE, max_ttl=self.max_ttl, max_clients=self.max_clients)
+            channel: Any = LockChannel(tcp, name)
+            if self.monitor is not None:
+                channel = _ObservedChannel(channel, self._sent)
+                self.monitor.watch(name, core)
             driver = NodeDriver(
                 core,
-                LockChannel(tcp, name),
+                channel,
                 persist=self.store.persist,
                 restored=self.store.restored(trio.current_time() - self.started),
                 pull=False,
             )
             driver.start_in(self.nursery)
             self.drivers[name] = driver
-        driver.deliver(envelope.src, msg)
+        monitor = self.monitor
+        try:
+            if monitor is None:
+                driver.deliver(envelope.src, msg)
+            else:
+                now = trio.current_time()
+                before = monitor.before(name, now)
+                self._sent.clear()
+                driver.deliver(envelope.src, msg)
+                monitor.after(name, now, envelope.src, msg, before, self._sent)
+        except OSError as exc:  # a failed persist: the step sent nothing
+            self.fail(exc)
 
 
 async def serve_lock_service(
@@ -202,6 +319,8 @@ async def serve_lock_service(
     max_clients: int = 1024,
     block: int = 1000,
     on_listening: Callable[[tuple[str, int]], None] | None = None,
+    file_ops: FileOps | None = None,
+    monitor: LockServerMonitor | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve named lease locks on ``listen`` until cancelled.
@@ -228,19 +347,38 @@ async def serve_lock_service(
         max_clients: per lock, bound on the duplicate-suppression table.
         block: tokens reserved per fsync.
         on_listening: called once with the bound address, before started.
+        file_ops: the filesystem of the data directory (tests inject failures).
+        monitor: reports telemetry events and keeps metrics
+            (:class:`~trio_foundation.coordination.lock_monitor.LockServerMonitor`);
+            ``None``: nothing is reported, at no cost.
 
     Raises:
         CorruptStateError: the data directory is not a lock server's of this format.
-        OSError: the address cannot be bound or the disk failed.
+        OSError: the address cannot be bound or the data directory cannot be
+            opened (at start).
+        StorageFailedError: persisting failed while serving; the server
+            stopped at once (its connections closed), having sent no grant for
+            a token that was not durable.
     """
     if not max_locks >= 1:
         raise ValueError(f"max_locks must be >= 1, got {max_locks!r}")
-    store = ServerStore(data_dir, block=block)
+    store = ServerStore(data_dir, block=block, ops=file_ops)
+    server: _Server | None = None
     try:
         async with trio.open_nursery() as cores:
             server = _Server(
-                store, cores, max_ttl=max_ttl, max_locks=max_locks, max_clients=max_clients
+                store,
+                cores,
+                max_ttl=max_ttl,
+                max_locks=max_locks,
+                max_clients=max_clients,
+                monitor=monitor,
             )
+            if monitor is not None:
+                monitor.set_mark(store.mark)
+                store.on_save = lambda mark, ttl, seconds: monitor.mark_persisted(
+                    store.path, mark, ttl, seconds
+                )
             try:
                 async with open_tcp_transport(
                     LOCK_PROTOCOL,
@@ -258,6 +396,8 @@ async def serve_lock_service(
                         store.mark,
                         store.max_ttl_granted,
                     )
+                    if monitor is not None:
+                        cores.start_soon(server.sweep_forever)
                     if on_listening is not None:
                         on_listening(address)
                     task_status.started(address)
@@ -265,4 +405,11 @@ async def serve_lock_service(
             finally:
                 cores.cancel_scope.cancel()
     finally:
-        store.close()
+        try:
+            store.close()
+        except OSError as exc:
+            if server is None or server.failure is None:  # a reported failure wins
+                raise
+            logger.debug("closing the state file after a failure: %s", exc)
+    if server is not None and server.failure is not None:
+        raise server.failure

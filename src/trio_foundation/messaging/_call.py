@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
-from typing import Any, NamedTuple, TypeAlias, final
+from typing import Any, TypeAlias, final
 
 import attrs
+import msgspec
 import outcome
 import trio
 import trio.lowlevel
@@ -95,11 +96,13 @@ class ReplySlot:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
-_new_envelope = tuple.__new__
+class Envelope(msgspec.Struct, frozen=True):
+    """A message in transit (immutable).
 
-
-class Envelope(NamedTuple):
-    """A message in transit.
+    A ``msgspec.Struct`` rather than a ``NamedTuple``: it is built in C in one
+    allocation (a named tuple takes two, plus a Python-level ``__new__``), which is most
+    of the cost of a cast when many messages are queued (``benchmarks/bench_messaging.py``).
+    It is not a tuple: read its fields by name.
 
     Attributes:
         message: the payload.
@@ -190,7 +193,7 @@ def cast_nowait(target: Target, message: object) -> bool:
         # directly when there is room; anything else goes through send_nowait.
         buffer = target._buffer
         if len(buffer) < target._capacity and not target._receivers and not target._closed:
-            buffer.append(_new_envelope(Envelope, (message, None, _current.get())))
+            buffer.append(Envelope(message, None, _current.get()))
             return True
         mailbox: Mailbox[Envelope] = target
     else:

@@ -10,6 +10,11 @@ Only the runtime executes effects, and it does so in one documented order:
 2. then :class:`Send`, :class:`SetTimer`, :class:`CancelTimer` and :class:`Reply`
    in the order the core listed them.
 
+A core must not rely on that reordering: it emits each ``Persist`` before the
+effects that depend on it being durable. The runtime's trace hook records the
+effects in the order the core emitted them, and trace validation checks that
+duty against the primitive's trace spec (see ``docs/runtime.md``).
+
 Nodes are numbered ``0 .. n-1``. Time is the node's *local* clock (which a
 simulator may skew or drift); randomness comes from the ``random.Random`` passed
 to :meth:`Core.on_start`, never from the global ``random`` module.
@@ -87,13 +92,20 @@ class CancelTimer:
 @final
 @attrs.frozen
 class Persist:
-    """Write ``data`` to the node's durable storage, replacing what was there.
+    """Make ``data`` durable before anything else of this step leaves the node.
 
-    After a crash the node's core is rebuilt and handed the last persisted data
-    through :meth:`Core.restore`.
+    What ``data`` means is the primitive's: the whole state that must survive
+    a crash (the lease lock's ``ServerDurable``), or an incremental record that
+    the primitive's storage adapter applies to what it holds (Raft: the hard
+    state plus the log entries to append or truncate). The runtime does not
+    interpret it: the node driver hands it, unchanged, to its ``persist``
+    callback, which returns once it is durable; after a crash the storage
+    adapter rebuilds what the core needs and the driver hands that to
+    :meth:`Core.restore` (for a snapshot, the last ``data``).
 
     Attributes:
-        data: the state that must survive a crash; treat it as immutable.
+        data: what the primitive's storage adapter must make durable; treat it
+            as immutable.
     """
 
     data: Any

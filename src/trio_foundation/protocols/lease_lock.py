@@ -25,6 +25,13 @@ Theory of operation (``specs/LeaseLock.tla`` is the model-checked version):
   requests it has already answered (per-client highest request id), clients
   ignore answers to anything but their current request, and a release or a
   renewal names its token so a stale one cannot touch a newer lease.
+* A grant nobody will use is handed back at once: when a caller abandons an
+  acquire (``"abort"``), the client remembers the ids of the requests it sent
+  for it (a bounded table, oldest forgotten first) and answers a grant that
+  later arrives for one of them with a release of that token. Safe
+  because a token is granted to exactly one request, so it is never the token
+  of a lease the client holds; without it the lock would stay held on the
+  server, for nobody, until the grant's ttl ran out.
 * The lease alone cannot stop a write that was *sent* in time from arriving
   late; a :class:`FencedResource` refuses any token lower than the highest it
   has accepted.
@@ -384,7 +391,11 @@ class LockClient:
       on a grant, ``Reply(ok=False, value=reason)`` on a refusal. Unanswered
       requests are re-sent (as new requests) every ``retry_interval``.
     * ``"release"``: drops the lease at once and tells the server.
-    * ``"abort"``: gives up an outstanding acquire.
+    * ``"abort"``: gives up an outstanding acquire. The ids of the requests
+      sent for it are remembered (at most ``max_abandoned``, oldest forgotten
+      first); a grant that arrives for one of them is answered with a
+      :class:`ReleaseRequest` of its token, so the lock is free again one
+      round trip later instead of after the grant's ttl.
 
     While a lease is held it is renewed automatically every
     ``renew_fraction`` of its validity; the local deadline moves only when a
@@ -396,6 +407,8 @@ class LockClient:
         max_drift: the assumed bound on clock drift (see :func:`validity`).
         retry_interval: local seconds before an unanswered request is re-sent.
         renew_fraction: renew after this fraction of the validity has elapsed.
+        max_abandoned: bound on the remembered ids of abandoned acquire
+            requests (each retry of an acquire is one more id).
     """
 
     def __init__(
@@ -406,12 +419,18 @@ class LockClient:
         max_drift: float = 0.0,
         retry_interval: float = 1.0,
         renew_fraction: float = 1 / 3,
+        max_abandoned: int = 64,
     ) -> None:
         validity(1.0, max_drift)  # validates max_drift
         if not retry_interval > 0:
             raise ValueError(f"retry_interval must be > 0, got {retry_interval!r}")
         if not 0 < renew_fraction < 1:
             raise ValueError(f"renew_fraction must be in (0, 1), got {renew_fraction!r}")
+        if (
+            not (isinstance(max_abandoned, int) and not isinstance(max_abandoned, bool))
+            or max_abandoned < 1
+        ):
+            raise ValueError(f"max_abandoned must be an int >= 1, got {max_abandoned!r}")
         self.node = node
         self.server = server
         self.max_drift = max_drift
@@ -427,6 +446,15 @@ class LockClient:
         self.lease: LeaseInfo | None = None
         #: the outstanding renewal: (request id, local send time)
         self._renew: tuple[ReqId, float] | None = None
+        self.max_abandoned = max_abandoned
+        # Invariant: ids of the acquire requests sent for the outstanding
+        # acquire (its retries included), at most max_abandoned, oldest first.
+        self._attempt: list[ReqId] = []
+        # Invariant: ids of acquire requests whose caller gave up, at most
+        # max_abandoned, oldest first; a grant for one is released on arrival.
+        self._abandoned: OrderedDict[ReqId, None] = OrderedDict()
+        #: grants for abandoned requests handed back unused
+        self.released_unused = 0
         self.ignored = 0
 
     # -- observable state (read by drivers, tests and trace export)
@@ -440,6 +468,11 @@ class LockClient:
     def acquire_sent_at(self) -> float | None:
         """Local send time of the outstanding acquire, if any."""
         return None if self._acquire is None else self._acquire[1]
+
+    @property
+    def abandoned(self) -> tuple[ReqId, ...]:
+        """Ids of abandoned acquire requests still remembered, oldest first."""
+        return tuple(self._abandoned)
 
     @property
     def renewal(self) -> tuple[ReqId, float] | None:
@@ -506,13 +539,23 @@ class LockClient:
             caller = self._acquire[3]
             self.state = "idle"
             self._acquire = None
+            for req in self._attempt:
+                self._abandoned[req] = None
+            self._attempt.clear()
+            while len(self._abandoned) > self.max_abandoned:
+                self._abandoned.popitem(last=False)
             return [CancelTimer(RETRY_TIMER), Reply(caller, "aborted", ok=False)]
         return [Reply(request.client, f"unknown operation {request.op!r}", ok=False)]
 
     def _send_acquire(self, now: float, ttl: float, caller: Any) -> list[Effect]:
         req = self._next_req()
+        if self.state == "idle":
+            self._attempt.clear()
         self.state = "acquiring"
         self._acquire = (req, now, ttl, caller)
+        self._attempt.append(req)
+        if len(self._attempt) > self.max_abandoned:
+            del self._attempt[0]
         return [
             Send(self.server, AcquireRequest(req, ttl)),
             SetTimer(RETRY_TIMER, self.retry_interval),
@@ -544,10 +587,15 @@ class LockClient:
             self.ignored += 1
             return []
         if isinstance(msg, Granted):
+            if _valid_req(msg.req) and msg.req in self._abandoned and _valid_token(msg.token):
+                # Nobody will use this lease: hand it back now (see the class docs).
+                self.released_unused += 1
+                return [Send(self.server, ReleaseRequest(msg.token))]
             if self.state != "acquiring" or self._acquire is None or msg.req != self._acquire[0]:
                 return []
             _, sent_at, _, caller = self._acquire
             self._acquire = None
+            self._attempt.clear()
             deadline = sent_at + self.validity(msg.ttl)
             effects: list[Effect] = [CancelTimer(RETRY_TIMER)]
             if deadline <= now:
@@ -590,6 +638,7 @@ class LockClient:
                 caller = self._acquire[3]
                 self.state = "idle"
                 self._acquire = None
+                self._attempt.clear()
                 return [CancelTimer(RETRY_TIMER), Reply(caller, msg.reason, ok=False)]
             if self.state == "held" and self._renew is not None and msg.req == self._renew[0]:
                 self._renew = None

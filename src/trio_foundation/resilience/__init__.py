@@ -1,9 +1,11 @@
 """Resilience services on Trio: rate limiter, cache, circuit breaker, pool, retry, bulkhead.
 
 Each service is bounded, cancellation-safe and states what it guarantees; see
-``docs/resilience.md``. Every service reports state changes to callbacks registered
-with ``add_listener`` (:class:`ResilienceEvent`); the telemetry layer will subscribe
-through that hook.
+``docs/resilience.md``. Every service emits ``resilience.<service>.<event>`` events
+through ``trio_foundation.telemetry`` (its ``telemetry=`` argument, else the default
+telemetry; :data:`EVENTS` lists them), and :func:`resilience_metrics` keeps fixed-memory
+metrics from them. State changes also reach callbacks registered with ``add_listener``
+(:class:`ResilienceEvent`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from ._errors import (
     Rejected,
     RetryBudgetExhausted,
 )
-from ._events import Listener, ResilienceEvent
+from ._events import EVENTS, Listener, ResilienceEvent
+from ._metrics import ResilienceMetrics, resilience_metrics
 from ._pool import Lease, PoolStatistics, ResourcePool, open_pool
 from ._rate_limiter import (
     GCRA,
@@ -29,8 +32,10 @@ from ._rate_limiter import (
     TokenBucket,
 )
 from ._retry import RetryBudget, RetryBudgetStatistics, RetryPolicy
+from ._shared_limiter import OutagePolicy, SharedRateLimiter, SharedRateLimiterStatistics
 
 __all__ = [
+    "EVENTS",
     "GCRA",
     "BreakerState",
     "Bulkhead",
@@ -42,6 +47,7 @@ __all__ = [
     "CircuitOpenError",
     "Lease",
     "Listener",
+    "OutagePolicy",
     "PoolClosedError",
     "PoolStatistics",
     "PoolTimeoutError",
@@ -49,14 +55,18 @@ __all__ = [
     "RateLimiterStatistics",
     "Rejected",
     "ResilienceEvent",
+    "ResilienceMetrics",
     "ResourcePool",
     "RetryBudget",
     "RetryBudgetExhausted",
     "RetryBudgetStatistics",
     "RetryPolicy",
+    "SharedRateLimiter",
+    "SharedRateLimiterStatistics",
     "SlidingCounter",
     "SlidingLog",
     "TokenBucket",
     "open_cache",
     "open_pool",
+    "resilience_metrics",
 ]

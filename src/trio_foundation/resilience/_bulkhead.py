@@ -15,8 +15,9 @@ from typing import Final, ParamSpec, TypeVar, final
 import attrs
 import trio
 
+from ..telemetry import Telemetry
 from ._errors import Rejected
-from ._events import Listener, ResilienceEvent, _Listeners
+from ._events import BULKHEAD_REJECTED, Listener, _Listeners
 
 __all__ = ["Bulkhead", "BulkheadStatistics"]
 
@@ -48,12 +49,22 @@ class Bulkhead:
         max_concurrent: calls allowed inside at once (int >= 1).
         max_queued: calls allowed to wait (int >= 0; 0 means reject whenever full).
         name: used in errors and events.
+        telemetry: where ``resilience.bulkhead.rejected`` goes (measurements ``running``,
+            ``queued``); ``None``: :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
         ValueError: ``max_concurrent`` below 1 or ``max_queued`` below 0.
+        TypeError: ``telemetry`` is not a :class:`~trio_foundation.telemetry.Telemetry`.
     """
 
-    def __init__(self, *, max_concurrent: int, max_queued: int = 0, name: str = "bulkhead") -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrent: int,
+        max_queued: int = 0,
+        name: str = "bulkhead",
+        telemetry: Telemetry | None = None,
+    ) -> None:
         for label, n, low in (("max_concurrent", max_concurrent, 1), ("max_queued", max_queued, 0)):
             if isinstance(n, bool) or not isinstance(n, int):
                 raise TypeError(f"{label} must be an int, got {type(n).__name__}")
@@ -64,7 +75,7 @@ class Bulkhead:
         self.name: Final = name
         self._sem = trio.Semaphore(max_concurrent)
         self._rejected = 0
-        self._listeners = _Listeners()
+        self._listeners = _Listeners("bulkhead", name, telemetry)
 
     def add_listener(self, callback: Listener) -> Callable[[], None]:
         """Call ``callback(event)`` on every rejection (``kind="rejected"``)."""
@@ -93,11 +104,13 @@ class Bulkhead:
             if waiting >= self.max_queued:
                 self._rejected += 1
                 reason = f"{self.max_concurrent} running and {waiting} queued (the maximum)"
-                if self._listeners:
+                if self._listeners.wants(BULKHEAD_REJECTED):
                     self._listeners.emit(
-                        ResilienceEvent(
-                            "bulkhead", self.name, "rejected", None, reason, trio.current_time()
-                        )
+                        BULKHEAD_REJECTED,
+                        None,
+                        reason,
+                        trio.current_time(),
+                        {"running": self.max_concurrent, "queued": waiting},
                     )
                 await trio.lowlevel.checkpoint()
                 raise Rejected(f"bulkhead {self.name!r}", reason)

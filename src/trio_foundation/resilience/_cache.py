@@ -33,8 +33,18 @@ from typing import Any, Final, Generic, ParamSpec, TypeVar, final
 import attrs
 import trio
 
+from ..telemetry import Telemetry
 from ._errors import Rejected
-from ._events import Listener, ResilienceEvent, _Listeners
+from ._events import (
+    CACHE_EVICTED,
+    CACHE_EXPIRED,
+    CACHE_HIT,
+    CACHE_LOAD,
+    CACHE_LOAD_FAILED,
+    CACHE_MISS,
+    Listener,
+    _Listeners,
+)
 
 __all__ = ["Cache", "CacheStatistics", "open_cache"]
 
@@ -125,9 +135,14 @@ class Cache(Generic[K, V]):
             ``get_or_compute`` raises :class:`Rejected`.
         name: a name for events and errors.
         clock: seconds, monotonic; defaults to :func:`trio.current_time`.
+        telemetry: where the cache's events go (``resilience.cache.hit`` / ``.miss`` /
+            ``.evicted`` / ``.expired`` / ``.load`` with measurement ``duration`` /
+            ``.load_failed``); ``None``:
+            :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
         ValueError: a size below 1, a non-positive ttl, a negative stale_ttl.
+        TypeError: ``telemetry`` is not a :class:`~trio_foundation.telemetry.Telemetry`.
     """
 
     def __init__(
@@ -140,6 +155,7 @@ class Cache(Generic[K, V]):
         max_in_flight: int = 1024,
         name: str = "cache",
         clock: Callable[[], float] = trio.current_time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         for label, n in (("max_size", max_size), ("max_in_flight", max_in_flight)):
             if isinstance(n, bool) or not isinstance(n, int):
@@ -161,7 +177,9 @@ class Cache(Generic[K, V]):
         self._flights: dict[K, _Flight] = {}  # Invariant: len <= max_in_flight
         self._nursery: trio.Nursery | None = None
         self._closed = False
-        self._listeners = _Listeners()
+        self._listeners = _Listeners("cache", name, telemetry)
+        self._telemetry = self._listeners.telemetry
+        self._listened = self._telemetry.listened  # live view: `name in` is the cheap check
         self._hits = 0
         self._stale_hits = 0
         self._misses = 0
@@ -190,9 +208,13 @@ class Cache(Generic[K, V]):
             if self._clock() < entry.fresh_until and entry.error is None:
                 data.move_to_end(key)
                 self._hits += 1
+                if CACHE_HIT in self._listened:
+                    self._listeners.tell(CACHE_HIT, key, "fresh")
                 return entry.value
             self._expire_if_dead(key, entry)
         self._misses += 1
+        if CACHE_MISS in self._listened:
+            self._listeners.tell(CACHE_MISS, key, "get")
         return default
 
     def set(self, key: K, value: V, ttl: float | None = None) -> None:
@@ -216,20 +238,29 @@ class Cache(Generic[K, V]):
             data[key] = entry
             data.move_to_end(key)
             return
-        if len(data) >= self.max_size:
-            old_key, old = data.popitem(last=False)
-            if self._clock() >= old.stale_until:
-                self._expirations += 1
-            else:
-                self._evictions += 1
-                if self._listeners:
-                    self._emit("evicted", old_key, "least recently used")
+        if len(data) < self.max_size:
+            data[key] = entry
+            return
+        old_key, old = data.popitem(last=False)
         data[key] = entry
+        # Events only once the table is whole again: a handler may call back into the
+        # cache (a set from inside the eviction event must not find a free slot that the
+        # insert above has not taken yet, or the cache would exceed max_size).
+        if self._clock() >= old.stale_until:
+            self._expirations += 1
+            if CACHE_EXPIRED in self._listened:
+                self._listeners.tell(CACHE_EXPIRED, old_key, "dropped to make room")
+        else:
+            self._evictions += 1
+            if self._listeners.wants(CACHE_EVICTED):
+                self._emit(CACHE_EVICTED, old_key, "least recently used")
 
     def _expire_if_dead(self, key: K, entry: _Entry) -> None:
         if self._clock() >= entry.stale_until:
             del self._data[key]
             self._expirations += 1
+            if self._telemetry.listening(CACHE_EXPIRED):
+                self._listeners.tell(CACHE_EXPIRED, key, "read after expiry")
 
     def delete(self, key: K) -> bool:
         """Drop ``key``; return whether it was present. A load in flight is not stopped."""
@@ -257,8 +288,12 @@ class Cache(Generic[K, V]):
         """Call ``callback(event)`` on evictions and load failures; returns a remover."""
         return self._listeners.add(callback)
 
-    def _emit(self, kind: str, key: Hashable, detail: str) -> None:
-        self._listeners.emit(ResilienceEvent("cache", self.name, kind, key, detail, self._clock()))
+    def _emit(self, event: str, key: Hashable, detail: str) -> None:
+        self._listeners.emit(event, key, detail, self._clock())
+
+    def _tell_hit(self, key: K, detail: str) -> None:
+        if CACHE_HIT in self._listened:
+            self._listeners.tell(CACHE_HIT, key, detail)
 
     # ----------------------------------------------------------------------- async API
 
@@ -291,20 +326,25 @@ class Cache(Generic[K, V]):
                     data.move_to_end(key)
                     if entry.error is not None:
                         self._hits += 1
+                        self._tell_hit(key, "cached failure")
                         await trio.lowlevel.cancel_shielded_checkpoint()
                         raise entry.error
                     self._hits += 1
+                    self._tell_hit(key, "fresh")
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return entry.value  # type: ignore[no-any-return]
                 if now < entry.stale_until and entry.error is None:
                     data.move_to_end(key)
                     self._stale_hits += 1
+                    self._tell_hit(key, "stale")
                     if key not in self._flights and len(self._flights) < self.max_in_flight:
                         self._start_flight(key, loader, background=True)
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return entry.value  # type: ignore[no-any-return]
                 self._expire_if_dead(key, entry)
             self._misses += 1
+            if CACHE_MISS in self._listened:
+                self._listeners.tell(CACHE_MISS, key, "get_or_compute")
             flight = self._flights.get(key)
             if flight is None:
                 if len(self._flights) >= self.max_in_flight:
@@ -335,6 +375,8 @@ class Cache(Generic[K, V]):
     async def _run_flight(
         self, key: K, loader: Callable[[], Awaitable[V]], flight: _Flight
     ) -> None:
+        began = self._clock()
+        outcome = "cancelled"
         try:
             with flight.scope:
                 try:
@@ -343,15 +385,17 @@ class Cache(Generic[K, V]):
                     flight.cancelled = True
                     raise
                 except Exception as exc:
+                    outcome = "error"
                     self._load_failures += 1
-                    if self._listeners:
-                        self._emit("load_failed", key, repr(exc))
+                    if self._listeners.wants(CACHE_LOAD_FAILED):
+                        self._emit(CACHE_LOAD_FAILED, key, repr(exc))
                     flight.error = exc  # to the callers waiting on this flight
                     if self.failure_ttl is not None and (flight.waiters or not flight.background):
                         now = self._clock()
                         until = now + self.failure_ttl
                         self._store(key, _Entry(None, until, until, exc))
                 else:
+                    outcome = "ok"
                     flight.value = value
                     now = self._clock()
                     self._store(
@@ -359,6 +403,13 @@ class Cache(Generic[K, V]):
                     )
             if flight.scope.cancelled_caught:
                 flight.cancelled = True
+            if self._telemetry.listening(CACHE_LOAD):
+                self._listeners.tell(
+                    CACHE_LOAD,
+                    key,
+                    outcome,
+                    {"duration": self._clock() - began, "background": float(flight.background)},
+                )
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
@@ -402,6 +453,7 @@ async def open_cache(
     max_in_flight: int = 1024,
     name: str = "cache",
     clock: Callable[[], float] = trio.current_time,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[Cache[Any, Any]]:
     """Open a :class:`Cache` whose loaders run in a nursery owned by this block.
 
@@ -416,6 +468,7 @@ async def open_cache(
         max_in_flight=max_in_flight,
         name=name,
         clock=clock,
+        telemetry=telemetry,
     )
     async with trio.open_nursery() as nursery:
         cache._nursery = nursery

@@ -28,8 +28,9 @@ import attrs
 import trio
 from trio.lowlevel import current_task
 
+from ..telemetry import Telemetry
 from ._errors import CircuitOpenError
-from ._events import Listener, ResilienceEvent, _Listeners
+from ._events import BREAKER_REJECTED, BREAKER_STATE, Listener, _Listeners
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitBreakerStatistics"]
 
@@ -37,6 +38,8 @@ BreakerState = Literal["closed", "open", "half_open"]
 P = ParamSpec("P")
 T = TypeVar("T")
 _BUCKETS: Final = 10
+#: The value of the ``state`` measurement (and of a state gauge) for each state.
+STATE_VALUES: Final[dict[BreakerState, float]] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 @final
@@ -76,8 +79,13 @@ class CircuitBreaker:
         exclude: exception types that are not failures (they count as successes).
         is_failure: optional predicate deciding whether an exception is a failure.
         clock: seconds, monotonic; defaults to :func:`trio.current_time`.
+        telemetry: where ``resilience.circuit_breaker.state`` (every transition;
+            measurement ``state``: 0 closed, 1 half-open, 2 open) and
+            ``resilience.circuit_breaker.rejected`` (measurement ``retry_after``) go;
+            ``None``: :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
+        TypeError: ``telemetry`` is not a :class:`~trio_foundation.telemetry.Telemetry`.
         ValueError: a threshold, window, timeout or count that is not positive, a rate
             outside (0, 1].
     """
@@ -95,6 +103,7 @@ class CircuitBreaker:
         exclude: tuple[type[BaseException], ...] = (),
         is_failure: Callable[[BaseException], bool] | None = None,
         clock: Callable[[], float] = trio.current_time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         for label, n in (
             ("failure_threshold", failure_threshold),
@@ -122,6 +131,10 @@ class CircuitBreaker:
         self._clock = clock
         self._state: BreakerState = "closed"
         self._gen = 0  # bumped by every transition
+        # Invariant: _mark == _gen << 1, the mark of a non-trial call of this generation;
+        # _fast_mark == _mark in count mode, else -1 (never a mark): __aexit__'s fast path.
+        self._mark = 0
+        self._fast_mark = 0 if failure_rate is None else -1
         self._opened_at = 0.0
         self._consecutive = 0
         self._trials = 0
@@ -131,7 +144,7 @@ class CircuitBreaker:
         self._calls = [0] * _BUCKETS
         self._fails = [0] * _BUCKETS
         self._in_call: dict[object, int] = {}  # task -> generation << 1 | trial
-        self._listeners = _Listeners()
+        self._listeners = _Listeners("circuit_breaker", name, telemetry)
         self._successes = 0
         self._failures = 0
         self._rejected = 0
@@ -147,7 +160,11 @@ class CircuitBreaker:
         return self._state
 
     def add_listener(self, callback: Listener) -> Callable[[], None]:
-        """Call ``callback(event)`` on every state change (``kind="state"``)."""
+        """Call ``callback(event)`` on every state change (``kind="state"``).
+
+        The same changes are emitted as ``resilience.circuit_breaker.state`` through the
+        breaker's telemetry; returns a function that removes the callback.
+        """
         return self._listeners.add(callback)
 
     def statistics(self) -> CircuitBreakerStatistics:
@@ -165,6 +182,9 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._gen += 1
+        self._mark = self._gen << 1
+        if self.failure_rate is None:
+            self._fast_mark = self._mark
         self._trials = 0
         self._consecutive = 0
         if new == "open":
@@ -172,11 +192,13 @@ class CircuitBreaker:
             self._opened_at = self._clock()
         elif new == "closed":
             self._ids = [-1] * _BUCKETS
-        if self._listeners:
+        if self._listeners.wants(BREAKER_STATE):
             self._listeners.emit(
-                ResilienceEvent(
-                    "circuit_breaker", self.name, "state", None, f"{old} -> {new}", self._clock()
-                )
+                BREAKER_STATE,
+                None,
+                f"{old} -> {new}",
+                self._clock(),
+                {"state": STATE_VALUES[new], "previous": STATE_VALUES[old]},
             )
 
     # --------------------------------------------------------------- call protocol
@@ -194,6 +216,8 @@ class CircuitBreaker:
         retry_after = 0.0
         if state == "open":
             retry_after = self._opened_at + self.reset_timeout - self._clock()
+        if self._listeners.telemetry.listening(BREAKER_REJECTED):
+            self._listeners.tell(BREAKER_REJECTED, None, state, {"retry_after": retry_after})
         raise CircuitOpenError(self.name, retry_after)
 
     def _exit(self, gen: int, trial: bool, exc: BaseException | None) -> None:
@@ -254,7 +278,7 @@ class CircuitBreaker:
         if task in calls:
             raise RuntimeError(f"breaker {self.name!r} entered twice by one task")
         if self._state == "closed":
-            calls[task] = self._gen << 1  # fast path: not a trial
+            calls[task] = self._mark  # fast path: not a trial
             return
         gen, trial = self._enter()
         calls[task] = gen << 1 | trial
@@ -267,7 +291,7 @@ class CircuitBreaker:
     ) -> None:
         """Record the call's outcome (cancellation counts as neither). Not a checkpoint."""
         mark = self._in_call.pop(current_task())
-        if exc_type is None and mark == self._gen << 1 and self.failure_rate is None:
+        if exc_type is None and mark == self._fast_mark:
             self._successes += 1  # fast path: a success in the generation it entered
             self._consecutive = 0
             return

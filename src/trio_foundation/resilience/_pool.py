@@ -24,7 +24,7 @@ import collections
 import logging
 import math
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, final
@@ -32,8 +32,17 @@ from typing import Any, Final, Generic, TypeVar, final
 import attrs
 import trio
 
+from ..telemetry import Telemetry
 from ._errors import PoolClosedError, PoolTimeoutError
-from ._events import Listener, ResilienceEvent, _Listeners
+from ._events import (
+    POOL_CHECKOUT,
+    POOL_CLOSED,
+    POOL_LEAK,
+    POOL_LEAK_SUSPECTED,
+    POOL_TIMEOUT,
+    Listener,
+    _Listeners,
+)
 
 __all__ = ["Lease", "PoolStatistics", "ResourcePool", "open_pool"]
 
@@ -175,6 +184,7 @@ class ResourcePool(Generic[R]):
         idle_timeout: float | None,
         leak_timeout: float | None,
         name: str,
+        telemetry: Telemetry | None = None,
     ) -> None:
         for label, n, low in (("min_size", min_size, 0), ("max_size", max_size, 1)):
             if isinstance(n, bool) or not isinstance(n, int):
@@ -212,7 +222,7 @@ class ResourcePool(Generic[R]):
         self._closed = False
         self._next_ident = 0
         self._lease_seq = 0
-        self._listeners = _Listeners()
+        self._listeners = _Listeners("pool", name, telemetry)
         self._wake = trio.Event()
         self._created = 0
         self._closed_count = 0
@@ -276,11 +286,9 @@ class ResourcePool(Generic[R]):
         # Slots taken: resources borrowed or being made (idle ones hold no slot).
         return self.max_size - self._slots.value
 
-    def _emit(self, kind: str, key: object, detail: str) -> None:
-        if self._listeners:
-            self._listeners.emit(
-                ResilienceEvent("pool", self.name, kind, key, detail, trio.current_time())
-            )
+    def _emit(self, event: str, key: Hashable, detail: str) -> None:
+        if self._listeners.wants(event):
+            self._listeners.emit(event, key, detail, trio.current_time())
 
     async def _checkout(self, wait: float | None, *, track: bool) -> Lease[R]:
         if self._closed or self._nursery is None:
@@ -288,6 +296,7 @@ class ResourcePool(Generic[R]):
             raise PoolClosedError(self.name)
         limit = self.acquire_timeout if wait is None else wait
         slots = self._slots
+        began = trio.current_time()
         if limit is None or slots.value:
             await slots.acquire()
         else:
@@ -295,6 +304,8 @@ class ResourcePool(Generic[R]):
                 await slots.acquire()
             if scope.cancelled_caught:
                 self._timeouts += 1
+                if self._listeners.telemetry.listening(POOL_TIMEOUT):
+                    self._listeners.tell(POOL_TIMEOUT, None, "no slot", {"wait": limit})
                 raise PoolTimeoutError(self.name, limit)
         try:
             if self._closed:
@@ -313,6 +324,13 @@ class ResourcePool(Generic[R]):
             assert self._token is not None
             lease._finalizer = weakref.finalize(
                 lease, _leaked, self._token, weakref.ref(self), (self._lease_seq, held)
+            )
+        if self._listeners.telemetry.listening(POOL_CHECKOUT):  # the books are whole
+            self._listeners.tell(
+                POOL_CHECKOUT,
+                held.ident,
+                "checkout",
+                {"wait": now - began, "in_use": self.max_size - self._slots.value},
             )
         return lease
 
@@ -364,13 +382,13 @@ class ResourcePool(Generic[R]):
             return
         self._leaks += 1
         _log.warning("pool %r: a lease was dropped without release; reclaimed", self.name)
-        self._emit("leak", held.ident, "lease garbage collected without release; reclaimed")
+        self._emit(POOL_LEAK, held.ident, "lease garbage collected without release; reclaimed")
         self._dispose(held, "leaked")
         self._slots.release()
 
     def _dispose(self, held: _Held[R], why: str) -> None:
         self._closed_count += 1
-        self._emit("closed", held.ident, why)
+        self._emit(POOL_CLOSED, held.ident, why)
         if self._close is not None and self._nursery is not None:
             self._nursery.start_soon(self._run_close, held.resource)
 
@@ -403,7 +421,7 @@ class ResourcePool(Generic[R]):
                     if now - since >= self.leak_timeout and lease_id not in self._reported:
                         self._reported.add(lease_id)
                         _log.warning("pool %r: a lease is held past leak_timeout", self.name)
-                        self._emit("leak_suspected", held.ident, "held past leak_timeout")
+                        self._emit(POOL_LEAK_SUSPECTED, held.ident, "held past leak_timeout")
             # Top up to min_size.
             while (
                 len(self._idle) + self._in_use() < self.min_size
@@ -439,6 +457,7 @@ async def open_pool(
     idle_timeout: float | None = None,
     leak_timeout: float | None = None,
     name: str = "pool",
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[ResourcePool[R]]:
     """Open a :class:`ResourcePool` whose maintenance runs in a nursery of this block.
 
@@ -454,6 +473,10 @@ async def open_pool(
         idle_timeout: seconds idle after which a resource beyond ``min_size`` is closed.
         leak_timeout: seconds after which a lease still held is reported.
         name: used in errors and events.
+        telemetry: where the pool's events go (``resilience.pool.checkout`` with
+            measurements ``wait`` and ``in_use``, ``.timeout``, ``.leak``,
+            ``.leak_suspected``, ``.closed``); ``None``:
+            :func:`~trio_foundation.telemetry.default_telemetry`.
 
     On exit the pool is closed: acquisitions raise :class:`PoolClosedError`, idle
     resources are closed, borrowed ones are closed when returned.
@@ -472,6 +495,7 @@ async def open_pool(
         idle_timeout=idle_timeout,
         leak_timeout=leak_timeout,
         name=name,
+        telemetry=telemetry,
     )
     maintenance = trio.CancelScope()
     try:

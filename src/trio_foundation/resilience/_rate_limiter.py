@@ -38,7 +38,9 @@ from typing import Any, Final, Protocol, final
 import attrs
 import trio
 
+from ..telemetry import Telemetry
 from ._errors import Rejected
+from ._events import LIMITER_REJECTED, LIMITER_WAIT, _Listeners
 
 __all__ = [
     "GCRA",
@@ -421,9 +423,15 @@ class RateLimiter:
         max_waiters: the most tasks blocked in :meth:`acquire` at once, over all keys.
         clock: seconds, monotonic; defaults to :func:`trio.current_time` (so a
             ``MockClock`` drives it).
+        name: used in events.
+        telemetry: where ``resilience.rate_limiter.rejected`` (measurement ``weight``)
+            and ``resilience.rate_limiter.wait`` (an ``acquire`` that had to wait;
+            measurements ``duration``, ``weight``) go; ``None``:
+            :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
         ValueError: ``max_keys`` or ``max_waiters`` below 1.
+        TypeError: ``telemetry`` is not a :class:`~trio_foundation.telemetry.Telemetry`.
     """
 
     def __init__(
@@ -433,6 +441,8 @@ class RateLimiter:
         max_keys: int = 10_000,
         max_waiters: int = 10_000,
         clock: Callable[[], float] = trio.current_time,
+        name: str = "rate_limiter",
+        telemetry: Telemetry | None = None,
     ) -> None:
         _positive_int("max_keys", max_keys)
         _positive_int("max_waiters", max_waiters)
@@ -450,6 +460,10 @@ class RateLimiter:
         self._denied = 0
         self._evicted = 0
         self._refused_keys = 0
+        self.name: Final = name
+        self._listeners = _Listeners("rate_limiter", name, telemetry)
+        self._telemetry = self._listeners.telemetry
+        self._listened = self._telemetry.listened  # live view: `name in` is the cheap check
 
     def _check_weight(self, weight: int) -> None:
         if isinstance(weight, bool) or not isinstance(weight, int):
@@ -521,6 +535,8 @@ class RateLimiter:
             self._keys.move_to_end(key)
         if entry is None or entry.waiters or not self._try_take(entry.state, now, weight):
             self._denied += 1
+            if LIMITER_REJECTED in self._listened:
+                self._tell_rejected(key, weight, entry)
             return False
         self._granted += 1
         return True
@@ -543,13 +559,16 @@ class RateLimiter:
         now = self._clock()
         entry = self._entry(key, now)
         if entry is None:
+            self._tell_rejected(key, weight, None)
             raise Rejected("rate limiter", f"all {self.max_keys} keys are busy")
         if not entry.waiters and not self._take(entry.state, now, weight):
             self._granted += 1
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         if self._waiting >= self.max_waiters:
+            self._tell_rejected(key, weight, entry)
             raise Rejected("rate limiter", f"{self._waiting} tasks waiting (the maximum)")
+        began = now
         waiter = _Waiter(weight)
         waiters = entry.waiters
         waiters.append(waiter)
@@ -561,7 +580,7 @@ class RateLimiter:
                     wait = self._take(entry.state, now, weight)
                     if not wait:
                         self._granted += 1
-                        return
+                        break
                     await trio.sleep_until(now + wait)
                 else:
                     await waiter.event.wait()
@@ -573,6 +592,27 @@ class RateLimiter:
                     waiters[0].event.set()
             else:
                 waiters.remove(waiter)
+        # Granted; the queue is whole again, so a handler may call back into the limiter.
+        if LIMITER_WAIT in self._listened:
+            self._listeners.tell(
+                LIMITER_WAIT,
+                key,
+                "granted after waiting",
+                {"duration": now - began, "weight": weight},
+            )
+
+    def _tell_rejected(self, key: Hashable, weight: int, entry: _Key | None) -> None:
+        if not self._telemetry.listening(LIMITER_REJECTED):
+            return
+        if entry is None:
+            why = f"all {self.max_keys} keys are busy"
+        elif self._waiting >= self.max_waiters:
+            why = "too many waiters"
+        elif entry.waiters:
+            why = "tasks are waiting for this key"
+        else:
+            why = "over the limit"
+        self._listeners.tell(LIMITER_REJECTED, key, why, {"weight": weight})
 
     def statistics(self) -> RateLimiterStatistics:
         """A frozen snapshot of the table size and counters."""

@@ -23,8 +23,9 @@ import attrs
 import tenacity
 import trio
 
+from ..telemetry import Telemetry
 from ._errors import RetryBudgetExhausted
-from ._events import Listener, ResilienceEvent, _Listeners
+from ._events import RETRY_RETRY, Listener, _Listeners
 
 __all__ = ["RetryBudget", "RetryBudgetStatistics", "RetryPolicy"]
 
@@ -142,9 +143,13 @@ class RetryPolicy:
             ``wait_exponential_jitter`` parameters, in seconds.
         budget: a :class:`RetryBudget` shared by the callers of one service.
         name: used in events.
+        telemetry: where ``resilience.retry.retry`` goes before each retry (key: the
+            attempt that failed; measurements ``attempt``, ``sleep`` in seconds);
+            ``None``: :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
         ValueError: attempts below 1, a non-positive deadline or wait.
+        TypeError: ``telemetry`` is not a :class:`~trio_foundation.telemetry.Telemetry`.
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class RetryPolicy:
         wait_exp_base: float = 2.0,
         budget: RetryBudget | None = None,
         name: str = "retry",
+        telemetry: Telemetry | None = None,
     ) -> None:
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
@@ -185,7 +191,7 @@ class RetryPolicy:
         self._wait = tenacity.wait_exponential_jitter(
             multiplier=wait_initial, max=wait_max, exp_base=wait_exp_base, jitter=wait_jitter
         )
-        self._listeners = _Listeners()
+        self._listeners = _Listeners("retry", name, telemetry)
 
     def add_listener(self, callback: Listener) -> Callable[[], None]:
         """Call ``callback(event)`` before each retry (``kind="retry"``)."""
@@ -217,17 +223,15 @@ class RetryPolicy:
                 return True
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            if self._listeners:
+            if self._listeners.wants(RETRY_RETRY):
                 exc = state.outcome.exception() if state.outcome else None
+                sleep = state.next_action.sleep if state.next_action is not None else 0.0
                 self._listeners.emit(
-                    ResilienceEvent(
-                        "retry",
-                        self.name,
-                        "retry",
-                        state.attempt_number,
-                        repr(exc),
-                        trio.current_time(),
-                    )
+                    RETRY_RETRY,
+                    state.attempt_number,
+                    repr(exc),
+                    trio.current_time(),
+                    {"attempt": state.attempt_number, "sleep": sleep},
                 )
 
         retrying = tenacity.AsyncRetrying(

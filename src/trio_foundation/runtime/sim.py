@@ -7,8 +7,11 @@ Theory of operation
 in-memory network. Everything that happens is an *event* in one priority queue
 ordered by ``(time, seq)`` — a message delivery, a timer firing, a client request,
 a fault from the schedule, a callback — and :class:`Simulation` processes one
-event at a time, feeding it to the node's core and executing the effects the
-core returns (persist first, then sends, timers and replies in order). All
+event at a time, handing it to the node's
+:class:`~trio_foundation.runtime.driver.NodeDriver`, which feeds the core and
+executes the effects it returns (persist first, then sends, timers and replies
+in order; sends go through a simulated transport into the network below, and
+the driver's clock is the node's skewed, drifting clock). All
 randomness comes from ``random.Random`` instances derived from the one seed
 (``"<seed>:net"`` for the network, ``"<seed>:node:<i>:<incarnation>"`` for each
 core), so a run is a pure function of the seed, the schedule and the client
@@ -27,7 +30,7 @@ Two drivers share that one model:
   the same for the same seed and the same sequence of client calls, and equals
   the discrete-event driver's.
 
-Faults (see :mod:`trio_foundation.verify.nemesis`): loss, duplication, delay
+Faults (see :mod:`trio_foundation.runtime.faults`): loss, duplication, delay
 drawn from a distribution, explicit reordering (a message held back), partitions
 and one-way cuts (checked when a message is sent *and* when it would be
 delivered), crash (the core, its timers, queued inputs and the messages in
@@ -50,24 +53,14 @@ import random
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeAlias, final
+from typing import Any, Literal, Protocol, TypeAlias, final
 
 import attrs
 import trio
 
-from ..protocols.effects import (
-    CancelTimer,
-    ClientRequest,
-    Core,
-    CoreFactory,
-    Effect,
-    Persist,
-    Reply,
-    Send,
-    SetTimer,
-)
-from ..verify.history import HistoryRecorder
-from ..verify.nemesis import (
+from ..protocols.effects import ClientRequest, Core, CoreFactory, Reply
+from .driver import NO_STATE, NodeDriver, Transition
+from .faults import (
     ClockSkew,
     Crash,
     Cut,
@@ -85,10 +78,12 @@ from ..verify.nemesis import (
     SetDuplicateRate,
     SetReorderRate,
 )
+from .transport import Envelope
 
 __all__ = [
     "ClientOutcome",
     "ClientWorkload",
+    "HistorySink",
     "LogEntry",
     "SimCluster",
     "SimConfig",
@@ -198,11 +193,10 @@ class ClientOutcome:
 
 @attrs.define
 class _Node:
-    core: Core | None
+    driver: NodeDriver | None = None
     up: bool = True
     paused: bool = False
     incarnation: int = 0
-    timers: dict[str, int] = attrs.Factory(dict)
     queue: deque[_Event] = attrs.Factory(deque)
     offset: float = 0.0
     drift: float = 0.0
@@ -224,6 +218,26 @@ _Callback: TypeAlias = Callable[[ClientOutcome], None]
 
 
 @final
+class _SimTransport:
+    """A node's transport in the simulator: sends go through the simulated network."""
+
+    def __init__(self, sim: Simulation, node: int) -> None:
+        self._sim = sim
+        self._node = node
+
+    @property
+    def node_id(self) -> int:
+        return self._node
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self._sim._send(self._node, self._sim._node_id(dst), msg)
+        return True
+
+    async def receive(self) -> Envelope:
+        raise RuntimeError("the simulator pushes messages to its drivers")
+
+
+@final
 class Simulation:
     """A simulated cluster and its discrete-event driver.
 
@@ -237,6 +251,11 @@ class Simulation:
         seed: the seed every random choice derives from.
         config: network behaviour and bounds.
         schedule: fault events, applied at their times.
+        trace: the trace hook of every node's driver: called with each
+            :class:`~trio_foundation.runtime.driver.Transition` (its ``node``
+            says whose, its ``now`` is that node's local time); ``None``
+            records nothing.
+        projection: the projection of a core's state the trace records.
 
     Raises:
         ValueError: on a bad size or a schedule naming an unknown node.
@@ -250,6 +269,8 @@ class Simulation:
         seed: int,
         config: SimConfig | None = None,
         schedule: Sequence[FaultEvent] = (),
+        trace: Callable[[Transition], None] | None = None,
+        projection: Callable[[Any], Any] | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError(f"nodes must be >= 1, got {nodes}")
@@ -267,7 +288,8 @@ class Simulation:
         self._in_flight: Counter[tuple[int, int]] = Counter()
         self._now = 0.0
         self._seq = 0
-        self._timer_token = 0
+        self._trace = trace
+        self._projection = projection
         self._heap: list[_Event] = []
         self._log: deque[LogEntry] = deque(maxlen=config.log_capacity)
         self._log_count = 0
@@ -282,12 +304,11 @@ class Simulation:
         for ev in schedule:
             self._check_fault(ev.fault)
             self._push(ev.at, "fault", None, ev.fault)
-        self._nodes: list[_Node] = []
-        for i in range(nodes):
-            self._nodes.append(_Node(core=factory(i, nodes)))
+        self._nodes: list[_Node] = [_Node() for _ in range(nodes)]
+        cores = [factory(i, nodes) for i in range(nodes)]
         for i in range(nodes):
             self._log_event("start", i, "incarnation 0")
-            self._start_core(i)
+            self._start_core(i, cores[i])
 
     # ------------------------------------------------------------ inspection
 
@@ -318,7 +339,13 @@ class Simulation:
 
     def core(self, node: int) -> Core | None:
         """``node``'s live core, or ``None`` while it is crashed."""
-        return self._nodes[self._node_id(node)].core
+        driver = self._nodes[self._node_id(node)].driver
+        return None if driver is None else driver.core
+
+    def driver(self, node: int) -> NodeDriver | None:
+        """The :class:`~trio_foundation.runtime.driver.NodeDriver` running ``node``
+        (``None`` while it is crashed); read-only use."""
+        return self._nodes[self._node_id(node)].driver
 
     def is_up(self, node: int) -> bool:
         """Whether ``node`` is running (paused nodes are up)."""
@@ -511,10 +538,46 @@ class Simulation:
     def _node_rng(self, node: int) -> random.Random:
         return random.Random(f"{self._seed}:node:{node}:{self._nodes[node].incarnation}")
 
-    def _start_core(self, node: int) -> None:
-        core = self._nodes[node].core
-        assert core is not None
-        self._execute(node, core.on_start(self.local_time(node), self._node_rng(node)))
+    def _start_core(self, node: int, core: Core) -> None:
+        state = self._nodes[node]
+
+        def clock() -> float:
+            return state.offset + (1.0 + state.drift) * self._now
+
+        def persist(data: Any) -> None:
+            state.has_storage = True
+            state.storage = data
+            self._log_event("persist", node, repr(data))
+
+        def on_arm(name: str, delay: float, ticket: int) -> None:
+            driver = state.driver
+            assert driver is not None
+            if driver.timer_count > self._config.max_timers_per_node:
+                raise RuntimeError(
+                    f"node {node} armed more than {self._config.max_timers_per_node} timers"
+                )
+            self._push(self._now + delay / (1.0 + state.drift), "timer", node, (name, ticket))
+
+        def on_reply(reply: Reply) -> None:
+            detail = f"{reply.client!r} {'ok' if reply.ok else 'fail'} {reply.value!r}"
+            self._log_event("reply", node, detail)
+            if isinstance(reply.client, int) and self._pending.get(reply.client, (-1,))[0] == node:
+                self._resolve(reply.client, "ok" if reply.ok else "fail", reply.value)
+
+        state.driver = NodeDriver(
+            core,
+            _SimTransport(self, node),
+            persist=persist,
+            restored=state.storage if state.has_storage else NO_STATE,
+            clock=clock,
+            rng=self._node_rng(node),
+            trace=self._trace,
+            projection=self._projection,
+            pull=False,
+            on_arm=on_arm,
+            on_reply=on_reply,
+        )
+        state.driver.start()
 
     def _process(self, ev: _Event) -> None:
         self._now = max(self._now, ev.time)
@@ -548,23 +611,22 @@ class Simulation:
             self._enqueue(dst, ev)
             return
         self._log_event("deliver", dst, f"{src}->{dst} {msg!r}")
-        assert state.core is not None
-        self._execute(dst, state.core.on_message(self.local_time(dst), src, msg))
+        assert state.driver is not None
+        state.driver.deliver(src, msg)
 
     def _fire_timer(self, ev: _Event) -> None:
         node = ev.node
         assert node is not None
-        name, token = ev.payload
+        name, ticket = ev.payload
         state = self._nodes[node]
-        if not state.up or state.timers.get(name) != token:
+        driver = state.driver
+        if not state.up or driver is None or not driver.timer_armed(name, ticket):
             return  # cancelled, re-armed or lost in a crash: not an event
         if state.paused:
             self._enqueue(node, ev)
             return
-        del state.timers[name]
         self._log_event("timer", node, name)
-        assert state.core is not None
-        self._execute(node, state.core.on_timer(self.local_time(node), name))
+        driver.fire_timer(name, ticket)
 
     def _client(self, ev: _Event) -> None:
         node = ev.node
@@ -583,8 +645,8 @@ class Simulation:
             self._enqueue(node, ev)
             return
         self._log_event("client", node, f"{request} {req.op} {req.value!r}")
-        assert state.core is not None
-        self._execute(node, state.core.on_client(self.local_time(node), req))
+        assert state.driver is not None
+        state.driver.request(req)
 
     @staticmethod
     def _describe(ev: _Event) -> str:
@@ -609,40 +671,6 @@ class Simulation:
         entry = self._pending.pop(request, None)
         if entry is not None and entry[1] is not None:
             entry[1](ClientOutcome(request, status, value))
-
-    def _execute(self, node: int, effects: list[Effect]) -> None:
-        state = self._nodes[node]
-        for effect in effects:
-            if isinstance(effect, Persist):
-                state.has_storage = True
-                state.storage = effect.data
-                self._log_event("persist", node, repr(effect.data))
-        for effect in effects:
-            if isinstance(effect, Send):
-                self._send(node, self._node_id(effect.to), effect.msg)
-            elif isinstance(effect, SetTimer):
-                if effect.name not in state.timers and (
-                    len(state.timers) >= self._config.max_timers_per_node
-                ):
-                    raise RuntimeError(
-                        f"node {node} armed more than {self._config.max_timers_per_node} timers"
-                    )
-                self._timer_token += 1
-                state.timers[effect.name] = self._timer_token
-                delay = effect.delay / (1.0 + state.drift)
-                self._push(self._now + delay, "timer", node, (effect.name, self._timer_token))
-            elif isinstance(effect, CancelTimer):
-                state.timers.pop(effect.name, None)
-            elif isinstance(effect, Reply):
-                detail = f"{effect.client!r} {'ok' if effect.ok else 'fail'} {effect.value!r}"
-                self._log_event("reply", node, detail)
-                if (
-                    isinstance(effect.client, int)
-                    and self._pending.get(effect.client, (-1,))[0] == node
-                ):
-                    self._resolve(effect.client, "ok" if effect.ok else "fail", effect.value)
-            elif not isinstance(effect, Persist):
-                raise TypeError(f"node {node} returned a non-effect {effect!r}")
 
     def _send(self, src: int, dst: int, msg: Any) -> None:
         self._log_event("send", src, f"{src}->{dst} {msg!r}")
@@ -715,8 +743,9 @@ class Simulation:
             return
         state.up = False
         state.paused = False
-        state.core = None
-        state.timers.clear()
+        if state.driver is not None:
+            state.driver.stop()
+        state.driver = None
         state.incarnation += 1
         self._log_event("crash", node, f"incarnation {state.incarnation - 1} lost")
         while state.queue:
@@ -732,12 +761,9 @@ class Simulation:
         if state.up:
             return
         core = self._factory(node, self._n)
-        if state.has_storage:
-            core.restore(state.storage)
-        state.core = core
         state.up = True
         self._log_event("restart", node, f"incarnation {state.incarnation}")
-        self._start_core(node)
+        self._start_core(node, core)
 
     def _resume(self, node: int) -> None:
         state = self._nodes[node]
@@ -766,12 +792,30 @@ class Simulation:
 _OpGenerator: TypeAlias = Callable[[random.Random, int], tuple[str, Any]]
 
 
+class HistorySink(Protocol):
+    """Where a :class:`ClientWorkload` records its history.
+
+    :class:`trio_foundation.verify.history.HistoryRecorder` is one (the
+    simulator does not import ``verify``: it only needs these two methods).
+    """
+
+    def invoke(self, process: int, f: str, value: Any = None, *, time: float | None = None) -> Any:
+        """Record the invocation of ``f`` by ``process``."""
+        ...
+
+    def complete(
+        self, process: int, type: OutcomeStatus, value: Any = None, *, time: float | None = None
+    ) -> Any:
+        """Record the completion (``ok``, ``fail`` or ``info``) of ``process``'s operation."""
+        ...
+
+
 @final
 class ClientWorkload:
     """Client processes issuing operations against a :class:`Simulation`.
 
     ``clients`` concurrent processes each loop: think for a while, pick a node at
-    random, ``invoke`` an operation in the :class:`HistoryRecorder`, submit it,
+    random, ``invoke`` an operation in the :class:`HistorySink`, submit it,
     and ``complete`` it as ``ok``/``fail`` from the reply, or ``info`` if the
     node crashed or no reply came within ``timeout``. As in Jepsen, a process
     whose operation ended in ``info`` issues no more: the client continues under
@@ -796,7 +840,7 @@ class ClientWorkload:
     def __init__(
         self,
         sim: Simulation,
-        recorder: HistoryRecorder,
+        recorder: HistorySink,
         *,
         clients: int,
         ops: int,

@@ -59,6 +59,7 @@ __all__ = [
     "RecordLog",
     "StateStore",
     "TokenBlocks",
+    "check_data_dir_format",
     "open_data_dir",
 ]
 
@@ -190,6 +191,10 @@ class OsFileOps:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path`` (``os.listdir``), sorted."""
+        return sorted(os.listdir(path))
 
 
 class StateStore(Protocol):
@@ -549,11 +554,33 @@ def open_data_dir(path: str | os.PathLike[str], *, kind: str, ops: FileOps | Non
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700)
         ops.sync_dir(os.path.dirname(os.path.abspath(directory)))
+    check_data_dir_format(directory, kind=kind, ops=ops, names=os.listdir(directory))
+    return directory
+
+
+def check_data_dir_format(directory: str, *, kind: str, ops: FileOps, names: list[str]) -> None:
+    """The ``FORMAT`` check of :func:`open_data_dir` on an existing directory.
+
+    Writes the ``FORMAT`` file if the directory is empty; otherwise the file
+    must name ``kind`` and :data:`FORMAT_VERSION`. For callers that list the
+    directory through their own :class:`FileOps` (a simulated disk). Blocking.
+
+    Args:
+        directory: the directory, which exists.
+        kind: what the directory belongs to.
+        ops: the filesystem.
+        names: the names the directory holds now.
+
+    Raises:
+        CorruptStateError: as :func:`open_data_dir`.
+    """
+    if not kind or "\n" in kind:
+        raise ValueError(f"kind must be a non-empty single line, got {kind!r}")
     expected = f"trio-foundation data dir\nkind={kind}\nformat={FORMAT_VERSION}\n".encode()
     state = DurableState(os.path.join(directory, "FORMAT"), ops=ops)
     found = state.load()
     if found is None:
-        others = sorted(set(os.listdir(directory)) - {"FORMAT", "FORMAT.tmp"})
+        others = sorted(set(names) - {"FORMAT", "FORMAT.tmp"})
         if others:
             raise CorruptStateError(
                 directory, f"not empty ({', '.join(others[:3])}) and has no FORMAT file"
@@ -565,4 +592,3 @@ def open_data_dir(path: str | os.PathLike[str], *, kind: str, ops: FileOps | Non
             f"describes {found.decode(errors='replace')!r}, expected kind {kind!r}"
             f" format {FORMAT_VERSION}",
         )
-    return directory

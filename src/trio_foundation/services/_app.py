@@ -24,9 +24,9 @@ from ..supervision import (
     SupervisionHandler,
     Supervisor,
     SupervisorEscalation,
+    is_async_callable,
+    unwrap_group,
 )
-from ..supervision._spec import is_async_callable
-from ..supervision._supervisor import _unwrap_group
 from ._component import Component, Supervised, _CallbackStatus
 
 logger = logging.getLogger(__name__)
@@ -281,7 +281,7 @@ async def open_app(
             finally:
                 app._supervisor._request_shutdown()
     except BaseExceptionGroup as group:
-        leaf = _unwrap_group(group)
+        leaf = unwrap_group(group)
         if leaf is group:
             raise
         raise leaf from leaf.__cause__

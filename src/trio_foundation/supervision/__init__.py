@@ -36,8 +36,10 @@ from ._spec import (
     Restart,
     Service,
     Strategy,
+    is_async_callable,
 )
 from ._supervisor import ChildContext, Supervisor, current_child, open_supervisor
+from ._supervisor import _unwrap_group as unwrap_group
 from ._telemetry import (
     ChildExited,
     ChildRestarted,
@@ -71,6 +73,8 @@ __all__ = [
     "Supervisor",
     "SupervisorEscalation",
     "current_child",
+    "is_async_callable",
     "open_dynamic_supervisor",
     "open_supervisor",
+    "unwrap_group",
 ]

@@ -8,6 +8,7 @@ from typing import Any, final
 
 import trio
 
+from ..telemetry import Telemetry
 from ._spec import Backoff, ChildCounts, ChildInfo, ChildSpec
 from ._supervisor import _SupervisorBase, _unwrap_group
 from ._telemetry import SupervisionHandler
@@ -31,8 +32,10 @@ class DynamicSupervisor:
             Elixir's ``max_restarts``).
         period: the intensity window in seconds (default 5, Elixir's ``max_seconds``).
         backoff: optional :class:`Backoff` delay before each restart.
-        handlers: telemetry handlers.
+        handlers: legacy synchronous handlers of the frozen supervision events.
         name: used in telemetry and errors.
+        telemetry: where the supervision events go (as :class:`Supervisor`);
+            ``None``: :func:`~trio_foundation.telemetry.default_telemetry`.
 
     Raises:
         TypeError: a parameter has the wrong type.
@@ -48,6 +51,7 @@ class DynamicSupervisor:
         backoff: Backoff | None = None,
         handlers: Sequence[SupervisionHandler] = (),
         name: str = "dynamic_supervisor",
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._core = _SupervisorBase(
             (),
@@ -59,6 +63,7 @@ class DynamicSupervisor:
             name=name,
             max_children=max_children,
             dynamic=True,
+            telemetry=telemetry,
         )
 
     def __repr__(self) -> str:
@@ -140,6 +145,7 @@ async def open_dynamic_supervisor(
     backoff: Backoff | None = None,
     handlers: Sequence[SupervisionHandler] = (),
     name: str = "dynamic_supervisor",
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[DynamicSupervisor]:
     """Run a :class:`DynamicSupervisor` for the duration of an ``async with`` block.
 
@@ -155,6 +161,7 @@ async def open_dynamic_supervisor(
         backoff=backoff,
         handlers=handlers,
         name=name,
+        telemetry=telemetry,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -47,6 +47,7 @@ from typing import Any, Final, final
 
 import trio
 
+from ..telemetry import Telemetry, default_telemetry
 from ._errors import ChildStartError, MaxChildrenError, SupervisorEscalation
 from ._spec import (
     AUTO_SHUTDOWNS,
@@ -61,12 +62,17 @@ from ._spec import (
     Strategy,
 )
 from ._telemetry import (
+    EXIT,
+    RESTART,
+    SHUTDOWN,
+    START,
+    STOP,
     ChildExited,
     ChildRestarted,
     ChildStarted,
     Escalated,
     SupervisionHandler,
-    emit,
+    notify,
 )
 
 __all__ = ["ChildContext", "Supervisor", "current_child", "open_supervisor"]
@@ -264,6 +270,7 @@ class _SupervisorBase:
         name: str = "supervisor",
         max_children: int | None = None,
         dynamic: bool = False,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
@@ -286,6 +293,8 @@ class _SupervisorBase:
         for handler in handlers:
             if not callable(handler):
                 raise TypeError(f"handlers must be callables, got {handler!r}")
+        if telemetry is not None and not isinstance(telemetry, Telemetry):
+            raise TypeError(f"telemetry must be a Telemetry or None, got {telemetry!r}")
         specs = _check_specs(children)
         if auto_shutdown == "never":
             for spec in specs:
@@ -301,6 +310,7 @@ class _SupervisorBase:
         self._auto_shutdown: Final[AutoShutdown] = auto_shutdown
         self._backoff: Final = backoff
         self._handlers: Final = tuple(handlers)
+        self._telemetry: Final = default_telemetry() if telemetry is None else telemetry
         self._name: Final = name
         self._dynamic: Final = dynamic
         # Runtime state, reset by every run().
@@ -542,8 +552,8 @@ class _SupervisorBase:
             # so this takes one scheduler batch and cannot block; hence no abort.
             ctx._starter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
-            if self._handlers:
-                emit(self._handlers, ChildStarted(self._name, child.spec.id))
+            if self._handlers or self._telemetry.listening(START):
+                self._notify(ChildStarted(self._name, child.spec.id), restarts=child.restarts)
             return
         assert ctx._ready is not None
         timeout = child.spec.start_timeout
@@ -562,20 +572,20 @@ class _SupervisorBase:
             ctx._scope.cancel()
             raise
         if ctx._started:
-            if self._handlers:
-                emit(self._handlers, ChildStarted(self._name, child.spec.id))
+            if self._handlers or self._telemetry.listening(START):
+                self._notify(ChildStarted(self._name, child.spec.id), restarts=child.restarts)
             return
         if ctx._finished and not ctx._fatal:
             if child.ctx is ctx:
                 child.ctx = None
             cause = ctx._start_error
-            emit(self._handlers, ChildExited(self._name, child.spec.id, "abnormal", cause))
+            self._notify(ChildExited(self._name, child.spec.id, "abnormal", cause))
             raise ChildStartError(self._name, child.spec.id, cause)
         if interrupted or ctx._finished:
             raise _StartInterrupted
         # start_timeout: stop it like any child (ask, grace, cancel), then report.
         await self._stop(child)
-        emit(self._handlers, ChildExited(self._name, child.spec.id, "abnormal", None))
+        self._notify(ChildExited(self._name, child.spec.id, "abnormal", None))
         raise ChildStartError(self._name, child.spec.id, None)
 
     async def _run_child(self, child: _Child, ctx: ChildContext) -> None:
@@ -634,8 +644,8 @@ class _SupervisorBase:
             ctx._start_error = exc or RuntimeError(
                 f"child {child.spec.id!r} returned before reporting ready"
             )
-        elif self._handlers:
-            emit(self._handlers, ChildExited(self._name, child.spec.id, reason, exc))
+        elif self._handlers or self._telemetry.listening(EXIT):
+            self._notify(ChildExited(self._name, child.spec.id, reason, exc))
         if ctx._done is not None:
             ctx._done.set()
         if ctx._ready is not None:
@@ -647,33 +657,83 @@ class _SupervisorBase:
         self._pending.append((child, ctx, reason))
         self._wake.set()
 
-    async def _stop(self, child: _Child) -> None:
+    async def _stop(self, child: _Child) -> float | None:
         """Stop ``child``'s current run, if any: ask, wait its grace, cancel, wait.
 
-        If the caller is cancelled during the grace period, the child is cancelled at once
-        and the wait for its end is abandoned (it ends on its own inside the children's
-        nursery; it is already off the books, so nothing restarts it).
+        Returns how long the stop took (seconds of ``trio.current_time``; 0.0 when no
+        handler listens to the stop or shutdown events, which then go unmeasured), or
+        ``None`` if there was no live run to stop. If the caller is cancelled during the
+        grace period, the child is cancelled at once and the wait for its end is abandoned
+        (it ends on its own inside the children's nursery; it is already off the books, so
+        nothing restarts it).
         """
         ctx = child.ctx
         child.ctx = None
         child.restarting = False
         if ctx is None or ctx._finished:
-            return
+            return None
         ctx._stopping = True
         ctx._done = trio.Event()
         grace = child.spec.grace
+        telemetry = self._telemetry
+        timed = telemetry.listening(STOP) or telemetry.listening(SHUTDOWN)
+        began = trio.current_time() if timed else 0.0
+        cancelled = True
         try:
             if ctx._stop_event is not None and grace > 0:
                 ctx._stop_event.set()
                 with trio.move_on_after(grace):
                     await ctx._done.wait()
+                cancelled = not ctx._done.is_set()
         finally:
             ctx._scope.cancel()
         await ctx._done.wait()
+        if not timed:
+            return 0.0
+        duration = trio.current_time() - began
+        if telemetry.listening(STOP):
+            telemetry.emit(
+                STOP,
+                {"duration": duration, "grace": grace},
+                {"supervisor": self._name, "child_id": child.spec.id, "cancelled": cancelled},
+            )
+        return duration
 
     async def _stop_all(self) -> None:
+        timed = self._telemetry.listening(SHUTDOWN)
+        began = trio.current_time() if timed else 0.0
+        order: list[str] = []
+        durations: list[float] = []
         for child in reversed(self._children):
-            await self._stop(child)
+            took = await self._stop(child)
+            if took is not None:
+                order.append(child.spec.id)
+                durations.append(took)
+        if timed and self._telemetry.listening(SHUTDOWN):
+            cause = (
+                "escalation"
+                if self._escalated
+                else "interrupt"
+                if self._fatal is not None
+                else "shutdown"
+            )
+            self._telemetry.emit(
+                SHUTDOWN,
+                {"duration": trio.current_time() - began, "children": len(order)},
+                {
+                    "supervisor": self._name,
+                    "order": tuple(order),
+                    "durations": tuple(durations),
+                    "cause": cause,
+                },
+            )
+
+    def _notify(
+        self,
+        event: ChildStarted | ChildExited | ChildRestarted | Escalated,
+        **measurements: float,
+    ) -> None:
+        notify(self._handlers, self._telemetry, event, measurements)
 
     def _remove(self, child: _Child) -> None:
         self._children.remove(child)
@@ -700,7 +760,9 @@ class _SupervisorBase:
             self._restarts.popleft()
         window = [entry for entry in self._restarts if entry[1] == key]
         if len(window) > self._intensity:
-            await self._escalate(child, [cause for _, _, cause in window if cause is not None])
+            await self._escalate(
+                child, [cause for _, _, cause in window if cause is not None], len(window)
+            )
         if self._strategy == "one_for_one":
             targets = [child]
         else:
@@ -743,16 +805,24 @@ class _SupervisorBase:
                     self._causes[retry] = error.cause
                 self._pending.append((target, retry, "abnormal"))
                 continue
-            if self._handlers:
-                emit(self._handlers, ChildRestarted(self._name, target.spec.id, child.spec.id))
+            if self._handlers or self._telemetry.listening(RESTART):
+                self._notify(
+                    ChildRestarted(self._name, target.spec.id, child.spec.id),
+                    restarts_in_period=len(window),
+                )
 
-    async def _escalate(self, child: _Child, causes: list[BaseException]) -> None:
+    async def _escalate(self, child: _Child, causes: list[BaseException], restarts: int) -> None:
         self._escalated = True
         # From here on the child API refuses ("not running"): a call that was waiting for
         # the lock must not start a child in a nursery that is about to close.
         self._request_shutdown()
         await self._stop_all()
-        emit(self._handlers, Escalated(self._name, child.spec.id, tuple(causes)))
+        self._notify(
+            Escalated(self._name, child.spec.id, tuple(causes)),
+            restarts_in_period=restarts,
+            intensity=self._intensity,
+            period=self._period,
+        )
         raise SupervisorEscalation(self._name, child.spec.id, self._intensity, self._period, causes)
 
     def _check_auto_shutdown(self, child: _Child) -> None:
@@ -928,8 +998,11 @@ class Supervisor(_SupervisorBase):
         period: the intensity window in seconds (OTP default 5).
         auto_shutdown: ``"never"``, ``"any_significant"`` or ``"all_significant"``.
         backoff: optional :class:`Backoff` delay before each restart.
-        handlers: telemetry handlers (see ``trio_foundation.supervision``).
+        handlers: legacy synchronous handlers of the four frozen events (see
+            ``trio_foundation.supervision``).
         name: used in telemetry and errors.
+        telemetry: where the supervision events go (``supervisor.child.start`` ...;
+            see ``docs/supervision.md``); ``None``: :func:`default_telemetry`.
 
     Raises:
         TypeError: a child is not a :class:`ChildSpec`, or a parameter has the wrong type.
@@ -948,6 +1021,7 @@ class Supervisor(_SupervisorBase):
         backoff: Backoff | None = None,
         handlers: Sequence[SupervisionHandler] = (),
         name: str = "supervisor",
+        telemetry: Telemetry | None = None,
     ) -> None:
         super().__init__(
             children,
@@ -958,6 +1032,7 @@ class Supervisor(_SupervisorBase):
             backoff=backoff,
             handlers=handlers,
             name=name,
+            telemetry=telemetry,
         )
 
     def __repr__(self) -> str:
@@ -1013,6 +1088,7 @@ async def open_supervisor(
     backoff: Backoff | None = None,
     handlers: Sequence[SupervisionHandler] = (),
     name: str = "supervisor",
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a :class:`Supervisor` for the duration of an ``async with`` block.
 
@@ -1036,6 +1112,7 @@ async def open_supervisor(
         backoff=backoff,
         handlers=handlers,
         name=name,
+        telemetry=telemetry,
     )
     try:
         async with trio.open_nursery() as nursery:

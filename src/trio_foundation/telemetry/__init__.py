@@ -4,6 +4,8 @@
   nobody listens; sync handlers are isolated (logged, detached after ``max_failures``;
   nested emits deferred, never re-entrant); async handlers run in their own task behind a
   bounded queue, so no handler can block or deadlock the emitter; scope-bound attachment.
+  :func:`default_telemetry` is the process-wide instance the library's components emit
+  through unless given their own (``telemetry=``).
 * :class:`MetricRegistry` with :class:`Counter`, :class:`Gauge`, :class:`Histogram`
   (log-linear buckets, percentiles) and :class:`Rate` (windowed), all of fixed memory.
 * :class:`TrioInstrument`: task counts, scheduler batches, checkpoint-free stretches.
@@ -17,7 +19,14 @@ See ``docs/telemetry.md``.
 
 from __future__ import annotations
 
-from ._events import Event, Handler, HandlerStatistics, Telemetry, TelemetryStatistics
+from ._events import (
+    Event,
+    Handler,
+    HandlerStatistics,
+    Telemetry,
+    TelemetryStatistics,
+    default_telemetry,
+)
 from ._instrument import TrioInstrument
 from ._metrics import (
     Counter,
@@ -51,6 +60,7 @@ __all__ = [
     "TrioInstrument",
     "bind_opentelemetry",
     "current_trace",
+    "default_telemetry",
     "serve_metrics",
     "set_id_source",
     "start_span",

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from types import MappingProxyType
 from typing import Any, NamedTuple, final
 
 import attrs
@@ -39,7 +40,14 @@ import trio
 
 from ..messaging._mailbox import Mailbox
 
-__all__ = ["Event", "Handler", "HandlerStatistics", "Telemetry", "TelemetryStatistics"]
+__all__ = [
+    "Event",
+    "Handler",
+    "HandlerStatistics",
+    "Telemetry",
+    "TelemetryStatistics",
+    "default_telemetry",
+]
 
 logger = logging.getLogger("trio_foundation.telemetry")
 
@@ -147,6 +155,10 @@ class Telemetry:
         if slow_handler is not None and not slow_handler > 0:
             raise ValueError(f"slow_handler must be > 0 seconds or None, got {slow_handler!r}")
         self._table: dict[str, tuple[_Attached, ...]] = {}
+        #: A live, read-only view of the event names that have handlers (their keys);
+        #: ``name in telemetry.listened`` is the cheapest form of :meth:`listening`,
+        #: for a component's hot path to keep a reference to.
+        self.listened: Mapping[str, object] = MappingProxyType(self._table)
         self._by_id: dict[str, _Attached] = {}
         self._max_handlers = max_handlers
         self._max_failures = max_failures
@@ -160,6 +172,14 @@ class Telemetry:
         self._detached = 0
 
     # ------------------------------------------------------------------- emitting
+
+    def listening(self, event: str) -> bool:
+        """Whether a handler is attached to ``event`` (one dict lookup).
+
+        Components call it before building an event's measurements and metadata, so an
+        event nobody listens to costs nothing more than this check.
+        """
+        return event in self._table
 
     def emit(
         self,
@@ -407,3 +427,19 @@ class Telemetry:
             dropped=self._dropped,
             detached=self._detached,
         )
+
+
+_DEFAULT = Telemetry()
+
+
+def default_telemetry() -> Telemetry:
+    """The process-wide :class:`Telemetry` the library's components emit through.
+
+    Supervisors, resilience services and the other components take a ``telemetry=``
+    argument; when it is ``None`` they use this instance, so attaching a handler here
+    observes every component that was not given its own.
+
+    Like every :class:`Telemetry`, it is meant for one thread at a time: components that
+    run in trio runs of several threads at once should each be given their own.
+    """
+    return _DEFAULT

@@ -5,9 +5,12 @@ The native format is one JSON object per line::
     {"process": 3, "type": "invoke", "f": "cas", "key": "k1", "value": [1, 2]}
     {"process": 3, "type": "ok", "f": "cas", "key": "k1", "value": [1, 2]}
 
-``type`` is ``invoke``, ``ok``, ``fail`` or ``info``; ``key`` is optional (per-key
-models use it); for reads the invoke value is ``null`` and the ``ok`` value is
-what was read. ``fail`` means the operation took no effect (except a failed
+``type`` is ``invoke``, ``ok``, ``fail`` or ``info``; ``key`` and ``time`` are
+optional (per-key models use ``key``); Jepsen's metadata fields ``index``,
+``error`` and ``node`` are accepted and ignored (:data:`JEPSEN_METADATA`); any
+other field is an error naming the line (and the field it may be a typo
+of). For reads the invoke value is ``null`` and the ``ok`` value is what was
+read. ``fail`` means the operation took no effect (except a failed
 ``cas`` in the ``cas-register`` model, which is a read that saw another value);
 ``info`` means unknown: it may have taken effect at any time after its
 invocation, or never. A process has at most one operation outstanding. After
@@ -26,6 +29,7 @@ completions is the linearizability checker's business.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
@@ -38,6 +42,7 @@ import edn_format  # type: ignore[import-untyped]
 __all__ = [
     "EVENT_TYPES",
     "FORMATS",
+    "JEPSEN_METADATA",
     "HistoryError",
     "HistoryEvent",
     "HistoryFormat",
@@ -46,15 +51,30 @@ __all__ = [
     "detect_format",
     "dump_history",
     "load_history",
+    "looks_independent",
     "parse_edn",
     "parse_history",
     "parse_jepsen_log",
     "read_history",
+    "split_independent",
 ]
 
 EventType = Literal["invoke", "ok", "fail", "info"]
 EVENT_TYPES: Final = ("invoke", "ok", "fail", "info")
-_KNOWN_FIELDS: Final = frozenset({"process", "type", "f", "key", "value", "time"})
+_EVENT_FIELDS: Final = ("process", "type", "f", "key", "value", "time")
+_REQUIRED_FIELDS: Final = ("process", "type", "f")
+# Jepsen's metadata, accepted and ignored: `index` (the op's position in the
+# history, a field of jepsen.history's Op), `error` (why an op failed or is
+# indeterminate, as jepsen.client returns it) and `node` (the database node the
+# client talked to). `time` is one of the event's own fields.
+JEPSEN_METADATA: Final = frozenset({"index", "error", "node"})
+"""Jepsen's fields a JSON Lines history may carry besides the event's own; ignored."""
+_KNOWN_FIELDS: Final = frozenset(_EVENT_FIELDS) | JEPSEN_METADATA
+
+
+def _near(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(_KNOWN_FIELDS), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class HistoryError(ValueError):
@@ -106,7 +126,18 @@ def _event_from_json(obj: Any, line: int) -> HistoryEvent:
         raise HistoryError(line, f"expected a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - _KNOWN_FIELDS)
     if unknown:
-        raise HistoryError(line, f"unknown field(s) {', '.join(map(repr, unknown))}")
+        names = ", ".join(f"{name!r}{_near(name)}" for name in unknown)
+        raise HistoryError(
+            line,
+            f"unknown field(s) {names}; known: {', '.join(_EVENT_FIELDS)} "
+            f"(and Jepsen's {', '.join(sorted(JEPSEN_METADATA))}, ignored)",
+        )
+    missing = [name for name in _REQUIRED_FIELDS if name not in obj]
+    if missing:
+        raise HistoryError(line, f"missing field(s) {', '.join(map(repr, missing))}")
+    index = obj.get("index")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+        raise HistoryError(line, f"'index' must be an integer, got {index!r}")
     process = obj.get("process")
     if not isinstance(process, int) or isinstance(process, bool):
         raise HistoryError(line, f"'process' must be an integer, got {process!r}")
@@ -205,7 +236,6 @@ _LOG_LINE: Final = re.compile(
     r"^\S+\s+jepsen\.util\s+-\s+(?P<process>\S+)\s+(?P<type>:\S+)\s+(?P<f>:\S+)"
     r"(?:\s+(?P<value>.*?))?\s*$"
 )
-_EDN_EVENT_FIELDS: Final = ("process", "type", "f", "value", "key", "time")
 
 
 @final
@@ -280,10 +310,18 @@ def _event_from_edn(obj: Any, line: int) -> HistoryEvent | None:
     if not isinstance(obj, Mapping):
         raise HistoryError(line, f"expected an EDN map per operation, got {type(obj).__name__}")
     fields = {(k.name if isinstance(k, edn_format.Keyword) else str(k)): v for k, v in obj.items()}
+    # Jepsen's maps carry whatever fields a test adds, so other fields are
+    # ignored; but a required field misspelt must not pass for a missing one
+    # (a map without :process would be skipped as a non-client operation).
+    for name in _REQUIRED_FIELDS:
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.75)
+            if close:
+                raise HistoryError(line, f"field {close[0]!r}: did you mean {name!r}?")
     process = fields.get("process")
     if isinstance(process, edn_format.Keyword) or process is None:
         return None  # :nemesis and other non-client operations
-    plain = {name: _plain(fields[name]) for name in _EDN_EVENT_FIELDS if name in fields}
+    plain = {name: _plain(fields[name]) for name in _EVENT_FIELDS if name in fields}
     return _event_from_json(plain, line)
 
 
@@ -301,7 +339,8 @@ def parse_edn(text: str) -> LoadedHistory:
     become strings (``:invoke`` -> ``"invoke"``), vectors lists; operations of
     processes that are not integers (``:nemesis``) are skipped; fields other
     than ``process``, ``type``, ``f``, ``value``, ``key`` and ``time`` (Jepsen's
-    ``:index``, ``:error``, ...) are ignored.
+    ``:index``, ``:error``, ...) are ignored, except a near miss of a missing
+    required one (``:proces`` in a map without ``:process``), which is an error.
 
     Raises:
         HistoryError: naming the line of the first malformed form or rule break.
@@ -429,6 +468,109 @@ def read_history(path: str | Path, *, format: HistoryFormat | None = None) -> Lo
         located.line = exc.line
         raise located from None
     raise HistoryError(0, f"{name}: unknown format {format!r}; known: {', '.join(FORMATS)}")
+
+
+def _pair(value: Any) -> tuple[Any, Any] | None:
+    # A jepsen.independent tuple, [key value], with a key a partition can use.
+    if isinstance(value, list) and len(value) == 2:
+        key = value[0]
+        if isinstance(key, str | int | float) and not isinstance(key, bool):
+            return key, value[1]
+    return None
+
+
+def looks_independent(events: Sequence[HistoryEvent]) -> bool:
+    """Whether a history unambiguously holds ``jepsen.independent`` ``[key value]`` values.
+
+    True when no event has a ``key``, every invocation and every ``ok``
+    completion has a ``[key value]`` pair as its value (a string or number
+    key, the same in the invocation and its completion), and at least one
+    operation is a ``read``: a plain history invokes ``read`` with ``null``,
+    an independent one with ``[key null]``, so such a history cannot be a
+    plain one. (A plain ``cas-register`` history with only ``cas``
+    operations has pairs everywhere too; that is why a read is needed. Say
+    ``--independent`` to split such a history anyway.)
+
+    Args:
+        events: the history, as read.
+
+    Returns:
+        Whether :func:`split_independent` should be applied without being asked.
+    """
+    invoked: dict[int, Any] = {}
+    saw_read = False
+    for ev in events:
+        if ev.key is not None:
+            return False
+        if ev.type == "invoke":
+            pair = _pair(ev.value)
+            if pair is None:
+                return False
+            invoked[ev.process] = pair[0]
+            saw_read = saw_read or ev.f == "read"
+        elif ev.type == "ok":
+            pair = _pair(ev.value)
+            if pair is None or invoked.get(ev.process) != pair[0]:
+                return False
+    return saw_read
+
+
+def split_independent(
+    events: Sequence[HistoryEvent], lines: Sequence[int] = ()
+) -> tuple[HistoryEvent, ...]:
+    """Split ``jepsen.independent`` values ``[key value]`` into a key and a value.
+
+    Jepsen's ``independent`` tests run one register (or queue, set, ...) per
+    key and write each operation's value as a tuple of the key and the value:
+    ``{:process 0, :type :invoke, :f :cas, :value [3 [1 2]]}`` is a ``cas`` from
+    1 to 2 on key 3. Every model then checks the history key by key.
+
+    An invocation's value must be such a pair (a string or number key). A
+    completion's must be a pair with its invocation's key, except that a
+    ``fail`` or ``info`` completion may carry anything else (``:timed-out``):
+    it keeps its invocation's key and its value as is.
+
+    Args:
+        events: the history, as read, without keys.
+        lines: the line of each event, for error messages (optional).
+
+    Returns:
+        The events with ``key`` and ``value`` split.
+
+    Raises:
+        HistoryError: naming the line of the first event that does not fit.
+    """
+    out: list[HistoryEvent] = []
+    invoked: dict[int, Any] = {}
+    for n, ev in enumerate(events):
+        line = lines[n] if n < len(lines) else 0
+        if ev.key is not None:
+            raise HistoryError(
+                line, f"the event already has a key ({ev.key!r}): not an independent history"
+            )
+        pair = _pair(ev.value)
+        if ev.type == "invoke":
+            if pair is None:
+                raise HistoryError(
+                    line,
+                    f"an independent history's values are [key value] pairs with a string or "
+                    f"number key, got {ev.value!r}",
+                )
+            invoked[ev.process] = pair[0]
+            out.append(attrs.evolve(ev, key=pair[0], value=pair[1]))
+            continue
+        key = invoked.pop(ev.process)  # _check_order saw the invocation
+        if pair is not None and pair[0] == key:
+            out.append(attrs.evolve(ev, key=key, value=pair[1]))
+        elif ev.type in ("fail", "info"):
+            out.append(attrs.evolve(ev, key=key))
+        else:
+            raise HistoryError(
+                line,
+                f"process {ev.process} completed with {ev.value!r}, not a [key value] pair "
+                f"of the key it invoked ({key!r})",
+            )
+    return tuple(out)
 
 
 def dump_history(events: Iterable[HistoryEvent], out: TextIO) -> int:

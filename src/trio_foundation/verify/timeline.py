@@ -8,6 +8,8 @@ is not linearizable, the operation that could not be linearized is filled red,
 the operations concurrent with it are outlined red, a red line marks its
 completion (the point where the search got stuck), and the operations of the
 longest linearizable prefix carry their position in it (``#1``, ``#2``, ...).
+Each operation is a ``<g data-op="INDEX">`` group (``INDEX``: its
+``Operation.index``) whose ``<title>`` is the browser's tooltip.
 
 Long histories are cut to a window of operations around the failure. The
 horizontal axis is event order, not wall-clock time: invocations and
@@ -150,7 +152,7 @@ def render_timeline_svg(
         stroke = _RED if op.index in concurrent else "#555"
         stroke_width = 2.5 if op.index in concurrent else 1
         label = labels[op.index]
-        out.append(f"<g><title>{escape(op.describe())}</title>")
+        out.append(f'<g data-op="{op.index}"><title>{escape(op.describe())}</title>')
         if op.status == "info":
             out.append(
                 f'<line x1="{x1}" y1="{y + _BAR // 2}" x2="{right}" y2="{y + _BAR // 2}" '
@@ -170,7 +172,7 @@ def render_timeline_svg(
             x = x_of[blocked.complete_at]
             out.append(
                 f'<line x1="{x}" y1="{_TOP - 8}" x2="{x}" y2="{height - 20}" stroke="{_RED}" '
-                f'stroke-width="2" stroke-dasharray="4 3"/>'
+                f'stroke-width="2" stroke-dasharray="4 3" pointer-events="none"/>'
                 f'<text x="{x + 4}" y="{height - 8}" fill="{_RED}">stuck here</text>'
             )
     out.append("</svg>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -72,9 +73,9 @@ class PartitionResult:
             the operations concurrent with it that were candidates there.
         reason: why the verdict is ``unknown`` (``"timeout"``,
             ``"max_states"``, or ``"not-checked"`` when another partition was
-            found not linearizable first); ``"impossible"`` for a ``not-linearizable``
-            verdict found without a search (see :class:`LinearizabilityResult`);
-            else ``""``.
+            found not linearizable first); ``"impossible"``, ``"lost"`` or
+            ``"stale"`` for a ``not-linearizable`` verdict found without a
+            search (see :class:`LinearizabilityResult`); else ``""``.
     """
 
     key: Any
@@ -113,7 +114,11 @@ class LinearizabilityResult:
             ``not-linearizable``, ``"impossible"`` when the first operation of
             ``unplaceable`` is allowed by no state any sequence of the history's
             operations reaches (found without a search, so ``linearized`` is
-            empty); ``"stale"`` when it needs a value (a read, a ``cas``)
+            empty); ``"lost"`` when it is a read that does not show the
+            effect of the second (a growing operation: an append), which
+            returned before it began, while nothing that could undo that
+            effect (a ``put``) can fall between them (without a search);
+            ``"stale"`` when it needs a value (a read, a ``cas``)
             that every operation able to set it had set before the second
             operation of ``unplaceable`` began, which left another value and
             returned before the first began (also without a search); else ``""``.
@@ -251,7 +256,13 @@ def check_operations(
             )
             break
     else:
-        _search_partitions(prepared, m, deadline, max_states, results)
+        for n, (key, ops, _) in enumerate(prepared):
+            lost = _lost_growth(ops, m)
+            if lost:
+                results[n] = PartitionResult(key, "not-linearizable", len(ops), 0, (), lost, "lost")
+                break
+        else:
+            _search_partitions(prepared, m, deadline, max_states, results)
     for n, (key, ops, _) in enumerate(prepared):
         if n not in results:  # left unchecked: another partition already failed
             results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "not-checked")
@@ -421,7 +432,8 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     for op in ops:
         if op.status == "info":
             continue
-        key = (op.f, op.value, op.output, op.status, op.process)
+        effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
+        key = (effect, op.output, op.status)
         ok = possible.get(key)
         if ok is None:
             ok = possible[key] = any(any(True for _ in model.step(s, op)) for s in states)
@@ -430,18 +442,82 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     return None
 
 
+_LOST_LOOKBACK: Final = 8  # growers looked at per read, the latest returned first
+
+
+def _lost_growth(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
+    """A read that lost a growth (an append), found without a search.
+
+    For models whose operations grow the state, read it, or reset it (the
+    ``grows``, ``read_only`` and ``retains`` hints: ``kv`` with appends,
+    ``set``): if a growing operation ``a`` returned before a read ``r`` was
+    invoked, then ``a`` comes before ``r`` in every linearization; if moreover
+    no operation that may undo growth (any other state-changing operation:
+    a ``put``) can fall between them — each one that ``r`` does not precede
+    returned before ``a`` was invoked —, only growth happens between ``a`` and
+    ``r``, so ``r`` must show ``a``'s effect. When ``retains(r, a)`` says it
+    does not, the history is not linearizable. Returns ``(r, a)``, or ``()``.
+
+    For each read only the ``_LOST_LOOKBACK`` growers that returned last before
+    it began are looked at, so the cost is ``O(n log n)``; a lost growth
+    hidden further back is left to the search.
+    """
+    retains = model.retains
+    grows = model.grows
+    read_only = model.read_only
+    if retains is None or grows is None or read_only is None:
+        return ()
+    reads: list[Operation] = []
+    growers: list[tuple[int, int, Operation]] = []  # (returned, invoked, op)
+    fences: list[tuple[int, float]] = []  # state changers that may undo growth: (invoked, end)
+    for op in ops:
+        returned = op.complete_at if op.status == "ok" else None
+        if read_only(op):
+            if returned is not None:
+                reads.append(op)
+        elif grows(op):
+            if returned is not None:
+                growers.append((returned, op.invoke_at, op))
+        else:
+            fences.append((op.invoke_at, _NEVER if returned is None else returned))
+    if not reads or not growers:
+        return ()
+    growers.sort(key=lambda g: g[0])
+    ends = [g[0] for g in growers]
+    fences.sort()
+    fence_invoked = [f[0] for f in fences]
+    # latest[k]: the latest end among the first k + 1 fences by invocation.
+    latest: list[float] = []
+    for _, end in fences:
+        latest.append(max(end, latest[-1]) if latest else end)
+    for r in reads:
+        assert r.complete_at is not None
+        k = bisect.bisect_left(fence_invoked, r.complete_at)  # fences r does not precede
+        fence = latest[k - 1] if k else -1
+        i = bisect.bisect_left(ends, r.invoke_at) - 1  # growers that precede r
+        for _ in range(_LOST_LOOKBACK):
+            if i < 0 or ends[i] <= fence:
+                break  # (a grower that returned before the fence ended began before it)
+            _, invoked, a = growers[i]
+            if invoked > fence and not retains(r, a):
+                return (r, a)
+            i -= 1
+    return ()
+
+
 def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
     """A stale read, found without a search (for models with ``register_view``).
 
     An operation ``r`` needs the value ``v`` (a read of ``v``, a ``cas`` from
-    ``v``). If every operation that can set ``v`` (and the initial state, when
-    it is ``v``) returned before some operation ``c`` was invoked, and ``c``
-    leaves the state at another value (a write of it, a read of it) and
-    returned before ``r`` was invoked, then ``c`` comes after every setter of
-    ``v`` and before ``r`` in any linearization, and nothing can set ``v``
-    again in between: not linearizable. Returns ``(r, c, the last setter of
-    v)`` (without the setter when ``v`` is the initial value), or ``()``.
-    Runs in ``O(n log n)``.
+    ``v``). Only the operations that set ``v`` and were invoked before ``r``
+    returned (and the initial state, when it is ``v``) can give ``r`` its
+    value. If every one of them returned before some operation ``c`` was
+    invoked, and ``c`` leaves the state at another value (a write of it, a
+    read of it) and returned before ``r`` was invoked, then ``c`` comes after
+    every such setter and before ``r`` in any linearization, and nothing can
+    set ``v`` again in between: not linearizable. Returns ``(r, c, the last
+    setter of v)`` (without the setter when ``v`` is the initial value) for
+    the first such ``r``, or ``()``. Runs in ``O(n log n)``.
     """
     view = model.register_view
     if view is None:
@@ -449,21 +525,41 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
     views = [view(op) for op in ops]
     if any(sets is UNKNOWN for _, sets in views):
         return ()
-    # Per value: the last return of a setter (the initial state sets at -1),
-    # or None when a setter never returned (it may take effect at any time).
-    last_set: dict[Hashable, tuple[float, Operation | None]] = {}
     init = model.init
+    try:
+        hash(init)
+    except TypeError:  # an unhashable initial state is no register value
+        return ()
+    # Per value: its setters in order of invocation, with the running latest
+    # end (None for the initial state; a setter that never returned may take
+    # effect at any time: its end is _NEVER).
+    setters: dict[Hashable, tuple[list[int], list[tuple[float, Operation | None]]]] = {}
     for op, (_, sets) in zip(ops, views, strict=True):
         if sets is NOTHING:
             continue
         end = _NEVER if op.status != "ok" or op.complete_at is None else op.complete_at
-        if end >= last_set.get(sets, (-2, None))[0]:
-            last_set[sets] = (end, op)
-    try:
-        if init not in last_set:
-            last_set[init] = (-1, None)
-    except TypeError:  # an unhashable initial state is no register value
-        return ()
+        invoked, latest = setters.setdefault(sets, ([], []))
+        if latest and latest[-1][0] >= end:
+            latest.append(latest[-1])
+        else:
+            latest.append((end, op))
+        invoked.append(op.invoke_at)
+    # Per operation needing a value: the latest end among the setters that
+    # may give it (the initial state ends at -1).
+    queries: list[tuple[float, int, Hashable]] = []
+    chosen: dict[int, Operation | None] = {}
+    for n, (r, (need, _)) in enumerate(zip(ops, views, strict=True)):
+        if need is NOTHING or r.status != "ok" or r.complete_at is None:
+            continue
+        invoked, latest = setters.get(need, ([], []))
+        k = bisect.bisect_left(invoked, r.complete_at)
+        end, setter = latest[k - 1] if k else (-1.0, None)
+        if setter is None and need != init:
+            continue  # nothing can set it: _impossible's business
+        if end == _NEVER:
+            continue
+        queries.append((end, n, need))
+        chosen[n] = setter
     # Operations known to leave the state at a value: (invoked, returned, value, op).
     leaves = []
     for op, (need, sets) in zip(ops, views, strict=True):
@@ -472,15 +568,13 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
             if value is not NOTHING:
                 leaves.append((op.invoke_at, op.complete_at, value, op))
     leaves.sort(key=lambda t: -t[0])
-    queries = sorted(
-        {(end, v) for v, (end, _) in last_set.items() if end != _NEVER}, key=lambda t: -t[0]
-    )
-    # Sweep the setters' last returns downwards, adding the operations invoked
-    # after each; keep the two earliest-returning with distinct values.
+    queries.sort(key=lambda t: -t[0])
+    # Sweep the queries' ends downwards, adding the operations invoked after
+    # each; keep the two earliest-returning with distinct values.
     best: list[tuple[int, Hashable, Operation]] = []
-    earliest: dict[Hashable, tuple[int, Operation]] = {}
+    found: list[tuple[int, Operation]] = []  # (index of r, c)
     j = 0
-    for end, v in queries:
+    for end, n, v in queries:
         while j < len(leaves) and leaves[j][0] > end:
             _, ret, value, op = leaves[j]
             j += 1
@@ -495,16 +589,14 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
             best = kept
         for ret, value, op in best:
             if value != v:
-                earliest[v] = (ret, op)
+                if ret < ops[n].invoke_at:
+                    found.append((n, op))
                 break
-    for r, (need, _) in zip(ops, views, strict=True):
-        if need is NOTHING or r.status != "ok":
-            continue
-        found = earliest.get(need)
-        if found is not None and found[0] < r.invoke_at:
-            setter = last_set[need][1]
-            return (r, found[1]) if setter is None else (r, found[1], setter)
-    return ()
+    if not found:
+        return ()
+    n, c = min(found, key=lambda t: t[0])
+    setter = chosen[n]
+    return (ops[n], c) if setter is None else (ops[n], c, setter)
 
 
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:

@@ -90,6 +90,14 @@ class Model:
             when the states ``op`` leads to do not depend on the state it is
             applied to (a ``put``). The search then also considers the states
             such an operation sets, followed by growth.
+        retains: optional hint, with ``grows`` and ``read_only``:
+            ``retains(read, grower)`` is false when the output of ``read`` (an
+            ``ok`` read-only operation) cannot be a state reached from one
+            right after ``grower`` by growing operations alone (a string
+            read that does not contain the string an append appended). Must be
+            true when unsure. The checker then looks, before any search, for a
+            read that lost a growth: see ``reason == "lost"`` in
+            :class:`~trio_foundation.verify.lincheck.LinearizabilityResult`.
         register_view: optional hint for register-like models:
             ``register_view(op)`` returns ``(needs, sets)``: the value the state
             must equal just before ``op`` (or :data:`NOTHING`), and the value
@@ -119,6 +127,7 @@ class Model:
     may_grow_into: Callable[[Any, Operation], bool] | None = None
     resets: Callable[[Operation], bool] | None = None
     first_growth: Callable[[Any, Operation, Operation], bool] | None = None
+    retains: Callable[[Operation, Operation], bool] | None = None
     register_view: Callable[[Operation], tuple[Any, Any]] | None = None
 
     def with_initial(self, value: Any) -> Model:
@@ -233,6 +242,25 @@ def _kv_first_growth(state: Any, op: Operation, grower: Operation) -> bool:
         n = 0 if state is None else len(state)
         return len(out) > n and out[n] == value
     return True
+
+
+def _kv_retains(read: Operation, grower: Operation) -> bool:
+    # After an append the value is a string ending with, or a list ending in,
+    # what it appended; appends keep it there.
+    out = read.output
+    value = grower.value
+    if out is None:
+        return False  # an appended key is never missing
+    if isinstance(out, str):
+        return not isinstance(value, str) or value in out
+    if isinstance(out, tuple):
+        return value in out
+    return True
+
+
+def _set_retains(read: Operation, grower: Operation) -> bool:
+    out = read.output
+    return not isinstance(out, tuple) or grower.value in out
 
 
 def _set_may_grow_into(state: Any, op: Operation) -> bool:
@@ -408,6 +436,7 @@ _BUILTIN: Final = (
         may_grow_into=_kv_may_grow_into,
         resets=_reads("put", "write"),
         first_growth=_kv_first_growth,
+        retains=_kv_retains,
         register_view=_register_view,
         description="a map checked per key: put(v), append(v) to a list, get -> v",
     ),
@@ -447,6 +476,7 @@ _BUILTIN: Final = (
         state_from_json=_set_state,
         grows=_reads("add"),
         may_grow_into=_set_may_grow_into,
+        retains=_set_retains,
         description="a grow-only set: add(x), read -> [all elements]",
     ),
     Model(

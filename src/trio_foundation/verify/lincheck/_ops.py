@@ -19,6 +19,9 @@ __all__ = ["Operation", "Status", "freeze", "pair_operations"]
 Status = Literal["ok", "fail", "info"]
 
 
+_ATOMS: frozenset[type] = frozenset({int, str, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
     """A hashable copy of JSON data: lists become tuples, objects sorted item tuples.
 
@@ -28,6 +31,8 @@ def freeze(value: Any) -> Any:
     Returns:
         An equal-by-content hashable value; scalars are returned unchanged.
     """
+    if value.__class__ in _ATOMS:
+        return value
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     if isinstance(value, dict):

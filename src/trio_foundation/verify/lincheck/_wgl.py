@@ -67,6 +67,13 @@ _CHECK_EVERY: Final = 1024  # loop turns between two looks at the clock and the 
 _MEMO_CAP: Final = 1_000_000  # memoised step() results
 _INFO_SLOT: Final = -1  # in a node's candidate order: where the info candidates go
 _LOOK_AHEAD: Final = 16  # entries checked for reads that can no longer happen
+# Once a search has met _WIDEN_AFTER dead ends, need_unmet() looks further
+# ahead, in proportion to the history's concurrency: with 50 clients an
+# operation that can no longer happen is often more than 16 entries away, and
+# finding it late costs an exponential backtrack. (Searches that backtrack
+# little do not pay for the wider look.)
+_NEED_LOOK_AHEAD_PER_CLIENT: Final = 4
+_WIDEN_AFTER: Final = 256
 
 
 class SearchOutcome:
@@ -247,6 +254,14 @@ class _Search:
             marks.append((op.complete_at, i, False))
         marks.sort()
         self.remaining = n_req
+        # the most completed operations running at once
+        running = peak = 0
+        for _, _, is_call in marks:
+            running += 1 if is_call else -1
+            peak = max(peak, running)
+        self.wide_look_ahead = max(_LOOK_AHEAD, _NEED_LOOK_AHEAD_PER_CLIENT * peak)
+        self.need_look_ahead = _LOOK_AHEAD  # widened by note_dead_end()
+        self.dead_ends = 0
         self._index_register_view(ops, model)
         self.resets = [i for i in range(n) if self.reset[i] and req_bit[i] >= 0]
         self.reset_bits = [req_bit[i] for i in self.resets]
@@ -256,6 +271,11 @@ class _Search:
         self.growers = [i for i in growing if req_bit[i] >= 0]
         self.grower_bits = [req_bit[i] for i in self.growers]
         self.info_growers = [i for i in growing if req_bit[i] < 0]
+        if not growing:
+            # Nothing grows here (a kv key with puts only): the growth hints
+            # can prune nothing that need_unmet() does not, and cost a lot.
+            self.may_grow_into = None
+            self.monotone = False
         n_entries = len(marks)
         tail = n_entries + 1
         self.ent_op = ent_op = [-1] * (n_entries + 2)
@@ -470,7 +490,8 @@ class _Search:
         ``v`` (a read of ``v``, a ``cas`` from ``v``) while it is not, with no
         operation setting ``v`` left among those invoked before it returned,
         can never be linearized. The operations among the next
-        ``_LOOK_AHEAD`` entries are checked.
+        ``_LOOK_AHEAD`` entries are checked; after ``_WIDEN_AFTER`` dead ends,
+        four per operation the history runs at once at its peak.
         """
         state = self.state
         needs = self.needs
@@ -478,7 +499,7 @@ class _Search:
         ent_call = self.ent_call
         ent_op = self.ent_op
         e = nxt[0]
-        for _ in range(_LOOK_AHEAD):
+        for _ in range(self.need_look_ahead):
             g = ent_op[e]
             if g < 0:
                 return -1  # the tail
@@ -776,7 +797,11 @@ class _Search:
     def note_dead_end(self, doomed_by: int) -> None:
         """Keep the deepest dead end's path and blocked operation, for the report
         (the operation that doomed the node, if one did, else the one whose
-        return could not be passed)."""
+        return could not be passed); widen need_unmet()'s look-ahead after
+        ``_WIDEN_AFTER`` dead ends."""
+        self.dead_ends += 1
+        if self.dead_ends == _WIDEN_AFTER:
+            self.need_look_ahead = self.wide_look_ahead
         depth = len(self.stack)
         if depth <= self.best_depth:
             return

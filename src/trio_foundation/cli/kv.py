@@ -1,0 +1,393 @@
+"""``foundation kv``: the replicated key-value store's server and client commands.
+
+::
+
+    foundation kv serve --id I --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data-dir DIR
+        [--secret-file F] [--ready-file F] [--election-timeout S]
+    foundation kv put KEY VALUE     --cluster HOST:PORT,...   (prints the revision)
+    foundation kv get KEY           --cluster ...   (the bare value; exit 1 if absent)
+    foundation kv cas KEY OLD NEW   --cluster ...   (exit 1 if OLD did not match;
+                                                     --absent: expect no key)
+    foundation kv delete KEY        --cluster ...   (exit 1 if absent)
+    foundation kv watch PREFIX [--rev N] [--count N] --cluster ...
+    foundation kv status            --cluster ...   (leader, term, commit, applied per node)
+    foundation kv snapshot save FILE --cluster ...   (a member's state machine, now)
+    foundation kv snapshot restore FILE --data-dir DIR  (a new member's data dir from it)
+    foundation kv member list|add ID|add-learner ID|remove ID --cluster ...
+        (a new member runs ``serve --join`` with every member in --peers, itself
+        included, before it is added)
+
+``--cluster`` takes any members' addresses, ``HOST:PORT`` (the member's id is
+read from its handshake) or ``ID=HOST:PORT``; followers forward to the leader.
+Client commands give up after ``--timeout`` seconds (default 10; exit 3).
+``serve`` logs to stderr (its first line: ``serving node I on HOST:PORT``),
+writes ``--ready-file`` once listening, stops cleanly on SIGTERM or SIGINT (exit
+0); its data dir carries a ``FORMAT`` file (kind ``raft-log`` and version). Exit 2
+on bad usage or an unusable data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import msgspec
+import trio
+
+from ..runtime.tcp import parse_address
+
+EXIT_ABSENT = 1
+EXIT_TIMEOUT = 3
+_PREFIX = "foundation kv"
+
+
+def _members(text: str) -> dict[int, tuple[str, int]]:
+    out: dict[int, tuple[str, int]] = {}
+    for part in text.split(","):
+        part = part.strip()
+        ident, sep, addr = part.partition("=")
+        if not sep or not ident.isdigit():
+            raise ValueError(f"--peers entry {part!r} must be ID=HOST:PORT")
+        if int(ident) in out:
+            raise ValueError(f"--peers names node {ident} twice")
+        out[int(ident)] = parse_address(addr)
+    return out
+
+
+def register(subparsers: Any) -> None:
+    """Add ``foundation kv``."""
+    kv = subparsers.add_parser("kv", help="the replicated key-value store (Raft)")
+    verbs = kv.add_subparsers(dest="verb", metavar="VERB", parser_class=type(kv))
+    verbs.required = True
+    serve = verbs.add_parser("serve", help="run one member of the cluster")
+    serve.add_argument("--id", type=int, required=True, help="this member's id")
+    serve.add_argument("--peers", required=True, help="every member: 1=HOST:PORT,2=HOST:PORT,...")
+    serve.add_argument("--data-dir", required=True, help="this member's data directory")
+    serve.add_argument("--secret-file", default=None, help="shared secret file (mode 0600)")
+    serve.add_argument("--ready-file", default=None, help="write HOST:PORT here once listening")
+    serve.add_argument(
+        "--election-timeout", type=float, default=0.3, help="T in seconds (default 0.3)"
+    )
+    serve.add_argument(
+        "--join",
+        action="store_true",
+        help="a new member: wait to be added (foundation kv member add ID) before voting",
+    )
+    serve.set_defaults(handler=_serve)
+
+    def client(name: str, help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = verbs.add_parser(name, help=help)
+        p.add_argument("--cluster", required=True, help="HOST:PORT,... or ID=HOST:PORT,...")
+        p.add_argument("--secret-file", default=None, help="shared secret file (mode 0600)")
+        p.add_argument("--timeout", type=float, default=10.0, help="give up after S seconds")
+        p.set_defaults(handler=_client)
+        return p
+
+    client("put", "write KEY (prints the revision)").add_argument("key")
+    verbs.choices["put"].add_argument("value")
+    get = client("get", "print KEY's value (exit 1 if absent)")
+    get.add_argument("key")
+    cas = client("cas", "write NEW if KEY's value is OLD (exit 1 if not)")
+    cas.add_argument("key")
+    cas.add_argument("old")
+    cas.add_argument("new")
+    cas.add_argument("--absent", action="store_true", help="expect no key (OLD is ignored)")
+    client("delete", "delete KEY (exit 1 if absent)").add_argument("key")
+    watch = client("watch", "print changes under PREFIX, one per line")
+    watch.add_argument("prefix")
+    watch.add_argument("--rev", type=int, default=0, help="from revision N (default: now)")
+    watch.add_argument("--count", type=int, default=0, help="stop after N events")
+    client("status", "leader, term, commit and applied index of every member")
+    snapshot = verbs.add_parser("snapshot", help="back up a member's state, or restore it")
+    snapshot.add_argument("action", choices=["save", "restore"])
+    snapshot.add_argument("file", help="the backup file")
+    snapshot.add_argument("--cluster", default=None, help="save: the members (HOST:PORT,...)")
+    snapshot.add_argument("--secret-file", default=None, help="save: shared secret file")
+    snapshot.add_argument("--timeout", type=float, default=10.0, help="save: give up after S s")
+    snapshot.add_argument("--data-dir", default=None, help="restore: a new, empty data dir")
+    snapshot.set_defaults(handler=_snapshot)
+    member = client("member", "list the members, or add or remove one (one at a time)")
+    member.add_argument("action", choices=["list", "add", "add-learner", "remove"])
+    member.add_argument("node", nargs="?", type=int, help="the member's id (add, remove)")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _write_ready(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..runtime.auth import load_secret_file
+
+    peers = _members(args.peers)
+    if args.id not in peers:
+        raise ValueError(f"--id {args.id} is not in --peers")
+    if not args.election_timeout > 0:
+        raise ValueError(f"--election-timeout must be > 0, got {args.election_timeout}")
+    secret = None if args.secret_file is None else load_secret_file(args.secret_file)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{_PREFIX} serve: %(levelname)s %(message)s"))
+    root = logging.getLogger("trio_foundation")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    try:
+        trio.run(_serve_main, args, peers, secret)
+    finally:
+        root.removeHandler(handler)
+    return 0
+
+
+async def _serve_main(
+    args: argparse.Namespace, peers: dict[int, tuple[str, int]], secret: bytes | None
+) -> None:
+    from ..coordination.consensus import open_raft_node
+    from ..coordination.raft_kv import KV_CODEC
+    from ..protocols.kv_machine import KVMachine
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with open_raft_node(
+            args.id,
+            peers,
+            args.data_dir,
+            KVMachine(),
+            codec=KV_CODEC,
+            secret=secret,
+            election_timeout=args.election_timeout,
+            join=args.join,
+        ):
+            host, port = peers[args.id]
+            print(f"{_PREFIX} serve: serving node {args.id} on {host}:{port}", file=sys.stderr)
+            sys.stderr.flush()
+            if args.ready_file is not None:
+                _write_ready(args.ready_file, f"{host}:{port}\n")
+            async for signum in signals:
+                print(
+                    f"{_PREFIX} serve: {signal.Signals(signum).name}: stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                break
+
+
+# --------------------------------------------------------------------------- clients
+
+
+async def _probe_id(host: str, port: int) -> int:
+    """A member's id, from the hello frame it sends first on every connection."""
+    from ..runtime.codec import Crc32Seal, FrameDecoder
+    from ..runtime.tcp import HANDSHAKE_PROTOCOL, Hello
+
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        decoder = FrameDecoder(HANDSHAKE_PROTOCOL, Crc32Seal())
+        while (msg := decoder.next_message()) is None:
+            data = await stream.receive_some(65536)
+            if not data:
+                raise OSError(f"{host}:{port} closed the connection before its hello")
+            decoder.feed(data)
+    if not isinstance(msg, Hello) or msg.protocol != "raft":
+        raise OSError(f"{host}:{port} is not a raft member")
+    return int(msg.node)
+
+
+async def _resolve(text: str) -> dict[int, tuple[str, int]]:
+    out: dict[int, tuple[str, int]] = {}
+    for part in text.split(","):
+        part = part.strip()
+        ident, sep, addr = part.partition("=")
+        if sep:
+            if not ident.isdigit():
+                raise ValueError(f"--cluster entry {part!r} must be HOST:PORT or ID=HOST:PORT")
+            out[int(ident)] = parse_address(addr)
+            continue
+        host, port = parse_address(part)
+        try:
+            with trio.fail_after(2):
+                out[await _probe_id(host, port)] = (host, port)
+        except (OSError, trio.TooSlowError) as exc:
+            print(f"{_PREFIX}: {part} unreachable ({exc!r}); skipped", file=sys.stderr)
+    if not out:
+        raise OSError("no member of --cluster is reachable")
+    return out
+
+
+def _client(args: argparse.Namespace) -> int:
+    from ..runtime.auth import load_secret_file
+
+    secret = None if args.secret_file is None else load_secret_file(args.secret_file)
+    if not args.timeout > 0:
+        raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    try:
+        try:
+            return trio.run(_client_main, args, secret)
+        except BaseExceptionGroup as group:  # the transport's nursery wraps the body's error
+            leaf: BaseException = group
+            while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+                leaf = leaf.exceptions[0]
+            if leaf is group:
+                raise
+            raise leaf from None
+    except trio.TooSlowError:
+        print(f"{_PREFIX}: error: no answer within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+
+
+async def _client_main(args: argparse.Namespace, secret: bytes | None) -> int:
+    from ..coordination.consensus import open_raft_client
+    from ..coordination.raft_kv import KV_CODEC, RaftKV
+
+    out = sys.stdout.buffer
+    with trio.fail_after(args.timeout):
+        members = await _resolve(args.cluster)
+        async with open_raft_client(members, codec=KV_CODEC, secret=secret) as client:
+            kv = RaftKV(client)
+            verb = args.verb
+            if verb == "put":
+                print(await kv.put(args.key, args.value))
+            elif verb == "get":
+                found = await kv.get(args.key)
+                if found is None:
+                    return EXIT_ABSENT
+                out.write(found.value + b"\n")
+                out.flush()
+            elif verb == "cas":
+                result = await kv.cas(args.key, None if args.absent else args.old, args.new)
+                return 0 if result.succeeded else EXIT_ABSENT
+            elif verb == "delete":
+                return 0 if await kv.delete(args.key) else EXIT_ABSENT
+            elif verb == "status":
+                for node in sorted(members):
+                    s = await client.node_status(node)
+                    if s is None:
+                        print(f"node {node} unreachable")
+                    else:
+                        print(
+                            f"node {s.node} role {s.role} term {s.term} leader {s.leader}"
+                            f" commit {s.commit_index} applied {s.last_applied}"
+                        )
+            elif verb == "snapshot-save":
+                await _save(client, members, args.file)
+            elif verb == "member":
+                if args.action == "list":
+                    for node in sorted(members):
+                        s = await client.node_status(node)
+                        if s is not None and s.role == "leader":
+                            print("voters", *s.voters)
+                            print("learners", *s.learners)
+                            return 0
+                    raise OSError("no leader answered; retry")
+                if args.node is None:
+                    raise ValueError(f"member {args.action} needs a node id")
+                op = {"add": "add_server", "add-learner": "add_learner"}.get(
+                    args.action, "remove_server"
+                )
+                voters, learners = await client.change_membership(op, args.node)  # type: ignore[arg-type]
+                print("voters", *voters)
+                print("learners", *learners)
+            if verb != "watch":
+                return 0
+    # watch runs without the overall timeout (until --count events or a signal)
+    members = await _resolve(args.cluster)
+    async with open_raft_client(members, codec=KV_CODEC, secret=secret) as client:
+        kv = RaftKV(client)
+        seen = 0
+        async with kv.watch(args.prefix, start_revision=args.rev) as events:
+            async for event in events:
+                line = b"%s %d %s %s\n" % (
+                    event.type.encode(),
+                    event.revision,
+                    event.kv.key,
+                    event.kv.value,
+                )
+                out.write(line)
+                out.flush()
+                seen += 1
+                if args.count and seen >= args.count:
+                    break
+    return 0
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    if args.action == "save":
+        if args.cluster is None:
+            raise ValueError("snapshot save needs --cluster")
+        args.verb = "snapshot-save"
+        return _client(args)
+    if args.data_dir is None:
+        raise ValueError("snapshot restore needs --data-dir")
+    _restore(args.file, args.data_dir)
+    return 0
+
+
+async def _save(client: Any, members: dict[int, tuple[str, int]], path: str) -> None:
+    from ..coordination.raft_wire import decode_snapshot
+
+    leader = None
+    for node in sorted(members):
+        s = await client.node_status(node)
+        if s is not None and s.leader is not None:
+            leader = s.leader
+            break
+    if leader is None or leader not in members:
+        leader = sorted(members)[0]
+    data = await client.fetch_snapshot(leader)
+    if not data:
+        raise OSError(f"member {leader} has applied nothing yet: no snapshot to save")
+    snap = decode_snapshot(data)
+    await trio.to_thread.run_sync(_write_file, path, data)
+    print(f"saved member {leader}'s snapshot at index {snap.last_included_index}", file=sys.stderr)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _restore(path: str, data_dir: str) -> None:
+    from ..coordination.raft_wire import decode_snapshot
+    from ..runtime.raft_log import HardState, RaftLog, Snapshot
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        snap = decode_snapshot(data)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:  # or a bad configuration
+        raise ValueError(f"{path} is not a raft snapshot: {exc}") from None
+    if os.path.exists(data_dir) and os.listdir(data_dir):
+        raise ValueError(f"--data-dir {data_dir} is not empty")
+
+    async def write() -> None:
+        log = RaftLog(data_dir)
+        try:
+            await log.save(
+                hard_state=HardState(snap.last_included_term, None),
+                snapshot=Snapshot(snap.last_included_index, snap.last_included_term, data),
+            )
+        finally:
+            await log.aclose()
+
+    trio.run(write)
+    print(
+        f"restored index {snap.last_included_index} (term {snap.last_included_term},"
+        f" voters {list(snap.config.voters)}) into {data_dir}",
+        file=sys.stderr,
+    )

@@ -1,0 +1,879 @@
+"""A Raft node on Trio: a replicated state machine with submit, linearizable reads,
+an observable leader and leadership scopes.
+
+Theory of operation
+-------------------
+
+``async with open_raft_node(node_id, peers, data_dir, state_machine) as node:``
+runs, in a nursery scoped to the block:
+
+* the sans-IO core (:class:`~trio_foundation.protocols.raft.RaftNode`) on a
+  :class:`~trio_foundation.runtime.driver.NodeDriver` in push mode: the TCP
+  transport's reader hands every peer message to the core synchronously;
+* a TCP transport (:func:`~trio_foundation.runtime.tcp.open_tcp_transport`) on
+  the node's own address, for peers **and** clients (one port per node);
+* a *persister* over :class:`~trio_foundation.runtime.raft_log.RaftLog`. The
+  driver's persist callback is synchronous, so it only queues the core's
+  ``RaftPersist`` record; the persister writes the queued records (consecutive
+  ones merged into one save, so a burst costs one fsync) and **every message the
+  core sends after a record is held until that record is durable** ("persist
+  before send"; the held messages are released in order). Replies to local
+  callers are returned only once the record queued by their request's step (the
+  entry) is durable — which, with followers, their acknowledgements already imply.
+  A save that fails ends the node (its ``async with`` raises).
+
+Commands, queries and results are encoded with msgspec MessagePack (``types``
+given to :func:`open_raft_node` decode them); the core replicates bytes.
+
+**Exactly once.** Each :meth:`RaftNodeHandle.submit` draws a fresh random 63-bit
+session id and uses request id 1 in the core's replicated session table
+(thesis §6.3): a retry after a timeout, a lost reply or a leader change carries
+the same pair, so it is applied at most once while the table remembers the
+session (the ``max_sessions`` most recently used; 10 000 by default).
+
+**Leadership** (:meth:`RaftNodeHandle.leadership`): see ``docs/leader-election.md``.
+The body starts only after a ReadIndex round (a heartbeat acknowledged by a
+majority, sent after the round began at local time ``s``) confirmed this node
+leads, and it runs under a deadline ``s + lease`` with ``lease = T (1 - rho) / (1
++ rho)`` (``T`` the election timeout, ``rho`` ``max_clock_drift``), which each
+further confirmed round pushes forward. It is cancelled (and
+:class:`~trio_foundation.LeadershipLostError` raised) at that deadline, or as
+soon as the core steps down. A follower that acknowledged a heartbeat refuses
+votes (and PreVotes) for ``T`` of its own clock after it (the core's
+CheckQuorum lease), so no majority can elect another leader before the deadline
+while clocks drift apart by at most ``rho``. A node restarted from a data dir
+waits ``T (1 + rho)`` before it starts, because its lease memory was lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal, final
+
+import attrs
+import msgspec
+import trio
+import trio_util
+
+from .._errors import FoundationError, LeadershipLostError
+from ..protocols import raft as core
+from ..protocols.effects import Reply
+from ..runtime.driver import NO_STATE, NodeDriver
+from ..runtime.raft_log import RaftLog, open_raft_log
+from ..runtime.tcp import TcpTransport, open_tcp_transport
+from ..runtime.transport import Envelope
+from .raft_wire import (
+    MAX_MEMBER_ID,
+    RAFT_PROTOCOL,
+    CAdmin,
+    CRead,
+    CReply,
+    CSnapshot,
+    CStatus,
+    CStatusReply,
+    CSubmit,
+    decode_entry,
+    decode_snapshot,
+    encode_entry,
+    encode_snapshot,
+    from_wire,
+    to_wire,
+)
+
+__all__ = [
+    "Codec",
+    "RaftClient",
+    "RaftNodeHandle",
+    "RaftRequestError",
+    "open_raft_client",
+    "open_raft_node",
+]
+
+logger = logging.getLogger("trio_foundation.coordination.consensus")
+
+_LEASE_PROBE: Final = b""
+_MAX_HELD: Final = 8192
+
+
+class RaftRequestError(FoundationError):
+    """A request the cluster refused for good (a command that does not decode).
+
+    Attributes:
+        reason: the node's reason.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"raft request refused: {reason}")
+        self.reason = reason
+
+
+@final
+@attrs.frozen
+class Codec:
+    """How user values become the bytes the core replicates (msgspec MessagePack).
+
+    Attributes:
+        command: the type commands decode to on the replicas (``Any``: builtins).
+        result: the type results decode to for the caller.
+        query: the type queries decode to on the replicas.
+        answer: the type query answers decode to for the caller.
+    """
+
+    command: Any = Any
+    result: Any = Any
+    query: Any = Any
+    answer: Any = Any
+
+    def decoders(self) -> tuple[Any, Any, Any, Any]:
+        """msgspec decoders for the four types."""
+        d = msgspec.msgpack.Decoder
+        return d(self.command), d(self.result), d(self.query), d(self.answer)
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+
+
+class _BytesMachine:
+    """The user's state machine behind a bytes interface (what the core replicates)."""
+
+    def __init__(self, sm: core.StateMachine, command: Any, query: Any) -> None:
+        self.sm = sm
+        self._command = command
+        self._query = query
+
+    def apply(self, command: Any) -> Any:
+        return _encoder.encode(self.sm.apply(self._command.decode(command)))
+
+    def query(self, query: Any) -> Any:
+        if query == _LEASE_PROBE:
+            return _LEASE_PROBE
+        return _encoder.encode(self.sm.query(self._query.decode(query)))
+
+    def snapshot(self) -> bytes:
+        return self.sm.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.sm.restore(data)
+
+
+def _merge(a: core.RaftPersist, b: core.RaftPersist) -> core.RaftPersist | None:
+    """One record with the effect of ``a`` then ``b`` (``apply_persist`` semantics),
+    or ``None`` when ``b`` installs a snapshot (saved on its own)."""
+    if b.snapshot is not None:
+        return None
+    if b.truncate_from is None:
+        return core.RaftPersist(
+            b.term, b.voted_for, a.truncate_from, a.entries + b.entries, a.snapshot
+        )
+    t = b.truncate_from
+    if a.entries and t >= a.entries[0].index:
+        kept = tuple(e for e in a.entries if e.index < t)
+        return core.RaftPersist(b.term, b.voted_for, a.truncate_from, kept + b.entries, a.snapshot)
+    trunc = t if a.truncate_from is None else min(a.truncate_from, t)
+    return core.RaftPersist(b.term, b.voted_for, trunc, b.entries, a.snapshot)
+
+
+class _Persister:
+    """Queues the core's records; writes them in order; holds sends until durable."""
+
+    def __init__(self, log: RaftLog, tcp: TcpTransport) -> None:
+        self._log = log
+        self._tcp = tcp
+        self._queue: deque[core.RaftPersist] = deque()
+        self.queued = 0
+        self.durable = 0
+        self._wake = trio.Event()
+        self._durable_changed = trio.Event()
+        # (sequence number that must be durable, destination, wire message)
+        self._held: deque[tuple[int, int, Any]] = deque()
+        self.held_dropped = 0
+
+    def enqueue(self, record: Any) -> None:
+        self._queue.append(record)
+        self.queued += 1
+        self._wake.set()
+
+    def send(self, dst: int, msg: Any) -> bool:
+        wire = to_wire(msg)
+        if self.durable >= self.queued:
+            return self._tcp.send_nowait(dst, wire)
+        self._held.append((self.queued, dst, wire))
+        if len(self._held) > _MAX_HELD:  # a lossy link: Raft retries on its timers
+            self._held.popleft()
+            self.held_dropped += 1
+        return True
+
+    async def wait_durable(self, seq: int) -> None:
+        while self.durable < seq:
+            await self._durable_changed.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._queue:
+                record = self._queue.popleft()
+                upto = self.durable + 1
+                while self._queue:
+                    merged = _merge(record, self._queue[0])
+                    if merged is None:
+                        break
+                    record = merged
+                    self._queue.popleft()
+                    upto += 1
+                await self._log.save_record(
+                    record, encode_entry=encode_entry, encode_snapshot=encode_snapshot
+                )
+                self.durable = upto
+                while self._held and self._held[0][0] <= upto:
+                    _, dst, wire = self._held.popleft()
+                    self._tcp.send_nowait(dst, wire)
+                changed, self._durable_changed = self._durable_changed, trio.Event()
+                changed.set()
+
+
+@final
+class _Transport:
+    """The driver's view of the network: sends go through the persister's gate."""
+
+    def __init__(self, node_id: int, persister: _Persister) -> None:
+        self._node_id = node_id
+        self._persister = persister
+
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        return self._persister.send(dst, msg)
+
+    async def receive(self) -> Envelope:
+        raise RuntimeError("the raft node's messages are pushed to its driver")
+
+
+@attrs.define
+class _Call:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    reply: CReply | None = None
+
+
+class _Caller:
+    """Client side of the request protocol: find the leader, retry, dedupe by session."""
+
+    def __init__(
+        self,
+        tcp: TcpTransport,
+        members: list[int],
+        codec: Codec,
+        request_timeout: float,
+        rng: random.Random,
+    ) -> None:
+        self._tcp = tcp
+        self._members = members
+        self._codec = codec
+        self._command_dec, self._result_dec, self._query_dec, self._answer_dec = codec.decoders()
+        self._request_timeout = request_timeout
+        self._rng = rng
+        self._calls: dict[int, _Call] = {}
+        self._reqs = itertools.count(1)
+        self._hint: int | None = None
+        self._status_calls: dict[int, tuple[trio.Event, list[CStatusReply]]] = {}
+
+    def _on_reply(self, msg: CReply | CStatusReply) -> None:
+        if isinstance(msg, CStatusReply):
+            waiting = self._status_calls.get(msg.req)
+            if waiting is not None:
+                waiting[1].append(msg)
+                waiting[0].set()
+            return
+        call = self._calls.get(msg.req)
+        if call is not None:
+            call.reply = msg
+            call.done.set()
+
+    async def _local(self, op: str, value: Any) -> CReply | None:
+        """Run the request on this process's own core, if it has one and leads."""
+        return None
+
+    def _local_leads(self) -> bool:
+        return False
+
+    async def _remote(self, target: int, make: Callable[[int], Any]) -> CReply | None:
+        """Send a request to ``target`` and wait for its reply; ``None`` if the
+        connection is down or drops, or no reply came within ``request_timeout``."""
+        if not self._tcp.is_connected(target):
+            await trio.sleep(0.005)
+            return None
+        req = next(self._reqs)
+        call = self._calls[req] = _Call()
+        try:
+            self._tcp.send_nowait(target, make(req))
+            with trio.move_on_after(self._request_timeout):
+                while not call.done.is_set():
+                    with trio.move_on_after(0.05):
+                        await call.done.wait()
+                    if not self._tcp.is_connected(target):  # it crashed: try another
+                        break
+            return call.reply
+        finally:
+            del self._calls[req]
+
+    async def _call(self, op: str, value: Any) -> bytes:
+        backoff = 0.01
+        while True:
+            if self._local_leads():
+                reply = await self._local(op, value)
+            else:
+                target = self._hint
+                if target is None or not self._tcp.is_connected(target):
+                    up = [m for m in self._members if self._tcp.is_connected(m)]
+                    target = self._rng.choice(up or self._members)
+                if op == "propose":
+                    p: core.Proposal = value
+                    reply = await self._remote(target, _submit_maker(p))
+                elif op == "read":
+                    reply = await self._remote(target, lambda r: CRead(r, value))
+                else:
+                    reply = await self._remote(target, lambda r: CAdmin(r, op, value))  # type: ignore[arg-type]
+                if reply is None:
+                    self._hint = None
+            if reply is not None:
+                if reply.outcome == "ok":
+                    return reply.value
+                if reply.outcome == "not_leader":
+                    self._hint = reply.leader
+                    if reply.leader is not None:
+                        continue
+                elif reply.outcome == "rejected" and (
+                    reply.reason.startswith("undecodable")
+                    or (op not in ("propose", "read") and not _retryable(reply.reason))
+                ):
+                    raise RaftRequestError(reply.reason)
+            await trio.sleep(backoff * (0.5 + self._rng.random()))
+            backoff = min(backoff * 2, 0.5)
+
+    async def submit(self, command: Any) -> Any:
+        """Replicate ``command``; return its result once committed and applied.
+
+        Retries (leader changes, lost replies, timeouts) until it succeeds; put a
+        deadline on it (``trio.fail_after``). A checkpoint. **Cancellation:** a
+        cancelled submit may or may not be applied (it may be committed later);
+        nothing is kept for the caller.
+
+        Raises:
+            RaftRequestError: the cluster cannot decode the command.
+            TypeError: ``command`` cannot be encoded.
+            ValueError: ``command`` does not decode as the codec's command type.
+        """
+        data = _encoder.encode(command)
+        try:  # the replicas decode it when they apply it: refuse what they could not
+            self._command_dec.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
+        proposal = core.Proposal(self._rng.getrandbits(63), 1, data)
+        return self._result_dec.decode(await self._call("propose", proposal))
+
+    async def read(self, query: Any) -> Any:
+        """Answer ``query`` from the state machine, linearizably (ReadIndex at the leader).
+
+        A checkpoint; cancelling it has no effect on the cluster. Retries as
+        :meth:`submit`.
+        """
+        data = _encoder.encode(query)
+        try:
+            self._query_dec.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"query {query!r} does not fit the codec: {exc}") from None
+        return self._answer_dec.decode(await self._call("read", data))
+
+    async def change_membership(
+        self, op: Literal["add_server", "add_learner", "remove_server"], node: int
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Add a voter or a learner, or remove a member (one server at a time).
+
+        The new member must be running (started with ``join=True``) and connected
+        to the cluster. Returns ``(voters, learners)`` once the change is
+        committed. A checkpoint; a cancelled change may or may not happen.
+
+        Raises:
+            RaftRequestError: refused for good (already a member, not a member,
+                the last voter).
+        """
+        if op not in ("add_server", "add_learner", "remove_server"):
+            raise ValueError(f"unknown membership operation {op!r}")
+        if not isinstance(node, int) or not 0 <= node <= MAX_MEMBER_ID:
+            raise ValueError(f"node must be an int in [0, {MAX_MEMBER_ID}], got {node!r}")
+        voters, learners = msgspec.msgpack.decode(await self._call(op, node))
+        return tuple(voters), tuple(learners)
+
+    async def fetch_snapshot(self, node: int) -> bytes:
+        """Member ``node``'s snapshot taken now, as ``encode_snapshot`` bytes
+        (empty: it has applied nothing). A checkpoint; retried until answered.
+        """
+        while True:
+            reply = await self._remote(node, lambda r: CSnapshot(r))
+            if reply is not None and reply.outcome == "ok":
+                return reply.value
+            await trio.sleep(0.05)
+
+    async def node_status(self, node: int, *, wait: float = 1.0) -> CStatusReply | None:
+        """Node ``node``'s status, or ``None`` if it did not answer within ``wait`` s.
+
+        A checkpoint; cancelling it has no effect.
+        """
+        req = next(self._reqs)
+        waiting: tuple[trio.Event, list[CStatusReply]] = (trio.Event(), [])
+        self._status_calls[req] = waiting
+        try:
+            with trio.move_on_after(wait):
+                while True:
+                    self._tcp.send_nowait(node, CStatus(req))
+                    with trio.move_on_after(0.2):
+                        await waiting[0].wait()
+                    if waiting[1]:
+                        return waiting[1][0]
+            return None
+        finally:
+            del self._status_calls[req]
+
+
+@final
+class RaftNodeHandle(_Caller):
+    """A running Raft member; build it with :func:`open_raft_node`.
+
+    Attributes:
+        node_id: this member's id.
+        leader: the leader as this node knows it (``None``: unknown), a
+            ``trio_util.AsyncValue``: ``await node.leader.wait_value(lambda v: v
+            is not None)``.
+        core: the sans-IO core (read-only use: :meth:`status`).
+    """
+
+    def __init__(
+        self,
+        node_id: int,
+        members: list[int],
+        tcp: TcpTransport,
+        raft: core.RaftNode,
+        codec: Codec,
+        request_timeout: float,
+        max_clock_drift: float,
+        max_client_requests: int,
+    ) -> None:
+        others = [m for m in members if m != node_id] or members
+        super().__init__(tcp, others, codec, request_timeout, random.Random())
+        self.node_id = node_id
+        self.core = raft
+        self.leader: trio_util.AsyncValue[int | None] = trio_util.AsyncValue(None)
+        self._role_term: trio_util.AsyncValue[tuple[str, int]] = trio_util.AsyncValue(
+            ("follower", 0)
+        )
+        self.lease = raft.election_timeout * (1 - max_clock_drift) / (1 + max_clock_drift)
+        self._max_client_requests = max_client_requests
+        self._client_requests = 0
+        self.driver: NodeDriver | None = None
+        self.persister: _Persister | None = None
+        self.nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _observe(self) -> None:
+        c = self.core
+        self.leader.value = c.leader_id
+        self._role_term.value = (c.role, c.term)
+
+    def _on_message(self, env: Envelope) -> None:
+        msg = env.msg
+        if isinstance(msg, CReply | CStatusReply):
+            self._on_reply(msg)
+            return
+        if isinstance(msg, CStatus):
+            s = self.core.status()
+            reply = CStatusReply(
+                msg.req,
+                s.node,
+                s.role,
+                s.term,
+                s.leader,
+                s.commit_index,
+                s.last_applied,
+                s.last_index,
+                s.config.voters,
+                s.config.learners,
+            )
+            self._tcp.send_nowait(env.src, reply)
+            return
+        if isinstance(msg, CSnapshot):
+            if self.nursery is not None:
+                self.nursery.start_soon(self._serve_snapshot, env.src, msg.req)
+            return
+        if isinstance(msg, CSubmit | CRead | CAdmin):
+            if self._client_requests >= self._max_client_requests or self.nursery is None:
+                self._tcp.send_nowait(env.src, CReply(msg.req, "rejected", reason="busy"))
+                return
+            self._client_requests += 1
+            self.nursery.start_soon(self._serve_client, env.src, msg)
+            return
+        if env.src > MAX_MEMBER_ID or self.driver is None:
+            return
+        try:
+            core_msg = from_wire(msg)
+        except ValueError:
+            return
+        if core_msg is not None:
+            self.driver.deliver(env.src, core_msg)
+
+    async def _serve_snapshot(self, src: int, req: int) -> None:
+        driver = self.driver
+        if driver is None or not driver.running:
+            self._tcp.send_nowait(src, CReply(req, "rejected", reason="not running"))
+            return
+        key = driver.submit("compact", None)  # answered in the same step
+        driver.forget(key)
+        snap = self.core.snapshot
+        data = b"" if snap is None else encode_snapshot(snap)
+        self._tcp.send_nowait(src, CReply(req, "ok", value=data))
+
+    async def _serve_client(self, src: int, msg: CSubmit | CRead | CAdmin) -> None:
+        try:
+            if isinstance(msg, CSubmit):
+                try:
+                    self._command_dec.decode(msg.command)
+                except msgspec.DecodeError as exc:
+                    reply = CReply(msg.req, "rejected", reason=f"undecodable command: {exc}")
+                    self._tcp.send_nowait(src, reply)
+                    return
+                value: Any = core.Proposal(msg.client_id, msg.request_id, msg.command)
+                op = "propose"
+            elif isinstance(msg, CAdmin):
+                value, op = msg.node, msg.op
+            else:
+                try:
+                    if msg.query != _LEASE_PROBE:
+                        self._query_dec.decode(msg.query)
+                except msgspec.DecodeError as exc:
+                    reply = CReply(msg.req, "rejected", reason=f"undecodable query: {exc}")
+                    self._tcp.send_nowait(src, reply)
+                    return
+                value, op = msg.query, "read"
+            with trio.move_on_after(self._request_timeout):
+                answer = await self._local(op, value)
+                if answer is not None:
+                    self._tcp.send_nowait(src, _with_req(answer, msg.req))
+                    return
+            self._tcp.send_nowait(src, CReply(msg.req, "unknown"))
+        finally:
+            self._client_requests -= 1
+
+    def _local_leads(self) -> bool:
+        return self.driver is not None and self.driver.running and self.core.role == "leader"
+
+    async def _local(self, op: str, value: Any) -> CReply | None:
+        driver, persister = self.driver, self.persister
+        if driver is None or persister is None or not driver.running:
+            return CReply(0, "not_leader", leader=None)
+        key = driver.submit(op, value)
+        # The records the reply can depend on were queued by this step: the entry
+        # (and, on a single voter, its commit). A later commit needs acks of
+        # followers, which the held sends let out only once the entry was durable.
+        seq = persister.queued
+        try:
+            reply: Reply = await driver.wait_reply(key)
+        except trio.BrokenResourceError:
+            return None
+        finally:
+            driver.forget(key)
+        await persister.wait_durable(seq)
+        if reply.ok:
+            if isinstance(reply.value, core.Config):
+                config = reply.value
+                return CReply(0, "ok", value=_encoder.encode([config.voters, config.learners]))
+            return CReply(0, "ok", value=reply.value)
+        if isinstance(reply.value, core.NotLeader):
+            return CReply(0, "not_leader", leader=reply.value.leader)
+        reason = reply.value.reason if isinstance(reply.value, core.Rejected) else str(reply.value)
+        return CReply(0, "rejected", reason=reason)
+
+    # ------------------------------------------------------------------ public
+
+    def status(self) -> core.RaftStatus:
+        """This node's :class:`~trio_foundation.protocols.raft.RaftStatus`. Not a checkpoint."""
+        return self.core.status()
+
+    @asynccontextmanager
+    async def leadership(self) -> AsyncIterator[int]:
+        """Run the body only while this node leads; yields the term (a fencing token).
+
+        Waits until this node is leader and a ReadIndex round confirmed it, then
+        runs the body under the lease deadline (see the module docstring),
+        renewing it every heartbeat interval. A checkpoint on entry (cancelling
+        the wait leaves nothing behind).
+
+        Raises:
+            LeadershipLostError: leadership was lost (the core stepped down, or
+                the lease could not be renewed in time); the body was cancelled
+                first, at its next checkpoint.
+        """
+        name = f"raft node {self.node_id}"
+        while True:
+            await self._role_term.wait_value(lambda rt: rt[0] == "leader")
+            term = self.core.term
+            start = trio.current_time()
+            answer = await self._local("read", _LEASE_PROBE)
+            if answer is not None and answer.outcome == "ok" and self.core.term == term:
+                break
+            await trio.sleep(self.core.heartbeat_interval)
+        nursery = self.nursery
+        if nursery is None:
+            raise RuntimeError(f"{name} is closing")
+        lost: list[str] = []
+        with trio.CancelScope(deadline=start + self.lease) as scope:
+            helpers = trio.CancelScope()
+            nursery.start_soon(self._guard, helpers, scope, term, lost)
+            try:
+                yield term
+            finally:
+                helpers.cancel()
+        if scope.cancelled_caught:
+            if not lost:
+                lost.append(f"lease of {self.lease:.3f} s not renewed by a quorum in time")
+            raise LeadershipLostError(name, str(self.node_id), lost[0])
+
+    async def _guard(
+        self, helpers: trio.CancelScope, scope: trio.CancelScope, term: int, lost: list[str]
+    ) -> None:
+        """Cancel ``scope`` when the core steps down; push its deadline on each confirmed round."""
+
+        async def watch_role() -> None:
+            await self._role_term.wait_value(lambda rt: rt != ("leader", term))
+            lost.append("stepped down (a newer term, or no quorum heard)")
+            scope.cancel()
+
+        async def renew() -> None:
+            while True:
+                await trio.sleep(self.core.heartbeat_interval)
+                s = trio.current_time()
+                answer = await self._local("read", _LEASE_PROBE)
+                if answer is not None and answer.outcome == "ok" and self.core.term == term:
+                    scope.deadline = max(scope.deadline, s + self.lease)
+
+        with helpers:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(watch_role)
+                inner.start_soon(renew)
+
+
+def _retryable(reason: str) -> bool:
+    return reason.startswith(
+        (
+            "the leader has not yet committed",
+            "a configuration change is in progress",
+            "leadership transfer",
+            "too many",
+            "busy",
+        )
+    )
+
+
+def _submit_maker(p: core.Proposal) -> Callable[[int], CSubmit]:
+    cid, rid, cmd = p.client_id, p.request_id, p.command
+    assert isinstance(cid, int) and isinstance(cmd, bytes)
+    return lambda req: CSubmit(req, cid, rid, cmd)
+
+
+def _with_req(reply: CReply, req: int) -> CReply:
+    return CReply(req, reply.outcome, reply.value, reply.leader, reply.reason)
+
+
+def _parse_peers(peers: Mapping[int, tuple[str, int]], node_id: int) -> dict[int, tuple[str, int]]:
+    if node_id not in peers:
+        raise ValueError(f"peers must include this node's own id {node_id}")
+    for n in peers:
+        if not isinstance(n, int) or not 0 <= n <= MAX_MEMBER_ID:
+            raise ValueError(f"member ids must be ints in [0, {MAX_MEMBER_ID}], got {n!r}")
+    return dict(peers)
+
+
+@asynccontextmanager
+async def open_raft_node(
+    node_id: int,
+    peers: Mapping[int, tuple[str, int]],
+    data_dir: str | os.PathLike[str],
+    state_machine: core.StateMachine,
+    *,
+    codec: Codec | None = None,
+    secret: bytes | None = None,
+    election_timeout: float = 0.3,
+    heartbeat_interval: float | None = None,
+    max_clock_drift: float = 0.05,
+    request_timeout: float = 2.0,
+    max_client_requests: int = 1024,
+    max_log_entries: int = 10_000,
+    listen: tuple[str, int] | None = None,
+    join: bool = False,
+) -> AsyncIterator[RaftNodeHandle]:
+    """Run one Raft member for the body of an ``async with``.
+
+    Args:
+        node_id: this member's id (a key of ``peers``).
+        peers: every member's id → ``(host, port)``, this one included: it
+            listens on its own address (or ``listen``) for peers and clients.
+        data_dir: the durable log's directory (created if missing; carries a
+            format version).
+        state_machine: the deterministic state machine (fresh; restored from the
+            snapshot on restart). Its commands and results pass through ``codec``.
+        codec: the msgspec types of commands, results, queries and answers
+            (default: builtins).
+        secret: the shared secret of the TCP transport (``None``: no auth).
+        election_timeout: ``T`` in seconds (elections after ``[T, 2T)``).
+        heartbeat_interval: seconds (default ``T / 10``).
+        max_clock_drift: ``rho``, the bound on the relative rate difference of
+            the members' clocks that leadership scopes rely on.
+        request_timeout: seconds before a forwarded request is retried.
+        max_client_requests: client requests served at once (more are refused
+            as busy; clients retry).
+        max_log_entries: log length that triggers a snapshot.
+        listen: the address to bind instead of ``peers[node_id]`` (port 0: free).
+        join: this node is not in the cluster's configuration yet: its initial
+            voters are the other members of ``peers``; it never campaigns until
+            a member adds it (:meth:`RaftNodeHandle.change_membership`). It dials
+            the members, so they can reach it before they know its address.
+
+    Entering is a checkpoint (opening the log runs in a thread). On exit the
+    node stops (peers see a crash; what was saved is on disk).
+
+    Raises:
+        ValueError: a bad argument, named.
+        ~trio_foundation.runtime.raft_log.CorruptLogError: the data dir is damaged.
+        OSError: the address cannot be bound.
+    """
+    members = _parse_peers(peers, node_id)
+    if not 0 <= max_clock_drift < 1:
+        raise ValueError(f"max_clock_drift must be in [0, 1), got {max_clock_drift!r}")
+    codec = codec if codec is not None else Codec()
+    command_dec, _, query_dec, _ = codec.decoders()
+    voters = sorted(m for m in members if not (join and m == node_id))
+    if not voters:
+        raise ValueError("a joining node needs at least one other member in peers")
+    raft = core.RaftNode(
+        node_id,
+        voters,
+        _BytesMachine(state_machine, command_dec, query_dec),
+        election_timeout=election_timeout,
+        heartbeat_interval=heartbeat_interval,
+        max_log_entries=max_log_entries,
+    )
+    async with open_raft_log(data_dir) as log:
+        state = log.load()
+        restored: Any = NO_STATE
+        if state.hard_state.term or state.snapshot or state.entries:
+            restored = core.RaftDurable(
+                state.hard_state.term,
+                state.hard_state.voted_for,
+                decode_snapshot(state.snapshot.data) if state.snapshot else None,
+                tuple(decode_entry(e.data) for e in state.entries),
+            )
+        handle: RaftNodeHandle | None = None
+
+        def on_message(env: Envelope) -> None:
+            if handle is not None:
+                handle._on_message(env)
+
+        address = listen if listen is not None else members[node_id]
+        dial = {n: a for n, a in members.items() if n != node_id}
+        async with open_tcp_transport(
+            RAFT_PROTOCOL,
+            node_id,
+            listen=address,
+            peers=dial,
+            secret=secret,
+            on_message=on_message,
+            backoff_max=0.5,
+        ) as tcp:
+            handle = RaftNodeHandle(
+                node_id,
+                sorted(members),
+                tcp,
+                raft,
+                codec,
+                request_timeout,
+                max_clock_drift,
+                max_client_requests,
+            )
+            persister = _Persister(log, tcp)
+            driver = NodeDriver(
+                raft,
+                _Transport(node_id, persister),
+                persist=persister.enqueue,
+                restored=restored,
+                pull=False,
+            )
+            driver.after_event.append(handle._observe)
+            handle.persister = persister
+            async with trio.open_nursery() as nursery:
+                handle.nursery = nursery
+                nursery.start_soon(persister.run)
+                if restored is not NO_STATE:
+                    # the lease the core kept in memory is gone: stay silent for T
+                    await trio.sleep(election_timeout * (1 + max_clock_drift))
+                await nursery.start(driver.run)
+                handle.driver = driver
+                try:
+                    yield handle
+                finally:
+                    handle.nursery = None
+                    nursery.cancel_scope.cancel()
+
+
+@final
+class RaftClient(_Caller):
+    """A client of a Raft cluster (no member); build it with :func:`open_raft_client`.
+
+    :meth:`submit`, :meth:`read` and :meth:`status` as on a member.
+    """
+
+    @property
+    def members(self) -> list[int]:
+        """The members' ids."""
+        return list(self._members)
+
+
+@asynccontextmanager
+async def open_raft_client(
+    members: Mapping[int, tuple[str, int]],
+    *,
+    codec: Codec | None = None,
+    secret: bytes | None = None,
+    request_timeout: float = 2.0,
+) -> AsyncIterator[RaftClient]:
+    """Connect to the members ``id → (host, port)`` for the body of an ``async with``.
+
+    The client's transport id is random above the members' range. Entering is
+    a checkpoint; connections are made in the background.
+    """
+    if not members:
+        raise ValueError("a raft client needs at least one member address")
+    client: RaftClient | None = None
+
+    def on_message(env: Envelope) -> None:
+        if client is not None and isinstance(env.msg, CReply | CStatusReply):
+            client._on_reply(env.msg)
+
+    rng = random.Random()
+    my_id = rng.randrange(MAX_MEMBER_ID + 1, 1 << 63)
+    async with open_tcp_transport(
+        RAFT_PROTOCOL,
+        my_id,
+        peers=dict(members),
+        secret=secret,
+        on_message=on_message,
+        backoff_max=0.5,
+    ) as tcp:
+        client = RaftClient(tcp, sorted(members), codec or Codec(), request_timeout, rng)
+        yield client
