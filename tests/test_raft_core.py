@@ -633,3 +633,15 @@ def test_bad_arguments() -> None:
         Config((2, 1))
     with pytest.raises(ValueError, match="voters and learners"):
         Config((1,), (1,))
+
+
+def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "consensus.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    found = [b for b in blocks if b.startswith("# example: raft-core\n")]
+    assert found, "docs/consensus.md lost its raft-core example"
+    exec(compile(found[0], str(doc), "exec"), {"__name__": "consensus_doc"})
+    assert capsys.readouterr().out == "5 5\n"

@@ -1,0 +1,98 @@
+"""Catch rates of the Raft property test's honest searches, over fresh random runs.
+
+Run ``python benchmarks/catch_rates_raft.py`` (``--help`` for the options).
+Three broken cores are defined in ``property_tests/test_raft.py`` (never in the
+library): ``commit_old_term``, ``vote_before_persist`` and ``read_without_quorum``.
+
+Two measurements, both with fresh seeds (no example database, no derandomize):
+
+* ``--runs N`` (default): N fresh runs of the state machine per variant, each
+  run to its end (a broken invariant is tallied, not raised); reports the per-run
+  rate ``p`` with the lower end of its 95 % Wilson interval, and what that buys
+  one CI search of ``SEARCH_EXAMPLES`` runs: ``1 - (1 - p) ** SEARCH_EXAMPLES``;
+  the correct core is measured too (it must show no violation).
+* ``--searches K``: K real searches per variant, each exactly what CI runs
+  (``search()``: up to ``SEARCH_EXAMPLES`` runs, stopping at the first failure).
+
+Nothing here is a test: the figures go to docs/consensus.md with the command
+that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def wilson_low(caught: int, n: int, z: float = 1.96) -> float:
+    """The lower end of the Wilson score interval for a rate of ``caught`` in ``n``."""
+    if n == 0:
+        return 0.0
+    p = caught / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=300, help="fresh runs per variant (0: none)")
+    parser.add_argument("--searches", type=int, default=0, help="also run K real searches")
+    parser.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    args = parser.parse_args()
+    raft = _load("property_raft", ROOT / "property_tests" / "test_raft.py")
+    variants = args.variant or sorted(raft.BROKEN)
+    k = raft.SEARCH_EXAMPLES
+    print(f"{args.runs} fresh runs of {raft.STEPS} steps per variant; one CI search = {k} runs")
+    print(f"{'variant':22} {'caught':>9} {'p':>6} {'p(low)':>7} {'search':>7} {'s/run':>6}")
+    for name in ["correct", *variants] if args.runs > 0 else []:
+        machine = raft.RaftMachine if name == "correct" else raft.BROKEN[name][0]
+        invariants = () if name == "correct" else raft.BROKEN[name][1]
+        started = time.monotonic()
+        runs, seen = raft.tally(machine, args.runs)
+        per_run = (time.monotonic() - started) / max(runs, 1)
+        broken = {s: n for s, n in seen.items() if s[:1].isupper()}
+        caught = sum(n for s, n in broken.items() if s in invariants)
+        p, low = caught / max(runs, 1), wilson_low(caught, runs)
+        other = {s: n for s, n in broken.items() if s not in invariants}
+        print(
+            f"{name:22} {caught:>4}/{runs:<4} {p:6.1%} {low:7.1%} {1 - (1 - p) ** k:7.1%} "
+            f"{per_run:6.2f}" + (f"  other violations: {other}" if other else ""),
+            flush=True,
+        )
+        if name == "correct":
+            reach = ", ".join(f"{s} {seen.get(s, 0) / max(runs, 1):.0%}" for s in raft.REACHABLE)
+            print(f"  reached (fraction of runs): {reach}", flush=True)
+    for name in variants if args.searches else []:
+        machine, invariants = raft.BROKEN[name]
+        caught = 0
+        started = time.monotonic()
+        for _ in range(args.searches):
+            found = raft.search(machine)
+            caught += found is not None and found.startswith(invariants)
+        mean = (time.monotonic() - started) / args.searches
+        print(
+            f"searches {name:22} {caught}/{args.searches} {caught / args.searches:.1%} "
+            f"(low {wilson_low(caught, args.searches):.1%}), {mean:.1f} s per search",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
