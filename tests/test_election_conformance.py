@@ -39,7 +39,7 @@ from loopback_proxy import LoopbackProxy
 from trio_util import AsyncValue
 
 from trio_foundation import LeadershipLostError
-from trio_foundation.etcd import EtcdError, open_etcd_client, open_etcd_election
+from trio_foundation.etcd import EtcdError, _recipes, open_etcd_client, open_etcd_election
 from trio_foundation.etcd.testing import EtcdCluster
 
 
@@ -65,6 +65,8 @@ class ElectionBackend:
         token: the fencing token of a leadership, or ``None`` if the backend has none.
         expected_errors: operational errors a member cut off may raise besides
             ``LeadershipLostError`` (e.g. unavailable).
+        install_broken: installs (through ``monkeypatch``) the broken variant the
+            history check must catch: a candidate that leads without waiting its turn.
     """
 
     kind: str
@@ -75,6 +77,7 @@ class ElectionBackend:
     slack: float
     token: Callable[[Any], int] | None
     expected_errors: tuple[type[BaseException], ...]
+    install_broken: Callable[[pytest.MonkeyPatch], None]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +87,12 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdClust
 
 
 PROXIES = 3
+
+
+async def _campaign_without_waiting(client: Any, prefix: bytes, lease: Any, value: bytes) -> int:
+    """etcd's broken variant: enter the queue and lead at once, ahead of earlier candidates."""
+    mine = prefix + f"{lease.id:016x}".encode()
+    return int((await client.put(mine, value, lease=lease.id)).revision)
 
 
 @asynccontextmanager
@@ -124,6 +133,9 @@ async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterat
                 slack=1.5,
                 token=lambda leadership: leadership.revision,
                 expected_errors=(EtcdError,),
+                install_broken=lambda mp: mp.setattr(
+                    _recipes, "_campaign", _campaign_without_waiting
+                ),
             )
         else:  # pragma: no cover - a backend listed in BACKENDS without a branch here
             raise AssertionError(f"no election backend {kind!r}")
@@ -302,12 +314,26 @@ async def run_under_cuts(backend: ElectionBackend, seed: int, seconds: float) ->
                     history.errors += 1
                 await trio.sleep(rng.uniform(0, 0.2))
 
+    def leader() -> int | None:
+        open_terms = [t for t in history.terms if t.end == math.inf]
+        return open_terms[-1].candidate if open_terms else None
+
     async def nemesis() -> None:
         while True:
             await trio.sleep(rng.uniform(0.2, 0.8))
             proxy = rng.choice(backend.proxies)
+            kind = rng.choice(["cut", "partition", "delay", "partition-leader", "partition-leader"])
+            if kind == "partition-leader":
+                # cut the leader off for longer than its ttl, so the others take over
+                who = leader()
+                if who is None:
+                    continue
+                proxy = backend.proxies[who]
+                proxy.refusing = True
+                proxy.cut_all()
+                await trio.sleep(rng.uniform(backend.ttl + 1, backend.ttl + 3))
+                proxy.refusing = False
             history.faults += 1
-            kind = rng.choice(["cut", "partition", "delay"])
             if kind == "cut":
                 proxy.cut_all()
             elif kind == "partition":
@@ -337,24 +363,38 @@ async def run_under_cuts(backend: ElectionBackend, seed: int, seconds: float) ->
     return history
 
 
-async def _no_overlap(backend: ElectionBackend, seconds: float) -> None:
+async def _history(backend: ElectionBackend, seconds: float) -> History:
     seed = int(os.environ.get("FOUNDATION_CHAOS_SEED", random.randrange(2**32)))
     print(f"seed {seed}")
     history = await run_under_cuts(backend, seed, seconds)
     print(
         f"seed {seed}: {len(history.terms)} terms, {history.lost} lost, "
-        f"{history.errors} errors, {history.faults} faults"
+        f"{history.errors} errors, {history.faults} faults, "
+        f"{len(history.violations())} violations"
     )
     assert len({t.candidate for t in history.terms}) >= 2, f"seed {seed}: too few terms"
-    assert not history.violations(), f"seed {seed}: {history.violations()}"
+    return history
 
 
 @pytest.mark.timeout(120)
 async def test_no_two_leaderships_overlap_under_cuts(backend: ElectionBackend) -> None:
-    await _no_overlap(backend, 12.0)
+    history = await _history(backend, 12.0)
+    assert not history.violations(), f"seed {history.seed}: {history.violations()}"
+
+
+@pytest.mark.timeout(120)
+async def test_broken_leadership_caught_under_cuts(
+    backend: ElectionBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same run with candidates that lead without waiting their turn: the check must fail."""
+    backend.install_broken(monkeypatch)
+    history = await _history(backend, 12.0)
+    assert history.violations(), f"seed {history.seed}: the broken variant went unnoticed"
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_no_two_leaderships_overlap_under_cuts_long(backend: ElectionBackend) -> None:
-    await _no_overlap(backend, float(os.environ.get("FOUNDATION_CHAOS_LONG_SECONDS", "120")))
+    seconds = float(os.environ.get("FOUNDATION_CHAOS_LONG_SECONDS", "120"))
+    history = await _history(backend, seconds)
+    assert not history.violations(), f"seed {history.seed}: {history.violations()}"
