@@ -9,10 +9,19 @@ measures, against it:
   ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python`` with current protobuf, which
   this script sets): the cost of the JSON gateway against gRPC;
 * 16 concurrent putters through this client;
-* lock acquire+release: :class:`EtcdLock` against the project's in-process
-  :class:`LockService`;
+* lock acquire+release: :class:`EtcdLock` against the project's own TCP lock
+  server (``foundation lock serve`` as a subprocess on a free loopback port,
+  reached with ``connect_lock_service("tcp://...")``) and the in-process
+  :class:`LockService`; etcd and the TCP server are measured in alternating
+  rounds so that load from other jobs falls on both alike;
+* the key-value store through the :class:`KVStore` interface (put and
+  linearizable get): :class:`EtcdKV` against :class:`MemoryKV`, the in-process
+  floor (:data:`KV_BACKENDS` is where the Raft KV joins as a third column);
 * election failover: a candidate process leading with ttl 2 s is SIGKILLed; the
   time until a waiting candidate leads.
+
+The output starts and ends with ``uptime`` (load averages): the machine may be
+shared, so read the figures with the load beside them.
 
 Run: ``.venv/bin/python benchmarks/bench_etcd.py [--n 500]``.
 """
@@ -29,7 +38,9 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
@@ -37,7 +48,9 @@ import httpx
 import trio
 
 from trio_foundation import open_lock_service
-from trio_foundation.etcd import EtcdLock, open_etcd_client, open_etcd_election
+from trio_foundation.coordination.connect import connect_lock_service
+from trio_foundation.coordination.kv import KVStore, MemoryKV
+from trio_foundation.etcd import EtcdKV, EtcdLock, open_etcd_client, open_etcd_election
 from trio_foundation.etcd.testing import EtcdCluster
 
 
@@ -123,8 +136,70 @@ async def failover(endpoint: str) -> float:
                 await proc.stdout.aclose()
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+@asynccontextmanager
+async def lock_server_process(data_dir: Path) -> AsyncIterator[str]:
+    """``foundation lock serve`` on a free loopback port; yields its ``tcp://`` URL.
+
+    Stopped by its pid (SIGTERM, then SIGKILL after 5 s) when the block ends.
+    """
+    ready = data_dir / "ready"
+    foundation = Path(sys.executable).parent / "foundation"
+    command = [str(foundation), "lock", "serve", "--listen", "127.0.0.1:0"]
+    command += ["--data-dir", str(data_dir / "data"), "--ready-file", str(ready)]
+    proc = await trio.lowlevel.open_process(command)
+    try:
+        with trio.fail_after(20):
+            while not (ready.exists() and ready.read_text().strip()):
+                assert proc.returncode is None, "foundation lock serve exited at start"
+                await trio.sleep(0.05)
+        yield "tcp://" + ready.read_text().strip()
+    finally:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 10):
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                with trio.move_on_after(5):
+                    await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+# The key-value backends measured through the KVStore interface, one column each. The Raft
+# KV (s2-raftnode) joins here: a name and a factory opening a KVStore on a running cluster.
+KVFactory = Callable[[], AbstractAsyncContextManager[KVStore]]
+
+
+async def bench_kv(name: str, factory: KVFactory, n: int) -> list[dict[str, float | str]]:
+    """Sequential put and linearizable get of one 100-byte value through ``KVStore``."""
+    value = b"v" * 100
+    async with factory() as kv:
+        await kv.put(b"bench/kv", value)
+        puts = await timed(n, lambda i: kv.put(b"bench/kv", value))
+        gets = await timed(n, lambda i: kv.get(b"bench/kv"))
+    return [summary(f"{name} KV put", puts), summary(f"{name} KV get", gets)]
+
+
+def kv_backends(endpoint: str) -> dict[str, KVFactory]:
+    @asynccontextmanager
+    async def etcd_kv() -> AsyncIterator[KVStore]:
+        async with open_etcd_client(endpoint) as client:
+            yield EtcdKV(client, prefix=b"/bench-kv/")
+
+    @asynccontextmanager
+    async def memory_kv() -> AsyncIterator[KVStore]:
+        yield MemoryKV()
+
+    return {"etcd": etcd_kv, "MemoryKV (in-process floor)": memory_kv}
+
+
 async def main(n: int) -> None:
     rows: list[dict[str, float | str]] = []
+    load_before = uptime()
+    print(f"uptime before: {load_before}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, EtcdCluster.start(tmp) as cluster:
         endpoint = cluster.endpoints[0]
         async with open_etcd_client(endpoint) as client:
@@ -192,15 +267,35 @@ async def main(n: int) -> None:
             rows.append(summary("etcd3 gRPC get", timed_sync(n, lambda i: g.get("bench/k"))))
             g.close()
 
+        for name, factory in kv_backends(endpoint).items():
+            rows += await bench_kv(name, factory, n)
+
         locks = max(20, n // 5)
-        async with open_etcd_client(endpoint) as client:
+        rounds = 4
+        etcd_samples: list[float] = []
+        tcp_samples: list[float] = []
+        async with (
+            lock_server_process(Path(tmp) / "lock-server") as url,
+            open_etcd_client(endpoint) as client,
+            connect_lock_service(url) as tcp,
+        ):
             lock = EtcdLock(client, prefix="/bench")
 
             async def etcd_cycle(i: int) -> None:
                 async with lock.acquire(ttl=5, name="l"):
                     pass
 
-            rows.append(summary("etcd lock acquire+release", await timed(locks, etcd_cycle)))
+            async def tcp_cycle(i: int) -> None:
+                async with tcp.acquire(ttl=5, name="l"):
+                    pass
+
+            await timed(5, etcd_cycle)  # warm both up
+            await timed(5, tcp_cycle)
+            for _ in range(rounds):
+                etcd_samples += await timed(locks // rounds, etcd_cycle)
+                tcp_samples += await timed(locks // rounds, tcp_cycle)
+        rows.append(summary("etcd lock acquire+release", etcd_samples))
+        rows.append(summary("TCP lock server (subprocess) acquire+release", tcp_samples))
         async with open_lock_service(max_ttl=30) as service, service.connect() as local:
 
             async def local_cycle(i: int) -> None:
@@ -229,13 +324,20 @@ async def main(n: int) -> None:
 
     def ratio(a: str, b: str) -> None:
         if a in by and b in by:
-            print(f"{a} / {b}: {float(by[a]['per_s']) / float(by[b]['per_s']):.2f}")
+            print(f"{a} / {b}: {float(by[a]['per_s']) / float(by[b]['per_s']):.3g}")
 
     ratio("client put", "raw httpx put")
     ratio("client get (linearizable)", "raw httpx get")
     ratio("client put", "etcd3 gRPC put")
     ratio("client get (linearizable)", "etcd3 gRPC get")
+    ratio("etcd lock acquire+release", "TCP lock server (subprocess) acquire+release")
     ratio("etcd lock acquire+release", "in-process lock service acquire+release")
+    ratio("etcd KV put", "MemoryKV (in-process floor) KV put")
+    ratio("etcd KV get", "MemoryKV (in-process floor) KV get")
+    print()
+    print(f"uptime before: {load_before}")
+    print(f"uptime after:  {uptime()}")
+    print("(the machine is shared with other jobs: compare figures of one run, not across runs)")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,31 @@ keep-alives that never cancel the body — is caught by the same run.
 The seed is fresh each run and printed; ``FOUNDATION_CHAOS_SEED=N`` replays its
 fault choices (real I/O makes the exact interleaving differ between runs);
 ``FOUNDATION_CHAOS_SECONDS`` lengthens the run (default 20 s).
+
+Two more attacks below: SIGKILL and restart of members of a 3-member cluster
+while three contenders (clients of every member, with failover) contend and
+increment a counter in etcd under the lock (no acknowledged increment lost);
+and a holder in its own OS process SIGSTOPped past its ttl while a second
+process acquires and writes, then SIGCONTed (``chaos/etcd_lock_child.py``):
+the second must begin after the first's lease deadline, the first's body must
+be cancelled, and the fence must refuse any stale write. The ``slow`` variants
+run longer (``FOUNDATION_CHAOS_LONG_SECONDS``, ``FOUNDATION_CHAOS_ROUNDS``).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -191,3 +207,302 @@ async def test_etcd_lock_under_chaos(
     else:
         with pytest.raises(AssertionError):
             check(run)
+
+
+# --- SIGKILL and restart of members of a 3-member cluster ------------------------------------
+
+
+@pytest.fixture
+def etcd3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    with EtcdCluster.start(tmp_path_factory.mktemp("etcd3"), members=3) as cluster:
+        yield cluster
+
+
+@attrs.define
+class KillRun:
+    seed: int
+    bodies: list[tuple[float, float, int, int]] = attrs.Factory(list)  # start, end, token, who
+    refused_inside: list[tuple[int, int]] = attrs.Factory(list)
+    kills: int = 0
+    acked: int = 0  # counter increments etcd acknowledged
+    ambiguous: int = 0  # increments whose put failed without an answer (may have applied)
+    stale_reads: list[tuple[int, int, int]] = attrs.Factory(list)  # token, read, expected
+    lost: int = 0
+    unavailable: int = 0
+
+
+async def run_member_kills(cluster: EtcdCluster, seed: int, seconds: float) -> KillRun:
+    """Three contenders (clients of all three members) under SIGKILL/restart of members.
+
+    Each body reads the counter key, writes it + 1 (no compare-and-swap: only
+    the lock keeps increments from being lost), and checks the token against a
+    :class:`FencedResource`. A nemesis SIGKILLs one member at a time for
+    0.5-3 s and restarts it from its data dir (a majority always stays up).
+    """
+    rng = random.Random(seed)
+    run = KillRun(seed)
+    resource = FencedResource()
+    counter = f"/chaos-{seed}/counter"
+    expected = 0  # the last acknowledged counter value, if no write was ambiguous since
+
+    async def contender(who: int) -> None:
+        nonlocal expected
+        endpoints = list(cluster.endpoints)
+        rng.shuffle(endpoints)
+        async with open_etcd_client(endpoints, timeout=2.0) as client:
+            lock = EtcdLock(client, prefix=f"/chaos-{seed}", margin=0.5)
+            while True:
+                try:
+                    async with lock.acquire(ttl=2, name="x") as lease:
+                        start = trio.current_time()
+                        try:
+                            for _ in range(rng.randint(1, 4)):
+                                try:
+                                    resource.check(lease.token)
+                                except StaleTokenError:
+                                    run.refused_inside.append((lease.token, resource.highest))
+                                got = await client.get(counter)
+                                value = int(got.value) if got is not None else 0
+                                if run.ambiguous == 0 and value != expected:
+                                    run.stale_reads.append((lease.token, value, expected))
+                                try:
+                                    await client.put(counter, str(value + 1))
+                                except EtcdError:
+                                    run.ambiguous += 1
+                                    raise
+                                run.acked += 1
+                                expected = value + 1
+                                await trio.sleep(rng.uniform(0.05, 0.3))
+                        finally:
+                            run.bodies.append((start, trio.current_time(), lease.token, who))
+                except LeaseLostError:
+                    run.lost += 1
+                except EtcdError:
+                    run.unavailable += 1
+                await trio.sleep(rng.uniform(0, 0.1))
+
+    async def nemesis() -> None:
+        while True:
+            await trio.sleep(rng.uniform(0.3, 1.5))
+            victim = rng.randrange(len(cluster.members))
+            cluster.kill(victim)
+            run.kills += 1
+            await trio.sleep(rng.uniform(0.5, 3.0))
+            await trio.to_thread.run_sync(cluster.restart, victim)
+
+    async with trio.open_nursery() as nursery:
+        for who in range(3):
+            nursery.start_soon(contender, who)
+        nursery.start_soon(nemesis)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+    async with open_etcd_client(list(cluster.endpoints), timeout=10.0) as client:
+        final = await client.get(counter)
+    final_value = int(final.value) if final is not None else 0
+    assert run.acked <= final_value <= run.acked + run.ambiguous, (
+        f"seed {seed}: {run.acked} acknowledged increments (+{run.ambiguous} ambiguous) "
+        f"but the counter reads {final_value}: an acknowledged write was lost or doubled"
+    )
+    return run
+
+
+def check_kills(run: KillRun) -> None:
+    bodies = sorted(run.bodies)
+    for (_, e1, t1, w1), (s2, _, t2, w2) in itertools.pairwise(bodies):
+        assert e1 <= s2, (
+            f"seed {run.seed}: contender {w1} (token {t1}) held until {e1:.3f} but "
+            f"contender {w2} (token {t2}) began at {s2:.3f}"
+        )
+        assert t2 > t1, f"seed {run.seed}: token {t2} began after token {t1}"
+    assert not run.refused_inside, f"seed {run.seed}: holders' writes refused: {run.refused_inside}"
+    assert not run.stale_reads, f"seed {run.seed}: a holder read a stale counter: {run.stale_reads}"
+
+
+async def _member_kills(cluster: EtcdCluster, seconds: float) -> None:
+    seed = int(os.environ.get("FOUNDATION_CHAOS_SEED", random.randrange(2**32)))
+    print(f"seed {seed}")
+    run = await run_member_kills(cluster, seed, seconds)
+    print(
+        f"seed {seed}: {len(run.bodies)} bodies, {run.kills} member kills, {run.acked} acked "
+        f"increments (+{run.ambiguous} ambiguous), {run.lost} leases lost, "
+        f"{run.unavailable} etcd errors"
+    )
+    assert run.kills >= 2 and run.acked >= 5, f"seed {seed}: too little happened to mean anything"
+    check_kills(run)
+
+
+async def test_etcd_lock_member_kills(etcd3: EtcdCluster) -> None:
+    await _member_kills(etcd3, min(SECONDS, 12.0))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_etcd_lock_member_kills_long(etcd3: EtcdCluster) -> None:
+    await _member_kills(etcd3, float(os.environ.get("FOUNDATION_CHAOS_LONG_SECONDS", "120")))
+
+
+# --- a holder in another OS process, SIGSTOPped past its ttl ---------------------------------
+
+CHILD = Path(__file__).with_name("etcd_lock_child.py")
+
+
+@attrs.define
+class Child:
+    process: trio.Process
+    buffer: bytearray = attrs.Factory(bytearray)
+    events: list[dict[str, Any]] = attrs.Factory(list)
+
+    async def next_event(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        while b"\n" not in self.buffer:
+            chunk = await self.process.stdout.receive_some(4096)
+            if not chunk:
+                raise AssertionError(f"child {self.process.pid} closed stdout: {self.events}")
+            self.buffer += chunk
+        line, _, rest = bytes(self.buffer).partition(b"\n")
+        self.buffer = bytearray(rest)
+        event: dict[str, Any] = json.loads(line)
+        self.events.append(event)
+        return event
+
+
+@attrs.define
+class PauseRound:
+    first_token: int
+    first_entitled_until: float  # the first holder's lease deadline as it knew it last
+    second_token: int
+    second_start: float
+    pause: float
+    stale_accepted: int  # the first holder's writes accepted after the second's began
+    stale_refused: int
+    first_outcome: str
+
+
+async def pause_round(
+    cluster: EtcdCluster, rng: random.Random, prefix: str, *, broken: bool = False
+) -> PauseRound:
+    """One round: A holds, is SIGSTOPped past its ttl, B acquires and writes, A is SIGCONTed."""
+    endpoints = ",".join(cluster.endpoints)
+    resource = FencedResource()
+    ttl = 2
+    pause = rng.uniform(ttl + 1.0, ttl + 3.0)
+    second_began = False
+    stale_accepted = stale_refused = 0
+
+    def write(event: dict[str, Any], *, first: bool) -> None:
+        nonlocal stale_accepted, stale_refused
+        try:
+            resource.check(event["token"])
+        except StaleTokenError:
+            assert first, f"the current holder's write was refused: {event}"
+            stale_refused += 1
+        else:
+            stale_accepted += first and second_began
+
+    async def spawn(writes: int) -> trio.Process:
+        command = [sys.executable, str(CHILD), endpoints, prefix, str(ttl), str(writes)]
+        command += ["broken"] if broken else []
+        return await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+
+    a = Child(await spawn(200))  # 20 s of writes: far longer than the round
+    b: Child | None = None
+    try:
+        acquired = await a.next_event()
+        assert acquired["event"] == "acquired", acquired
+        entitled = acquired["deadline"]
+        with trio.move_on_after(rng.uniform(0.2, 1.5)):
+            while True:
+                event = await a.next_event()
+                write(event, first=True)
+                entitled = event["deadline"]
+        os.kill(a.process.pid, signal.SIGSTOP)
+        paused_at = time.monotonic()
+        # Drain the lines A printed before it stopped (they were written while entitled).
+        with trio.move_on_after(0.2):
+            while True:
+                event = await a.next_event()
+                write(event, first=True)
+                entitled = event["deadline"]
+        b = Child(await spawn(10))
+        second = await b.next_event()
+        assert second["event"] == "acquired", second
+        second_began = True
+        for _ in range(3):
+            event = await b.next_event()
+            write(event, first=False)
+        await trio.sleep(max(0.0, pause - (time.monotonic() - paused_at)))
+        os.kill(a.process.pid, signal.SIGCONT)
+        for _ in range(10):  # a stale holder that keeps writing is cut short (killed below)
+            if (event := await a.next_event())["event"] != "write":
+                break
+            write(event, first=True)
+        else:
+            event = {"event": "still-writing"}
+        while (done := await b.next_event())["event"] == "write":
+            write(done, first=False)
+        assert done["event"] == "released", done
+        await b.process.wait()
+        return PauseRound(
+            first_token=acquired["token"],
+            first_entitled_until=entitled,
+            second_token=second["token"],
+            second_start=second["start"],
+            pause=pause,
+            stale_accepted=stale_accepted,
+            stale_refused=stale_refused,
+            first_outcome=event["event"],
+        )
+    finally:
+        for child in (a, b):
+            if child is not None and child.process.returncode is None:
+                os.kill(child.process.pid, signal.SIGCONT)
+                child.process.kill()
+                await child.process.wait()
+
+
+def round_violations(r: PauseRound) -> list[str]:
+    """What went wrong in one round (empty: nothing)."""
+    found = []
+    if r.second_token <= r.first_token:
+        found.append(f"token {r.second_token} after {r.first_token}")
+    if r.second_start < r.first_entitled_until:
+        found.append("the second holder began while the first was still entitled")
+    if r.stale_accepted:
+        found.append(f"{r.stale_accepted} stale writes accepted")
+    if r.stale_refused:
+        found.append(f"{r.stale_refused} stale writes refused by the fence")
+    if r.first_outcome != "lost":
+        found.append(f"the paused holder's body was not cancelled ({r.first_outcome})")
+    return found
+
+
+async def _paused_holders(cluster: EtcdCluster, rounds: int, *, broken: bool = False) -> int:
+    seed = int(os.environ.get("FOUNDATION_CHAOS_SEED", random.randrange(2**32)))
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    violations = 0
+    for n in range(rounds):
+        r = await pause_round(cluster, rng, f"/pause-{seed}-{n}", broken=broken)
+        found = round_violations(r)
+        print(f"seed {seed} round {n}: {r} {found}")
+        assert r.stale_accepted == 0, f"seed {seed}: the fence let a stale write through: {r}"
+        violations += bool(found)
+    print(f"seed {seed}: {rounds} rounds, {violations} with violations (broken={broken})")
+    return violations
+
+
+async def test_etcd_lock_paused_holder_process(etcd: EtcdCluster) -> None:
+    assert await _paused_holders(etcd, 2) == 0
+
+
+async def test_etcd_lock_paused_holder_process_broken_caught(etcd: EtcdCluster) -> None:
+    """Keep-alives that never cancel the body: the resumed holder keeps writing; fenced."""
+    assert await _paused_holders(etcd, 1, broken=True) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+async def test_etcd_lock_paused_holder_process_long(etcd: EtcdCluster) -> None:
+    rounds = int(os.environ.get("FOUNDATION_CHAOS_ROUNDS", "30"))
+    assert await _paused_holders(etcd, rounds) == 0
+    assert await _paused_holders(etcd, rounds, broken=True) == rounds

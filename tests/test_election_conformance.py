@@ -1,0 +1,403 @@
+"""One conformance suite for every leader-election backend, through the interface only.
+
+The interface (what a backend factory must give, see :class:`Election`): an
+election member has an observable ``leader`` (a ``trio_util.AsyncValue`` of the
+leading candidate's id, ``None`` when there is none) and
+``leadership(candidate, *, ttl)``, an async context manager whose block runs
+only while this member leads: it resigns on exit, and raises
+:class:`~trio_foundation.LeadershipLostError` when leadership can no longer be
+proved (the block is cancelled first).
+
+Checked for each backend: the observable leader follows the terms; resign on
+exit hands over at once (well within the ttl); a second candidate takes over
+within the ttl (plus the backend's stated slack) when the leader is cut off for
+good — its body ends with ``LeadershipLostError`` before the next one starts;
+a campaign cancelled while waiting leaves nothing held (it never leads later);
+bad input is refused; and under connection cuts and partitions through
+``tests/loopback_proxy.py`` a recorded history of leaderships, from fresh
+seeds, has no two terms overlapping and increasing fencing tokens.
+
+Backends: etcd (``open_etcd_election`` on a real etcd; marker ``etcd``). Adding
+one (e.g. the Raft leadership) is one entry in :data:`BACKENDS` and one branch
+in :func:`open_backend` returning an :class:`ElectionBackend`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+import attrs
+import pytest
+import trio
+from loopback_proxy import LoopbackProxy
+from trio_util import AsyncValue
+
+from trio_foundation import LeadershipLostError, LeaseLostError
+from trio_foundation.etcd import EtcdError, _recipes, open_etcd_client, open_etcd_election
+from trio_foundation.etcd.testing import EtcdCluster
+
+
+class Election(Protocol):
+    """What the suite needs of one member of an election."""
+
+    leader: AsyncValue[str | None]
+
+    def leadership(self, candidate: str, *, ttl: float) -> AbstractAsyncContextManager[Any]: ...
+
+
+@attrs.define
+class ElectionBackend:
+    """An election backend under test.
+
+    Attributes:
+        kind: the backend's name.
+        member: opens a new member (its own connection) of the election ``name``.
+        cut_member: opens a member of ``name`` whose connection goes through ``proxies[i]``.
+        proxies: proxies that :attr:`cut_member` connections go through (one per index).
+        ttl: a short ttl the backend honours.
+        slack: seconds beyond the ttl a takeover may take (expiry granularity, scheduling).
+        token: the fencing token of a leadership, or ``None`` if the backend has none.
+        expected_errors: operational errors a member cut off may raise besides
+            ``LeadershipLostError`` (e.g. unavailable).
+        install_broken: installs (through ``monkeypatch``) the broken variant the
+            history check must catch: a candidate that leads without waiting its turn.
+    """
+
+    kind: str
+    member: Callable[[str], AbstractAsyncContextManager[Election]]
+    cut_member: Callable[[str, int], AbstractAsyncContextManager[Election]]
+    proxies: list[LoopbackProxy]
+    ttl: float
+    slack: float
+    token: Callable[[Any], int] | None
+    expected_errors: tuple[type[BaseException], ...]
+    install_broken: Callable[[pytest.MonkeyPatch], None]
+
+
+@pytest.fixture(scope="module")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    with EtcdCluster.start(tmp_path_factory.mktemp("etcd")) as cluster:
+        yield cluster
+
+
+PROXIES = 3
+
+
+async def _campaign_without_waiting(client: Any, prefix: bytes, lease: Any, value: bytes) -> int:
+    """etcd's broken variant: enter the queue and lead at once, ahead of earlier candidates."""
+    mine = prefix + f"{lease.id:016x}".encode()
+    return int((await client.put(mine, value, lease=lease.id)).revision)
+
+
+@asynccontextmanager
+async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[ElectionBackend]:
+    async with trio.open_nursery() as nursery:
+        if kind == "etcd":
+            cluster: EtcdCluster = request.getfixturevalue("etcd_cluster")
+            host, port = cluster.endpoints[0].removeprefix("http://").rsplit(":", 1)
+            proxies = [LoopbackProxy((host, int(port))) for _ in range(PROXIES)]
+            for proxy in proxies:
+                await nursery.start(proxy.run)
+            prefix = f"/{request.node.name}/"
+
+            @asynccontextmanager
+            async def member_at(endpoint: str, name: str) -> AsyncIterator[Election]:
+                async with (
+                    open_etcd_client(endpoint, timeout=1.0) as client,
+                    open_etcd_election(client, name, prefix=prefix, margin=0.5) as election,
+                ):
+                    yield election
+
+            def member(name: str) -> AbstractAsyncContextManager[Election]:
+                return member_at(cluster.endpoints[0], name)
+
+            def cut_member(name: str, i: int) -> AbstractAsyncContextManager[Election]:
+                assert proxies[i].listen_address is not None
+                return member_at("http://{}:{}".format(*proxies[i].listen_address), name)
+
+            yield ElectionBackend(
+                kind,
+                member,
+                cut_member,
+                proxies,
+                # etcd counts whole seconds; 1 s leases lose keep-alives to scheduling
+                # delays on a loaded machine
+                ttl=2.0,
+                # etcd's lessor checks expiry every 500 ms; the watcher then needs a round trip
+                slack=1.5,
+                token=lambda leadership: leadership.revision,
+                # EtcdLeaseLostError (a LeaseLostError, not an EtcdError) comes out of a
+                # campaign whose lease ended before it led; leadership()'s docstring
+                # does not list it yet
+                expected_errors=(EtcdError, LeaseLostError),
+                install_broken=lambda mp: mp.setattr(
+                    _recipes, "_campaign", _campaign_without_waiting
+                ),
+            )
+        else:  # pragma: no cover - a backend listed in BACKENDS without a branch here
+            raise AssertionError(f"no election backend {kind!r}")
+        nursery.cancel_scope.cancel()
+
+
+# The Raft leadership (s2-raftnode) joins here: add its name, and a branch in open_backend.
+BACKENDS = [pytest.param("etcd", marks=pytest.mark.etcd)]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[ElectionBackend]:
+    async with open_backend(request.param, request) as b:
+        yield b
+
+
+async def wait_leader(election: Election, value: str | None, within: float) -> None:
+    with trio.fail_after(within):
+        await election.leader.wait_value(value)
+
+
+# ----------------------------------------------------------------- basic behaviour
+
+
+async def test_observable_leader_follows_terms(backend: ElectionBackend) -> None:
+    async with backend.member("e") as a, backend.member("e") as b:
+        assert a.leader.value is None and b.leader.value is None
+        async with a.leadership("a", ttl=backend.ttl):
+            await wait_leader(b, "a", 1.0)
+            await wait_leader(a, "a", 1.0)
+        # resign on exit: the leader is gone at once, not after the ttl
+        await wait_leader(b, None, backend.ttl / 2)
+
+
+async def test_resign_on_exit_hands_over_at_once(backend: ElectionBackend) -> None:
+    async with backend.member("e") as a, backend.member("e") as b:
+        took_over_after: list[float] = []
+
+        async def second() -> None:
+            async with b.leadership("b", ttl=backend.ttl):
+                took_over_after.append(trio.current_time() - a_left)
+
+        async with trio.open_nursery() as nursery:
+            async with a.leadership("a", ttl=backend.ttl):
+                nursery.start_soon(second)
+                await trio.sleep(0.3)
+                assert b.leader.value == "a" and not took_over_after, "b led while a led"
+            a_left = trio.current_time()
+        assert took_over_after and took_over_after[0] < backend.ttl / 2, took_over_after
+
+
+async def test_cancelled_campaign_leaves_nothing_held(backend: ElectionBackend) -> None:
+    async with backend.member("e") as a, backend.member("e") as b, backend.member("e") as c:
+        async with a.leadership("a", ttl=backend.ttl):
+            with trio.move_on_after(0.3) as waiting:
+                async with b.leadership("b", ttl=backend.ttl):
+                    raise AssertionError("b led while a led")
+            assert waiting.cancelled_caught
+        # a resigned; the cancelled b must not lead now (its candidacy was withdrawn)
+        await wait_leader(c, None, backend.ttl / 2)
+        with trio.fail_after(backend.ttl / 2):
+            async with c.leadership("c", ttl=backend.ttl):
+                assert c.leader.value in (None, "c")
+                await wait_leader(c, "c", 1.0)
+
+
+async def test_bad_input_refused(backend: ElectionBackend) -> None:
+    async with backend.member("e") as a:
+        with pytest.raises(ValueError, match="candidate"):
+            async with a.leadership("", ttl=backend.ttl):
+                pass
+        for ttl in (0, -1, math.nan, math.inf):
+            with pytest.raises(ValueError, match="ttl"):
+                async with a.leadership("a", ttl=ttl):
+                    pass
+        assert a.leader.value is None
+
+
+async def test_takeover_within_ttl_when_the_leader_is_cut_off(backend: ElectionBackend) -> None:
+    """The leader's connection dies for good: it loses, then the next leads within the ttl."""
+    proxy = backend.proxies[0]
+    async with backend.member("e") as b:
+        a_ended_at: list[float] = []
+        a_outcome: list[str] = []
+        b_led_at: list[float] = []
+        a_leads = trio.Event()
+
+        async def first() -> None:
+            # the cut-off member may fail as a whole (its observer loses the backend)
+            try:
+                async with (
+                    backend.cut_member("e", 0) as a,
+                    a.leadership("a", ttl=backend.ttl),
+                ):
+                    a_leads.set()
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        a_ended_at.append(trio.current_time())
+            except LeadershipLostError:
+                a_outcome.append("lost")
+            except backend.expected_errors as exc:
+                a_outcome.append(type(exc).__name__)
+
+        async def second() -> None:
+            await a_leads.wait()
+            async with b.leadership("b", ttl=backend.ttl):
+                b_led_at.append(trio.current_time())
+
+        with trio.fail_after(backend.ttl + backend.slack + 5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(first)
+                nursery.start_soon(second)
+                await a_leads.wait()
+                await trio.sleep(0.3)
+                proxy.refusing = True
+                proxy.cut_all()
+                cut_at = trio.current_time()
+        proxy.refusing = False
+        assert a_outcome, "the cut-off leader's block never ended"
+        assert b_led_at, "no takeover"
+        assert a_ended_at[0] <= b_led_at[0], f"a led until {a_ended_at[0]}, b from {b_led_at[0]}"
+        took = b_led_at[0] - cut_at
+        assert took <= backend.ttl + backend.slack, f"takeover took {took:.2f} s ({a_outcome})"
+
+
+# ----------------------------------------------------------------- history under faults
+
+
+@attrs.define
+class Term:
+    candidate: int
+    token: int | None
+    start: float
+    end: float = math.inf
+
+
+@attrs.define
+class History:
+    seed: int
+    terms: list[Term] = attrs.Factory(list)
+    lost: int = 0
+    errors: int = 0
+    faults: int = 0
+
+    def violations(self) -> list[str]:
+        bad = []
+        for a, b in itertools.pairwise(sorted(self.terms, key=lambda t: t.start)):
+            if b.start < a.end:
+                bad.append(f"overlap: {a} and {b}")
+            if a.token is not None and b.token is not None and not a.token < b.token:
+                bad.append(f"tokens not increasing: {a} then {b}")
+        return bad
+
+
+async def run_under_cuts(backend: ElectionBackend, seed: int, seconds: float) -> History:
+    rng = random.Random(seed)
+    history = History(seed)
+
+    async def candidate(i: int) -> None:
+        async with backend.cut_member("chaos", i) as member:
+            while True:
+                try:
+                    async with member.leadership(f"c{i}", ttl=backend.ttl) as held:
+                        term = Term(
+                            i, backend.token(held) if backend.token else None, trio.current_time()
+                        )
+                        history.terms.append(term)
+                        try:
+                            await trio.sleep(rng.uniform(0.2, 2.0 * backend.ttl))
+                        finally:
+                            term.end = trio.current_time()
+                except LeadershipLostError:
+                    history.lost += 1
+                except backend.expected_errors:
+                    history.errors += 1
+                await trio.sleep(rng.uniform(0, 0.2))
+
+    def leader() -> int | None:
+        open_terms = [t for t in history.terms if t.end == math.inf]
+        return open_terms[-1].candidate if open_terms else None
+
+    async def nemesis() -> None:
+        while True:
+            await trio.sleep(rng.uniform(0.2, 0.8))
+            proxy = rng.choice(backend.proxies)
+            kind = rng.choice(["cut", "partition", "delay", "partition-leader", "partition-leader"])
+            if kind == "partition-leader":
+                # cut the leader off for longer than its ttl, so the others take over
+                who = leader()
+                if who is None:
+                    continue
+                proxy = backend.proxies[who]
+                proxy.refusing = True
+                proxy.cut_all()
+                await trio.sleep(rng.uniform(backend.ttl + 1, backend.ttl + 3))
+                proxy.refusing = False
+            history.faults += 1
+            if kind == "cut":
+                proxy.cut_all()
+            elif kind == "partition":
+                proxy.refusing = True
+                proxy.cut_all()
+                await trio.sleep(rng.uniform(0.5, backend.ttl + 2))
+                proxy.refusing = False
+            else:
+                proxy.delay = rng.uniform(0.05, 0.3)
+                await trio.sleep(rng.uniform(0.5, 2.0))
+                proxy.delay = 0.0
+
+    async def supervised(i: int) -> None:
+        # a member whose observer loses etcd for the client's timeout fails; reopen it
+        while True:
+            try:
+                await candidate(i)
+            except backend.expected_errors:
+                history.errors += 1
+
+    async with trio.open_nursery() as nursery:
+        for i in range(len(backend.proxies)):
+            nursery.start_soon(supervised, i)
+        nursery.start_soon(nemesis)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+    return history
+
+
+async def _history(backend: ElectionBackend, seconds: float) -> History:
+    seed = int(os.environ.get("FOUNDATION_CHAOS_SEED", random.randrange(2**32)))
+    print(f"seed {seed}")
+    history = await run_under_cuts(backend, seed, seconds)
+    print(
+        f"seed {seed}: {len(history.terms)} terms, {history.lost} lost, "
+        f"{history.errors} errors, {history.faults} faults, "
+        f"{len(history.violations())} violations"
+    )
+    assert len({t.candidate for t in history.terms}) >= 2, f"seed {seed}: too few terms"
+    return history
+
+
+@pytest.mark.timeout(120)
+async def test_no_two_leaderships_overlap_under_cuts(backend: ElectionBackend) -> None:
+    history = await _history(backend, 12.0)
+    assert not history.violations(), f"seed {history.seed}: {history.violations()}"
+
+
+@pytest.mark.timeout(120)
+async def test_broken_leadership_caught_under_cuts(
+    backend: ElectionBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same run with candidates that lead without waiting their turn: the check must fail."""
+    backend.install_broken(monkeypatch)
+    history = await _history(backend, 12.0)
+    assert history.violations(), f"seed {history.seed}: the broken variant went unnoticed"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_no_two_leaderships_overlap_under_cuts_long(backend: ElectionBackend) -> None:
+    seconds = float(os.environ.get("FOUNDATION_CHAOS_LONG_SECONDS", "120"))
+    history = await _history(backend, seconds)
+    assert not history.violations(), f"seed {history.seed}: {history.violations()}"
