@@ -405,10 +405,15 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     skey = model.state_key
     read_only = model.read_only
     same = model.equivalence
+    # One operation per kind (same effect, output and status): kinds[i] is ops[i]'s.
+    kinds: list[Hashable] = []
     distinct: dict[Hashable, Operation] = {}
     for op in ops:
         effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
-        distinct.setdefault((effect, op.output, op.status), op)
+        kind = (effect, op.output, op.status)
+        kinds.append(kind)
+        if kind not in distinct:
+            distinct[kind] = op
     changers = [op for op in distinct.values() if read_only is None or not read_only(op)]
     seen = {model.init if skey is None else skey(model.init)}
     states = [model.init]
@@ -428,15 +433,14 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
                     seen.add(k)
                     states.append(nxt)
                     frontier.append(nxt)
+    # Each kind is stepped once, on its first operation (the same step on every state).
     possible: dict[Hashable, bool] = {}
-    for op in ops:
+    for op, kind in zip(ops, kinds, strict=True):
         if op.status == "info":
             continue
-        effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
-        key = (effect, op.output, op.status)
-        ok = possible.get(key)
+        ok = possible.get(kind)
         if ok is None:
-            ok = possible[key] = any(any(True for _ in model.step(s, op)) for s in states)
+            ok = possible[kind] = any(any(True for _ in model.step(s, op)) for s in states)
         if not ok:
             return op
     return None
