@@ -410,7 +410,7 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     distinct: dict[Hashable, Operation] = {}
     for op in ops:
         effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
-        kind = (effect, op.output, op.status)
+        kind: Hashable = (effect, op.output, op.status)
         kinds.append(kind)
         if kind not in distinct:
             distinct[kind] = op
