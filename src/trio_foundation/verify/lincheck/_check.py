@@ -433,6 +433,18 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
                     seen.add(k)
                     states.append(nxt)
                     frontier.append(nxt)
+    # With a register view (declared for every kind), an operation that needs
+    # value v is allowed in no state but v: only that state is stepped.
+    needs: dict[Hashable, Any] = {}
+    view = model.register_view
+    if view is not None and skey is None:
+        for kind, op in distinct.items():
+            need, sets = view(op)
+            if sets is UNKNOWN:
+                needs = {}
+                break
+            needs[kind] = need
+    state_of = {s: s for s in states} if needs else {}
     # Each kind is stepped once, on its first operation (the same step on every state).
     possible: dict[Hashable, bool] = {}
     for op, kind in zip(ops, kinds, strict=True):
@@ -440,7 +452,13 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
             continue
         ok = possible.get(kind)
         if ok is None:
-            ok = possible[kind] = any(any(True for _ in model.step(s, op)) for s in states)
+            need = needs.get(kind, NOTHING)
+            if need is NOTHING:
+                ok = any(any(True for _ in model.step(s, op)) for s in states)
+            else:
+                only = state_of.get(need, NOTHING)
+                ok = only is not NOTHING and any(True for _ in model.step(only, op))
+            possible[kind] = ok
         if not ok:
             return op
     return None
