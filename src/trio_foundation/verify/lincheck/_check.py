@@ -11,6 +11,7 @@ from typing import Any, Final, Literal, final
 import attrs
 
 from ..history import HistoryEvent
+from ._gc import gc_paused
 from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._ops import Operation, pair_operations
 from ._wgl import search
@@ -246,8 +247,9 @@ def check_operations(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
 
-    groups, treated = _partitions(operations, m)
-    prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
+    with gc_paused():  # linear phases (see _gc)
+        groups, treated = _partitions(operations, m)
+        prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
     results: dict[int, PartitionResult] = {}
     for n, (key, ops, impossible) in enumerate(prepared):
         if impossible is not None:
@@ -257,7 +259,8 @@ def check_operations(
             break
     else:
         for n, (key, ops, _) in enumerate(prepared):
-            lost = _lost_growth(ops, m)
+            with gc_paused():
+                lost = _lost_growth(ops, m)
             if lost:
                 results[n] = PartitionResult(key, "not-linearizable", len(ops), 0, (), lost, "lost")
                 break

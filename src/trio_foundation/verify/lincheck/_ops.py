@@ -13,6 +13,7 @@ from typing import Any, Literal, cast, final
 import attrs
 
 from ..history import HistoryError, HistoryEvent
+from ._gc import gc_paused
 
 __all__ = ["Operation", "Status", "freeze", "pair_operations"]
 
@@ -114,6 +115,11 @@ def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
         HistoryError: if the events break the history rules (a completion
             without an invocation, a second outstanding invocation, ...).
     """
+    with gc_paused():
+        return _pair(events)
+
+
+def _pair(events: Sequence[HistoryEvent]) -> list[Operation]:
     # One pass, the hot path of a large history: an Operation is built once,
     # positionally, and JSON scalars (nearly every value) skip freeze().
     atoms = _ATOMS

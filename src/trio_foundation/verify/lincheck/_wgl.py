@@ -56,6 +56,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Final, Literal
 
+from ._gc import gc_paused
 from ._models import NOTHING, UNKNOWN, Model
 from ._ops import Operation
 
@@ -184,7 +185,8 @@ class _Search:
         self.step: Callable[[Any, Operation], Any] = model.step
         self.skey: Callable[[Any], Hashable] | None = model.state_key
         self.may_grow_into = model.may_grow_into
-        self._index(ops, model)
+        with gc_paused():  # a linear phase (see _gc)
+            self._index(ops, model)
         # step() results, memoised per (operation, state): the search asks the
         # same questions many times. Bounded; past the bound it calls step().
         self.memo: dict[tuple[int, Hashable], tuple[Any, ...]] = {}
