@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Literal, final
 
 import attrs
@@ -418,26 +418,8 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
         if kind not in distinct:
             distinct[kind] = op
     changers = [op for op in distinct.values() if read_only is None or not read_only(op)]
-    seen = {model.init if skey is None else skey(model.init)}
-    states = [model.init]
-    frontier = deque([model.init])
-    budget = _CLOSURE_STEPS
-    while frontier:
-        state = frontier.popleft()  # breadth first: short states first
-        budget -= len(changers)
-        if budget < 0:
-            return None
-        for op in changers:
-            for nxt in model.step(state, op):
-                k = nxt if skey is None else skey(nxt)
-                if k not in seen:
-                    if len(seen) >= _CLOSURE_CAP:
-                        return None
-                    seen.add(k)
-                    states.append(nxt)
-                    frontier.append(nxt)
     # With a register view (declared for every kind), an operation that needs
-    # value v is allowed in no state but v: only that state is stepped.
+    # value v is allowed in no state but v, and leads to the value it sets.
     needs: dict[Hashable, Any] = {}
     view = model.register_view
     if view is not None and skey is None:
@@ -447,6 +429,13 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
                 needs = {}
                 break
             needs[kind] = need
+    if needs:
+        assert view is not None
+        states = _closure_by_view(model, changers, view)
+    else:
+        states = _closure_by_steps(model, changers)
+    if states is None:
+        return None
     state_of = {s: s for s in states} if needs else {}
     # Each kind is stepped once, on its first operation (the same step on every state).
     possible: dict[Hashable, bool] = {}
@@ -465,6 +454,78 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
         if not ok:
             return op
     return None
+
+
+def _closure_by_steps(model: Model, changers: list[Operation]) -> list[Any] | None:
+    """The states reachable from ``model.init`` by ``changers`` in any order, any
+    number of times (breadth first); ``None`` past ``_CLOSURE_CAP`` states or
+    when ``states x changers`` exceeds ``_CLOSURE_STEPS``."""
+    skey = model.state_key
+    seen = {model.init if skey is None else skey(model.init)}
+    states = [model.init]
+    frontier = deque([model.init])
+    budget = _CLOSURE_STEPS
+    while frontier:
+        state = frontier.popleft()  # breadth first: short states first
+        budget -= len(changers)
+        if budget < 0:
+            return None
+        for op in changers:
+            for nxt in model.step(state, op):
+                k = nxt if skey is None else skey(nxt)
+                if k not in seen:
+                    if len(seen) >= _CLOSURE_CAP:
+                        return None
+                    seen.add(k)
+                    states.append(nxt)
+                    frontier.append(nxt)
+    return states
+
+
+def _closure_by_view(
+    model: Model, changers: list[Operation], view: Callable[[Operation], tuple[Any, Any]]
+) -> list[Any] | None:
+    """:func:`_closure_by_steps`'s closure (and bounds), from the register view.
+
+    By the view's contract a changer that needs ``v`` is allowed only in state
+    ``v``, and every state it leads to equals the value it sets: so each
+    changer is stepped in one state that allows it, not in every state. A
+    changer that needs no value is stepped in the states reached so far, each
+    at most once, until one allows it. States are hashable (no ``state_key``).
+    """
+    states = [model.init]
+    reached = {model.init: model.init}  # value -> the state object
+    # per waiting changer: (op, the value it needs, states already tried)
+    waiting = [(op, view(op)[0], 0) for op in changers]
+    grew = True
+    while grew:
+        grew = False
+        still: list[tuple[Operation, Any, int]] = []
+        for op, need, tried in waiting:
+            if need is not NOTHING:
+                tries = [reached[need]] if need in reached else []
+            else:
+                tries = states[tried:]
+                tried = len(states)
+            results: tuple[Any, ...] = ()
+            for state in tries:
+                results = tuple(model.step(state, op))
+                if results:
+                    break
+            if not results:
+                still.append((op, need, tried))
+                continue
+            for nxt in results:
+                if nxt not in reached:
+                    if len(reached) >= _CLOSURE_CAP:
+                        return None
+                    reached[nxt] = nxt
+                    states.append(nxt)
+                    grew = True
+        waiting = still
+    if len(states) * len(changers) > _CLOSURE_STEPS:
+        return None  # the bound _closure_by_steps applies
+    return states
 
 
 _LOST_LOOKBACK: Final = 8  # growers looked at per read, the latest returned first
