@@ -23,7 +23,14 @@ from trio_foundation.verify.lincheck import (
     Model,
     check_exhaustively,
     check_history,
+    pair_operations,
 )
+from trio_foundation.verify.lincheck._check import (
+    _closure_by_steps,
+    _closure_by_view,
+    _partitions,
+)
+from trio_foundation.verify.lincheck._models import UNKNOWN
 
 VALUES = 3  # a small domain makes coincidences (and hard cases) likely
 
@@ -463,3 +470,32 @@ def test_reachable_stale_witness() -> None:
             lambda ev, m=model: "stale" in _witnesses(ev, m),  # type: ignore[misc]
             settings=_FIND,
         )
+
+
+@given(st.sampled_from(["register", "cas-register", "kv"]).flatmap(histories))
+def test_register_view_closure_equals_the_stepped_closure(events: list[HistoryEvent]) -> None:
+    # The precheck's closure from the register view (each changer stepped in
+    # one state) must be the breadth-first closure (every changer in every
+    # state), with the same give-up bounds.
+    for name in ("register", "cas-register", "kv"):
+        model = MODELS[name]
+        try:
+            ops = pair_operations(events)
+            groups, _ = _partitions(ops, model)
+        except ValueError:
+            continue  # the history is another model's
+        view = model.register_view
+        assert view is not None
+        for part in groups.values():
+            if any(op.f not in model.operations for op in part):
+                break
+            if any(view(op)[1] is UNKNOWN for op in part):
+                continue
+            assert model.read_only is not None
+            changers = [op for op in part if not model.read_only(op)]
+            by_view = _closure_by_view(model, changers, view)
+            by_steps = _closure_by_steps(model, changers)
+            if by_view is None or by_steps is None:
+                assert by_view is None and by_steps is None
+            else:
+                assert set(by_view) == set(by_steps)

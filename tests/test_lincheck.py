@@ -7,6 +7,7 @@ the evidence on failure, the bounds, and user-defined models.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from typing import Any
 
@@ -723,3 +724,26 @@ def test_fifty_client_late_read_histories_are_decided() -> None:
         result = check_history(events, "register", max_states=100_000)
         assert result.verdict == "linearizable", (seed, result.reason, result.states)
         assert result.states < 20_000
+
+
+def test_check_history_leaves_the_garbage_collector_as_it_was() -> None:
+    # The linear phases pause the cyclic collector (verify/lincheck/_gc.py);
+    # it must come back as it was, also when a phase raises.
+    events = h(
+        (0, "invoke", "write", 1),
+        (0, "ok", "write", 1),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 1),
+    )
+    assert gc.isenabled()
+    assert check_history(events, "register").ok
+    assert gc.isenabled()
+    with pytest.raises(HistoryError):
+        check_history([HistoryEvent(0, "ok", "read", 1)], "register")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert check_history(events, "register").ok
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Literal, final
 
 import attrs
 
 from ..history import HistoryEvent
+from ._gc import gc_paused
 from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._ops import Operation, pair_operations
 from ._wgl import search
@@ -246,8 +247,9 @@ def check_operations(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
 
-    groups, treated = _partitions(operations, m)
-    prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
+    with gc_paused():  # linear phases (see _gc)
+        groups, treated = _partitions(operations, m)
+        prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
     results: dict[int, PartitionResult] = {}
     for n, (key, ops, impossible) in enumerate(prepared):
         if impossible is not None:
@@ -257,7 +259,8 @@ def check_operations(
             break
     else:
         for n, (key, ops, _) in enumerate(prepared):
-            lost = _lost_growth(ops, m)
+            with gc_paused():
+                lost = _lost_growth(ops, m)
             if lost:
                 results[n] = PartitionResult(key, "not-linearizable", len(ops), 0, (), lost, "lost")
                 break
@@ -405,11 +408,59 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
     skey = model.state_key
     read_only = model.read_only
     same = model.equivalence
+    # One operation per kind (same effect, output and status): kinds[i] is ops[i]'s.
+    kinds: list[Hashable] = []
     distinct: dict[Hashable, Operation] = {}
     for op in ops:
         effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
-        distinct.setdefault((effect, op.output, op.status), op)
+        kind: Hashable = (effect, op.output, op.status)
+        kinds.append(kind)
+        if kind not in distinct:
+            distinct[kind] = op
     changers = [op for op in distinct.values() if read_only is None or not read_only(op)]
+    # With a register view (declared for every kind), an operation that needs
+    # value v is allowed in no state but v, and leads to the value it sets.
+    needs: dict[Hashable, Any] = {}
+    view = model.register_view
+    if view is not None and skey is None:
+        for kind, op in distinct.items():
+            need, sets = view(op)
+            if sets is UNKNOWN:
+                needs = {}
+                break
+            needs[kind] = need
+    if needs:
+        assert view is not None
+        states = _closure_by_view(model, changers, view)
+    else:
+        states = _closure_by_steps(model, changers)
+    if states is None:
+        return None
+    state_of = {s: s for s in states} if needs else {}
+    # Each kind is stepped once, on its first operation (the same step on every state).
+    possible: dict[Hashable, bool] = {}
+    for op, kind in zip(ops, kinds, strict=True):
+        if op.status == "info":
+            continue
+        ok = possible.get(kind)
+        if ok is None:
+            need = needs.get(kind, NOTHING)
+            if need is NOTHING:
+                ok = any(any(True for _ in model.step(s, op)) for s in states)
+            else:
+                only = state_of.get(need, NOTHING)
+                ok = only is not NOTHING and any(True for _ in model.step(only, op))
+            possible[kind] = ok
+        if not ok:
+            return op
+    return None
+
+
+def _closure_by_steps(model: Model, changers: list[Operation]) -> list[Any] | None:
+    """The states reachable from ``model.init`` by ``changers`` in any order, any
+    number of times (breadth first); ``None`` past ``_CLOSURE_CAP`` states or
+    when ``states x changers`` exceeds ``_CLOSURE_STEPS``."""
+    skey = model.state_key
     seen = {model.init if skey is None else skey(model.init)}
     states = [model.init]
     frontier = deque([model.init])
@@ -428,18 +479,53 @@ def _impossible(ops: Sequence[Operation], model: Model) -> Operation | None:
                     seen.add(k)
                     states.append(nxt)
                     frontier.append(nxt)
-    possible: dict[Hashable, bool] = {}
-    for op in ops:
-        if op.status == "info":
-            continue
-        effect = same(op) if same is not None else (op.f, op.key, op.value, op.process)
-        key = (effect, op.output, op.status)
-        ok = possible.get(key)
-        if ok is None:
-            ok = possible[key] = any(any(True for _ in model.step(s, op)) for s in states)
-        if not ok:
-            return op
-    return None
+    return states
+
+
+def _closure_by_view(
+    model: Model, changers: list[Operation], view: Callable[[Operation], tuple[Any, Any]]
+) -> list[Any] | None:
+    """:func:`_closure_by_steps`'s closure (and bounds), from the register view.
+
+    By the view's contract a changer that needs ``v`` is allowed only in state
+    ``v``, and every state it leads to equals the value it sets: so each
+    changer is stepped in one state that allows it, not in every state. A
+    changer that needs no value is stepped in the states reached so far, each
+    at most once, until one allows it. States are hashable (no ``state_key``).
+    """
+    states = [model.init]
+    reached = {model.init: model.init}  # value -> the state object
+    # per waiting changer: (op, the value it needs, states already tried)
+    waiting = [(op, view(op)[0], 0) for op in changers]
+    grew = True
+    while grew:
+        grew = False
+        still: list[tuple[Operation, Any, int]] = []
+        for op, need, tried in waiting:
+            if need is not NOTHING:
+                tries = [reached[need]] if need in reached else []
+            else:
+                tries = states[tried:]
+                tried = len(states)
+            results: tuple[Any, ...] = ()
+            for state in tries:
+                results = tuple(model.step(state, op))
+                if results:
+                    break
+            if not results:
+                still.append((op, need, tried))
+                continue
+            for nxt in results:
+                if nxt not in reached:
+                    if len(reached) >= _CLOSURE_CAP:
+                        return None
+                    reached[nxt] = nxt
+                    states.append(nxt)
+                    grew = True
+        waiting = still
+    if len(states) * len(changers) > _CLOSURE_STEPS:
+        return None  # the bound _closure_by_steps applies
+    return states
 
 
 _LOST_LOOKBACK: Final = 8  # growers looked at per read, the latest returned first

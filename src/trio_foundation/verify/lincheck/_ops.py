@@ -8,11 +8,12 @@ tuples of items) so that models can compare and hash them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, final
+from typing import Any, Literal, cast, final
 
 import attrs
 
 from ..history import HistoryError, HistoryEvent
+from ._gc import gc_paused
 
 __all__ = ["Operation", "Status", "freeze", "pair_operations"]
 
@@ -114,59 +115,71 @@ def pair_operations(events: Sequence[HistoryEvent]) -> list[Operation]:
         HistoryError: if the events break the history rules (a completion
             without an invocation, a second outstanding invocation, ...).
     """
-    pending: dict[int, tuple[int, HistoryEvent]] = {}
-    slots: list[Operation | tuple[int, HistoryEvent] | None] = []
-    slot_of: dict[int, int] = {}
+    with gc_paused():
+        return _pair(events)
+
+
+def _pair(events: Sequence[HistoryEvent]) -> list[Operation]:
+    # One pass, the hot path of a large history: an Operation is built once,
+    # positionally, and JSON scalars (nearly every value) skip freeze().
+    atoms = _ATOMS
+    # process -> (position of its outstanding invocation, the event, its slot)
+    pending: dict[int, tuple[int, HistoryEvent, int]] = {}
+    # Invariant: slots[i] is the i-th invocation's Operation once it completed,
+    # None while it is outstanding.
+    slots: list[Operation | None] = []
     crashes: dict[int, int] = {}  # process -> info completions so far
     for pos, ev in enumerate(events):
+        process = ev.process
         if ev.type == "invoke":
-            if ev.process in pending:
+            if process in pending:
                 raise HistoryError(
-                    0, f"event {pos}: process {ev.process} invoked {ev.f!r} with one outstanding"
+                    0, f"event {pos}: process {process} invoked {ev.f!r} with one outstanding"
                 )
-            pending[ev.process] = (pos, ev)
-            slot_of[ev.process] = len(slots)
+            pending[process] = (pos, ev, len(slots))
             slots.append(None)
             continue
-        started = pending.pop(ev.process, None)
+        started = pending.pop(process, None)
         if started is None:
             raise HistoryError(
-                0, f"event {pos}: process {ev.process} completed {ev.f!r} without an invocation"
+                0, f"event {pos}: process {process} completed {ev.f!r} without an invocation"
             )
-        inv_pos, inv = started
-        slot = slot_of.pop(ev.process)
+        inv_pos, inv, slot = started
         status: Status = ev.type
-        incarnation = crashes.get(ev.process, 0)
-        slots[slot] = Operation(
-            index=slot,
-            process=inv.process,
-            f=inv.f,
-            key=freeze(inv.key),
-            value=freeze(inv.value),
-            output=None if status == "info" else freeze(ev.value),
-            status=status,
-            invoke_at=inv_pos,
-            complete_at=pos,
-            incarnation=incarnation,
-        )
+        incarnation = crashes.get(process, 0)
+        key = inv.key
+        value = inv.value
         if status == "info":
-            crashes[ev.process] = incarnation + 1
-    for inv_pos, inv in pending.values():
-        slot = slot_of[inv.process]
+            output = None
+            crashes[process] = incarnation + 1
+        else:
+            output = ev.value
+            if output.__class__ not in atoms:
+                output = freeze(output)
         slots[slot] = Operation(
-            index=slot,
-            process=inv.process,
-            f=inv.f,
-            key=freeze(inv.key),
-            value=freeze(inv.value),
-            output=None,
-            status="info",
-            invoke_at=inv_pos,
-            complete_at=None,
-            incarnation=crashes.get(inv.process, 0),
+            slot,
+            process,
+            inv.f,
+            key if key.__class__ in atoms else freeze(key),
+            value if value.__class__ in atoms else freeze(value),
+            output,
+            status,
+            inv_pos,
+            pos,
+            incarnation,
         )
-    ops: list[Operation] = []
-    for op in slots:
-        assert isinstance(op, Operation)
-        ops.append(op)
-    return ops
+    for inv_pos, inv, slot in pending.values():
+        slots[slot] = Operation(
+            slot,
+            inv.process,
+            inv.f,
+            freeze(inv.key),
+            freeze(inv.value),
+            None,
+            "info",
+            inv_pos,
+            None,
+            crashes.get(inv.process, 0),
+        )
+    # Every slot is filled: each invocation either completed or is still pending.
+    return cast("list[Operation]", slots)

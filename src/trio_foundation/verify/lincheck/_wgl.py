@@ -56,6 +56,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Final, Literal
 
+from ._gc import gc_paused
 from ._models import NOTHING, UNKNOWN, Model
 from ._ops import Operation
 
@@ -184,7 +185,8 @@ class _Search:
         self.step: Callable[[Any, Operation], Any] = model.step
         self.skey: Callable[[Any], Hashable] | None = model.state_key
         self.may_grow_into = model.may_grow_into
-        self._index(ops, model)
+        with gc_paused():  # a linear phase (see _gc)
+            self._index(ops, model)
         # step() results, memoised per (operation, state): the search asks the
         # same questions many times. Bounded; past the bound it calls step().
         self.memo: dict[tuple[int, Hashable], tuple[Any, ...]] = {}
@@ -220,15 +222,13 @@ class _Search:
         self.info_mask = info_mask = [0] * n
         self.retpos = retpos = [0] * n
         self.ro = ro = [False] * n
-        self.grow = [
-            grows is not None and (grows(op) or bool(read_only and read_only(op))) for op in ops
-        ]
         resets = model.resets
-        self.reset = [resets is not None and resets(op) for op in ops]
-        # reads checked against resets (see doomed()): only with the hints
-        self.monotone = model.may_grow_into is not None and all(
-            g or r for g, r in zip(self.grow, self.reset, strict=True)
-        )
+        # One pass over the operations, each hint asked once per operation.
+        # grow[i]: ops[i] only grows the state or leaves it (read-only);
+        # reset[i]: the states it leads to do not depend on the one before.
+        self.grow = grow = [False] * n
+        self.reset = reset = [False] * n
+        growing: list[int] = []  # operations that grow the state, in order
         self.cls_of = cls_of = [-1] * n
         classes: dict[Hashable, int] = {}
         members: list[list[int]]
@@ -236,6 +236,15 @@ class _Search:
         marks: list[tuple[int, int, bool]] = []
         n_req = n_info = 0
         for i, op in enumerate(ops):
+            is_ro = read_only is not None and read_only(op)
+            if grows is not None:
+                if grows(op):
+                    growing.append(i)
+                    grow[i] = True
+                else:
+                    grow[i] = is_ro
+            if resets is not None:
+                reset[i] = resets(op)
             if op.status == "info":
                 info_mask[i] = 1 << n_info
                 n_info += 1
@@ -245,29 +254,37 @@ class _Search:
                 members[c].append(i)
                 cls_of[i] = c
                 continue
-            assert op.complete_at is not None
+            complete_at = op.complete_at
+            assert complete_at is not None
             req_bit[i] = n_req
             n_req += 1
-            retpos[i] = op.complete_at
-            ro[i] = read_only is not None and read_only(op)
+            retpos[i] = complete_at
+            ro[i] = is_ro
             marks.append((op.invoke_at, i, True))
-            marks.append((op.complete_at, i, False))
+            marks.append((complete_at, i, False))
+        # reads checked against resets (see doomed()): only with the hints
+        self.monotone = model.may_grow_into is not None and all(
+            g or r for g, r in zip(grow, reset, strict=True)
+        )
         marks.sort()
         self.remaining = n_req
         # the most completed operations running at once
         running = peak = 0
         for _, _, is_call in marks:
-            running += 1 if is_call else -1
-            peak = max(peak, running)
+            if is_call:
+                running += 1
+                if running > peak:
+                    peak = running
+            else:
+                running -= 1
         self.wide_look_ahead = max(_LOOK_AHEAD, _NEED_LOOK_AHEAD_PER_CLIENT * peak)
         self.need_look_ahead = _LOOK_AHEAD  # widened by note_dead_end()
         self.dead_ends = 0
         self._index_register_view(ops, model)
-        self.resets = [i for i in range(n) if self.reset[i] and req_bit[i] >= 0]
+        self.resets = [i for i in range(n) if reset[i] and req_bit[i] >= 0]
         self.reset_bits = [req_bit[i] for i in self.resets]
-        self.info_resets = [i for i in range(n) if self.reset[i] and req_bit[i] < 0]
+        self.info_resets = [i for i in range(n) if reset[i] and req_bit[i] < 0]
         self.first_growth = model.first_growth
-        growing = [i for i in range(n) if grows is not None and grows(ops[i])]
         self.growers = [i for i in growing if req_bit[i] >= 0]
         self.grower_bits = [req_bit[i] for i in self.growers]
         self.info_growers = [i for i in growing if req_bit[i] < 0]
@@ -298,27 +315,34 @@ class _Search:
         self.cls_mask = [sum(info_mask[j] for j in m) for m in members]
 
     def _index_register_view(self, ops: Sequence[Operation], model: Model) -> None:
-        """For ``need_unmet``: what each operation needs, and who sets each value."""
+        """For ``need_unmet``: what each operation needs, and who sets each value.
+
+        Per value, its setters in order of invocation: the completed ones as
+        (invocation positions, bits), the ``info`` ones as (invocation
+        positions, info masks); both position lists ascend, for bisection.
+        """
         self.needs: list[Any] = []  # empty: the check is off
-        self.setters: dict[Hashable, tuple[list[int], list[int], list[int]]] = {}
+        self.setters: dict[Hashable, tuple[list[int], list[int], list[int], list[int]]] = {}
         view = model.register_view
         if view is None:
             return
         needs = []
-        setters: dict[Hashable, tuple[list[int], list[int], list[int]]] = {}
+        setters: dict[Hashable, tuple[list[int], list[int], list[int], list[int]]] = {}
         req_bit = self.req_bit
+        info_mask = self.info_mask
         for i, op in enumerate(ops):
             need, sets = view(op)
             if sets is UNKNOWN:
                 return
             needs.append(need)
             if sets is not NOTHING:
-                done, bits, info = setters.setdefault(sets, ([], [], []))
+                done_at, bits, info_at, masks = setters.setdefault(sets, ([], [], [], []))
                 if req_bit[i] >= 0:
-                    done.append(i)
+                    done_at.append(op.invoke_at)
                     bits.append(req_bit[i])
                 else:
-                    info.append(i)
+                    info_at.append(op.invoke_at)
+                    masks.append(info_mask[i])
         self.needs = needs
         self.setters = setters
 
@@ -516,24 +540,17 @@ class _Search:
         setters = self.setters.get(value)
         if setters is None:
             return False
-        done, bits, info = setters
+        done_at, bits, info_at, masks = setters
         end = self.retpos[g]
-        ops = self.ops
         k = self.k
         w = self.w
-        req_bit = self.req_bit
-        for n in range(bisect_left(bits, k), len(done)):
-            j = done[n]
-            if ops[j].invoke_at >= end:
-                break
-            if not (w >> (req_bit[j] - k)) & 1:
+        # completed setters above the folded prefix k, invoked before ops[g] returned
+        for n in range(bisect_left(bits, k), bisect_left(done_at, end)):
+            if not (w >> (bits[n] - k)) & 1:
                 return True
         ib = self.ib
-        info_mask = self.info_mask
-        for j in info:
-            if ops[j].invoke_at >= end:
-                break
-            if not ib & info_mask[j]:
+        for n in range(bisect_left(info_at, end)):
+            if not ib & masks[n]:
                 return True
         return False
 
