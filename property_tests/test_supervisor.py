@@ -3,7 +3,8 @@
 The real supervisor runs in a live trio run in *guest mode* (``tests/trio_guest.py``:
 ``start_guest_run`` with a queue as ``run_sync_soon_threadsafe`` and ``MockClock(rate=0)``);
 every rule schedules its action inside that run and pumps the queue until
-``wait_all_tasks_blocked`` has returned, so the supervisor has reacted completely before the invariants are checked.
+``wait_all_tasks_blocked`` has returned, so the supervisor has reacted completely before
+the invariants are checked.
 Children are controllable: each waits for the test to make it crash (raise) or return.
 
 Rules never use preconditions: once the supervisor is down only no-ops remain, and a
