@@ -278,3 +278,49 @@ def test_a_late_renewal_answer_arms_the_expire_timer_at_once() -> None:
     effects = client.on_message(13.0, 0, Renewed((1, 2), 1, 9.0))
     assert SetTimer("expire", 0.0) in effects
     assert not client.entitled(13.0)
+
+
+# ------------------------------------------------------------- server: what it accepts
+
+
+@pytest.mark.parametrize(
+    "req",
+    [(1, -1), (-1, 1), (1, 1.5), (1.0, 1), (True, 1), (1, False)],
+    ids=repr,
+)
+def test_the_server_ignores_request_ids_that_are_not_pairs_of_naturals(req: object) -> None:
+    server = LockServer(0)
+    server.on_start(0.0, RNG)
+    assert server.on_message(0.0, 1, AcquireRequest(req, 5.0)) == []  # type: ignore[arg-type]
+    assert server.on_message(0.0, 1, RenewRequest(req, 1, 5.0)) == []  # type: ignore[arg-type]
+    assert server.ignored == 2 and server.token == 0 and server.last_req(1) is None
+
+
+def test_the_server_accepts_request_ids_from_zero() -> None:
+    server = LockServer(0)
+    server.on_start(0.0, RNG)
+    effects = server.on_message(0.0, 1, AcquireRequest((0, 0), 5.0))
+    assert Send(1, Granted((0, 0), 1, 5.0)) in effects
+    assert server.last_req(1) == (0, 0) and server.ignored == 0
+
+
+def test_the_server_counts_every_ignored_message() -> None:
+    server = LockServer(0)
+    for _ in range(3):
+        server.on_message(0.0, 1, "junk")
+    assert server.ignored == 3
+
+
+def test_the_duplicate_table_forgets_the_client_heard_from_least_recently() -> None:
+    server = LockServer(0, max_clients=2)
+    server.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    server.on_message(0.0, 2, AcquireRequest((1, 1), 5.0))
+    server.on_message(0.0, 1, AcquireRequest((1, 2), 5.0))  # 1 heard from again
+    server.on_message(0.0, 3, AcquireRequest((1, 1), 5.0))
+    assert server.last_req(2) is None
+    assert server.last_req(1) == (1, 2) and server.last_req(3) == (1, 1)
+
+
+def test_server_restore_names_the_wrong_snapshot_type() -> None:
+    with pytest.raises(TypeError, match=r"^expected ServerDurable, got int$"):
+        LockServer(0).restore(3)
