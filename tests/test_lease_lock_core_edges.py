@@ -26,6 +26,7 @@ from trio_foundation.protocols.lease_lock import (
     LeaseInfo,
     LockClient,
     LockServer,
+    ReleaseRequest,
     Renewed,
     RenewRequest,
     WriteAccepted,
@@ -324,3 +325,62 @@ def test_the_duplicate_table_forgets_the_client_heard_from_least_recently() -> N
 def test_server_restore_names_the_wrong_snapshot_type() -> None:
     with pytest.raises(TypeError, match=r"^expected ServerDurable, got int$"):
         LockServer(0).restore(3)
+
+
+def test_a_ttl_above_the_maximum_is_denied_to_its_sender_and_the_maximum_is_allowed() -> None:
+    server = LockServer(0, max_ttl=5)
+    server.on_start(0.0, RNG)
+    denied = server.on_message(0.0, 1, AcquireRequest((1, 1), 6.0))
+    assert denied == [Send(1, Denied((1, 1), "ttl 6.0 exceeds max_ttl 5.0"))]
+    granted = server.on_message(0.0, 1, AcquireRequest((1, 2), 5.0))
+    assert Send(1, Granted((1, 2), 1, 5.0)) in granted
+    denied = server.on_message(1.0, 1, RenewRequest((1, 3), 1, 7.0))
+    assert denied == [Send(1, Denied((1, 3), "ttl 7.0 exceeds max_ttl 5.0"))]
+    assert server.on_message(1.0, 1, RenewRequest((1, 4), 1, 5.0)) == [
+        Send(1, Renewed((1, 4), 1, 5.0))
+    ]
+
+
+def test_clients_have_their_own_request_ids() -> None:
+    """Both clients' first request is (1, 1): the second is answered, not taken for a
+    duplicate of the first."""
+    server = LockServer(0)
+    server.on_start(0.0, RNG)
+    server.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    assert server.on_message(1.0, 2, AcquireRequest((1, 1), 5.0)) == [
+        Send(2, Denied((1, 1), "held"))
+    ]
+
+
+def test_the_holder_asking_again_gets_a_new_lease() -> None:
+    server = LockServer(0)
+    server.on_start(0.0, RNG)
+    server.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    effects = server.on_message(1.0, 1, AcquireRequest((2, 1), 5.0))
+    assert Send(1, Granted((2, 1), 2, 5.0)) in effects
+    assert server.holds(1, 5.9) and server.token == 2
+
+
+def test_the_quiet_period_ends_at_its_last_instant() -> None:
+    old = LockServer(0, max_ttl=5)
+    old.on_start(0.0, RNG)
+    old.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    server = LockServer(0, max_ttl=5)
+    server.restore(old.snapshot_persistent())
+    server.on_start(10.0, RNG)  # quiet until 15
+    assert server.on_message(14.0, 1, AcquireRequest((1, 2), 5.0)) == [
+        Send(1, Denied((1, 2), "quiet period after restart"))
+    ]
+    assert Send(1, Granted((1, 3), 2, 5.0)) in server.on_message(
+        15.0, 1, AcquireRequest((1, 3), 5.0)
+    )
+    assert server.on_message(15.0, 2, AcquireRequest((1, 1), 5.0)) == [
+        Send(2, Denied((1, 1), "held"))
+    ]
+
+
+def test_malformed_releases_are_counted() -> None:
+    server = LockServer(0)
+    server.on_message(0.0, 1, ReleaseRequest("1"))  # type: ignore[arg-type]
+    server.on_message(0.0, 1, ReleaseRequest(-1))
+    assert server.ignored == 2
