@@ -384,3 +384,36 @@ def test_malformed_releases_are_counted() -> None:
     server.on_message(0.0, 1, ReleaseRequest("1"))  # type: ignore[arg-type]
     server.on_message(0.0, 1, ReleaseRequest(-1))
     assert server.ignored == 2
+
+
+# ------------------------------------------------------------- client: misuse answers
+
+
+def test_misuse_is_answered_to_the_caller_that_misused() -> None:
+    client = LockClient(1, server=0)
+    client.on_start(0.0, RNG)
+    assert client.on_client(0.0, ClientRequest("a", "acquire", -1)) == [
+        Reply("a", "ttl must be > 0, got -1", ok=False)
+    ]
+    assert client.on_client(0.0, ClientRequest("b", "release")) == [
+        Reply("b", "no lease held", ok=False)
+    ]
+    client.on_client(0.0, ClientRequest("c", "acquire", 9.0))
+    assert client.on_client(0.0, ClientRequest("d", "acquire", 9.0)) == [
+        Reply("d", "already acquiring", ok=False)
+    ]
+    client.on_message(0.0, 0, Granted((1, 1), 1, 9.0))
+    assert client.on_client(1.0, ClientRequest("e", "acquire", 9.0)) == [
+        Reply("e", "already held", ok=False)
+    ]
+    assert client.state == "held" and client.last_req == (1, 1)
+
+
+def test_the_client_counts_every_message_it_ignores() -> None:
+    client = acquiring_client()
+    for src in (5, 6, 7):
+        client.on_message(0.0, src, Granted((1, 1), 1, 9.0))  # not from its server
+    client.on_message(0.0, 0, "junk")
+    client.on_message(0.0, 0, WriteAccepted(1))
+    assert client.ignored == 5
+    assert client.state == "acquiring"
