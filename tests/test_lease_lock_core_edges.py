@@ -417,3 +417,46 @@ def test_the_client_counts_every_message_it_ignores() -> None:
     client.on_message(0.0, 0, WriteAccepted(1))
     assert client.ignored == 5
     assert client.state == "acquiring"
+
+
+def test_release_and_abort_answer_the_right_callers() -> None:
+    client = LockClient(1, server=0)
+    client.on_start(0.0, RNG)
+    assert client.on_client(0.0, ClientRequest("x", "abort")) == [
+        Reply("x", "no acquire outstanding", ok=False)
+    ]
+    client.on_client(0.0, ClientRequest("acquirer", "acquire", 9.0))
+    assert client.on_client(0.5, ClientRequest("aborter", "abort")) == [
+        CancelTimer("retry"),
+        Reply("acquirer", "aborted", ok=False),
+    ]
+    client.on_client(1.0, ClientRequest("acquirer", "acquire", 9.0))
+    client.on_message(1.0, 0, Granted((1, 2), 3, 9.0))
+    effects = client.on_client(2.0, ClientRequest("releaser", "release"))
+    assert effects[-1] == Reply("releaser", 3)
+
+
+def test_a_stale_renewal_is_denied_with_its_request_id() -> None:
+    server = LockServer(0)
+    server.on_start(0.0, RNG)
+    server.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    assert server.on_message(6.0, 1, RenewRequest((1, 2), 1, 5.0)) == [
+        Send(1, Denied((1, 2), "not the holder of a live lease"))
+    ]
+    # per client: client 2's renewal (1, 2) is not a duplicate of client 1's
+    assert server.on_message(6.0, 2, RenewRequest((1, 2), 1, 5.0)) == [
+        Send(2, Denied((1, 2), "not the holder of a live lease"))
+    ]
+
+
+def test_a_renewal_with_a_longer_ttl_persists_it_for_the_quiet_period() -> None:
+    server = LockServer(0, max_ttl=10)
+    server.on_start(0.0, RNG)
+    server.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    effects = server.on_message(1.0, 1, RenewRequest((1, 2), 1, 8.0))
+    assert effects[0] == Persist(server.snapshot_persistent())
+    assert server.snapshot_persistent().max_ttl_granted == 8.0
+    reborn = LockServer(0, max_ttl=10)
+    reborn.restore(server.snapshot_persistent())
+    reborn.on_start(2.0, RNG)
+    assert reborn.quiet_until == 10.0
