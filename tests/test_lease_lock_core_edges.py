@@ -461,3 +461,10 @@ def test_a_renewal_with_a_longer_ttl_persists_it_for_the_quiet_period() -> None:
     reborn.restore(server.snapshot_persistent())
     reborn.on_start(2.0, RNG)
     assert reborn.quiet_until == 10.0
+
+
+def test_a_server_may_remember_a_single_client() -> None:
+    server = LockServer(0, max_clients=1)
+    server.on_message(0.0, 1, AcquireRequest((1, 1), 5.0))
+    server.on_message(0.0, 2, AcquireRequest((1, 1), 5.0))
+    assert server.last_req(1) is None and server.last_req(2) == (1, 1)
