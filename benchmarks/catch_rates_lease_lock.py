@@ -91,7 +91,9 @@ def chaos_rates(seeds: int, variants: list[str]) -> None:
         )
 
 
-def stateful_rates(searches: int, variants: list[str], examples: int | None) -> None:
+def stateful_rates(
+    searches: int, variants: list[str], examples: int | None, every: int = 10
+) -> None:
     stateful = _load("property_lease_lock", ROOT / "property_tests" / "test_lease_lock.py")
     machines = {
         "NoDriftClient": (stateful.NoDriftMachine, "MutualExclusion"),
@@ -113,8 +115,12 @@ def stateful_rates(searches: int, variants: list[str], examples: int | None) -> 
             found = stateful.search(machine, examples)
             times.append(time.monotonic() - started)
             caught += found is not None and invariant in found
-            if done % 10 == 0 and done < searches:
-                print(f"  {name}: {caught} of {done} so far", file=sys.stderr, flush=True)
+            if (every and done % every == 0) and done < searches:
+                print(
+                    f"  {name}: {caught} of {done} so far ({times[-1]:.1f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         print(
             f"{name:18} {caught:>4}/{searches:<4} {caught / searches:6.1%} "
             f"{wilson_low(caught, searches):6.1%} {sum(times) / searches:7.2f} "
@@ -130,6 +136,12 @@ def main() -> None:
     parser.add_argument(
         "--examples", type=int, default=None, help="runs per Hypothesis search (default: CI's)"
     )
+    parser.add_argument(
+        "--progress-every",
+        type=int,
+        default=10,
+        help="print the running count every N searches (stderr; 0: never)",
+    )
     parser.add_argument("--only", choices=["chaos", "stateful"], help="one of the two suites")
     parser.add_argument(
         "--variant", action="append", choices=list(CHAOS), help="variants (default: all)"
@@ -139,7 +151,7 @@ def main() -> None:
     if args.only != "stateful":
         chaos_rates(args.seeds, variants)
     if args.only != "chaos":
-        stateful_rates(args.searches, variants, args.examples)
+        stateful_rates(args.searches, variants, args.examples, args.progress_every)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import trio
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from resilience_harness import GuestDriver, Handle
+from trio_guest import GuestRun, Handle
 
 from trio_foundation.resilience import Bulkhead, Rejected
 
@@ -52,7 +52,7 @@ class BulkheadMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.driver = GuestDriver()
+        self.driver = GuestRun()
         self.bulkhead = type(self).bulkhead_class(
             max_concurrent=MAX_CONCURRENT, max_queued=MAX_QUEUED
         )

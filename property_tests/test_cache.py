@@ -33,7 +33,7 @@ import trio
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from resilience_harness import GuestDriver, Handle
+from trio_guest import GuestRun, Handle
 
 from trio_foundation.resilience import Cache, open_cache
 from trio_foundation.resilience._cache import _Entry, _Flight
@@ -145,7 +145,7 @@ class CacheMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.driver = GuestDriver()
+        self.driver = GuestRun()
         self.cache: Cache[Any, Any] = None  # type: ignore[assignment]
 
         async def hold_open() -> None:

@@ -25,7 +25,7 @@ import trio
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from resilience_harness import GuestDriver, Handle
+from trio_guest import GuestRun, Handle
 
 from trio_foundation.resilience import CircuitBreaker, CircuitOpenError, ResilienceEvent
 
@@ -50,7 +50,7 @@ class BreakerMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.driver = GuestDriver()
+        self.driver = GuestRun()
         self.breaker = type(self).breaker_class(
             failure_threshold=THRESHOLD, reset_timeout=RESET, half_open_max_calls=TRIALS
         )

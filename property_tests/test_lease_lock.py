@@ -46,6 +46,7 @@ from trio_foundation.protocols.lease_lock import (
 )
 from trio_foundation.verify.lease_lock_trace import LeaseLockCluster, SpecParams
 
+SERVER = 0
 # TTL 12 with D = 2, Delta = 1: drift bound 1/2, client validity 4.
 PARAMS = SpecParams(ttl=12, d=2, delta=1, clients=2)
 # How often a fault rule that fired actually faults (1 in FAULT_ODDS): crashes
@@ -57,6 +58,10 @@ FAULT = st.sampled_from([False] * (FAULT_ODDS - 1) + [True])
 # slowest or the fastest advance the drift bound allows, or any advance at each
 # tick. Extreme paces held for many ticks are where the drift arithmetic matters.
 PACES = ("slow", "fast", "any")
+# How the paces are drawn for a run: the server's clock at one extreme and every
+# client's at the other (a lease measured on two clocks that drift apart as far as
+# the bound allows, in either direction), or each node's pace drawn on its own.
+SKEWS = ("server fast, clients slow", "server slow, clients fast", "independent")
 # Swarm testing (Groce et al., ISSTA 2012): each run switches some kinds of step
 # off, so that a run without renewals lets leases lapse, a run without crashes
 # keeps its clients' history, and so on. Every kind is on in half of the runs.
@@ -100,7 +105,7 @@ class LeaseLockMachine(RuleBasedStateMachine):
             resource_factory=type(self).resource_factory,
         )
         self.delivered: set[int] = set()
-        self.dangling = 0.0
+        self.exposed = 0.0
         self.pace: dict[int, str] = {}
         self.on: set[str] = set()
         #: per node, how many messages had been sent when it last crashed or restarted
@@ -115,8 +120,8 @@ class LeaseLockMachine(RuleBasedStateMachine):
 
     @initialize(data=st.data())
     def environment(self, data: st.DataObject) -> None:
-        """The spec's constants for the run, each node's pace (see PACES) and the
-        kinds of step the run uses (see OPTIONAL)."""
+        """The spec's constants for the run, each node's pace (see SKEWS and PACES)
+        and the kinds of step the run uses (see OPTIONAL)."""
         params = data.draw(st.sampled_from(type(self).param_choices), label="params")
         if params != self.cluster.params:
             self.cluster = LeaseLockCluster(
@@ -124,8 +129,15 @@ class LeaseLockMachine(RuleBasedStateMachine):
                 client_factory=type(self).client_factory,
                 resource_factory=type(self).resource_factory,
             )
+        skew = data.draw(st.sampled_from(SKEWS), label="skew")
         for node in sorted(self.cluster.clock):
-            self.pace[node] = data.draw(st.sampled_from(PACES), label=f"pace of node {node}")
+            if skew == "independent":
+                pace = data.draw(st.sampled_from(PACES), label=f"pace of node {node}")
+            elif (node == SERVER) == (skew == "server fast, clients slow"):
+                pace = "fast"
+            else:
+                pace = "slow"
+            self.pace[node] = pace
         self.on = {kind for kind in OPTIONAL if data.draw(st.booleans(), label=kind)}
 
     def _pick(self, data: st.DataObject, candidates: list[int], label: str) -> int:
@@ -195,12 +207,16 @@ class LeaseLockMachine(RuleBasedStateMachine):
         self.cluster.client_write(self._pick(data, self._entitled(), "writer"))
 
     @precondition(lambda self: "client_crash" in self.on)
-    @rule(c=st.sampled_from((1, 2)), fault=FAULT)
-    def client_crash(self, c: int, fault: bool) -> None:
+    @rule(c=st.sampled_from((1, 2)), fault=FAULT, again=st.booleans())
+    def client_crash(self, c: int, fault: bool, again: bool) -> None:
+        """ClientCrash; with ``again``, the restarted client's caller asks for the
+        lease at once (ClientAcquire), as a supervised client does."""
         if fault:
             self.cluster.client_crash(c)
             self.sent_before_crash[c] = len(self.cluster.msgs)
             self.abandoned.pop(c, None)  # the process that remembered them is gone
+            if again:
+                self.cluster.client_acquire(c)
 
     @precondition(lambda self: "server_restart" in self.on)
     @rule(fault=FAULT)
@@ -219,6 +235,24 @@ class LeaseLockMachine(RuleBasedStateMachine):
         p = msg.payload
         if isinstance(p, Granted) and p.req in self.abandoned.get(msg.dst, ()):
             self.owed_releases.add((msg.dst, p.token))
+
+    @precondition(lambda self: bool(self._clients("idle")))
+    @rule(data=st.data())
+    def round_trip(self, data: st.DataObject) -> None:
+        """ClientAcquire, ServerOnAcquire and the client's answer in one step: a fast
+        network, so that a client contends for a lease in the few steps a window
+        between two ticks has."""
+        cluster = self.cluster
+        c = self._pick(data, self._clients("idle"), "round-trip client")
+        before = len(cluster.msgs)
+        cluster.client_acquire(c)
+        requests = range(before, len(cluster.msgs))
+        for i in requests:
+            if cluster.msgs[i].dst == SERVER:
+                self._deliver(i)
+        for i in range(requests.stop, len(cluster.msgs)):
+            if cluster.msgs[i].dst == c:
+                self._deliver(i)
 
     @precondition(lambda self: len(self.delivered) < len(self.cluster.msgs))
     @rule()
@@ -289,16 +323,19 @@ class LeaseLockMachine(RuleBasedStateMachine):
     @invariant()
     def measure_danger(self) -> None:
         """Not an invariant: the largest local time an entitled client had left while
-        the server no longer counted its lease (only a server restart does that to a
-        correct client). Targeting it steers the search towards MutualExclusion's edge.
+        the server would have granted the lease to another client (its lease expired
+        or gone, and no quiet period). That is MutualExclusion's edge: one round trip
+        of the other client away from a violation. Targeting it steers the search
+        there; for a correct core it stays at 0.
         """
         cluster = self.cluster
+        server, now = cluster.server, cluster.clock[SERVER]
+        free = now >= server.quiet_until and (server.holder is None or now >= server.expiry)
         for c in cluster.entitled():
             lease = cluster.clients[c].lease
-            if lease is not None and not (
-                cluster.server.holds(c, cluster.clock[0]) and cluster.server.token == lease.token
-            ):
-                self.dangling = max(self.dangling, lease.deadline - cluster.clock[c])
+            others_may_be_granted = free or server.holder not in (None, c)
+            if lease is not None and others_may_be_granted:
+                self.exposed = max(self.exposed, lease.deadline - cluster.clock[c])
 
     @invariant()
     def mutual_exclusion(self) -> None:
@@ -341,7 +378,7 @@ class LeaseLockMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         cluster = self.cluster
-        target(self.dangling, label="entitled beyond the server's lease")
+        target(self.exposed, label="entitled while the server would grant another client")
         target(float(len(cluster.grant_log)), label="grants")
         if cluster.contended:
             type(self).seen.add("contended")

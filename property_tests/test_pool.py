@@ -22,7 +22,7 @@ import trio.lowlevel
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from resilience_harness import GuestDriver, Handle
+from trio_guest import GuestRun, Handle
 
 from trio_foundation.resilience import ResourcePool, open_pool
 from trio_foundation.resilience._pool import _Acquire
@@ -51,7 +51,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.driver = GuestDriver()
+        self.driver = GuestRun()
         self.made: list[int] = []
         self.closed: set[int] = set()
         self.holders: dict[int, int] = {}  # borrower -> resource

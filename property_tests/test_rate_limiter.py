@@ -1,7 +1,7 @@
 """Stateful test of the real RateLimiter against a reference model of each algorithm.
 
 The limiter runs in a guest-mode trio run under ``MockClock(rate=0)`` (see
-``tests/resilience_harness.py``); Hypothesis picks the operations, the keys, the
+``tests/trio_guest.py``); Hypothesis picks the operations, the keys, the
 weights, when time moves (dyadic steps, so float arithmetic is exact), and the
 checkpoint at which an acquiring task is cancelled. Trio's scheduler is seeded by
 Hypothesis, so interleavings are explored too.
@@ -44,7 +44,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from resilience_harness import GuestDriver, Handle
+from trio_guest import GuestRun, Handle
 
 from trio_foundation.resilience import (
     GCRA,
@@ -192,7 +192,7 @@ class RateLimiterMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.driver = GuestDriver()
+        self.driver = GuestRun()
         self.limiter = type(self).limiter_class(
             type(self).algorithm, max_keys=MAX_KEYS, max_waiters=MAX_WAITERS
         )

@@ -1,9 +1,10 @@
 """Stateful test: the real Supervisor against a small reference model of OTP semantics.
 
-The real supervisor runs in a live trio run in *guest mode* (``start_guest_run`` with a
-queue as ``run_sync_soon_threadsafe`` and ``MockClock(rate=0)``); every rule schedules
-its action inside that run and pumps the queue until ``wait_all_tasks_blocked`` has
-returned, so the supervisor has reacted completely before the invariants are checked.
+The real supervisor runs in a live trio run in *guest mode* (``tests/trio_guest.py``:
+``start_guest_run`` with a queue as ``run_sync_soon_threadsafe`` and ``MockClock(rate=0)``);
+every rule schedules its action inside that run and pumps the queue until
+``wait_all_tasks_blocked`` has returned, so the supervisor has reacted completely before
+the invariants are checked.
 Children are controllable: each waits for the test to make it crash (raise) or return.
 
 Rules never use preconditions: once the supervisor is down only no-ops remain, and a
@@ -29,9 +30,6 @@ The broken variant counts the intensity per child, as the closest Python peer do
 from __future__ import annotations
 
 import collections
-import queue
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import attrs
 import pytest
@@ -47,6 +45,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from trio_guest import GuestRun
 
 from trio_foundation.supervision import (
     ChildExited,
@@ -149,73 +148,6 @@ class ReferenceSupervisor:
         self.running = False
 
 
-# ------------------------------------------------------------------------ guest-mode driver
-
-
-class GuestDriver:
-    """A trio run in guest mode, advanced only when the test pumps it."""
-
-    def __init__(self, clock: trio.testing.MockClock) -> None:
-        self.queue: queue.Queue[Callable[[], object]] = queue.Queue()
-        self.clock = clock
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.nursery: trio.Nursery | None = None
-        self.finished = False
-        self.outcome: Any = None
-
-        async def main() -> None:
-            self.token = trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                await trio.sleep_forever()
-
-        def done(outcome: Any) -> None:
-            self.finished = True
-            self.outcome = outcome
-
-        trio.lowlevel.start_guest_run(
-            main,
-            run_sync_soon_threadsafe=self.queue.put,
-            run_sync_soon_not_threadsafe=self.queue.put,
-            done_callback=done,
-            clock=clock,
-        )
-        self.pump_until(lambda: self.nursery is not None)
-
-    def pump_until(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            self.queue.get(timeout=30)()
-
-    def do(self, fn: Callable[[], Awaitable[object]]) -> None:
-        """Run ``fn`` in the guest, then wait until every task there is blocked."""
-        settled = False
-        errors: list[BaseException] = []
-
-        async def step() -> None:
-            nonlocal settled
-            try:
-                await fn()
-            except Exception as exc:
-                errors.append(exc)
-            await trio.testing.wait_all_tasks_blocked()
-            settled = True
-
-        assert self.token is not None and self.nursery is not None
-        nursery = self.nursery
-        self.token.run_sync_soon(lambda: nursery.start_soon(step))
-        self.pump_until(lambda: settled)
-        if errors:
-            raise errors[0]
-
-    def close(self) -> None:
-        if self.finished or self.token is None or self.nursery is None:
-            return
-        nursery = self.nursery
-        self.token.run_sync_soon(nursery.cancel_scope.cancel)
-        self.pump_until(lambda: self.finished)
-        self.outcome.unwrap()
-
-
 # ------------------------------------------------------------------------- state machine
 
 
@@ -229,7 +161,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         super().__init__()
         type(self).examples += 1
         self.clock = trio.testing.MockClock(rate=0)
-        self.driver = GuestDriver(self.clock)
+        self.driver = GuestRun(self.clock)
         self.events: list[tuple[float, SupervisionEvent]] = []
         self.live: set[str] = set()
         self.gates: dict[str, trio.Event] = {}

@@ -6,12 +6,13 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from trio_foundation import VerificationError
 from trio_foundation.cli import main
-from trio_foundation.verify.tlc import expected_violations, find_java
+from trio_foundation.verify.tlc import TLCResult, TLCStatus, expected_violations, find_java
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
 
@@ -347,9 +348,46 @@ def test_a_long_check_prints_progress_when_not_a_terminal(
 @pytest.mark.tlc
 @needs_java
 @pytest.mark.timeout(600)
-def test_the_projects_mutants_and_reachability_checks_are_caught() -> None:
-    """CI's run of ``foundation specs check --mutants --reach`` over the project's specs/."""
+def test_the_projects_mutants_and_reachability_checks_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI's run of ``foundation specs check --mutants --reach`` over the project's specs/.
+
+    The only place CI runs the project's mutants and reachability configs (the
+    per-module spec tests check the configs that must pass). Besides the exit code,
+    the TLC result of every config is checked: every file under ``specs/broken/``
+    and ``specs/reach/`` was run; each mutant is an invariant violated after at
+    least one action (not by an initial state) and named as its file declares; each
+    reachability config violates the ``Never…`` invariant or property it declares.
+    """
+    import trio_foundation.cli.specs as cli_specs
+
+    results: dict[Path, TLCResult] = {}
+    real_run_tlc = cli_specs.run_tlc
+
+    def recording_run_tlc(module: Path, config: Path, **kwargs: Any) -> TLCResult:
+        result = real_run_tlc(module, config, **kwargs)
+        results[config.resolve()] = result
+        return result
+
+    monkeypatch.setattr(cli_specs, "run_tlc", recording_run_tlc)
     code = main(["specs", "check", "--mutants", "--reach", "--dir", str(SPECS)])
+    mutants = sorted((SPECS / "broken").glob("*.cfg"))
+    reach = sorted((SPECS / "reach").glob("*.cfg"))
+    assert len(mutants) >= 26 and len(reach) >= 24  # the sets as of this test's writing
+    assert set(results) == {config.resolve() for config in mutants + reach}
+    for config in mutants:
+        result = results[config.resolve()]
+        assert result.status is TLCStatus.INVARIANT_VIOLATED, (config.name, result.error_message)
+        assert result.violated in expected_violations(config), (config.name, result.violated)
+        assert len(result.counterexample) >= 2, config.name
+    for config in reach:
+        result = results[config.resolve()]
+        assert result.status in (TLCStatus.INVARIANT_VIOLATED, TLCStatus.PROPERTY_VIOLATED), (
+            config.name,
+            result.error_message,
+        )
+        assert result.violated in expected_violations(config), (config.name, result.violated)
     assert code == 0
 
 

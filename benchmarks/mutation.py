@@ -1,0 +1,266 @@
+"""Mutation testing of the cores with mutmut: how strong are the tests that cover them?
+
+Run ``python benchmarks/mutation.py TARGET`` (``--help`` lists the targets). For one
+target — a module of ``src/`` and the restricted selection of tests that cover it —
+the script:
+
+1. copies the project (``src``, ``tests``, ``property_tests``, ``chaos``, ``specs``,
+   ``conftest.py``, ``pyproject.toml``) to a scratch directory and appends a
+   ``[tool.mutmut]`` section naming the module and the tests, so the checkout's own
+   files are never touched;
+2. runs ``mutmut run`` there (mutmut 3 copies the sources to ``mutants/``, rewrites
+   each function of the module into its mutants behind a trampoline, maps which of
+   the selected tests reach which function, and runs, for each mutant, only those
+   tests; a mutant is *killed* when a test fails, *survived* when all pass, *timeout*
+   when they run far longer than on the clean code);
+3. prints, for the mutants the target selects (a target may restrict itself to some
+   classes of the module), the counts by status, the mutants the target declares
+   equivalent (each with a one-line argument, in ``EQUIVALENT`` below), the score
+   ``killed / (mutants - equivalent)`` and the diff of every other survivor.
+
+Tests run under the ``ci`` Hypothesis profile with ``max_examples`` lowered to
+``--examples`` (default 30; each surviving mutant runs every covering test in full,
+so this sets the run's length) and fresh random seeds: a Hypothesis test may kill a
+mutant in one run and miss it in the next, so a score is a measurement, not a
+constant. Runs are slow (minutes to an hour per target on 2 cores) and stay out
+of CI; the figures are in docs/verification.md with the command.
+
+Not a test: nothing here asserts; the exit code is 0 when the run completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIED = ("src", "tests", "property_tests", "chaos", "specs", "conftest.py", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate, the tests that cover it, and the functions that count."""
+
+    module: str
+    tests: tuple[str, ...]
+    #: globs over mutant names (``pkg.mod.xǁClassǁmethod__mutmut_3``,
+    #: ``pkg.mod.x_function__mutmut_3``); empty: every mutant of the module
+    select: tuple[str, ...] = ()
+    #: mutant name -> why it cannot change behaviour (checked by hand; one line each)
+    equivalent: dict[str, str] = field(default_factory=dict)
+
+
+def _mangled(module: str) -> str:
+    return module.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+LEASE_LOCK = "src/trio_foundation/protocols/lease_lock.py"
+REGISTER = "src/trio_foundation/protocols/register.py"
+RATE_LIMITER = "src/trio_foundation/resilience/_rate_limiter.py"
+SUPERVISOR = "src/trio_foundation/supervision/_supervisor.py"
+MODELS = "src/trio_foundation/verify/lincheck/_models.py"
+
+TARGETS: dict[str, Target] = {
+    "lease_lock": Target(
+        LEASE_LOCK,
+        (
+            "tests/test_lease_lock_core.py",
+            "tests/test_lease_lock_core_edges.py",
+            "property_tests/test_lease_lock.py::TestLeaseLock",
+            "property_tests/test_lease_lock.py::test_amnesiac_client_breaks_mutual_exclusion_in_a_directed_run",
+        ),
+    ),
+    "register": Target(
+        REGISTER,
+        (
+            "tests/test_sim_register.py",
+            "property_tests/test_register_sim.py::test_register_cluster",
+            "property_tests/test_register_sim.py::test_state_machine_catches_the_stale_read_mutant",
+            "property_tests/test_register_sim.py::test_faulty_runs_are_reached",
+        ),
+    ),
+    "rate_limiter": Target(
+        RATE_LIMITER,
+        (
+            "tests/test_resilience_rate_limiter.py",
+            "property_tests/test_rate_limiter.py",
+        ),
+        select=(),  # filled in below: the algorithm classes only
+    ),
+    "supervisor": Target(
+        SUPERVISOR,
+        (
+            "tests/test_supervisor_core.py",
+            "property_tests/test_supervisor.py",
+        ),
+    ),
+    "lincheck_models": Target(
+        MODELS,
+        (
+            "tests/test_lincheck.py",
+            "property_tests/test_lincheck.py",
+        ),
+    ),
+}
+
+
+def _config(target: Target, tests: tuple[str, ...]) -> str:
+    def toml_list(items: tuple[str, ...] | list[str]) -> str:
+        return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+    return (
+        "\n\n[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f"only_mutate = {toml_list([target.module])}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        f"also_copy = {toml_list(['property_tests/', 'chaos/', 'specs/', 'conftest.py'])}\n"
+        # Hypothesis tests vary in length from run to run: leave them room.
+        "timeout_multiplier = 20.0\n"
+        "timeout_constant = 10.0\n"
+    )
+
+
+def _prepare(workdir: Path, target: Target, tests: tuple[str, ...], examples: int) -> None:
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                workdir / name,
+                ignore=shutil.ignore_patterns("__pycache__", ".hypothesis", "*.egg-info"),
+            )
+        else:
+            shutil.copy2(source, workdir / name)
+    with (workdir / "pyproject.toml").open("a", encoding="utf-8") as config:
+        config.write(_config(target, tests))
+    # The ci profile with fewer examples, in the copy only: every surviving mutant runs
+    # the covering tests in full, so the Hypothesis tests' length sets the run's length.
+    with (workdir / "conftest.py").open("a", encoding="utf-8") as conftest:
+        conftest.write(
+            "\n\nsettings.register_profile(\n"
+            f'    "mutation", parent=settings.get_profile("ci"), max_examples={examples}\n'
+            ")\n"
+            'settings.load_profile("mutation")\n'
+        )
+
+
+def _mutmut(workdir: Path, *args: str, capture: bool = False) -> str:
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONHASHSEED="0")
+    mutmut = Path(sys.executable).parent / "mutmut"
+    done = subprocess.run(
+        [str(mutmut), *args],
+        cwd=workdir,
+        env=env,
+        check=False,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"mutmut {' '.join(args)} failed with exit code {done.returncode}")
+    return done.stdout or ""
+
+
+def _statuses(workdir: Path) -> dict[str, str]:
+    text = _mutmut(workdir, "results", "--all", "true", capture=True)
+    found = re.findall(r"^\s+(\S+): (.+)$", text, re.MULTILINE)
+    return {name: status.strip() for name, status in found}
+
+
+def _selected(name: str, globs: tuple[str, ...]) -> bool:
+    return not globs or any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+def report(workdir: Path, target: Target, globs: tuple[str, ...], show: bool) -> None:
+    statuses = {n: s for n, s in _statuses(workdir).items() if _selected(n, globs)}
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    survivors = sorted(n for n, s in statuses.items() if s == "survived")
+    equivalent = [n for n in survivors if n in target.equivalent]
+    stale = sorted(set(target.equivalent) - set(survivors))
+    total, killed = len(statuses), counts.get("killed", 0)
+    counted = total - len(equivalent)
+    print(f"\n{target.module}: {total} mutants")
+    for status in sorted(counts):
+        print(f"  {status:22} {counts[status]}")
+    print(f"  {'equivalent (argued)':22} {len(equivalent)}")
+    score = killed / counted if counted else 1.0
+    print(f"  score: {killed} killed of {counted} non-equivalent = {score:.1%}")
+    for name in equivalent:
+        print(f"  equivalent {name}: {target.equivalent[name]}")
+    for name in stale:
+        print(f"  (declared equivalent but not a survivor of this run: {name})")
+    others = [n for n, s in statuses.items() if s not in ("killed", "survived")]
+    for name in sorted(n for n in survivors if n not in target.equivalent) + sorted(others):
+        print(f"\n--- {name}: {statuses[name]}")
+        if show:
+            sys.stdout.write(_mutmut(workdir, "show", name, capture=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", choices=sorted(TARGETS), help="the module to mutate")
+    parser.add_argument(
+        "--tests", nargs="+", help="test files or node ids (default: the target's selection)"
+    )
+    parser.add_argument(
+        "--max-children", type=int, default=2, help="mutants tested in parallel (default 2)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="scratch directory to use and keep (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=30,
+        help="max_examples of every Hypothesis test in the run (default 30; the ci profile: 100)",
+    )
+    parser.add_argument(
+        "--mutants",
+        nargs="+",
+        help="only these mutants (names or globs, e.g. the survivors of an earlier run)",
+    )
+    parser.add_argument("--no-diffs", action="store_true", help="do not print survivors' diffs")
+    args = parser.parse_args()
+    target = TARGETS[args.target]
+    tests = tuple(args.tests) if args.tests else target.tests
+    keep = args.workdir is not None
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mutation-"))
+    if keep and workdir.exists() and any(workdir.iterdir()):
+        raise SystemExit(f"--workdir {workdir} is not empty")
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        _prepare(workdir, target, tests, args.examples)
+        names = args.mutants or [g for g in target.select] or [_mangled(target.module) + ".*"]
+        _mutmut(workdir, "run", "--max-children", str(args.max_children), *names)
+        print(f"\nmutation run of {args.target} took {time.monotonic() - started:.0f} s")
+        report(workdir, target, tuple(names), show=not args.no_diffs)
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+_RATE = _mangled(RATE_LIMITER)
+TARGETS["rate_limiter"] = Target(
+    RATE_LIMITER,
+    TARGETS["rate_limiter"].tests,
+    select=(
+        *(f"{_RATE}.xǁ{cls}ǁ*" for cls in ("TokenBucket", "GCRA", "SlidingLog", "SlidingCounter")),
+        f"{_RATE}.x__positive*",
+        f"{_RATE}.x__positive_int*",
+    ),
+)
+
+if __name__ == "__main__":
+    main()
