@@ -53,6 +53,7 @@ CONSTANTS
     MaxLogLen,  \* bound: no entry beyond this index
     MaxMsgs,    \* bound on messages in flight (a state constraint, MsgBound)
     MaxReads,   \* bound on client reads
+    MaxRestarts, \* bound on crashes (restarts) in a behaviour
     Faults,     \* subset of {"crash", "duplicate"}; loss and reordering are always on
     Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop"}
     Variant     \* "correct" or one of Mutants
@@ -70,6 +71,7 @@ ASSUME Variant \in {"correct"} \cup Mutants
 ASSUME Faults \subseteq {"crash", "duplicate"}
 ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop"}
 ASSUME MaxTerm \in Nat /\ MaxLogLen \in Nat /\ MaxMsgs \in Nat /\ MaxReads \in Nat
+ASSUME MaxRestarts \in Nat
 
 Roles == {"Follower", "PreCandidate", "Candidate", "Leader"}
 
@@ -92,12 +94,13 @@ VARIABLES
     reads,          \* every read served: [floor, index, term]
     campaigns,      \* every term a (real) candidacy opened
     readCount,      \* reads started so far (also the ids of ReadIndex rounds)
-    readRefused     \* a leader gave up a pending read on learning it was stale
+    readRefused,    \* a leader gave up a pending read on learning it was stale
+    restarts        \* crashes so far (for the bound MaxRestarts only)
 
 serverVars == <<currentTerm, role, votedFor, log, commitIndex, votesGranted,
                 matchIndex, heard, pendingRead, dTerm, dVote>>
 ghostVars == <<elections, committed, reads, campaigns, readCount, readRefused>>
-vars == <<serverVars, msgs, ghostVars>>
+vars == <<serverVars, msgs, ghostVars, restarts>>
 
 (* A ReadIndex round: id (0 = none), the read index, the acknowledgements, *)
 (* and -- ghost -- the highest index reported committed when it arrived.   *)
@@ -172,6 +175,7 @@ Init ==
     /\ campaigns = {}
     /\ readCount = 0
     /\ readRefused = FALSE
+    /\ restarts = 0
 
 ---------------------------------------------------------------------------
 (* Timers and client requests *)
@@ -474,6 +478,8 @@ LoseMessage(m) ==
 (* A node restarts from its durable state: term, vote and log. *)
 Restart(s) ==
     /\ "crash" \in Faults
+    /\ restarts < MaxRestarts
+    /\ restarts' = restarts + 1
     /\ currentTerm' = [currentTerm EXCEPT ![s] = dTerm[s]]
     /\ votedFor' = [votedFor EXCEPT ![s] = dVote[s]]
     /\ role' = [role EXCEPT ![s] = "Follower"]
@@ -495,15 +501,16 @@ PersistState(s) ==
 ---------------------------------------------------------------------------
 
 Next ==
-    \/ \E s \in Server :
-          \/ Timeout(s)
-          \/ ClientRequest(s)
-          \/ ClientRead(s)
-          \/ CheckQuorum(s)
-          \/ Restart(s)
-          \/ PersistState(s)
-          \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)
-    \/ \E m \in msgs : Receive(m) \/ LoseMessage(m)
+    \/ /\ \/ \E s \in Server :
+             \/ Timeout(s)
+             \/ ClientRequest(s)
+             \/ ClientRead(s)
+             \/ CheckQuorum(s)
+             \/ PersistState(s)
+             \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)
+          \/ \E m \in msgs : Receive(m) \/ LoseMessage(m)
+       /\ UNCHANGED restarts
+    \/ \E s \in Server : Restart(s)
 
 Spec == Init /\ [][Next]_vars
 

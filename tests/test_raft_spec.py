@@ -177,6 +177,7 @@ CONSTANTS
     MaxLogLen = 100
     MaxMsgs = 100
     MaxReads = 100
+    MaxRestarts = 100
     Faults = {"crash", "duplicate"}
     Variant = "correct"
 INVARIANTS
