@@ -218,13 +218,14 @@ ClientRequest(s) ==
                    pendingRead, dTerm, dVote, msgs, ghostVars>>
 
 (* The leader sends AppendEntries to each peer in T, each with every entry *)
-(* after a prev_index of its own (none for a heartbeat). Any prev_index:   *)
+(* after a prev_log_index of its own (none for a heartbeat). Any index:    *)
 (* no nextIndex is modelled. Next sends to one peer at a time; a trace may *)
 (* log a broadcast as one step.                                            *)
 AppendEntriesTo(s, t, prev) ==
     [type |-> "AppendEntries", term |-> currentTerm[s], from |-> s, to |-> t,
-     prev_index |-> prev, prev_term |-> TermAt(log[s], prev),
-     entries |-> SubSeq(log[s], prev + 1, Len(log[s])), commit |-> commitIndex[s], ctx |-> 0]
+     prev_log_index |-> prev, prev_log_term |-> TermAt(log[s], prev),
+     entries |-> SubSeq(log[s], prev + 1, Len(log[s])), leader_commit |-> commitIndex[s],
+     read_id |-> 0]
 
 AppendEntries(s, T) ==
     /\ role[s] = "Leader"
@@ -235,7 +236,7 @@ AppendEntries(s, T) ==
 
 (* A read arrives at the leader: ReadIndex. The read index is the commit   *)
 (* index; the leader confirms it still leads by a heartbeat round carrying *)
-(* the read's id (ctx), and serves the read when a quorum answered.        *)
+(* the read's id (read_id), and serves the read when a quorum answered.    *)
 ReadCommittedInTerm(s) ==
     TermAt(log[s], commitIndex[s]) = currentTerm[s] \/ Variant = "read_before_term_commit"
 
@@ -255,8 +256,9 @@ ClientRead(s) ==
                       floor |-> MaxCommitted]]
                /\ msgs' = msgs \cup
                      {[type |-> "AppendEntries", term |-> currentTerm[s], from |-> s, to |-> t,
-                       prev_index |-> 0, prev_term |-> 0, entries |-> <<>>,
-                       commit |-> commitIndex[s], ctx |-> readCount + 1] : t \in Peers(s)}
+                       prev_log_index |-> 0, prev_log_term |-> 0, entries |-> <<>>,
+                       leader_commit |-> commitIndex[s], read_id |-> readCount + 1]
+                      : t \in Peers(s)}
                /\ UNCHANGED reads
     /\ UNCHANGED <<currentTerm, role, votedFor, log, commitIndex, votesGranted, matchIndex,
                    heard, dTerm, dVote, elections, committed, campaigns, readRefused>>
@@ -372,29 +374,31 @@ Accept(l, prev, ents) ==
 
 PrevOk(r, m) ==
     IF Variant = "no_consistency_check"
-       THEN m.prev_index <= Len(log[r])  \* BROKEN: the previous entry's term is not checked
-       ELSE m.prev_index = 0
-            \/ (m.prev_index <= Len(log[r]) /\ log[r][m.prev_index] = m.prev_term)
+       THEN m.prev_log_index <= Len(log[r])  \* BROKEN: the previous entry's term is not checked
+       ELSE m.prev_log_index = 0
+            \/ (m.prev_log_index <= Len(log[r]) /\ log[r][m.prev_log_index] = m.prev_log_term)
 
-(* AppendEntries: refused (with r's term and last index as a hint) when it *)
-(* is stale or the previous entry does not match; otherwise r follows the  *)
-(* sender in its term, stores the entries, learns the commit index (up to  *)
-(* the last entry the message vouched for) and acknowledges with the index *)
-(* matched and the message's ctx (a ReadIndex round's id, or 0).           *)
+(* AppendEntries: refused when it is stale (with r's term) or when the     *)
+(* previous entry does not match (with prev_log_index; the core adds a     *)
+(* conflict hint for fast backtracking, which the spec leaves out as it    *)
+(* has no nextIndex); otherwise r follows the sender in its term, stores   *)
+(* the entries, learns the commit index (up to the last entry the message  *)
+(* vouched for) and acknowledges with the index matched. Answers echo the  *)
+(* message's read_id (a ReadIndex round's id, or 0), except a stale one.  *)
 HandleAppendEntries(r, m) ==
     /\ m.type = "AppendEntries" /\ m.to = r
     /\ IF m.term < currentTerm[r]
           THEN /\ Reply(m, {[type |-> "AppendEntriesResponse", term |-> currentTerm[r],
                              from |-> r, to |-> m.from, success |-> FALSE,
-                             index |-> Len(log[r]), ctx |-> m.ctx]})
+                             match_index |-> 0, read_id |-> 0]})
                /\ UNCHANGED <<serverVars, ghostVars>>
           ELSE LET ok == PrevOk(r, m)
-                   newLog == IF ok THEN Accept(log[r], m.prev_index, m.entries) ELSE log[r]
-                   last == m.prev_index + Len(m.entries)
+                   newLog == IF ok THEN Accept(log[r], m.prev_log_index, m.entries) ELSE log[r]
+                   last == m.prev_log_index + Len(m.entries)
                    vouched == IF Variant = "commit_past_match"
                                  THEN Len(newLog)  \* BROKEN: entries the leader never vouched for
                                  ELSE last
-                   newCommit == IF ok THEN Max(commitIndex[r], Min(m.commit, vouched))
+                   newCommit == IF ok THEN Max(commitIndex[r], Min(m.leader_commit, vouched))
                                 ELSE commitIndex[r]
                IN /\ currentTerm' = [currentTerm EXCEPT ![r] = m.term]
                   /\ votedFor' = IF m.term > currentTerm[r]
@@ -409,7 +413,8 @@ HandleAppendEntries(r, m) ==
                                              ELSE UNCHANGED <<pendingRead, readRefused>>
                   /\ Reply(m, {[type |-> "AppendEntriesResponse", term |-> m.term,
                                 from |-> r, to |-> m.from, success |-> ok,
-                                index |-> IF ok THEN last ELSE Len(log[r]), ctx |-> m.ctx]})
+                                match_index |-> IF ok THEN last ELSE m.prev_log_index,
+                                read_id |-> m.read_id]})
                   /\ UNCHANGED <<votesGranted, matchIndex, elections, reads, campaigns,
                                  readCount>>
 
@@ -432,11 +437,11 @@ HandleAppendEntriesResponse(s, m) ==
           /\ StepDown(s, m)
        \/ /\ m.term = currentTerm[s] /\ role[s] = "Leader"
           /\ LET match == IF m.success
-                             THEN [matchIndex[s] EXCEPT ![m.from] = Max(@, m.index)]
+                             THEN [matchIndex[s] EXCEPT ![m.from] = Max(@, m.match_index)]
                              ELSE matchIndex[s]
                  newCommit == CommitFor(s, match)
                  rd == pendingRead[s]
-                 acks == IF rd.id # 0 /\ m.ctx = rd.id THEN rd.acks \cup {m.from} ELSE rd.acks
+                 acks == IF rd.id # 0 /\ m.read_id = rd.id THEN rd.acks \cup {m.from} ELSE rd.acks
                  serve == rd.id # 0 /\ Quorum(acks)
              IN /\ matchIndex' = [matchIndex EXCEPT ![s] = match]
                 /\ commitIndex' = [commitIndex EXCEPT ![s] = newCommit]

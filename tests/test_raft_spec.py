@@ -97,15 +97,15 @@ def _rvr(frm: str, to: str, term: int, pre: bool, granted: bool) -> str:
 def _ae(frm: str, to: str, term: int, prev: int, prev_term: int, entries: str, commit: int) -> str:
     return (
         f'[type |-> "AppendEntries", term |-> {term}, from |-> "{frm}", to |-> "{to}", '
-        f"prev_index |-> {prev}, prev_term |-> {prev_term}, entries |-> {entries}, "
-        f"commit |-> {commit}, ctx |-> 0]"
+        f"prev_log_index |-> {prev}, prev_log_term |-> {prev_term}, entries |-> {entries}, "
+        f"leader_commit |-> {commit}, read_id |-> 0]"
     )
 
 
 def _aer(frm: str, to: str, term: int, success: bool, index: int) -> str:
     return (
         f'[type |-> "AppendEntriesResponse", term |-> {term}, from |-> "{frm}", to |-> "{to}", '
-        f"success |-> {str(success).upper()}, index |-> {index}, ctx |-> 0]"
+        f"success |-> {str(success).upper()}, match_index |-> {index}, read_id |-> 0]"
     )
 
 
