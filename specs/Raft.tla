@@ -95,12 +95,12 @@ VARIABLES
     campaigns,      \* every term a (real) candidacy opened
     readCount,      \* reads started so far (also the ids of ReadIndex rounds)
     readRefused,    \* a leader gave up a pending read on learning it was stale
-    restarts        \* crashes so far (for the bound MaxRestarts only)
+    restarts        \* crashes so far (read only by the bound MaxRestarts)
 
 serverVars == <<currentTerm, role, votedFor, log, commitIndex, votesGranted,
                 matchIndex, heard, pendingRead, dTerm, dVote>>
-ghostVars == <<elections, committed, reads, campaigns, readCount, readRefused>>
-vars == <<serverVars, msgs, ghostVars, restarts>>
+ghostVars == <<elections, committed, reads, campaigns, readCount, readRefused, restarts>>
+vars == <<serverVars, msgs, ghostVars>>
 
 (* A ReadIndex round: id (0 = none), the read index, the acknowledgements, *)
 (* and -- ghost -- the highest index reported committed when it arrived.   *)
@@ -193,7 +193,7 @@ Campaign(s, left) ==
     /\ \E rest \in left : msgs' = rest \cup RequestVotes(s, currentTerm[s] + 1, FALSE)
     /\ campaigns' = campaigns \cup {currentTerm[s] + 1}
     /\ UNCHANGED <<log, commitIndex, matchIndex, pendingRead, elections, committed,
-                   reads, readCount, readRefused>>
+                   reads, readCount, readRefused, restarts>>
 
 (* The election timer fires. With PreVote: ask for term + 1 without taking *)
 (* it (the term is unchanged, nothing to persist); without: campaign.      *)
@@ -261,7 +261,7 @@ ClientRead(s) ==
                       : t \in Peers(s)}
                /\ UNCHANGED reads
     /\ UNCHANGED <<currentTerm, role, votedFor, log, commitIndex, votesGranted, matchIndex,
-                   heard, dTerm, dVote, elections, committed, campaigns, readRefused>>
+                   heard, dTerm, dVote, elections, committed, campaigns, readRefused, restarts>>
 
 (* Leadership transfer: the leader tells an up-to-date follower to campaign *)
 (* at once, skipping the pre-vote.                                          *)
@@ -281,7 +281,7 @@ CheckQuorum(s) ==
     /\ role' = [role EXCEPT ![s] = "Follower"]
     /\ DropRead(s)
     /\ UNCHANGED <<currentTerm, votedFor, log, commitIndex, votesGranted, matchIndex, heard,
-                   dTerm, dVote, msgs, elections, committed, reads, campaigns, readCount>>
+                   dTerm, dVote, msgs, elections, committed, reads, campaigns, readCount, restarts>>
 
 ---------------------------------------------------------------------------
 (* Message handlers *)
@@ -298,7 +298,7 @@ StepDown(s, m) ==
     /\ DropRead(s)
     /\ Reply(m, {})
     /\ UNCHANGED <<log, commitIndex, votesGranted, matchIndex, elections, committed, reads,
-                   campaigns, readCount>>
+                   campaigns, readCount, restarts>>
 
 LogOk(s, m) ==
     \/ m.last_log_term > LastTerm(log[s])
@@ -331,7 +331,7 @@ HandleRequestVote(r, m) ==
                         term |-> IF pre /\ grant THEN m.term ELSE term,
                         from |-> r, to |-> m.from, granted |-> grant]})
     /\ UNCHANGED <<log, commitIndex, votesGranted, matchIndex, elections, committed, reads,
-                   campaigns, readCount>>
+                   campaigns, readCount, restarts>>
 
 BecomeLeader(s, m) ==
     /\ role' = [role EXCEPT ![s] = "Leader"]
@@ -342,7 +342,7 @@ BecomeLeader(s, m) ==
     /\ elections' = elections \cup {[term |-> currentTerm[s], leader |-> s]}
     /\ Reply(m, {})
     /\ UNCHANGED <<currentTerm, votedFor, commitIndex, heard, pendingRead, dTerm, dVote,
-                   committed, reads, campaigns, readCount, readRefused>>
+                   committed, reads, campaigns, readCount, readRefused, restarts>>
 
 (* An answer to a (pre-)vote request. A quorum of pre-votes starts the     *)
 (* campaign proper; a quorum of votes makes the candidate leader.          *)
@@ -416,7 +416,7 @@ HandleAppendEntries(r, m) ==
                                 match_index |-> IF ok THEN last ELSE m.prev_log_index,
                                 read_id |-> m.read_id]})
                   /\ UNCHANGED <<votesGranted, matchIndex, elections, reads, campaigns,
-                                 readCount>>
+                                 readCount, restarts>>
 
 (* The commit index the leader s may take with match indexes match: the    *)
 (* highest index a quorum holds whose entry is of s's term.                *)
@@ -455,7 +455,7 @@ HandleAppendEntriesResponse(s, m) ==
                                ELSE reads
                 /\ Reply(m, {})
                 /\ UNCHANGED <<currentTerm, role, votedFor, log, votesGranted, heard, dTerm,
-                               dVote, elections, campaigns, readCount, readRefused>>
+                               dVote, elections, campaigns, readCount, readRefused, restarts>>
 
 (* TimeoutNow from the leader of r's term: campaign at once, no pre-vote. *)
 HandleTimeoutNow(r, m) ==
@@ -465,12 +465,11 @@ HandleTimeoutNow(r, m) ==
     /\ Campaign(r, Delivered(m))
 
 Receive(m) ==
-    LET r == m.to IN
-    \/ HandleRequestVote(r, m)
-    \/ HandleRequestVoteResponse(r, m)
-    \/ HandleAppendEntries(r, m)
-    \/ HandleAppendEntriesResponse(r, m)
-    \/ HandleTimeoutNow(r, m)
+    \/ HandleRequestVote(m.to, m)
+    \/ HandleRequestVoteResponse(m.to, m)
+    \/ HandleAppendEntries(m.to, m)
+    \/ HandleAppendEntriesResponse(m.to, m)
+    \/ HandleTimeoutNow(m.to, m)
 
 (* The network loses a message (and a node ignores one it has no use for). *)
 LoseMessage(m) ==
@@ -493,7 +492,8 @@ Restart(s) ==
     /\ matchIndex' = [matchIndex EXCEPT ![s] = [t \in Server |-> 0]]
     /\ heard' = [heard EXCEPT ![s] = FALSE]
     /\ pendingRead' = [pendingRead EXCEPT ![s] = NoRead]
-    /\ UNCHANGED <<log, dTerm, dVote, msgs, ghostVars>>
+    /\ UNCHANGED <<log, dTerm, dVote, msgs, elections, committed, reads, campaigns, readCount,
+                   readRefused>>
 
 (* Only in vote_before_persist: the storage catches up with a granted vote. *)
 PersistState(s) ==
@@ -505,17 +505,21 @@ PersistState(s) ==
 
 ---------------------------------------------------------------------------
 
+(* Named, so that counterexamples say which kind of step was taken. *)
+DeliverMessage == \E m \in msgs : Receive(m)
+DropMessage == \E m \in msgs : LoseMessage(m)
+
 Next ==
-    \/ /\ \/ \E s \in Server :
-             \/ Timeout(s)
-             \/ ClientRequest(s)
-             \/ ClientRead(s)
-             \/ CheckQuorum(s)
-             \/ PersistState(s)
-             \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)
-          \/ \E m \in msgs : Receive(m) \/ LoseMessage(m)
-       /\ UNCHANGED restarts
-    \/ \E s \in Server : Restart(s)
+    \/ \E s \in Server :
+          \/ Timeout(s)
+          \/ ClientRequest(s)
+          \/ ClientRead(s)
+          \/ CheckQuorum(s)
+          \/ Restart(s)
+          \/ PersistState(s)
+          \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)
+    \/ DeliverMessage
+    \/ DropMessage
 
 Spec == Init /\ [][Next]_vars
 

@@ -88,7 +88,6 @@ TraceNext ==
     \/ /\ pos < Len(Traces[tr])
        /\ LET r == Traces[tr][pos + 1] IN
           /\ Taken(r)
-          /\ r.action = "Restart" \/ UNCHANGED restarts
           /\ Emitted(r)
           /\ Lands(r)
        /\ pos' = pos + 1
