@@ -525,6 +525,18 @@ Spec == Init /\ [][Next]_vars
 
 Symmetry == Permutations(Server)
 
+(* States that differ only in values no action will read before resetting *)
+(* them have the same future, so TLC may identify them: votes received     *)
+(* outside a campaign (reset when one starts), match indexes outside       *)
+(* leadership (reset on election), and without PreVote the lease flag      *)
+(* (read only by pre-vote requests).                                       *)
+View ==
+    <<currentTerm, role, votedFor, log, commitIndex,
+      [s \in Server |-> IF role[s] \in {"PreCandidate", "Candidate"} THEN votesGranted[s] ELSE {}],
+      [s \in Server |-> IF role[s] = "Leader" THEN matchIndex[s] ELSE <<>>],
+      IF "prevote" \in Features THEN heard ELSE <<>>,
+      pendingRead, dTerm, dVote, msgs, ghostVars>>
+
 MsgBound == Cardinality(msgs) <= MaxMsgs
 
 ---------------------------------------------------------------------------
