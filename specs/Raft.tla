@@ -55,7 +55,7 @@ CONSTANTS
     MaxReads,   \* bound on client reads
     MaxRestarts, \* bound on crashes (restarts) in a behaviour
     Faults,     \* subset of {"crash", "duplicate"}; loss and reordering are always on
-    Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop"}
+    Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop", "noop_only"}
     Variant     \* "correct" or one of Mutants
 
 Mutants == {
@@ -69,7 +69,7 @@ Mutants == {
 
 ASSUME Variant \in {"correct"} \cup Mutants
 ASSUME Faults \subseteq {"crash", "duplicate"}
-ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop"}
+ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop", "noop_only"}
 ASSUME MaxTerm \in Nat /\ MaxLogLen \in Nat /\ MaxMsgs \in Nat /\ MaxReads \in Nat
 ASSUME MaxRestarts \in Nat
 
@@ -209,8 +209,10 @@ Timeout(s) ==
                               pendingRead, dTerm, dVote, ghostVars>>
           ELSE Campaign(s, {msgs})
 
-(* A client proposes a command to the leader. *)
+(* A client proposes a command to the leader. (With "noop_only", a model   *)
+(* for reads, the only writes are the no-op entries of new leaders.)        *)
 ClientRequest(s) ==
+    /\ "noop_only" \notin Features
     /\ role[s] = "Leader"
     /\ Len(log[s]) < MaxLogLen
     /\ log' = [log EXCEPT ![s] = Append(@, currentTerm[s])]
