@@ -91,7 +91,8 @@ def test_refusals_name_the_reason() -> None:
     assert bid(9, 5) == BidRefused("a", "unknown_bidder")
     assert bid(2, -1) == BidRefused("a", "bad_bid")
     assert bid(2, 1) == BidRefused("a", "below_reserve")
-    assert bid(2, 11) == BidRefused("a", "insufficient_funds")
+    assert bid(4, 11) == BidRefused("a", "insufficient_funds")
+    assert bid(4, 3) == BidRefused("a", "duplicate")  # its one bid is spent
     assert bid(2, 5) == BidAccepted("a", 5)
     assert bid(2, 6) == BidRefused("a", "duplicate")
     pump(core, node, core.on_timer(5.0, "deadline"))

@@ -19,8 +19,9 @@ first start (the deadline is persisted, so a restart does not extend it).
 
 **Order and ties.** Bids are ranked by amount (higher first), then by *receipt*
 (the order in which the auctioneer received them — earlier first), then by the
-lower bidder id. A bidder has one bid: the first one received stands, a second
-one (a change of mind or a duplicated message) is refused ``"duplicate"``.
+lower bidder id. A bidder has one bid: the first one received at or above the
+reserve stands (even if the ledger then refuses its hold), a second one (a
+change of mind or a duplicated message) is refused ``"duplicate"``.
 
 **Refusals** (a :class:`BidRefused` with the reason): ``"unknown_bidder"`` (not
 in the configuration), ``"bad_bid"`` (not an int, or negative), ``"late"``
@@ -229,6 +230,7 @@ class Auctioneer:
         # bidder -> (amount, receipt); Invariant: held in the ledger (or amount 0)
         self.bids: dict[int, tuple[int, int]] = {}
         self._pending: dict[int, tuple[int, int]] = {}  # bidder -> (amount, receipt)
+        self._unfunded: list[int] = []  # bidders whose hold was refused: their one bid is spent
         self._unanswered: dict[str, Command] = {}  # hold id -> settle/release sent
         self.winners: list[int] = []
         self.prices: dict[int, int] = {}
@@ -294,7 +296,9 @@ class Auctioneer:
             unanswered,
             winners,
             prices,
+            unfunded,
         ) = snapshot
+        self._unfunded = list(unfunded)
         self.bids, self._pending = dict(bids), dict(pending)
         self._unanswered = dict(unanswered)
         self.winners, self.prices = list(winners), dict(prices)
@@ -321,7 +325,7 @@ class Auctioneer:
             return "bad_bid"
         if self.state != "open":
             return "late"
-        if bidder in self.bids or bidder in self._pending:
+        if bidder in self.bids or bidder in self._pending or bidder in self._unfunded:
             return "duplicate"
         if amount < self.config.reserve:
             return "below_reserve"
@@ -343,6 +347,7 @@ class Auctioneer:
             self.bids[bidder] = (amount, receipt)
             reply: Any = BidAccepted(self.config.auction, amount)
         else:
+            self._unfunded.append(bidder)
             reply = BidRefused(self.config.auction, answer.result.code)
         if self.state == "closing" and not self._pending:
             effects.extend(self._decide())
@@ -389,6 +394,7 @@ class Auctioneer:
             tuple(self._unanswered.items()),
             tuple(self.winners),
             tuple(self.prices.items()),
+            tuple(self._unfunded),
         )
         return Persist(self._persisted)
 
