@@ -1,0 +1,138 @@
+"""Unit tests of the sealed-bid auctioneer (protocols/auction.py) and docs/auctions.md's example."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trio_foundation.protocols.auction import (
+    AuctionConfig,
+    Auctioneer,
+    Bid,
+    BidAccepted,
+    BidRefused,
+    LedgerNode,
+    Outcome,
+    clear,
+)
+from trio_foundation.protocols.effects import Send, SetTimer
+from trio_foundation.protocols.ledger import Ledger, Mint, Open
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "auctions.md"
+LEDGER = 1
+
+
+def world(
+    fmt: str = "second_price", units: int = 1, reserve: int = 0
+) -> tuple[Auctioneer, LedgerNode]:
+    ledger = Ledger()
+    for account in ("seller", "acct2", "acct3", "acct4"):
+        ledger.apply(Open(account))
+    for account in ("acct2", "acct3", "acct4"):
+        ledger.apply(Mint("treasury", account, 10))
+    config = AuctionConfig(
+        "a",
+        fmt,
+        5.0,
+        ((2, "acct2"), (3, "acct3"), (4, "acct4")),
+        "seller",
+        LEDGER,
+        units,
+        reserve,  # type: ignore[arg-type]
+    )
+    return Auctioneer(config), LedgerNode(ledger)
+
+
+def pump(core: Auctioneer, node: LedgerNode, effects: list[Any]) -> list[Send]:
+    """Run ledger round trips to completion; return the messages sent to bidders."""
+    out: list[Send] = []
+    queue = list(effects)
+    while queue:
+        effect = queue.pop(0)
+        if isinstance(effect, Send) and effect.to == LEDGER:
+            for answer in node.on_message(0.0, 0, effect.msg):
+                if isinstance(answer, Send):
+                    queue.extend(core.on_message(0.0, LEDGER, answer.msg))
+        elif isinstance(effect, Send):
+            out.append(effect)
+    return out
+
+
+def test_vickrey_charges_the_second_price_and_releases_losers() -> None:
+    core, node = world()
+    assert SetTimer("deadline", 5.0) in core.on_start(0.0, random.Random(0))
+    sent = []
+    for bidder, amount in ((2, 7), (3, 9), (4, 4)):
+        sent += pump(core, node, core.on_message(1.0, bidder, Bid("a", amount)))
+    assert all(isinstance(s.msg, BidAccepted) for s in sent)  # sealed: only own answers
+    assert [s.msg.amount for s in sent] == [7, 9, 4]
+    out = pump(core, node, core.on_timer(5.0, "deadline"))
+    assert {s.to: s.msg for s in out} == {
+        2: Outcome("a", False, 0),
+        3: Outcome("a", True, 7),
+        4: Outcome("a", False, 0),
+    }
+    assert node.ledger.balances() == {"seller": 7, "acct2": 10, "acct3": 3, "acct4": 10}
+    assert node.ledger.holds() == {}
+
+
+def test_refusals_name_the_reason() -> None:
+    core, node = world(reserve=2)
+    core.on_start(0.0, random.Random(0))
+
+    def bid(bidder: int, amount: Any) -> Any:
+        msgs = pump(core, node, core.on_message(1.0, bidder, Bid("a", amount)))
+        return msgs[0].msg
+
+    assert bid(9, 5) == BidRefused("a", "unknown_bidder")
+    assert bid(2, -1) == BidRefused("a", "bad_bid")
+    assert bid(2, 1) == BidRefused("a", "below_reserve")
+    assert bid(4, 11) == BidRefused("a", "insufficient_funds")
+    assert bid(4, 3) == BidRefused("a", "duplicate")  # its one bid is spent
+    assert bid(2, 5) == BidAccepted("a", 5)
+    assert bid(2, 6) == BidRefused("a", "duplicate")
+    pump(core, node, core.on_timer(5.0, "deadline"))
+    assert bid(3, 8) == BidRefused("a", "late")
+    assert core.winners == [2] and core.prices == {2: 2}  # alone: pays the reserve
+
+
+def test_tie_goes_to_the_earliest_receipt_then_lowest_id() -> None:
+    assert clear({4: (5, 1), 2: (5, 2)}, "first_price", 1, 0) == ([4], {4: 5})
+    assert clear({4: (5, 1), 2: (5, 1)}, "first_price", 1, 0) == ([2], {2: 5})
+    assert clear({2: (5, 1), 3: (8, 2), 4: (3, 3)}, "uniform", 2, 4) == ([3, 2], {3: 4, 2: 4})
+
+
+def test_the_close_waits_for_pending_holds_and_restart_keeps_the_deadline() -> None:
+    core, node = world("first_price")
+    core.on_start(0.0, random.Random(0))
+    hold = core.on_message(1.0, 2, Bid("a", 6))  # the hold is in flight
+    assert core.on_timer(5.0, "deadline")[0].__class__.__name__ == "Persist"
+    assert core.state == "closing"
+    restarted = Auctioneer(core.config)
+    restarted.restore(core.snapshot_persistent())
+    effects = restarted.on_start(3.0, random.Random(0))
+    assert not any(isinstance(e, SetTimer) for e in effects)  # closing: no new deadline
+    out = pump(restarted, node, hold + effects)
+    assert restarted.state == "closed" and restarted.winners == [2]
+    assert Outcome("a", True, 6) in [s.msg for s in out]
+    assert node.ledger.balances()["seller"] == 6 and node.ledger.holds() == {}
+
+
+def test_config_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="deadline must be > 0"):
+        AuctionConfig("a", "first_price", 0, (), "s", 1)
+    with pytest.raises(ValueError, match="reserve must be >= 0"):
+        AuctionConfig("a", "first_price", 1, (), "s", 1, reserve=-1)
+    with pytest.raises(ValueError, match="second_price sells one unit"):
+        AuctionConfig("a", "second_price", 1, (), "s", 1, units=2)
+
+
+def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert blocks, "docs/auctions.md lost its example"
+    exec(compile(blocks[0], str(DOC), "exec"), {})
+    assert "winner 3 pays 7" in capsys.readouterr().out
