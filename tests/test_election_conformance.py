@@ -263,8 +263,7 @@ async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterat
                 slack=1.5,
                 token=lambda leadership: leadership.revision,
                 # EtcdLeaseLostError (a LeaseLostError, not an EtcdError) comes out of a
-                # campaign whose lease ended before it led; leadership()'s docstring
-                # does not list it yet
+                # campaign whose lease ended before it led (leadership()'s Raises)
                 expected_errors=(EtcdError, LeaseLostError),
                 install_broken=lambda mp: mp.setattr(
                     _recipes, "_campaign", _campaign_without_waiting
