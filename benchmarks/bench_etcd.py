@@ -15,10 +15,15 @@ measures, against it:
   :class:`LockService`; etcd and the TCP server are measured in alternating
   rounds so that load from other jobs falls on both alike;
 * the key-value store through the :class:`KVStore` interface (put and
-  linearizable get): :class:`EtcdKV` against :class:`MemoryKV`, the in-process
-  floor (:data:`KV_BACKENDS` is where the Raft KV joins as a third column);
+  linearizable get): :class:`EtcdKV`, the project's Raft KV (:class:`RaftKV`
+  over ``open_raft_client`` on 3 ``foundation kv serve`` processes on free
+  loopback ports, default election timeout) and :class:`MemoryKV`, the
+  in-process floor (:func:`kv_backends`);
 * election failover: a candidate process leading with ttl 2 s is SIGKILLed; the
-  time until a waiting candidate leads.
+  time until a waiting candidate leads; and, for the Raft KV's members, the
+  leader's process is SIGKILLed: the time until a survivor reports leading a
+  newer term (polled with ``node_status`` every ~5 ms; the killed member is then
+  restarted from its data dir). Both rows: the median and the max of 3.
 
 The output starts and ends with ``uptime`` (load averages): the machine may be
 shared, so read the figures with the load beside them.
@@ -32,6 +37,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +55,9 @@ import trio
 
 from trio_foundation import open_lock_service
 from trio_foundation.coordination.connect import connect_lock_service
+from trio_foundation.coordination.consensus import open_raft_client
 from trio_foundation.coordination.kv import KVStore, MemoryKV
+from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
 from trio_foundation.etcd import EtcdKV, EtcdLock, open_etcd_client, open_etcd_election
 from trio_foundation.etcd.testing import EtcdCluster
 
@@ -168,8 +176,98 @@ async def lock_server_process(data_dir: Path) -> AsyncIterator[str]:
                 await proc.wait()
 
 
-# The key-value backends measured through the KVStore interface, one column each. The Raft
-# KV (s2-raftnode) joins here: a name and a factory opening a KVStore on a running cluster.
+class RaftProcesses:
+    """Three ``foundation kv serve`` members on free loopback ports, started and killed by pid."""
+
+    def __init__(self, data_dir: Path) -> None:
+        socks = [socket.socket() for _ in range(3)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        self.members = {i + 1: ("127.0.0.1", int(s.getsockname()[1])) for i, s in enumerate(socks)}
+        for sock in socks:
+            sock.close()
+        self.data_dir = data_dir
+        self.procs: dict[int, trio.Process] = {}
+
+    async def start(self, i: int) -> None:
+        """Start member ``i`` (from its data dir, if it ran before) and wait until it listens."""
+        peers = ",".join(f"{n}={h}:{p}" for n, (h, p) in self.members.items())
+        ready = trio.Path(self.data_dir / f"ready{i}")
+        if await ready.exists():
+            await ready.unlink()
+        foundation = Path(sys.executable).parent / "foundation"
+        command = [str(foundation), "kv", "serve", "--id", str(i), "--peers", peers]
+        command += ["--data-dir", str(self.data_dir / f"raft{i}"), "--ready-file", str(ready)]
+        self.procs[i] = await trio.lowlevel.open_process(command, stderr=subprocess.DEVNULL)
+        with trio.fail_after(20):
+            while not (await ready.exists() and (await ready.read_text()).strip()):
+                assert self.procs[i].returncode is None, f"kv serve {i} exited at start"
+                await trio.sleep(0.05)
+
+    async def kill(self, i: int) -> None:
+        """SIGKILL member ``i`` (by its pid) and reap it."""
+        self.procs[i].kill()
+        await self.procs[i].wait()
+
+    async def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            with trio.move_on_after(5):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+@asynccontextmanager
+async def raft_kv_processes(data_dir: Path) -> AsyncIterator[RaftProcesses]:
+    """Three ``foundation kv serve`` members on free loopback ports (default election timeout).
+
+    Each is stopped by its pid (SIGTERM, then SIGKILL after 5 s) when the block ends.
+    """
+    await trio.Path(data_dir).mkdir(parents=True, exist_ok=True)
+    cluster = RaftProcesses(data_dir)
+    try:
+        for i in cluster.members:
+            await cluster.start(i)
+        yield cluster
+    finally:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 15):
+            await cluster.stop_all()
+
+
+async def raft_failover(cluster: RaftProcesses) -> float:
+    """SIGKILL the Raft leader's process; seconds until a survivor reports leading a newer term.
+
+    The killed member is restarted from its data dir afterwards.
+    """
+    async with open_raft_client(cluster.members, codec=KV_CODEC) as client:
+        await RaftKV(client).put(b"bench/failover", b"x")  # a working cluster, a leader
+        old = None
+        with trio.fail_after(10):
+            while old is None:
+                for i in cluster.members:
+                    status = await client.node_status(i)
+                    if status is not None and status.role == "leader":
+                        old = status
+        killed = time.perf_counter()
+        await cluster.kill(old.node)
+        survivors = [i for i in cluster.members if i != old.node]
+        with trio.fail_after(20):
+            while True:
+                statuses = [await client.node_status(i, wait=0.1) for i in survivors]
+                if any(s and s.role == "leader" and s.term > old.term for s in statuses):
+                    took = time.perf_counter() - killed
+                    break
+                await trio.sleep(0.005)
+    await cluster.start(old.node)
+    return took
+
+
+# The key-value backends measured through the KVStore interface, one column each:
+# a name and a factory opening a KVStore on a running backend.
 KVFactory = Callable[[], AbstractAsyncContextManager[KVStore]]
 
 
@@ -183,7 +281,7 @@ async def bench_kv(name: str, factory: KVFactory, n: int) -> list[dict[str, floa
     return [summary(f"{name} KV put", puts), summary(f"{name} KV get", gets)]
 
 
-def kv_backends(endpoint: str) -> dict[str, KVFactory]:
+def kv_backends(endpoint: str, raft: RaftProcesses) -> dict[str, KVFactory]:
     @asynccontextmanager
     async def etcd_kv() -> AsyncIterator[KVStore]:
         async with open_etcd_client(endpoint) as client:
@@ -193,7 +291,16 @@ def kv_backends(endpoint: str) -> dict[str, KVFactory]:
     async def memory_kv() -> AsyncIterator[KVStore]:
         yield MemoryKV()
 
-    return {"etcd": etcd_kv, "MemoryKV (in-process floor)": memory_kv}
+    @asynccontextmanager
+    async def raft_kv() -> AsyncIterator[KVStore]:
+        async with open_raft_client(raft.members, codec=KV_CODEC) as client:
+            yield RaftKV(client)
+
+    return {
+        "etcd": etcd_kv,
+        "Raft KV (3 processes)": raft_kv,
+        "MemoryKV (in-process floor)": memory_kv,
+    }
 
 
 async def main(n: int) -> None:
@@ -267,8 +374,10 @@ async def main(n: int) -> None:
             rows.append(summary("etcd3 gRPC get", timed_sync(n, lambda i: g.get("bench/k"))))
             g.close()
 
-        for name, factory in kv_backends(endpoint).items():
-            rows += await bench_kv(name, factory, n)
+        async with raft_kv_processes(Path(tmp) / "raft-kv") as raft:
+            for name, factory in kv_backends(endpoint, raft).items():
+                rows += await bench_kv(name, factory, n)
+            raft_fails = [await raft_failover(raft) for _ in range(3)]
 
         locks = max(20, n // 5)
         rounds = 4
@@ -315,6 +424,14 @@ async def main(n: int) -> None:
                 "p99_ms": 1000 * max(fails),
             }
         )
+        rows.append(
+            {
+                "name": "Raft leader SIGKILLed (T 0.3 s): new leader, median of 3",
+                "per_s": float("nan"),
+                "p50_ms": 1000 * statistics.median(raft_fails),
+                "p99_ms": 1000 * max(raft_fails),
+            }
+        )
 
     by = {r["name"]: r for r in rows}
     print(f"{'measure':58} {'per s':>10} {'p50 ms':>8} {'p99 ms':>8}")
@@ -332,6 +449,8 @@ async def main(n: int) -> None:
     ratio("client get (linearizable)", "etcd3 gRPC get")
     ratio("etcd lock acquire+release", "TCP lock server (subprocess) acquire+release")
     ratio("etcd lock acquire+release", "in-process lock service acquire+release")
+    ratio("etcd KV put", "Raft KV (3 processes) KV put")
+    ratio("etcd KV get", "Raft KV (3 processes) KV get")
     ratio("etcd KV put", "MemoryKV (in-process floor) KV put")
     ratio("etcd KV get", "MemoryKV (in-process floor) KV get")
     print()

@@ -229,7 +229,14 @@ class EtcdElection:
         A checkpoint; cancelled while campaigning, the candidacy is withdrawn.
 
         Raises:
-            LeadershipLostError: the lease behind the leadership ended.
+            ValueError: ``candidate`` is not a non-empty str, or ``ttl`` is not a
+                finite number of seconds > 0.
+            LeadershipLostError: the lease behind the leadership ended while this
+                candidate led.
+            EtcdLeaseLostError: (a :class:`~trio_foundation.LeaseLostError`) the
+                candidate's lease could not be renewed in time, or etcd reported it ended,
+                while it was still campaigning: it never led, nothing is held, and
+                a later ``leadership()`` call campaigns afresh.
             EtcdUnavailableError: etcd could not be reached within the client's timeout.
         """
         if not isinstance(candidate, str) or not candidate:
