@@ -53,7 +53,7 @@ from ..protocols.lease_lock import (
     ServerDurable,
 )
 from ..runtime.driver import NO_STATE, NodeDriver
-from ..runtime.storage import CorruptStateError, FileOps, LoggedState, open_data_dir
+from ..runtime.storage import CorruptStateError, FileOps, LoggedState, open_locked_data_dir
 from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
 from .lock_monitor import SWEEP_INTERVAL, LockServerMonitor
@@ -125,20 +125,17 @@ class ServerStore:
             raise ValueError(f"block must be an int >= 1, got {block!r}")
         self.block = block
         self._real_fs = ops is None
-        self.directory = open_data_dir(data_dir, kind=DATA_DIR_KIND, ops=ops)
-        self._log = LoggedState(os.path.join(self.directory, _STATE_FILE), ops=ops)
-        #: the state file
-        self.path = str(self._log.path)
-        data = self._log.load()
-        if data is None:
-            record = _Record(0, 0.0)
-        else:
-            try:
-                record = msgspec.msgpack.decode(data, type=_Record)
-            except msgspec.ValidationError as exc:
-                raise CorruptStateError(str(self._log.path), f"bad state record: {exc}") from None
-            if record.mark < 0 or record.max_ttl_granted < 0:
-                raise CorruptStateError(str(self._log.path), f"bad state record {record!r}")
+        self._dir_lock = open_locked_data_dir(data_dir, kind=DATA_DIR_KIND, ops=ops)
+        #: the data directory (held exclusively until :meth:`close`)
+        self.directory = self._dir_lock.directory
+        try:
+            self._log = LoggedState(os.path.join(self.directory, _STATE_FILE), ops=ops)
+            #: the state file
+            self.path = str(self._log.path)
+            record = self._load()
+        except BaseException:
+            self._dir_lock.close()
+            raise
         self._startup = record
         #: the durable high-water mark: no token above it was ever sent
         self.mark = record.mark
@@ -148,6 +145,18 @@ class ServerStore:
         self.saves = 0
         #: called after each record made durable: ``(mark, longest ttl, seconds)``
         self.on_save: Callable[[int, float, float], None] | None = None
+
+    def _load(self) -> _Record:
+        data = self._log.load()
+        if data is None:
+            return _Record(0, 0.0)
+        try:
+            record = msgspec.msgpack.decode(data, type=_Record)
+        except msgspec.ValidationError as exc:
+            raise CorruptStateError(str(self._log.path), f"bad state record: {exc}") from None
+        if record.mark < 0 or record.max_ttl_granted < 0:
+            raise CorruptStateError(str(self._log.path), f"bad state record {record!r}")
+        return record
 
     def restored(self, elapsed: float = 0.0) -> Any:
         """What a lock's core starts from, ``elapsed`` seconds after this process started.
@@ -194,8 +203,11 @@ class ServerStore:
             self.on_save(mark, ttl, time.perf_counter() - started)
 
     def close(self) -> None:
-        """Close the state file."""
-        self._log.close()
+        """Close the state file and release the data directory."""
+        try:
+            self._log.close()
+        finally:
+            self._dir_lock.close()
 
 
 @final
