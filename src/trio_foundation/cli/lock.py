@@ -13,8 +13,9 @@ stdout and logs only to stderr.
 
 Exit status: the command's own (128+N if it died of signal N); 75 if ``--timeout``
 passed before the lock was acquired (EX_TEMPFAIL); 69 if the lease was lost while
-the command ran (EX_UNAVAILABLE; the command was terminated); 2 for bad usage
-or an unreachable service.
+the command ran (EX_UNAVAILABLE; the command was terminated); 127 if the command
+was not found and 126 if it could not be run (as ``env(1)``; one line on stderr,
+and the lease is released at once); 2 for bad usage or an unreachable service.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from .._errors import LeaseLostError
 
 EXIT_TIMEOUT: Final = 75
 EXIT_LEASE_LOST: Final = 69
+EXIT_NOT_FOUND: Final = 127
+EXIT_CANNOT_RUN: Final = 126
 
 
 def _positive(flag: str) -> Any:
@@ -146,7 +149,9 @@ async def _run(command: list[str], env: dict[str, str], kill_after: float) -> in
             try:
                 process = await trio.lowlevel.open_process(command, env=env)
             except OSError as exc:
-                raise OSError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+                # as env(1): 127 if there is no such file, 126 if it cannot be run
+                _log(f"cannot run {command[0]!r}: {exc.strerror or exc}")
+                return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_RUN
             nursery.start_soon(forward, process)
             try:
                 returncode = await process.wait()

@@ -1,0 +1,95 @@
+"""``foundation lock acquire`` against a real ``foundation lock serve`` process: a
+command that cannot be run, a command outliving a SIGKILLed CLI, bad flags."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trio_foundation import cli
+from trio_foundation.cli.lock import EXIT_CANNOT_RUN, EXIT_NOT_FOUND
+
+FOUNDATION = [sys.executable, "-m", "trio_foundation.cli"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("lockserver")
+    ready = tmp / "ready"
+    proc = subprocess.Popen(
+        [*FOUNDATION, "lock", "serve", "--listen", "127.0.0.1:0", "--data-dir",
+         str(tmp / "data"), "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield "tcp://" + ready.read_text().strip()
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+
+
+def acquire(server: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FOUNDATION, "lock", "acquire", "--server", server, *argv],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("missing", ["/nonexistent", "no-such-command-anywhere"])
+def test_a_missing_command_exits_127_with_one_line_and_releases_at_once(
+    server: str, missing: str
+) -> None:
+    done = acquire(server, "--ttl", "60", "m", "--", missing)
+    assert done.returncode == EXIT_NOT_FOUND, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "cannot run" in line]
+    assert len(errors) == 1 and missing in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "ExceptionGroup" not in done.stderr
+    # released at once, not left to expire after 60 s
+    again = acquire(server, "--ttl", "60", "--timeout", "10", "m", "--", "true")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_command_that_cannot_be_run_exits_126(server: str, tmp_path: Path) -> None:
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)  # not executable
+    done = acquire(server, "--ttl", "60", "x", "--", str(script))
+    assert done.returncode == EXIT_CANNOT_RUN, done.stderr
+    assert "cannot run" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_main_reports_a_grouped_expected_error_as_the_bare_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def grouped(args: object) -> int:
+        raise ExceptionGroup("nursery", [ExceptionGroup("inner", [OSError("disk on fire")])])
+
+    monkeypatch.setattr("trio_foundation.cli.lock._acquire", grouped)
+    argv = ["lock", "acquire", "--server", "tcp://h:1", "--ttl", "1", "n", "--", "true"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == "foundation: error: disk on fire\n"
+
+
+def test_main_lets_a_real_bug_in_a_group_propagate(monkeypatch: pytest.MonkeyPatch) -> None:
+    def buggy(args: object) -> int:
+        raise ExceptionGroup("nursery", [RuntimeError("bug")])
+
+    def two(args: object) -> int:
+        raise ExceptionGroup("nursery", [OSError("a"), OSError("b")])
+
+    argv = ["lock", "acquire", "--server", "tcp://h:1", "--ttl", "1", "n", "--", "true"]
+    monkeypatch.setattr("trio_foundation.cli.lock._acquire", buggy)
+    with pytest.raises(ExceptionGroup):
+        cli.main(argv)
+    monkeypatch.setattr("trio_foundation.cli.lock._acquire", two)
+    with pytest.raises(ExceptionGroup):
+        cli.main(argv)
