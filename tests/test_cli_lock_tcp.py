@@ -93,3 +93,47 @@ def test_main_lets_a_real_bug_in_a_group_propagate(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("trio_foundation.cli.lock._acquire", two)
     with pytest.raises(ExceptionGroup):
         cli.main(argv)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_command_dies_with_a_sigkilled_cli(server: str, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    script = f'echo $$ > "{pidfile}.tmp" && mv "{pidfile}.tmp" "{pidfile}" && exec sleep 60'
+    cli_proc = subprocess.Popen(
+        [*FOUNDATION, "lock", "acquire", "--server", server, "--ttl", "30", "k", "--",
+         "sh", "-c", script],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists():
+            assert cli_proc.poll() is None and time.monotonic() < deadline, "did not start"
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        assert _alive(child)
+        cli_proc.kill()
+        cli_proc.wait(timeout=20)
+        gone_by = time.monotonic() + 1.0
+        while _alive(child) and time.monotonic() < gone_by:
+            time.sleep(0.02)
+        assert not _alive(child), "the command outlived the SIGKILLed CLI by 1 s"
+    finally:
+        cli_proc.kill()
+        cli_proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_command_outlives_idle_worker_threads(server: str) -> None:
+    """PR_SET_PDEATHSIG fires when the forking *thread* exits: a command forked from
+    one of Trio's cached worker threads (idle ones exit after 10 s) would die early."""
+    done = acquire(server, "--ttl", "5", "long", "--", "sleep", "15")
+    assert done.returncode == 0, done.stderr
