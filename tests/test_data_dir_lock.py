@@ -15,8 +15,10 @@ import pytest
 
 from trio_foundation.cli import main
 from trio_foundation.coordination.lock_server import ServerStore
+from trio_foundation.protocols.lease_lock import ServerDurable
 from trio_foundation.runtime.raft_log import RaftLog
 from trio_foundation.runtime.storage import (
+    CorruptStateError,
     DataDirLockedError,
     lock_data_dir,
     open_data_dir,
@@ -127,3 +129,23 @@ def test_two_lock_serve_processes_on_one_data_dir(tmp_path: Path) -> None:
     finally:
         again.kill()
         again.wait(timeout=20)
+
+
+def test_a_formatted_dir_without_its_state_file_is_refused(tmp_path: Path) -> None:
+    """A missing state.log would silently restart the tokens at 1 (issue 10)."""
+    d = tmp_path / "d"
+    store = ServerStore(d, block=1)
+    store.persist(ServerDurable(5, 1.0))
+    store.close()
+    (d / "state.log").unlink()
+    with pytest.raises(CorruptStateError, match="missing") as info:
+        ServerStore(d)
+    assert info.value.path == str(d / "state.log")
+    lock_data_dir(d).close()  # the refusal released the directory
+    done = subprocess.run(
+        [*FOUNDATION, "lock", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(d)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(d / "state.log") in lines[0] and "missing" in lines[0], lines

@@ -53,7 +53,13 @@ from ..protocols.lease_lock import (
     ServerDurable,
 )
 from ..runtime.driver import NO_STATE, NodeDriver
-from ..runtime.storage import CorruptStateError, FileOps, LoggedState, open_locked_data_dir
+from ..runtime.storage import (
+    CorruptStateError,
+    FileOps,
+    LoggedState,
+    OsFileOps,
+    open_locked_data_dir,
+)
 from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
 from .lock_monitor import SWEEP_INTERVAL, LockServerMonitor
@@ -114,7 +120,9 @@ class ServerStore:
 
     Raises:
         CorruptStateError: the directory or its state file is not a valid lock
-            server state.
+            server state, or the directory has a ``FORMAT`` file but no state
+            file (its durable mark is lost: starting over would reissue tokens).
+        DataDirLockedError: another process (or store) holds the directory.
         OSError: the filesystem failed.
     """
 
@@ -125,11 +133,26 @@ class ServerStore:
             raise ValueError(f"block must be an int >= 1, got {block!r}")
         self.block = block
         self._real_fs = ops is None
+        file_ops: FileOps = ops if ops is not None else OsFileOps()
+        try:
+            used = file_ops.read(os.path.join(os.fspath(data_dir), "FORMAT")) is not None
+        except OSError:  # not a directory, unreadable: open_locked_data_dir says which
+            used = False
         self._dir_lock = open_locked_data_dir(data_dir, kind=DATA_DIR_KIND, ops=ops)
         #: the data directory (held exclusively until :meth:`close`)
         self.directory = self._dir_lock.directory
         try:
-            self._log = LoggedState(os.path.join(self.directory, _STATE_FILE), ops=ops)
+            state_file = os.path.join(self.directory, _STATE_FILE)
+            if used and file_ops.read(state_file) is None:
+                # a server creates its state file right after FORMAT: without it
+                # the durable mark is lost, and starting at token 1 would reissue
+                raise CorruptStateError(
+                    state_file,
+                    "missing, though the directory was formatted by a lock server"
+                    " (refusing to restart at token 1; restore the file, or remove"
+                    " the directory if it never served)",
+                )
+            self._log = LoggedState(state_file, ops=ops)
             #: the state file
             self.path = str(self._log.path)
             record = self._load()
