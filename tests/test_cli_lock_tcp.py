@@ -137,3 +137,29 @@ def test_the_command_outlives_idle_worker_threads(server: str) -> None:
     one of Trio's cached worker threads (idle ones exit after 10 s) would die early."""
     done = acquire(server, "--ttl", "5", "long", "--", "sleep", "15")
     assert done.returncode == 0, done.stderr
+
+
+def test_a_ttl_below_the_floor_is_refused_naming_the_flag() -> None:
+    done = acquire("tcp://127.0.0.1:1", "--ttl", "0.001", "n", "--", "true")
+    assert done.returncode == 2
+    assert "--ttl must be >= 0.5 seconds, got '0.001'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["lock", "kv"])
+def test_a_plain_file_as_data_dir_is_named(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notadir").write_text("x")
+    argv = (
+        ["lock", "serve", "--listen", "127.0.0.1:0", "--data-dir", "notadir"]
+        if command == "lock"
+        else ["kv", "serve", "--id", "1", "--peers", "1=127.0.0.1:1", "--data-dir", "notadir"]
+    )
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("--data-dir: 'notadir' is not a directory"), err

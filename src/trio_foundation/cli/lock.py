@@ -18,7 +18,8 @@ Exit status: the command's own (128+N if it died of signal N); 75 if ``--timeout
 passed before the lock was acquired (EX_TEMPFAIL); 69 if the lease was lost while
 the command ran (EX_UNAVAILABLE; the command was terminated); 127 if the command
 was not found and 126 if it could not be run (as ``env(1)``; one line on stderr,
-and the lease is released at once); 2 for bad usage or an unreachable service.
+and the lease is released at once); 2 for bad usage or an unreachable service
+(``--ttl`` below :data:`MIN_TTL`, 0.5 s, is bad usage).
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ EXIT_LEASE_LOST: Final = 69
 EXIT_NOT_FOUND: Final = 127
 EXIT_CANNOT_RUN: Final = 126
 _PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+MIN_TTL: Final = 0.5
+"""The shortest ``--ttl``, in seconds: a chosen floor, not a measured limit. The
+lease is renewed every third of its validity, each renewal a round trip to the
+service, and the command is stopped a tenth of the validity before the safe
+deadline; a ttl of milliseconds would be lost (and the command killed) at once."""
 
 
-def _positive(flag: str) -> Any:
+def _positive(flag: str, minimum: float = 0.0) -> Any:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -52,6 +58,8 @@ def _positive(flag: str) -> Any:
             ) from None
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"{flag} must be > 0 seconds, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {minimum:g} seconds, got {text!r}")
         return value
 
     return parse
@@ -73,7 +81,12 @@ def register(subparsers: Any) -> None:
     acquire.add_argument(
         "--secret-file", default=None, help="shared secret file of a tcp:// server (mode 0600)"
     )
-    acquire.add_argument("--ttl", type=_positive("--ttl"), required=True, help="lease ttl (s)")
+    acquire.add_argument(
+        "--ttl",
+        type=_positive("--ttl", MIN_TTL),
+        required=True,
+        help=f"lease ttl (s, >= {MIN_TTL:g})",
+    )
     acquire.add_argument(
         "--timeout",
         type=_positive("--timeout"),
