@@ -382,7 +382,8 @@ def test_kill_9_loses_no_acknowledged_entry(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             rest = proc.communicate(timeout=30)[0]
         acked = max([acked, *(int(x) for x in rest.split())])
-        state = RaftLog(tmp_path, segment_bytes=4096).load()
+        with RaftLog(tmp_path, segment_bytes=4096) as log:  # released for the next writer
+            state = log.load()
         assert state.last_index >= acked
         assert all(e.data == b"entry %d" % e.index * 10 for e in state.entries)
         assert [e.index for e in state.entries] == list(range(1, state.last_index + 1))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gc
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from trio_foundation.coordination.kv import Bytesish, CasResult, KeyValue, MemoryKV
 from trio_foundation.resilience import (
     EVENTS,
     Bulkhead,
@@ -18,6 +23,7 @@ from trio_foundation.resilience import (
     RateLimiter,
     Rejected,
     RetryPolicy,
+    SharedRateLimiter,
     TokenBucket,
     open_cache,
     open_pool,
@@ -30,11 +36,56 @@ class Boom(Exception):
     pass
 
 
+def documented_fields() -> dict[str, tuple[set[str], set[str]]]:
+    """docs/resilience.md's event table: event -> (measurements, extra metadata)."""
+    text = (Path(__file__).parent.parent / "docs" / "resilience.md").read_text()
+    table = text.split("## Telemetry and metrics", 1)[1].split("\n\n", 3)[2]
+    fields: dict[str, tuple[set[str], set[str]]] = {}
+    for row in table.splitlines()[2:]:
+        names, when, measured = row.strip("|").split("|")
+        extra = set(re.findall(r"metadata `(\w+)`", when))
+        for name in re.findall(r"`([\w.]+)`", names):
+            fields[f"resilience.{name}"] = (set(re.findall(r"`(\w+)`", measured)), extra)
+    return fields
+
+
+DOCUMENTED = documented_fields()
+BASE_METADATA = {"service", "name", "key", "detail"}
+
+
+UNDOCUMENTED: list[tuple[str, dict[str, float], dict[str, object]]] = []
+
+
+def check_documented(event: Event) -> None:
+    """Record an event whose fields differ from the docs (telemetry isolates handlers,
+    so the check cannot raise through the service; ``undocumented_fields`` fails the test)."""
+    measured, extra = DOCUMENTED[event.name]
+    if set(event.measurements) != measured or set(event.metadata) != BASE_METADATA | extra:
+        UNDOCUMENTED.append((event.name, dict(event.measurements), dict(event.metadata)))
+
+
+@pytest.fixture(autouse=True)
+def undocumented_fields() -> Iterator[None]:
+    UNDOCUMENTED.clear()
+    yield
+    assert not UNDOCUMENTED, f"events whose fields differ from docs/resilience.md: {UNDOCUMENTED}"
+
+
 def recorder() -> tuple[Telemetry, list[Event]]:
+    """A telemetry recording every resilience event, each checked against the docs."""
     telemetry = Telemetry(slow_handler=None)
     events: list[Event] = []
-    telemetry.attach("recorder", EVENTS, events.append)
+
+    def record(event: Event) -> None:
+        check_documented(event)
+        events.append(event)
+
+    telemetry.attach("recorder", EVENTS, record)
     return telemetry, events
+
+
+def test_every_event_has_a_row_in_the_docs_table() -> None:
+    assert set(EVENTS) == set(DOCUMENTED)
 
 
 def kinds(events: list[Event]) -> list[str]:
@@ -210,7 +261,7 @@ async def test_pool_checkouts_timeouts_and_leaks(autojump_clock: trio.abc.Clock)
         "pool.checkout",
         "pool.closed",  # the idle one, when the pool closes
     ]
-    assert events[2].measurements == {"wait": 2}
+    assert events[2].measurements == {"wait": 2, "in_use": 1}
 
 
 async def test_retry_attempts_and_bulkhead_rejections(autojump_clock: trio.abc.Clock) -> None:
@@ -284,3 +335,46 @@ async def test_a_handler_calling_back_into_the_cache_cannot_break_its_bound() ->
     assert sizes and max(sizes) <= 3
     assert len(cache) == 3
     assert cache.statistics().evictions >= 17
+
+
+class RacedKV:
+    """A MemoryKV where another writer commits just before each of the first ``races``
+    compare-and-swaps, and every call fails while ``down``."""
+
+    def __init__(self, races: int) -> None:
+        self.inner = MemoryKV()
+        self.races = races
+        self.down = False
+
+    async def get(self, key: Bytesish) -> KeyValue | None:
+        if self.down:
+            raise OSError("connection refused")
+        return await self.inner.get(key)
+
+    async def cas_revision(self, key: Bytesish, mod_revision: int, new: Bytesish) -> CasResult:
+        if self.races:
+            self.races -= 1
+            await self.inner.put(key, new)  # the other writer wins
+        return await self.inner.cas_revision(key, mod_revision, new)
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the KVStore interface
+        return getattr(self.inner, name)
+
+
+async def test_shared_limiter_conflicts_and_outages_report_the_callers_key() -> None:
+    telemetry, events = recorder()
+    store = RacedKV(races=1)
+    limiter = SharedRateLimiter(
+        store,  # type: ignore[arg-type]
+        TokenBucket(rate=1, burst=5),
+        on_outage="open",
+        telemetry=telemetry,
+    )
+    assert await limiter.try_acquire("user-7")
+    store.down = True
+    assert await limiter.try_acquire("user-7")
+    assert kinds(events) == ["rate_limiter.conflict", "rate_limiter.outage"]
+    conflict, outage = events
+    assert conflict.metadata["key"] == "user-7"  # as the caller passed it, not bytes
+    assert outage.metadata["key"] == "user-7" and outage.metadata["operation"] == "get"
+    assert "connection refused" in outage.metadata["detail"]

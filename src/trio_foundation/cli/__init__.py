@@ -60,7 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
+        try:
+            code: int = args.handler(args)
+        except BaseExceptionGroup as group:
+            # A nursery wraps a single expected failure in groups: report it as the
+            # bare error. Anything else (several errors, a bug) propagates whole.
+            leaf: BaseException = group
+            while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+                leaf = leaf.exceptions[0]
+            if isinstance(leaf, (FoundationError, ValueError, OSError)):
+                raise leaf from None
+            raise
     except (FoundationError, ValueError, OSError) as exc:
         print(f"foundation: error: {exc}", file=sys.stderr)
         return 2

@@ -146,6 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--id {args.id} is not in --peers")
     if not args.election_timeout > 0:
         raise ValueError(f"--election-timeout must be > 0, got {args.election_timeout}")
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise ValueError(f"--data-dir: {args.data_dir!r} is not a directory")
     metrics: tuple[str, int] | None = None
     if args.metrics_listen is not None:
         try:

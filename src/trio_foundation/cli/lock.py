@@ -8,13 +8,18 @@
 
 The command runs with the fencing token in ``FOUNDATION_FENCING_TOKEN``; it is
 sent SIGTERM (then SIGKILL after ``--kill-after`` seconds) if the lease is lost.
+On Linux it is also sent SIGTERM if this process dies, even of SIGKILL
+(``PR_SET_PDEATHSIG``), so it never runs on without the lease; elsewhere a
+SIGKILLed ``foundation lock acquire`` leaves its command running.
 stdout and stdin are the command's: this command writes nothing of its own to
 stdout and logs only to stderr.
 
 Exit status: the command's own (128+N if it died of signal N); 75 if ``--timeout``
 passed before the lock was acquired (EX_TEMPFAIL); 69 if the lease was lost while
-the command ran (EX_UNAVAILABLE; the command was terminated); 2 for bad usage
-or an unreachable service.
+the command ran (EX_UNAVAILABLE; the command was terminated); 127 if the command
+was not found and 126 if it could not be run (as ``env(1)``; one line on stderr,
+and the lease is released at once); 2 for bad usage or an unreachable service
+(``--ttl`` below :data:`MIN_TTL`, 0.5 s, is bad usage).
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import argparse
 import math
 import os
 import signal
+import subprocess
 import sys
-from typing import Any, Final
+from typing import Any, Final, Protocol, final
 
 import trio
 
@@ -32,9 +38,17 @@ from .._errors import LeaseLostError
 
 EXIT_TIMEOUT: Final = 75
 EXIT_LEASE_LOST: Final = 69
+EXIT_NOT_FOUND: Final = 127
+EXIT_CANNOT_RUN: Final = 126
+_PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+MIN_TTL: Final = 0.5
+"""The shortest ``--ttl``, in seconds: a chosen floor, not a measured limit. The
+lease is renewed every third of its validity, each renewal a round trip to the
+service, and the command is stopped a tenth of the validity before the safe
+deadline; a ttl of milliseconds would be lost (and the command killed) at once."""
 
 
-def _positive(flag: str) -> Any:
+def _positive(flag: str, minimum: float = 0.0) -> Any:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -44,6 +58,8 @@ def _positive(flag: str) -> Any:
             ) from None
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"{flag} must be > 0 seconds, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {minimum:g} seconds, got {text!r}")
         return value
 
     return parse
@@ -65,7 +81,12 @@ def register(subparsers: Any) -> None:
     acquire.add_argument(
         "--secret-file", default=None, help="shared secret file of a tcp:// server (mode 0600)"
     )
-    acquire.add_argument("--ttl", type=_positive("--ttl"), required=True, help="lease ttl (s)")
+    acquire.add_argument(
+        "--ttl",
+        type=_positive("--ttl", MIN_TTL),
+        required=True,
+        help=f"lease ttl (s, >= {MIN_TTL:g})",
+    )
     acquire.add_argument(
         "--timeout",
         type=_positive("--timeout"),
@@ -123,10 +144,75 @@ async def _hold_and_run(args: argparse.Namespace, command: list[str]) -> int:
     return code
 
 
+class _Child(Protocol):
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    async def wait(self) -> int: ...
+
+
+@final
+class _LinuxChild:
+    """A child forked from this (main) thread that dies with this process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits,
+    so the fork cannot happen in one of Trio's cached worker threads (as
+    ``trio.lowlevel.open_process`` does): those exit when idle, which would
+    kill the command while this process still holds the lease. The fork is
+    blocking (a few milliseconds); the exit is awaited through a pidfd.
+    """
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
+        parent = os.getpid()
+
+        def die_with_parent() -> None:  # in the child, between fork and exec
+            if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        self._popen = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
+        try:
+            self._pidfd: int | None = os.pidfd_open(self._popen.pid)
+        except OSError:  # a kernel before 5.3: poll instead
+            self._pidfd = None
+
+    def send_signal(self, sig: int) -> None:
+        self._popen.send_signal(sig)
+
+    def terminate(self) -> None:
+        self._popen.terminate()
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    async def wait(self) -> int:
+        if self._pidfd is not None:
+            await trio.lowlevel.wait_readable(self._pidfd)
+        else:
+            while self._popen.poll() is None:  # noqa: ASYNC110 - no pidfd to wait on
+                await trio.sleep(0.05)
+        code = self._popen.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return code
+
+
+async def _open_child(command: list[str], env: dict[str, str]) -> _Child:
+    if sys.platform.startswith("linux"):
+        await trio.lowlevel.checkpoint()
+        return _LinuxChild(command, env)
+    return await trio.lowlevel.open_process(command, env=env)
+
+
 async def _run(command: list[str], env: dict[str, str], kill_after: float) -> int:
     """Run the command to its end; if cancelled, SIGTERM it, then SIGKILL after ``kill_after``."""
 
-    async def terminate(process: trio.Process) -> None:
+    async def terminate(process: _Child) -> None:
         process.terminate()
         with trio.move_on_after(kill_after):
             await process.wait()
@@ -139,14 +225,16 @@ async def _run(command: list[str], env: dict[str, str], kill_after: float) -> in
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
-            async def forward(process: trio.Process) -> None:
+            async def forward(process: _Child) -> None:
                 async for signum in signals:
                     process.send_signal(signum)
 
             try:
-                process = await trio.lowlevel.open_process(command, env=env)
+                process = await _open_child(command, env)
             except OSError as exc:
-                raise OSError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+                # as env(1): 127 if there is no such file, 126 if it cannot be run
+                _log(f"cannot run {command[0]!r}: {exc.strerror or exc}")
+                return EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_RUN
             nursery.start_soon(forward, process)
             try:
                 returncode = await process.wait()

@@ -114,6 +114,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-locks must be >= 1, got {args.max_locks}")
     if args.token_block < 1:
         raise ValueError(f"--token-block must be >= 1, got {args.token_block}")
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        raise ValueError(f"--data-dir: {args.data_dir!r} is not a directory")
     root = logging.getLogger("trio_foundation")
     buffer = _Buffer()
     root.addHandler(buffer)

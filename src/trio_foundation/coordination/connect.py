@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+from ..telemetry import Telemetry
 from .lease_lock import Lease
 
 __all__ = ["LockClient", "connect_lock_service"]
@@ -40,6 +41,7 @@ async def connect_lock_service(
     timeout: float = 5.0,  # noqa: ASYNC109 - the per-call timeout of the client
     prefix: str | None = None,
     secret_file: str | None = None,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[LockClient]:
     """Connect to the lock service at ``url`` for the duration of the block.
 
@@ -49,9 +51,14 @@ async def connect_lock_service(
             for ``tcp://``, the seconds to wait for the first connection.
         prefix: (etcd) where lock keys live; default ``/trio-foundation/``.
         secret_file: (tcp) the shared secret file, as the server's ``--secret-file``.
+        telemetry: (tcp) where the client emits its ``lease_lock.*`` events
+            (``docs/telemetry.md``); ``None``:
+            :func:`~trio_foundation.telemetry.default_telemetry`. The etcd
+            backend emits no ``lease_lock.*`` events, so it refuses this argument.
 
     Raises:
-        ValueError: an unknown scheme or a malformed address (the message names it).
+        ValueError: an unknown scheme or a malformed address (the message names
+            it), or ``secret_file`` or ``telemetry`` given for ``etcd://``.
         ConnectionError: (tcp) no connection within ``timeout``.
     """
     if not isinstance(url, str):
@@ -70,11 +77,18 @@ async def connect_lock_service(
         from .tcp_lock import open_remote_lock_service
 
         secret = None if secret_file is None else load_secret_file(secret_file)
-        async with open_remote_lock_service(url, secret=secret, timeout=timeout) as remote:
+        async with open_remote_lock_service(
+            url, secret=secret, timeout=timeout, telemetry=telemetry
+        ) as remote:
             yield remote
         return
     if secret_file is not None:
         raise ValueError(f"secret_file is for tcp:// lock services, not {scheme}://")
+    if telemetry is not None:
+        raise ValueError(
+            f"telemetry is for tcp:// lock services; the {scheme}:// lock emits no"
+            " lease_lock.* events"
+        )
     from ..etcd import EtcdLock, open_etcd_client
 
     endpoints = [f"{scheme}://{e.strip()}" for e in rest.split(",") if e.strip()]

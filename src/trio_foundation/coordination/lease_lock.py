@@ -25,8 +25,9 @@ of a lock server process (``connect_lock_service("tcp://...")``,
 The protocol is :mod:`trio_foundation.protocols.lease_lock` (model-checked as
 ``specs/LeaseLock.tla``).
 
-Telemetry (pass ``telemetry=``, a :class:`~trio_foundation.telemetry.Telemetry`;
-one dict lookup per event when nobody listens): ``lease_lock.acquired``
+Telemetry (pass ``telemetry=``, a :class:`~trio_foundation.telemetry.Telemetry`,
+default :func:`~trio_foundation.telemetry.default_telemetry`; one dict lookup
+per event when nobody listens): ``lease_lock.acquired``
 (measurements ``wait`` seconds, ``ttl``; metadata ``name``, ``token``,
 ``client``), ``lease_lock.renewed`` (``renewals``), ``lease_lock.lost``,
 ``lease_lock.released`` (``held`` seconds) and ``lease_lock.refused``
@@ -48,7 +49,7 @@ from .._errors import LeaseLostError, LeaseRefusedError
 from ..protocols.lease_lock import FencedResource, LeaseInfo, LockClient, LockServer
 from ..runtime.driver import NodeDriver, Transition
 from ..runtime.local import LocalNetwork, LocalTransport, NodeStorage
-from ..telemetry import Telemetry
+from ..telemetry import Telemetry, default_telemetry
 from .lock_wire import DEFAULT_LOCK, check_lock_name
 
 __all__ = [
@@ -163,7 +164,10 @@ class LeaseLock:
         retry_delay: first backoff after a retryable refusal (doubles, jittered).
         rng: the backoff jitter's randomness.
         max_locks: bound on the lock names this client uses.
-        telemetry: where the ``lease_lock.*`` events go (``None``: nowhere).
+        telemetry: where the ``lease_lock.*`` events go (``None``:
+            :func:`~trio_foundation.telemetry.default_telemetry`, like the
+            library's other components; an event nobody listens to costs one
+            dict lookup).
     """
 
     def __init__(
@@ -185,7 +189,7 @@ class LeaseLock:
         self._retry_delay = retry_delay
         self._rng = rng
         self._max_locks = max_locks
-        self._telemetry = telemetry
+        self._telemetry = default_telemetry() if telemetry is None else telemetry
         self._locks: dict[str, LockHandle] = {}
 
     @property
@@ -207,7 +211,7 @@ class LeaseLock:
 
     def _emit(self, event: str, name: str, token: int | None, **measurements: float) -> None:
         telemetry = self._telemetry
-        if telemetry is not None:
+        if telemetry.listening(event):
             telemetry.emit(
                 event, measurements, {"name": name, "token": token, "client": self._node_id}
             )

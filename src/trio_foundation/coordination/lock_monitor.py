@@ -13,7 +13,9 @@ event                              measurements                metadata
 ``lock_server.renewed``            ``token``, ``ttl``          ``name``, ``client``
 ``lock_server.released``           ``token``                   ``name``, ``client``
 ``lock_server.expired``            ``token``                   ``name``, ``client``
-``lock_server.refused``            (none)                      ``name``, ``client``, ``reason``
+``lock_server.refused``            (none)                      ``name``, ``client``,
+                                                               ``reason`` (the code),
+                                                               ``detail`` (the text)
 ``lock_server.token_mark``         ``mark``, ``max_ttl``,      ``path``
                                    ``seconds`` (the fsync)
 ``lock_server.connections``        ``open``, ``accepted``,     (none)
@@ -250,7 +252,11 @@ class LockServerMonitor:
             waiters.move_to_end(client)
             while len(waiters) > _MAX_WAITERS_PER_NAME:
                 waiters.popitem(last=False)
-        self._emit("lock_server.refused", {}, {"name": name, "client": client, "reason": reason})
+        self._emit(
+            "lock_server.refused",
+            {},
+            {"name": name, "client": client, "reason": kind, "detail": reason},
+        )
 
     def mark_persisted(self, path: str, mark: int, max_ttl: float, seconds: float) -> None:
         """Report a token mark made durable (``seconds``: the write and its fsync)."""

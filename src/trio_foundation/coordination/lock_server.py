@@ -53,7 +53,13 @@ from ..protocols.lease_lock import (
     ServerDurable,
 )
 from ..runtime.driver import NO_STATE, NodeDriver
-from ..runtime.storage import CorruptStateError, FileOps, LoggedState, open_data_dir
+from ..runtime.storage import (
+    CorruptStateError,
+    FileOps,
+    LoggedState,
+    OsFileOps,
+    open_locked_data_dir,
+)
 from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
 from .lock_monitor import SWEEP_INTERVAL, LockServerMonitor
@@ -114,7 +120,9 @@ class ServerStore:
 
     Raises:
         CorruptStateError: the directory or its state file is not a valid lock
-            server state.
+            server state, or the directory has a ``FORMAT`` file but no state
+            file (its durable mark is lost: starting over would reissue tokens).
+        DataDirLockedError: another process (or store) holds the directory.
         OSError: the filesystem failed.
     """
 
@@ -125,20 +133,32 @@ class ServerStore:
             raise ValueError(f"block must be an int >= 1, got {block!r}")
         self.block = block
         self._real_fs = ops is None
-        self.directory = open_data_dir(data_dir, kind=DATA_DIR_KIND, ops=ops)
-        self._log = LoggedState(os.path.join(self.directory, _STATE_FILE), ops=ops)
-        #: the state file
-        self.path = str(self._log.path)
-        data = self._log.load()
-        if data is None:
-            record = _Record(0, 0.0)
-        else:
-            try:
-                record = msgspec.msgpack.decode(data, type=_Record)
-            except msgspec.ValidationError as exc:
-                raise CorruptStateError(str(self._log.path), f"bad state record: {exc}") from None
-            if record.mark < 0 or record.max_ttl_granted < 0:
-                raise CorruptStateError(str(self._log.path), f"bad state record {record!r}")
+        file_ops: FileOps = ops if ops is not None else OsFileOps()
+        try:
+            used = file_ops.read(os.path.join(os.fspath(data_dir), "FORMAT")) is not None
+        except OSError:  # not a directory, unreadable: open_locked_data_dir says which
+            used = False
+        self._dir_lock = open_locked_data_dir(data_dir, kind=DATA_DIR_KIND, ops=ops)
+        #: the data directory (held exclusively until :meth:`close`)
+        self.directory = self._dir_lock.directory
+        try:
+            state_file = os.path.join(self.directory, _STATE_FILE)
+            if used and file_ops.read(state_file) is None:
+                # a server creates its state file right after FORMAT: without it
+                # the durable mark is lost, and starting at token 1 would reissue
+                raise CorruptStateError(
+                    state_file,
+                    "missing, though the directory was formatted by a lock server"
+                    " (refusing to restart at token 1; restore the file, or remove"
+                    " the directory if it never served)",
+                )
+            self._log = LoggedState(state_file, ops=ops)
+            #: the state file
+            self.path = str(self._log.path)
+            record = self._load()
+        except BaseException:
+            self._dir_lock.close()
+            raise
         self._startup = record
         #: the durable high-water mark: no token above it was ever sent
         self.mark = record.mark
@@ -148,6 +168,18 @@ class ServerStore:
         self.saves = 0
         #: called after each record made durable: ``(mark, longest ttl, seconds)``
         self.on_save: Callable[[int, float, float], None] | None = None
+
+    def _load(self) -> _Record:
+        data = self._log.load()
+        if data is None:
+            return _Record(0, 0.0)
+        try:
+            record = msgspec.msgpack.decode(data, type=_Record)
+        except msgspec.ValidationError as exc:
+            raise CorruptStateError(str(self._log.path), f"bad state record: {exc}") from None
+        if record.mark < 0 or record.max_ttl_granted < 0:
+            raise CorruptStateError(str(self._log.path), f"bad state record {record!r}")
+        return record
 
     def restored(self, elapsed: float = 0.0) -> Any:
         """What a lock's core starts from, ``elapsed`` seconds after this process started.
@@ -194,8 +226,11 @@ class ServerStore:
             self.on_save(mark, ttl, time.perf_counter() - started)
 
     def close(self) -> None:
-        """Close the state file."""
-        self._log.close()
+        """Close the state file and release the data directory."""
+        try:
+            self._log.close()
+        finally:
+            self._dir_lock.close()
 
 
 @final

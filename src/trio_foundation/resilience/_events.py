@@ -165,12 +165,17 @@ class _Listeners:
         key: Hashable,
         detail: str,
         measurements: Mapping[str, float] = _NO_MEASUREMENTS,
+        *,
+        extra: Mapping[str, Hashable] | None = None,
     ) -> None:
-        """Emit through the telemetry only (events the callbacks never received)."""
+        """Emit through the telemetry only (events the callbacks never received).
+
+        ``extra``: metadata beyond ``service``, ``name``, ``key`` and ``detail``
+        (documented per event in ``docs/resilience.md``).
+        """
         telemetry = self.telemetry
         if telemetry.listening(event):
-            telemetry.emit(
-                event,
-                measurements,
-                {"service": self._service, "name": self._name, "key": key, "detail": detail},
-            )
+            metadata = {"service": self._service, "name": self._name, "key": key, "detail": detail}
+            if extra:
+                metadata.update(extra)
+            telemetry.emit(event, measurements, metadata)

@@ -305,7 +305,12 @@ class ResourcePool(Generic[R]):
             if scope.cancelled_caught:
                 self._timeouts += 1
                 if self._listeners.telemetry.listening(POOL_TIMEOUT):
-                    self._listeners.tell(POOL_TIMEOUT, None, "no slot", {"wait": limit})
+                    self._listeners.tell(
+                        POOL_TIMEOUT,
+                        None,
+                        "no slot",
+                        {"wait": limit, "in_use": self.max_size - self._slots.value},
+                    )
                 raise PoolTimeoutError(self.name, limit)
         try:
             if self._closed:
@@ -474,7 +479,8 @@ async def open_pool(
         leak_timeout: seconds after which a lease still held is reported.
         name: used in errors and events.
         telemetry: where the pool's events go (``resilience.pool.checkout`` with
-            measurements ``wait`` and ``in_use``, ``.timeout``, ``.leak``,
+            measurements ``wait`` and ``in_use``, ``.timeout`` (the same),
+            ``.leak``,
             ``.leak_suspected``, ``.closed``); ``None``:
             :func:`~trio_foundation.telemetry.default_telemetry`.
 

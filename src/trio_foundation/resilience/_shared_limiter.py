@@ -70,7 +70,15 @@ class SharedRateLimiterStatistics:
 
 
 class _Outage(Exception):
-    """The store failed or timed out (internal; the cause is chained)."""
+    """The store failed or timed out (internal; the cause is chained).
+
+    ``args``: the operation (``"get"``, ``"cas"``) and what went wrong.
+    """
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(operation, detail)
+        self.operation = operation
+        self.detail = detail
 
 
 @final
@@ -212,32 +220,40 @@ class SharedRateLimiter:
             with trio.fail_after(self.kv_timeout):
                 return await self.store.get(key)
         except trio.TooSlowError as exc:
-            self._outage("get", f"no answer within {self.kv_timeout} s")
-            raise _Outage("get") from exc
+            raise _Outage("get", f"no answer within {self.kv_timeout} s") from exc
         except self._outage_errors as exc:
-            self._outage("get", repr(exc))
-            raise _Outage("get") from exc
+            raise _Outage("get", repr(exc)) from exc
 
     async def _cas(self, key: bytes, revision: int, value: bytes) -> CasResult:
         try:
             with trio.fail_after(self.kv_timeout):
                 return await self.store.cas_revision(key, revision, value)
         except trio.TooSlowError as exc:
-            self._outage("cas", f"no answer within {self.kv_timeout} s")
-            raise _Outage("cas") from exc
+            raise _Outage("cas", f"no answer within {self.kv_timeout} s") from exc
         except self._outage_errors as exc:
-            self._outage("cas", repr(exc))
-            raise _Outage("cas") from exc
+            raise _Outage("cas", repr(exc)) from exc
 
-    def _outage(self, what: str, detail: str) -> None:
+    def _outage(self, outage: _Outage, shown: Bytesish) -> None:
         self._outages += 1
         if self._telemetry.listening(LIMITER_OUTAGE):
-            self._listeners.tell(LIMITER_OUTAGE, what, detail)
+            self._listeners.tell(
+                LIMITER_OUTAGE, shown, outage.detail, extra={"operation": outage.operation}
+            )
 
     # --------------------------------------------------------------------- decisions
 
-    async def _decide(self, key: bytes, weight: int) -> float | None:
-        """One decision: 0.0 granted (written), > 0 seconds to wait, None exhausted."""
+    async def _decide(self, key: bytes, weight: int, shown: Bytesish) -> float | None:
+        """One decision: 0.0 granted (written), > 0 seconds to wait, None exhausted.
+
+        ``shown``: the key as the caller passed it (``str`` or ``bytes``), for events.
+        """
+        try:
+            return await self._decide_on(key, weight, shown)
+        except _Outage as outage:
+            self._outage(outage, shown)
+            raise
+
+    async def _decide_on(self, key: bytes, weight: int, shown: Bytesish) -> float | None:
         full = self._prefix + key
         kv = await self._get(full)
         for _ in range(self.max_attempts):
@@ -252,7 +268,7 @@ class SharedRateLimiter:
                 return 0.0
             self._conflicts += 1
             if self._telemetry.listening(LIMITER_CONFLICT):
-                self._listeners.tell(LIMITER_CONFLICT, key, "lost a compare-and-swap")
+                self._listeners.tell(LIMITER_CONFLICT, shown, "lost a compare-and-swap")
             kv = result.current
         return None
 
@@ -266,7 +282,7 @@ class SharedRateLimiter:
             )
         return k
 
-    def _deny(self, key: bytes, weight: int, why: str) -> None:
+    def _deny(self, key: Bytesish, weight: int, why: str) -> None:
         self._denied += 1
         if self._telemetry.listening(LIMITER_REJECTED):
             self._listeners.tell(LIMITER_REJECTED, key, why, {"weight": weight})
@@ -287,25 +303,25 @@ class SharedRateLimiter:
         """
         k = self._check(key, weight)
         try:
-            outcome = await self._decide(k, weight)
+            outcome = await self._decide(k, weight, key)
         except _Outage:
-            return self._outage_decision(k, weight)
+            return self._outage_decision(k, weight, key)
         if outcome == 0.0:
             self._granted += 1
             return True
         if outcome is None:
             self._exhausted += 1
-            self._deny(k, weight, f"{self.max_attempts} compare-and-swap attempts lost")
+            self._deny(key, weight, f"{self.max_attempts} compare-and-swap attempts lost")
         else:
-            self._deny(k, weight, "over the limit")
+            self._deny(key, weight, "over the limit")
         return False
 
-    def _outage_decision(self, key: bytes, weight: int) -> bool:
+    def _outage_decision(self, key: bytes, weight: int, shown: Bytesish) -> bool:
         if self.on_outage == "closed":
-            self._deny(key, weight, "store unavailable (fail closed)")
+            self._deny(shown, weight, "store unavailable (fail closed)")
             return False
         if self.on_outage == "local" and not self._local.try_acquire(key, weight):
-            self._deny(key, weight, "store unavailable; the local limiter refused")
+            self._deny(shown, weight, "store unavailable; the local limiter refused")
             return False
         self._outage_grants += 1
         return True
@@ -328,10 +344,10 @@ class SharedRateLimiter:
         waited = False
         while True:
             try:
-                outcome = await self._decide(k, weight)
+                outcome = await self._decide(k, weight, key)
             except _Outage as exc:
                 if self.on_outage == "closed":
-                    self._deny(k, weight, "store unavailable (fail closed)")
+                    self._deny(key, weight, "store unavailable (fail closed)")
                     raise Rejected(
                         "shared rate limiter", f"{self.name!r}: the store is unavailable"
                     ) from exc.__cause__
@@ -344,7 +360,7 @@ class SharedRateLimiter:
                 if waited and self._telemetry.listening(LIMITER_WAIT):
                     self._listeners.tell(
                         LIMITER_WAIT,
-                        k,
+                        key,
                         "granted after waiting",
                         {"duration": trio.current_time() - began, "weight": weight},
                     )

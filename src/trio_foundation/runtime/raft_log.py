@@ -117,10 +117,11 @@ from .storage import (
     FORMAT_VERSION,
     MAX_RECORD,
     CorruptStateError,
+    DataDirLock,
     FileOps,
     OsFileOps,
     check_data_dir_format,
-    open_data_dir,
+    open_locked_data_dir,
 )
 
 __all__ = [
@@ -720,17 +721,25 @@ class RaftLog:
             raise ValueError(f"io must be 'thread' or 'inline', got {io!r}")
         self._io = io
         self.directory = os.fspath(directory)
+        # the real directory is held exclusively until close; a simulated disk
+        # has one opener at a time by construction
+        self._dir_lock: DataDirLock | None = None
         if ops is None:
-            open_data_dir(self.directory, kind=DATA_DIR_KIND)
+            self._dir_lock = open_locked_data_dir(self.directory, kind=DATA_DIR_KIND)
             ops = OsFileOps()
         else:
             check_data_dir_format(
                 self.directory, kind=DATA_DIR_KIND, ops=ops, names=ops.listdir(self.directory)
             )
         self._ops = ops
-        self._w = _Writer(ops, self.directory, segment_bytes, salts)
-        self._repaired = 0
-        state = self._recover()
+        try:
+            self._w = _Writer(ops, self.directory, segment_bytes, salts)
+            self._repaired = 0
+            state = self._recover()
+        except BaseException:
+            if self._dir_lock is not None:
+                self._dir_lock.close()
+            raise
         self._state: RaftState | None = state
         # the front: the log as every queued save has left it (Invariant: what a
         # reopen would find once every queued save is durable)
@@ -1165,7 +1174,11 @@ class RaftLog:
             else:
                 break
         self._closed = True
-        self._w.close()
+        try:
+            self._w.close()
+        finally:
+            if self._dir_lock is not None:
+                self._dir_lock.close()
 
     def close(self) -> None:
         """Close the files (idempotent), dropping queued saves not yet written (as a
@@ -1177,7 +1190,11 @@ class RaftLog:
         if self._flushing:
             raise RuntimeError("a save is being written; use `await log.aclose()`")
         self._closed = True
-        self._w.close()
+        try:
+            self._w.close()
+        finally:
+            if self._dir_lock is not None:
+                self._dir_lock.close()
 
     def __enter__(self) -> RaftLog:
         return self

@@ -42,6 +42,7 @@ write finish even if the caller is cancelled).
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -52,6 +53,8 @@ from .._errors import FoundationError
 __all__ = [
     "FORMAT_VERSION",
     "CorruptStateError",
+    "DataDirLock",
+    "DataDirLockedError",
     "DurableState",
     "FileOps",
     "LoggedState",
@@ -60,7 +63,9 @@ __all__ = [
     "StateStore",
     "TokenBlocks",
     "check_data_dir_format",
+    "lock_data_dir",
     "open_data_dir",
+    "open_locked_data_dir",
 ]
 
 _STATE_MAGIC: Final = b"TFDS"
@@ -550,11 +555,54 @@ def open_data_dir(path: str | os.PathLike[str], *, kind: str, ops: FileOps | Non
     if not kind or "\n" in kind:
         raise ValueError(f"kind must be a non-empty single line, got {kind!r}")
     ops = ops if ops is not None else OsFileOps()
+    directory = _make_data_dir(path, ops)
+    check_data_dir_format(directory, kind=kind, ops=ops, names=os.listdir(directory))
+    return directory
+
+
+def open_locked_data_dir(
+    path: str | os.PathLike[str], *, kind: str, ops: FileOps | None = None
+) -> DataDirLock:
+    """:func:`open_data_dir` holding the directory exclusively (:func:`lock_data_dir`).
+
+    The lock is taken before the ``FORMAT`` check, so two processes starting
+    on one fresh directory cannot both pass it. What a long-lived opener (a
+    lock server's store, a Raft log) calls; it keeps the lock until it closes.
+    Blocking.
+
+    Args:
+        path: the directory.
+        kind: as :func:`open_data_dir`.
+        ops: as :func:`open_data_dir` (the lock itself is always on the real
+            filesystem).
+
+    Returns:
+        the held lock; its ``directory`` is the directory's path as a string.
+
+    Raises:
+        DataDirLockedError: another opener holds the directory.
+        CorruptStateError, ValueError, OSError: as :func:`open_data_dir`.
+    """
+    if not kind or "\n" in kind:
+        raise ValueError(f"kind must be a non-empty single line, got {kind!r}")
+    ops = ops if ops is not None else OsFileOps()
+    directory = _make_data_dir(path, ops)
+    lock = lock_data_dir(directory)
+    try:
+        check_data_dir_format(directory, kind=kind, ops=ops, names=os.listdir(directory))
+    except BaseException:
+        lock.close()
+        raise
+    return lock
+
+
+def _make_data_dir(path: str | os.PathLike[str], ops: FileOps) -> str:
     directory = os.fspath(path)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", directory)
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700)
         ops.sync_dir(os.path.dirname(os.path.abspath(directory)))
-    check_data_dir_format(directory, kind=kind, ops=ops, names=os.listdir(directory))
     return directory
 
 
@@ -580,7 +628,7 @@ def check_data_dir_format(directory: str, *, kind: str, ops: FileOps, names: lis
     state = DurableState(os.path.join(directory, "FORMAT"), ops=ops)
     found = state.load()
     if found is None:
-        others = sorted(set(names) - {"FORMAT", "FORMAT.tmp"})
+        others = sorted(set(names) - {"FORMAT", "FORMAT.tmp", LOCK_FILE})
         if others:
             raise CorruptStateError(
                 directory, f"not empty ({', '.join(others[:3])}) and has no FORMAT file"
@@ -592,3 +640,93 @@ def check_data_dir_format(directory: str, *, kind: str, ops: FileOps, names: lis
             f"describes {found.decode(errors='replace')!r}, expected kind {kind!r}"
             f" format {FORMAT_VERSION}",
         )
+
+
+LOCK_FILE: Final = "LOCK"
+"""The name of the lock file :func:`lock_data_dir` holds in a data directory."""
+
+
+class DataDirLockedError(FoundationError):
+    """Another opener (another process, or another object in this one) holds the data dir.
+
+    Attributes:
+        directory: the data directory.
+        pid: the holder's process id as written in its lock file, or ``None``
+            if it could not be read.
+    """
+
+    def __init__(self, directory: str, pid: int | None) -> None:
+        holder = f" by pid {pid}" if pid is not None else ""
+        super().__init__(f"data dir {directory!r} is in use{holder} (lock file {LOCK_FILE})")
+        self.directory = directory
+        self.pid = pid
+
+
+@final
+class DataDirLock:
+    """An exclusive ``flock`` on a data directory's lock file, held until :meth:`close`.
+
+    Made by :func:`lock_data_dir`. The kernel releases the lock when the
+    process dies (even by ``kill -9``), so a stale lock file never blocks a
+    restart; the file itself is left in place.
+    """
+
+    def __init__(self, directory: str, fd: int) -> None:
+        self.directory = directory
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        """Whether the lock is still held (not closed)."""
+        return self._fd is not None
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+
+def lock_data_dir(directory: str | os.PathLike[str]) -> DataDirLock:
+    """Take an exclusive, non-blocking ``flock`` on ``directory``'s :data:`LOCK_FILE`.
+
+    Two processes serving one data directory would each trust their own copy of
+    the durable state (and, for a lock server, issue the same fencing token
+    twice); this makes the second one fail at once instead. The holder writes
+    its pid into the file, so the error can name it. POSIX only (``fcntl``); a
+    lock taken through one :class:`DataDirLock` also excludes a second opener
+    in the same process (``flock`` locks are per open file description).
+    Blocking (a few system calls, never waits for the lock).
+
+    Args:
+        directory: an existing directory.
+
+    Returns:
+        the held lock; :meth:`DataDirLock.close` releases it.
+
+    Raises:
+        DataDirLockedError: someone else holds it.
+        OSError: the lock file cannot be created or locked.
+    """
+    import fcntl
+
+    directory = os.fspath(directory)
+    path = os.path.join(directory, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        try:
+            text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+        finally:
+            os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        raise DataDirLockedError(directory, int(text) if text.isdigit() else None) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        os.close(fd)
+        raise
+    return DataDirLock(directory, fd)
