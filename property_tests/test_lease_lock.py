@@ -217,6 +217,7 @@ class LeaseLockMachine(RuleBasedStateMachine):
             self.abandoned.pop(c, None)  # the process that remembered them is gone
             if again:
                 self.cluster.client_acquire(c)
+                self.attempt_first[c] = self.cluster.clients[c].last_req
 
     @precondition(lambda self: "server_restart" in self.on)
     @rule(fault=FAULT)
