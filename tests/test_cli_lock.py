@@ -118,15 +118,20 @@ def test_bad_usage_is_one_line_and_exit_2(argv: list[str], message: str) -> None
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_an_unreachable_server_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("timeout", [None, "1"])
+def test_an_unreachable_server_is_named(tmp_path: Path, timeout: str | None) -> None:
+    """Exit 2 naming the endpoint, also when --timeout is shorter than the client's
+    timeout (it bounds the wait for the lock, not reaching the service: a dead etcd
+    is not reported as contention, exit 75)."""
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    wait = [] if timeout is None else ["--timeout", timeout]
     done = subprocess.run(
         [*FOUNDATION, "lock", "acquire", "--server", f"etcd://127.0.0.1:{port}", "--ttl", "5",
-         "n", "--", "true"],
+         *wait, "n", "--", "true"],
         capture_output=True, text=True, timeout=60, env={**os.environ},
     )  # fmt: skip
     assert done.returncode == 2

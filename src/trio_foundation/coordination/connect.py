@@ -60,6 +60,8 @@ async def connect_lock_service(
         ValueError: an unknown scheme or a malformed address (the message names
             it), or ``secret_file`` or ``telemetry`` given for ``etcd://``.
         ConnectionError: (tcp) no connection within ``timeout``.
+        EtcdUnavailableError: (etcd) no endpoint answered within ``timeout``; the
+            service is reached once (a status call) before the block starts.
     """
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
@@ -93,6 +95,10 @@ async def connect_lock_service(
 
     endpoints = [f"{scheme}://{e.strip()}" for e in rest.split(",") if e.strip()]
     async with open_etcd_client(endpoints, timeout=timeout) as client:
+        # Reach the service once before handing it out, as tcp:// does: a caller's
+        # own deadline on acquire() then bounds the wait for the lock, never the
+        # discovery that no endpoint answers (EtcdUnavailableError names them).
+        await client.status()
         if prefix is None:
             yield EtcdLock(client)
         else:
