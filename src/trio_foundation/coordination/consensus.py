@@ -354,8 +354,10 @@ class _Caller:
                     return reply.value
                 if reply.outcome == "not_leader":
                     self._hint = reply.leader
-                    if reply.leader is not None:
-                        continue
+                    if reply.leader is not None and reply.leader in self._members:
+                        continue  # a leader we can reach: ask it at once
+                    # no leader known, or one whose address this caller lacks: back
+                    # off (retrying at once would spin against the follower)
                 elif reply.outcome == "rejected" and (
                     reply.reason.startswith("undecodable")
                     or (op not in ("propose", "read") and not _retryable(reply.reason))
