@@ -55,7 +55,8 @@ CONSTANTS
     MaxReads,   \* bound on client reads
     MaxRestarts, \* bound on crashes (restarts) in a behaviour
     Faults,     \* subset of {"crash", "duplicate"}; loss and reordering are always on
-    Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop", "noop_only"}
+    Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop", "noop_only",
+                \*            "lease_expiry"}
     Variant     \* "correct" or one of Mutants
 
 Mutants == {
@@ -69,7 +70,8 @@ Mutants == {
 
 ASSUME Variant \in {"correct"} \cup Mutants
 ASSUME Faults \subseteq {"crash", "duplicate"}
-ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop", "noop_only"}
+ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop", "noop_only",
+                          "lease_expiry"}
 ASSUME MaxTerm \in Nat /\ MaxLogLen \in Nat /\ MaxMsgs \in Nat /\ MaxReads \in Nat
 ASSUME MaxRestarts \in Nat
 
@@ -284,6 +286,19 @@ CheckQuorum(s) ==
     /\ DropRead(s)
     /\ UNCHANGED <<currentTerm, votedFor, log, commitIndex, votesGranted, matchIndex, heard,
                    dTerm, dVote, msgs, elections, committed, reads, campaigns, readCount, restarts>>
+
+(* The lease lapses: an election timeout passes since s last heard from a *)
+(* leader, so it grants pre-votes again. Timeout also clears heard, but    *)
+(* the core's lease is T from the last contact while its election timer    *)
+(* fires after a random delay in [T, 2T): the lease may lapse first. Only  *)
+(* with "lease_expiry" (the trace checks of the core use it; without it    *)
+(* the state graph of every config is unchanged).                          *)
+LeaseExpires(s) ==
+    /\ "lease_expiry" \in Features
+    /\ heard[s]
+    /\ heard' = [heard EXCEPT ![s] = FALSE]
+    /\ UNCHANGED <<currentTerm, role, votedFor, log, commitIndex, votesGranted, matchIndex,
+                   pendingRead, dTerm, dVote, msgs, ghostVars>>
 
 ---------------------------------------------------------------------------
 (* Message handlers *)
@@ -517,6 +532,7 @@ Next ==
           \/ ClientRequest(s)
           \/ ClientRead(s)
           \/ CheckQuorum(s)
+          \/ LeaseExpires(s)
           \/ Restart(s)
           \/ PersistState(s)
           \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)

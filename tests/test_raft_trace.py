@@ -1,0 +1,214 @@
+"""Raft trace validation on the node drivers' trace hook (verify/traces/raft.py).
+
+Simulated runs of three real RaftNode cores (loss, duplication, reordering, partitions,
+crashes and restarts) are recorded through the drivers' trace hook, mapped to
+``specs/RaftTrace.tla`` records and checked by TLC against ``specs/Raft.tla``: runs from
+fresh seeds are accepted in one TLC run; tampered copies are rejected at the tampered
+record; a core that announces its vote before persisting it is rejected naming
+``SendsDurable`` although the driver executes its ``Persist`` first.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from trio_foundation.protocols.effects import Effect, Persist, Send
+from trio_foundation.protocols.raft import RaftNode, RequestVoteResponse, TimeoutNow
+from trio_foundation.runtime.driver import Start
+from trio_foundation.runtime.transport import Envelope
+from trio_foundation.verify.tla_values import Record
+from trio_foundation.verify.traces import raft as rt
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+class VoteBeforePersistNode(RaftNode):  # type: ignore[misc]  # subclassing a @final core on purpose
+    """Broken: a step that grants a vote lists its Persist after its Sends."""
+
+    def _flush(self) -> list[Effect]:
+        effects: list[Effect] = super()._flush()
+        if not any(
+            isinstance(e, Send) and isinstance(e.msg, RequestVoteResponse) and e.msg.granted
+            for e in effects
+        ):
+            return effects
+        return [e for e in effects if not isinstance(e, Persist)] + [
+            e for e in effects if isinstance(e, Persist)
+        ]
+
+
+class CommitOldTermNode(RaftNode):  # type: ignore[misc]
+    """Broken (Figure 8): counts replicas of old-term entries toward commit."""
+
+    def _may_commit_by_counting(self, index: int) -> bool:
+        return True
+
+
+VOTE_FIRST = rt.node_factory(VoteBeforePersistNode)
+COMMIT_OLD = rt.node_factory(CommitOldTermNode)
+
+
+def fresh_seed() -> int:
+    return random.SystemRandom().randrange(2**32)
+
+
+# ---------------------------------------------------------------------- the mapping
+
+
+def test_runs_are_deterministic_per_seed() -> None:
+    seed = fresh_seed()
+    assert rt.simulated_trace(seed) == rt.simulated_trace(seed)
+
+
+def test_the_mapping_names_spec_actions_and_keeps_the_emitted_order() -> None:
+    transitions = rt.simulated_run(fresh_seed())
+    starts = [t for t in transitions if isinstance(t.input, Start)]
+    assert len({t.node for t in starts}) == 3
+    trace = rt.trace_of(transitions)
+    actions = {r["action"] for r in trace}
+    assert {"Timeout", "Receive", "AppendEntries"} <= actions
+    # every record's effects are its transition's Persist/Send effects, in emitted order
+    for t in transitions:
+        kinds = [type(e) for e in t.effects if isinstance(e, Persist | Send)]
+        if Persist in kinds:
+            assert kinds.index(Persist) == 0  # the correct core persists first
+    restarts = sum(1 for t in starts) - 3
+    assert sum(1 for r in trace if r["action"] == "Restart") == restarts
+
+
+def test_a_transition_outside_the_spec_is_refused() -> None:
+    transitions = rt.simulated_run(fresh_seed(), rt.RunParams(duration=2.0, proposals=0))
+    later = next(t for t in transitions if not isinstance(t.input, Start))
+    with pytest.raises(ValueError, match="first transition is not its start"):
+        rt.trace_of([later])
+    starts = [t for t in transitions if isinstance(t.input, Start)][:3]
+    foreign = Envelope(1 if later.node == 0 else 0, TimeoutNow(1))
+    snapshot = attrs.evolve(later, input=foreign)
+    with pytest.raises(ValueError, match="message outside the spec"):
+        rt.trace_of([*starts, snapshot])
+
+
+def test_the_broken_core_emits_its_vote_first_and_the_driver_persists_first() -> None:
+    for _ in range(20):
+        transitions = rt.simulated_run(fresh_seed(), node_factory=VOTE_FIRST)
+        votes = [
+            t
+            for t in transitions
+            if any(
+                isinstance(e, Send)
+                and isinstance(e.msg, RequestVoteResponse)
+                and e.msg.granted
+                and not e.msg.pre_vote
+                for e in t.effects
+            )
+        ]
+        if votes:
+            kinds = [type(e) for e in votes[0].effects if isinstance(e, Persist | Send)]
+            assert kinds[0] is Send and kinds[-1] is Persist
+            return
+    pytest.fail("no vote granted in 20 runs")
+
+
+# ---------------------------------------------------------------------- TLC
+
+RUNS = 6
+
+
+@pytest.mark.tlc
+def test_simulated_runs_from_fresh_seeds_are_accepted() -> None:
+    seeds = [fresh_seed() for _ in range(RUNS)]
+    traces = [rt.simulated_trace(seed) for seed in seeds]
+    actions = {r["action"] for t in traces for r in t}
+    assert {"Timeout", "Receive", "AppendEntries", "ClientRequest", "Restart"} <= actions, seeds
+    check = rt.check_traces(traces, specs_dir=SPECS)
+    assert check.accepted, (seeds, check.failed_trace, check.failed_step, check.tlc.error_message)
+    assert check.steps == sum(len(t) for t in traces)
+
+
+def _first(trace: list[Record], pick: Any) -> int | None:
+    return next((k for k, r in enumerate(trace) if pick(r)), None)
+
+
+def _granted_vote(r: Record) -> bool:
+    return r["action"] == "Receive" and any(
+        m["type"] == "RequestVoteResponse" and m["granted"] and not m["pre_vote"]
+        for m in r["sent"]  # type: ignore[union-attr]
+    )
+
+
+def _vote_for_another(r: Record) -> Record:
+    (vote,) = r["sent"]  # type: ignore[misc]
+    other = next(s for s in ("s1", "s2", "s3") if s not in (vote["to"], vote["from"]))
+    twin = Record({**vote, "to": other})
+    return Record({**r, "sent": frozenset({vote, twin})})
+
+
+def _entry_changed(r: Record) -> Record:
+    persisted = r["persisted"]
+    log = persisted["log"]  # type: ignore[index]
+    changed = Record({**persisted, "log": (*log[:-1], log[-1] + 1)})  # type: ignore[misc,index]
+    return Record({**r, "persisted": changed})
+
+
+def _commit_raised(r: Record) -> Record:
+    return Record({**r, "commit": r["commit"] + 1})  # type: ignore[operator]
+
+
+TAMPER = {
+    "a vote duplicated for another candidate": (_granted_vote, _vote_for_another),
+    "an appended entry's term changed": (
+        lambda r: r["action"] == "ClientRequest",
+        _entry_changed,
+    ),
+    "a follower's commit index raised": (
+        lambda r: r["action"] == "Receive" and r["role"] == "Follower",
+        _commit_raised,
+    ),
+}
+
+
+@pytest.mark.tlc
+def test_tampered_traces_are_rejected_at_the_tampered_record() -> None:
+    """Each tampering applied to the first record it fits in a fresh run, one TLC run for all."""
+    traces: list[list[Record]] = []
+    positions: list[int] = []
+    for pick, tamper in TAMPER.values():
+        for _ in range(20):
+            trace = rt.simulated_trace(fresh_seed())
+            k = _first(trace, pick)
+            if k is not None:
+                break
+        else:
+            pytest.fail("20 runs without a record to tamper with")
+        trace[k] = tamper(trace[k])
+        traces.append(trace)
+        positions.append(k)
+    for index in range(len(traces)):
+        # TLC stops at the first trace it cannot follow: check each alone
+        check = rt.check_traces([traces[index]], specs_dir=SPECS)
+        assert not check.accepted and check.violated is None, list(TAMPER)[index]
+        assert (check.failed_trace, check.failed_step) == (1, positions[index]), list(TAMPER)[index]
+
+
+@pytest.mark.tlc
+def test_a_core_that_announces_its_vote_before_persisting_it_is_rejected() -> None:
+    """Fresh seeds; every run whose broken core grants a vote must be rejected."""
+    runs, granting, caught = 3, 0, 0
+    traces = []
+    for _ in range(runs):
+        trace = rt.simulated_trace(fresh_seed(), node_factory=VOTE_FIRST)
+        if _first(trace, _granted_vote) is not None:
+            granting += 1
+            traces.append(trace)
+    assert granting >= 1
+    for trace in traces:
+        check = rt.check_traces([trace], specs_dir=SPECS)
+        if not check.accepted and check.violated == "SendsDurable":
+            assert check.failed_action == "Receive"
+            caught += 1
+    assert caught == granting
