@@ -641,7 +641,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock",)
+_TRACEABLE = ("LeaseLock", "Raft")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -659,15 +659,26 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         "--traces", type=_positive_int, default=20, metavar="N", help="runs (default: 20)"
     )
     trace.add_argument(
-        "--steps", type=_positive_int, default=80, metavar="N", help="steps per run (default: 80)"
+        "--steps",
+        type=_positive_int,
+        default=80,
+        metavar="N",
+        help="LeaseLock: steps per run (default: 80)",
+    )
+    trace.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="Raft: simulated seconds per run (default: 5)",
     )
     trace.add_argument(
         "--ttl",
         type=_positive_int,
         default=9,
         metavar="T",
-        help="lease TTL in the spec's time units; with D=2, Delta=1 it must be a multiple "
-        "of 3 (default: 9)",
+        help="LeaseLock: lease TTL in the spec's time units; with D=2, Delta=1 it must be a "
+        "multiple of 3 (default: 9)",
     )
     trace.add_argument(
         "--write", type=Path, metavar="FILE", help="also save the generated trace module"
@@ -676,7 +687,7 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         "--module",
         type=Path,
         metavar="FILE",
-        help="check this LeaseLockTraceData module instead of generating runs",
+        help="check this NAMETraceData module (e.g. one --write saved) instead of generating runs",
     )
     trace.add_argument(
         "--timeout",
@@ -696,8 +707,10 @@ def _trace(args: argparse.Namespace) -> int:
             f"no trace validation for {args.name!r}: available for {', '.join(_TRACEABLE)}"
         )
     directory = default_specs_dir() if args.dir is None else args.dir
-    if not (directory / "LeaseLockTrace.tla").is_file():
-        raise VerificationError(f"{directory} has no LeaseLockTrace.tla: pass --dir")
+    if not (directory / f"{args.name}Trace.tla").is_file():
+        raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
+    if args.name == "Raft":
+        return _trace_raft(args, directory)
     params = llt.SpecParams(ttl=args.ttl)
     console = _console()
     if args.module is not None:
@@ -728,4 +741,46 @@ def _trace(args: argparse.Namespace) -> int:
     if check.failed_action is not None:
         where += f" (the next logged action, {check.failed_action}, is not allowed there)"
     console.print(f"{args.name}: {what}: REJECTED: {where} ({seconds:.1f} s)")
+    return 1
+
+
+def _trace_raft(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import raft as rt
+
+    if args.module is not None:
+        text = args.module.read_text(encoding="utf-8")
+        check = rt.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
+        what = str(args.module)
+    else:
+        params = rt.RunParams(duration=args.duration)
+        traces = [
+            rt.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
+        ]
+        if args.write is not None:
+            rt.write_trace_module(traces, args.write)
+        check = rt.check_traces(traces, specs_dir=directory, timeout=args.timeout)
+        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
+        what += f"{check.steps} steps"
+    return _verdict(args.name, what, check)
+
+
+def _verdict(name: str, what: str, check: Any) -> int:
+    console = _console()
+    seconds = check.tlc.seconds
+    states = check.tlc.distinct_states
+    if check.accepted:
+        console.print(
+            f"{name}: {what}: every trace is a behaviour of the spec "
+            f"({states} states, {seconds:.1f} s)"
+        )
+        return 0
+    if check.violated is not None:
+        where = f"trace {check.failed_trace} violates {check.violated} at step {check.failed_step}"
+    elif check.failed_trace is not None:
+        where = f"trace {check.failed_trace} cannot go past step {check.failed_step}"
+    else:
+        where = "a trace cannot be followed"
+    if check.failed_action is not None and check.violated is None:
+        where += f" (the next logged action, {check.failed_action}, is not allowed there)"
+    console.print(f"{name}: {what}: REJECTED: {where} ({seconds:.1f} s)")
     return 1
