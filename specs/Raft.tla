@@ -56,7 +56,7 @@ CONSTANTS
     MaxRestarts, \* bound on crashes (restarts) in a behaviour
     Faults,     \* subset of {"crash", "duplicate"}; loss and reordering are always on
     Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop", "noop_only",
-                \*            "lease_expiry"}
+                \*            "lease_expiry", "batching"}
     Variant     \* "correct" or one of Mutants
 
 Mutants == {
@@ -71,7 +71,7 @@ Mutants == {
 ASSUME Variant \in {"correct"} \cup Mutants
 ASSUME Faults \subseteq {"crash", "duplicate"}
 ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop", "noop_only",
-                          "lease_expiry"}
+                          "lease_expiry", "batching"}
 ASSUME MaxTerm \in Nat /\ MaxLogLen \in Nat /\ MaxMsgs \in Nat /\ MaxReads \in Nat
 ASSUME MaxRestarts \in Nat
 
@@ -237,6 +237,27 @@ AppendEntries(s, T) ==
     /\ \E prev \in [T -> 0 .. Len(log[s])] :
           msgs' = msgs \cup {AppendEntriesTo(s, t, prev[t]) : t \in T}
     /\ UNCHANGED <<serverVars, ghostVars>>
+
+(* Batching: the leader sends to each peer t in DOMAIN prev the entries    *)
+(* prev[t] + 1 .. last[t] of its log, which may stop short of its end (a   *)
+(* batch bounded in size; none at all: a heartbeat). AppendEntries is the  *)
+(* case last[t] = Len(log[s]). Only with "batching" (the trace checks of   *)
+(* the core use it, with prev and last read from the logged messages;      *)
+(* without it the state graph of every config is unchanged).               *)
+AppendBatches(s, prev, last) ==
+    /\ "batching" \in Features
+    /\ role[s] = "Leader"
+    /\ DOMAIN prev # {} /\ s \notin DOMAIN prev
+    /\ \A t \in DOMAIN prev : prev[t] <= last[t] /\ last[t] <= Len(log[s])
+    /\ msgs' = msgs \cup
+          {[AppendEntriesTo(s, t, prev[t]) EXCEPT !.entries = SubSeq(log[s], prev[t] + 1, last[t])]
+           : t \in DOMAIN prev}
+    /\ UNCHANGED <<serverVars, ghostVars>>
+
+AppendEntriesBatched(s, T) ==
+    /\ "batching" \in Features
+    /\ \E prev \in [T -> 0 .. Len(log[s])], last \in [T -> 0 .. Len(log[s])] :
+          AppendBatches(s, prev, last)
 
 (* A read arrives at the leader: ReadIndex. The read index is the commit   *)
 (* index; the leader confirms it still leads by a heartbeat round carrying *)
@@ -535,7 +556,9 @@ Next ==
           \/ LeaseExpires(s)
           \/ Restart(s)
           \/ PersistState(s)
-          \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)
+          \/ \E t \in Server : \/ AppendEntries(s, {t})
+                             \/ AppendEntriesBatched(s, {t})
+                             \/ TransferLeadership(s, t)
     \/ DeliverMessage
     \/ DropMessage
 

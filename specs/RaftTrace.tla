@@ -13,7 +13,8 @@
 (*     node       the server that took the step;                           *)
 (*     action     "Timeout", "ClientRequest", "ClientRead", "CheckQuorum", *)
 (*                "LeaseExpires", "Restart", "PersistState",               *)
-(*                "AppendEntries" (to one or several peers),               *)
+(*                "AppendEntries" (to one or several peers, at most one    *)
+(*                message to each),                                        *)
 (*                "TransferLeadership", or "Receive" (a message handled);  *)
 (*     msg        for "Receive", the message handled (a Raft message       *)
 (*                record, servers as strings); anything otherwise;         *)
@@ -85,6 +86,17 @@ Ignore(m) ==
     /\ \E rest \in Delivered(m) : msgs' = rest
     /\ UNCHANGED <<serverVars, ghostVars>>
 
+(* The leader n sends the appends logged in sent (one per peer). With     *)
+(* batching, which entries each carries is read from the logged message    *)
+(* (the spec computes their contents from its own log).                    *)
+AppendsLogged(n, sent) ==
+    LET T == {m.to : m \in sent}
+        to(t) == CHOOSE m \in sent : m.to = t
+    IN IF "batching" \in Features
+          THEN AppendBatches(n, [t \in T |-> to(t).prev_log_index],
+                             [t \in T |-> to(t).prev_log_index + Len(to(t).entries)])
+          ELSE AppendEntries(n, T)
+
 Taken(r) ==
     LET n == r.node IN
     CASE r.action = "Timeout" -> Timeout(n)
@@ -94,7 +106,7 @@ Taken(r) ==
       [] r.action = "LeaseExpires" -> LeaseExpires(n)
       [] r.action = "Restart" -> Restart(n)
       [] r.action = "PersistState" -> PersistState(n)
-      [] r.action = "AppendEntries" -> \E T \in SUBSET Peers(n) : AppendEntries(n, T)
+      [] r.action = "AppendEntries" -> AppendsLogged(n, r.sent)
       [] r.action = "TransferLeadership" -> \E t \in Server : TransferLeadership(n, t)
       [] r.action = "Receive" -> /\ r.msg \in msgs
                                  /\ r.msg.to = n

@@ -11,6 +11,7 @@ record; a core that announces its vote before persisting it is rejected naming
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from trio_foundation.runtime.transport import Envelope
 from trio_foundation.verify.tla_values import Record
 from trio_foundation.verify.traces import raft as rt
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+DOC = ROOT / "docs" / "consensus.md"
 
 
 class VoteBeforePersistNode(RaftNode):  # type: ignore[misc]  # subclassing a @final core on purpose
@@ -195,20 +198,102 @@ def test_tampered_traces_are_rejected_at_the_tampered_record() -> None:
         assert (check.failed_trace, check.failed_step) == (1, positions[index]), list(TAMPER)[index]
 
 
+def _vote_first_trace() -> tuple[list[Record], int]:
+    """A fresh run of VoteBeforePersistNode that grants a vote, and that record's index."""
+    for _ in range(20):
+        trace = rt.simulated_trace(fresh_seed(), node_factory=VOTE_FIRST)
+        k = _first(trace, _granted_vote)
+        if k is not None:
+            return trace, k
+    pytest.fail("20 fresh runs without a vote granted")
+
+
 @pytest.mark.tlc
 def test_a_core_that_announces_its_vote_before_persisting_it_is_rejected() -> None:
-    """Fresh seeds; every run whose broken core grants a vote must be rejected."""
-    runs, granting, caught = 3, 0, 0
-    traces = []
-    for _ in range(runs):
-        trace = rt.simulated_trace(fresh_seed(), node_factory=VOTE_FIRST)
-        if _first(trace, _granted_vote) is not None:
-            granting += 1
-            traces.append(trace)
-    assert granting >= 1
-    for trace in traces:
-        check = rt.check_traces([trace], specs_dir=SPECS)
-        if not check.accepted and check.violated == "SendsDurable":
-            assert check.failed_action == "Receive"
-            caught += 1
-    assert caught == granting
+    """A fresh run whose broken core grants a vote: TLC must reject it naming
+    SendsDurable at the first vote granted (the driver persisted it first anyway)."""
+    trace, k = _vote_first_trace()
+    check = rt.check_traces([trace], specs_dir=SPECS)
+    assert not check.accepted and check.violated == "SendsDurable", check.tlc.error_message
+    assert (check.failed_trace, check.failed_step, check.failed_action) == (1, k + 1, "Receive")
+
+
+def _old_term_commit(trace: list[Record]) -> int | None:
+    """The first record where a leader's commit index rises to an entry of an older term."""
+    commit: dict[Any, Any] = {}
+    for k, r in enumerate(trace):
+        node, before = r["node"], commit.get(r["node"], 0)
+        commit[node] = r["commit"]
+        log = r["persisted"]["log"]  # type: ignore[index]
+        if r["role"] == "Leader" and r["commit"] > before:  # type: ignore[operator]
+            if log[r["commit"] - 1] != r["term"]:  # type: ignore[index,operator]
+                return k
+        if r["action"] == "Restart":
+            commit[node] = 0
+    return None
+
+
+@pytest.mark.tlc
+def test_a_core_that_commits_old_term_entries_by_counting_is_rejected() -> None:
+    """Figure 8: fresh runs until one whose broken leader commits an old-term entry by
+    counting (about one run in five reaches it, see docs/consensus.md); TLC must reject
+    that trace at that very record."""
+    for _ in range(40):
+        trace = rt.simulated_trace(fresh_seed(), node_factory=COMMIT_OLD)
+        k = _old_term_commit(trace)
+        if k is not None:
+            break
+    else:
+        pytest.fail("40 fresh runs without an old-term entry committed by counting")
+    check = rt.check_traces([trace], specs_dir=SPECS)
+    assert not check.accepted and check.violated is None
+    assert (check.failed_trace, check.failed_step, check.failed_action) == (1, k, "Receive")
+
+
+@pytest.mark.tlc
+def test_the_docs_example_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    (code,) = [b for b in blocks if b.startswith("# example: raft-trace\n")]
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, str(DOC), "exec"), {"__name__": "__main__"})
+    assert capsys.readouterr().out == "True 3 404\n"
+
+
+# ---------------------------------------------------------------------- catch rates (slow)
+
+CATCH_RUNS = 20
+
+
+@pytest.mark.slow
+@pytest.mark.tlc
+@pytest.mark.timeout(1800)
+def test_catch_rates_of_the_broken_cores_on_fresh_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each broken core on CATCH_RUNS fresh runs, each checked alone by TLC: how many runs
+    reach the bug, and how many of those TLC rejects (figures in docs/consensus.md)."""
+    figures = {}
+    for name, factory, reached in (
+        ("vote_before_persist", VOTE_FIRST, lambda t: _first(t, _granted_vote)),
+        ("commit_old_term", COMMIT_OLD, _old_term_commit),
+    ):
+        reach = caught = rejected = 0
+        for _ in range(CATCH_RUNS):
+            trace = rt.simulated_trace(fresh_seed(), node_factory=factory)
+            k = reached(trace)
+            check = rt.check_traces([trace], specs_dir=SPECS)
+            rejected += not check.accepted
+            if k is not None:
+                reach += 1
+                caught += not check.accepted
+        figures[name] = (reach, caught, rejected)
+        with capsys.disabled():
+            print(
+                f"\n{name}: {reach}/{CATCH_RUNS} runs reach the bug, {caught} of them "
+                f"rejected; {rejected}/{CATCH_RUNS} rejected in all"
+            )
+    for name, (reach, caught, rejected) in figures.items():
+        assert caught == reach, name  # every run that reaches the bug is rejected
+        assert rejected == reach, name  # and no other run is
+    assert figures["vote_before_persist"][0] >= CATCH_RUNS * 0.9
+    assert figures["commit_old_term"][0] >= 1

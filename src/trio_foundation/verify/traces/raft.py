@@ -10,7 +10,7 @@ drivers' trace hook. :func:`trace_of` maps the recorded transitions to records o
 ``specs/RaftTrace.tla``, one per step of ``specs/Raft.tla``; :func:`check_traces`
 writes many runs into one module ``RaftTraceData`` and asks TLC, in one run,
 whether each is a behaviour of ``Raft`` (with ``Faults = {"crash", "duplicate"}``
-and ``Features = {"prevote", "check_quorum", "noop", "lease_expiry"}``) that
+and ``Features = {"prevote", "check_quorum", "noop", "lease_expiry", "batching"}``) that
 keeps its safety invariants and ``SendsDurable`` (persist before send).
 
 The mapping
@@ -51,10 +51,12 @@ Abstractions (where the core is finer than the spec)
   refused append (``conflict_index``/``conflict_term``, fast backtracking) is
   dropped: the spec's leader may send from any ``prev_log_index``, which covers
   where the hint makes the core's leader go next.
-* **No batching**: the cores run with ``max_batch`` and ``max_inflight`` above any
-  log length reached, so every append carries every entry after its
-  ``prev_log_index``, as the spec's do (the core's partial batches and the empty
-  probe heartbeats of a peer with an append outstanding are not spec messages).
+* **Batching** (the ``batching`` feature of ``Raft.tla``): an append carries the
+  entries after its ``prev_log_index`` up to a bound (``max_batch``), or none (a
+  heartbeat, also the probe heartbeat of a peer with an append outstanding);
+  the trace spec reads which entries from the logged message and the spec
+  computes their contents from its own log. Pipelined appends to one peer in
+  one transition are logged as successive ``AppendEntries`` records.
 * **The network keeps every message**: a delivered message stays in the spec's
   ``msgs`` (with the ``duplicate`` fault), so a duplicate is a second delivery, a
   lost message one never delivered; nothing needs the simulator's queues.
@@ -92,7 +94,7 @@ from ...protocols.raft import (
     apply_persist,
 )
 from ...runtime.driver import Start, TimerFired, Transition
-from ...runtime.faults import Crash, FaultEvent, Heal, Partition, Restart, UniformDelay
+from ...runtime.faults import Crash, Cut, FaultEvent, Heal, Partition, Restart, UniformDelay
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
@@ -120,7 +122,7 @@ __all__ = [
 ]
 
 NIL: Final = "nil"
-FEATURES: Final = frozenset({"prevote", "check_quorum", "noop", "lease_expiry"})
+FEATURES: Final = frozenset({"prevote", "check_quorum", "noop", "lease_expiry", "batching"})
 """The ``Features`` of ``Raft.tla`` the traced cores run with."""
 INVARIANTS: Final = (
     "ElectionSafety",
@@ -165,6 +167,15 @@ class RunParams:
         drop_rate: probability that a message is lost.
         duplicate_rate: probability that a message is delivered twice.
         reorder_rate: probability that a message is held back up to 0.2 s.
+        leader_cuts: times (at random) the current leader loses its link to
+            one follower, is sent a burst of three proposals, and is cut off
+            from the other follower too about one message delay later (healed
+            1 to 3 s after): the entries reach at most one follower and their
+            acknowledgements may not come back, so the next leader may hold
+            entries of an older term that it must commit indirectly (the
+            Figure 8 situation) while the other follower lacks them.
+        max_batch: the cores' ``max_batch`` (entries per append).
+        max_inflight: the cores' ``max_inflight`` (pipelined appends per follower).
     """
 
     duration: float = 5.0
@@ -176,6 +187,9 @@ class RunParams:
     drop_rate: float = 0.05
     duplicate_rate: float = 0.05
     reorder_rate: float = 0.05
+    leader_cuts: int = 2
+    max_batch: int = 1
+    max_inflight: int = 4
 
     def __attrs_post_init__(self) -> None:
         if not self.duration > 0:
@@ -185,9 +199,12 @@ class RunParams:
                 f"need 0 < heartbeat_interval < election_timeout, got {self.heartbeat_interval!r}"
                 f" and {self.election_timeout!r}"
             )
-        for name in ("proposals", "partitions", "crashes"):
+        for name in ("proposals", "partitions", "crashes", "leader_cuts"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("max_batch", "max_inflight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
 
 @final
@@ -216,7 +233,8 @@ NodeFactory = Callable[[int, int, RunParams], RaftNode]
 
 
 def raft_node(node: int, nodes: int, params: RunParams) -> RaftNode:
-    """The traced runs' core: PreVote and CheckQuorum on, no batching, no compaction."""
+    """The traced runs' core: PreVote and CheckQuorum on, batches of ``params.max_batch``
+    entries, no compaction."""
     return node_factory()(node, nodes, params)
 
 
@@ -233,8 +251,8 @@ def node_factory(core: type[RaftNode] = RaftNode) -> NodeFactory:
             heartbeat_interval=params.heartbeat_interval,
             pre_vote=True,
             check_quorum=True,
-            max_batch=_UNBOUNDED,
-            max_inflight=_UNBOUNDED,
+            max_batch=params.max_batch,
+            max_inflight=params.max_inflight,
             max_uncommitted=_UNBOUNDED,
             max_log_entries=_UNBOUNDED,
         )
@@ -528,6 +546,28 @@ def _schedule(rng: random.Random, params: RunParams, nodes: int) -> list[FaultEv
     return sorted(events, key=lambda e: e.at)
 
 
+def _leader_cut(
+    sim: Simulation, cut: int, delay: float, healed: float, nodes: int
+) -> Callable[[], None]:
+    def act() -> None:
+        leaders = [
+            i
+            for i in range(nodes)
+            if isinstance(core := sim.core(i), DurableRaft) and core.core.role == "leader"
+        ]
+        if not leaders:
+            return
+        leader = leaders[-1]
+        rest = tuple(i for i in range(nodes) if i != leader)
+        sim.apply_fault(Cut(leader, rest[cut % len(rest)]))
+        for k in range(3):
+            sim.submit(leader, "propose", f"cut{cut}.{k}")
+        sim.apply_fault(Partition(((leader,), rest)), at=sim.now + delay)
+        sim.apply_fault(Heal(), at=sim.now + delay + healed)
+
+    return act
+
+
 def simulated_run(
     seed: int,
     params: RunParams = RunParams(),
@@ -566,6 +606,10 @@ def simulated_run(
     )
     for k in range(params.proposals):
         sim.submit(rng.randrange(nodes), "propose", f"v{k}", at=rng.uniform(0.0, params.duration))
+    for cut in range(params.leader_cuts):
+        at = rng.uniform(0.5, params.duration)
+        delay, healed = rng.uniform(0.03, 0.1), rng.uniform(1.0, 3.0)
+        sim.call_at(at, _leader_cut(sim, cut, delay, healed, nodes))
     sim.run(until=params.duration)
     return transitions
 
