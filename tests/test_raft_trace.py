@@ -190,7 +190,7 @@ def test_tampered_traces_are_rejected_at_the_tampered_record() -> None:
         else:
             pytest.fail("20 runs without a record to tamper with")
         trace[k] = tamper(trace[k])
-        traces.append(trace)
+        traces.append(trace[: k + 1])  # what follows is never reached
         positions.append(k)
     for index in range(len(traces)):
         # TLC stops at the first trace it cannot follow: check each alone
@@ -260,6 +260,26 @@ def test_the_docs_example_runs(
     monkeypatch.chdir(ROOT)
     exec(compile(code, str(DOC), "exec"), {"__name__": "__main__"})
     assert capsys.readouterr().out == "True 3 404\n"
+
+
+@pytest.mark.tlc
+def test_the_command_line_accepts_runs_and_rejects_an_edited_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_foundation.cli import main
+
+    monkeypatch.chdir(ROOT)
+    module = tmp_path / "RaftTraceData.tla"
+    args = ["specs", "trace", "Raft", "--traces", "1", "--duration", "3", "--write", str(module)]
+    assert main(args) == 0
+    assert "Raft: 1 runs (seeds 0..0), 35 steps: every trace is a behaviour" in (
+        capsys.readouterr().out
+    )
+    text = module.read_text(encoding="utf-8")
+    assert "commit |-> 1," in text
+    module.write_text(text.replace("commit |-> 1,", "commit |-> 2,", 1), encoding="utf-8")
+    assert main(["specs", "trace", "Raft", "--module", str(module)]) == 1
+    assert "REJECTED: trace 1 cannot go past step" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------- catch rates (slow)

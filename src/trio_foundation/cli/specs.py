@@ -771,7 +771,7 @@ def _verdict(name: str, what: str, check: Any) -> int:
     if check.accepted:
         console.print(
             f"{name}: {what}: every trace is a behaviour of the spec "
-            f"({states} states, {seconds:.1f} s)"
+            f"({states:,} states, {seconds:.1f} s)"
         )
         return 0
     if check.violated is not None:
