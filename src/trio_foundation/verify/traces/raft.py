@@ -66,6 +66,11 @@ Abstractions (where the core is finer than the spec)
   whole :class:`~trio_foundation.protocols.raft.RaftDurable` (as
   :func:`~trio_foundation.protocols.raft.apply_persist` does) in the effect's
   place, so a restart restores the whole durable state and the trace logs it.
+* **A vote refused to a candidate while a leader is known**: a follower that
+  heard from the leader of its term and has not voted refuses a vote request of
+  that term (as etcd-io/raft does), where the spec's voter would grant it; the
+  request is logged as consumed without effect (a loss) and the refusal, which
+  no receiver acts on, as never sent (its deliveries map to nothing).
 * **Not exercised** (the spec does not model them, or the runs leave them out):
   snapshots and compaction (``max_log_entries`` above any log), membership
   change, leadership transfer, ReadIndex reads (the core's read index — the
@@ -476,6 +481,8 @@ def trace_of(transitions: Sequence[Transition]) -> list[Record]:
     """
     views: dict[int, NodeView] = {}
     heard: dict[int, bool] = {}
+    # refusals outside the spec (see _refusals), until the spec sends the same message
+    unsent: set[Record] = set()
     records: list[Record] = []
     for t in transitions:
         n, after = t.node, t.state
@@ -493,8 +500,14 @@ def trace_of(transitions: Sequence[Transition]) -> list[Record]:
         elif heard[n] and not before.leased(t.now):
             records.append(_record(n, "LeaseExpires", before))
             heard[n] = False
+        if isinstance(t.input, Envelope) and _message(t.input.src, n, t.input.msg) in unsent:
+            heard[n] = after.leased(t.now)
+            continue  # a refusal outside the spec, delivered: the core ignores it
         action = _main_action(t, before, after)
-        sends = [e for e in t.effects if isinstance(e, Send)]
+        hidden = _refusals(t, before)
+        unsent.update(_message(n, e.to, e.msg) for e in hidden)
+        sends = [e for e in t.effects if isinstance(e, Send) and e not in hidden]
+        unsent.difference_update(_message(n, e.to, e.msg) for e in sends)
         appends = [e for e in sends if isinstance(e.msg, AppendEntries)]
         others = [_message(n, e.to, e.msg) for e in sends if not isinstance(e.msg, AppendEntries)]
         steps: list[tuple[str, Record | str, list[Record]]] = []
@@ -515,16 +528,42 @@ def trace_of(transitions: Sequence[Transition]) -> list[Record]:
                 batch = []
             if send is not None:
                 batch.append(send)
+        heard[n] = after.leased(t.now)
         if not steps:
             continue
-        mapped = _effects(n, t.effects)
+        mapped = _effects(n, [e for e in t.effects if e not in hidden])
         for k, (name, msg, sent) in enumerate(steps):
             last = k == len(steps) - 1
             records.append(
                 _record(n, name, after, msg=msg, sent=sent, effects=mapped if last else ())
             )
-        heard[n] = after.leased(t.now)
     return records
+
+
+def _refusals(t: Transition, before: NodeView) -> list[Send]:
+    """The vote refusals of ``t`` that the spec has no step for.
+
+    A follower that knows the leader of its term and has not voted in it refuses
+    a vote request of that term (as etcd-io/raft does); the spec's voter grants
+    it. The refusal changes nothing at either end (a candidate ignores refusals
+    of its own term), so the mapping logs the request as consumed with no effect
+    (the spec's loss) and the refusal as never sent: its deliveries map to nothing.
+    """
+    msg = t.input.msg if isinstance(t.input, Envelope) else None
+    if not (
+        isinstance(msg, RequestVote)
+        and not msg.pre_vote
+        and msg.term == before.term
+        and before.role == "follower"
+        and before.leader is not None
+        and before.voted_for is None
+    ):
+        return []
+    return [
+        e
+        for e in t.effects
+        if isinstance(e, Send) and isinstance(e.msg, RequestVoteResponse) and not e.msg.granted
+    ]
 
 
 # ---------------------------------------------------------------------- runs
