@@ -132,6 +132,10 @@ def test_simulated_runs_from_fresh_seeds_are_accepted() -> None:
     check = rt.check_traces(traces, specs_dir=SPECS)
     assert check.accepted, (seeds, check.failed_trace, check.failed_step, check.tlc.error_message)
     assert check.steps == sum(len(t) for t in traces)
+    # one state per record and per effect replayed, plus the initial ones: the trace
+    # spec never branches (so a deadlock can only mean the trace cannot go on)
+    replayed = sum(len(r["effects"]) for t in traces for r in t)  # type: ignore[arg-type]
+    assert check.tlc.distinct_states == len(traces) + check.steps + replayed
 
 
 def _first(trace: list[Record], pick: Any) -> int | None:
