@@ -295,33 +295,44 @@ CATCH_RUNS = 10
 @pytest.mark.tlc
 @pytest.mark.timeout(1800)
 def test_catch_rates_of_the_broken_cores_on_fresh_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    """Each broken core on CATCH_RUNS fresh runs, each checked alone by TLC: how many runs
-    reach the bug, and how many of those TLC rejects (figures in docs/consensus.md)."""
-    figures = {}
-    for name, factory, reached in (
-        ("vote_before_persist", VOTE_FIRST, lambda t: _first(t, _granted_vote)),
-        ("commit_old_term", COMMIT_OLD, _old_term_commit),
-    ):
-        reach = caught = rejected = 0
-        for _ in range(CATCH_RUNS):
+    """Each broken core on fresh runs, each checked alone by TLC: CATCH_RUNS runs of
+    VoteBeforePersistNode; for CommitOldTermNode (whose bug about one run in six
+    reaches), fresh runs until CATCH_RUNS // 2 reach it and CATCH_RUNS // 2 do not.
+    Every run that reaches the bug must be rejected, every other one accepted
+    (figures in docs/consensus.md)."""
+    cases: dict[str, tuple[rt.NodeFactory, Any]] = {
+        "vote_before_persist": (VOTE_FIRST, lambda t: _first(t, _granted_vote)),
+        "commit_old_term": (COMMIT_OLD, _old_term_commit),
+    }
+    for name, (factory, reached) in cases.items():
+        want = {True: CATCH_RUNS // 2, False: CATCH_RUNS // 2}
+        picked: list[tuple[bool, list[Record]]] = []
+        attempts = 0
+        while attempts < 20 * CATCH_RUNS and (want[True] or want[False]):
+            attempts += 1
             trace = rt.simulated_trace(fresh_seed(), node_factory=factory)
-            k = reached(trace)
-            check = rt.check_traces([trace], specs_dir=SPECS)
-            rejected += not check.accepted
-            if k is not None:
-                reach += 1
-                caught += not check.accepted
-        figures[name] = (reach, caught, rejected)
+            hit = reached(trace) is not None
+            if name == "vote_before_persist":
+                picked.append((hit, trace))  # every run, whatever it reaches
+                if attempts == CATCH_RUNS:
+                    break
+            elif want[hit]:
+                want[hit] -= 1
+                picked.append((hit, trace))
+        hits = sum(hit for hit, _ in picked)
+        verdicts = [
+            (hit, rt.check_traces([trace], specs_dir=SPECS).accepted) for hit, trace in picked
+        ]
+        caught = sum(hit and not ok for hit, ok in verdicts)
+        passed = sum(not hit and ok for hit, ok in verdicts)
         with capsys.disabled():
             print(
-                f"\n{name}: {reach}/{CATCH_RUNS} runs reach the bug, {caught} of them "
-                f"rejected; {rejected}/{CATCH_RUNS} rejected in all"
+                f"\n{name}: {attempts} fresh runs drawn; of {len(picked)} checked, "
+                f"{hits} reach the bug ({caught} rejected), {len(picked) - hits} do not "
+                f"({passed} accepted)"
             )
-    for name, (reach, caught, rejected) in figures.items():
-        assert caught == reach, name  # every run that reaches the bug is rejected
-        assert rejected == reach, name  # and no other run is
-    assert figures["vote_before_persist"][0] >= CATCH_RUNS * 0.9
-    assert figures["commit_old_term"][0] >= 1
+        assert caught == hits and passed == len(picked) - hits, name
+        assert hits >= (CATCH_RUNS * 0.9 if name == "vote_before_persist" else CATCH_RUNS // 2)
 
 
 @pytest.mark.slow
