@@ -25,7 +25,8 @@ Node ``i`` is the spec's server ``"s{i+1}"``. A core transition becomes:
 * a **proposal** the leader appends → ``ClientRequest``; a proposal refused
   (``NotLeader``, busy) changes nothing and maps to nothing;
 * a **message** handled → ``Receive`` of the message (also when the core drops
-  it: the spec accepts a message consumed with no effect as a loss);
+  it: the trace spec takes a record as a loss when no handler of the spec gives
+  the logged outcome, and only then, so it never branches);
 * every ``AppendEntries`` the transition sends → a following ``AppendEntries``
   record (the spec separates the handler from the sends; a transition that sends
   two appends to one peer is logged as two such records); the **heartbeat
@@ -33,7 +34,9 @@ Node ``i`` is the spec's server ``"s{i+1}"``. A core transition becomes:
 * before any transition of a follower whose leader lease (``T`` since the last
   append heard) has lapsed → ``LeaseExpires``: the core grants pre-votes again
   from then on, while its election timer (random in ``[T, 2T)``) may not have
-  fired yet — a step ``Timeout`` alone does not model (see ``Raft.tla``).
+  fired yet — a step ``Timeout`` alone does not model (see ``Raft.tla``). The
+  lease's start is read from the core (:func:`project`, the only private field
+  the mapping reads).
 
 Each record logs the node's role, term, commit index and durable state (term,
 vote, log of entry terms) after the transition, the messages it sent, and — on
