@@ -17,6 +17,9 @@
         (a new member runs ``serve --join`` with every member in --peers, itself
         included, before it is added)
 
+Every member also serves the lease locks of ``connect_lock_service("raft://HOST:PORT,...")``
+and ``foundation lock acquire --server raft://HOST:PORT,...`` (docs/lease-lock.md).
+
 ``--cluster`` takes any members' addresses, ``HOST:PORT`` (the member's id is
 read from its handshake) or ``ID=HOST:PORT``; followers forward to the leader.
 Client commands give up after ``--timeout`` seconds (default 10; exit 3).
@@ -220,17 +223,13 @@ async def _run_member(
     monitor: Any,
     metrics: tuple[str, list[Any]] | None,
 ) -> None:
-    from ..coordination.consensus import open_raft_node
-    from ..coordination.raft_kv import KV_CODEC
-    from ..protocols.kv_machine import KVMachine
+    from ..coordination.raft_lock import open_lock_node
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_raft_node(
+        async with open_lock_node(
             args.id,
             peers,
             args.data_dir,
-            KVMachine(),
-            codec=KV_CODEC,
             secret=secret,
             election_timeout=args.election_timeout,
             join=args.join,
