@@ -325,7 +325,8 @@ class LockMachine:
 
     def _reset(self, config: LockMachineConfig) -> None:
         config.check()
-        self.config = config
+        # an int max_ttl decodes as a float: keep one form, so snapshots compare equal
+        self.config = msgspec.structs.replace(config, max_ttl=float(config.max_ttl))
         # Invariant: only held locks; len <= max_locks.
         self._locks: dict[str, _Lock] = {}
         # Invariant: per (name, client), the highest request id applied; LRU first.
