@@ -584,12 +584,28 @@ class RaftNodeHandle(_Caller):
                 value, op = msg.query, "read"
             with trio.move_on_after(self._request_timeout):
                 answer = await self._local(op, value)
+                if answer is not None and self._forwardable(src, answer):
+                    # A client that may not know the leader's address: ask the leader
+                    # for it (same session ids: a submit is still applied at most
+                    # once). One hop only: requests from members are not forwarded.
+                    assert answer.leader is not None
+                    answer = await self._remote(answer.leader, _forward_maker(msg))
                 if answer is not None:
                     self._tcp.send_nowait(src, _with_req(answer, msg.req))
                     return
             self._tcp.send_nowait(src, CReply(msg.req, "unknown"))
         finally:
             self._client_requests -= 1
+
+    def _forwardable(self, src: int, answer: CReply) -> bool:
+        leader = answer.leader
+        return (
+            answer.outcome == "not_leader"
+            and src > MAX_MEMBER_ID
+            and leader is not None
+            and leader != self.node_id
+            and self._tcp.is_connected(leader)
+        )
 
     def _local_leads(self) -> bool:
         return self.driver is not None and self.driver.running and self.core.role == "leader"
@@ -711,6 +727,14 @@ def _submit_maker(p: core.Proposal) -> Callable[[int], CSubmit]:
     cid, rid, cmd = p.client_id, p.request_id, p.command
     assert isinstance(cid, int) and isinstance(cmd, bytes)
     return lambda req: CSubmit(req, cid, rid, cmd)
+
+
+def _forward_maker(msg: CSubmit | CRead | CAdmin) -> Callable[[int], Any]:
+    if isinstance(msg, CSubmit):
+        return lambda req: CSubmit(req, msg.client_id, msg.request_id, msg.command)
+    if isinstance(msg, CRead):
+        return lambda req: CRead(req, msg.query)
+    return lambda req: CAdmin(req, msg.op, msg.node)
 
 
 def _with_req(reply: CReply, req: int) -> CReply:
