@@ -121,7 +121,10 @@ def _acquire(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise ValueError("foundation lock acquire: no command given (NAME -- CMD ARGS...)")
-    return trio.run(_hold_and_run, args, command)
+    from .kv import quiet_repeats
+
+    with quiet_repeats():  # a refused connection is redialled: say so once
+        return trio.run(_hold_and_run, args, command)
 
 
 async def _hold_and_run(args: argparse.Namespace, command: list[str]) -> int:
