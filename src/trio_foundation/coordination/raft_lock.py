@@ -423,61 +423,81 @@ async def open_raft_lock_service(
         raise ConnectionError(
             f"lock service {url}: {exc or 'no member answered in time'}"
         ) from None
-    async with open_raft_client(members, codec=SERVICE_CODEC, secret=secret) as client:
-        with trio.move_on_after(timeout) as waiting:
-            await client.wait_connected()
-        if waiting.cancelled_caught:
-            raise ConnectionError(
-                f"lock service {url}: no connection to any member within {timeout:g} s"
-            )
-        handles: dict[str, LockHandle] = {}
-        body_error: BaseException | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                conn = _Connection(client, owner, nursery, request_deadline)
+    handles: dict[str, LockHandle] = {}
+    # The client's transport runs shielded in a task of its own, so that the
+    # closing LockClose still reaches the cluster when the connection is torn
+    # down by a cancellation; it is stopped (with a deadline) once that is done.
+    client_scope = trio.CancelScope(shield=True)
+    own_error: BaseException | None = None  # the body's, or this function's own
+    try:
+        async with trio.open_nursery() as keeper:
 
-                def open_lock(name: str) -> LockHandle:
-                    core = LockClient(
-                        owner,
-                        server=SERVER_NODE,
-                        max_drift=max_drift,
-                        retry_interval=retry_interval,
-                    )
-                    channel = _RaftLockChannel(conn, name)
-                    driver = NodeDriver(
-                        core, channel, persist=_ignore, pull=False, rng=rng, trace=trace
-                    )
-                    channel.driver = driver
-                    driver.start_in(nursery)
-                    handle = handles[name] = LockHandle(core, driver)
-                    return handle
+            async def run_client(task_status: trio.TaskStatus[RaftClient]) -> None:
+                with client_scope:
+                    async with open_raft_client(
+                        members, codec=SERVICE_CODEC, secret=secret
+                    ) as started:
+                        task_status.started(started)
+                        await trio.sleep_forever()
 
+            try:
+                client: RaftClient = await keeper.start(run_client)
+                with trio.move_on_after(timeout) as waiting:
+                    await client.wait_connected()
+                if waiting.cancelled_caught:
+                    own_error = ConnectionError(
+                        f"lock service {url}: no connection to any member within {timeout:g} s"
+                    )
+                    raise own_error
                 try:
-                    yield LeaseLock(
-                        node_id=owner,
-                        open_lock=open_lock,
-                        retry_delay=retry_delay,
-                        rng=rng,
-                        max_locks=max_locks,
-                        telemetry=telemetry,
-                    )
-                except BaseException as exc:
-                    body_error = exc
-                    raise
+                    async with trio.open_nursery() as nursery:
+                        conn = _Connection(client, owner, nursery, request_deadline)
+
+                        def open_lock(name: str) -> LockHandle:
+                            core = LockClient(
+                                owner,
+                                server=SERVER_NODE,
+                                max_drift=max_drift,
+                                retry_interval=retry_interval,
+                            )
+                            channel = _RaftLockChannel(conn, name)
+                            driver = NodeDriver(
+                                core, channel, persist=_ignore, pull=False, rng=rng, trace=trace
+                            )
+                            channel.driver = driver
+                            driver.start_in(nursery)
+                            handle = handles[name] = LockHandle(core, driver)
+                            return handle
+
+                        try:
+                            yield LeaseLock(
+                                node_id=owner,
+                                open_lock=open_lock,
+                                retry_delay=retry_delay,
+                                rng=rng,
+                                max_locks=max_locks,
+                                telemetry=telemetry,
+                            )
+                        except BaseException as exc:
+                            own_error = exc
+                            raise
+                        finally:
+                            nursery.cancel_scope.cancel()
                 finally:
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # The body's own exception comes back wrapped by the nursery: unwrap it.
-            if body_error is None or _carried(group) != _carried(body_error):
-                raise
-        else:
-            body_error = None
-        finally:
-            if handles:
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
-                    await client.submit((lm.LOCK_TAG, lm.LockClose(owner)))
-        if body_error is not None:
-            raise body_error
+                    closing = trio.current_time() + timeout
+                    client_scope.deadline = closing
+                    if handles:
+                        with trio.CancelScope(shield=True, deadline=closing):
+                            await client.submit((lm.LOCK_TAG, lm.LockClose(owner)))
+            finally:
+                client_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Our own exception comes back wrapped by the nurseries: unwrap it.
+        if own_error is None or _carried(group) != _carried(own_error):
+            raise
+    else:
+        return
+    raise own_error
 
 
 def _carried(exc: BaseException) -> set[int]:
