@@ -164,6 +164,7 @@ async def test_a_new_leader_does_not_expire_an_inherited_lease_early(tmp_path: P
     assert lb.token > la.token and fenced_by_index
 
 
+@pytest.mark.slow  # ~9 s of crashes and contention; run with -m slow
 @pytest.mark.timeout(90)
 async def test_contention_across_leader_crashes_keeps_mutual_exclusion(tmp_path: Path) -> None:
     """Three clients contend while the leader is killed and restarted three times;
