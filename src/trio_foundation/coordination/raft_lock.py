@@ -30,6 +30,7 @@ renewal in its replica (a new leader starts every count afresh).
 from __future__ import annotations
 
 import math
+import os
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -103,7 +104,8 @@ async def keep_leases(
         held: the held locks of the member's replica (e.g.
             ``lambda: machine.locks.held()``).
         tick: seconds between scans (default the heartbeat interval): an
-            expiry is proposed up to ``tick`` late.
+            expiry is proposed up to ``tick`` late. A scan costs one step per
+            held lock.
         max_inflight: expiry proposals outstanding at once.
 
     Runs until cancelled (reports started at once). Cancellation leaves nothing
@@ -165,7 +167,7 @@ async def _keep_for_term(
 async def open_lock_node(
     node_id: int,
     peers: Mapping[int, tuple[str, int]],
-    data_dir: str,
+    data_dir: str | os.PathLike[str],
     *,
     machine: lm.ServiceMachine | None = None,
     **options: Any,
@@ -320,11 +322,11 @@ class _RaftLockChannel:
         if driver is None or not driver.running:
             return
         if isinstance(result, lm.LockGranted):
-            driver.deliver(SERVER_NODE, Granted(tuple(result.req), result.token, result.ttl))  # type: ignore[arg-type]
+            driver.deliver(SERVER_NODE, Granted(result.req, result.token, result.ttl))
         elif isinstance(result, lm.LockRenewed):
-            driver.deliver(SERVER_NODE, Renewed(tuple(result.req), result.token, result.ttl))  # type: ignore[arg-type]
+            driver.deliver(SERVER_NODE, Renewed(result.req, result.token, result.ttl))
         elif isinstance(result, lm.LockDenied):
-            driver.deliver(SERVER_NODE, Denied(tuple(result.req), result.reason))  # type: ignore[arg-type]
+            driver.deliver(SERVER_NODE, Denied(result.req, result.reason))
 
     async def receive(self) -> Envelope:
         raise RuntimeError("a raft lock channel pushes its results to the driver")
