@@ -215,3 +215,86 @@ async def test_contention_across_leader_crashes_keeps_mutual_exclusion(tmp_path:
     for at in crashes:  # the service came back after every crash
         assert any(h.start > at for h in history.holds), f"seed {seed}: nothing after {at}"
     assert len(history.holds) >= 10, f"seed {seed}: too little happened"
+
+
+@pytest.mark.slow  # ~7 s; run with -m slow
+@pytest.mark.timeout(60)
+async def test_a_partitioned_leader_cannot_keep_or_expire_a_lease(tmp_path: Path) -> None:
+    """Every member reaches every other through its own proxy (one per direction);
+    the leader is cut off from both peers while A, which knows only that member, holds
+    the lock through it. A's renewals cannot commit, so A's body is cancelled before
+    its deadline; the majority elects a leader that waits A's ttl out before B gets the
+    lock; after the heal every replica holds the same locks (the old leader's
+    uncommitted entries were replaced)."""
+    real = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    history = History()
+    with trio.fail_after(50):
+        async with trio.open_nursery() as nursery:
+            links: dict[tuple[int, int], LoopbackProxy] = {}
+            for i in real:
+                for j in real:
+                    if i != j:
+                        proxy = links[(i, j)] = LoopbackProxy(real[j])
+                        await nursery.start(proxy.run)
+            machines = {i: lm.ServiceMachine() for i in real}
+            nodes: dict[int, RaftNodeHandle] = {}
+
+            async def member(i: int, task_status: trio.TaskStatus[None]) -> None:
+                peers = {j: real[j] if j == i else links[(i, j)].listen_address for j in real}
+                async with open_lock_node(
+                    i,
+                    peers,  # type: ignore[arg-type]
+                    tmp_path / f"m{i}",
+                    machine=machines[i],
+                    listen=real[i],
+                ) as node:
+                    nodes[i] = node
+                    task_status.started()
+                    await trio.sleep_forever()
+
+            for i in real:
+                await nursery.start(member, i)
+            old = await nodes[1].leader.wait_value(lambda v: v is not None)
+            cut = [p for (i, j), p in links.items() if old in (i, j)]
+            url = "raft://" + ",".join(f"{i}={h}:{p}" for i, (h, p) in real.items())
+            leases: dict[str, Lease] = {}
+            partitioned = trio.Event()
+
+            async def rival(b: LeaseLock) -> None:
+                await partitioned.wait()
+                async with b.acquire(ttl=1, name="job") as lb:
+                    leases["b"] = lb
+                    async with history.hold(1, lb):
+                        pass
+
+            only_old = (
+                f"raft://{old}={real[old][0]}:{real[old][1]}"  # A reaches the old leader only
+            )
+            async with (
+                connect_lock_service(only_old) as a,
+                connect_lock_service(url) as b,
+                trio.open_nursery() as rivals,
+            ):
+                rivals.start_soon(rival, b)
+                with pytest.raises(LeaseLostError):
+                    async with a.acquire(ttl=3, name="job") as la:
+                        async with history.hold(0, la):
+                            for p in cut:
+                                p.refusing = True
+                                p.cut_all()
+                            partitioned.set()
+                            await trio.sleep(30)  # cancelled when renewals stop
+                while "b" not in leases:  # noqa: ASYNC110 - B's hold, in the rivals nursery
+                    await trio.sleep(0.05)
+                new = next(i for i, n in nodes.items() if n.core.role == "leader" and i != old)
+                for p in cut:  # heal: the old leader rejoins as a follower (and A can close)
+                    p.refusing = False
+            want = nodes[new].core.commit_index
+            while not all(n.core.last_applied >= want for n in nodes.values()):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            held = {i: [(h.name, h.token) for h in m.locks.held()] for i, m in machines.items()}
+            nursery.cancel_scope.cancel()
+    assert history.violations() == []
+    assert len(history.holds) == 2 and history.holds[1].start >= history.holds[0].end
+    assert leases["b"].token > la.token
+    assert len({tuple(v) for v in held.values()}) == 1, held  # the replicas agree
