@@ -9,7 +9,7 @@ message names the seed and the command that replays it exactly::
 
 Environment:
 
-* ``RAFT_CHAOS_SEEDS=N``: runs of the 3-node cluster per test session (default 24;
+* ``RAFT_CHAOS_SEEDS=N``: runs of the 3-node cluster per test session (default 20;
   a quarter as many, at least 2, of the 5-node cluster);
 * ``FOUNDATION_CHAOS_SEED=S``: use seed ``S`` everywhere instead of fresh ones (the
   project's replay variable, as in ``chaos/test_etcd_kv.py``).
@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from raft_kv_chaos import RaftChaosRun, check_keys, run_raft_kv_chaos
 
-SEEDS_3 = int(os.environ.get("RAFT_CHAOS_SEEDS", "24"))
+SEEDS_3 = int(os.environ.get("RAFT_CHAOS_SEEDS", "20"))
 SEEDS_5 = max(2, SEEDS_3 // 4)
 SEARCH = 25  # fresh seeds a search for the stale-read core may use (per-run rate ~25 %)
 HARNESS = Path(__file__).resolve().parent.parent / "tests" / "raft_kv_chaos.py"
@@ -124,6 +124,9 @@ def test_a_seed_replays_exactly_in_another_process() -> None:
     )
     assert f"digest      {run.digest}" in out.stdout, out.stdout + out.stderr
     assert out.returncode == 0, out.stdout + out.stderr
+    # the form docs/consensus.md documents
+    docs = (HARNESS.parent.parent / "docs" / "consensus.md").read_text(encoding="utf-8")
+    assert "python tests/raft_kv_chaos.py --seed SEED --nodes 3" in docs
 
 
 def test_a_leader_that_reads_without_confirming_leadership_is_caught() -> None:
