@@ -281,6 +281,10 @@ async def test_kv_serve_processes_stay_linearizable_under_kills_stops_and_cuts(
     members = Members(tmp_path)
     try:
         history, counts = await run_chaos(members, seed, SECONDS)
+        # no member ended on its own (only the nemesis kills them)
+        for i, proc in sorted(members.procs.items()):
+            log = (tmp_path / f"log{i}").read_text(errors="replace")[-2000:]
+            assert proc.poll() is None, f"seed {seed}: member {i} exited by itself:\n{log}"
     finally:
         members.stop_all()
     result = check_history(history, "cas-register", timeout=60)
