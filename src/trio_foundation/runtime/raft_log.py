@@ -1124,9 +1124,15 @@ class RaftLog:
         :meth:`save`.
         """
         snap = record.snapshot
+        truncate_from = record.truncate_from
+        if snap is not None and truncate_from is not None:
+            # The record's order is snapshot, then truncation: a truncation at or
+            # below the snapshot (a step that cut a conflicting suffix and then
+            # compacted past the cut) removes every entry after the snapshot.
+            truncate_from = max(truncate_from, snap.last_included_index + 1)
         await self.save(
             hard_state=HardState(record.term, record.voted_for),
-            truncate_from=record.truncate_from,
+            truncate_from=truncate_from,
             entries=[LogEntry(e.index, e.term, encode_entry(e)) for e in record.entries],
             snapshot=None
             if snap is None
