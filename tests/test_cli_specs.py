@@ -376,7 +376,7 @@ def test_the_projects_mutants_and_reachability_checks_are_caught(
     code = main(
         [
             *("specs", "check", "--mutants", "--reach", "--dir", str(SPECS)),
-            *("--jobs", "2", "--workers", "1"),
+            *("--jobs", "2", "--workers", "1", "--timeout", "1200"),
         ]
     )
     mutants = sorted((SPECS / "broken").glob("*.cfg"))
@@ -405,7 +405,7 @@ def test_the_projects_mutants_and_reachability_checks_are_caught(
 
 @pytest.mark.tlc
 @needs_java
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(2400)
 def test_the_projects_default_configs_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """CI's run of ``foundation specs check`` over every default config of specs/.
 
@@ -424,7 +424,13 @@ def test_the_projects_default_configs_pass(monkeypatch: pytest.MonkeyPatch) -> N
         return result
 
     monkeypatch.setattr(cli_specs, "run_tlc", recording_run_tlc)
-    code = main(["specs", "check", "--dir", str(SPECS), "--jobs", "2", "--workers", "1"])
+    # Idle, every config takes under a minute; the per-check limit is for a loaded machine.
+    code = main(
+        [
+            *("specs", "check", "--dir", str(SPECS)),
+            *("--jobs", "2", "--workers", "1", "--timeout", "1200"),
+        ]
+    )
     configs = [
         c
         for c in sorted(SPECS.glob("*.cfg"))
