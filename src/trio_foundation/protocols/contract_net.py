@@ -439,7 +439,9 @@ class Manager:
         self.price = 0
         self.reason = ""
         self.proposals: dict[int, Proposal] = {}  # node -> proposal, current round
-        self._answered: set[int] = set()  # invited nodes that proposed or refused
+        # nodes that proposed or refused this round, in arrival order
+        self._answered: dict[int, None] = {}
+        self._unanswered_invited = len(self._invited)  # Invariant: invited not in _answered
         self._receipts = 0
         self._deadline_at: float | None = None  # local time of the round's deadline
         self._execution_at: float | None = None  # local time of the award's timeout
@@ -519,7 +521,8 @@ class Manager:
             unanswered,
         ) = snapshot
         self.proposals = {p.node: p for p in proposals}
-        self._answered = set(answered)
+        self._answered = dict.fromkeys(answered)
+        self._unanswered_invited = sum(1 for n in self._invited if n not in self._answered)
         self.revoked = list(revoked)
         self._unanswered = dict(unanswered)
         self._persisted = snapshot
@@ -531,7 +534,8 @@ class Manager:
         self.round += 1
         self.state = "cfp"
         self.winner, self.price = None, 0
-        self.proposals, self._answered = {}, set()
+        self.proposals, self._answered = {}, {}
+        self._unanswered_invited = len(self._invited)
         assert self.config.deadline is not None  # checked by TaskConfig
         self._deadline_at = now + self.config.deadline
         self._execution_at = None
@@ -583,17 +587,18 @@ class Manager:
             return [Send(src, RejectProposal(self.config.task, msg.round, "duplicate"))]
         self._receipts += 1
         self.proposals[src] = Proposal(src, msg.price, self._receipts)
-        self._answered.add(src)
-        return self._after_answer(now)
+        return self._after_answer(now, src)
 
     def _on_refuse(self, now: float, src: int, msg: Refuse) -> list[Effect]:
         if src not in self._info or not self._open_for(msg.round) or src in self._answered:
             return []
-        self._answered.add(src)
-        return self._after_answer(now)
+        return self._after_answer(now, src)
 
-    def _after_answer(self, now: float) -> list[Effect]:
-        if all(node in self._answered for node in self._invited):
+    def _after_answer(self, now: float, src: int) -> list[Effect]:
+        self._answered[src] = None
+        if self.config.required <= self._info[src].capabilities:
+            self._unanswered_invited -= 1
+        if self._unanswered_invited == 0:
             return [CancelTimer(DEADLINE_TIMER), *self._evaluate(now)]
         return [self._persist()]
 
@@ -697,7 +702,7 @@ class Manager:
             self.price,
             self.reason,
             tuple(self.proposals.values()),
-            tuple(sorted(self._answered)),
+            tuple(self._answered),  # arrival order: deterministic, no sort per answer
             self._receipts,
             self._deadline_at,
             self._execution_at,
