@@ -247,6 +247,13 @@ def machine(
             else:
                 self.net.append((c, msg))
 
+        @precondition(lambda self: self.awards)
+        @rule()
+        def EveryoneReports(self) -> None:
+            """Every awarded contractor, revoked or not, reports its result now."""
+            for c, r, _ in list(self.awards):
+                self._deliver(c, InformDone("t", r))
+
         @rule(src=st.sampled_from(SENDERS))
         def LyingDone(self, src: int) -> None:
             """A result for the current round from whoever: never paid unless awarded."""
@@ -310,9 +317,12 @@ def machine(
         # ------------------------------------------------------------ observer
 
         def _valid_in(self, r: int) -> list[tuple[int, int, int]]:
-            """(contractor, price, receipt) of round r's valid proposals: per contractor,
-            its first answer received while round r was open, if a valid proposal."""
+            """(contractor, price, receipt) of round r's valid proposals: per contractor not
+            revoked for this task, its first answer received while round r was open, if a
+            valid proposal."""
             answered: set[int] = set()
+            # a contractor awarded an earlier round (hence revoked) is not invited again
+            answered.update(c for c, r2, _ in self.awards if r2 < r)
             valid = []
             for receipt, (src, msg, open_) in enumerate(self.delivered):
                 if not open_ or msg.round != r or src not in self.info or src in answered:

@@ -14,8 +14,9 @@
 (* says nothing (it crashed, or its message was lost) until the execution  *)
 (* timer fires; a failure, a timeout or a round without a valid proposal   *)
 (* revokes the round and re-announces the task, at most MaxRounds rounds;  *)
-(* then the task fails and the hold is released. An awarded contractor may *)
-(* report after its round was revoked (it was only slow).                  *)
+(* then the task fails and the hold is released. A contractor whose award  *)
+(* was revoked is not considered again for the task. An awarded contractor *)
+(* may report after its round was revoked (it was only slow).              *)
 (*                                                                         *)
 (* The ledger link is reliable (specs/Ledger.tla checks the ledger), so a  *)
 (* settle or release is applied with the step that decides it; the escrow  *)
@@ -138,6 +139,7 @@ ReceivePropose(m, keep) ==
            ok == /\ phase = "cfp"
                  /\ (m.r = round \/ Variant = "late_proposal_accepted")
                  /\ (m.c \in Qualified \/ Variant = "award_unqualified")
+                 /\ ~\E v \in revoked : v.c = m.c
                  /\ ~\E x \in props : x.c = m.c
            rec == [c |-> m.c, r |-> m.r, p |-> m.p, t |-> t, open |-> open]
        IN /\ received' = received \cup {rec}
@@ -245,10 +247,11 @@ Spec == Init /\ [][Next]_vars
 -----------------------------------------------------------------------------
 (* What an observer computes from `received`: the valid proposals of round *)
 (* r are, per contractor, the first one received while round r was open,   *)
-(* from a qualified contractor.                                            *)
+(* from a qualified contractor not awarded an earlier (so revoked) round.  *)
 ValidIn(r) ==
     {x \in received :
         /\ x.r = r /\ x.open /\ x.c \in Qualified
+        /\ ~\E a \in awards : a.c = x.c /\ a.r < r
         /\ ~\E y \in received : y.c = x.c /\ y.r = r /\ y.open /\ y.t < x.t}
 
 RevokedRounds == {v.r : v \in revoked}

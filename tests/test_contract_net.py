@@ -267,10 +267,9 @@ def test_a_timed_out_contractor_is_revoked_and_never_paid() -> None:
     assert w.core.winner == C2
     out = w.fire("execution", 26.0)
     assert (C2, Cancel("t1", 1)) in out
-    assert sorted(to for to, m in out if isinstance(m, CallForProposals) and m.round == 2) == [
-        C2,
-        C3,
-    ]
+    # the revoked contractor is not invited again, and its proposals are refused
+    assert [to for to, m in out if isinstance(m, CallForProposals) and m.round == 2] == [C3]
+    assert w.deliver(C2, Propose("t1", 2, 1)) == [(C2, RejectProposal("t1", 2, "revoked"))]
     w.deliver(C3, Propose("t1", 2, 7))
     # the slow contractor of round 1 reports late: cancelled, not paid
     assert w.deliver(C2, InformDone("t1", 1)) == [(C2, Cancel("t1", 1))]
@@ -283,15 +282,18 @@ def test_a_timed_out_contractor_is_revoked_and_never_paid() -> None:
 
 def test_failures_past_max_rounds_fail_the_task_and_release_the_escrow() -> None:
     w = World()
-    for r in (1, 2):
-        w.take()
-        w.deliver(C2, Propose("t1", r, 5))
-        w.deliver(C3, Refuse("t1", r))
-        assert w.core.state == "awarded"
-        w.deliver(C2, Failure("t1", r, "disk full"))
+    w.take()
+    w.deliver(C2, Propose("t1", 1, 5))
+    w.deliver(C3, Refuse("t1", 1))
+    assert w.core.state == "awarded"
+    w.deliver(C2, Failure("t1", 1, "disk full"))
+    w.take()
+    w.deliver(C3, Propose("t1", 2, 9))  # C3, the only one invited, is awarded at once
+    assert w.core.state == "awarded" and w.core.winner == C3
+    w.deliver(C3, Failure("t1", 2, "disk full"))
     assert w.core.state == "failed" and w.core.reason == "failure"
     assert w.balance("buyer") == 100 and not w.ledger.ledger.holds()
-    assert w.core.revoked == [(1, C2), (2, C2)]
+    assert w.core.revoked == [(1, C2), (2, C3)]
     assert w.deliver(C2, InformDone("t1", 2)) == [(C2, Cancel("t1", 2))]
     assert w.balance("acct2") == 0
 

@@ -127,12 +127,13 @@ async def test_a_crashed_contractors_task_is_re_announced(autojump_clock: Any) -
 async def test_failures_past_max_rounds_release_the_escrow(autojump_clock: Any) -> None:
     market = make_market()
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: market.serve_contractor(
-                "broken", capabilities={"code"}, account="a-broken", propose=fixed(2),
-                perform=work(0.1, fail=True), task_status=task_status,
-            )
-        )  # fmt: skip
+        for name in ("broken", "wrecked"):
+            await nursery.start(
+                lambda task_status, name=name: market.serve_contractor(
+                    name, capabilities={"code"}, account=name, propose=fixed(2),
+                    perform=work(0.1, fail=True), task_status=task_status,
+                )
+            )  # fmt: skip
         outcome = await market.allocate(
             "job", budget=10, buyer="buyer", deadline=1.0, execution_timeout=5.0, max_rounds=2
         )

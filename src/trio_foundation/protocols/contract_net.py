@@ -30,7 +30,10 @@ The interaction protocol is FIPA's Contract Net (FIPA SC00029H, after Smith
    with no valid proposal *revokes* the round: the award (if any) gets
    :class:`Cancel`, and the task is announced again as round ``r + 1``, at
    most ``max_rounds`` rounds in all. After the last one the task fails and
-   the hold is released to the buyer.
+   the hold is released to the buyer. A contractor whose award was revoked
+   is not invited again for this task (its proposals are refused
+   ``"revoked"``): a crashed or failing contractor does not win the next
+   round with the same low price.
 
 **Never two contractors paid.** There is one hold per task, whatever the
 round, and the ledger closes a hold exactly once; besides, the manager settles
@@ -54,7 +57,8 @@ or harmless to repeat.
 (not in the configuration: unregistered), ``"bad_price"`` (not an int, or
 negative), ``"over_budget"``, ``"unqualified"`` (lacks a required capability),
 ``"late"`` (its round's evaluation has happened, or another round is current),
-``"duplicate"``, ``"not_selected"`` (lost the evaluation).
+``"revoked"`` (its award of an earlier round was revoked), ``"duplicate"``,
+``"not_selected"`` (lost the evaluation).
 
 The manager persists its state (:class:`Persist`) before every message it
 sends and records the deadlines as absolute times of its clock, so a restart
@@ -430,8 +434,8 @@ class Manager:
     def __init__(self, config: TaskConfig) -> None:
         self.config = config
         self._info = {c.node: c for c in config.contractors}
-        self._invited = tuple(
-            sorted(c.node for c in config.contractors if config.required <= c.capabilities)
+        self._qualified = frozenset(
+            c.node for c in config.contractors if config.required <= c.capabilities
         )
         self.state: State = "escrowing"
         self.round = 0
@@ -441,13 +445,22 @@ class Manager:
         self.proposals: dict[int, Proposal] = {}  # node -> proposal, current round
         # nodes that proposed or refused this round, in arrival order
         self._answered: dict[int, None] = {}
-        self._unanswered_invited = len(self._invited)  # Invariant: invited not in _answered
         self._receipts = 0
         self._deadline_at: float | None = None  # local time of the round's deadline
         self._execution_at: float | None = None  # local time of the award's timeout
         self.revoked: list[tuple[int, int | None]] = []  # (round, awarded node)
         self._unanswered: dict[str, Command] = {}  # kind -> ledger command not answered
         self._persisted: Any = None
+        self._invite()
+
+    def _invite(self) -> None:
+        """This round's invitations: the qualified contractors never revoked for this task."""
+        excluded = {node for _, node in self.revoked}
+        self._excluded = frozenset(n for n in excluded if n is not None)
+        self._invited = tuple(sorted(self._qualified - self._excluded))
+        self._invited_set = frozenset(self._invited)
+        # Invariant: the number of invited contractors not in _answered
+        self._unanswered_invited = sum(1 for n in self._invited if n not in self._answered)
 
     # ----------------------------------------------------------------- Core
 
@@ -522,8 +535,8 @@ class Manager:
         ) = snapshot
         self.proposals = {p.node: p for p in proposals}
         self._answered = dict.fromkeys(answered)
-        self._unanswered_invited = sum(1 for n in self._invited if n not in self._answered)
         self.revoked = list(revoked)
+        self._invite()
         self._unanswered = dict(unanswered)
         self._persisted = snapshot
 
@@ -535,7 +548,7 @@ class Manager:
         self.state = "cfp"
         self.winner, self.price = None, 0
         self.proposals, self._answered = {}, {}
-        self._unanswered_invited = len(self._invited)
+        self._invite()
         assert self.config.deadline is not None  # checked by TaskConfig
         self._deadline_at = now + self.config.deadline
         self._execution_at = None
@@ -567,6 +580,8 @@ class Manager:
             return "late"
         if not self.config.required <= info.capabilities:
             return "unqualified"
+        if src in self._excluded:
+            return "revoked"
         if price > self.config.budget:
             return "over_budget"
         if src in self._answered and self.proposals.get(src, None) is None:
@@ -590,13 +605,13 @@ class Manager:
         return self._after_answer(now, src)
 
     def _on_refuse(self, now: float, src: int, msg: Refuse) -> list[Effect]:
-        if src not in self._info or not self._open_for(msg.round) or src in self._answered:
+        if src not in self._invited_set or not self._open_for(msg.round) or src in self._answered:
             return []
         return self._after_answer(now, src)
 
     def _after_answer(self, now: float, src: int) -> list[Effect]:
         self._answered[src] = None
-        if self.config.required <= self._info[src].capabilities:
+        if src in self._invited_set:
             self._unanswered_invited -= 1
         if self._unanswered_invited == 0:
             return [CancelTimer(DEADLINE_TIMER), *self._evaluate(now)]
