@@ -92,9 +92,9 @@ def machine(
         @initialize(
             reps=st.lists(st.sampled_from([0.0, 1.0, 0.5]), min_size=3, max_size=3),
             weights=st.sampled_from([Weights(), Weights(1.0, 0.0, 1.0), Weights(0.0, 0.0, 1.0)]),
-            funded=st.integers(0, 7).map(lambda n: n > 0),
+            funded=st.integers(0, 15).map(lambda n: n > 0),
             slow_ledger=st.booleans(),
-            max_rounds=st.integers(1, 3),
+            max_rounds=st.sampled_from([2, 3, 1]),
         )
         def setup(
             self,
@@ -210,21 +210,22 @@ def machine(
 
         # ------------------------------------------------------------ rules
 
-        @rule(src=st.sampled_from(SENDERS), price=st.integers(-1, BUDGET + 1), back=st.booleans())
-        def SendPropose(self, src: int, price: int, back: bool) -> None:
-            """A proposal for the current round, or (``back``) for the one before it."""
+        @rule(
+            src=st.sampled_from(SENDERS),
+            price=st.none() | st.integers(-1, BUDGET + 1),
+            back=st.booleans(),
+        )
+        def SendPropose(self, src: int, price: int | None, back: bool) -> None:
+            """A proposal (None: a refusal) put in flight for the current round, or
+            (``back``) for the one before it."""
             r = max(1, self.core.round - 1) if back else max(1, self.core.round)
-            self.net.append((src, Propose("t", r, price)))
+            self.net.append((src, Refuse("t", r) if price is None else Propose("t", r, price)))
 
         @precondition(lambda self: self.core.round >= 2)
         @rule(src=st.sampled_from(QUALIFIED), price=st.integers(0, BUDGET))
         def DelayedProposal(self, src: int, price: int) -> None:
             """A proposal for the previous round arrives now (it was delayed)."""
             self._deliver(src, Propose("t", self.core.round - 1, price))
-
-        @rule(src=st.sampled_from(QUALIFIED))
-        def SendRefuse(self, src: int) -> None:
-            self.net.append((src, Refuse("t", max(1, self.core.round))))
 
         @precondition(lambda self: self.core.state == "cfp")
         @rule(answers=st.lists(st.sampled_from([1, 2, None, 0, 3]), min_size=3, max_size=3))
@@ -235,42 +236,39 @@ def machine(
                 r = self.core.round
                 self._deliver(c, Refuse("t", r) if price is None else Propose("t", r, price))
 
-        @precondition(lambda self: self.awards)
         @rule(data=st.data(), done=st.booleans(), direct=st.booleans())
         def Report(self, data: st.DataObject, done: bool, direct: bool) -> None:
-            """An awarded contractor reports, even after its award was revoked; ``direct``:
-            delivered at once, else put in flight."""
-            c, r, _ = data.draw(st.sampled_from(self.awards))
+            """An awarded contractor reports, even after its award was revoked, or (the last
+            choice) a liar reports a result for the current round; ``direct``: delivered at
+            once, else put in flight."""
+            i = data.draw(st.integers(0, len(self.awards)))
+            if i < len(self.awards):
+                c, r, _ = self.awards[i]
+            else:
+                c, r = data.draw(st.sampled_from(SENDERS)), max(1, self.core.round)
             msg = InformDone("t", r) if done else Failure("t", r)
             if direct:
                 self._deliver(c, msg)
             else:
                 self.net.append((c, msg))
 
-        @precondition(lambda self: self.awards)
+        @precondition(lambda self: any(r in self.revoked for _, r, _ in self.awards))
         @rule()
         def EveryoneReports(self) -> None:
-            """Every awarded contractor, revoked or not, reports its result now."""
+            """Once an award was revoked: every awarded contractor, revoked or not, reports
+            its result now (the slow one late)."""
             for c, r, _ in list(self.awards):
                 self._deliver(c, InformDone("t", r))
 
-        @rule(src=st.sampled_from(SENDERS))
-        def LyingDone(self, src: int) -> None:
-            """A result for the current round from whoever: never paid unless awarded."""
-            self.net.append((src, InformDone("t", max(1, self.core.round))))
-
         @precondition(lambda self: self.net)
-        @rule(data=st.data(), keep=st.booleans())
-        def Receive(self, data: st.DataObject, keep: bool) -> None:
-            """Deliver one message in any order; ``keep`` leaves a duplicate in flight."""
+        @rule(data=st.data(), how=st.sampled_from(["deliver", "duplicate", "drop"]))
+        def Receive(self, data: st.DataObject, how: str) -> None:
+            """Deliver one message in flight, in any order; or deliver it and leave a
+            duplicate in flight; or drop it."""
             i = data.draw(st.integers(0, len(self.net) - 1))
-            src, msg = self.net[i] if keep else self.net.pop(i)
-            self._deliver(src, msg)
-
-        @precondition(lambda self: self.net)
-        @rule(data=st.data())
-        def Drop(self, data: st.DataObject) -> None:
-            self.net.pop(data.draw(st.integers(0, len(self.net) - 1)))
+            src, msg = self.net[i] if how == "duplicate" else self.net.pop(i)
+            if how != "drop":
+                self._deliver(src, msg)
 
         @precondition(lambda self: "deadline" in self.timers)
         @rule()
@@ -287,8 +285,15 @@ def machine(
             self.now += 10.0
             self._run(self.core.on_timer(self.now, "execution"))
 
-        @precondition(lambda self: self.to_ledger)
-        @rule()
+        @precondition(lambda self: self.to_ledger or self.to_core)
+        @rule(answer_first=st.booleans())
+        def LedgerProgress(self, answer_first: bool) -> None:
+            """The ledger applies the next command, or its next answer reaches the manager."""
+            if self.to_core and (answer_first or not self.to_ledger):
+                self.AnswerArrives()
+            else:
+                self.LedgerStep()
+
         def LedgerStep(self) -> None:
             request = self.to_ledger.popleft()
             for effect in self.ledger.on_message(self.now, MANAGER, request):
@@ -296,8 +301,6 @@ def machine(
                 self.ledger_log.append((effect.msg.command, effect.msg.result))
                 self.to_core.append(effect.msg)
 
-        @precondition(lambda self: self.to_core)
-        @rule()
         def AnswerArrives(self) -> None:
             self._run(self.core.on_message(self.now, LEDGER, self.to_core.popleft()))
 
@@ -527,7 +530,7 @@ def _caught(name: str) -> bool:
             machine(cls, only=expected),
             settings=settings(
                 SETTINGS,
-                max_examples=200,
+                max_examples=300,
                 stateful_step_count=50,
                 database=None,
                 print_blob=False,
