@@ -488,8 +488,11 @@ class IgnoreReputation(Manager):  # type: ignore[misc]
     def _evaluate(self, now: float) -> list[Effect]:
         config = self.config
         w = config.weights
-        if w.price + w.capability > 0:
-            self.config = attrs.evolve(config, weights=Weights(w.price, w.capability, 0.0))
+        # without its reputation term; a reputation-only scoring falls back to price
+        weights = (
+            Weights(w.price, w.capability, 0.0) if w.price + w.capability else Weights(1, 0, 0)
+        )
+        self.config = attrs.evolve(config, weights=weights)
         try:
             return super()._evaluate(now)
         finally:
