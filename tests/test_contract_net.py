@@ -364,3 +364,42 @@ def test_contractors_from_registry_rows() -> None:
     rows = [(2, "a2", ["code"]), (3, "a3", ("plan",))]
     infos = contractors_from(rows, {3: 0.9})
     assert infos == (ContractorInfo(2, "a2", {"code"}, 0.5), ContractorInfo(3, "a3", {"plan"}, 0.9))
+
+
+def test_a_restart_while_escrowing_re_sends_the_same_hold() -> None:
+    cfg = config()
+    core = Manager(cfg)
+    (persist, send) = core.on_start(0.0, random.Random(0))
+    assert isinstance(persist, Persist) and isinstance(send, Send) and send.to == LEDGER
+    fresh = Manager(cfg)
+    fresh.restore(core.snapshot_persistent())
+    effects = fresh.on_start(1.0, random.Random(0))
+    assert [e for e in effects if isinstance(e, Send)] == [send]  # the ledger sees a retry
+
+
+def test_a_duplicated_hold_answer_does_not_announce_twice() -> None:
+    w = World()
+    w.take()
+    hold, result = next((c, r) for c, r in w.ledger_log if type(c).__name__ == "Hold")
+    from trio_foundation.protocols.auction import LedgerAnswer
+
+    assert w.core.on_message(2.0, LEDGER, LedgerAnswer(hold, result)) == []
+    assert w.core.round == 1
+
+
+def test_an_uninvited_refusal_does_not_close_the_round_early() -> None:
+    w = World()
+    w.take()
+    w.deliver(C4, Refuse("t1", 1))  # C4 lacks "code": not invited
+    w.deliver(C2, Propose("t1", 1, 5))
+    assert w.core.state == "cfp"  # still waiting for C3
+    w.deliver(C3, Refuse("t1", 1))
+    assert w.core.state == "awarded" and w.core.winner == C2
+
+
+def test_messages_of_another_task_are_ignored() -> None:
+    w = World()
+    w.take()
+    assert w.deliver(C2, Propose("other", 1, 5)) == []
+    assert w.deliver(C2, "garbage") == []
+    assert w.core.proposals == {}
