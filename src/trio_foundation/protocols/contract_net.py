@@ -45,8 +45,8 @@ price no higher than its proposal and the budget.
 **At-least-once, idempotency keys.** Every message carries ``(task, round)``,
 its idempotency key: a duplicated proposal is ignored, a second different one
 from the same contractor in a round is refused ``"duplicate"``, a duplicated
-:class:`InformDone` of the paid round is answered :class:`Paid` again (a
-contractor re-sends its result until it hears :class:`Paid` or
+:class:`InformDone` of the paid round is answered :class:`Paid` again (so a
+contractor may re-send its result until it hears :class:`Paid` or
 :class:`Cancel`). A lost award, result or payment notice ends in a timeout and
 a re-announcement, so the task is executed at least once if any contractor
 completes it within ``max_rounds`` rounds, and possibly more than once (a
