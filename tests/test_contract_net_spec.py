@@ -1,4 +1,6 @@
-"""TLC check of specs/ContractNet.tla: the config passes and every invariant has a mutant.
+"""TLC check of specs/ContractNet.tla: every invariant has a mutant in specs/broken/.
+The config that must pass is checked by CI's project-wide ``foundation specs check``
+(tests/test_cli_specs.py); here under ``slow``.
 
 The mutants (each caught naming the invariant its config declares) and the
 reachability configs of specs/reach/ are run once, by CI's ``foundation specs check
@@ -43,7 +45,9 @@ def test_every_invariant_has_a_mutant_and_the_main_config_checks_it() -> None:
     }
 
 
+# CI checks this config once, in tests/test_cli_specs.py's project-wide run.
 @pytest.mark.tlc
+@pytest.mark.slow
 def test_spec_config_passes() -> None:
     result = run_tlc(SPEC, SPECS / "ContractNet.cfg", workers=2, timeout=240)
     assert result.status is TLCStatus.OK, result.error_message
