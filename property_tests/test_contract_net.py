@@ -549,7 +549,10 @@ def _caught(name: str) -> bool:
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_is_caught(name: str) -> None:
-    assert _caught(name), f"the {name} manager was not caught"
+    # Measured rates per fresh search are 98-100 % (docs/contract-net.md); six of them
+    # per CI run would still miss about once in 25 runs, so a miss gets one more fresh
+    # search (a second random seed, not a remembered one).
+    assert _caught(name) or _caught(name), f"the {name} manager was not caught twice"
 
 
 @pytest.mark.slow
