@@ -13,8 +13,10 @@ from .kv import (
     WatchOverflowError,
 )
 from .lease_lock import FencedResource, Lease, LeaseLock, LockService, open_lock_service
+from .market import Allocation, Market, MarketStatistics
 
 __all__ = [
+    "Allocation",
     "CasResult",
     "CompactedError",
     "FencedResource",
@@ -24,6 +26,8 @@ __all__ = [
     "LeaseLock",
     "LockClient",
     "LockService",
+    "Market",
+    "MarketStatistics",
     "MemoryKV",
     "WatchEvent",
     "WatchOverflowError",

@@ -1,0 +1,504 @@
+"""Market-based task allocation: registered agents bid for tasks through contract-net.
+
+A :class:`Market` joins three pieces of the library:
+
+* the **registry**: a contractor is an entry registered with its capabilities
+  and ledger account for as long as :meth:`Market.serve_contractor` runs (a
+  crashed contractor's entry dies with its task);
+* the **contract-net manager core** (:mod:`trio_foundation.protocols.contract_net`):
+  each :meth:`Market.allocate` call runs one ``Manager`` over in-process,
+  bounded mailboxes, with the budget escrowed in the **ledger** and the
+  contractors scored by price, capability match and **reputation**
+  (:class:`~trio_foundation.protocols.reputation.Reputation`, updated from
+  every outcome);
+* Trio: every call is a checkpoint, every wait is cancellable, every task
+  runs in the caller's nursery.
+
+A contractor that crashes, hangs or fails after an award is revoked when the
+execution timeout passes (or at once on a failure) and the task is announced
+again to the contractors registered then. A caller that leaves
+:meth:`Market.allocate` (cancelled, or a deadline) leaves nothing held: the
+task's escrow is released to the buyer and the awarded contractor is told to
+stop (:class:`~trio_foundation.protocols.contract_net.Cancel`).
+
+Messages between the manager and contractors go through bounded memory
+channels and are dropped when a mailbox is full (the protocol tolerates lost
+messages: a lost proposal is a refusal, a lost result a timeout).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final, Literal, final
+
+import attrs
+import trio
+
+from ..protocols.auction import LedgerNode
+from ..protocols.contract_net import (
+    AcceptProposal,
+    CallForProposals,
+    Cancel,
+    ContractorInfo,
+    Failure,
+    InformDone,
+    Manager,
+    Propose,
+    Refuse,
+    TaskConfig,
+    Weights,
+)
+from ..protocols.effects import CancelTimer, Effect, Persist, Reply, Send, SetTimer
+from ..protocols.ledger import Ledger, Open, Release
+from ..protocols.reputation import Reputation
+from ..registry import Registry
+
+__all__ = ["Allocation", "Market", "MarketStatistics"]
+
+LEDGER_NODE: Final = 0
+
+
+@final
+@attrs.frozen
+class Allocation:
+    """The outcome of one :meth:`Market.allocate`.
+
+    Attributes:
+        task: the task's id.
+        state: ``"done"`` (a contractor reported the result and was paid) or
+            ``"failed"``.
+        winner: the paid contractor's registry key, or None.
+        price: credits paid (0 if failed).
+        rounds: announcements made.
+        reason: why it failed (``"no_proposal"``, ``"failure"``, ``"timeout"``,
+            ``"insufficient_funds"``), "" if done.
+        time_to_award: seconds from the call to the award that was completed
+            (None if failed).
+        elapsed: seconds from the call to the outcome.
+        result: what the contractor's ``perform`` returned.
+    """
+
+    task: str
+    state: Literal["done", "failed"]
+    winner: str | None
+    price: int
+    rounds: int
+    reason: str
+    time_to_award: float | None
+    elapsed: float
+    result: Any = None
+
+
+@final
+@attrs.frozen
+class MarketStatistics:
+    """Counters of a market (a snapshot).
+
+    Attributes:
+        allocated: tasks done (paid).
+        failed: tasks failed.
+        abandoned: allocations whose caller left before the outcome.
+        credits_paid: credits settled to contractors.
+        contractors: contractors registered now.
+        active: allocations running now.
+    """
+
+    allocated: int
+    failed: int
+    abandoned: int
+    credits_paid: int
+    contractors: int
+    active: int
+
+
+ProposeFn = Callable[[CallForProposals], Awaitable[int | None]]
+PerformFn = Callable[[Any], Awaitable[Any]]
+
+
+@attrs.define(eq=False)
+class _Seat:
+    """A serving contractor as the market sees it."""
+
+    market: Market
+    node: int
+    name: str
+    account: str
+    capabilities: frozenset[str]
+    inbox: trio.MemorySendChannel[tuple[str, Any]]
+
+
+@final
+class Market:
+    """Allocates tasks to contractors registered in ``registry``, by contract-net.
+
+    Args:
+        registry: where contractors are registered (any indexes; the market finds
+            its own contractors by their entry's value).
+        ledger: the credit ledger: buyers' budgets are escrowed in it and
+            contractors paid from it. Contractor accounts are opened on demand.
+        reputation: scores used by the evaluation and updated from outcomes
+            (default: half-life 1 hour, prior 0.5).
+        mailbox_size: bound of each contractor's mailbox (>= 1).
+        max_jobs: tasks a contractor performs at once; an award beyond it is
+            answered with a failure ``"busy"``.
+        seed: seeds the managers' ``random.Random`` (unused by the current core).
+
+    Raises:
+        ValueError: a bad bound.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        ledger: Ledger,
+        *,
+        reputation: Reputation | None = None,
+        mailbox_size: int = 64,
+        max_jobs: int = 4,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (("mailbox_size", mailbox_size), ("max_jobs", max_jobs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.registry = registry
+        self.ledger = ledger
+        self._ledger_node = LedgerNode(ledger)
+        self.reputation = reputation if reputation is not None else Reputation(3600.0)
+        self._mailbox_size = mailbox_size
+        self._max_jobs = max_jobs
+        self._rng = random.Random(seed)
+        self._nodes = itertools.count(LEDGER_NODE + 1)
+        self._tasks = itertools.count(1)
+        self._seats: dict[int, _Seat] = {}
+        # task id -> the mailbox of its running allocation
+        self._managers: dict[str, trio.MemorySendChannel[tuple[int, Any]]] = {}
+        self._allocated = self._failed = self._abandoned = self._paid = 0
+
+    # ----------------------------------------------------------------- inspection
+
+    def statistics(self) -> MarketStatistics:
+        """A snapshot of the market's counters."""
+        return MarketStatistics(
+            self._allocated,
+            self._failed,
+            self._abandoned,
+            self._paid,
+            len(self._seats),
+            len(self._managers),
+        )
+
+    def contractors(self) -> list[ContractorInfo]:
+        """Every contractor registered now, with its reputation at the current time.
+
+        Must be called from within a trio run (it reads ``trio.current_time()``).
+        """
+        now = trio.current_time()
+        infos = []
+        for entry in self.registry.select_all(where=self._mine):
+            seat = entry.value
+            assert isinstance(seat, _Seat)
+            rep = self.reputation.score(seat.name, now)
+            infos.append(ContractorInfo(seat.node, seat.account, seat.capabilities, rep))
+        return infos
+
+    def _mine(self, entry: Any) -> bool:
+        return isinstance(entry.value, _Seat) and entry.value.market is self
+
+    # ----------------------------------------------------------------- contractors
+
+    async def serve_contractor(
+        self,
+        name: str,
+        *,
+        capabilities: Iterable[str],
+        account: str,
+        propose: ProposeFn,
+        perform: PerformFn,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve as contractor ``name`` until cancelled; start it with ``nursery.start``.
+
+        The contractor is registered in the registry under ``name`` (meta:
+        ``capabilities`` and ``account``) for exactly as long as this call runs.
+        For each call for proposals it awaits ``propose(cfp)``: a price in
+        credits, or None to refuse. For each award it runs ``await
+        perform(payload)`` in a task of its own (at most ``max_jobs`` at once):
+        its return value is the result; an ``Exception`` reports a failure; a
+        :class:`~trio_foundation.protocols.contract_net.Cancel` from the manager
+        cancels it.
+
+        Checkpoint: yes. Cancellation (the way to stop it) unregisters the
+        contractor and cancels its jobs; the tasks it held are re-announced by
+        their managers after their execution timeout. An exception raised by
+        ``propose`` propagates (the contractor crashes the same way).
+
+        Raises:
+            ValueError: bad ``name``/``account``/``capabilities``.
+            DuplicateKeyError, RegistryFullError: from the registry.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if not isinstance(account, str) or not account:
+            raise ValueError(f"account must be a non-empty str, got {account!r}")
+        caps = ContractorInfo(1, account, capabilities).capabilities  # validates them
+        if account not in self.ledger.balances():
+            self.ledger.apply(Open(account))
+        send, receive = trio.open_memory_channel[tuple[str, Any]](self._mailbox_size)
+        seat = _Seat(self, next(self._nodes), name, account, caps, send)
+        jobs: dict[tuple[str, int], trio.CancelScope] = {}
+        meta = {"capabilities": caps, "account": account}
+        async with send, receive, self.registry.register(name, meta, value=seat):
+            self._seats[seat.node] = seat
+            try:
+                async with trio.open_nursery() as nursery:
+                    task_status.started()
+                    async for task, msg in receive:
+                        await self._contractor_step(
+                            seat, task, msg, propose, perform, jobs, nursery
+                        )
+                    nursery.cancel_scope.cancel()
+            finally:
+                del self._seats[seat.node]
+
+    async def _contractor_step(
+        self,
+        seat: _Seat,
+        task: str,
+        msg: Any,
+        propose: ProposeFn,
+        perform: PerformFn,
+        jobs: dict[tuple[str, int], trio.CancelScope],
+        nursery: trio.Nursery,
+    ) -> None:
+        if isinstance(msg, CallForProposals):
+            price = await propose(msg)
+            answer: Any = Propose(task, msg.round, price)
+            if price is None:
+                answer = Refuse(task, msg.round)
+            self._to_manager(task, seat.node, answer)
+        elif isinstance(msg, AcceptProposal):
+            key = (task, msg.round)
+            if key in jobs:
+                return  # a duplicated award: the job is running
+            if len(jobs) >= self._max_jobs:
+                self._to_manager(task, seat.node, Failure(task, msg.round, "busy"))
+                return
+            scope = trio.CancelScope()
+            jobs[key] = scope
+            nursery.start_soon(self._job, seat, key, msg.payload, perform, scope, jobs)
+        elif isinstance(msg, Cancel):
+            running = jobs.get((task, msg.round))
+            if running is not None:
+                running.cancel()
+
+    async def _job(
+        self,
+        seat: _Seat,
+        key: tuple[str, int],
+        payload: Any,
+        perform: PerformFn,
+        scope: trio.CancelScope,
+        jobs: dict[tuple[str, int], trio.CancelScope],
+    ) -> None:
+        task, round_ = key
+        try:
+            with scope:
+                try:
+                    result = await perform(payload)
+                except Exception as exc:  # the work failed: report it, the contractor lives on
+                    self._to_manager(task, seat.node, Failure(task, round_, repr(exc)[:200]))
+                else:
+                    self._to_manager(task, seat.node, InformDone(task, round_, result))
+        finally:
+            jobs.pop(key, None)
+
+    def _to_manager(self, task: str, src: int, msg: Any) -> None:
+        mailbox = self._managers.get(task)
+        if mailbox is None:
+            return  # the allocation is over (or its caller left)
+        try:
+            mailbox.send_nowait((src, msg))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # a full mailbox loses the message, as a network would
+
+    def _to_contractor(self, node: int, task: str, msg: Any) -> None:
+        seat = self._seats.get(node)
+        if seat is None:
+            return  # crashed or stopped: the message is lost
+        try:
+            seat.inbox.send_nowait((task, msg))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    # ----------------------------------------------------------------- allocation
+
+    async def allocate(
+        self,
+        payload: Any,
+        *,
+        budget: int,
+        buyer: str,
+        deadline: float | None,
+        execution_timeout: float,
+        required: Iterable[str] = (),
+        preferred: Iterable[str] = (),
+        max_rounds: int = 3,
+        weights: Weights | None = None,
+        task: str | None = None,
+    ) -> Allocation:
+        """Allocate one task by contract-net among the contractors registered now.
+
+        Escrows ``budget`` from ``buyer``, calls for proposals with a
+        ``deadline`` (seconds of trio's clock per round), awards the best
+        proposal, waits for the result, pays the winner its price and returns
+        the rest of the budget to ``buyer``; re-announces when the contractor
+        fails or times out (``execution_timeout`` seconds), at most
+        ``max_rounds`` rounds. Updates the reputation of every awarded
+        contractor (1.0 paid, 0.0 revoked).
+
+        Checkpoint: yes. Cancellation: the escrow is released to ``buyer`` and
+        the awarded contractor (if any) told to stop; nothing is paid (unless
+        the result was already accepted, then the payment stands).
+
+        Args:
+            payload: what the task is, handed to the contractors.
+            budget: credits escrowed, the highest acceptable price (>= 1).
+            buyer: the paying ledger account.
+            deadline: seconds per call for proposals (required, > 0).
+            execution_timeout: seconds from an award to its revocation.
+            required: capabilities a contractor must have.
+            preferred: capabilities that raise a proposal's score.
+            max_rounds: announcements in all, >= 1.
+            weights: the scoring weights (default :class:`Weights`).
+            task: the task's id (default ``task-N``); unique among running ones.
+
+        Returns:
+            The :class:`Allocation`.
+
+        Raises:
+            ValueError, TypeError: bad input, named (a missing deadline, a
+                non-positive budget, a task id already running).
+        """
+        task_id = task if task is not None else f"task-{next(self._tasks)}"
+        if task_id in self._managers:
+            raise ValueError(f"task {task_id!r} is already being allocated")
+        config = TaskConfig(
+            task=task_id,
+            buyer=buyer,
+            budget=budget,
+            ledger=LEDGER_NODE,
+            contractors=tuple(self.contractors()),
+            deadline=deadline,
+            execution_timeout=execution_timeout,
+            required=frozenset(required),
+            preferred=frozenset(preferred),
+            max_rounds=max_rounds,
+            weights=weights if weights is not None else Weights(),
+            payload=payload,
+        )
+        names = {c.node: self._seats[c.node].name for c in config.contractors}
+        core = Manager(config)
+        send, receive = trio.open_memory_channel[tuple[int, Any]](2 * len(names) + 16)
+        run = _Run(self, core, names, trio.current_time())
+        self._managers[task_id] = send
+        try:
+            async with send, receive:
+                await run.drive(receive)
+        finally:
+            del self._managers[task_id]
+            run.leave()
+        return run.outcome()
+
+
+class _Run:
+    """One allocation's interpreter: executes the manager core's effects."""
+
+    def __init__(self, market: Market, core: Manager, names: dict[int, str], start: float) -> None:
+        self.market = market
+        self.core = core
+        self.names = names
+        self.start = start
+        self.timers: dict[str, float] = {}
+        self.answers: list[Any] = []  # ledger answers to feed back
+        self.awarded_at: float | None = None
+        self.result: Any = None
+        self.finished = False
+
+    def execute(self, effects: list[Effect]) -> None:
+        now = trio.current_time()
+        for effect in effects:
+            if isinstance(effect, Send) and effect.to == LEDGER_NODE:
+                for answer in self.market._ledger_node.on_message(now, 0, effect.msg):
+                    assert isinstance(answer, Send)
+                    self.answers.append(answer.msg)
+            elif isinstance(effect, Send):
+                if isinstance(effect.msg, AcceptProposal):
+                    self.awarded_at = now
+                self.market._to_contractor(effect.to, self.core.config.task, effect.msg)
+            elif isinstance(effect, SetTimer):
+                self.timers[effect.name] = now + effect.delay
+            elif isinstance(effect, CancelTimer):
+                self.timers.pop(effect.name, None)
+            else:
+                assert isinstance(effect, Persist | Reply)  # in memory: nothing to persist
+        while self.answers:
+            self.execute(self.core.on_message(now, LEDGER_NODE, self.answers.pop(0)))
+
+    async def drive(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
+        core = self.core
+        self.execute(core.on_start(trio.current_time(), self.market._rng))
+        while core.state not in ("done", "failed"):
+            name, at = min(self.timers.items(), key=lambda kv: kv[1], default=("", math.inf))
+            with trio.move_on_at(at) as waiting:
+                src, msg = await mailbox.receive()
+            if waiting.cancelled_caught:  # the earliest timer is due
+                del self.timers[name]
+                self.execute(core.on_timer(trio.current_time(), name))
+                continue
+            if isinstance(msg, InformDone) and (src, msg.round) == (core.winner, core.round):
+                self.result = msg.result
+            self.execute(core.on_message(trio.current_time(), src, msg))
+        self.finished = True
+
+    def leave(self) -> None:
+        """Account for the outcome; if the caller left early, release what is held."""
+        market, core = self.market, self.core
+        now = trio.current_time()
+        task = core.config.task
+        if core.state not in ("done", "failed"):
+            market._abandoned += 1
+            if core.state == "awarded" and core.winner is not None:
+                market._to_contractor(core.winner, task, Cancel(task, core.round))
+            if task in market.ledger.holds():
+                market.ledger.apply(Release(task))
+            return
+        for _, node in core.revoked:
+            if node is not None:
+                market.reputation.record(self.names[node], 0.0, now)
+        if core.state == "done":
+            assert core.winner is not None
+            market.reputation.record(self.names[core.winner], 1.0, now)
+            market._allocated += 1
+            market._paid += core.price
+        else:
+            market._failed += 1
+
+    def outcome(self) -> Allocation:
+        core = self.core
+        done = core.state == "done"
+        return Allocation(
+            task=core.config.task,
+            state="done" if done else "failed",
+            winner=self.names[core.winner] if done and core.winner is not None else None,
+            price=core.price if done else 0,
+            rounds=core.round,
+            reason=core.reason,
+            time_to_award=(
+                self.awarded_at - self.start if done and self.awarded_at is not None else None
+            ),
+            elapsed=trio.current_time() - self.start,
+            result=self.result if done else None,
+        )

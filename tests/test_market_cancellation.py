@@ -1,0 +1,120 @@
+"""The market's async API under injected cancellations (``verify.cancellation``).
+
+Three contractors (fast, slow, failing) serve while three callers allocate tasks; every
+contractor and every caller is an attackable scope (a cancelled contractor is a crashed
+one). After every step of the scheduler: a task whose caller has left holds no escrow and
+no allocation, and the ledger's total is conserved. At the end: nothing is left — no hold,
+no allocation, no registered contractor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from hypothesis import given, settings
+
+from trio_foundation.coordination.market import Market
+from trio_foundation.protocols.contract_net import CallForProposals
+from trio_foundation.protocols.ledger import Ledger, Mint, Open
+from trio_foundation.registry import Registry
+from trio_foundation.verify.cancellation import Injector, injection_plans, run_injected
+
+SETTINGS = settings(max_examples=min(40, settings().max_examples), deadline=None)
+CONTRACTORS = (("fast", 3, 1.0, False), ("slow", 2, 20.0, False), ("flaky", 1, 0.5, True))
+
+
+def _scenario(state: dict[str, Any]) -> Any:
+    async def scenario(inj: Injector) -> None:
+        ledger = Ledger()
+        ledger.apply(Open("buyer"))
+        ledger.apply(Mint("treasury", "buyer", 1000))
+        market = Market(Registry(), ledger)
+        inside: set[str] = set()  # tasks whose caller is inside allocate()
+        state["market"], state["inside"] = market, inside
+
+        async def contractor(
+            name: str, price: int, seconds: float, fails: bool, task_status: Any
+        ) -> None:
+            async def propose(cfp: CallForProposals) -> int:
+                await trio.sleep(0.1)
+                return price
+
+            async def perform(payload: Any) -> str:
+                await trio.sleep(seconds)
+                if fails:
+                    raise RuntimeError("tool broke")
+                return name
+
+            started = False
+
+            def ready() -> None:
+                nonlocal started
+                started = True
+                task_status.started()
+
+            with inj.scope(f"contractor-{name}"):
+                await market.serve_contractor(
+                    name, capabilities={"code"}, account=f"acct-{name}", propose=propose,
+                    perform=perform, task_status=_Status(ready),
+                )  # fmt: skip
+            if not started:
+                task_status.started()
+
+        async def caller(i: int) -> None:
+            await trio.sleep(i * 0.7)
+            task = f"t{i}"
+            with inj.scope(f"caller{i}"):
+                inside.add(task)
+                try:
+                    await market.allocate(
+                        i, budget=5, buyer="buyer", deadline=1.0, execution_timeout=3.0,
+                        max_rounds=2, task=task,
+                    )  # fmt: skip
+                finally:
+                    inside.discard(task)
+
+        async with trio.open_nursery() as outer:
+            for name, price, seconds, fails in CONTRACTORS:
+                await outer.start(contractor, name, price, seconds, fails)
+            async with trio.open_nursery() as callers:
+                for i in range(3):
+                    callers.start_soon(caller, i)
+            outer.cancel_scope.cancel()
+
+    return scenario
+
+
+class _Status:
+    """A task_status that records the call (serve_contractor's is passed through)."""
+
+    def __init__(self, ready: Any) -> None:
+        self._ready = ready
+
+    def started(self, value: Any = None) -> None:
+        self._ready()
+
+
+def _check(state: dict[str, Any]) -> None:
+    market: Market | None = state.get("market")
+    if market is None:
+        return
+    ledger = market.ledger
+    total = sum(ledger.balances().values()) + sum(n for _, n in ledger.holds().values())
+    assert total == ledger.supply, "the ledger's total changed"
+    for task in ledger.holds():
+        assert task in state["inside"], f"escrow of {task!r} held for a caller that left"
+    for task in market._managers:
+        assert task in state["inside"], f"allocation of {task!r} runs for a caller that left"
+
+
+@SETTINGS
+@given(plan=injection_plans(max_step=150, max_opened=6))
+def test_market_under_injected_cancellation(plan: Any) -> None:
+    state: dict[str, Any] = {}
+    run_injected(_scenario(state), plan, check=lambda: _check(state))
+    market: Market = state["market"]
+    stats = market.statistics()
+    assert stats.active == 0 and stats.contractors == 0
+    assert not market.ledger.holds() and len(market.registry) == 0
+    assert stats.allocated + stats.failed + stats.abandoned == 3
