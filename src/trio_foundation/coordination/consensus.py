@@ -17,9 +17,14 @@ runs, in a nursery scoped to the block:
   ``RaftPersist`` record; the persister writes the queued records (consecutive
   ones merged into one save, so a burst costs one fsync) and **every message the
   core sends after a record is held until that record is durable** ("persist
-  before send"; the held messages are released in order). Replies to local
-  callers are returned only once the record queued by their request's step (the
-  entry) is durable — which, with followers, their acknowledgements already imply.
+  before send"; the held messages are released in order) — except a leader's
+  ``AppendEntries`` that depends on nothing not yet durable (its term is durable,
+  its ``leader_commit`` at most the last durable index here): it goes out at once,
+  so the leader's fsync runs in parallel with the followers' (Raft thesis
+  §10.2.1). Replies to local callers are returned only once the record queued by
+  their request's step (the entry) is durable, and a successful one only once
+  this node's log is durable up to its commit index (the core counts its own,
+  possibly not yet durable, copy towards a commit: no reply reveals such a commit).
   A save that fails ends the node (its ``async with`` raises).
 
 Commands, queries and results are encoded with msgspec MessagePack (``types``
@@ -181,9 +186,31 @@ def _merge(a: core.RaftPersist, b: core.RaftPersist) -> core.RaftPersist | None:
 
 
 class _Persister:
-    """Queues the core's records; writes them in order; holds sends until durable."""
+    """Queues the core's records; writes them in order; holds sends until durable.
 
-    def __init__(self, log: RaftLog, tcp: TcpTransport) -> None:
+    One exception to "hold every send until the records queued before it are
+    durable": a leader's ``AppendEntries`` goes out at once (the leader writes
+    its log in parallel with replicating it, Raft thesis §10.2.1) when it
+    depends on nothing that is not yet durable — its ``term`` is the durable
+    term, and its ``leader_commit`` is at most :attr:`durable_last`, the last
+    log index known durable here (so every commit it reveals counted a durable
+    copy on this node) — and nothing is held for that destination (the link
+    stays FIFO). The entries it carries need not be durable here: a follower
+    that stores them durably before acknowledging is what counts; the core may
+    count its own copy towards a commit before that copy is durable, so no
+    reply and no ``leader_commit`` reveals a commit above :attr:`durable_last`
+    (see :meth:`wait_index` and ``RaftNodeHandle._local``).
+    """
+
+    def __init__(
+        self,
+        log: RaftLog,
+        tcp: TcpTransport,
+        *,
+        last_index: Callable[[], int],
+        durable_term: int = 0,
+        durable_last: int = 0,
+    ) -> None:
         self._log = log
         self._tcp = tcp
         self._queue: deque[core.RaftPersist] = deque()
@@ -193,12 +220,25 @@ class _Persister:
         self._durable_changed = trio.Event()
         # (sequence number that must be durable, destination, wire message)
         self._held: deque[tuple[int, int, Any]] = deque()
+        self._held_for: dict[int, int] = {}  # destination -> messages held for it
         self.held_dropped = 0
         #: called after each save with (records merged, seconds it took); None: not timed
         self.on_saved: Callable[[int, float], None] | None = None
+        self._last_index = last_index
+        # the core's last log index after each queued record, in queue order
+        self._last_after: deque[int] = deque()
+        #: the term of the latest durable record
+        self.durable_term = durable_term
+        #: the last log index of the latest durable record
+        self.durable_last = durable_last
+        #: AppendEntries sent before the records queued ahead of them were durable
+        self.sent_early = 0
 
     def enqueue(self, record: Any) -> None:
         self._queue.append(record)
+        # the driver persists a step's record once the core's step returned: the
+        # core's last index now is the log's last index after this record
+        self._last_after.append(self._last_index())
         self.queued += 1
         self._wake.set()
 
@@ -206,14 +246,29 @@ class _Persister:
         wire = to_wire(msg)
         if self.durable >= self.queued:
             return self._tcp.send_nowait(dst, wire)
+        if (
+            isinstance(msg, core.AppendEntries)
+            and msg.term == self.durable_term
+            and msg.leader_commit <= self.durable_last
+            and not self._held_for.get(dst)
+        ):
+            self.sent_early += 1
+            return self._tcp.send_nowait(dst, wire)
         self._held.append((self.queued, dst, wire))
+        self._held_for[dst] = self._held_for.get(dst, 0) + 1
         if len(self._held) > _MAX_HELD:  # a lossy link: Raft retries on its timers
-            self._held.popleft()
+            _, dropped, _ = self._held.popleft()
+            self._held_for[dropped] -= 1
             self.held_dropped += 1
         return True
 
     async def wait_durable(self, seq: int) -> None:
         while self.durable < seq:
+            await self._durable_changed.wait()
+
+    async def wait_index(self, index: int) -> None:
+        """Wait until the log up to ``index`` is durable here (:attr:`durable_last`)."""
+        while self.durable_last < index:
             await self._durable_changed.wait()
 
     async def run(self) -> None:
@@ -236,9 +291,14 @@ class _Persister:
                 )
                 if self.on_saved is not None:
                     self.on_saved(upto - self.durable, trio.current_time() - started)
+                for _ in range(upto - self.durable):
+                    last = self._last_after.popleft()
+                self.durable_last = last
+                self.durable_term = record.term
                 self.durable = upto
                 while self._held and self._held[0][0] <= upto:
                     _, dst, wire = self._held.popleft()
+                    self._held_for[dst] -= 1
                     self._tcp.send_nowait(dst, wire)
                 changed, self._durable_changed = self._durable_changed, trio.Event()
                 changed.set()
@@ -545,6 +605,8 @@ class RaftNodeHandle(_Caller):
         key = driver.submit("compact", None)  # answered in the same step
         driver.forget(key)
         snap = self.core.snapshot
+        if snap is not None and self.persister is not None:
+            await self.persister.wait_index(snap.last_included_index)
         data = b"" if snap is None else encode_snapshot(snap)
         self._tcp.send_nowait(src, CReply(req, "ok", value=data))
 
@@ -599,6 +661,10 @@ class RaftNodeHandle(_Caller):
             driver.forget(key)
         await persister.wait_durable(seq)
         if reply.ok:
+            # the core counts its own log towards a commit before it is durable here
+            # (the persister sends appends early): reveal no state whose entries
+            # are not durable on this node too
+            await persister.wait_index(self.core.commit_index)
             if isinstance(reply.value, core.Config):
                 config = reply.value
                 return CReply(0, "ok", value=_encoder.encode([config.voters, config.learners]))
@@ -818,7 +884,13 @@ async def open_raft_node(
                 max_clock_drift,
                 max_client_requests,
             )
-            persister = _Persister(log, tcp)
+            persister = _Persister(
+                log,
+                tcp,
+                last_index=lambda: raft.last_index,
+                durable_term=state.hard_state.term,
+                durable_last=log.last_index,
+            )
             driver = NodeDriver(
                 raft,
                 _Transport(node_id, persister),
