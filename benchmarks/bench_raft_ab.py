@@ -8,7 +8,8 @@ that directory first on ``PYTHONPATH``. The client (this process, the working
 tree's code) measures, per round and revision, the loads of ``bench_raft.py``:
 1 client, 64 clients and ``--window`` outstanding writes (commits/s), and the CPU
 time the 3 members used per commit (user + system, from ``/proc``; steadier than
-the rates when other jobs share the machine). The rounds
+the rates when other jobs share the machine), then the median latency of
+sequential linearizable gets. The rounds
 alternate ``before, after, after, before, ...`` so that load from other jobs on
 a shared machine falls on both alike; the medians per revision and their ratio
 are printed with ``uptime`` before and after.
@@ -30,7 +31,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_raft import OurCluster, closed_loop, uptime
+from bench_raft import OurCluster, closed_loop, sequential_latency, uptime
 
 from trio_foundation.coordination.consensus import open_raft_client
 from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
@@ -87,6 +88,8 @@ async def one_round(src: Path | None, root: Path, args: argparse.Namespace) -> d
                 cpu = cluster_cpu(cluster)
                 out[load] = rate = await closed_loop(put, clients, args.seconds)
                 out[load + " cpu"] = (cluster_cpu(cluster) - cpu) / (rate * args.seconds) * 1e3
+            lat = await sequential_latency(lambda: kv.get("bench/0"), args.seconds)
+            out["read p50 ms"] = statistics.median(lat) * 1e3
     finally:
         cluster.stop_all()
     return out
@@ -128,6 +131,9 @@ def main() -> None:
         b = statistics.median(r[load + " cpu"] for r in results["before"])
         a = statistics.median(r[load + " cpu"] for r in results["after"])
         print(f"  {'':11}  members' CPU per commit: before {b:.3f} ms   after {a:.3f} ms")
+    b = statistics.median(r["read p50 ms"] for r in results["before"])
+    a = statistics.median(r["read p50 ms"] for r in results["after"])
+    print(f"  {'read p50':11}: before {b:8.2f} ms  after {a:8.2f} ms")
     print("uptime before:", before_uptime)
     print("uptime after: ", uptime())
 

@@ -1,4 +1,4 @@
-"""submit and read under the project's cancellation harness (verify.cancellation).
+"""submit, submit_many and read under the project's cancellation harness (verify.cancellation).
 
 The harness runs under ``MockClock(autojump_threshold=0)``, and the node does real
 I/O (loopback sockets, fsync threads): a *ticker* task keeps a deadline 1 ms
@@ -84,6 +84,9 @@ async def scenario(inj: Injector, tmp: str, nodes: list[RaftNodeHandle]) -> None
                 assert not held(nodes), held(nodes)
                 with inj.scope(f"read{k}"):
                     await node.read(None)
+                assert not held(nodes), held(nodes)
+                with inj.scope(f"batch{k}"):
+                    await node.submit_many([1, 1])
                 assert not held(nodes), held(nodes)
         nursery.cancel_scope.cancel()
 
