@@ -1,7 +1,7 @@
 """The replicated KV against etcd and PySyncObj, side by side in one run.
 
 Run ``python benchmarks/bench_raft.py [--seconds S] [--failovers N] [--window W]
-[--systems ours,etcd,pysyncobj] [--dir DIR]``.
+[--batch B] [--rounds R] [--systems ours,etcd,pysyncobj] [--dir DIR]``.
 
 Each system runs as 3 processes on loopback (free ports, data dirs in a temporary
 directory under ``--dir``), durable writes, election timeouts of 150-300 ms
@@ -52,6 +52,12 @@ The systems:
   survives the leader kills. Its ``get`` reads the member's local copy: **not
   linearizable** (PySyncObj has no linearizable read), so its read figure is a
   local dictionary lookup.
+
+With ``--rounds R`` every system is measured ``R`` times, the order of the
+systems alternating between rounds (a change of load falls on all alike); the
+table gives the median of the rounds (failover: every kill). A system that is
+not installed is reported as NOT MEASURED with how to get it; the others are
+still measured.
 
 The table gives each figure, ours over each peer, and the issue's goals (1
 client ≥ 10x PySyncObj and ≥ 0.5x etcd; 64 clients ≥ 0.5x etcd; pipelined ≥
@@ -702,7 +708,7 @@ def table(results: dict[str, Result | str], args: argparse.Namespace) -> None:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     for s in shown:
         if isinstance(results.get(s), str):
-            print(f"{names[s]}: not measured: {results[s]}")
+            print(f"{names[s]}: NOT MEASURED: {results[s]}")
     if ours is None:
         return
     print("\ngoals:")
@@ -722,6 +728,20 @@ def table(results: dict[str, Result | str], args: argparse.Namespace) -> None:
     goal("failover median", statistics.median(fo) if fo else None, 0.5, " s")
 
 
+def merge(rounds: list[Result]) -> Result:
+    """One result from several rounds: the median of each rate and of each read
+    percentile; every failover sample."""
+    out: Result = {}
+    for key in rounds[0]:
+        if key == "failover":
+            out[key] = [t for r in rounds for t in r[key]]
+        elif key == "read":
+            out[key] = tuple(statistics.median(r[key][i] for r in rounds) for i in range(3))
+        else:
+            out[key] = statistics.median(r[key] for r in rounds)
+    return out
+
+
 async def run_async(system: str, args: argparse.Namespace, root: Path) -> Result:
     if system == "ours":
         return await bench_ours(args, root)
@@ -738,6 +758,9 @@ def cli() -> None:
     )
     parser.add_argument("--election-timeout", type=float, default=ELECTION_TIMEOUT)
     parser.add_argument("--systems", default="ours,etcd,pysyncobj")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every system R times, order alternating"
+    )
     parser.add_argument("--dir", default=None, help="parent of the data dirs (default: cwd)")
     args = parser.parse_args()
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -746,27 +769,39 @@ def cli() -> None:
             parser.error(f"unknown system {s!r} (ours, etcd, pysyncobj)")
     before = uptime()
     print("uptime before:", before, flush=True)
-    results: dict[str, Result | str] = {}
+    rounds: dict[str, list[Result]] = {s: [] for s in args.systems}
+    missing: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-raft-", dir=args.dir or ".") as tmp:
-        for system in args.systems:
-            root = Path(tmp) / system
-            root.mkdir()
-            started = time.monotonic()
-            try:
-                if system == "pysyncobj":
-                    results[system] = bench_pysyncobj(args, root)
-                else:
-                    results[system] = trio.run(run_async, system, args, root)
-            except (ImportError, FileNotFoundError) as exc:
-                results[system] = f"{type(exc).__name__}: {exc}"
-            print(
-                f"{system}: {results[system]!s:.300} ({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
+        for r in range(args.rounds):
+            # alternate the order, so that a load change falls on every system alike
+            for system in args.systems if r % 2 == 0 else args.systems[::-1]:
+                if system in missing:
+                    continue
+                root = Path(tmp) / f"{system}{r}"
+                root.mkdir()
+                started = time.monotonic()
+                try:
+                    if system == "pysyncobj":
+                        got = bench_pysyncobj(args, root)
+                    else:
+                        got = trio.run(run_async, system, args, root)
+                except ImportError as exc:
+                    missing[system] = f"{exc} (pip install pysyncobj, or the bench extra)"
+                    continue
+                except FileNotFoundError as exc:
+                    missing[system] = str(exc)
+                    continue
+                rounds[system].append(got)
+                took = time.monotonic() - started
+                print(f"round {r + 1}, {system}: {got!s:.300} ({took:.0f} s)", flush=True)
+    results: dict[str, Result | str] = {
+        s: missing[s] if s in missing else merge(rounds[s]) for s in args.systems
+    }
     print(
-        f"\n{args.seconds:g} s per measure, {args.window} outstanding writes pipelined,"
-        f" {args.failovers} leader kills; election timeout {args.election_timeout:g} s"
-        " (PySyncObj 0.15-0.45 s)"
+        f"\n{args.seconds:g} s per measure, {args.window} outstanding writes pipelined"
+        f" (ours: submit_many of {args.batch}), {args.failovers} leader kills per round;"
+        f" election timeout {args.election_timeout:g} s (PySyncObj 0.15-0.45 s);"
+        f" {args.rounds} round(s), the medians of the rounds"
     )
     table(results, args)
     print("\nuptime before:", before)
