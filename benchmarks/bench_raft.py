@@ -343,6 +343,10 @@ class EtcdProcesses:
             self.kill(i)
 
 
+class EtcdError(Exception):
+    """etcd answered something other than 200 (a timeout, no leader)."""
+
+
 class Http11:
     """A minimal HTTP/1.1 client on one keep-alive connection: POST a body, read
     the reply (``Content-Length`` framing, what etcd's gateway sends).
@@ -377,7 +381,7 @@ class Http11:
             rest += await self.receive()
         self.buf = rest[length:]
         if status != b"200":
-            raise RuntimeError(f"etcd answered {status.decode()}: {rest[:length]!r}")
+            raise EtcdError(f"etcd answered {status.decode()}: {rest[:length]!r}")
         return rest[:length]
 
     async def receive(self) -> bytes:
@@ -424,11 +428,18 @@ async def bench_etcd(args: argparse.Namespace, root: Path) -> Result:
             host, port = lead.removeprefix("http://").rsplit(":", 1)
             conns: dict[int, Http11] = {}
 
+            errors: list[str] = []
+
             async def put(c: int, k: int) -> None:
                 if c not in conns:
                     conns[c] = Http11(host, int(port))
                 body = f'{{"key":"{b64(f"bench/{c}")}","value":"{b64(str(k))}"}}'
-                await conns[c].post("/v3/kv/put", body.encode())
+                while True:  # retried as our client retries (a timeout, a leader change)
+                    try:
+                        await conns[c].post("/v3/kv/put", body.encode())
+                        return
+                    except EtcdError as exc:
+                        errors.append(str(exc))
 
             await put(0, 0)
             out["1 client"] = await closed_loop(put, 1, args.seconds)
@@ -436,6 +447,9 @@ async def bench_etcd(args: argparse.Namespace, root: Path) -> Result:
             out["pipelined"] = await closed_loop(put, args.window, args.seconds)
             for conn in conns.values():
                 await conn.aclose()
+            if errors:
+                out["errors"] = len(errors)
+                print(f"etcd: {len(errors)} puts retried, e.g. {errors[0]}", file=sys.stderr)
             reader = Http11(host, int(port))
             get = f'{{"key":"{b64("bench/0")}"}}'.encode()
 
@@ -709,6 +723,8 @@ def table(results: dict[str, Result | str], args: argparse.Namespace) -> None:
     for s in shown:
         if isinstance(results.get(s), str):
             print(f"{names[s]}: NOT MEASURED: {results[s]}")
+    if val("etcd", "errors"):
+        print(f"etcd: {val('etcd', 'errors')} puts answered with an error and retried")
     if ours is None:
         return
     print("\ngoals:")
@@ -732,9 +748,11 @@ def merge(rounds: list[Result]) -> Result:
     """One result from several rounds: the median of each rate and of each read
     percentile; every failover sample."""
     out: Result = {}
-    for key in rounds[0]:
+    for key in dict.fromkeys(k for r in rounds for k in r):
         if key == "failover":
             out[key] = [t for r in rounds for t in r[key]]
+        elif key == "errors":
+            out[key] = sum(r.get(key, 0) for r in rounds)
         elif key == "read":
             out[key] = tuple(statistics.median(r[key][i] for r in rounds) for i in range(3))
         else:
