@@ -55,7 +55,8 @@ CONSTANTS
     MaxReads,   \* bound on client reads
     MaxRestarts, \* bound on crashes (restarts) in a behaviour
     Faults,     \* subset of {"crash", "duplicate"}; loss and reordering are always on
-    Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop", "noop_only"}
+    Features,   \* subset of {"prevote", "transfer", "check_quorum", "noop", "noop_only",
+                \*            "lease_expiry", "batching"}
     Variant     \* "correct" or one of Mutants
 
 Mutants == {
@@ -69,7 +70,8 @@ Mutants == {
 
 ASSUME Variant \in {"correct"} \cup Mutants
 ASSUME Faults \subseteq {"crash", "duplicate"}
-ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop", "noop_only"}
+ASSUME Features \subseteq {"prevote", "transfer", "check_quorum", "noop", "noop_only",
+                          "lease_expiry", "batching"}
 ASSUME MaxTerm \in Nat /\ MaxLogLen \in Nat /\ MaxMsgs \in Nat /\ MaxReads \in Nat
 ASSUME MaxRestarts \in Nat
 
@@ -236,6 +238,27 @@ AppendEntries(s, T) ==
           msgs' = msgs \cup {AppendEntriesTo(s, t, prev[t]) : t \in T}
     /\ UNCHANGED <<serverVars, ghostVars>>
 
+(* Batching: the leader sends to each peer t in DOMAIN prev the entries    *)
+(* prev[t] + 1 .. last[t] of its log, which may stop short of its end (a   *)
+(* batch bounded in size; none at all: a heartbeat). AppendEntries is the  *)
+(* case last[t] = Len(log[s]). Only with "batching" (the trace checks of   *)
+(* the core use it, with prev and last read from the logged messages;      *)
+(* without it the state graph of every config is unchanged).               *)
+AppendBatches(s, prev, last) ==
+    /\ "batching" \in Features
+    /\ role[s] = "Leader"
+    /\ DOMAIN prev # {} /\ s \notin DOMAIN prev
+    /\ \A t \in DOMAIN prev : prev[t] <= last[t] /\ last[t] <= Len(log[s])
+    /\ msgs' = msgs \cup
+          {[AppendEntriesTo(s, t, prev[t]) EXCEPT !.entries = SubSeq(log[s], prev[t] + 1, last[t])]
+           : t \in DOMAIN prev}
+    /\ UNCHANGED <<serverVars, ghostVars>>
+
+AppendEntriesBatched(s, T) ==
+    /\ "batching" \in Features
+    /\ \E prev \in [T -> 0 .. Len(log[s])], last \in [T -> 0 .. Len(log[s])] :
+          AppendBatches(s, prev, last)
+
 (* A read arrives at the leader: ReadIndex. The read index is the commit   *)
 (* index; the leader confirms it still leads by a heartbeat round carrying *)
 (* the read's id (read_id), and serves the read when a quorum answered.    *)
@@ -284,6 +307,19 @@ CheckQuorum(s) ==
     /\ DropRead(s)
     /\ UNCHANGED <<currentTerm, votedFor, log, commitIndex, votesGranted, matchIndex, heard,
                    dTerm, dVote, msgs, elections, committed, reads, campaigns, readCount, restarts>>
+
+(* The lease lapses: an election timeout passes since s last heard from a *)
+(* leader, so it grants pre-votes again. Timeout also clears heard, but    *)
+(* the core's lease is T from the last contact while its election timer    *)
+(* fires after a random delay in [T, 2T): the lease may lapse first. Only  *)
+(* with "lease_expiry" (the trace checks of the core use it; without it    *)
+(* the state graph of every config is unchanged).                          *)
+LeaseExpires(s) ==
+    /\ "lease_expiry" \in Features
+    /\ heard[s]
+    /\ heard' = [heard EXCEPT ![s] = FALSE]
+    /\ UNCHANGED <<currentTerm, role, votedFor, log, commitIndex, votesGranted, matchIndex,
+                   pendingRead, dTerm, dVote, msgs, ghostVars>>
 
 ---------------------------------------------------------------------------
 (* Message handlers *)
@@ -517,9 +553,12 @@ Next ==
           \/ ClientRequest(s)
           \/ ClientRead(s)
           \/ CheckQuorum(s)
+          \/ LeaseExpires(s)
           \/ Restart(s)
           \/ PersistState(s)
-          \/ \E t \in Server : AppendEntries(s, {t}) \/ TransferLeadership(s, t)
+          \/ \E t \in Server : \/ AppendEntries(s, {t})
+                             \/ AppendEntriesBatched(s, {t})
+                             \/ TransferLeadership(s, t)
     \/ DeliverMessage
     \/ DropMessage
 

@@ -373,7 +373,12 @@ def test_the_projects_mutants_and_reachability_checks_are_caught(
         return result
 
     monkeypatch.setattr(cli_specs, "run_tlc", recording_run_tlc)
-    code = main(["specs", "check", "--mutants", "--reach", "--dir", str(SPECS)])
+    code = main(
+        [
+            *("specs", "check", "--mutants", "--reach", "--dir", str(SPECS)),
+            *("--jobs", "2", "--workers", "1"),
+        ]
+    )
     mutants = sorted((SPECS / "broken").glob("*.cfg"))
     reach = sorted((SPECS / "reach").glob("*.cfg"))
     assert len(mutants) >= 26 and len(reach) >= 24  # the sets as of this test's writing
@@ -396,6 +401,63 @@ def test_the_projects_mutants_and_reachability_checks_are_caught(
         )
         assert result.violated in expected_violations(config), (config.name, result.violated)
     assert code == 0
+
+
+@pytest.mark.tlc
+@needs_java
+@pytest.mark.timeout(1500)
+def test_the_projects_default_configs_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's run of ``foundation specs check`` over every default config of specs/.
+
+    The README's first command, as CI runs it (two checks at a time, one worker each):
+    every ``NAME.cfg`` and ``NAME.VARIANT.cfg`` except the ``full`` ones is checked and
+    passes with a state space that is not trivially small.
+    """
+    import trio_foundation.cli.specs as cli_specs
+
+    results: dict[Path, TLCResult] = {}
+    real_run_tlc = cli_specs.run_tlc
+
+    def recording_run_tlc(module: Path, config: Path, **kwargs: Any) -> TLCResult:
+        result = real_run_tlc(module, config, **kwargs)
+        results[config.resolve()] = result
+        return result
+
+    monkeypatch.setattr(cli_specs, "run_tlc", recording_run_tlc)
+    code = main(["specs", "check", "--dir", str(SPECS), "--jobs", "2", "--workers", "1"])
+    configs = [
+        c
+        for c in sorted(SPECS.glob("*.cfg"))
+        if not (c.name.count(".") == 2 and c.name.split(".")[1].startswith("full"))
+    ]
+    assert len(configs) >= 17  # the set as of this test's writing
+    assert set(results) == {config.resolve() for config in configs}
+    for config in configs:
+        result = results[config.resolve()]
+        assert result.status is TLCStatus.OK, (config.name, result.error_message)
+        assert result.distinct_states > 100, (config.name, result.distinct_states)
+    assert code == 0
+
+
+@pytest.mark.tlc
+@needs_java
+def test_jobs_run_checks_at_once_and_report_in_listed_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            *("specs", "check", "Cycle", "Counter", "--dir", str(FIXTURES)),
+            *("--jobs", "3", "--workers", "1"),
+        ]
+    )
+    assert code == 1
+    out = capsys.readouterr().out
+    listed = ["Counter", "Counter.overflow", "Counter.unassigned", "Cycle", "Cycle.unfair"]
+    for name in listed:
+        assert f"checking {name} ..." in out
+    rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+    assert rows == listed, out
+    assert "1 of 5 passed" in out
 
 
 def test_full_configs_are_left_out_unless_asked_for() -> None:

@@ -1,4 +1,5 @@
-"""The examples of docs/consensus.md (Raft node API) and docs/leader-election.md run."""
+"""The examples of docs/consensus.md (Raft node API), docs/leader-election.md and
+docs/lease-lock.md (the lock service on Raft) run."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def example(doc: str, name: str) -> str:
     [
         ("consensus.md", "raft-node", "leader elected: True\n5\n5\n"),
         ("leader-election.md", "leadership", "bodies running: 1\n"),
+        ("lease-lock.md", "raft-lock", "token is the grant's log index: True\n"),
     ],
 )
 def test_example_runs(

@@ -1,4 +1,5 @@
-"""``foundation kv``: three real ``foundation kv serve`` processes on loopback."""
+"""``foundation kv``: three real ``foundation kv serve`` processes on loopback (they
+serve ``foundation lock acquire --server raft://...`` too)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,23 @@ class Processes:
         raise AssertionError("no leader")
 
 
+def lock_token(cluster: Processes) -> int:
+    """``foundation lock acquire --server raft://...``: the token the command ran with."""
+    done = subprocess.run(
+        [
+            *FOUNDATION,
+            *("lock", "acquire", "--server", f"raft://{cluster.cluster}", "--ttl", "2"),
+            *("--timeout", "10", "job", "--", sys.executable, "-c"),
+            "import os; print(os.environ['FOUNDATION_FENCING_TOKEN'])",
+        ],
+        capture_output=True,
+        timeout=40,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Processes]:
     p = Processes(tmp_path)
@@ -112,9 +130,16 @@ def test_put_get_cas_delete_failover_and_restart(cluster: Processes) -> None:
     assert cluster.kv("get", "k").stdout == b"v1\n"
     missing = cluster.kv("get", "nope")
     assert (missing.returncode, missing.stdout) == (1, b"")
-    assert cluster.kv("cas", "k", "wrong", "v2").returncode == 1
+    failed = cluster.kv("cas", "k", "wrong", "v2")
+    assert failed.returncode == 1  # one line saying what the key holds now
+    assert failed.stderr.splitlines()[-1] == (
+        b"foundation kv: cas failed: 'k' is 'v1' (mod revision %d, version 1), not 'wrong'"
+        % int(put.stdout)
+    )
     assert cluster.kv("cas", "k", "v1", "v2").returncode == 0
-    assert cluster.kv("cas", "new", "", "x", "--absent").returncode == 0
+    assert cluster.kv("cas", "new", "x", "--absent").returncode == 0  # no dummy OLD
+    exists = cluster.kv("cas", "new", "y", "--absent")
+    assert exists.returncode == 1 and exists.stderr.endswith(b"), not absent\n"), exists.stderr
     assert cluster.kv("delete", "new").returncode == 0
     assert cluster.kv("delete", "new").returncode == 1
     watch = cluster.kv("watch", "k", "--rev", put.stdout.decode().strip(), "--count", "2")
@@ -125,6 +150,36 @@ def test_put_get_cas_delete_failover_and_restart(cluster: Processes) -> None:
     ]
 
     leader = cluster.leader()
+    # the same members serve the lease locks, fenced by the grant's log index
+    tokens = [lock_token(cluster) for _ in range(2)]
+    assert 1 <= tokens[0] < tokens[1], tokens
+    # a client that lists only followers is forwarded to the leader
+    followers = ",".join(f"127.0.0.1:{p}" for i, p in cluster.ports.items() if i != leader)
+    only = subprocess.run(
+        [*FOUNDATION, "kv", "get", "k", "--cluster", followers, "--timeout", "10"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (only.returncode, only.stdout) == (0, b"v2\n"), only.stderr
+    # a refused connection is redialled every backoff: its warning is printed once
+    secret = cluster.tmp / "wrong.secret"
+    secret.write_bytes(os.urandom(32).hex().encode())
+    secret.chmod(0o600)
+    refused = subprocess.run(
+        [
+            *FOUNDATION,
+            *("kv", "get", "k", "--cluster", cluster.cluster, "--timeout", "2"),
+            *("--secret-file", str(secret)),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert refused.returncode == 3
+    warnings = [line for line in refused.stderr.splitlines() if b"dropped a connection" in line]
+    assert len(warnings) == 1, refused.stderr
+
     assert cluster.kill(leader) == -signal.SIGKILL
     new = cluster.leader()
     assert new != leader

@@ -1,5 +1,6 @@
-"""specs/LeaseLock.tla under TLC: every CI config holds, every invariant has a mutant in
-specs/broken/, and runs of the real cores are behaviours of the spec.
+"""specs/LeaseLock.tla under TLC: every invariant has a mutant in specs/broken/, and runs
+of the real cores are behaviours of the spec. The configs that must hold are checked by
+CI's project-wide ``foundation specs check`` (tests/test_cli_specs.py); here under ``slow``.
 
 The mutants (each caught naming the invariant its config declares) and the
 reachability configs of specs/reach/ are run once, by CI's ``foundation specs check
@@ -56,6 +57,8 @@ def test_every_invariant_has_a_mutant() -> None:
     assert set(INVARIANTS) <= declared
 
 
+# CI checks these configs once, in tests/test_cli_specs.py's project-wide run.
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_spec_holds(config: Path) -> None:

@@ -2,13 +2,16 @@
 
 The same tests run against the in-process service (``open_lock_service``), the
 TCP lock server (``serve_lock_service`` on a free loopback port, reached with
-``connect_lock_service("tcp://...")``) and etcd (``connect_lock_service("etcd://...")``
+``connect_lock_service("tcp://...")``), the lock service of a 3-member Raft
+cluster in this process (``open_lock_node`` on free loopback ports, reached with
+``connect_lock_service("raft://H1:P1,H2:P2,H3:P3")``) and etcd (``connect_lock_service("etcd://...")``
 on a real etcd; marker ``etcd``): mutual exclusion of the entitled intervals under
 contention, strictly increasing fencing tokens, release, renewal, ttl expiry,
 independent named locks, cancelled and timed-out waits that leave nothing held,
-and bad input. Under faults (tcp and etcd, whose clients can be cut off through
-``tests/loopback_proxy.py``): a recorded history of holds, with connections cut
-while clients contend, is checked for overlapping entitled intervals.
+and bad input. Under faults (tcp, raft and etcd, whose clients can be cut off
+through ``tests/loopback_proxy.py``; for raft one proxy per member, cut together):
+a recorded history of holds, with connections cut while clients contend, is
+checked for overlapping entitled intervals.
 
 Where a backend cannot take part, the test says why instead of pretending: the
 in-process service serves a single lock (no ``name``) and its network cannot be
@@ -20,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -33,6 +37,7 @@ from trio_foundation import LeaseLostError
 from trio_foundation.coordination.connect import connect_lock_service
 from trio_foundation.coordination.lease_lock import Lease, open_lock_service
 from trio_foundation.coordination.lock_server import serve_lock_service
+from trio_foundation.coordination.raft_lock import open_lock_node
 from trio_foundation.etcd import EtcdUnavailableError
 from trio_foundation.etcd.testing import EtcdCluster
 
@@ -56,7 +61,7 @@ class Backend:
     """A lock service under test.
 
     Attributes:
-        kind: ``"inproc"``, ``"tcp"`` or ``"etcd"``.
+        kind: ``"inproc"``, ``"tcp"``, ``"raft"`` or ``"etcd"``.
         client: opens a new client (its own connection) of the service.
         cut_client: opens a client whose connection goes through :attr:`proxy`.
         proxy: the proxy that :attr:`cut_client`'s connections go through.
@@ -67,7 +72,7 @@ class Backend:
     client: Callable[[], AbstractAsyncContextManager[Any]]
     ttl: float
     cut_client: Callable[[], AbstractAsyncContextManager[Any]] | None = None
-    proxy: LoopbackProxy | None = None
+    proxy: LoopbackProxy | Proxies | None = None
 
     @property
     def named(self) -> bool:
@@ -85,8 +90,85 @@ def _host_port(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@attrs.define
+class Proxies:
+    """Several proxies (one per Raft member) driven as one."""
+
+    proxies: list[LoopbackProxy]
+
+    def cut_all(self) -> None:
+        for proxy in self.proxies:
+            proxy.cut_all()
+
+    @property
+    def refusing(self) -> bool:
+        return all(p.refusing for p in self.proxies)
+
+    @refusing.setter
+    def refusing(self, value: bool) -> None:
+        for p in self.proxies:
+            p.refusing = value
+
+    @property
+    def delay(self) -> float:
+        return self.proxies[0].delay
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        for p in self.proxies:
+            p.delay = value
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@asynccontextmanager
+async def open_raft_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """A 3-member cluster in this process, each member behind its own proxy for cut clients."""
+    tmp = request.getfixturevalue("tmp_path")
+    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    async with trio.open_nursery() as nursery:
+
+        async def member(i: int, task_status: trio.TaskStatus[None]) -> None:
+            async with open_lock_node(i, peers, str(tmp / f"m{i}")):
+                task_status.started()
+                await trio.sleep_forever()
+
+        for i in peers:
+            await nursery.start(member, i)
+        proxies = []
+        for addr in peers.values():
+            proxy = LoopbackProxy(addr)
+            await nursery.start(proxy.run)
+            proxies.append(proxy)
+        direct = "raft://" + ",".join(f"{h}:{p}" for h, p in peers.values())
+        through = "raft://" + ",".join(
+            f"{p.listen_address[0]}:{p.listen_address[1]}"  # type: ignore[index]
+            for p in proxies
+        )
+        yield Backend(
+            "raft",
+            lambda: connect_lock_service(direct),
+            ttl=1.0,
+            cut_client=lambda: connect_lock_service(through),
+            proxy=Proxies(proxies),
+        )
+        nursery.cancel_scope.cancel()
+
+
 @asynccontextmanager
 async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if kind == "raft":
+        async with open_raft_backend(request) as raft:
+            yield raft
+        return
     if kind == "inproc":
         async with open_lock_service(max_ttl=30) as service:
 
@@ -133,7 +215,7 @@ async def open_backend(kind: str, request: pytest.FixtureRequest) -> AsyncIterat
         nursery.cancel_scope.cancel()
 
 
-BACKENDS = ["inproc", "tcp", pytest.param("etcd", marks=pytest.mark.etcd)]
+BACKENDS = ["inproc", "tcp", "raft", pytest.param("etcd", marks=pytest.mark.etcd)]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -265,6 +265,28 @@ def test_followers_in_lease_ignore_vote_requests() -> None:
     assert one.term == 1 and one.lease_ignored == 1
 
 
+def test_a_restarted_node_keeps_the_lease_for_T_before_it_votes() -> None:
+    """A node restarted with a term > 0 may have acknowledged a leader just before it
+    stopped: it refuses (Pre)Votes of a newer term for T from its start, then grants."""
+    c = Cluster()
+    c.elect(0)
+    c.crash(1)
+    c.start(1)  # restored at c.now, term 1, leader unknown
+    one = c.nodes[1]
+    assert one.term == 1 and one.leader_id is None
+    pre = RequestVote(2, 2, 9, 1, pre_vote=True)
+    assert one.on_message(c.now + 0.5, 2, pre) == []  # T = 1: still promised
+    assert one.on_message(c.now + 0.9, 2, RequestVote(2, 2, 9, 1)) == []
+    assert one.term == 1 and one.lease_ignored == 2
+    granted = one.on_message(c.now + 1.0, 2, pre)
+    assert Send(2, RequestVoteResponse(2, True, True)) in granted
+    # a node that never had a term (a fresh start) promised nothing
+    fresh = RaftNode(5, (5, 6, 7), Register())
+    fresh.on_start(0.0, random.Random(0))
+    effects = fresh.on_message(0.0, 6, RequestVote(1, 6, 0, 0, pre_vote=True))
+    assert Send(6, RequestVoteResponse(1, True, True)) in effects
+
+
 # ---------------------------------------------------------------------- replication
 
 

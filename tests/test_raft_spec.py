@@ -121,11 +121,13 @@ def _step(
     vote: str = "nil",
     log: str = "<<>>",
 ) -> str:
+    disk = f'term |-> {term}, vote |-> "{vote}", log |-> {log}'
+    effects = [f'[kind |-> "persist", {disk}]'] + [f'[kind |-> "send", msg |-> {m}]' for m in sent]
     return (
         f'[node |-> "{node}", action |-> "{action}", msg |-> {msg}, '
         f'sent |-> {{{", ".join(sent)}}}, role |-> "{role}", term |-> {term}, '
-        f"commit |-> {commit}, "
-        f'persisted |-> [term |-> {term}, vote |-> "{vote}", log |-> {log}]]'
+        f"commit |-> {commit}, persisted |-> [{disk}], "
+        f"effects |-> <<{', '.join(effects)}>>]"
     )
 
 
@@ -187,6 +189,7 @@ INVARIANTS
     StateMachineSafety
     LinearizableReads
     TermsOpenedByCandidates
+    SendsDurable
 """
 
 
@@ -210,7 +213,9 @@ def _stuck_at(result: TLCResult) -> tuple[int, int]:
 def test_a_run_of_the_protocol_is_accepted(tmp_path: Path) -> None:
     result = check([election_and_commit()], tmp_path)
     assert result.status is TLCStatus.OK, result.error_message
-    assert result.depth == len(election_and_commit()) + 1
+    # the initial state, one state per record, one per effect replayed after it
+    effects = sum(record.count("[kind |-> ") for record in election_and_commit())
+    assert result.depth == 1 + len(election_and_commit()) + effects
 
 
 def _tampered(position: int, old: str, new: str) -> list[str]:
@@ -228,7 +233,7 @@ TAMPERED = {
     # the leader commits before any follower holds the entry
     "early commit": (6, "commit |-> 0, persisted", "commit |-> 1, persisted"),
     # the new leader's log gains an entry nobody proposed
-    "entry out of nowhere": (4, "log |-> <<>>]]", "log |-> <<1>>]]"),
+    "entry out of nowhere": (4, "log |-> <<>>], effects", "log |-> <<1>>], effects"),
 }
 
 
@@ -238,6 +243,19 @@ def test_a_tampered_trace_is_rejected_at_the_tampered_step(name: str, tmp_path: 
     result = check([election_and_commit(), _tampered(position, old, new)], tmp_path)
     assert result.status is TLCStatus.DEADLOCK, (result.status, result.error_message)
     assert _stuck_at(result) == (2, position)  # records 1..position matched, not the next
+
+
+def test_a_vote_sent_before_it_is_persisted_violates_sends_durable(tmp_path: Path) -> None:
+    """s2's effects list its granted vote before the Persist of the vote."""
+    trace = election_and_commit()
+    persist = '[kind |-> "persist", term |-> 1, vote |-> "s1", log |-> <<>>]'
+    send = f'[kind |-> "send", msg |-> {_rvr("s2", "s1", 1, False, True)}]'
+    assert f"<<{persist}, {send}>>" in trace[3]
+    trace[3] = trace[3].replace(f"<<{persist}, {send}>>", f"<<{send}, {persist}>>")
+    result = check([trace], tmp_path)
+    assert result.status is TLCStatus.INVARIANT_VIOLATED, (result.status, result.error_message)
+    assert result.violated == "SendsDurable"
+    assert _stuck_at(result) == (1, 4)  # the fourth record's effects
 
 
 # ---------------------------------------------------------------------------

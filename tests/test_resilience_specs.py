@@ -1,6 +1,7 @@
 """specs/RateLimiter.tla and specs/SingleFlight.tla under TLC.
 
-The default configuration holds (here, with a floor on the states explored). Every
+The default configuration holds (here, with a floor on the states explored, under
+``slow``: CI checks it in the project-wide ``foundation specs check`` run). Every
 config under specs/broken/ and specs/reach/ must be violated, naming the invariant its
 ``\\* expect-violation:`` line gives: that is checked once, for every spec of the
 project, by ``foundation specs check --mutants --reach``
@@ -30,6 +31,8 @@ EXPECTED = sorted(
 )
 
 
+# CI checks these configs once, in tests/test_cli_specs.py's project-wide run.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_holds(name: str) -> None:
     result = run_tlc(SPECS / f"{name}.tla", workers=1, timeout=120)

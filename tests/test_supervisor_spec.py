@@ -1,5 +1,6 @@
-"""TLC checks of specs/Supervisor.tla: every config passes and every invariant has a
-mutant in specs/broken/.
+"""TLC checks of specs/Supervisor.tla: every invariant has a mutant in specs/broken/.
+The configs that must pass are checked by CI's project-wide ``foundation specs check``
+(tests/test_cli_specs.py); here under ``slow``.
 
 The mutants (each caught naming the invariant its config declares) and the
 reachability configs of specs/reach/ are run once, by CI's ``foundation specs check
@@ -44,6 +45,8 @@ def test_every_invariant_has_a_mutant() -> None:
     assert set(INVARIANTS) <= declared
 
 
+# CI checks these configs once, in tests/test_cli_specs.py's project-wide run.
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_spec_config_passes(config: Path) -> None:
     result = run_tlc(SPEC, config, workers=2, timeout=240)

@@ -6,8 +6,8 @@
         [--secret-file F] [--ready-file F] [--election-timeout S] [--metrics-listen HOST:PORT]
     foundation kv put KEY VALUE     --cluster HOST:PORT,...   (prints the revision)
     foundation kv get KEY           --cluster ...   (the bare value; exit 1 if absent)
-    foundation kv cas KEY OLD NEW   --cluster ...   (exit 1 if OLD did not match;
-                                                     --absent: expect no key)
+    foundation kv cas KEY OLD NEW   --cluster ...   (exit 1 if OLD did not match, one
+    foundation kv cas KEY NEW --absent --cluster ... line on stderr: what KEY holds now)
     foundation kv delete KEY        --cluster ...   (exit 1 if absent)
     foundation kv watch PREFIX [--rev N] [--count N] --cluster ...
     foundation kv status            --cluster ...   (leader, term, commit, applied per node)
@@ -16,6 +16,9 @@
     foundation kv member list|add ID|add-learner ID|remove ID --cluster ...
         (a new member runs ``serve --join`` with every member in --peers, itself
         included, before it is added)
+
+Every member also serves the lease locks of ``connect_lock_service("raft://HOST:PORT,...")``
+and ``foundation lock acquire --server raft://HOST:PORT,...`` (docs/lease-lock.md).
 
 ``--cluster`` takes any members' addresses, ``HOST:PORT`` (the member's id is
 read from its handshake) or ``ID=HOST:PORT``; followers forward to the leader.
@@ -102,11 +105,14 @@ def register(subparsers: Any) -> None:
     verbs.choices["put"].add_argument("value")
     get = client("get", "print KEY's value (exit 1 if absent)")
     get.add_argument("key")
-    cas = client("cas", "write NEW if KEY's value is OLD (exit 1 if not)")
+    cas = client(
+        "cas",
+        "write NEW if KEY's value is OLD, or with --absent if KEY does not exist"
+        f" (exit {EXIT_ABSENT} if not, one line on stderr saying why)",
+    )
     cas.add_argument("key")
-    cas.add_argument("old")
-    cas.add_argument("new")
-    cas.add_argument("--absent", action="store_true", help="expect no key (OLD is ignored)")
+    cas.add_argument("values", nargs="+", metavar="[OLD] NEW", help="OLD NEW, or NEW with --absent")
+    cas.add_argument("--absent", action="store_true", help="expect no key: cas KEY NEW --absent")
     client("delete", "delete KEY (exit 1 if absent)").add_argument("key")
     watch = client("watch", "print changes under PREFIX, one per line")
     watch.add_argument("prefix")
@@ -220,17 +226,13 @@ async def _run_member(
     monitor: Any,
     metrics: tuple[str, list[Any]] | None,
 ) -> None:
-    from ..coordination.consensus import open_raft_node
-    from ..coordination.raft_kv import KV_CODEC
-    from ..protocols.kv_machine import KVMachine
+    from ..coordination.raft_lock import open_lock_node
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_raft_node(
+        async with open_lock_node(
             args.id,
             peers,
             args.data_dir,
-            KVMachine(),
-            codec=KV_CODEC,
             secret=secret,
             election_timeout=args.election_timeout,
             join=args.join,
@@ -296,15 +298,81 @@ async def _resolve(text: str) -> dict[int, tuple[str, int]]:
     return out
 
 
+def _cas_values(args: argparse.Namespace) -> tuple[str | None, str]:
+    """``(OLD or None, NEW)`` from ``cas KEY OLD NEW`` or ``cas KEY NEW --absent``."""
+    values = list(args.values)
+    if args.absent:
+        if len(values) > 2:
+            raise ValueError("cas --absent takes KEY NEW (an OLD before NEW is ignored)")
+        return None, values[-1]
+    if len(values) != 2:
+        raise ValueError("cas takes KEY OLD NEW (or KEY NEW --absent)")
+    return values[0], values[1]
+
+
+def _why(key: str, old: str | None, current: Any) -> str:
+    """One line saying why a cas did not match: what the key holds now."""
+    if current is None:
+        return f"{key!r} is absent, not {old!r}"
+    value = current.value.decode("utf-8", "backslashreplace")
+    wanted = "absent" if old is None else repr(old)
+    return (
+        f"{key!r} is {value!r} (mod revision {current.mod_revision}, version"
+        f" {current.version}), not {wanted}"
+    )
+
+
+class _OncePerCommand(logging.Filter):
+    """Lets each kind of dropped-connection warning through once per command.
+
+    The transport redials a member that refuses it (wrong secret, not a raft
+    member) every backoff, and logs each drop; a CLI command says it once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[object, ...]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if "dropped a connection" not in record.msg or len(args) < 2:
+            return True
+        key = (args[1], str(args[2]).split(":")[0] if len(args) > 2 else "")
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def quiet_repeats() -> Any:
+    """A context manager: repeated connection warnings printed once while it is open."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope() -> Any:
+        log = logging.getLogger("trio_foundation.runtime.tcp")
+        once = _OncePerCommand()
+        log.addFilter(once)
+        try:
+            yield once
+        finally:
+            log.removeFilter(once)
+
+    return scope()
+
+
 def _client(args: argparse.Namespace) -> int:
     from ..runtime.auth import load_secret_file
 
     secret = None if args.secret_file is None else load_secret_file(args.secret_file)
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    if args.verb == "cas":
+        _cas_values(args)  # bad usage before any connection
     try:
         try:
-            return trio.run(_client_main, args, secret)
+            with quiet_repeats():
+                return trio.run(_client_main, args, secret)
         except BaseExceptionGroup as group:  # the transport's nursery wraps the body's error
             leaf: BaseException = group
             while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
@@ -336,8 +404,15 @@ async def _client_main(args: argparse.Namespace, secret: bytes | None) -> int:
                 out.write(found.value + b"\n")
                 out.flush()
             elif verb == "cas":
-                result = await kv.cas(args.key, None if args.absent else args.old, args.new)
-                return 0 if result.succeeded else EXIT_ABSENT
+                old, new = _cas_values(args)
+                result = await kv.cas(args.key, old, new)
+                if not result.succeeded:
+                    print(
+                        f"{_PREFIX}: cas failed: {_why(args.key, old, result.current)}",
+                        file=sys.stderr,
+                    )
+                    return EXIT_ABSENT
+                return 0
             elif verb == "delete":
                 return 0 if await kv.delete(args.key) else EXIT_ABSENT
             elif verb == "status":

@@ -76,10 +76,14 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     acquire.add_argument(
-        "--server", required=True, help="lock service URL (tcp://HOST:PORT or etcd://HOST:PORT)"
+        "--server",
+        required=True,
+        help="lock service URL (tcp://HOST:PORT, etcd://HOST:PORT or raft://HOST:PORT,...)",
     )
     acquire.add_argument(
-        "--secret-file", default=None, help="shared secret file of a tcp:// server (mode 0600)"
+        "--secret-file",
+        default=None,
+        help="shared secret file of a tcp:// server or raft:// cluster (mode 0600)",
     )
     acquire.add_argument(
         "--ttl",
@@ -117,7 +121,10 @@ def _acquire(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise ValueError("foundation lock acquire: no command given (NAME -- CMD ARGS...)")
-    return trio.run(_hold_and_run, args, command)
+    from .kv import quiet_repeats
+
+    with quiet_repeats():  # a refused connection is redialled: say so once
+        return trio.run(_hold_and_run, args, command)
 
 
 async def _hold_and_run(args: argparse.Namespace, command: list[str]) -> int:

@@ -19,10 +19,11 @@ failed, 2 on bad input (unknown name, no spec directory, no Java).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, final
 
@@ -120,6 +121,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=_DEFAULT_WORKERS,
         metavar="N",
         help=f"TLC worker threads (default: {_DEFAULT_WORKERS})",
+    )
+    check.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="J",
+        help="run J checks at once, each a TLC process with --workers threads "
+        "(default: 1); small configs spend most of their time starting a JVM, so "
+        "--jobs 2 --workers 1 finishes the mutants and reachability checks sooner",
     )
     check.add_argument(
         "--timeout",
@@ -314,20 +324,48 @@ class _Outcome:
 
 
 @attrs.define
-class _LiveLine:
-    """The live status line: a spinner, the spec, states so far, elapsed time."""
+class _Running:
+    """The checks running now (several with ``--jobs``): name -> start time and the
+    latest TLC progress report. Shared by the live line and the heartbeat thread."""
 
-    name: str = ""
-    started: float = attrs.Factory(time.monotonic)
-    progress: TLCProgress | None = None
+    _checks: dict[str, tuple[float, TLCProgress | None]] = attrs.Factory(dict)
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
+
+    def begin(self, name: str) -> None:
+        with self._lock:
+            self._checks[name] = (time.monotonic(), None)
+
+    def report(self, name: str, progress: TLCProgress) -> None:
+        with self._lock:
+            if name in self._checks:
+                self._checks[name] = (self._checks[name][0], progress)
+
+    def end(self, name: str) -> None:
+        with self._lock:
+            self._checks.pop(name, None)
+
+    def snapshot(self) -> list[tuple[str, float, TLCProgress | None]]:
+        with self._lock:
+            return [(name, started, prog) for name, (started, prog) in self._checks.items()]
+
+
+@attrs.define
+class _LiveLine:
+    """The live status line: a spinner, each running spec, states so far, elapsed time."""
+
+    running: _Running
     spinner: Spinner = attrs.Factory(lambda: Spinner("dots"))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        elapsed = time.monotonic() - self.started
-        text = Text.assemble(("checking ", ""), (self.name, "bold"))
-        if self.progress is not None:
-            text.append(f": {self.progress.distinct_states:,} distinct states")
-        text.append(f", {elapsed:.0f} s", style="dim")
+        now = time.monotonic()
+        text = Text("checking ")
+        for i, (name, started, progress) in enumerate(self.running.snapshot()):
+            if i:
+                text.append("; ")
+            text.append(name, style="bold")
+            if progress is not None:
+                text.append(f": {progress.distinct_states:,} distinct states")
+            text.append(f", {now - started:.0f} s", style="dim")
         self.spinner.update(text=text)
         yield self.spinner
 
@@ -370,39 +408,28 @@ def _select(pairs: list[SpecPair], names: Sequence[str], *, full: bool = False) 
 @attrs.define
 class _Heartbeat:
     """When the output is not a terminal: a plain line every ``_PROGRESS_EVERY`` seconds
-    while a check runs, so that a log never goes quiet for TLC's minute between reports."""
+    for each running check, so that a log never goes quiet for TLC's minute between
+    reports."""
 
     console: Console
-    name: str = ""
-    started: float = 0.0
-    progress: TLCProgress | None = None
-    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    running: _Running
     _stop: threading.Event = attrs.Factory(threading.Event)
 
-    def begin(self, name: str) -> None:
-        with self._lock:
-            self.name, self.started, self.progress = name, time.monotonic(), None
-
-    def report(self, progress: TLCProgress) -> None:
-        with self._lock:
-            self.progress = progress
-
     def run(self) -> None:
-        last = ""
-        printed = 0.0
+        printed: dict[tuple[str, float], float] = {}
         while not self._stop.wait(_PROGRESS_EVERY / 20):
-            with self._lock:
-                name, started, progress = self.name, self.started, self.progress
             now = time.monotonic()
-            if name != last:
-                last, printed = name, started
-            if not name or now - printed < _PROGRESS_EVERY:
-                continue
-            printed = now
-            line = f"  {name}: still checking, {now - started:.0f} s"
-            if progress is not None:
-                line += f", {progress.distinct_states:,} distinct states so far"
-            self.console.print(line, markup=False)
+            current = self.running.snapshot()
+            live = {(name, started) for name, started, _ in current}
+            printed = {key: at for key, at in printed.items() if key in live}
+            for name, started, progress in current:
+                if now - printed.get((name, started), started) < _PROGRESS_EVERY:
+                    continue
+                printed[(name, started)] = now
+                line = f"  {name}: still checking, {now - started:.0f} s"
+                if progress is not None:
+                    line += f", {progress.distinct_states:,} distinct states so far"
+                self.console.print(line, markup=False)
 
     def stop(self) -> None:
         self._stop.set()
@@ -419,9 +446,8 @@ def _check(args: argparse.Namespace) -> int:
     selected = _select(pairs, args.names, full=args.full)
     java, jar = find_java(), find_jar()
     console = _console()
-    outcomes: list[_Outcome] = []
-    line = _LiveLine()
-    heartbeat = _Heartbeat(console)
+    running = _Running()
+    print_lock = threading.Lock()
 
     def run(pair: SpecPair) -> _Outcome:
         kind = _kind(pair, directory)
@@ -431,7 +457,18 @@ def _check(args: argparse.Namespace) -> int:
                 "\\* expect-violation: InvariantName (a PROPERTY name, or deadlock)"
             )
             return _Outcome(pair, None, problem, kind)
-        heartbeat.begin(pair.name)
+
+        def on_progress(progress: TLCProgress) -> None:
+            running.report(pair.name, progress)
+            if not console.is_terminal and progress.seconds >= 30:
+                with print_lock:
+                    console.print(
+                        f"  {pair.name}: {progress.distinct_states:,} distinct states, "
+                        f"{progress.queue:,} on the queue, {progress.seconds:.0f} s",
+                        markup=False,
+                    )
+
+        running.begin(pair.name)
         try:
             result = run_tlc(
                 pair.module,
@@ -446,39 +483,66 @@ def _check(args: argparse.Namespace) -> int:
         except VerificationError as exc:
             return _Outcome(pair, None, str(exc), kind)
         finally:
-            heartbeat.begin("")
+            running.end(pair.name)
         return _Outcome(pair, result, kind=kind)
 
-    def on_progress(progress: TLCProgress) -> None:
-        line.progress = progress
-        heartbeat.report(progress)
-        if not console.is_terminal and progress.seconds >= 30:
-            console.print(
-                f"  {progress.spec}: {progress.distinct_states:,} distinct states, "
-                f"{progress.queue:,} on the queue, {progress.seconds:.0f} s",
-                markup=False,
-            )
-
-    if console.is_terminal:
-        line.name = selected[0].name
-        with Live(line, console=console, refresh_per_second=8, transient=True) as live:
+    def run_all(started: Callable[[SpecPair], None], done: Callable[[_Outcome], None]) -> None:
+        # Checks are started in the order listed and reported as they finish; the
+        # summary below keeps the listed order. With --jobs 1 this is a plain loop.
+        if args.jobs == 1:
             for pair in selected:
-                line.name, line.started, line.progress = pair.name, time.monotonic(), None
-                outcome = run(pair)
-                outcomes.append(outcome)
+                started(pair)
+                done(run(pair))
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+
+            def submit(pair: SpecPair) -> concurrent.futures.Future[_Outcome]:
+                started(pair)
+                return pool.submit(run, pair)
+
+            pending = {submit(pair) for pair in selected[: args.jobs]}
+            queue = iter(selected[args.jobs :])
+            while pending:
+                finished, pending = concurrent.futures.wait(
+                    pending, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in finished:
+                    done(future.result())
+                    following = next(queue, None)
+                    if following is not None:
+                        pending.add(submit(following))
+
+    by_pair: dict[Path, _Outcome] = {}
+    if console.is_terminal:
+        with Live(
+            _LiveLine(running), console=console, refresh_per_second=8, transient=True
+        ) as live:
+
+            def live_done(outcome: _Outcome) -> None:
+                by_pair[outcome.pair.config] = outcome
                 live.console.print(_one_line(outcome))
+
+            run_all(lambda pair: None, live_done)
     else:
+        heartbeat = _Heartbeat(console, running)
         beating = threading.Thread(target=heartbeat.run, name="specs-progress", daemon=True)
         beating.start()
-        try:
-            for pair in selected:
+
+        def plain_started(pair: SpecPair) -> None:
+            with print_lock:
                 console.print(f"checking {pair.name} ...", markup=False)
-                outcome = run(pair)
-                outcomes.append(outcome)
+
+        def plain_done(outcome: _Outcome) -> None:
+            by_pair[outcome.pair.config] = outcome
+            with print_lock:
                 console.print(_one_line(outcome))
+
+        try:
+            run_all(plain_started, plain_done)
         finally:
             heartbeat.stop()
             beating.join()
+    outcomes = [by_pair[pair.config] for pair in selected]
 
     console.print()
     console.print(_summary(outcomes))
@@ -641,7 +705,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock",)
+_TRACEABLE = ("LeaseLock", "Raft")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -659,15 +723,26 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         "--traces", type=_positive_int, default=20, metavar="N", help="runs (default: 20)"
     )
     trace.add_argument(
-        "--steps", type=_positive_int, default=80, metavar="N", help="steps per run (default: 80)"
+        "--steps",
+        type=_positive_int,
+        default=80,
+        metavar="N",
+        help="LeaseLock: steps per run (default: 80)",
+    )
+    trace.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="Raft: simulated seconds per run (default: 5)",
     )
     trace.add_argument(
         "--ttl",
         type=_positive_int,
         default=9,
         metavar="T",
-        help="lease TTL in the spec's time units; with D=2, Delta=1 it must be a multiple "
-        "of 3 (default: 9)",
+        help="LeaseLock: lease TTL in the spec's time units; with D=2, Delta=1 it must be a "
+        "multiple of 3 (default: 9)",
     )
     trace.add_argument(
         "--write", type=Path, metavar="FILE", help="also save the generated trace module"
@@ -676,7 +751,7 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         "--module",
         type=Path,
         metavar="FILE",
-        help="check this LeaseLockTraceData module instead of generating runs",
+        help="check this NAMETraceData module (e.g. one --write saved) instead of generating runs",
     )
     trace.add_argument(
         "--timeout",
@@ -696,8 +771,10 @@ def _trace(args: argparse.Namespace) -> int:
             f"no trace validation for {args.name!r}: available for {', '.join(_TRACEABLE)}"
         )
     directory = default_specs_dir() if args.dir is None else args.dir
-    if not (directory / "LeaseLockTrace.tla").is_file():
-        raise VerificationError(f"{directory} has no LeaseLockTrace.tla: pass --dir")
+    if not (directory / f"{args.name}Trace.tla").is_file():
+        raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
+    if args.name == "Raft":
+        return _trace_raft(args, directory)
     params = llt.SpecParams(ttl=args.ttl)
     console = _console()
     if args.module is not None:
@@ -728,4 +805,46 @@ def _trace(args: argparse.Namespace) -> int:
     if check.failed_action is not None:
         where += f" (the next logged action, {check.failed_action}, is not allowed there)"
     console.print(f"{args.name}: {what}: REJECTED: {where} ({seconds:.1f} s)")
+    return 1
+
+
+def _trace_raft(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import raft as rt
+
+    if args.module is not None:
+        text = args.module.read_text(encoding="utf-8")
+        check = rt.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
+        what = str(args.module)
+    else:
+        params = rt.RunParams(duration=args.duration)
+        traces = [
+            rt.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
+        ]
+        if args.write is not None:
+            rt.write_trace_module(traces, args.write)
+        check = rt.check_traces(traces, specs_dir=directory, timeout=args.timeout)
+        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
+        what += f"{check.steps} steps"
+    return _verdict(args.name, what, check)
+
+
+def _verdict(name: str, what: str, check: Any) -> int:
+    console = _console()
+    seconds = check.tlc.seconds
+    states = check.tlc.distinct_states
+    if check.accepted:
+        console.print(
+            f"{name}: {what}: every trace is a behaviour of the spec "
+            f"({states:,} states, {seconds:.1f} s)"
+        )
+        return 0
+    if check.violated is not None:
+        where = f"trace {check.failed_trace} violates {check.violated} at step {check.failed_step}"
+    elif check.failed_trace is not None:
+        where = f"trace {check.failed_trace} cannot go past step {check.failed_step}"
+    else:
+        where = "a trace cannot be followed"
+    if check.failed_action is not None and check.violated is None:
+        where += f" (the next logged action, {check.failed_action}, is not allowed there)"
+    console.print(f"{name}: {what}: REJECTED: {where} ({seconds:.1f} s)")
     return 1

@@ -7,8 +7,10 @@ Schemes:
 * ``tcp://HOST:PORT``: the project's own lock server process (``foundation lock
   serve``; :mod:`trio_foundation.coordination.tcp_lock`), authenticated with the
   shared secret in ``secret_file`` if given.
-
-The Raft-replicated server (``raft://``) will be served through the same call.
+* ``raft://[ID=]HOST:PORT,...``: the lock service of a Raft cluster (``foundation
+  kv serve`` members; :mod:`trio_foundation.coordination.raft_lock`), fault
+  tolerant, fencing tokens from the Raft log index; ``secret_file`` is the
+  cluster's shared secret.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .lease_lock import Lease
 
 __all__ = ["LockClient", "connect_lock_service"]
 
-SCHEMES = ("etcd", "etcds", "tcp")
+SCHEMES = ("etcd", "etcds", "tcp", "raft")
 
 
 class LockClient(Protocol):
@@ -46,12 +48,15 @@ async def connect_lock_service(
     """Connect to the lock service at ``url`` for the duration of the block.
 
     Args:
-        url: ``etcd://HOST:PORT[,HOST:PORT...]``, ``etcds://...`` or ``tcp://HOST:PORT``.
+        url: ``etcd://HOST:PORT[,HOST:PORT...]``, ``etcds://...``, ``tcp://HOST:PORT``
+            or ``raft://[ID=]HOST:PORT,...`` (any of the members).
         timeout: seconds each call to the service may take (connection included);
-            for ``tcp://``, the seconds to wait for the first connection.
+            for ``tcp://`` and ``raft://``, the seconds to wait for the first
+            connection (and for ``raft://`` also to close: see
+            :func:`~trio_foundation.coordination.raft_lock.open_raft_lock_service`).
         prefix: (etcd) where lock keys live; default ``/trio-foundation/``.
-        secret_file: (tcp) the shared secret file, as the server's ``--secret-file``.
-        telemetry: (tcp) where the client emits its ``lease_lock.*`` events
+        secret_file: (tcp, raft) the shared secret file, as the server's ``--secret-file``.
+        telemetry: (tcp, raft) where the client emits its ``lease_lock.*`` events
             (``docs/telemetry.md``); ``None``:
             :func:`~trio_foundation.telemetry.default_telemetry`. The etcd
             backend emits no ``lease_lock.*`` events, so it refuses this argument.
@@ -59,7 +64,7 @@ async def connect_lock_service(
     Raises:
         ValueError: an unknown scheme or a malformed address (the message names
             it), or ``secret_file`` or ``telemetry`` given for ``etcd://``.
-        ConnectionError: (tcp) no connection within ``timeout``.
+        ConnectionError: (tcp, raft) no connection within ``timeout``.
         EtcdUnavailableError: (etcd) no endpoint answered within ``timeout``; the
             service is reached once (a status call) before the block starts.
     """
@@ -84,11 +89,21 @@ async def connect_lock_service(
         ) as remote:
             yield remote
         return
+    if scheme == "raft":
+        from ..runtime.auth import load_secret_file
+        from .raft_lock import open_raft_lock_service
+
+        secret = None if secret_file is None else load_secret_file(secret_file)
+        async with open_raft_lock_service(
+            url, secret=secret, timeout=timeout, telemetry=telemetry
+        ) as raft:
+            yield raft
+        return
     if secret_file is not None:
-        raise ValueError(f"secret_file is for tcp:// lock services, not {scheme}://")
+        raise ValueError(f"secret_file is for tcp:// and raft:// lock services, not {scheme}://")
     if telemetry is not None:
         raise ValueError(
-            f"telemetry is for tcp:// lock services; the {scheme}:// lock emits no"
+            f"telemetry is for tcp:// and raft:// lock services; the {scheme}:// lock emits no"
             " lease_lock.* events"
         )
     from ..etcd import EtcdLock, open_etcd_client

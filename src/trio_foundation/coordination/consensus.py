@@ -152,15 +152,27 @@ _encoder: Final = msgspec.msgpack.Encoder()
 
 
 class _BytesMachine:
-    """The user's state machine behind a bytes interface (what the core replicates)."""
+    """The user's state machine behind a bytes interface (what the core replicates).
+
+    A state machine with an ``apply_at(index, command)`` method is given each
+    entry's log index (e.g. as a fencing token,
+    :class:`~trio_foundation.protocols.lock_machine.LockMachine`): the core
+    applies entry ``last_applied + 1`` and only then advances ``last_applied``.
+    """
 
     def __init__(self, sm: core.StateMachine, command: Any, query: Any) -> None:
         self.sm = sm
         self._command = command
         self._query = query
+        self._apply_at: Callable[[int, Any], Any] | None = getattr(sm, "apply_at", None)
+        #: the core applying the entries (set once it is built)
+        self.core: core.RaftNode | None = None
 
     def apply(self, command: Any) -> Any:
-        return _encoder.encode(self.sm.apply(self._command.decode(command)))
+        decoded = self._command.decode(command)
+        if self._apply_at is not None and self.core is not None:
+            return _encoder.encode(self._apply_at(self.core.last_applied + 1, decoded))
+        return _encoder.encode(self.sm.apply(decoded))
 
     def query(self, query: Any) -> Any:
         if query == _LEASE_PROBE:
@@ -731,12 +743,28 @@ class RaftNodeHandle(_Caller):
                 value, op = msg.query, "read"
             with trio.move_on_after(self._request_timeout):
                 answer = await self._local(op, value)
+                if answer is not None and self._forwardable(src, answer):
+                    # A client that may not know the leader's address: ask the leader
+                    # for it (same session ids: a submit is still applied at most
+                    # once). One hop only: requests from members are not forwarded.
+                    assert answer.leader is not None
+                    answer = await self._remote(answer.leader, _forward_maker(msg))
                 if answer is not None:
                     self._tcp.send_nowait(src, _with_req(answer, msg.req))
                     return
             self._tcp.send_nowait(src, CReply(msg.req, "unknown"))
         finally:
             self._client_requests -= 1
+
+    def _forwardable(self, src: int, answer: CReply) -> bool:
+        leader = answer.leader
+        return (
+            answer.outcome == "not_leader"
+            and src > MAX_MEMBER_ID
+            and leader is not None
+            and leader != self.node_id
+            and self._tcp.is_connected(leader)
+        )
 
     def _local_leads(self) -> bool:
         return self.driver is not None and self.driver.running and self.core.role == "leader"
@@ -809,6 +837,12 @@ class RaftNodeHandle(_Caller):
     def status(self) -> core.RaftStatus:
         """This node's :class:`~trio_foundation.protocols.raft.RaftStatus`. Not a checkpoint."""
         return self.core.status()
+
+    @property
+    def role_term(self) -> trio_util.AsyncValue[tuple[str, int]]:
+        """This node's ``(role, term)`` after each step, as a ``trio_util.AsyncValue``
+        (read-only use: ``await node.role_term.wait_value(lambda rt: rt[0] == "leader")``)."""
+        return self._role_term
 
     @asynccontextmanager
     async def leadership(self) -> AsyncIterator[int]:
@@ -904,6 +938,14 @@ def _reply_to_wire(reply: Reply) -> CReply:
     return CReply(0, "rejected", reason=reason)
 
 
+def _forward_maker(msg: CSubmit | CRead | CAdmin) -> Callable[[int], Any]:
+    if isinstance(msg, CSubmit):
+        return lambda req: CSubmit(req, msg.client_id, msg.request_id, msg.command)
+    if isinstance(msg, CRead):
+        return lambda req: CRead(req, msg.query)
+    return lambda req: CAdmin(req, msg.op, msg.node)
+
+
 def _with_req(reply: CReply, req: int) -> CReply:
     return CReply(req, reply.outcome, reply.value, reply.leader, reply.reason)
 
@@ -946,6 +988,8 @@ async def open_raft_node(
             format version).
         state_machine: the deterministic state machine (fresh; restored from the
             snapshot on restart). Its commands and results pass through ``codec``.
+            If it has ``apply_at(index, command)``, that is called instead of
+            ``apply`` with the entry's log index.
         codec: the msgspec types of commands, results, queries and answers
             (default: builtins).
         secret: the shared secret of the TCP transport (``None``: no auth).
@@ -982,14 +1026,16 @@ async def open_raft_node(
     voters = sorted(m for m in members if not (join and m == node_id))
     if not voters:
         raise ValueError("a joining node needs at least one other member in peers")
+    machine = _BytesMachine(state_machine, command_dec, query_dec)
     raft = core.RaftNode(
         node_id,
         voters,
-        _BytesMachine(state_machine, command_dec, query_dec),
+        machine,
         election_timeout=election_timeout,
         heartbeat_interval=heartbeat_interval,
         max_log_entries=max_log_entries,
     )
+    machine.core = raft
     async with open_raft_log(data_dir) as log:
         state = log.load()
         restored: Any = NO_STATE
@@ -1073,6 +1119,13 @@ class RaftClient(_Caller):
     def members(self) -> list[int]:
         """The members' ids."""
         return list(self._members)
+
+    async def wait_connected(self) -> None:
+        """Wait until a connection to some member is up. A checkpoint; put a
+        deadline on it (it waits forever while no member is reachable)."""
+        while not any(self._tcp.is_connected(m) for m in self._members):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        await trio.lowlevel.checkpoint()
 
 
 @asynccontextmanager

@@ -20,7 +20,11 @@ by inputs, drained as effects with stated persistence duties — is etcd-io/raft
 * **CheckQuorum** (thesis §6.2): a leader that has not heard from a majority of
   voters within one ``T`` steps down. Conversely a node that heard from a leader
   less than ``T`` ago ignores RequestVote (and refuses PreVote) — the leader
-  "lease" that makes PreVote effective — except for a leadership transfer.
+  "lease" that makes PreVote effective — except for a leadership transfer. A
+  node restarted from durable state with a term > 0 keeps that lease for ``T``
+  from its start, leader unknown: it may have acknowledged a leader just before
+  it stopped (etcd-io/raft forgets it — ``lead`` is ``None`` after a restart —
+  and leaves the wait to the application; here the core keeps the promise).
 * **Replication** (paper §5.3): AppendEntries carries the consistency check
   ``(prev_log_index, prev_log_term)``; a follower that fails it answers with a
   *conflict hint* (``conflict_term`` and the first index it holds of that term,
@@ -680,6 +684,8 @@ class RaftNode:
         self._started = False
         self._rng = random.Random(0)
         self._last_leader_contact = float("-inf")
+        #: local time until which a restarted node keeps the lease it may have granted
+        self._restart_lease_end = float("-inf")
         self._votes: set[int] = set()
         self._progress: dict[int, _Progress] = {}
         self._pending: dict[int, _Pending] = {}
@@ -822,6 +828,11 @@ class RaftNode:
             raise self._misuse("on_start")
         self._started = True
         self._rng = rng
+        if self.term > 0:
+            # It may have acknowledged a leader just before it stopped, promising no
+            # vote for T (CheckQuorum's lease): keep the promise from now, unknown leader.
+            self._last_leader_contact = now
+            self._restart_lease_end = now + self.election_timeout
         self._begin()
         self._out.append(SetTimer(ELECTION_TIMER, self._election_delay()))
         return self._flush()
@@ -1009,7 +1020,9 @@ class RaftNode:
     # ------------------------------------------------------------------ terms and roles
 
     def _in_lease(self, now: float) -> bool:
-        if not self.check_quorum or self.leader_id is None:
+        if not self.check_quorum:
+            return False
+        if self.leader_id is None and now >= self._restart_lease_end:
             return False
         return self.role == "leader" or now - self._last_leader_contact < self.election_timeout
 
