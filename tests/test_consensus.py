@@ -151,6 +151,35 @@ async def test_a_client_outside_the_cluster(tmp_path: Path) -> None:
                 assert len({s.leader for s in statuses if s is not None}) == 1
 
 
+async def test_submit_many_applies_each_command_once_in_order(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        with trio.fail_after(30):
+            leader = await c.leader()
+            follower = next(i for i in c.nodes if i != leader)
+            # on the leader (its own core), through a follower, and from a client
+            assert await c.nodes[leader].submit_many([("b", 1)] * 5) == [1, 2, 3, 4, 5]
+            assert await c.nodes[follower].submit_many([("b", 10), ("c", 1)]) == [15, 1]
+            async with open_raft_client(c.peers) as client:
+                assert await client.submit_many([("b", 1)] * 300) == list(range(16, 316))
+                assert await client.submit_many([]) == []
+                with pytest.raises(ValueError, match="at most 1024 commands"):
+                    await client.submit_many([("b", 1)] * 1025)
+                # a batch in flight while its leader stops: retried, each command
+                # applied exactly once (sessions), the results those of the one apply
+                async with trio.open_nursery() as n:
+                    got: list[Any] = []
+
+                    async def batch() -> None:
+                        got.extend(await client.submit_many([("d", 1)] * 200))
+
+                    n.start_soon(batch)
+                    await trio.sleep(0.005)
+                    c.stop(leader)
+                assert sorted(got) == list(range(1, 201))
+                assert await client.read("d") == 200
+                assert await client.read("b") == 315
+
+
 async def test_leadership_ends_before_another_node_leads(tmp_path: Path) -> None:
     async with cluster(tmp_path) as c:
         with trio.fail_after(15):
@@ -216,9 +245,13 @@ async def test_submit_and_read_cancelled_at_random_points_leave_nothing_held(
             for _ in range(60):
                 node = rng.choice(nodes)
                 with trio.move_on_after(rng.uniform(0, 0.01)) as scope:
-                    if rng.random() < 0.5:
+                    choice = rng.random()
+                    if choice < 0.4:
                         await node.submit(("k", 1))
                         acked += 1
+                    elif choice < 0.6:
+                        await node.submit_many([("k", 1), ("k", 1)])
+                        acked += 2
                     else:
                         await node.read("k")
                 cancelled += scope.cancelled_caught

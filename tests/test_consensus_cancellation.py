@@ -1,5 +1,5 @@
-"""submit, read, leadership() and raft:// locks under the project's cancellation harness
-(verify.cancellation).
+"""submit, submit_many, read, leadership() and raft:// locks under the project's
+cancellation harness (verify.cancellation).
 
 The harness runs under ``MockClock(autojump_threshold=0)``, and the node does real
 I/O (loopback sockets, fsync threads): a *ticker* task keeps a deadline 1 ms
@@ -92,6 +92,9 @@ async def scenario(inj: Injector, tmp: str, nodes: list[RaftNodeHandle]) -> None
                 assert not held(nodes), held(nodes)
                 with inj.scope(f"read{k}"):
                     await node.read(None)
+                assert not held(nodes), held(nodes)
+                with inj.scope(f"batch{k}"):
+                    await node.submit_many([1, 1])
                 assert not held(nodes), held(nodes)
         nursery.cancel_scope.cancel()
 

@@ -17,9 +17,14 @@ runs, in a nursery scoped to the block:
   ``RaftPersist`` record; the persister writes the queued records (consecutive
   ones merged into one save, so a burst costs one fsync) and **every message the
   core sends after a record is held until that record is durable** ("persist
-  before send"; the held messages are released in order). Replies to local
-  callers are returned only once the record queued by their request's step (the
-  entry) is durable — which, with followers, their acknowledgements already imply.
+  before send"; the held messages are released in order) — except a leader's
+  ``AppendEntries`` that depends on nothing not yet durable (its term is durable,
+  its ``leader_commit`` at most the last durable index here): it goes out at once,
+  so the leader's fsync runs in parallel with the followers' (Raft thesis
+  §10.2.1). Replies to local callers are returned only once the record queued by
+  their request's step (the entry) is durable, and a successful one only once
+  this node's log is durable up to its commit index (the core counts its own,
+  possibly not yet durable, copy towards a commit: no reply reveals such a commit).
   A save that fails ends the node (its ``async with`` raises).
 
 Commands, queries and results are encoded with msgspec MessagePack (``types``
@@ -47,6 +52,7 @@ waits ``T (1 + rho)`` before it starts, because its lease memory was lost.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -70,15 +76,20 @@ from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
 from .raft_monitor import RaftNodeMonitor
 from .raft_wire import (
+    MAX_BATCH,
     MAX_MEMBER_ID,
     RAFT_PROTOCOL,
     CAdmin,
+    CBatchItem,
+    CBatchReply,
+    CBatchResult,
     CRead,
     CReply,
     CSnapshot,
     CStatus,
     CStatusReply,
     CSubmit,
+    CSubmitBatch,
     decode_entry,
     decode_snapshot,
     encode_entry,
@@ -193,9 +204,31 @@ def _merge(a: core.RaftPersist, b: core.RaftPersist) -> core.RaftPersist | None:
 
 
 class _Persister:
-    """Queues the core's records; writes them in order; holds sends until durable."""
+    """Queues the core's records; writes them in order; holds sends until durable.
 
-    def __init__(self, log: RaftLog, tcp: TcpTransport) -> None:
+    One exception to "hold every send until the records queued before it are
+    durable": a leader's ``AppendEntries`` goes out at once (the leader writes
+    its log in parallel with replicating it, Raft thesis §10.2.1) when it
+    depends on nothing that is not yet durable — its ``term`` is the durable
+    term, and its ``leader_commit`` is at most :attr:`durable_last`, the last
+    log index known durable here (so every commit it reveals counted a durable
+    copy on this node) — and nothing is held for that destination (the link
+    stays FIFO). The entries it carries need not be durable here: a follower
+    that stores them durably before acknowledging is what counts; the core may
+    count its own copy towards a commit before that copy is durable, so no
+    reply and no ``leader_commit`` reveals a commit above :attr:`durable_last`
+    (see :meth:`wait_index` and ``RaftNodeHandle._local``).
+    """
+
+    def __init__(
+        self,
+        log: RaftLog,
+        tcp: TcpTransport,
+        *,
+        last_index: Callable[[], int],
+        durable_term: int = 0,
+        durable_last: int = 0,
+    ) -> None:
         self._log = log
         self._tcp = tcp
         self._queue: deque[core.RaftPersist] = deque()
@@ -205,12 +238,25 @@ class _Persister:
         self._durable_changed = trio.Event()
         # (sequence number that must be durable, destination, wire message)
         self._held: deque[tuple[int, int, Any]] = deque()
+        self._held_for: dict[int, int] = {}  # destination -> messages held for it
         self.held_dropped = 0
         #: called after each save with (records merged, seconds it took); None: not timed
         self.on_saved: Callable[[int, float], None] | None = None
+        self._last_index = last_index
+        # the core's last log index after each queued record, in queue order
+        self._last_after: deque[int] = deque()
+        #: the term of the latest durable record
+        self.durable_term = durable_term
+        #: the last log index of the latest durable record
+        self.durable_last = durable_last
+        #: AppendEntries sent before the records queued ahead of them were durable
+        self.sent_early = 0
 
     def enqueue(self, record: Any) -> None:
         self._queue.append(record)
+        # the driver persists a step's record once the core's step returned: the
+        # core's last index now is the log's last index after this record
+        self._last_after.append(self._last_index())
         self.queued += 1
         self._wake.set()
 
@@ -218,14 +264,29 @@ class _Persister:
         wire = to_wire(msg)
         if self.durable >= self.queued:
             return self._tcp.send_nowait(dst, wire)
+        if (
+            isinstance(msg, core.AppendEntries)
+            and msg.term == self.durable_term
+            and msg.leader_commit <= self.durable_last
+            and not self._held_for.get(dst)
+        ):
+            self.sent_early += 1
+            return self._tcp.send_nowait(dst, wire)
         self._held.append((self.queued, dst, wire))
+        self._held_for[dst] = self._held_for.get(dst, 0) + 1
         if len(self._held) > _MAX_HELD:  # a lossy link: Raft retries on its timers
-            self._held.popleft()
+            _, dropped, _ = self._held.popleft()
+            self._held_for[dropped] -= 1
             self.held_dropped += 1
         return True
 
     async def wait_durable(self, seq: int) -> None:
         while self.durable < seq:
+            await self._durable_changed.wait()
+
+    async def wait_index(self, index: int) -> None:
+        """Wait until the log up to ``index`` is durable here (:attr:`durable_last`)."""
+        while self.durable_last < index:
             await self._durable_changed.wait()
 
     async def run(self) -> None:
@@ -248,9 +309,14 @@ class _Persister:
                 )
                 if self.on_saved is not None:
                     self.on_saved(upto - self.durable, trio.current_time() - started)
+                for _ in range(upto - self.durable):
+                    last = self._last_after.popleft()
+                self.durable_last = last
+                self.durable_term = record.term
                 self.durable = upto
                 while self._held and self._held[0][0] <= upto:
                     _, dst, wire = self._held.popleft()
+                    self._held_for[dst] -= 1
                     self._tcp.send_nowait(dst, wire)
                 changed, self._durable_changed = self._durable_changed, trio.Event()
                 changed.set()
@@ -278,7 +344,7 @@ class _Transport:
 @attrs.define
 class _Call:
     done: trio.Event = attrs.field(factory=trio.Event)
-    reply: CReply | None = None
+    reply: CReply | CBatchReply | None = None
 
 
 class _Caller:
@@ -303,7 +369,7 @@ class _Caller:
         self._hint: int | None = None
         self._status_calls: dict[int, tuple[trio.Event, list[CStatusReply]]] = {}
 
-    def _on_reply(self, msg: CReply | CStatusReply) -> None:
+    def _on_reply(self, msg: CReply | CBatchReply | CStatusReply) -> None:
         if isinstance(msg, CStatusReply):
             waiting = self._status_calls.get(msg.req)
             if waiting is not None:
@@ -325,6 +391,16 @@ class _Caller:
     async def _remote(self, target: int, make: Callable[[int], Any]) -> CReply | None:
         """Send a request to ``target`` and wait for its reply; ``None`` if the
         connection is down or drops, or no reply came within ``request_timeout``."""
+        reply = await self._exchange(target, make)
+        return reply if isinstance(reply, CReply) else None
+
+    async def _local_batch(self, items: list[CBatchItem]) -> list[CBatchResult] | None:
+        """Run a batch on this process's own core, if it has one and leads."""
+        return None
+
+    async def _exchange(
+        self, target: int, make: Callable[[int], Any]
+    ) -> CReply | CBatchReply | None:
         if not self._tcp.is_connected(target):
             await trio.sleep(0.005)
             return None
@@ -398,6 +474,79 @@ class _Caller:
             raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
         proposal = core.Proposal(self._rng.getrandbits(63), 1, data)
         return self._result_dec.decode(await self._call("propose", proposal))
+
+    async def submit_many(self, commands: list[Any]) -> list[Any]:
+        """Replicate each command as its own log entry, in order, in one request;
+        return their results once all are committed and applied.
+
+        The pipelined form of :meth:`submit` (one round trip, one task and one
+        group commit at the leader for up to :data:`MAX_BATCH` commands): each
+        command has its own session, so each is applied exactly once however the
+        batch is retried; the commands the leader could not take (not the leader,
+        busy, a leader change) are sent again, the others are not. Commands of
+        one batch are applied in list order, but other clients' commands may
+        come between them (a batch is not a transaction).
+
+        A checkpoint. **Cancellation:** as :meth:`submit`, for each command.
+
+        Raises:
+            RaftRequestError: the cluster cannot decode a command.
+            TypeError: a command cannot be encoded.
+            ValueError: a command does not decode as the codec's command type, or
+                more than :data:`MAX_BATCH` commands.
+        """
+        if len(commands) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} commands per batch, got {len(commands)}")
+        items = []
+        for command in commands:
+            data = _encoder.encode(command)
+            try:
+                self._command_dec.decode(data)
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
+            items.append(CBatchItem(self._rng.getrandbits(63), 1, data))
+        results: list[Any] = [None] * len(items)
+        todo = list(range(len(items)))
+        backoff = 0.01
+        while todo:
+            batch = [items[i] for i in todo]
+            got: list[CBatchResult] | None = None
+            if self._local_leads():
+                got = await self._local_batch(batch)
+            else:
+                target = self._hint
+                if target is None or not self._tcp.is_connected(target):
+                    up = [m for m in self._members if self._tcp.is_connected(m)]
+                    target = self._rng.choice(up or self._members)
+                reply = await self._exchange(
+                    target, functools.partial(CSubmitBatch, items=tuple(batch))
+                )
+                if isinstance(reply, CBatchReply) and len(reply.results) == len(batch):
+                    got = list(reply.results)
+                elif isinstance(reply, CReply) and reply.outcome == "not_leader":
+                    got = [CBatchResult("not_leader", leader=reply.leader)] * len(batch)
+                else:
+                    self._hint = None
+            retry_now = False
+            if got is not None:
+                left = []
+                for i, result in zip(todo, got, strict=True):
+                    if result.outcome == "ok":
+                        results[i] = self._result_dec.decode(result.value)
+                        continue
+                    if result.outcome == "rejected" and result.reason.startswith("undecodable"):
+                        raise RaftRequestError(result.reason)
+                    if result.outcome == "not_leader":
+                        self._hint = result.leader
+                        retry_now = result.leader is not None and result.leader in self._members
+                    left.append(i)
+                if len(left) < len(todo):
+                    backoff = 0.01  # progress
+                todo = left
+            if todo and not retry_now:
+                await trio.sleep(backoff * (0.5 + self._rng.random()))
+                backoff = min(backoff * 2, 0.5)
+        return results
 
     async def read(self, query: Any) -> Any:
         """Answer ``query`` from the state machine, linearizably (ReadIndex at the leader).
@@ -510,7 +659,7 @@ class RaftNodeHandle(_Caller):
 
     def _on_message(self, env: Envelope) -> None:
         msg = env.msg
-        if isinstance(msg, CReply | CStatusReply):
+        if isinstance(msg, CReply | CBatchReply | CStatusReply):
             self._on_reply(msg)
             return
         if isinstance(msg, CStatus):
@@ -533,7 +682,7 @@ class RaftNodeHandle(_Caller):
             if self.nursery is not None:
                 self.nursery.start_soon(self._serve_snapshot, env.src, msg.req)
             return
-        if isinstance(msg, CSubmit | CRead | CAdmin):
+        if isinstance(msg, CSubmit | CRead | CAdmin | CSubmitBatch):
             if self._client_requests >= self._max_client_requests or self.nursery is None:
                 self._tcp.send_nowait(env.src, CReply(msg.req, "rejected", reason="busy"))
                 return
@@ -557,11 +706,21 @@ class RaftNodeHandle(_Caller):
         key = driver.submit("compact", None)  # answered in the same step
         driver.forget(key)
         snap = self.core.snapshot
+        if snap is not None and self.persister is not None:
+            await self.persister.wait_index(snap.last_included_index)
         data = b"" if snap is None else encode_snapshot(snap)
         self._tcp.send_nowait(src, CReply(req, "ok", value=data))
 
-    async def _serve_client(self, src: int, msg: CSubmit | CRead | CAdmin) -> None:
+    async def _serve_client(self, src: int, msg: CSubmit | CRead | CAdmin | CSubmitBatch) -> None:
         try:
+            if isinstance(msg, CSubmitBatch):
+                if len(msg.items) > MAX_BATCH:
+                    reason = f"a batch of {len(msg.items)} commands (at most {MAX_BATCH})"
+                    self._tcp.send_nowait(src, CReply(msg.req, "rejected", reason=reason))
+                    return
+                results = await self._local_batch(list(msg.items))
+                self._tcp.send_nowait(src, CBatchReply(msg.req, tuple(results)))
+                return
             if isinstance(msg, CSubmit):
                 try:
                     self._command_dec.decode(msg.command)
@@ -610,6 +769,46 @@ class RaftNodeHandle(_Caller):
     def _local_leads(self) -> bool:
         return self.driver is not None and self.driver.running and self.core.role == "leader"
 
+    async def _local_batch(self, items: list[CBatchItem]) -> list[CBatchResult]:
+        """Propose every command in one synchronous burst (their records merge into
+        one group commit); wait up to ``request_timeout`` for their outcomes (in log
+        order: the last one committed, the others mostly answered too), then for
+        durability as :meth:`_local` does. Unanswered commands are ``unknown``."""
+        driver, persister = self.driver, self.persister
+        if driver is None or persister is None or not driver.running:
+            return [CBatchResult("not_leader")] * len(items)
+        results = [CBatchResult("unknown")] * len(items)
+        keys: list[tuple[int, Any]] = []
+        for i, item in enumerate(items):
+            try:
+                self._command_dec.decode(item.command)
+            except msgspec.DecodeError as exc:
+                results[i] = CBatchResult("rejected", reason=f"undecodable command: {exc}")
+                continue
+            proposal = core.Proposal(item.client_id, item.request_id, item.command)
+            keys.append((i, driver.submit("propose", proposal)))
+        seq = persister.queued  # the records of these steps (see _local)
+        replies: list[tuple[int, Reply]] = []
+        try:
+            with trio.move_on_after(self._request_timeout):
+                for i, key in keys:
+                    reply = driver.reply_nowait(key)
+                    if reply is None:
+                        reply = await driver.wait_reply(key)
+                    replies.append((i, reply))
+        except trio.BrokenResourceError:
+            pass  # stopped: the rest stay unknown
+        finally:
+            for _, key in keys:
+                driver.forget(key)
+        await persister.wait_durable(seq)
+        if any(reply.ok for _, reply in replies):
+            await persister.wait_index(self.core.commit_index)
+        for i, reply in replies:
+            r = _reply_to_wire(reply)
+            results[i] = CBatchResult(r.outcome, r.value, r.leader, r.reason)
+        return results
+
     async def _local(self, op: str, value: Any) -> CReply | None:
         driver, persister = self.driver, self.persister
         if driver is None or persister is None or not driver.running:
@@ -627,14 +826,11 @@ class RaftNodeHandle(_Caller):
             driver.forget(key)
         await persister.wait_durable(seq)
         if reply.ok:
-            if isinstance(reply.value, core.Config):
-                config = reply.value
-                return CReply(0, "ok", value=_encoder.encode([config.voters, config.learners]))
-            return CReply(0, "ok", value=reply.value)
-        if isinstance(reply.value, core.NotLeader):
-            return CReply(0, "not_leader", leader=reply.value.leader)
-        reason = reply.value.reason if isinstance(reply.value, core.Rejected) else str(reply.value)
-        return CReply(0, "rejected", reason=reason)
+            # the core counts its own log towards a commit before it is durable here
+            # (the persister sends appends early): reveal no state whose entries
+            # are not durable on this node too
+            await persister.wait_index(self.core.commit_index)
+        return _reply_to_wire(reply)
 
     # ------------------------------------------------------------------ public
 
@@ -727,6 +923,19 @@ def _submit_maker(p: core.Proposal) -> Callable[[int], CSubmit]:
     cid, rid, cmd = p.client_id, p.request_id, p.command
     assert isinstance(cid, int) and isinstance(cmd, bytes)
     return lambda req: CSubmit(req, cid, rid, cmd)
+
+
+def _reply_to_wire(reply: Reply) -> CReply:
+    """A core's reply to a client request as the wire's :class:`CReply` (``req`` 0)."""
+    if reply.ok:
+        if isinstance(reply.value, core.Config):
+            config = reply.value
+            return CReply(0, "ok", value=_encoder.encode([config.voters, config.learners]))
+        return CReply(0, "ok", value=reply.value)
+    if isinstance(reply.value, core.NotLeader):
+        return CReply(0, "not_leader", leader=reply.value.leader)
+    reason = reply.value.reason if isinstance(reply.value, core.Rejected) else str(reply.value)
+    return CReply(0, "rejected", reason=reason)
 
 
 def _forward_maker(msg: CSubmit | CRead | CAdmin) -> Callable[[int], Any]:
@@ -864,7 +1073,13 @@ async def open_raft_node(
                 max_clock_drift,
                 max_client_requests,
             )
-            persister = _Persister(log, tcp)
+            persister = _Persister(
+                log,
+                tcp,
+                last_index=lambda: raft.last_index,
+                durable_term=state.hard_state.term,
+                durable_last=log.last_index,
+            )
             driver = NodeDriver(
                 raft,
                 _Transport(node_id, persister),
@@ -931,7 +1146,7 @@ async def open_raft_client(
     client: RaftClient | None = None
 
     def on_message(env: Envelope) -> None:
-        if client is not None and isinstance(env.msg, CReply | CStatusReply):
+        if client is not None and isinstance(env.msg, CReply | CBatchReply | CStatusReply):
             client._on_reply(env.msg)
 
     rng = random.Random()

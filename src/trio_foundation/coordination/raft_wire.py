@@ -5,8 +5,9 @@ One TCP port per node carries both kinds of traffic:
 * **peer messages** — the core's :class:`~trio_foundation.protocols.raft.RaftMessage`
   values mirrored as :class:`~trio_foundation.runtime.codec.WireMessage` structs
   (:func:`to_wire` / :func:`from_wire`);
-* **client messages** — :class:`CSubmit`, :class:`CRead`, :class:`CStatus` to a
-  node, :class:`CReply` / :class:`CStatusReply` back. A client is a transport
+* **client messages** — :class:`CSubmit`, :class:`CSubmitBatch`, :class:`CRead`,
+  :class:`CStatus` to a node, :class:`CReply` / :class:`CBatchReply` /
+  :class:`CStatusReply` back. A client is a transport
   node whose id is above :data:`MAX_MEMBER_ID`; members have ids at or below it.
 
 Commands, queries and results travel as opaque ``bytes``: the service layer
@@ -29,13 +30,18 @@ from ..runtime.codec import WireMessage, WireProtocol
 __all__ = [
     "MAX_MEMBER_ID",
     "RAFT_PROTOCOL",
+    "MAX_BATCH",
     "CAdmin",
+    "CBatchItem",
+    "CBatchReply",
+    "CBatchResult",
     "CSnapshot",
     "CRead",
     "CReply",
     "CStatus",
     "CStatusReply",
     "CSubmit",
+    "CSubmitBatch",
     "decode_entry",
     "decode_snapshot",
     "encode_entry",
@@ -161,6 +167,42 @@ class CSubmit(WireMessage, tag="submit", frozen=True):
     command: bytes
 
 
+MAX_BATCH: Final = 1024
+"""The most commands one :class:`CSubmitBatch` carries."""
+
+
+class CBatchItem(msgspec.Struct, frozen=True, array_like=True):
+    """One command of a :class:`CSubmitBatch`, under its own session."""
+
+    client_id: int
+    request_id: Nat
+    command: bytes
+
+
+class CSubmitBatch(WireMessage, tag="submit_batch", frozen=True):
+    """Client → node: propose each command as its own log entry, in order (one
+    request for many; at most :data:`MAX_BATCH`). The reply is a :class:`CBatchReply`."""
+
+    req: Nat
+    items: tuple[CBatchItem, ...]
+
+
+class CBatchResult(msgspec.Struct, frozen=True, array_like=True):
+    """The outcome of one command of a batch (the fields of :class:`CReply`)."""
+
+    outcome: Literal["ok", "not_leader", "rejected", "unknown"]
+    value: bytes = b""
+    leader: int | None = None
+    reason: str = ""
+
+
+class CBatchReply(WireMessage, tag="batch_reply", frozen=True):
+    """Node → client: one :class:`CBatchResult` per command of a :class:`CSubmitBatch`."""
+
+    req: Nat
+    results: tuple[CBatchResult, ...]
+
+
 class CRead(WireMessage, tag="read", frozen=True):
     """Client → node: answer ``query`` linearizably (ReadIndex)."""
 
@@ -240,6 +282,8 @@ RAFT_PROTOCOL: Final = WireProtocol(
         CStatus,
         CReply,
         CStatusReply,
+        CSubmitBatch,
+        CBatchReply,
     ],
     max_frame=16 << 20,
 )

@@ -392,6 +392,22 @@ class NodeDriver:
             raise trio.BrokenResourceError(f"node {self._node_id} stopped before replying")
         return pending.reply
 
+    def reply_nowait(self, key: Hashable) -> Reply | None:
+        """The reply to request ``key`` if it has arrived (then ``key`` is no longer
+        pending), else ``None`` (still pending). Not a checkpoint.
+
+        Raises:
+            KeyError: ``key`` is not a pending request.
+            trio.BrokenResourceError: the driver stopped before the reply.
+        """
+        pending = self._pending[key]
+        if not pending.done.is_set():
+            return None
+        del self._pending[key]
+        if pending.reply is None:
+            raise trio.BrokenResourceError(f"node {self._node_id} stopped before replying")
+        return pending.reply
+
     def forget(self, key: Hashable) -> Reply | None:
         """Stop waiting for ``key``; returns its reply if it had arrived."""
         pending = self._pending.pop(key, None)
