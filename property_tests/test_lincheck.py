@@ -486,7 +486,12 @@ def test_reachable_lost_growth_witness() -> None:
 
 def _witnesses(events: list[HistoryEvent], model: str) -> list[str]:
     from trio_foundation.verify.lincheck import pair_operations
-    from trio_foundation.verify.lincheck._check import _lost_growth, _partitions, _stale
+    from trio_foundation.verify.lincheck._check import (
+        _forced_order,
+        _lost_growth,
+        _partitions,
+        _stale,
+    )
 
     m = _model(model)
     groups, _ = _partitions(pair_operations(events), m)
@@ -496,6 +501,8 @@ def _witnesses(events: list[HistoryEvent], model: str) -> list[str]:
             found.append("stale")
         if _lost_growth(ops, m):
             found.append("lost")
+        if _forced_order(ops, m):
+            found.append("forced-order")
     return found
 
 
@@ -516,6 +523,17 @@ def test_reachable_stale_witness() -> None:
         assert find(
             histories(model),
             lambda ev, m=model: "stale" in _witnesses(ev, m),  # type: ignore[misc]
+            settings=_FIND,
+        )
+
+
+def test_reachable_forced_order_witness_beyond_the_stale_one() -> None:
+    # The chain of forced orders proves histories the one-step stale witness
+    # does not, on both register models.
+    for model in ("register", "cas-register"):
+        assert find(
+            histories(model),
+            lambda ev, m=model: _witnesses(ev, m) == ["forced-order"],  # type: ignore[misc]
             settings=_FIND,
         )
 

@@ -76,8 +76,9 @@ class PartitionResult:
         reason: why the verdict is ``unknown`` (``"timeout"``,
             ``"max_states"``, or ``"not-checked"`` when another partition was
             found not linearizable first); ``"impossible"``, ``"lost"`` or
-            ``"stale"`` for a ``not-linearizable`` verdict found without a
-            search (see :class:`LinearizabilityResult`); else ``""``.
+            ``"stale"`` or ``"forced-order"`` for a ``not-linearizable``
+            verdict found without a search (see :class:`LinearizabilityResult`);
+            else ``""``.
     """
 
     key: Any
@@ -123,7 +124,13 @@ class LinearizabilityResult:
             ``"stale"`` when it needs a value (a read, a ``cas``)
             that every operation able to set it had set before the second
             operation of ``unplaceable`` began, which left another value and
-            returned before the first began (also without a search); else ``""``.
+            returned before the first began (also without a search);
+            ``"forced-order"`` when the same holds for an order forced by
+            real time together with the reads of values only one operation
+            writes, through any chain of operations (``unplaceable`` is then
+            the read, the operation leaving another value, and the setters of
+            the read's value), or when that order has a cycle (``unplaceable``
+            is one operation on it); else ``""``.
         treated: how many operations were indeterminate, ignored as having
             had no effect, or counted as fresh processes after a crash.
     """
@@ -302,6 +309,7 @@ def _decide(
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
+_CHAIN_AFTER: Final = 16_000  # the round's budget from which _forced_order is tried
 _BUDGET_GROWTH: Final = 4
 
 
@@ -316,7 +324,9 @@ def _search_partitions(
 
     One hard partition must not hide an easy failure: every partition is
     first searched with a small budget, then (after a look for a stale read,
-    :func:`_stale`) the undecided ones again with a budget ``_BUDGET_GROWTH``
+    :func:`_stale`, and from a budget of ``_CHAIN_AFTER`` states on, once, for
+    one through a chain of forced orders, :func:`_forced_order`) the
+    undecided ones again with a budget ``_BUDGET_GROWTH``
     times larger, up to ``max_states``, stopping at the first
     non-linearizable one. A search that runs out of budget is
     discarded (memory is bounded by one search at a time) and restarted
@@ -325,18 +335,31 @@ def _search_partitions(
     """
     budget: int | None = _FIRST_BUDGET
     pending = list(range(len(prepared)))
+    chained: set[int] = set()  # partitions _forced_order looked at
+
+    def witness(n: int, states: int) -> bool:
+        """Look for a stale read without a search (the chain of forced
+        orders once per partition, and only once the budget makes a search
+        cost more than it); true and into ``results`` if found."""
+        key, ops, _ = prepared[n]
+        found, reason = _stale(ops, model), "stale"
+        deep = budget is None or budget >= _CHAIN_AFTER or states > 0
+        if not found and deep and n not in chained:
+            chained.add(n)
+            found, reason = _forced_order(ops, model), "forced-order"
+        if found:
+            results[n] = PartitionResult(
+                key, "not-linearizable", len(ops), states, (), found, reason
+            )
+        return bool(found)
+
     first = True
     while pending:
         if not first:
             # What a small search did not decide may be a stale read, which
             # a cheap witness proves (with less evidence than a search).
             for n in pending:
-                key, ops, _ = prepared[n]
-                stale = _stale(ops, model)
-                if stale:
-                    results[n] = PartitionResult(
-                        key, "not-linearizable", len(ops), 0, (), stale, "stale"
-                    )
+                if witness(n, 0):
                     return
         first = False
         final = budget is None or (max_states is not None and budget >= max_states)
@@ -351,13 +374,8 @@ def _search_partitions(
             if out.verdict == "unknown" and out.reason == "max_states" and not final:
                 undecided.append(n)
                 continue
-            if out.verdict == "unknown":
-                stale = _stale(ops, model)
-                if stale:
-                    results[n] = PartitionResult(
-                        key, "not-linearizable", len(ops), out.states, (), stale, "stale"
-                    )
-                    return
+            if out.verdict == "unknown" and witness(n, max(out.states, 1)):
+                return
             unplaceable: tuple[Operation, ...] = ()
             if out.blocked is not None and out.verdict != "linearizable":
                 unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
@@ -710,6 +728,136 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
     n, c = min(found, key=lambda t: t[0])
     setter = chosen[n]
     return (ops[n], c) if setter is None else (ops[n], c, setter)
+
+
+_CHAIN_WORK: Final = 8_000_000  # (about a second)  # bound on the closure's steps in _forced_order
+
+
+def _forced_order(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
+    """A stale read through a chain of forced orders (for models with ``register_view``).
+
+    :func:`_stale` looks for one operation ``c`` that real time alone puts
+    after every setter of a read's value and before the read. Here ``c`` may
+    be further away: the *forced order* ``a => b`` (``a`` precedes ``b`` in
+    every linearization) is the transitive closure of
+
+    * real time: ``a`` returned ``ok`` before ``b`` was invoked;
+    * pinned reads: ``r`` needs a value ``v`` (a read of ``v``, a ``cas``
+      from ``v``) that only ``w`` can set (``v`` is not the initial state), so
+      ``w`` took effect (even if it ended ``info``) and ``w => r``; and
+      nothing that leaves another value (sets it, or reads it) falls between
+      them: so such an ``x`` with ``x => r`` has ``x => w``, and one with
+      ``w => x`` has ``r => x``.
+
+    Only operations that certainly took effect are in the order (``ok`` ones,
+    and ``info`` setters a pinned read forces). Then an operation ``r``
+    needing ``v`` is impossible when some ``c`` that leaves another value has
+    every setter of ``v`` forced before it and is forced before ``r`` (nothing
+    can set ``v`` again in between), and the history is not linearizable when
+    the order has a cycle (``a => a``). Returns ``(r, c, the setters of v...)``
+    or, for a cycle, ``(a,)``; ``()`` when neither is found or the closure
+    would take more than ``_CHAIN_WORK`` steps.
+    """
+    view = model.register_view
+    if view is None:
+        return ()
+    views = [view(op) for op in ops]
+    if any(sets is UNKNOWN for _, sets in views):
+        return ()
+    n = len(ops)
+    init = model.init
+    invoked = [op.invoke_at for op in ops]  # ascending: ops are in order of invocation
+    returned = [op.complete_at if op.status == "ok" else None for op in ops]
+    setters: dict[Hashable, list[int]] = {}
+    for i, (_, sets) in enumerate(views):
+        if sets is not NOTHING:
+            setters.setdefault(sets, []).append(i)
+    took_effect = [r is not None for r in returned]
+    pinned: list[tuple[int, int, Hashable]] = []  # (the only setter, the op needing it, value)
+    for r, (need, _) in enumerate(views):
+        if need is NOTHING or returned[r] is None or need == init:
+            continue
+        only = setters.get(need, ())
+        if len(only) == 1 and only[0] != r:
+            pinned.append((only[0], r, need))
+            took_effect[only[0]] = True
+    if not pinned:
+        return ()
+    effective = 0
+    leaves: dict[int, Hashable] = {}  # effective op -> the value it leaves, if one
+    for i, (need, sets) in enumerate(views):
+        if took_effect[i]:
+            effective |= 1 << i
+            value = sets if sets is not NOTHING else need
+            if value is not NOTHING:
+                leaves[i] = value
+    # after[a]: the operations forced after a. Invariant: transitively closed
+    # (b in after[a] implies after[b] <= after[a]); real time's suffixes are.
+    everything = (1 << n) - 1
+    after = [0] * n
+    for a in range(n):
+        end = returned[a]
+        if end is not None:
+            k = bisect.bisect_right(invoked, end)
+            after[a] = (everything >> k << k) & effective
+    work = 0
+
+    def add(a: int, b: int) -> bool:
+        """Add ``a => b`` (keeping the closure); false past the work bound."""
+        nonlocal work
+        work += n
+        gained = (1 << b) | after[b]
+        for p in range(n):
+            if p == a or (after[p] >> a) & 1:
+                after[p] |= gained
+        return work <= _CHAIN_WORK
+
+    # Leaving another value than v: a bitset per pinned value.
+    other: dict[Hashable, int] = {}
+    for _, _, v in pinned:
+        if v not in other:
+            other[v] = sum(1 << i for i, u in leaves.items() if u != v)
+    changed = True
+    while changed:
+        changed = False
+        for w, r, v in pinned:
+            if not (after[w] >> r) & 1:
+                changed = True
+                if not add(w, r):
+                    return ()
+            others = other[v]
+            for x in range(n):  # x => r, x leaves another value: x => w
+                if (others >> x) & 1 and (after[x] >> r) & 1 and not (after[x] >> w) & 1:
+                    changed = True
+                    if not add(x, w):
+                        return ()
+            late = after[w] & others & ~after[r]  # w => x: r => x
+            while late:
+                x = (late & -late).bit_length() - 1
+                late &= late - 1
+                if r != x:
+                    changed = True
+                    if not add(r, x):
+                        return ()
+            work += n
+            if work > _CHAIN_WORK:
+                return ()
+    for a in range(n):
+        if (after[a] >> a) & 1:
+            return (ops[a],)
+    for r, (need, _) in enumerate(views):
+        if need is NOTHING or returned[r] is None:
+            continue
+        own = setters.get(need, [])
+        if not all(took_effect[s] for s in own) or (need != init and not own):
+            continue  # an info setter may take effect late; no setter: _impossible's
+        before_all = effective
+        for s in own:
+            before_all &= after[s]
+        for c in range(n):
+            if (before_all >> c) & 1 and (after[c] >> r) & 1 and leaves.get(c, need) != need:
+                return (ops[r], ops[c], *(ops[s] for s in own))
+    return ()
 
 
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:
