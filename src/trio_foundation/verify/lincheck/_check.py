@@ -309,7 +309,7 @@ def _decide(
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
-_CHAIN_AFTER: Final = 16_000  # the round's budget from which _forced_order is tried
+_CHAIN_PER_STATE: Final = 50  # closure steps of _forced_order worth one search state
 _BUDGET_GROWTH: Final = 4
 
 
@@ -324,7 +324,7 @@ def _search_partitions(
 
     One hard partition must not hide an easy failure: every partition is
     first searched with a small budget, then (after a look for a stale read,
-    :func:`_stale`, and from a budget of ``_CHAIN_AFTER`` states on, once, for
+    :func:`_stale`, and once the budget makes a search cost more than it, for
     one through a chain of forced orders, :func:`_forced_order`) the
     undecided ones again with a budget ``_BUDGET_GROWTH``
     times larger, up to ``max_states``, stopping at the first
@@ -337,14 +337,16 @@ def _search_partitions(
     pending = list(range(len(prepared)))
     chained: set[int] = set()  # partitions _forced_order looked at
 
-    def witness(n: int, states: int) -> bool:
-        """Look for a stale read without a search (the chain of forced
-        orders once per partition, and only once the budget makes a search
-        cost more than it); true and into ``results`` if found."""
+    def witness(n: int, states: int, final: bool) -> bool:
+        """Look for a stale read without a search; true and into ``results``
+        if found. The chain of forced orders is looked for once per
+        partition: when a search ran out of ``max_states``, or once the next
+        round's budget makes the search cost more than the chain's closure
+        (about ``len(ops) ** 2`` steps: ``_CHAIN_PER_STATE`` per state)."""
         key, ops, _ = prepared[n]
         found, reason = _stale(ops, model), "stale"
-        deep = budget is None or budget >= _CHAIN_AFTER or states > 0
-        if not found and deep and n not in chained:
+        cheap = budget is None or len(ops) ** 2 <= _CHAIN_PER_STATE * budget
+        if not found and (final or cheap) and n not in chained:
             chained.add(n)
             found, reason = _forced_order(ops, model), "forced-order"
         if found:
@@ -359,7 +361,7 @@ def _search_partitions(
             # What a small search did not decide may be a stale read, which
             # a cheap witness proves (with less evidence than a search).
             for n in pending:
-                if witness(n, 0):
+                if witness(n, 0, False):
                     return
         first = False
         final = budget is None or (max_states is not None and budget >= max_states)
@@ -374,7 +376,8 @@ def _search_partitions(
             if out.verdict == "unknown" and out.reason == "max_states" and not final:
                 undecided.append(n)
                 continue
-            if out.verdict == "unknown" and witness(n, max(out.states, 1)):
+            # (after a time-out, only the cheap witness: the time is up)
+            if out.verdict == "unknown" and witness(n, out.states, out.reason == "max_states"):
                 return
             unplaceable: tuple[Operation, ...] = ()
             if out.blocked is not None and out.verdict != "linearizable":
