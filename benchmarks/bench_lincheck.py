@@ -374,6 +374,12 @@ SCENARIOS: dict[str, Scenario] = {
         {"timeout": 10.0},
         repeat=3,
     ),
+    "register 400 ops, 50 procs, 1 late read by apply order (x3)": Scenario(
+        "register", "generate", {"n_ops": 400, "procs": 50, **_WIDE, **_STALE}, repeat=3
+    ),
+    "register 800 ops, 50 procs, 1 late read by apply order (x3)": Scenario(
+        "register", "generate", {"n_ops": 800, "procs": 50, **_WIDE, **_STALE}, repeat=3
+    ),
     "cas-register 20k ops, 10 procs": Scenario(
         "cas-register", "generate", {"n_ops": 20_000, "procs": 10, **_JEPSEN}
     ),
