@@ -131,7 +131,7 @@ class _Greedy:
     def move(self, i: int, new: Any) -> bool:
         """Linearize ``ops[i]`` (if still pending) reaching ``new``, flushing
         the reads first when the state changes; false past the budget."""
-        if new != self.state and not self.flush():
+        if new != self.state and (self.reads or self.reads_of) and not self.flush():
             return False
         if i in self.pending:  # (a flush places read-only operations only)
             self.take(i, new)
@@ -175,6 +175,11 @@ class _Greedy:
         (and ``ops[nxt]``) need. False when stuck or past the budget."""
         step = self.step
         due = self.due
+        if len(due) == 1:  # the common case, without the bookkeeping below
+            ((i, op),) = due.items()
+            self.budget -= 1
+            for new in step(self.state, op):
+                return self.move(i, new) and self.budget >= 0
         wanted: set[Hashable] | None = None
         while due:
             state = self.state
