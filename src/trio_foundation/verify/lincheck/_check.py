@@ -14,7 +14,7 @@ from ..history import HistoryEvent
 from ._gc import gc_paused
 from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._ops import Operation, pair_operations
-from ._wgl import search
+from ._wgl import SearchOutcome, search
 from ._witness import greedy_linearization
 
 __all__ = [
@@ -266,9 +266,22 @@ def check_operations(
             witness = greedy_linearization(ops, m)
             if witness is not None:
                 results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
-            else:
-                places.append(n)
-                prepared.append((key, ops, _impossible(ops, m)))
+                continue
+            impossible = _impossible(ops, m)
+            # A small partition the pass could not linearize, with others
+            # after it, is often a failing one: its first round (witnesses,
+            # a small search) costs less than the passes over the partitions
+            # after it, and it is done once either way.
+            if n + 1 < len(groups) and len(ops) <= _EARLY_WITNESS_OPS:
+                early = _first_round(key, ops, m, impossible, deadline, max_states)
+                if early is not None:
+                    results[n] = early
+                    if early.verdict == "linearizable":
+                        continue
+                    prepared.clear()  # (the others are left unchecked)
+                    break
+            places.append(n)
+            prepared.append((key, ops, impossible))
     decided: dict[int, PartitionResult] = {}
     _decide(prepared, m, deadline, max_states, decided)
     for j, result in decided.items():
@@ -279,6 +292,52 @@ def check_operations(
     seconds = time.monotonic() - started
     ordered = [results[n] for n in range(len(groups))]
     return _combine(m, len(operations), seconds, ordered, treated)
+
+
+def _first_round(
+    key: Hashable,
+    ops: list[Operation],
+    m: Model,
+    impossible: Operation | None,
+    deadline: float | None,
+    max_states: int | None,
+) -> PartitionResult | None:
+    """One partition's first round on its own: the witnesses without a search
+    (an impossible operation, a lost growth), a search within the first
+    round's budget and, if that does not decide, the stale-read witness.
+    Returns the verdict, or ``None`` when the partition is still undecided
+    (or the first budget is ``max_states`` itself: the rounds decide)."""
+    n = len(ops)
+    if impossible is not None:
+        return PartitionResult(key, "not-linearizable", n, 0, (), (impossible,), "impossible")
+    lost = _lost_growth(ops, m)
+    if lost:
+        return PartitionResult(key, "not-linearizable", n, 0, (), lost, "lost")
+    if max_states is not None and max_states <= _FIRST_BUDGET:
+        return None
+    out = search(ops, m, deadline=deadline, max_states=_FIRST_BUDGET)
+    if out.verdict != "unknown":
+        return _from_search(key, ops, out)
+    stale = _stale(ops, m)
+    if stale:
+        return PartitionResult(key, "not-linearizable", n, out.states, (), stale, "stale")
+    return None
+
+
+def _from_search(key: Hashable, ops: list[Operation], out: SearchOutcome) -> PartitionResult:
+    """A partition's result from its search's outcome."""
+    unplaceable: tuple[Operation, ...] = ()
+    if out.blocked is not None and out.verdict != "linearizable":
+        unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
+    return PartitionResult(
+        key=key,
+        verdict=out.verdict,
+        operation_count=len(ops),
+        states=out.states,
+        linearized=tuple(out.linearized),
+        unplaceable=unplaceable,
+        reason=out.reason,
+    )
 
 
 def _decide(
@@ -309,6 +368,7 @@ def _decide(
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
+_EARLY_WITNESS_OPS: Final = 1_000  # see check_operations
 _CHAIN_PER_STATE: Final = 50  # closure steps of _forced_order worth one search state
 _BUDGET_GROWTH: Final = 4
 
@@ -379,18 +439,7 @@ def _search_partitions(
             # (after a time-out, only the cheap witness: the time is up)
             if out.verdict == "unknown" and witness(n, out.states, out.reason == "max_states"):
                 return
-            unplaceable: tuple[Operation, ...] = ()
-            if out.blocked is not None and out.verdict != "linearizable":
-                unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
-            results[n] = PartitionResult(
-                key=key,
-                verdict=out.verdict,
-                operation_count=len(ops),
-                states=out.states,
-                linearized=tuple(out.linearized),
-                unplaceable=unplaceable,
-                reason=out.reason,
-            )
+            results[n] = _from_search(key, ops, out)
             if out.verdict == "not-linearizable":
                 return
         if final or budget is None:
