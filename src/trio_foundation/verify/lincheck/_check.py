@@ -262,6 +262,9 @@ def check_operations(
         # fraction of the search's set-up cost; the rest go on below.
         prepared: list[tuple[Hashable, list[Operation], Operation | None]] = []
         places: list[int] = []  # places[j]: prepared[j]'s place among the partitions
+        # Bounds the searches of _first_round before every partition had its
+        # witnesses, so that they cannot delay an easy failure much.
+        early_states = _EARLY_STATES
         for n, (key, ops) in enumerate(groups.items()):
             witness = greedy_linearization(ops, m)
             if witness is not None:
@@ -273,7 +276,10 @@ def check_operations(
             # a small search) costs less than the passes over the partitions
             # after it, and it is done once either way.
             if n + 1 < len(groups) and len(ops) <= _EARLY_WITNESS_OPS:
-                early = _first_round(key, ops, m, impossible, deadline, max_states)
+                early, spent = _first_round(
+                    key, ops, m, impossible, deadline, max_states, early_states
+                )
+                early_states -= spent
                 if early is not None:
                     results[n] = early
                     if early.verdict == "linearizable":
@@ -301,27 +307,35 @@ def _first_round(
     impossible: Operation | None,
     deadline: float | None,
     max_states: int | None,
-) -> PartitionResult | None:
+    allowance: int,
+) -> tuple[PartitionResult | None, int]:
     """One partition's first round on its own: the witnesses without a search
-    (an impossible operation, a lost growth), a search within the first
-    round's budget and, if that does not decide, the stale-read witness.
-    Returns the verdict, or ``None`` when the partition is still undecided
-    (or the first budget is ``max_states`` itself: the rounds decide)."""
+    (an impossible operation, a lost growth) and, for a partition of at most
+    ``_EARLY_SEARCH_OPS`` operations (whose search costs little), a search
+    within the first round's budget and, if that does not decide, the
+    stale-read witness. Returns the verdict, or ``None`` when the partition
+    is still undecided (or the first budget is ``max_states`` itself: the
+    rounds decide), with the states the search cached (at most
+    ``allowance``: none when it is below the first round's budget)."""
     n = len(ops)
     if impossible is not None:
-        return PartitionResult(key, "not-linearizable", n, 0, (), (impossible,), "impossible")
+        return PartitionResult(key, "not-linearizable", n, 0, (), (impossible,), "impossible"), 0
     lost = _lost_growth(ops, m)
     if lost:
-        return PartitionResult(key, "not-linearizable", n, 0, (), lost, "lost")
+        return PartitionResult(key, "not-linearizable", n, 0, (), lost, "lost"), 0
+    if n > _EARLY_SEARCH_OPS or allowance < _FIRST_BUDGET:
+        return None, 0
     if max_states is not None and max_states <= _FIRST_BUDGET:
-        return None
+        return None, 0
     out = search(ops, m, deadline=deadline, max_states=_FIRST_BUDGET)
     if out.verdict != "unknown":
-        return _from_search(key, ops, out)
+        return _from_search(key, ops, out), out.states
     stale = _stale(ops, m)
     if stale:
-        return PartitionResult(key, "not-linearizable", n, out.states, (), stale, "stale")
-    return None
+        return PartitionResult(
+            key, "not-linearizable", n, out.states, (), stale, "stale"
+        ), out.states
+    return None, out.states
 
 
 def _from_search(key: Hashable, ops: list[Operation], out: SearchOutcome) -> PartitionResult:
@@ -369,6 +383,8 @@ def _decide(
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
 _EARLY_WITNESS_OPS: Final = 1_000  # see check_operations
+_EARLY_SEARCH_OPS: Final = 100  # see _first_round
+_EARLY_STATES: Final = 50_000  # states all of _first_round's searches may cache (~1 s)
 _CHAIN_PER_STATE: Final = 50  # closure steps of _forced_order worth one search state
 _BUDGET_GROWTH: Final = 4
 
