@@ -21,6 +21,7 @@ from trio_foundation.verify.lincheck import (
     MODELS,
     LinearizabilityResult,
     Model,
+    Operation,
     check_exhaustively,
     check_history,
     pair_operations,
@@ -176,17 +177,33 @@ def histories(draw: st.DrawFn, model: str) -> list[HistoryEvent]:
     return events
 
 
-def _assert_sequentially_valid(result: LinearizabilityResult, model: str) -> None:
+def _assert_sequentially_valid(
+    result: LinearizabilityResult, model: str, events: list[HistoryEvent]
+) -> None:
     m = _model(model)
-    if result.partitioned:
-        return
+    for part in result.partitions:
+        _assert_valid_order(part.linearized, m)
+    if result.verdict == "linearizable":
+        # The witnesses hold every operation that must take effect (ok, or a
+        # failed one the model keeps), whether a search or the greedy pass
+        # found them.
+        needed = {
+            o.index
+            for o in pair_operations(events)
+            if o.status == "ok" or (o.status == "fail" and m.keep_failed and m.keep_failed(o))
+        }
+        witnessed = {o.index for part in result.partitions for o in part.linearized}
+        assert needed <= witnessed, sorted(needed - witnessed)
+
+
+def _assert_valid_order(linearized: tuple[Operation, ...], m: Model) -> None:
     # The witness (or the longest prefix) replays on the model and respects
     # real time: nothing placed before an operation completed after it began.
     states: set[Any] = {m.init}
-    for n, o in enumerate(result.linearized):
+    for n, o in enumerate(linearized):
         states = {s2 for s in states for s2 in m.step(s, o)}
         assert states, o.describe()
-        for later in result.linearized[n + 1 :]:
+        for later in linearized[n + 1 :]:
             assert (
                 later.complete_at is None
                 or later.complete_at > o.invoke_at
@@ -197,7 +214,7 @@ def _assert_sequentially_valid(result: LinearizabilityResult, model: str) -> Non
 def _agree(events: list[HistoryEvent], model: str) -> None:
     result = check_history(events, _model(model))
     assert result.verdict == check_exhaustively(events, _model(model)), events
-    _assert_sequentially_valid(result, model)
+    _assert_sequentially_valid(result, model, events)
     if result.verdict == "not-linearizable":
         assert result.unplaceable and result.unplaceable[0].status != "info"
 
@@ -308,6 +325,37 @@ def test_reachable_linearizable_with_info_and_failed_cas() -> None:
         settings=_FIND,
     )
     assert found
+
+
+def test_reachable_greedy_witness_and_its_failure_on_linearizable_histories() -> None:
+    # The agreement tests above cover the greedy pass (check_history runs it
+    # first): both of its outcomes occur on linearizable histories with
+    # concurrent operations and info ones — a witness found without a search,
+    # and a pass that got stuck, so that the search decided.
+    def concurrent(ev: list[HistoryEvent]) -> bool:
+        open_ops = 0
+        for e in ev:
+            open_ops += 1 if e.type == "invoke" else -1
+            if open_ops >= 2:
+                return True
+        return False
+
+    def greedy(ev: list[HistoryEvent], model: str) -> bool | None:
+        result = check_history(ev, _model(model))
+        if result.verdict != "linearizable" or not concurrent(ev):
+            return None
+        parts = result.partitions
+        return all(p.states == 0 for p in parts) and any(p.linearized for p in parts)
+
+    for model in ("cas-register", "kv-append"):
+        for wanted in (True, False):
+            assert find(
+                histories(model),
+                lambda ev, w=wanted, m=model: (  # type: ignore[misc]
+                    any(e.type == "info" for e in ev) and greedy(ev, m) is w
+                ),
+                settings=_FIND,
+            )
 
 
 def test_reachable_not_linearizable_with_concurrency() -> None:
@@ -438,7 +486,12 @@ def test_reachable_lost_growth_witness() -> None:
 
 def _witnesses(events: list[HistoryEvent], model: str) -> list[str]:
     from trio_foundation.verify.lincheck import pair_operations
-    from trio_foundation.verify.lincheck._check import _lost_growth, _partitions, _stale
+    from trio_foundation.verify.lincheck._check import (
+        _forced_order,
+        _lost_growth,
+        _partitions,
+        _stale,
+    )
 
     m = _model(model)
     groups, _ = _partitions(pair_operations(events), m)
@@ -448,6 +501,8 @@ def _witnesses(events: list[HistoryEvent], model: str) -> list[str]:
             found.append("stale")
         if _lost_growth(ops, m):
             found.append("lost")
+        if _forced_order(ops, m):
+            found.append("forced-order")
     return found
 
 
@@ -468,6 +523,17 @@ def test_reachable_stale_witness() -> None:
         assert find(
             histories(model),
             lambda ev, m=model: "stale" in _witnesses(ev, m),  # type: ignore[misc]
+            settings=_FIND,
+        )
+
+
+def test_reachable_forced_order_witness_beyond_the_stale_one() -> None:
+    # The chain of forced orders proves histories the one-step stale witness
+    # does not, on both register models.
+    for model in ("register", "cas-register"):
+        assert find(
+            histories(model),
+            lambda ev, m=model: _witnesses(ev, m) == ["forced-order"],  # type: ignore[misc]
             settings=_FIND,
         )
 

@@ -73,14 +73,29 @@ def test_html_timeline(tmp_path: Path) -> None:
     assert text.startswith("<!DOCTYPE html>") and "<svg" in text
 
 
+def test_forced_order_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows: list[dict[str, Any]] = [
+        {"process": p, "type": "invoke", "f": "write", "value": p} for p in range(40)
+    ]
+    rows += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(40)]
+    rows += [{"process": 40 + i, "type": "invoke", "f": "read"} for i in (0, 1)]
+    rows += [{"process": 40 + i, "type": "ok", "f": "read", "value": 1 - i} for i in (0, 1)]
+    path = write(tmp_path, rows)
+    assert main(["lincheck", "--model", "register", path]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("not-linearizable: ")
+    assert "it must come before itself" in out
+
+
 def test_unknown_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     writers = 40
+    half = writers // 2
     rows: list[dict[str, Any]] = [
-        {"process": p, "type": "invoke", "f": "write", "value": p} for p in range(writers)
+        {"process": p, "type": "invoke", "f": "write", "value": p % half} for p in range(writers)
     ]
-    rows += [{"process": p, "type": "ok", "f": "write", "value": p} for p in range(writers)]
+    rows += [{"process": p, "type": "ok", "f": "write", "value": p % half} for p in range(writers)]
     # two concurrent reads of 1 and 0 after the writes: impossible, but only a
-    # full search knows
+    # full search knows (each value is written twice: no read pins its writer)
     rows += [{"process": writers + i, "type": "invoke", "f": "read"} for i in (0, 1)]
     rows += [{"process": writers + i, "type": "ok", "f": "read", "value": 1 - i} for i in (0, 1)]
     path = write(tmp_path, rows)

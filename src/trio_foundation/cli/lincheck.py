@@ -280,6 +280,27 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
         if not setter:
             print("  (it is the initial value)", file=out)
         return
+    if result.reason == "forced-order":
+        if not concurrent:
+            print(
+                "  it must come before itself: real time and the reads of values only\n"
+                "  one operation writes order it in a cycle",
+                file=out,
+            )
+            return
+        after, *setters = concurrent
+        print(
+            "  a stale value: every operation that can set it must come before\n"
+            f"  {after.describe()}  ({_where(after, line_of)})\n"
+            "  which leaves another value and must come before it (forced by real time\n"
+            "  and by the reads of values only one operation writes)",
+            file=out,
+        )
+        for op in setters:
+            print(f"  setting it: {op.describe()}  ({_where(op, line_of)})", file=out)
+        if not setters:
+            print("  (it is the initial value)", file=out)
+        return
     if result.reason == "lost" and concurrent:
         grower = concurrent[0]
         print(

@@ -14,7 +14,8 @@ from ..history import HistoryEvent
 from ._gc import gc_paused
 from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._ops import Operation, pair_operations
-from ._wgl import search
+from ._wgl import SearchOutcome, search
+from ._witness import greedy_linearization
 
 __all__ = [
     "DEFAULT_MAX_STATES",
@@ -75,8 +76,9 @@ class PartitionResult:
         reason: why the verdict is ``unknown`` (``"timeout"``,
             ``"max_states"``, or ``"not-checked"`` when another partition was
             found not linearizable first); ``"impossible"``, ``"lost"`` or
-            ``"stale"`` for a ``not-linearizable`` verdict found without a
-            search (see :class:`LinearizabilityResult`); else ``""``.
+            ``"stale"`` or ``"forced-order"`` for a ``not-linearizable``
+            verdict found without a search (see :class:`LinearizabilityResult`);
+            else ``""``.
     """
 
     key: Any
@@ -122,7 +124,13 @@ class LinearizabilityResult:
             ``"stale"`` when it needs a value (a read, a ``cas``)
             that every operation able to set it had set before the second
             operation of ``unplaceable`` began, which left another value and
-            returned before the first began (also without a search); else ``""``.
+            returned before the first began (also without a search);
+            ``"forced-order"`` when the same holds for an order forced by
+            real time together with the reads of values only one operation
+            writes, through any chain of operations (``unplaceable`` is then
+            the read, the operation leaving another value, and the setters of
+            the read's value), or when that order has a cycle (``unplaceable``
+            is one operation on it); else ``""``.
         treated: how many operations were indeterminate, ignored as having
             had no effect, or counted as fresh processes after a crash.
     """
@@ -247,10 +255,115 @@ def check_operations(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
 
+    results: dict[int, PartitionResult] = {}
     with gc_paused():  # linear phases (see _gc)
         groups, treated = _partitions(operations, m)
-        prepared = [(key, ops, _impossible(ops, m)) for key, ops in groups.items()]
-    results: dict[int, PartitionResult] = {}
+        # Most partitions are linearized by a greedy pass, a proof at a
+        # fraction of the search's set-up cost; the rest go on below.
+        prepared: list[tuple[Hashable, list[Operation], Operation | None]] = []
+        places: list[int] = []  # places[j]: prepared[j]'s place among the partitions
+        # Bounds the searches of _first_round before every partition had its
+        # witnesses, so that they cannot delay an easy failure much.
+        early_states = _EARLY_STATES
+        for n, (key, ops) in enumerate(groups.items()):
+            witness = greedy_linearization(ops, m)
+            if witness is not None:
+                results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
+                continue
+            impossible = _impossible(ops, m)
+            # A small partition the pass could not linearize, with others
+            # after it, is often a failing one: its first round (witnesses,
+            # a small search) costs less than the passes over the partitions
+            # after it, and it is done once either way.
+            if n + 1 < len(groups) and len(ops) <= _EARLY_WITNESS_OPS:
+                early, spent = _first_round(
+                    key, ops, m, impossible, deadline, max_states, early_states
+                )
+                early_states -= spent
+                if early is not None:
+                    results[n] = early
+                    if early.verdict == "linearizable":
+                        continue
+                    prepared.clear()  # (the others are left unchecked)
+                    break
+            places.append(n)
+            prepared.append((key, ops, impossible))
+    decided: dict[int, PartitionResult] = {}
+    _decide(prepared, m, deadline, max_states, decided)
+    for j, result in decided.items():
+        results[places[j]] = result
+    for n, key in enumerate(groups):
+        if n not in results:  # left unchecked: another partition already failed
+            results[n] = PartitionResult(key, "unknown", len(groups[key]), 0, (), (), "not-checked")
+    seconds = time.monotonic() - started
+    ordered = [results[n] for n in range(len(groups))]
+    return _combine(m, len(operations), seconds, ordered, treated)
+
+
+def _first_round(
+    key: Hashable,
+    ops: list[Operation],
+    m: Model,
+    impossible: Operation | None,
+    deadline: float | None,
+    max_states: int | None,
+    allowance: int,
+) -> tuple[PartitionResult | None, int]:
+    """One partition's first round on its own: the witnesses without a search
+    (an impossible operation, a lost growth) and, for a partition of at most
+    ``_EARLY_SEARCH_OPS`` operations (whose search costs little), a search
+    within the first round's budget and, if that does not decide, the
+    stale-read witness. Returns the verdict, or ``None`` when the partition
+    is still undecided (or the first budget is ``max_states`` itself: the
+    rounds decide), with the states the search cached (at most
+    ``allowance``: none when it is below the first round's budget)."""
+    n = len(ops)
+    if impossible is not None:
+        return PartitionResult(key, "not-linearizable", n, 0, (), (impossible,), "impossible"), 0
+    lost = _lost_growth(ops, m)
+    if lost:
+        return PartitionResult(key, "not-linearizable", n, 0, (), lost, "lost"), 0
+    if n > _EARLY_SEARCH_OPS or allowance < _FIRST_BUDGET:
+        return None, 0
+    if max_states is not None and max_states <= _FIRST_BUDGET:
+        return None, 0
+    out = search(ops, m, deadline=deadline, max_states=_FIRST_BUDGET)
+    if out.verdict != "unknown":
+        return _from_search(key, ops, out), out.states
+    stale = _stale(ops, m)
+    if stale:
+        return PartitionResult(
+            key, "not-linearizable", n, out.states, (), stale, "stale"
+        ), out.states
+    return None, out.states
+
+
+def _from_search(key: Hashable, ops: list[Operation], out: SearchOutcome) -> PartitionResult:
+    """A partition's result from its search's outcome."""
+    unplaceable: tuple[Operation, ...] = ()
+    if out.blocked is not None and out.verdict != "linearizable":
+        unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
+    return PartitionResult(
+        key=key,
+        verdict=out.verdict,
+        operation_count=len(ops),
+        states=out.states,
+        linearized=tuple(out.linearized),
+        unplaceable=unplaceable,
+        reason=out.reason,
+    )
+
+
+def _decide(
+    prepared: list[tuple[Hashable, list[Operation], Operation | None]],
+    m: Model,
+    deadline: float | None,
+    max_states: int | None,
+    results: dict[int, PartitionResult],
+) -> None:
+    """Decide the partitions no greedy pass linearized, into ``results`` (by
+    place in ``prepared``): an impossible operation or a lost growth first
+    (no search), then the searches (:func:`_search_partitions`)."""
     for n, (key, ops, impossible) in enumerate(prepared):
         if impossible is not None:
             results[n] = PartitionResult(
@@ -266,15 +379,13 @@ def check_operations(
                 break
         else:
             _search_partitions(prepared, m, deadline, max_states, results)
-    for n, (key, ops, _) in enumerate(prepared):
-        if n not in results:  # left unchecked: another partition already failed
-            results[n] = PartitionResult(key, "unknown", len(ops), 0, (), (), "not-checked")
-    seconds = time.monotonic() - started
-    ordered = [results[n] for n in range(len(prepared))]
-    return _combine(m, len(operations), seconds, ordered, treated)
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
+_EARLY_WITNESS_OPS: Final = 1_000  # see check_operations
+_EARLY_SEARCH_OPS: Final = 100  # see _first_round
+_EARLY_STATES: Final = 50_000  # states all of _first_round's searches may cache (~1 s)
+_CHAIN_PER_STATE: Final = 50  # closure steps of _forced_order worth one search state
 _BUDGET_GROWTH: Final = 4
 
 
@@ -289,7 +400,9 @@ def _search_partitions(
 
     One hard partition must not hide an easy failure: every partition is
     first searched with a small budget, then (after a look for a stale read,
-    :func:`_stale`) the undecided ones again with a budget ``_BUDGET_GROWTH``
+    :func:`_stale`, and once the budget makes a search cost more than it, for
+    one through a chain of forced orders, :func:`_forced_order`) the
+    undecided ones again with a budget ``_BUDGET_GROWTH``
     times larger, up to ``max_states``, stopping at the first
     non-linearizable one. A search that runs out of budget is
     discarded (memory is bounded by one search at a time) and restarted
@@ -298,18 +411,33 @@ def _search_partitions(
     """
     budget: int | None = _FIRST_BUDGET
     pending = list(range(len(prepared)))
+    chained: set[int] = set()  # partitions _forced_order looked at
+
+    def witness(n: int, states: int, final: bool) -> bool:
+        """Look for a stale read without a search; true and into ``results``
+        if found. The chain of forced orders is looked for once per
+        partition: when a search ran out of ``max_states``, or once the next
+        round's budget makes the search cost more than the chain's closure
+        (about ``len(ops) ** 2`` steps: ``_CHAIN_PER_STATE`` per state)."""
+        key, ops, _ = prepared[n]
+        found, reason = _stale(ops, model), "stale"
+        cheap = budget is None or len(ops) ** 2 <= _CHAIN_PER_STATE * budget
+        if not found and (final or cheap) and n not in chained:
+            chained.add(n)
+            found, reason = _forced_order(ops, model), "forced-order"
+        if found:
+            results[n] = PartitionResult(
+                key, "not-linearizable", len(ops), states, (), found, reason
+            )
+        return bool(found)
+
     first = True
     while pending:
         if not first:
             # What a small search did not decide may be a stale read, which
             # a cheap witness proves (with less evidence than a search).
             for n in pending:
-                key, ops, _ = prepared[n]
-                stale = _stale(ops, model)
-                if stale:
-                    results[n] = PartitionResult(
-                        key, "not-linearizable", len(ops), 0, (), stale, "stale"
-                    )
+                if witness(n, 0, False):
                     return
         first = False
         final = budget is None or (max_states is not None and budget >= max_states)
@@ -324,25 +452,10 @@ def _search_partitions(
             if out.verdict == "unknown" and out.reason == "max_states" and not final:
                 undecided.append(n)
                 continue
-            if out.verdict == "unknown":
-                stale = _stale(ops, model)
-                if stale:
-                    results[n] = PartitionResult(
-                        key, "not-linearizable", len(ops), out.states, (), stale, "stale"
-                    )
-                    return
-            unplaceable: tuple[Operation, ...] = ()
-            if out.blocked is not None and out.verdict != "linearizable":
-                unplaceable = (out.blocked, *_concurrent(out.blocked, out.candidates))
-            results[n] = PartitionResult(
-                key=key,
-                verdict=out.verdict,
-                operation_count=len(ops),
-                states=out.states,
-                linearized=tuple(out.linearized),
-                unplaceable=unplaceable,
-                reason=out.reason,
-            )
+            # (after a time-out, only the cheap witness: the time is up)
+            if out.verdict == "unknown" and witness(n, out.states, out.reason == "max_states"):
+                return
+            results[n] = _from_search(key, ops, out)
             if out.verdict == "not-linearizable":
                 return
         if final or budget is None:
@@ -683,6 +796,136 @@ def _stale(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
     n, c = min(found, key=lambda t: t[0])
     setter = chosen[n]
     return (ops[n], c) if setter is None else (ops[n], c, setter)
+
+
+_CHAIN_WORK: Final = 8_000_000  # (about a second)  # bound on the closure's steps in _forced_order
+
+
+def _forced_order(ops: Sequence[Operation], model: Model) -> tuple[Operation, ...]:
+    """A stale read through a chain of forced orders (for models with ``register_view``).
+
+    :func:`_stale` looks for one operation ``c`` that real time alone puts
+    after every setter of a read's value and before the read. Here ``c`` may
+    be further away: the *forced order* ``a => b`` (``a`` precedes ``b`` in
+    every linearization) is the transitive closure of
+
+    * real time: ``a`` returned ``ok`` before ``b`` was invoked;
+    * pinned reads: ``r`` needs a value ``v`` (a read of ``v``, a ``cas``
+      from ``v``) that only ``w`` can set (``v`` is not the initial state), so
+      ``w`` took effect (even if it ended ``info``) and ``w => r``; and
+      nothing that leaves another value (sets it, or reads it) falls between
+      them: so such an ``x`` with ``x => r`` has ``x => w``, and one with
+      ``w => x`` has ``r => x``.
+
+    Only operations that certainly took effect are in the order (``ok`` ones,
+    and ``info`` setters a pinned read forces). Then an operation ``r``
+    needing ``v`` is impossible when some ``c`` that leaves another value has
+    every setter of ``v`` forced before it and is forced before ``r`` (nothing
+    can set ``v`` again in between), and the history is not linearizable when
+    the order has a cycle (``a => a``). Returns ``(r, c, the setters of v...)``
+    or, for a cycle, ``(a,)``; ``()`` when neither is found or the closure
+    would take more than ``_CHAIN_WORK`` steps.
+    """
+    view = model.register_view
+    if view is None:
+        return ()
+    views = [view(op) for op in ops]
+    if any(sets is UNKNOWN for _, sets in views):
+        return ()
+    n = len(ops)
+    init = model.init
+    invoked = [op.invoke_at for op in ops]  # ascending: ops are in order of invocation
+    returned = [op.complete_at if op.status == "ok" else None for op in ops]
+    setters: dict[Hashable, list[int]] = {}
+    for i, (_, sets) in enumerate(views):
+        if sets is not NOTHING:
+            setters.setdefault(sets, []).append(i)
+    took_effect = [r is not None for r in returned]
+    pinned: list[tuple[int, int, Hashable]] = []  # (the only setter, the op needing it, value)
+    for r, (need, _) in enumerate(views):
+        if need is NOTHING or returned[r] is None or need == init:
+            continue
+        only = setters.get(need, ())
+        if len(only) == 1 and only[0] != r:
+            pinned.append((only[0], r, need))
+            took_effect[only[0]] = True
+    if not pinned:
+        return ()
+    effective = 0
+    leaves: dict[int, Hashable] = {}  # effective op -> the value it leaves, if one
+    for i, (need, sets) in enumerate(views):
+        if took_effect[i]:
+            effective |= 1 << i
+            value = sets if sets is not NOTHING else need
+            if value is not NOTHING:
+                leaves[i] = value
+    # after[a]: the operations forced after a. Invariant: transitively closed
+    # (b in after[a] implies after[b] <= after[a]); real time's suffixes are.
+    everything = (1 << n) - 1
+    after = [0] * n
+    for a in range(n):
+        end = returned[a]
+        if end is not None:
+            k = bisect.bisect_right(invoked, end)
+            after[a] = (everything >> k << k) & effective
+    work = 0
+
+    def add(a: int, b: int) -> bool:
+        """Add ``a => b`` (keeping the closure); false past the work bound."""
+        nonlocal work
+        work += n
+        gained = (1 << b) | after[b]
+        for p in range(n):
+            if p == a or (after[p] >> a) & 1:
+                after[p] |= gained
+        return work <= _CHAIN_WORK
+
+    # Leaving another value than v: a bitset per pinned value.
+    other: dict[Hashable, int] = {}
+    for _, _, v in pinned:
+        if v not in other:
+            other[v] = sum(1 << i for i, u in leaves.items() if u != v)
+    changed = True
+    while changed:
+        changed = False
+        for w, r, v in pinned:
+            if not (after[w] >> r) & 1:
+                changed = True
+                if not add(w, r):
+                    return ()
+            others = other[v]
+            for x in range(n):  # x => r, x leaves another value: x => w
+                if (others >> x) & 1 and (after[x] >> r) & 1 and not (after[x] >> w) & 1:
+                    changed = True
+                    if not add(x, w):
+                        return ()
+            late = after[w] & others & ~after[r]  # w => x: r => x
+            while late:
+                x = (late & -late).bit_length() - 1
+                late &= late - 1
+                if r != x:
+                    changed = True
+                    if not add(r, x):
+                        return ()
+            work += n
+            if work > _CHAIN_WORK:
+                return ()
+    for a in range(n):
+        if (after[a] >> a) & 1:
+            return (ops[a],)
+    for r, (need, _) in enumerate(views):
+        if need is NOTHING or returned[r] is None:
+            continue
+        own = setters.get(need, [])
+        if not all(took_effect[s] for s in own) or (need != init and not own):
+            continue  # an info setter may take effect late; no setter: _impossible's
+        before_all = effective
+        for s in own:
+            before_all &= after[s]
+        for c in range(n):
+            if (before_all >> c) & 1 and (after[c] >> r) & 1 and leaves.get(c, need) != need:
+                return (ops[r], ops[c], *(ops[s] for s in own))
+    return ()
 
 
 def _concurrent(blocked: Operation, candidates: list[Operation]) -> list[Operation]:

@@ -1,0 +1,240 @@
+"""A greedy witness: the cheap proof that most partitions are linearizable.
+
+Theory of operation. A linearization is any order of the operations that
+respects real time and the model; finding *one* proves the partition
+linearizable, whatever order the search would have found. Most partitions of
+real histories (and every partition with little concurrency: a key of a big
+key-value history, a register with a few clients) are linearized by a greedy
+pass without any backtracking, at a fraction of the cost of setting up the
+search (its entry list, bitsets and cache):
+
+* The calls and returns are visited in history order. An operation is
+  *pending* from its call until it is linearized; once it has returned it is
+  *due*: it must be linearized before the next call (real time: whatever is
+  invoked after its return comes after it).
+* Before each call the due operations are *settled*: those the state allows
+  without changing it (reads) first; a read the state does not allow is
+  enabled by one pending operation after which it is allowed (one step of
+  look-ahead, the due ones first, ``info`` operations included: they may take
+  effect at any instant after their invocation); of several due operations
+  that change the state, with a register view, those setting a value no
+  pending read (nor the operation about to be called) needs go first, so the
+  value left is the one they need. When nothing fits, the pass gives up: the
+  search decides.
+* Before the state changes, the pending read-only operations the current
+  state allows are linearized (doing so loses nothing: the search's *forced
+  moves*); otherwise a read of the value being overwritten would find it gone
+  at its own return.
+
+Every operation is linearized while pending, before any call that follows
+its return, where the model allows it; so a completed pass is a linearization:
+the pass is sound by construction, and only its *failure* says nothing (the
+search then starts from scratch). Its cost is bounded by
+``_STEPS_PER_OPERATION`` calls of ``step`` per operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any, Final
+
+from ._models import NOTHING, Model
+from ._ops import Operation
+
+__all__ = ["greedy_linearization"]
+
+_STEPS_PER_OPERATION: Final = 8  # the pass's budget of step() calls, per operation
+
+
+def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operation] | None:
+    """A linearization of ``ops`` found without backtracking, or ``None``.
+
+    Args:
+        ops: one partition's operations, in order of invocation, failed
+            no-ops already dropped (as the search takes them).
+        model: the sequential specification.
+
+    Returns:
+        Every completed operation of ``ops`` (and the ``info`` ones the pass
+        used), in a linearization order; ``None`` when the greedy pass got
+        stuck or ran out of its budget (which says nothing about the verdict).
+    """
+    return _Greedy(ops, model).run()
+
+
+class _Greedy:
+    """The state of one greedy pass; :meth:`run` is the loop, the other methods its steps."""
+
+    def __init__(self, ops: Sequence[Operation], model: Model) -> None:
+        self.ops = ops
+        self.step = model.step
+        self.read_only = model.read_only
+        # With a register view (and hashable states), a read-only operation
+        # that needs value v is allowed by no state but v.
+        self.view = model.register_view if model.state_key is None else None
+        self.budget = _STEPS_PER_OPERATION * len(ops) + 16
+        self.state: Any = model.init
+        self.out: list[Operation] = []
+        # Invariant: ``pending`` holds the positions (in ``ops``) of the
+        # operations invoked so far and not yet in ``out``, in order of
+        # invocation, and ``due`` those of them that returned: they must be
+        # in ``out`` before the next invocation. ``reads`` and ``reads_of[v]``
+        # hold the read-only ones of ``pending`` (by the value they need,
+        # with a view), and ``read_only_pending`` the positions of both.
+        self.pending: dict[int, Operation] = {}
+        self.due: dict[int, Operation] = {}
+        self.reads: dict[int, Operation] = {}
+        self.reads_of: dict[Hashable, dict[int, Operation]] = {}
+        self.read_only_pending: set[int] = set()
+
+    def invoke(self, i: int) -> None:
+        """``ops[i]`` is invoked: it may be linearized from now on."""
+        op = self.ops[i]
+        self.pending[i] = op
+        read_only = self.read_only
+        if read_only is not None and op.status != "info" and read_only(op):
+            self.read_only_pending.add(i)
+            need = self.view(op)[0] if self.view is not None else NOTHING
+            if need is NOTHING:
+                self.reads[i] = op
+            else:
+                self.reads_of.setdefault(need, {})[i] = op
+
+    def take(self, i: int, new: Any) -> None:
+        """Linearize pending ``ops[i]``, reaching state ``new``."""
+        op = self.pending.pop(i)
+        self.due.pop(i, None)
+        if i in self.read_only_pending:
+            self.read_only_pending.discard(i)
+            if self.reads.pop(i, None) is None:
+                assert self.view is not None
+                del self.reads_of[self.view(op)[0]][i]
+        self.out.append(op)
+        self.state = new
+
+    def flush(self) -> bool:
+        """Linearize the pending reads the current state allows, before it
+        changes (placing them loses nothing); false past the budget."""
+        state = self.state
+        step = self.step
+        waiting = self.reads_of.get(state) if self.view is not None else None
+        for group in (waiting, self.reads):
+            if not group:
+                continue
+            for i, op in list(group.items()):
+                self.budget -= 1
+                for _ in step(state, op):
+                    self.take(i, state)
+                    break
+        return self.budget >= 0
+
+    def move(self, i: int, new: Any) -> bool:
+        """Linearize ``ops[i]`` (if still pending) reaching ``new``, flushing
+        the reads first when the state changes; false past the budget."""
+        if new != self.state and (self.reads or self.reads_of) and not self.flush():
+            return False
+        if i in self.pending:  # (a flush places read-only operations only)
+            self.take(i, new)
+        return True
+
+    def enable(self, r: int) -> bool:
+        """Linearize one pending operation after which ``ops[r]`` is allowed,
+        then ``ops[r]``; false when there is none (or past the budget). The
+        operations that must go first (returned) are tried first."""
+        step = self.step
+        op_r = self.ops[r]
+        state = self.state
+        for group in (self.due, self.pending):
+            for y, op_y in list(group.items()):
+                if y == r or y in self.read_only_pending:
+                    continue  # (a read-only operation cannot enable r)
+                self.budget -= 1
+                if self.budget < 0:
+                    return False
+                for s1 in step(state, op_y):
+                    for s2 in step(s1, op_r):
+                        return self.move(y, s1) and self.move(r, s2)
+        return False
+
+    def wanted(self, nxt: int) -> set[Hashable]:
+        """With a register view: the values the pending reads and ``ops[nxt]``
+        (the operation about to be invoked, ``-1`` for none) need."""
+        wanted = set(self.reads_of)
+        view = self.view
+        if nxt >= 0 and view is not None:
+            wanted.add(view(self.ops[nxt])[0])
+        return wanted
+
+    def settle(self, nxt: int) -> bool:
+        """Linearize every returned operation, before ``ops[nxt]`` is invoked.
+
+        Read-only ones the state allows go first; a read the state does not
+        allow is enabled by one pending operation (:meth:`enable`); of the
+        others, with a register view, the ones whose value nobody reading
+        needs go first, so that the state left is the one the pending reads
+        (and ``ops[nxt]``) need. False when stuck or past the budget."""
+        step = self.step
+        due = self.due
+        if len(due) == 1:  # the common case, without the bookkeeping below
+            ((i, op),) = due.items()
+            self.budget -= 1
+            for new in step(self.state, op):
+                return self.move(i, new) and self.budget >= 0
+        wanted: set[Hashable] | None = None
+        while due:
+            state = self.state
+            blocked = -1
+            changers: list[tuple[int, Any]] = []
+            for i, op in list(due.items()):
+                self.budget -= 1
+                for new in step(state, op):
+                    if new == state:
+                        self.take(i, new)
+                    else:
+                        changers.append((i, new))
+                    break
+                else:
+                    if i in self.read_only_pending and blocked < 0:
+                        blocked = i
+            if self.budget < 0:
+                return False
+            if blocked >= 0:
+                if not self.enable(blocked):
+                    return False
+                continue
+            if not changers:
+                if due:
+                    return False  # a state-changing operation the state does not allow
+                break
+            i, new = changers[0]
+            if len(changers) > 1 and self.view is not None:
+                if wanted is None:
+                    wanted = self.wanted(nxt)
+                for j, s1 in changers:
+                    if s1 not in wanted:
+                        i, new = j, s1
+                        break
+            if not self.move(i, new):
+                return False
+        return True
+
+    def run(self) -> list[Operation] | None:
+        """The pass over the history's calls and returns, in order."""
+        ops = self.ops
+        events = [(op.invoke_at, i) for i, op in enumerate(ops)]
+        for i, op in enumerate(ops):
+            if op.status != "info" and op.complete_at is not None:
+                events.append((op.complete_at, ~i))
+        events.sort()  # (a return is ~i < 0)
+        for _, i in events:
+            if i >= 0:  # a call
+                if self.due and not self.settle(i):
+                    return None
+                self.invoke(i)
+            else:  # a return: ops[~i] must be linearized before the next call
+                r = ~i
+                if r in self.pending:
+                    self.due[r] = ops[r]
+        if self.due and not self.settle(-1):
+            return None
+        return self.out
