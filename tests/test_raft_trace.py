@@ -263,7 +263,7 @@ def test_the_docs_example_runs(
     (code,) = [b for b in blocks if b.startswith("# example: raft-trace\n")]
     monkeypatch.chdir(ROOT)
     exec(compile(code, str(DOC), "exec"), {"__name__": "__main__"})
-    assert capsys.readouterr().out == "True 3 402\n"
+    assert capsys.readouterr().out == "True 3 264\n"
 
 
 @pytest.mark.tlc
