@@ -10,6 +10,15 @@ every message sent to a bidder and every ledger result, and checks after every
 step ``OneWinnerPerUnit``, ``WinnerHasBestBid``, ``PriceRule``, ``NoLateBid``,
 ``LosersReleased``, ``Sealed`` (nothing about bids before the close) and the
 ledger's ``Conservation``.
+
+The search is biased towards the states the invariants are about, without
+knowing any broken variant: swarm testing (each run enables a random subset of
+the fault rules), a rule delivering a registered bidder's positive bid at once
+(rival escrowed bids and ties), and an early deadline on one draw in four.
+Broken auctioneers must be caught by fresh random searches:
+``test_broken_variant_is_caught`` (one search each, in CI) and
+``test_broken_variant_catch_rate`` (slow: ``CATCH_RUNS`` searches each, the rate
+and its Wilson interval printed).
 """
 
 from __future__ import annotations

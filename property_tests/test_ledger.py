@@ -10,7 +10,8 @@ ledger agrees with the model.
 
 Broken ledgers (one per invariant) must be caught by fresh random searches:
 ``test_broken_variant_is_caught`` (one search each, in CI) and
-``test_broken_variant_catch_rate`` (slow: 20 searches each, the rate printed).
+``test_broken_variant_catch_rate`` (slow: ``CATCH_RUNS`` searches each, the rate and its
+Wilson interval printed).
 """
 
 from __future__ import annotations
