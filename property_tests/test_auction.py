@@ -10,10 +10,21 @@ every message sent to a bidder and every ledger result, and checks after every
 step ``OneWinnerPerUnit``, ``WinnerHasBestBid``, ``PriceRule``, ``NoLateBid``,
 ``LosersReleased``, ``Sealed`` (nothing about bids before the close) and the
 ledger's ``Conservation``.
+
+The search is biased towards the states the invariants are about, without
+knowing any broken variant: swarm testing (each run enables a random subset of
+the fault rules), a rule delivering a registered bidder's positive bid at once
+(rival escrowed bids and ties), and an early deadline on one draw in four.
+Broken auctioneers must be caught by fresh random searches:
+``test_broken_variant_is_caught`` (one search each, in CI) and
+``test_broken_variant_catch_rate`` (slow: ``CATCH_RUNS`` searches each, the rate
+and its Wilson interval printed).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import time
 from collections import deque
@@ -49,6 +60,7 @@ from trio_foundation.protocols.ledger import Hold, Ledger, Mint, Ok, Open, Settl
 AUCTIONEER, LEDGER = 0, 1
 BIDDERS = (2, 3, 4)
 UNKNOWN = 9
+FAULTS = ("drop", "duplicate", "crash")
 SETTINGS = settings(max_examples=100, stateful_step_count=30)
 
 
@@ -59,11 +71,18 @@ def machine(cls: type[Auctioneer] = Auctioneer) -> type[RuleBasedStateMachine]:
             reserve=st.integers(0, 1),
             funds=st.lists(st.integers(1, 4), min_size=3, max_size=3),
             slow_ledger=st.booleans(),
+            faults=st.sets(st.sampled_from(FAULTS)),
         )
-        def setup(self, fmt: str, reserve: int, funds: list[int], slow_ledger: bool) -> None:
+        def setup(
+            self, fmt: str, reserve: int, funds: list[int], slow_ledger: bool, faults: set[str]
+        ) -> None:
             # slow_ledger: the ledger's steps are rules of their own (holds may be pending
-            # at the close); else every ledger request is answered at once
+            # at the close); else every ledger request is answered at once.
+            # faults: swarm testing (Groce et al. 2012) — each run enables a random subset
+            # of the fault rules, so some runs are calm enough to reach rival escrowed bids
+            # and ties at the close, others are stormy.
             self.slow_ledger = slow_ledger
+            self.faults = frozenset(faults)
             units = 2 if fmt == "uniform" else 1
             self.config = AuctionConfig(
                 auction="a1",
@@ -120,16 +139,26 @@ def machine(cls: type[Auctioneer] = Auctioneer) -> type[RuleBasedStateMachine]:
         def SendBid(self, bidder: int, amount: int) -> None:
             self.net.append((bidder, Bid("a1", amount)))
 
+        @rule(bidder=st.sampled_from(BIDDERS), amount=st.integers(1, 2))
+        def BidArrives(self, bidder: int, amount: int) -> None:
+            """A registered bidder's positive bid is sent and delivered at once (rival
+            escrowed bids and ties among them are common: three bidders, two amounts)."""
+            self._deliver(bidder, Bid("a1", amount))
+
+        def _deliver(self, bidder: int, bid: Bid) -> None:
+            self.delivered.append((bidder, bid.amount, self.closed))
+            self._run(self.core.on_message(1.0, bidder, bid), delivered_late=self.closed)
+
         @precondition(lambda self: self.net)
         @rule(data=st.data(), keep=st.booleans())
         def Receive(self, data: st.DataObject, keep: bool) -> None:
             """Deliver one bid in any order; ``keep`` leaves a duplicate in flight."""
             i = data.draw(st.integers(0, len(self.net) - 1))
+            keep = keep and "duplicate" in self.faults
             bidder, bid = self.net[i] if keep else self.net.pop(i)
-            self.delivered.append((bidder, bid.amount, self.closed))
-            self._run(self.core.on_message(1.0, bidder, bid), delivered_late=self.closed)
+            self._deliver(bidder, bid)
 
-        @precondition(lambda self: self.net)
+        @precondition(lambda self: self.net and "drop" in self.faults)
         @rule(data=st.data())
         def Drop(self, data: st.DataObject) -> None:
             self.net.pop(data.draw(st.integers(0, len(self.net) - 1)))
@@ -151,13 +180,15 @@ def machine(cls: type[Auctioneer] = Auctioneer) -> type[RuleBasedStateMachine]:
         @precondition(lambda self: not self.closed)
         @rule(now=st.integers(0, 3))
         def Close(self, now: int) -> None:
-            """The deadline fires; before two deliveries only on draw 3 (so most auctions
-            see rival bids, some close empty)."""
-            if len(self.delivered) < 2 and now != 3:
+            """The deadline fires; before more registered bidders than units were heard only
+            on draw 3 (so most auctions see rival bids, some close with too few)."""
+            rivals = {b for b, _, _ in self.delivered if b in BIDDERS}
+            if len(rivals) <= self.config.units and now != 3:
                 return
             self.closed = True
             self._run(self.core.on_timer(10.0, "deadline"))
 
+        @precondition(lambda self: "crash" in self.faults)
         @rule()
         def CrashAuctioneer(self) -> None:
             """Restart from the persisted state; answers in flight to it are lost."""
@@ -337,26 +368,32 @@ def _caught(name: str) -> bool:
     return False
 
 
-# Caught too rarely by one fresh search for a CI assertion (rates measured by
-# test_broken_variant_catch_rate, in docs/auctions.md; TLC catches the spec's mutants):
-# two_winners needs a tie for the last unit among escrowed bids, loser_kept_in_escrow
-# a closed auction with an escrowed loser. Open: a harness that reaches them more often.
-WEAK = {"two_winners", "loser_kept_in_escrow"}
-CI_CAUGHT = sorted(set(BROKEN) - WEAK)
+def wilson(caught: int, runs: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) of a catch rate ``caught / runs``."""
+    p, n = caught / runs, runs
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
-@pytest.mark.parametrize("name", CI_CAUGHT)
+@pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_is_caught(name: str) -> None:
+    """One fresh search per broken auctioneer (each caught in >= 95 % of searches, measured)."""
     assert _caught(name), f"the {name} auctioneer was not caught"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_catch_rate(name: str) -> None:
-    """20 fresh searches each: the catch rate is printed (docs/auctions.md has the figures)."""
-    runs = 20
+    """``CATCH_RUNS`` (default 40) fresh searches each; the rate and its Wilson 95 %
+    interval are printed (docs/auctions.md has the figures)."""
+    runs = int(os.environ.get("CATCH_RUNS", "40"))
     start = time.monotonic()
     caught = sum(_caught(name) for _ in range(runs))
-    print(f"\n{name}: caught in {caught}/{runs} fresh runs ({time.monotonic() - start:.1f} s)")
-    assert caught / runs >= (0.2 if name in WEAK else 0.95)
+    low, high = wilson(caught, runs)
+    print(
+        f"\n{name}: caught in {caught}/{runs} fresh runs, Wilson 95 % [{low:.3f}, {high:.3f}]"
+        f" ({time.monotonic() - start:.1f} s)"
+    )
+    assert caught / runs >= 0.95

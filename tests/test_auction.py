@@ -15,11 +15,15 @@ from trio_foundation.protocols.auction import (
     Bid,
     BidAccepted,
     BidRefused,
+    BidTaken,
+    Decided,
+    HoldAnswered,
     LedgerNode,
     Outcome,
+    Started,
     clear,
 )
-from trio_foundation.protocols.effects import Send, SetTimer
+from trio_foundation.protocols.effects import Persist, Send, SetTimer
 from trio_foundation.protocols.ledger import Ledger, Mint, Open
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "auctions.md"
@@ -136,3 +140,31 @@ def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert blocks, "docs/auctions.md lost its example"
     exec(compile(blocks[0], str(DOC), "exec"), {})
     assert "winner 3 pays 7" in capsys.readouterr().out
+
+
+def test_persistence_is_one_record_per_change_and_replays() -> None:
+    core, node = world("uniform", units=2)
+    effects = core.on_start(0.0, random.Random(0))
+    persisted = [e.data for e in effects if isinstance(e, Persist)]
+    for bidder, amount in ((2, 7), (3, 9), (4, 4)):
+        step = core.on_message(1.0, bidder, Bid("a", amount))
+        persisted += [e.data for e in step if isinstance(e, Persist)]
+        pump(core, node, step)
+    assert persisted[0] == Started(5.0)
+    assert all(isinstance(r, BidTaken | HoldAnswered | Started) for r in persisted)
+    pump(core, node, core.on_timer(5.0, "deadline"))
+    records = core.snapshot_persistent()
+    assert len(records) <= 3 * 3 + 3 and Decided((3, 2), ((3, 4), (2, 4))) in records
+    again = Auctioneer(core.config)
+    again.restore(records)
+    assert (again.state, again.winners, again.prices, again.bids) == (
+        core.state,
+        core.winners,
+        core.prices,
+        core.bids,
+    )
+    assert again.on_start(9.0, random.Random(0)) == []  # closed, all answered: nothing to do
+    with pytest.raises(RuntimeError, match="fresh"):
+        again.restore(records)
+    with pytest.raises(TypeError, match="not an auction record"):
+        Auctioneer(core.config).restore(("closed",))

@@ -44,8 +44,25 @@ its own bid; outcomes (:class:`Outcome`) go out after the close.
 
 The link between the auctioneer and the ledger must not lose messages (the
 ledger is local or a replicated state machine reached through a retrying
-client); bidder messages may be lost, duplicated, delayed or reordered. The
-auctioneer persists its state (:class:`Persist`) before every message it sends.
+client); bidder messages may be lost, duplicated, delayed or reordered.
+
+**Persistence** (the contract with the runtime, incremental as Raft's
+``RaftPersist``). Every change of the durable state is one :class:`Persist`
+whose data is a single :data:`AuctionRecord` — :class:`Started` (the local time
+of the close), :class:`BidTaken` (a bid accepted, or its hold requested),
+:class:`HoldAnswered`, :class:`Closing`, :class:`Decided` (winners and prices),
+:class:`CloseAnswered` — emitted before the messages that depend on it. The
+storage adapter **appends** each record to what it holds (it must not replace
+it: the runtime's ``NodeStorage``, which keeps the last data, is for
+whole-state cores); after a crash :meth:`Auctioneer.restore` gets the tuple of
+records and replays them, and :meth:`Auctioneer.on_start` re-sends every ledger
+command not yet answered. :meth:`Auctioneer.snapshot_persistent` returns the
+records emitted so far (what a storage adapter holds), for harnesses. The log is
+bounded by the configuration: at most ``3 * len(bidders) + 3`` records (one
+start, per bidder one bid, one hold answer and one close answer, one
+``Closing``, one ``Decided``). Each step persists O(1) data, so an auction among
+``n`` bidders persists O(n) in total (it was O(n²) with a whole-state snapshot
+per accepted bid).
 """
 
 from __future__ import annotations
@@ -60,15 +77,22 @@ from .ledger import Command, Hold, Ledger, Ok, Release, Result, Settle
 
 __all__ = [
     "AuctionConfig",
+    "AuctionRecord",
     "Auctioneer",
     "Bid",
     "BidAccepted",
     "BidRefused",
+    "BidTaken",
+    "CloseAnswered",
+    "Closing",
+    "Decided",
     "Format",
+    "HoldAnswered",
     "LedgerAnswer",
     "LedgerNode",
     "LedgerRequest",
     "Outcome",
+    "Started",
     "clear",
 ]
 
@@ -132,6 +156,63 @@ class LedgerAnswer:
     command: Command
     result: Result
 
+
+# --------------------------------------------------------------------------- durable records
+
+
+@final
+@attrs.frozen
+class Started:
+    """Durable: the auction's close is at local time ``deadline_at`` (first start only)."""
+
+    deadline_at: float
+
+
+@final
+@attrs.frozen
+class BidTaken:
+    """Durable: ``bidder``'s bid of ``amount`` got receipt ``receipt``; accepted if 0, else
+    its hold was requested from the ledger."""
+
+    bidder: int
+    amount: int
+    receipt: int
+
+
+@final
+@attrs.frozen
+class HoldAnswered:
+    """Durable: the ledger placed (``ok``) or refused ``bidder``'s hold."""
+
+    bidder: int
+    ok: bool
+
+
+@final
+@attrs.frozen
+class Closing:
+    """Durable: the deadline fired while holds were still pending."""
+
+
+@final
+@attrs.frozen
+class Decided:
+    """Durable: the auction closed with ``winners`` (best first) paying ``prices``; the
+    settle and release commands follow from the bids and prices."""
+
+    winners: tuple[int, ...]
+    prices: tuple[tuple[int, int], ...]
+
+
+@final
+@attrs.frozen
+class CloseAnswered:
+    """Durable: the ledger answered the settle or release of ``hold``."""
+
+    hold: str
+
+
+AuctionRecord: TypeAlias = Started | BidTaken | HoldAnswered | Closing | Decided | CloseAnswered
 
 # --------------------------------------------------------------------------- config
 
@@ -211,6 +292,7 @@ def clear(
 # --------------------------------------------------------------------------- cores
 
 State: TypeAlias = Literal["open", "closing", "closed"]
+_RECORD_TYPES: Final = (Started, BidTaken, HoldAnswered, Closing, Decided, CloseAnswered)
 
 
 @final
@@ -224,6 +306,7 @@ class Auctioneer:
     def __init__(self, config: AuctionConfig) -> None:
         self.config = config
         self._accounts = dict(config.bidders)
+        self._by_hold = {self.hold_id(b): b for b in self._accounts}
         self.state: State = "open"
         self._deadline_at: float | None = None  # local time of the close
         self._receipts = 0
@@ -234,7 +317,8 @@ class Auctioneer:
         self._unanswered: dict[str, Command] = {}  # hold id -> settle/release sent
         self.winners: list[int] = []
         self.prices: dict[int, int] = {}
-        self._persisted: Any = None
+        # Invariant: replaying _records into a fresh auctioneer gives this durable state
+        self._records: list[AuctionRecord] = []
 
     def hold_id(self, bidder: int) -> str:
         """The ledger hold of ``bidder``'s bid."""
@@ -244,9 +328,10 @@ class Auctioneer:
 
     def on_start(self, now: float, rng: random.Random) -> list[Effect]:
         """Arm the deadline; after a restart re-send every unanswered ledger command."""
+        effects: list[Effect] = []
         if self._deadline_at is None:
-            self._deadline_at = now + self.config.deadline
-        effects: list[Effect] = [self._persist()]
+            effects.append(self._persist(Started(now + self.config.deadline)))
+        assert self._deadline_at is not None
         if self.state == "open":
             effects.append(SetTimer(DEADLINE_TIMER, max(0.0, self._deadline_at - now)))
         for bidder, (amount, _) in self._pending.items():
@@ -270,9 +355,8 @@ class Auctioneer:
         """The deadline: no bid is accepted any more; decide once the holds are placed."""
         if name != DEADLINE_TIMER or self.state != "open":
             return []
-        self.state = "closing"
         if self._pending:
-            return [self._persist()]
+            return [self._persist(Closing())]
         return self._decide()
 
     def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
@@ -281,28 +365,27 @@ class Auctioneer:
             return [Reply(request.client, f"unknown op {request.op!r}", ok=False)]
         return [Reply(request.client, (self.state, tuple(self.winners), dict(self.prices)))]
 
-    def snapshot_persistent(self) -> Any:
-        """The data of the last :class:`Persist`."""
-        return self._persisted
+    def snapshot_persistent(self) -> tuple[AuctionRecord, ...]:
+        """The records of every :class:`Persist` so far, oldest first (what the storage
+        adapter holds; O(records) — for harnesses and restarts, not per step)."""
+        return tuple(self._records)
 
     def restore(self, snapshot: Any) -> None:
-        """Load the state of a :meth:`snapshot_persistent` into a fresh auctioneer."""
-        (
-            self.state,
-            self._deadline_at,
-            self._receipts,
-            bids,
-            pending,
-            unanswered,
-            winners,
-            prices,
-            unfunded,
-        ) = snapshot
-        self._unfunded = list(unfunded)
-        self.bids, self._pending = dict(bids), dict(pending)
-        self._unanswered = dict(unanswered)
-        self.winners, self.prices = list(winners), dict(prices)
-        self._persisted = snapshot
+        """Replay the records of a :meth:`snapshot_persistent` into a fresh auctioneer.
+
+        Raises:
+            RuntimeError: the auctioneer is not fresh (it already has records).
+            TypeError: ``snapshot`` is not a tuple or list of :data:`AuctionRecord`.
+        """
+        if self._records:
+            raise RuntimeError("restore() needs a fresh Auctioneer (it already has records)")
+        if not isinstance(snapshot, tuple | list):
+            raise TypeError(f"expected a tuple of auction records, got {type(snapshot).__name__}")
+        for record in snapshot:
+            if not isinstance(record, _RECORD_TYPES):
+                raise TypeError(f"not an auction record: {type(record).__name__}")
+            self._apply(record)
+            self._records.append(record)
 
     # ----------------------------------------------------------------- transitions
 
@@ -310,13 +393,11 @@ class Auctioneer:
         reason = self._refusal(bidder, amount)
         if reason is not None:
             return [Send(bidder, BidRefused(self.config.auction, reason))]
-        self._receipts += 1
+        persist = self._persist(BidTaken(bidder, amount, self._receipts + 1))
         if amount == 0:
-            self.bids[bidder] = (0, self._receipts)
-            return [self._persist(), Send(bidder, BidAccepted(self.config.auction, 0))]
-        self._pending[bidder] = (amount, self._receipts)
+            return [persist, Send(bidder, BidAccepted(self.config.auction, 0))]
         hold = Hold(self.hold_id(bidder), self._accounts[bidder], amount)
-        return [self._persist(), self._to_ledger(hold)]
+        return [persist, self._to_ledger(hold)]
 
     def _refusal(self, bidder: int, amount: Any) -> str | None:
         if bidder not in self._accounts:
@@ -334,44 +415,32 @@ class Auctioneer:
     def _on_ledger(self, answer: LedgerAnswer) -> list[Effect]:
         command = answer.command
         if isinstance(command, Settle | Release):
-            self._unanswered.pop(command.hold, None)
-            return [self._persist()]
+            if command.hold not in self._unanswered:
+                return []  # a duplicated answer
+            return [self._persist(CloseAnswered(command.hold))]
         if not isinstance(command, Hold):
             return []
-        bidder = next((b for b in self._pending if self.hold_id(b) == command.hold), None)
-        if bidder is None:
+        bidder = self._by_hold.get(command.hold)
+        if bidder is None or bidder not in self._pending:
             return []  # an answer to a re-sent hold that was already answered
-        amount, receipt = self._pending.pop(bidder)
-        effects: list[Effect] = []
-        if isinstance(answer.result, Ok):
-            self.bids[bidder] = (amount, receipt)
+        amount = self._pending[bidder][0]
+        ok = isinstance(answer.result, Ok)
+        effects: list[Effect] = [self._persist(HoldAnswered(bidder, ok))]
+        if ok:
             reply: Any = BidAccepted(self.config.auction, amount)
         else:
-            self._unfunded.append(bidder)
+            assert not isinstance(answer.result, Ok)
             reply = BidRefused(self.config.auction, answer.result.code)
         if self.state == "closing" and not self._pending:
             effects.extend(self._decide())
-        else:
-            effects.append(self._persist())
         effects.append(Send(bidder, reply))
         return effects
 
     def _decide(self) -> list[Effect]:
         c = self.config
-        self.winners, self.prices = self._clear()
-        self.state = "closed"
-        commands: list[Command] = []
-        for bidder, (amount, _) in sorted(self.bids.items()):
-            if amount == 0:
-                continue
-            if bidder in self.prices:
-                commands.append(Settle(self.hold_id(bidder), c.seller, self.prices[bidder]))
-            else:
-                commands.append(Release(self.hold_id(bidder)))
-        for command in commands:
-            self._unanswered[command.hold] = command  # type: ignore[union-attr]
-        effects: list[Effect] = [self._persist()]
-        effects.extend(self._to_ledger(command) for command in commands)
+        winners, prices = self._clear()
+        effects: list[Effect] = [self._persist(Decided(tuple(winners), tuple(prices.items())))]
+        effects.extend(self._to_ledger(command) for command in self._unanswered.values())
         for bidder in sorted(self.bids):
             won = bidder in self.prices
             effects.append(Send(bidder, Outcome(c.auction, won, self.prices.get(bidder, 0))))
@@ -383,20 +452,44 @@ class Auctioneer:
     def _to_ledger(self, command: Command) -> Send:
         return Send(self.config.ledger, LedgerRequest(command))
 
-    def _persist(self) -> Persist:
-        self._persisted = (
-            self.state,
-            self._deadline_at,
-            self._receipts,
-            # insertion order is deterministic (arrival order); no sort per bid
-            tuple(self.bids.items()),
-            tuple(self._pending.items()),
-            tuple(self._unanswered.items()),
-            tuple(self.winners),
-            tuple(self.prices.items()),
-            tuple(self._unfunded),
-        )
-        return Persist(self._persisted)
+    def _persist(self, record: AuctionRecord) -> Persist:
+        """Apply ``record`` to the state and return its :class:`Persist` (O(1) data)."""
+        self._apply(record)
+        self._records.append(record)
+        return Persist(record)
+
+    def _apply(self, record: AuctionRecord) -> None:
+        """The state change of one durable record (the live path and replay share it)."""
+        if isinstance(record, Started):
+            self._deadline_at = record.deadline_at
+        elif isinstance(record, BidTaken):
+            self._receipts = record.receipt
+            if record.amount == 0:
+                self.bids[record.bidder] = (0, record.receipt)
+            else:
+                self._pending[record.bidder] = (record.amount, record.receipt)
+        elif isinstance(record, HoldAnswered):
+            amount, receipt = self._pending.pop(record.bidder)
+            if record.ok:
+                self.bids[record.bidder] = (amount, receipt)
+            else:
+                self._unfunded.append(record.bidder)
+        elif isinstance(record, Closing):
+            self.state = "closing"
+        elif isinstance(record, Decided):
+            self.state = "closed"
+            self.winners, self.prices = list(record.winners), dict(record.prices)
+            for bidder, (amount, _) in sorted(self.bids.items()):
+                if amount == 0:
+                    continue
+                hold = self.hold_id(bidder)
+                if bidder in self.prices:
+                    command: Command = Settle(hold, self.config.seller, self.prices[bidder])
+                else:
+                    command = Release(hold)
+                self._unanswered[hold] = command
+        else:
+            self._unanswered.pop(record.hold, None)
 
 
 @final
