@@ -309,7 +309,7 @@ class RaftCluster:
         #: not yet followed by a message or reply (so not necessarily synced)
         self.unsynced: dict[int, RaftDurable] = {}
         self.votes: dict[tuple[int, int], int] = {}  # (voter, term) -> candidate
-        #: a leader was asked to change the membership (ElectableCompleteness is
+        #: a leader appended a configuration entry (ElectableCompleteness is
         #: stated for a fixed set of voters, so it is checked only before that)
         self.config_changed = False
         self.crash_any = False
@@ -439,9 +439,10 @@ class RaftCluster:
         self.run(i, self.node(i).on_timer(self.now, name), crash_at)
 
     def request(self, i: int, key: Hashable, op: str, value: Any) -> None:
-        if op in MEMBERSHIP_OPS and self.node(i).role == "leader":
-            self.config_changed = True
+        config = self.node(i).config
         self.run(i, self.node(i).on_client(self.now, ClientRequest(key, op, value)))
+        if op in MEMBERSHIP_OPS and self.nodes[i] is not None and self.node(i).config != config:
+            self.config_changed = True
 
     # -- clients
 
@@ -673,9 +674,10 @@ WEIGHTS: dict[str, int] = {
     "elect": 2,
     "race": 1,
 }
-# Swarm testing (Groce et al., ISSTA 2012): each run switches each of these off
-# with probability 1/2, so a run without crashes keeps its nodes' memories, a
-# run without heals keeps its partitions, and so on.
+# Swarm testing (Groce et al., ISSTA 2012): each run multiplies every weight by
+# a factor drawn once (SWARM), and switches each of these off with probability
+# 1/3, so a run without crashes keeps its nodes' memories, a run heavy in
+# isolated writes and elections churns through terms, and so on.
 OPTIONAL = (
     "drop",
     "duplicate",
@@ -684,7 +686,6 @@ OPTIONAL = (
     "crash",
     "fire_any_timer",
     "client_retry",
-    "admin",
     "deliver",
     "isolated_write",
     "elect",
@@ -1062,16 +1063,28 @@ class RaftMachine(RuleBasedStateMachine):
         return True
 
     def admin(self, data: st.DataObject) -> None:
-        """Transfer leadership, change membership or compact, at some node."""
+        """Transfer leadership, change membership or compact, at some node; the
+        target is mostly one the operation fits (a non-voter to add, a member to
+        remove, a voter to transfer to)."""
         op = data.draw(
             st.sampled_from(
                 ["transfer_leadership", "add_server", "add_learner", "remove_server", "compact"]
             ),
             label="admin op",
         )
-        target = data.draw(st.integers(0, self.c.params.n - 1), label="target")
+        node = self._target(data)
+        cfg = self.c.node(node).config
+        everyone = list(range(self.c.params.n))
+        fitting = {
+            "add_server": [i for i in everyone if i not in cfg.voters],
+            "add_learner": [i for i in everyone if i not in cfg.members],
+            "remove_server": list(cfg.members),
+        }.get(op, list(cfg.voters))
+        if not fitting or data.draw(st.integers(0, 3), label="any target") == 0:
+            fitting = everyone  # sometimes a target the operation does not fit
+        target = data.draw(st.sampled_from(fitting), label="target")
         self.c.next_seq += 1
-        self.c.request(self._target(data), ("admin", op, self.c.next_seq), op, target)
+        self.c.request(node, ("admin", op, self.c.next_seq), op, target)
 
     # -- invariants
 
