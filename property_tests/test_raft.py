@@ -1233,16 +1233,25 @@ class ForgetsTruncationMachine(RaftMachine):
     node_cls = ForgetsTruncationNode
 
 
+# Each broken core with the invariants its bug can break: the one it is meant to
+# break first, then those its consequences reach (a search reports whichever
+# fails first; benchmarks/catch_rates_raft.py counts them apart).
 BROKEN: dict[str, tuple[type[RaftMachine], tuple[str, ...]]] = {
     "commit_old_term": (
         CommitOldTermMachine,
         ("ElectableCompleteness", "LeaderCompleteness", "StateMachineSafety"),
     ),
-    "vote_before_persist": (VoteBeforePersistMachine, ("ElectionSafety", "OneVotePerTerm")),
+    "vote_before_persist": (
+        VoteBeforePersistMachine,
+        ("OneVotePerTerm", "ElectionSafety", "LogMatching", "ElectableCompleteness"),
+    ),
     "read_without_quorum": (ReadWithoutQuorumMachine, ("LinearizableReads",)),
-    "double_vote": (DoubleVoteMachine, ("OneVotePerTerm", "ElectionSafety")),
-    "no_consistency_check": (NoConsistencyCheckMachine, ("LogMatching",)),
-    "apply_on_append": (ApplyOnAppendMachine, ("StateMachineSafety",)),
+    "double_vote": (DoubleVoteMachine, ("OneVotePerTerm", "ElectionSafety", "LogMatching")),
+    "no_consistency_check": (
+        NoConsistencyCheckMachine,
+        ("LogMatching", "StateMachineSafety", "ElectableCompleteness", "LeaderCompleteness"),
+    ),
+    "apply_on_append": (ApplyOnAppendMachine, ("StateMachineSafety", "LeaderCompleteness")),
     "forgets_truncation": (ForgetsTruncationMachine, ("PersistConsistent",)),
 }
 # Runs one search may try before it gives up (each of up to STEPS steps; about
@@ -1251,10 +1260,11 @@ BROKEN: dict[str, tuple[type[RaftMachine], tuple[str, ...]]] = {
 # benchmarks/catch_rates_raft.py measures whole searches; docs/consensus.md has
 # the figures.
 SEARCH_EXAMPLES = 100
-#: the broken cores a single fresh search catches often enough (measured >= 95 %)
-#: to run in CI; the others run as slow tests with several searches
+#: the broken cores a single fresh search catches in every search measured
+#: (docs/consensus.md: 20 to 40 searches each); vote_before_persist (about 85 %)
+#: and commit_old_term (about 80 %) run as slow tests with six searches each
 CI_SEARCHED = (
-    "vote_before_persist",
+    "read_without_quorum",
     "double_vote",
     "no_consistency_check",
     "apply_on_append",
@@ -1309,8 +1319,8 @@ def test_broken_core_is_caught_by_a_fresh_search(name: str) -> None:
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("name", sorted(set(BROKEN) - set(CI_SEARCHED)))
 def test_broken_core_is_caught_by_a_few_searches(name: str) -> None:
-    """The cores one search catches less often (docs/consensus.md has the rates):
-    six fresh searches must catch each."""
+    """The cores one search catches less often (docs/consensus.md has the rates:
+    about 80 % each): six fresh searches must catch each (a miss about 1 in 10^4)."""
     _searched(name, 6)
 
 
