@@ -1,8 +1,8 @@
 """Catch rates of the Raft property test's honest searches, over fresh random runs.
 
 Run ``python benchmarks/catch_rates_raft.py`` (``--help`` for the options).
-Three broken cores are defined in ``property_tests/test_raft.py`` (never in the
-library): ``commit_old_term``, ``vote_before_persist`` and ``read_without_quorum``.
+The broken cores are defined in ``property_tests/test_raft.py`` (never in the
+library; ``BROKEN`` lists them with the invariants each breaks).
 
 Two measurements, both with fresh seeds (no example database, no derandomize):
 
@@ -12,7 +12,11 @@ Two measurements, both with fresh seeds (no example database, no derandomize):
   one CI search of ``SEARCH_EXAMPLES`` runs: ``1 - (1 - p) ** SEARCH_EXAMPLES``;
   the correct core is measured too (it must show no violation).
 * ``--searches K``: K real searches per variant, each exactly what CI runs
-  (``search()``: up to ``SEARCH_EXAMPLES`` runs, stopping at the first failure).
+  (``search()``: up to ``SEARCH_EXAMPLES`` runs, stopping at the first failure),
+  with the 95 % Wilson interval of the catch rate, the mean and the longest
+  search's wall time, and which invariants fired; variant ``correct`` runs the
+  same searches on the real core (its false positives). The load average
+  (``uptime``) is printed before and after.
 
 Nothing here is a test: the figures go to docs/consensus.md with the command
 that produced them.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,28 +45,43 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-def wilson_low(caught: int, n: int, z: float = 1.96) -> float:
-    """The lower end of the Wilson score interval for a rate of ``caught`` in ``n``."""
+def wilson(caught: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval for a rate of ``caught`` in ``n``."""
     if n == 0:
-        return 0.0
+        return 0.0, 1.0
     p = caught / n
     centre = p + z * z / (2 * n)
     spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z * z / n))
+    return max(0.0, (centre - spread) / (1 + z * z / n)), min(
+        1.0, (centre + spread) / (1 + z * z / n)
+    )
+
+
+def wilson_low(caught: int, n: int, z: float = 1.96) -> float:
+    """The lower end of the Wilson score interval for a rate of ``caught`` in ``n``."""
+    return wilson(caught, n, z)[0]
+
+
+def load() -> str:
+    """The load averages as ``uptime`` shows them."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="fresh runs per variant (0: none)")
     parser.add_argument("--searches", type=int, default=0, help="also run K real searches")
-    parser.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    parser.add_argument(
+        "--variant", action="append", help="only these variants, or correct (repeatable)"
+    )
     args = parser.parse_args()
     raft = _load("property_raft", ROOT / "property_tests" / "test_raft.py")
     variants = args.variant or sorted(raft.BROKEN)
+    every = [v for v in variants if v != "correct"]
     k = raft.SEARCH_EXAMPLES
     print(f"{args.runs} fresh runs of {raft.STEPS} steps per variant; one CI search = {k} runs")
     print(f"{'variant':22} {'caught':>9} {'p':>6} {'p(low)':>7} {'search':>7} {'s/run':>6}")
-    for name in ["correct", *variants] if args.runs > 0 else []:
+    for name in ["correct", *every] if args.runs > 0 else []:
         machine = raft.RaftMachine if name == "correct" else raft.BROKEN[name][0]
         invariants = () if name == "correct" else raft.BROKEN[name][1]
         started = time.monotonic()
@@ -79,19 +99,31 @@ def main() -> None:
         if name == "correct":
             reach = ", ".join(f"{s} {seen.get(s, 0) / max(runs, 1):.0%}" for s in raft.REACHABLE)
             print(f"  reached (fraction of runs): {reach}", flush=True)
+    if args.searches:
+        print(f"searches of up to {k} runs of {raft.STEPS} steps; {load()}", flush=True)
     for name in variants if args.searches else []:
-        machine, invariants = raft.BROKEN[name]
+        machine = raft.RaftMachine if name == "correct" else raft.BROKEN[name][0]
+        invariants = ("",) if name == "correct" else raft.BROKEN[name][1]
         caught = 0
-        started = time.monotonic()
+        fired: dict[str, int] = {}
+        times = []
         for _ in range(args.searches):
+            started = time.monotonic()
             found = raft.search(machine)
-            caught += found is not None and found.startswith(invariants)
-        mean = (time.monotonic() - started) / args.searches
+            times.append(time.monotonic() - started)
+            if found is not None:
+                what = found.split(":", 1)[0][:40]
+                fired[what] = fired.get(what, 0) + 1
+                caught += found.startswith(invariants)
+        low, high = wilson(caught, args.searches)
         print(
             f"searches {name:22} {caught}/{args.searches} {caught / args.searches:.1%} "
-            f"(low {wilson_low(caught, args.searches):.1%}), {mean:.1f} s per search",
+            f"(95 % Wilson {low:.1%}..{high:.1%}), mean {sum(times) / len(times):.1f} s, "
+            f"max {max(times):.1f} s per search; fired {fired}",
             flush=True,
         )
+    if args.searches:
+        print(load(), flush=True)
 
 
 if __name__ == "__main__":
