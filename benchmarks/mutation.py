@@ -83,10 +83,12 @@ TARGETS: dict[str, Target] = {
         REGISTER,
         (
             "tests/test_sim_register.py",
+            "tests/test_register_core_edges.py",
             "property_tests/test_register_sim.py::test_register_cluster",
             "property_tests/test_register_sim.py::test_state_machine_catches_the_stale_read_mutant",
             "property_tests/test_register_sim.py::test_faulty_runs_are_reached",
         ),
+        equivalent={},  # filled in below
     ),
     "rate_limiter": Target(
         RATE_LIMITER,
@@ -260,6 +262,56 @@ TARGETS["rate_limiter"] = Target(
         f"{_RATE}.x__positive*",
         f"{_RATE}.x__positive_int*",
     ),
+)
+
+_REG = _mangled(REGISTER) + ".xǁAbdRegisterǁ"
+_STORE_ANSWER = (
+    "a store phase never reads its answers' values, only which nodes answered"
+    " (len(op.answers) and the missing_only filter)"
+)
+_FIRST_IS_OWN = (
+    "_record's first answer of a phase is always the coordinator's own (at the"
+    " operation's start and at the phase change; _peers() excludes the node itself),"
+    " and a peer's answer never finds op.answers empty"
+)
+TARGETS["register"].equivalent.update(
+    {
+        f"{_REG}__init____mutmut_25": "_rng is assigned (here and in on_start) but never read",
+        f"{_REG}on_start__mutmut_1": "_rng is assigned (here and in __init__) but never read",
+        f"{_REG}on_timer__mutmut_6": (
+            "rpartition for partition: every timer name has at most one ':'"
+            " ('heartbeat', 'lazy:N', 'retry:N')"
+        ),
+        f"{_REG}on_client__mutmut_48": "op.kind is only ever compared with 'write'",
+        f"{_REG}on_client__mutmut_49": "op.kind is only ever compared with 'write'",
+        f"{_REG}on_message__mutmut_37": _STORE_ANSWER,
+        f"{_REG}_record__mutmut_58": _STORE_ANSWER,
+        f"{_REG}_record__mutmut_2": (
+            "first = op.answers is the dict itself, non-empty once setdefault ran, so the"
+            " test becomes src == self._node, which holds exactly when the phase's"
+            " answers were empty: " + _FIRST_IS_OWN
+        ),
+        f"{_REG}_record__mutmut_8": "first or src == node equals first and src == node: "
+        + _FIRST_IS_OWN,
+        f"{_REG}_record__mutmut_12": (
+            "the first broadcast of a phase runs when only the coordinator answered, and"
+            " the coordinator is not among the peers: missing_only filters nobody"
+        ),
+        f"{_REG}_record__mutmut_15": (
+            "the first broadcast of a phase runs when only the coordinator answered, and"
+            " the coordinator is not among the peers: missing_only filters nobody"
+        ),
+        f"{_REG}_record__mutmut_28": (
+            "max over (tag, value) pairs without a key: tags are unique per write (node,"
+            " incarnation, counter), so two answers with equal tags carry equal values and"
+            " the tuples compare as the tags do"
+        ),
+        f"{_REG}_record__mutmut_30": (
+            "max over (tag, value) pairs without a key: tags are unique per write (node,"
+            " incarnation, counter), so two answers with equal tags carry equal values and"
+            " the tuples compare as the tags do"
+        ),
+    }
 )
 
 if __name__ == "__main__":
