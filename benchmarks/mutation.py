@@ -102,7 +102,9 @@ TARGETS: dict[str, Target] = {
         SUPERVISOR,
         (
             "tests/test_supervisor_core.py",
-            "property_tests/test_supervisor.py",
+            # the model-based test; the broken variant's search and the reachability
+            # test are left out (they are searches, and double a run's length)
+            "property_tests/test_supervisor.py::TestSupervisorAgainstOTP",
         ),
     ),
     "lincheck_models": Target(
@@ -156,17 +158,23 @@ def _prepare(workdir: Path, target: Target, tests: tuple[str, ...], examples: in
         )
 
 
-def _mutmut(workdir: Path, *args: str, capture: bool = False) -> str:
+def _mutmut(workdir: Path, *args: str, capture: bool = False, timeout: float | None = None) -> str:
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONHASHSEED="0")
     mutmut = Path(sys.executable).parent / "mutmut"
-    done = subprocess.run(
-        [str(mutmut), *args],
-        cwd=workdir,
-        env=env,
-        check=False,
-        text=True,
-        stdout=subprocess.PIPE if capture else None,
-    )
+    try:
+        done = subprocess.run(
+            [str(mutmut), *args],
+            cwd=workdir,
+            env=env,
+            check=False,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        # `mutmut show` has been seen to hang on one mutant (mutmut 3.8.1): report it
+        # and go on rather than lose the rest of the report.
+        return f"(mutmut {' '.join(args)} gave no answer within {timeout:.0f} s)\n"
     if done.returncode != 0:
         raise SystemExit(f"mutmut {' '.join(args)} failed with exit code {done.returncode}")
     return done.stdout or ""
@@ -206,7 +214,8 @@ def report(workdir: Path, target: Target, globs: tuple[str, ...], show: bool) ->
     for name in sorted(n for n in survivors if n not in target.equivalent) + sorted(others):
         print(f"\n--- {name}: {statuses[name]}")
         if show:
-            sys.stdout.write(_mutmut(workdir, "show", name, capture=True))
+            sys.stdout.write(_mutmut(workdir, "show", name, capture=True, timeout=60))
+            sys.stdout.flush()
 
 
 def main() -> None:

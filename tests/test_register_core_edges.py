@@ -197,12 +197,21 @@ def test_split_brain_heartbeats_and_counts_only_the_peers_it_heard_lately() -> N
     assert core.on_timer(0.0, "heartbeat") == effects[1:]
     for p in (1, 2, 3, 4):
         core.on_message(0.1, p, Heartbeat())
-    # every peer heard 0.1 ago at most: the quorum is 3 of 5, so one answer is not enough
+    # every peer heard 0.05 ago: the quorum is 3 of 5 (the node and two peers)
     core.on_client(0.15, ClientRequest("c", "read"))
     assert sends(core.on_message(0.15, 1, QueryAck((0, 1, 1), INITIAL_TAG, None))) == []
-    # exactly SUSPECT_AFTER since the last heartbeat still counts as alive
-    core.on_client(0.1 + SUSPECT_AFTER, ClientRequest("d", "read"))
-    assert core.pending == 2
+    effects = core.on_message(0.15, 2, QueryAck((0, 1, 1), INITIAL_TAG, None))
+    assert sends(effects) == [(p, Store((0, 1, 1), INITIAL_TAG, None)) for p in (1, 2, 3, 4)]
+
+
+def test_split_brain_counts_a_peer_heard_exactly_suspect_after_ago_as_alive() -> None:
+    core = AbdRegister(0, 5, variant="split-brain")
+    core.on_start(0.0, random.Random(0))  # every peer counts as heard at 0.0
+    # SUSPECT_AFTER later, all five are still alive: a read needs two peers' answers
+    effects = core.on_client(SUSPECT_AFTER, ClientRequest("c", "read"))
+    assert sends(effects) == [(p, Query((0, 1, 1))) for p in (1, 2, 3, 4)]
+    assert not [e for e in effects if isinstance(e, Reply)]
+    assert core.pending == 1
 
 
 def test_split_brain_alone_serves_from_its_own_minority() -> None:
