@@ -19,7 +19,7 @@ import itertools
 from typing import ClassVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, Verbosity, settings, target
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -117,7 +117,6 @@ class LeaseLockMachine(RuleBasedStateMachine):
             resource_factory=type(self).resource_factory,
         )
         self.delivered: set[int] = set()
-        self.exposed = 0.0
         self.pace: dict[int, str] = {}
         self.on: set[str] = set()
         #: per node, how many messages had been sent when it last crashed or restarted
@@ -364,23 +363,6 @@ class LeaseLockMachine(RuleBasedStateMachine):
     # -- the spec's invariants
 
     @invariant()
-    def measure_danger(self) -> None:
-        """Not an invariant: the largest local time an entitled client had left while
-        the server would have granted the lease to another client (its lease expired
-        or gone, and no quiet period). That is MutualExclusion's edge: one round trip
-        of the other client away from a violation. Targeting it steers the search
-        there; for a correct core it stays at 0.
-        """
-        cluster = self.cluster
-        server, now = cluster.server, cluster.clock[SERVER]
-        free = now >= server.quiet_until and (server.holder is None or now >= server.expiry)
-        for c in cluster.entitled():
-            lease = cluster.clients[c].lease
-            others_may_be_granted = free or server.holder not in (None, c)
-            if lease is not None and others_may_be_granted:
-                self.exposed = max(self.exposed, lease.deadline - cluster.clock[c])
-
-    @invariant()
     def mutual_exclusion(self) -> None:
         entitled = self.cluster.entitled()
         assert len(entitled) <= 1, f"MutualExclusion violated: clients {entitled} both entitled"
@@ -424,7 +406,6 @@ class LeaseLockMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         cluster = self.cluster
-        target(self.exposed, label="entitled while the server would grant another client")
         if cluster.contended:
             type(self).seen.add("contended")
         if cluster.expired_regrant:
@@ -523,8 +504,11 @@ SEARCH_STEPS = STEPS
 def search(machine: type[LeaseLockMachine], max_examples: int = SEARCH_EXAMPLES) -> str | None:
     """One fresh random search (Hypothesis draws a new seed; no example database).
 
-    Detection only: generation stops at the first failure and shrinking is
-    skipped. Returns the failure message, or ``None`` if the search found nothing.
+    Detection only: generation stops at the first failure, and neither targeting
+    nor shrinking runs (a targeting pass, which Hypothesis starts halfway through a
+    search that has found nothing, may run up to ten times ``max_examples`` while
+    its target keeps improving, so a missed search had no bound on its length).
+    Returns the failure message, or ``None`` if the search found nothing.
     """
     try:
         run_state_machine_as_test(
@@ -533,7 +517,7 @@ def search(machine: type[LeaseLockMachine], max_examples: int = SEARCH_EXAMPLES)
                 max_examples=max_examples,
                 stateful_step_count=SEARCH_STEPS,
                 deadline=None,
-                phases=[Phase.generate, Phase.target],
+                phases=[Phase.generate],
                 derandomize=False,
                 database=None,
                 suppress_health_check=list(HealthCheck),
