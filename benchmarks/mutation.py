@@ -116,6 +116,7 @@ TARGETS: dict[str, Target] = {
         SUPERVISOR,
         (
             "tests/test_supervisor_core.py",
+            "tests/test_supervisor_core_edges.py",
             # the model-based test; the broken variant's search and the reachability
             # test are left out (they are searches, and double a run's length)
             "property_tests/test_supervisor.py::TestSupervisorAgainstOTP",
