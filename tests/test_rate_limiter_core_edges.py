@@ -19,6 +19,8 @@ BAD_ARGUMENTS: list[tuple[Callable[[], Any], type[Exception], str]] = [
     (lambda: TokenBucket(rate=0, burst=1), ValueError, "rate must be > 0 and finite, got 0"),
     (lambda: TokenBucket(rate=1, burst=0), ValueError, "burst must be >= 1, got 0"),
     (lambda: TokenBucket(rate=1, burst=1.5), TypeError, "burst must be an int, got float"),
+    (lambda: TokenBucket(rate="1", burst=1), TypeError, "rate must be a number, got str"),
+    (lambda: GCRA(rate=True, burst=1), TypeError, "rate must be a number, got bool"),
     (lambda: GCRA(rate=-1, burst=1), ValueError, "rate must be > 0 and finite, got -1"),
     (lambda: GCRA(rate=1, burst=0), ValueError, "burst must be >= 1, got 0"),
     (lambda: SlidingLog(limit=0, window=1.0), ValueError, "limit must be >= 1, got 0"),
@@ -53,3 +55,18 @@ def test_sliding_log_waits_until_enough_old_grants_leave_the_window() -> None:
     assert log.take(state, 5.0, 1) == 5.0
     # the refusals left the log as it was
     assert log.take(state, 11.0, 2) == 0.0
+
+
+def test_sliding_log_try_take_forgets_exactly_the_expired_weight() -> None:
+    log = SlidingLog(limit=3, window=10.0)
+    state = log.new_state(0.0)
+    assert log.try_take(state, 0.0, 1)
+    assert log.try_take(state, 1.0, 2)
+    # at 10.5 the grant of t=0 (weight 1) has left the window: 2 remain, 1 fits
+    assert log.try_take(state, 10.5, 1)
+    assert not log.try_take(state, 10.5, 1)
+
+
+def test_sliding_counter_aligns_a_new_key_to_its_window() -> None:
+    counter = SlidingCounter(limit=2, window=10.0)
+    assert counter.new_state(25.0).start == 20.0
