@@ -68,3 +68,15 @@ async def test_current_child_in_a_trio_task_outside_a_child_says_so_exactly() ->
     with pytest.raises(RuntimeError) as raised:
         current_child()
     assert str(raised.value) == "current_child() called outside a supervised child"
+
+
+def test_an_interrupt_nested_in_a_group_wins_unwrapped() -> None:
+    from trio_foundation.supervision._supervisor import _unwrap_group
+
+    interrupt = KeyboardInterrupt()
+    group = BaseExceptionGroup(
+        "outer", [ValueError("a"), BaseExceptionGroup("inner", [RuntimeError("b"), interrupt])]
+    )
+    assert _unwrap_group(group) is interrupt
+    plain = BaseExceptionGroup("outer", [ValueError("a"), RuntimeError("b")])
+    assert _unwrap_group(plain) is plain
