@@ -514,8 +514,10 @@ class LeaseLockCluster:
             bad.append("MutualExclusion")
         if any(a >= b for a, b in itertools.pairwise(self.grant_log)):
             bad.append("FencingMonotonic")
+        # AcceptedWritesInLeaseOrder: tokens rise in grant order (FencingMonotonic),
+        # so "in lease order" is "never a token below the highest accepted before"
         if self.resource.last_accepted != self.resource.highest:
-            bad.append("StaleWriteRejected")
+            bad.append("AcceptedWritesInLeaseOrder")
         if any(
             core.lease is not None and core.lease.token > self.server.token
             for core in self.clients.values()
