@@ -504,7 +504,9 @@ def test_timeout_gives_unknown() -> None:
     result = check_history(_hard_history(), "register", timeout=0.05, max_states=None)
     assert result.verdict == "unknown"
     assert result.reason == "timeout"
-    assert result.seconds < 2
+    # The search stopped at its deadline rather than running on; the bound is loose
+    # because a loaded machine can hold the process off the CPU for seconds.
+    assert result.seconds < 10
 
 
 def test_unknown_partition_does_not_hide_a_failing_one() -> None:
