@@ -499,7 +499,8 @@ class TcpTransport:
 
     def _drop(self, reason: DropReason, detail: str) -> None:
         self._drops[reason] += 1
-        logger.warning("node %d dropped a connection: %s: %s", self._node_id, reason, detail)
+        level = logging.DEBUG if detail.endswith(_SILENT_CLOSE) else logging.WARNING
+        logger.log(level, "node %d dropped a connection: %s: %s", self._node_id, reason, detail)
 
     async def _run_connection(
         self,
@@ -548,7 +549,7 @@ class TcpTransport:
         hello_bytes = HANDSHAKE_PROTOCOL.encode(hello)
         await stream.send_all(encode_frame(hello_bytes, Crc32Seal()))
         hs = FrameDecoder(HANDSHAKE_PROTOCOL, Crc32Seal())
-        theirs_bytes = await _read_frame(stream, hs)
+        theirs_bytes = await _read_frame(stream, hs, first=True)
         theirs = HANDSHAKE_PROTOCOL.decode(theirs_bytes)
         if not isinstance(theirs, Hello):
             raise RemoteProtocolError(
@@ -743,11 +744,24 @@ class TcpTransport:
             self._counts["frames_sent"] += len(frames)
 
 
-async def _read_frame(stream: trio.SocketStream, decoder: FrameDecoder) -> bytes:
+# The detail of a drop whose peer closed before sending a single byte: a probe (the
+# clients' member-id probe reads the hello and hangs up; a port check). Counted like
+# any drop, but logged at debug level, so that every client command does not leave
+# a warning in every member's log.
+_SILENT_CLOSE = "connection closed before the peer sent anything"
+
+
+async def _read_frame(
+    stream: trio.SocketStream, decoder: FrameDecoder, *, first: bool = False
+) -> bytes:
+    received = False
     while (frame := decoder.next_frame()) is None:
         data = await stream.receive_some(_READ_SIZE)
         if not data:
-            raise RemoteProtocolError("handshake-failed", "connection closed during the handshake")
+            silent = first and not received
+            detail = _SILENT_CLOSE if silent else "connection closed during the handshake"
+            raise RemoteProtocolError("handshake-failed", detail)
+        received = True
         decoder.feed(data)
     return frame
 
