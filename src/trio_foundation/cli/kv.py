@@ -259,43 +259,30 @@ async def _run_member(
 # --------------------------------------------------------------------------- clients
 
 
-async def _probe_id(host: str, port: int) -> int:
-    """A member's id, from the hello frame it sends first on every connection."""
-    from ..runtime.codec import Crc32Seal, FrameDecoder
-    from ..runtime.tcp import HANDSHAKE_PROTOCOL, Hello
-
-    stream = await trio.open_tcp_stream(host, port)
-    async with stream:
-        decoder = FrameDecoder(HANDSHAKE_PROTOCOL, Crc32Seal())
-        while (msg := decoder.next_message()) is None:
-            data = await stream.receive_some(65536)
-            if not data:
-                raise OSError(f"{host}:{port} closed the connection before its hello")
-            decoder.feed(data)
-    if not isinstance(msg, Hello) or msg.protocol != "raft":
-        raise OSError(f"{host}:{port} is not a raft member")
-    return int(msg.node)
-
-
 async def _resolve(text: str) -> dict[int, tuple[str, int]]:
-    out: dict[int, tuple[str, int]] = {}
+    """``--cluster``'s members: ``ID=HOST:PORT`` as given, ``HOST:PORT`` probed for
+    its id (all at once, 2 s each); a member that cannot be probed is skipped with
+    one line naming it."""
+    from ..coordination.raft_lock import resolve_members
+
+    entries: list[tuple[int | None, tuple[str, int]]] = []
     for part in text.split(","):
         part = part.strip()
         ident, sep, addr = part.partition("=")
         if sep:
             if not ident.isdigit():
                 raise ValueError(f"--cluster entry {part!r} must be HOST:PORT or ID=HOST:PORT")
-            out[int(ident)] = parse_address(addr)
-            continue
-        host, port = parse_address(part)
-        try:
-            with trio.fail_after(2):
-                out[await _probe_id(host, port)] = (host, port)
-        except (OSError, trio.TooSlowError) as exc:
-            print(f"{_PREFIX}: {part} unreachable ({exc!r}); skipped", file=sys.stderr)
-    if not out:
-        raise OSError("no member of --cluster is reachable")
-    return out
+            entries.append((int(ident), parse_address(addr)))
+        else:
+            entries.append((None, parse_address(part)))
+
+    def skipped(reason: str) -> None:
+        print(f"{_PREFIX}: {reason}; skipped", file=sys.stderr)
+
+    try:
+        return await resolve_members(entries, timeout=2.0, on_skip=skipped)
+    except OSError:
+        raise OSError("no member of --cluster is reachable") from None
 
 
 def _cas_values(args: argparse.Namespace) -> tuple[str | None, str]:

@@ -39,6 +39,7 @@ from typing import Any, Final, final
 
 import trio
 
+from .._errors import ProtocolError
 from ..protocols import lock_machine as lm
 from ..protocols.lease_lock import (
     AcquireRequest,
@@ -259,26 +260,40 @@ async def resolve_members(
 ) -> dict[int, tuple[str, int]]:
     """Member id → address; an id not given is read from the member's handshake.
 
-    A member that does not answer within ``timeout`` seconds is skipped
-    (``on_skip`` is told why). A checkpoint.
+    The members whose id is not given are probed at once, each for at most
+    ``timeout`` seconds, so the whole call takes at most about ``timeout``. A
+    member that does not answer in time, refuses the connection or is not a Raft
+    member (it sends something other than a Raft hello) is skipped, and
+    ``on_skip`` is told why, naming its address. A checkpoint; cancellation
+    leaves nothing open.
 
     Raises:
-        OSError: no member could be resolved.
+        OSError: no member could be resolved (the message names each failure).
     """
     out: dict[int, tuple[str, int]] = {}
     failures: list[str] = []
-    for ident, (host, port) in entries:
+    for ident, address in entries:
         if ident is not None:
-            out[ident] = (host, port)
-            continue
+            out[ident] = address
+
+    async def probe(host: str, port: int) -> None:
         try:
             with trio.fail_after(timeout):
-                out[await _probe_id(host, port)] = (host, port)
-        except (OSError, trio.TooSlowError) as exc:
-            reason = f"{host}:{port} unreachable ({exc.__class__.__name__}: {exc})"
-            failures.append(reason)
-            if on_skip is not None:
-                on_skip(reason)
+                out.setdefault(await _probe_id(host, port), (host, port))
+        except trio.TooSlowError:
+            skip(f"{host}:{port} unreachable (no hello within {timeout:g} s)")
+        except (OSError, ProtocolError) as exc:
+            skip(f"{host}:{port} unreachable ({exc.__class__.__name__}: {exc})")
+
+    def skip(reason: str) -> None:
+        failures.append(reason)
+        if on_skip is not None:
+            on_skip(reason)
+
+    async with trio.open_nursery() as nursery:
+        for ident, (host, port) in entries:
+            if ident is None:
+                nursery.start_soon(probe, host, port)
     if not out:
         raise OSError("no raft member is reachable: " + "; ".join(failures))
     return out
@@ -419,12 +434,9 @@ async def open_raft_lock_service(
     rng = random.Random(seed) if seed is not None else random.Random()
     owner = rng.randrange(1, 2**63) if seed is not None else secrets.randbelow(2**63 - 1) + 1
     try:
-        with trio.fail_after(timeout):
-            members = await resolve_members(entries, timeout=timeout)
-    except (OSError, trio.TooSlowError) as exc:
-        raise ConnectionError(
-            f"lock service {url}: {exc or 'no member answered in time'}"
-        ) from None
+        members = await resolve_members(entries, timeout=timeout)
+    except OSError as exc:
+        raise ConnectionError(f"lock service {url}: {exc}") from None
     handles: dict[str, LockHandle] = {}
     # The client's transport runs shielded in a task of its own, so that the
     # closing LockClose still reaches the cluster when the connection is torn
