@@ -56,7 +56,11 @@ def _positive(flag: str, minimum: float = 0.0) -> Any:
             raise argparse.ArgumentTypeError(
                 f"{flag} must be a number of seconds, got {text!r}"
             ) from None
-        if not (math.isfinite(value) and value > 0):
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a finite number of seconds, got {text!r}"
+            )
+        if value <= 0 and minimum == 0:
             raise argparse.ArgumentTypeError(f"{flag} must be > 0 seconds, got {text!r}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{flag} must be >= {minimum:g} seconds, got {text!r}")
