@@ -85,13 +85,16 @@ def test_split_brain_is_caught_and_shrinks_to_a_short_schedule() -> None:
     def fails(schedule: FaultSchedule) -> bool:
         return verdict("register-split-brain", seed, schedule) == "not-linearizable"
 
+    # A fresh search (random seed, no database) found a failing schedule in 60 of 60
+    # searches (2026-11-30; mean 4.3 s, max 23 s, at load ~5).
     shrunk = find(
         fault_schedules(NODES, max_faults=8, horizon=0.6, kinds=["partition", "crash", "pause"]),
         fails,
         settings=settings(
             max_examples=300,
             database=None,
-            derandomize=True,
+            derandomize=False,
+            deadline=None,
             suppress_health_check=list(HealthCheck),
         ),
     )
@@ -226,15 +229,24 @@ class StaleReadCluster(RegisterCluster):
 
 
 def test_state_machine_catches_the_stale_read_mutant() -> None:
-    with pytest.raises(AssertionError, match=r"read\(\)"):
-        run_state_machine_as_test(
-            StaleReadCluster,
-            settings=settings(
-                max_examples=300,
-                stateful_step_count=40,
-                database=None,
-                derandomize=True,
-                phases=[Phase.generate],
-                deadline=None,
-            ),
-        )
+    """Fresh searches (a random seed each, no database): one search of 300 examples
+    caught the stale-read register in 196 of 200 searches (98 %, Wilson 95 % 95.0-99.2 %,
+    measured 2026-11-30 at load ~5); a miss gets one more fresh search, so CI fails on a
+    working detector about once in 2,500 runs."""
+    for _ in range(2):
+        try:
+            run_state_machine_as_test(
+                StaleReadCluster,
+                settings=settings(
+                    max_examples=300,
+                    stateful_step_count=40,
+                    database=None,
+                    derandomize=False,
+                    phases=[Phase.generate],
+                    deadline=None,
+                ),
+            )
+        except AssertionError as exc:
+            assert "read()" in str(exc), exc
+            return
+    pytest.fail("two fresh searches of 300 examples missed the stale-read register")

@@ -249,8 +249,16 @@ def test_ctrl_c_in_the_body_arrives_as_a_plain_keyboard_interrupt() -> None:
             finally:
                 released.append(service.server.holder is None)
 
-    with pytest.raises(KeyboardInterrupt):
-        run(main)
+    # Trio delivers Ctrl-C as KeyboardInterrupt only if SIGINT has Python's default
+    # handler when the run starts. In one full-suite run this test saw no
+    # KeyboardInterrupt (not reproduced alone or with the files before it); make the
+    # precondition explicit, so a handler left behind by another test cannot decide it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(main)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert released == [True]
 
 
