@@ -99,9 +99,12 @@ def test_the_interesting_states_are_reached() -> None:
         "leader pause",
         "cas ok",
         "cas fail",
-        "write info",
     ):
         assert total[what] > 0, f"{what} never happened in seeds {seeds}: {dict(total)}"
+    # An indeterminate write (a put or a cas whose fate the client cannot know):
+    # in one CI run six fresh seeds had only a cas, no put, left `info`.
+    indeterminate = total["write info"] + total["cas info"]
+    assert indeterminate > 0, f"no write ended info in seeds {seeds}: {dict(total)}"
     assert total["leader changes"] >= 12, f"seeds {seeds}: {dict(total)}"
 
 
