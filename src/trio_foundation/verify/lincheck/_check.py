@@ -13,7 +13,8 @@ import attrs
 from ..history import HistoryEvent
 from ._gc import gc_paused
 from ._models import MODELS, NOTHING, UNKNOWN, Model
-from ._ops import Operation, pair_operations
+from ._models import _by_key as _models_by_key
+from ._ops import Operation, pair_by_key, pair_operations
 from ._wgl import SearchOutcome, search
 from ._witness import greedy_linearization
 
@@ -214,7 +215,42 @@ def check_history(
             know, a bad ``timeout``/``max_states``, or malformed operation values.
         HistoryError: if the events break the history rules.
     """
-    return check_operations(pair_operations(events), model, timeout=timeout, max_states=max_states)
+    try:
+        m = resolve_model(model)
+        _check_bounds(timeout, max_states)
+    except (TypeError, ValueError):
+        # (reported after the history's own errors, as check_operations does)
+        return check_operations(
+            pair_operations(events), model, timeout=timeout, max_states=max_states
+        )
+    if m.partition is not None and m.partition is not _models_by_key:
+        return check_operations(pair_operations(events), m, timeout=timeout, max_states=max_states)
+    started = time.monotonic()
+    # The fast path: pairing, the check of the operations' names and the
+    # grouping by key in one pass.
+    paired = pair_by_key(events, m.keep_failed, m.read_only, m.operations)
+    if paired.unknown is not None:
+        _unknown_operation(m, paired.unknown)
+    groups = paired.groups
+    if not groups and m.partition is None and all(op.key is None for op in paired.ops):
+        groups[None] = []  # (as _partitions: one object, no operation to check)
+    treated = Treated(paired.indeterminate, paired.ignored, paired.reincarnated)
+    return _check_groups(groups, treated, m, len(paired.ops), started, timeout, max_states)
+
+
+def _check_bounds(timeout: float | None, max_states: int | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0, got {timeout}")
+    if max_states is not None and max_states <= 0:
+        raise ValueError(f"max_states must be > 0, got {max_states}")
+
+
+def _unknown_operation(m: Model, op: Operation) -> None:
+    known = ", ".join(sorted(m.operations))
+    raise ValueError(
+        f"model {m.name!r} has no operation {op.f!r} "
+        f"(operation {op.index}, process {op.process}); it knows {known}"
+    )
 
 
 def check_operations(
@@ -240,24 +276,31 @@ def check_operations(
         ValueError: as for :func:`check_history`.
     """
     m = resolve_model(model)
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be > 0, got {timeout}")
-    if max_states is not None and max_states <= 0:
-        raise ValueError(f"max_states must be > 0, got {max_states}")
+    _check_bounds(timeout, max_states)
     if m.operations:
         for op in operations:
             if op.f not in m.operations:
-                known = ", ".join(sorted(m.operations))
-                raise ValueError(
-                    f"model {m.name!r} has no operation {op.f!r} "
-                    f"(operation {op.index}, process {op.process}); it knows {known}"
-                )
+                _unknown_operation(m, op)
     started = time.monotonic()
-    deadline = None if timeout is None else started + timeout
+    with gc_paused():  # a linear phase (see _gc)
+        groups, treated = _partitions(operations, m)
+    return _check_groups(groups, treated, m, len(operations), started, timeout, max_states)
 
+
+def _check_groups(
+    groups: dict[Hashable, list[Operation]],
+    treated: Treated,
+    m: Model,
+    count: int,
+    started: float,
+    timeout: float | None,
+    max_states: int | None,
+) -> LinearizabilityResult:
+    """Decide the partitions (``count`` operations in all, the clock started
+    at ``started``)."""
+    deadline = None if timeout is None else started + timeout
     results: dict[int, PartitionResult] = {}
     with gc_paused():  # linear phases (see _gc)
-        groups, treated = _partitions(operations, m)
         # Most partitions are linearized by a greedy pass, a proof at a
         # fraction of the search's set-up cost; the rest go on below.
         prepared: list[tuple[Hashable, list[Operation], Operation | None]] = []
@@ -297,7 +340,7 @@ def check_operations(
             results[n] = PartitionResult(key, "unknown", len(groups[key]), 0, (), (), "not-checked")
     seconds = time.monotonic() - started
     ordered = [results[n] for n in range(len(groups))]
-    return _combine(m, len(operations), seconds, ordered, treated)
+    return _combine(m, count, seconds, ordered, treated)
 
 
 def _first_round(
@@ -481,18 +524,27 @@ def _partitions(
         part = _by_key
     groups: dict[Hashable, list[Operation]] = {}
     ignored = indeterminate = reincarnated = 0
+    by_key = part is _by_key or part is _models_by_key
     for op in operations:
         if op.incarnation:
             reincarnated += 1
-        if op.status == "fail" and (keep is None or not keep(op)):
-            ignored += 1
-            continue
-        if op.status == "info":
-            if read_only is not None and read_only(op):
+        status = op.status
+        if status != "ok":
+            if status == "fail" and (keep is None or not keep(op)):
                 ignored += 1
                 continue
-            indeterminate += 1
-        groups.setdefault(None if part is None else part(op), []).append(op)
+            if status == "info":
+                if read_only is not None and read_only(op):
+                    ignored += 1
+                    continue
+                indeterminate += 1
+        # (the common partitions inlined: one object, or by key)
+        key = op.key if by_key else None if part is None else part(op)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [op]
+        else:
+            group.append(op)
     if not groups and part is None:
         groups[None] = []
     return groups, Treated(indeterminate, ignored, reincarnated)
