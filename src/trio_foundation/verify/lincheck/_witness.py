@@ -44,6 +44,8 @@ from ._ops import Operation
 __all__ = ["greedy_linearization"]
 
 _STEPS_PER_OPERATION: Final = 8  # the pass's budget of step() calls, per operation
+_STUCK: Final = object()  # no state: the model does not allow the step
+_REORDER_WINDOW: Final = 8  # the last operations placed that reorder() may move
 
 
 def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operation] | None:
@@ -75,6 +77,8 @@ class _Greedy:
         self.budget = _STEPS_PER_OPERATION * len(ops) + 16
         self.state: Any = model.init
         self.out: list[Operation] = []
+        # Invariant: trail[n] is the state just before out[n] (for reorder()).
+        self.trail: list[Any] = []
         # Invariant: ``pending`` holds the positions (in ``ops``) of the
         # operations invoked so far and not yet in ``out``, in order of
         # invocation, and ``due`` those of them that returned: they must be
@@ -109,6 +113,7 @@ class _Greedy:
             if self.reads.pop(i, None) is None:
                 assert self.view is not None
                 del self.reads_of[self.view(op)[0]][i]
+        self.trail.append(self.state)
         self.out.append(op)
         self.state = new
 
@@ -156,6 +161,62 @@ class _Greedy:
                         return self.move(y, s1) and self.move(r, s2)
         return False
 
+    def reorder(self, r: int) -> bool:
+        """Reorder the last operations placed so that the state left allows
+        ``ops[r]`` (a read-only operation the state does not allow, which no
+        pending operation enables); false when no move below does.
+
+        The moves: one of the last ``_REORDER_WINDOW`` operations of ``out``
+        moved to the end, or the last one moved back among them (two
+        writes that ran concurrently, whose order only a later read shows).
+        A move must keep real time (an operation never follows one invoked
+        after it returned), and the new order is replayed with ``step`` from
+        the state before the window, so that ``out`` stays a linearization
+        of what it holds. Each step counts against the budget."""
+        out = self.out
+        start = max(0, len(out) - _REORDER_WINDOW)
+        window = out[start:]
+        last = len(window) - 1
+        if last < 1:
+            return False
+        view = self.view
+        op_r = self.ops[r]
+        need = view(op_r)[0] if view is not None else NOTHING
+        moves: list[list[Operation]] = []
+        for m in range(last - 1, -1, -1):
+            moved = window[m]
+            if need is not NOTHING and view is not None and view(moved)[1] != need:
+                continue  # it would not leave the value r needs
+            if _returned_before(moved, window[m + 1 :]):
+                continue  # it returned before one it would follow was invoked
+            moves.append([*window[:m], *window[m + 1 :], moved])
+        moved = window[last]
+        for m in range(last - 1, -1, -1):
+            if any(_returned_before(op, (moved,)) for op in window[m:last]):
+                break  # (and so for every place further back)
+            moves.append([*window[:m], moved, *window[m:last]])
+        step = self.step
+        for order in moves:
+            state = self.trail[start]
+            states = []
+            for op in order:
+                self.budget -= 1
+                states.append(state)
+                nxt = next(iter(step(state, op)), _STUCK)
+                if nxt is _STUCK:
+                    break
+                state = nxt
+            else:
+                self.budget -= 1
+                if any(True for _ in step(state, op_r)):
+                    out[start:] = order
+                    self.trail[start:] = states
+                    self.state = state
+                    return True
+            if self.budget < 0:
+                return False
+        return False
+
     def wanted(self, nxt: int) -> set[Hashable]:
         """With a register view: the values the pending reads and ``ops[nxt]``
         (the operation about to be invoked, ``-1`` for none) need."""
@@ -199,7 +260,7 @@ class _Greedy:
             if self.budget < 0:
                 return False
             if blocked >= 0:
-                if not self.enable(blocked):
+                if not self.enable(blocked) and not self.reorder(blocked):
                     return False
                 continue
             if not changers:
@@ -219,22 +280,91 @@ class _Greedy:
         return True
 
     def run(self) -> list[Operation] | None:
-        """The pass over the history's calls and returns, in order."""
+        """The pass over the history's calls and returns, in order.
+
+        The common steps (a call, a return, a call with one operation due
+        that is not read-only) are inlined: this loop runs once per
+        operation of every partition, before any search."""
         ops = self.ops
-        events = [(op.invoke_at, i) for i, op in enumerate(ops)]
+        # The returns in history order (positions are distinct), merged
+        # below with the calls, which ``ops`` lists in order already.
+        rets = [i for i, op in enumerate(ops) if op.status != "info" and op.complete_at is not None]
+        rets.sort(key=lambda i: ops[i].complete_at)  # type: ignore[arg-type,return-value]
+        n_rets = len(rets)
+        r = 0
+        ret_at = ops[rets[0]].complete_at if n_rets else None
+        pending = self.pending
+        due = self.due
+        out = self.out
+        trail = self.trail
+        step = self.step
+        read_only = self.read_only
+        read_only_pending = self.read_only_pending
+        view = self.view
+        reads = self.reads
+        reads_of = self.reads_of
         for i, op in enumerate(ops):
-            if op.status != "info" and op.complete_at is not None:
-                events.append((op.complete_at, ~i))
-        events.sort()  # (a return is ~i < 0)
-        for _, i in events:
-            if i >= 0:  # a call
-                if self.due and not self.settle(i):
+            at = op.invoke_at
+            while ret_at is not None and ret_at < at:  # returns before this call
+                j = rets[r]
+                if j in pending:
+                    due[j] = ops[j]
+                r += 1
+                ret_at = ops[rets[r]].complete_at if r < n_rets else None
+            if due:
+                settled = False
+                if len(due) == 1:
+                    # settle()'s common case, inlined: one operation due,
+                    # which the state allows
+                    ((j, op_j),) = due.items()
+                    for new in step(self.state, op_j):
+                        self.budget -= 1
+                        if new != self.state and (reads or reads_of) and not self.flush():
+                            return None
+                        if j in pending:  # (a flush places read-only operations only)
+                            del pending[j]
+                            del due[j]
+                            if j in read_only_pending:
+                                read_only_pending.discard(j)
+                                if reads.pop(j, None) is None:
+                                    assert view is not None
+                                    del reads_of[view(op_j)[0]][j]
+                            trail.append(self.state)
+                            out.append(op_j)
+                            self.state = new
+                        if self.budget < 0:
+                            return None
+                        settled = True
+                        break
+                if not settled and not self.settle(i):
                     return None
-                self.invoke(i)
-            else:  # a return: ops[~i] must be linearized before the next call
-                r = ~i
-                if r in self.pending:
-                    self.due[r] = ops[r]
-        if self.due and not self.settle(-1):
+            # invoke(i), inlined
+            pending[i] = op
+            if read_only is not None and op.status != "info" and read_only(op):
+                read_only_pending.add(i)
+                need = view(op)[0] if view is not None else NOTHING
+                if need is NOTHING:
+                    reads[i] = op
+                else:
+                    group = reads_of.get(need)
+                    if group is None:
+                        reads_of[need] = {i: op}
+                    else:
+                        group[i] = op
+        while r < n_rets:
+            j = rets[r]
+            if j in pending:
+                due[j] = ops[j]
+            r += 1
+        if due and not self.settle(-1):
             return None
-        return self.out
+        return out
+
+
+def _returned_before(op: Operation, later: Sequence[Operation]) -> bool:
+    """Whether ``op`` returned before one of ``later`` was invoked (so it
+    must precede it)."""
+    if op.status == "info" or op.complete_at is None:
+        return False  # (an info operation never returned)
+    end = op.complete_at
+    return any(end < other.invoke_at for other in later)
