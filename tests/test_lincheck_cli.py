@@ -85,6 +85,9 @@ def test_forced_order_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert out.startswith("not-linearizable: ")
     assert "it must come before itself" in out
+    # the cycle, closed, with the lines of each operation
+    assert "  => p1 write(1) -> ok  (lines 2-42)\n" in out
+    assert "  => p41 read() -> 0  (lines 82-84)\n  => p0 write(0) -> ok  (lines 1-41)\n" in out
 
 
 def test_unknown_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

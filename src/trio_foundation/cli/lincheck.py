@@ -281,12 +281,14 @@ def _print_failure(result: LinearizabilityResult, line_of: list[int], out: Any) 
             print("  (it is the initial value)", file=out)
         return
     if result.reason == "forced-order":
-        if not concurrent:
+        if concurrent and concurrent[-1] == first:  # a cycle, closed
             print(
                 "  it must come before itself: real time and the reads of values only\n"
-                "  one operation writes order it in a cycle",
+                "  one operation writes order it in a cycle:",
                 file=out,
             )
+            for op in concurrent:
+                print(f"  => {op.describe()}  ({_where(op, line_of)})", file=out)
             return
         after, *setters = concurrent
         print(

@@ -131,7 +131,8 @@ class LinearizabilityResult:
             writes, through any chain of operations (``unplaceable`` is then
             the read, the operation leaving another value, and the setters of
             the read's value), or when that order has a cycle (``unplaceable``
-            is one operation on it); else ``""``.
+            is then the cycle, closed: ``(a, b, ..., a)``, each operation
+            forced before the next); else ``""``.
         treated: how many operations were indeterminate, ignored as having
             had no effect, or counted as fresh processes after a crash.
     """
@@ -875,8 +876,10 @@ def _forced_order(ops: Sequence[Operation], model: Model) -> tuple[Operation, ..
     every setter of ``v`` forced before it and is forced before ``r`` (nothing
     can set ``v`` again in between), and the history is not linearizable when
     the order has a cycle (``a => a``). Returns ``(r, c, the setters of v...)``
-    or, for a cycle, ``(a,)``; ``()`` when neither is found or the closure
-    would take more than ``_CHAIN_WORK`` steps.
+    or, for a cycle, the cycle closed, ``(a, b, ..., a)``: the operations
+    forced both before and after ``a``, in order of invocation (any two of
+    them are forced before each other); ``()`` when neither is found or the
+    closure would take more than ``_CHAIN_WORK`` steps.
     """
     view = model.register_view
     if view is None:
@@ -964,7 +967,11 @@ def _forced_order(ops: Sequence[Operation], model: Model) -> tuple[Operation, ..
                 return ()
     for a in range(n):
         if (after[a] >> a) & 1:
-            return (ops[a],)
+            # The cycle through a: the operations forced both after and
+            # before it (each of them is forced before every other), in
+            # order of invocation from a (the first one on it), closed.
+            cycle = [ops[b] for b in range(a + 1, n) if (after[a] >> b) & 1 and (after[b] >> a) & 1]
+            return (ops[a], *cycle, ops[a])
     for r, (need, _) in enumerate(views):
         if need is NOTHING or returned[r] is None:
             continue
