@@ -588,13 +588,13 @@ def test_one_pass_pairing_and_grouping_agree_with_two_passes(case: tuple[str, An
 
 
 @st.composite
-def register_runs(draw: st.DrawFn) -> list[HistoryEvent]:
-    """A linearizable register history of 12-30 operations by 3-5 clients:
+def register_runs(draw: st.DrawFn, most: int = 30) -> list[HistoryEvent]:
+    """A linearizable register history of 12 to ``most`` operations by 3-5 clients:
     each write or read takes effect at a random instant of its interval,
     values from a small domain (many concurrent writes that only later
     reads order), no perturbation."""
     rnd = draw(st.randoms(use_true_random=False))
-    n_ops = draw(st.integers(12, 30))
+    n_ops = draw(st.integers(12, most))
     procs = draw(st.integers(3, 5))
     events: list[HistoryEvent] = []
     running: dict[int, list[Any]] = {}  # process -> [f, value, applied]
@@ -622,8 +622,8 @@ def register_runs(draw: st.DrawFn) -> list[HistoryEvent]:
     return events
 
 
-@settings(max_examples=300, deadline=None)
-@given(register_runs())
+@settings(max_examples=200, deadline=None)
+@given(register_runs(most=60))
 def test_greedy_witness_on_longer_register_runs(events: list[HistoryEvent]) -> None:
     # Longer than the exhaustive checker can take: the greedy pass (with its
     # reordering) either gives a valid linearization or nothing, and the
@@ -634,7 +634,11 @@ def test_greedy_witness_on_longer_register_runs(events: list[HistoryEvent]) -> N
     if witness is not None:
         assert {o.index for o in witness} == {o.index for o in ops}
         _assert_valid_order(tuple(witness), m)
-    assert check_history(events, m).verdict == "linearizable"
+    # The check's witness (the pass's, or a search's from the pass's prefix,
+    # or a search's from scratch) is a linearization of every operation.
+    result = check_history(events, m)
+    assert result.verdict == "linearizable"
+    _assert_sequentially_valid(result, "register", events)
 
 
 def test_reachable_greedy_reordering(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -651,3 +655,15 @@ def test_reachable_greedy_reordering(monkeypatch: pytest.MonkeyPatch) -> None:
             return _witness.greedy_linearization(ops, m) is None
 
     assert find(register_runs(), reordered, settings=_FIND)
+
+    # ... and its depth-first rearranging of the window, beyond single moves
+    def rearranged(ev: list[HistoryEvent]) -> bool:
+        m = MODELS["register"]
+        ops = pair_operations(ev)
+        if _witness.greedy_linearization(ops, m) is None:
+            return False
+        with monkeypatch.context() as patch:
+            patch.setattr(_witness, "_REARRANGE_STEPS", 0)
+            return _witness.greedy_linearization(ops, m) is None
+
+    assert find(register_runs(), rearranged, settings=_FIND)

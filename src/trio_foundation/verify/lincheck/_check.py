@@ -16,7 +16,7 @@ from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._models import _by_key as _models_by_key
 from ._ops import Operation, pair_by_key, pair_operations
 from ._wgl import SearchOutcome, search
-from ._witness import greedy_linearization
+from ._witness import greedy_pass
 
 __all__ = [
     "DEFAULT_MAX_STATES",
@@ -310,11 +310,27 @@ def _check_groups(
         # witnesses, so that they cannot delay an easy failure much.
         early_states = _EARLY_STATES
         for n, (key, ops) in enumerate(groups.items()):
-            witness = greedy_linearization(ops, m)
+            witness, prefix, reached = greedy_pass(ops, m)
             if witness is not None:
                 results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
                 continue
             impossible = _impossible(ops, m)
+            if impossible is None and prefix:
+                # The search from what the pass placed (but its last
+                # operations) often ends the pass's work at the search's
+                # cost for the rest only; it can only prove linearizability.
+                cap = _SEEDED_STATES + len(ops)
+                out = search(
+                    ops,
+                    m,
+                    deadline=deadline,
+                    max_states=cap if max_states is None else min(cap, max_states),
+                    seed=prefix,
+                    seed_state=reached,
+                )
+                if out.verdict == "linearizable":
+                    results[n] = _from_search(key, ops, out)
+                    continue
             # A small partition the pass could not linearize, with others
             # after it, is often a failing one: its first round (witnesses,
             # a small search) costs less than the passes over the partitions
@@ -426,6 +442,7 @@ def _decide(
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
+_SEEDED_STATES: Final = 256  # states of a search from the greedy pass's prefix, above len(ops)
 _EARLY_WITNESS_OPS: Final = 1_000  # see check_operations
 _EARLY_SEARCH_OPS: Final = 100  # see _first_round
 _EARLY_STATES: Final = 50_000  # states all of _first_round's searches may cache (~1 s)

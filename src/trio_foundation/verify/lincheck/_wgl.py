@@ -109,6 +109,8 @@ def search(
     *,
     deadline: float | None,
     max_states: int | None,
+    seed: Sequence[Operation] = (),
+    seed_state: Any = None,
 ) -> SearchOutcome:
     """Decide whether ``ops`` (one partition, failed no-ops already dropped) linearize.
 
@@ -117,13 +119,22 @@ def search(
         model: the sequential specification.
         deadline: a ``time.monotonic()`` value after which to give up, or ``None``.
         max_states: the bound on cache entries, or ``None`` for no bound.
+        seed: a linearization of some of ``ops`` to start from, never
+            backtracked into, that respects real time with the others (the
+            greedy pass's prefix, :func:`~._witness.greedy_pass`): a search
+            from it can only prove linearizability; where it would backtrack
+            into the seed, its verdict is ``unknown`` (``reason == "seed"``).
+        seed_state: the state ``seed`` leaves.
 
     Returns:
         The outcome; on ``not-linearizable`` (and on ``unknown``) it carries the
         longest partial linearization found and the operation that could not
         be placed after it, with the candidates concurrent with it.
     """
-    return _Search(ops, model, deadline, max_states).run()
+    found = _Search(ops, model, deadline, max_states)
+    if seed:
+        found.start_from(seed, seed_state)
+    return found.run()
 
 
 class _Frame:
@@ -209,6 +220,8 @@ class _Search:
         self.low_water = 0  # best_lin[:low_water] is still a prefix of the path
         self.blocked = -1
         self.blocked_cands: list[int] = []
+        # The seed's operations, linearized before the stack's (start_from).
+        self.seeded: list[int] = []
 
     def _index(self, ops: Sequence[Operation], model: Model) -> None:
         """Number the operations: a bit per completed one, an equivalence class
@@ -345,6 +358,10 @@ class _Search:
                     masks.append(info_mask[i])
         self.needs = needs
         self.setters = setters
+        # per operation needing a value: a setter of it found not linearized
+        # (a completed one's bit, an info one's mask), or -1 / 0
+        self.left_bit = [-1] * len(ops)
+        self.left_mask = [0] * len(ops)
 
     # --- the model, memoised ----------------------------------------------------
 
@@ -522,6 +539,11 @@ class _Search:
         nxt = self.nxt
         ent_call = self.ent_call
         ent_op = self.ent_op
+        left_bit = self.left_bit
+        left_mask = self.left_mask
+        k = self.k
+        w = self.w
+        ib = self.ib
         e = nxt[0]
         for _ in range(self.need_look_ahead):
             g = ent_op[e]
@@ -529,14 +551,22 @@ class _Search:
                 return -1  # the tail
             if ent_call[e]:
                 need = needs[g]
-                if need is not NOTHING and need != state and not self.setter_left(need, g):
-                    return g
+                if need is not NOTHING and need != state:
+                    # the setter found left last time, if it still is (most are)
+                    bit = left_bit[g]
+                    if bit >= k and not (w >> (bit - k)) & 1:
+                        pass
+                    elif left_mask[g] and not ib & left_mask[g]:
+                        pass
+                    elif not self.setter_left(need, g):
+                        return g
             e = nxt[e]
         return -1
 
     def setter_left(self, value: Any, g: int) -> bool:
         """Whether an operation that sets ``value``, invoked before ``ops[g]``
-        returned, is not linearized yet."""
+        returned, is not linearized yet (the one found is kept in
+        ``left_bit[g]`` or ``left_mask[g]``, to be looked at first next time)."""
         setters = self.setters.get(value)
         if setters is None:
             return False
@@ -547,10 +577,12 @@ class _Search:
         # completed setters above the folded prefix k, invoked before ops[g] returned
         for n in range(bisect_left(bits, k), bisect_left(done_at, end)):
             if not (w >> (bits[n] - k)) & 1:
+                self.left_bit[g] = bits[n]
                 return True
         ib = self.ib
         for n in range(bisect_left(info_at, end)):
             if not ib & masks[n]:
+                self.left_mask[g] = masks[n]
                 return True
         return False
 
@@ -838,14 +870,36 @@ class _Search:
                 return f
         return None
 
+    # --- a seed ---------------------------------------------------------------------------
+
+    def start_from(self, seed: Sequence[Operation], state: Any) -> None:
+        """Linearize ``seed`` (see :func:`search`), reaching ``state``, without
+        frames (the search never comes back to a node of the seed) nor cache
+        entries; an ``info`` operation becomes the first unused of its class
+        (interchangeable with it, and invoked no later)."""
+        where = {op.index: i for i, op in enumerate(self.ops)}
+        req_bit = self.req_bit
+        cls_of = self.cls_of
+        cls_ptr = self.cls_ptr
+        for op in seed:
+            i = where[op.index]
+            if req_bit[i] < 0:
+                c = cls_of[i]
+                i = self.members[c][cls_ptr[c]]
+                cls_ptr[c] += 1
+            else:
+                self.lift(i)
+            self.k, self.w, self.ib = self.moved_set(i)
+            self.seeded.append(i)
+        self.state = state
+
     # --- the loop -------------------------------------------------------------------------
 
     def outcome(self, verdict: SearchVerdict, reason: str = "") -> SearchOutcome:
         ops = self.ops
         if verdict == "linearizable":
-            return SearchOutcome(
-                verdict, self.n_states, [ops[f.op] for f in self.stack], None, [], ""
-            )
+            order = [*self.seeded, *(f.op for f in self.stack)]
+            return SearchOutcome(verdict, self.n_states, [ops[i] for i in order], None, [], "")
         return SearchOutcome(
             verdict,
             self.n_states,
@@ -907,6 +961,8 @@ class _Search:
             self.note_dead_end(doomed_by)
             f = self.backtrack()
             if f is None:
+                if self.seeded:
+                    return self.outcome("unknown", "seed")
                 return self.outcome("not-linearizable")
             order = f.order
             idx = f.idx

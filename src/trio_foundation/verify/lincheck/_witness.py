@@ -41,11 +41,13 @@ from typing import Any, Final
 from ._models import NOTHING, Model
 from ._ops import Operation
 
-__all__ = ["greedy_linearization"]
+__all__ = ["greedy_linearization", "greedy_pass"]
 
 _STEPS_PER_OPERATION: Final = 8  # the pass's budget of step() calls, per operation
-_STUCK: Final = object()  # no state: the model does not allow the step
+_STUCK: Final = object()  # no state: the model does not allow a step, or no order found
+_REARRANGE_STEPS: Final = 256  # step() calls one rearrange() may spend
 _REORDER_WINDOW: Final = 8  # the last operations placed that reorder() may move
+_PREFIX_KEPT_BACK: Final = 16  # see greedy_pass
 
 
 def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operation] | None:
@@ -62,6 +64,28 @@ def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operati
         stuck or ran out of its budget (which says nothing about the verdict).
     """
     return _Greedy(ops, model).run()
+
+
+def greedy_pass(
+    ops: Sequence[Operation], model: Model
+) -> tuple[list[Operation] | None, list[Operation], Any]:
+    """:func:`greedy_linearization`, with what the pass had placed when it got
+    stuck: ``(witness, [], None)``, or ``(None, prefix, state)``.
+
+    The prefix (all but the last ``_PREFIX_KEPT_BACK`` operations placed) is
+    a linearization of the operations it holds, leaving ``state`` (each step
+    the first state ``step`` gives), that respects real time with the others
+    (each one that returned before one of it was invoked is in it, before
+    that one): the search may start from it, and its success there proves
+    linearizability. Its failure there says nothing.
+    """
+    greedy = _Greedy(ops, model)
+    witness = greedy.run()
+    if witness is not None:
+        return witness, [], None
+    cut = max(0, len(greedy.out) - _PREFIX_KEPT_BACK)
+    state = greedy.trail[cut] if cut < len(greedy.out) else greedy.state
+    return None, greedy.out[:cut], state
 
 
 class _Greedy:
@@ -215,7 +239,65 @@ class _Greedy:
                     return True
             if self.budget < 0:
                 return False
-        return False
+        return self.rearrange(r)
+
+    def rearrange(self, r: int) -> bool:
+        """Place ``ops[r]`` among the last ``_REORDER_WINDOW`` operations placed
+        (``out[start:]``), by trying their
+        orders depth first (the current one first), each operation after
+        those real time puts before it and where the model allows it, within
+        ``_REARRANGE_STEPS`` steps (and the budget); false when none is found."""
+        out = self.out
+        start = max(0, len(out) - _REORDER_WINDOW)
+        op_r = self.ops[r]
+        items = [*out[start:], op_r]
+        n = len(items)
+        # before[b]: the items that must precede item b (returned before it began)
+        before = [0] * n
+        for a, op_a in enumerate(items):
+            if op_a.status != "info" and op_a.complete_at is not None:
+                end = op_a.complete_at
+                for b, op_b in enumerate(items):
+                    if end < op_b.invoke_at:
+                        before[b] |= 1 << a
+        step = self.step
+        full = (1 << n) - 1
+        spent = 0
+        order: list[Operation] = []
+        states: list[Any] = []
+
+        def place(placed: int, state: Any) -> Any:
+            nonlocal spent
+            if placed == full:
+                return state
+            for b in range(n):
+                if (placed >> b) & 1 or before[b] & ~placed:
+                    continue
+                spent += 1
+                if spent > _REARRANGE_STEPS:
+                    return _STUCK
+                for nxt in step(state, items[b]):
+                    order.append(items[b])
+                    states.append(state)
+                    found = place(placed | (1 << b), nxt)
+                    if found is not _STUCK:
+                        return found
+                    order.pop()
+                    states.pop()
+                    break
+                if spent > _REARRANGE_STEPS:
+                    return _STUCK
+            return _STUCK
+
+        final = place(0, self.trail[start] if start < len(out) else self.state)
+        self.budget -= spent
+        if final is _STUCK or self.budget < 0:
+            return False
+        self.take(r, self.state)
+        out[start:] = order
+        self.trail[start:] = states
+        self.state = final
+        return True
 
     def wanted(self, nxt: int) -> set[Hashable]:
         """With a register view: the values the pending reads and ``ops[nxt]``
@@ -265,7 +347,10 @@ class _Greedy:
                 continue
             if not changers:
                 if due:
-                    return False  # a state-changing operation the state does not allow
+                    # a state-changing operation the state does not allow
+                    if not self.rearrange(next(iter(due))):
+                        return False
+                    continue
                 break
             i, new = changers[0]
             if len(changers) > 1 and self.view is not None:
