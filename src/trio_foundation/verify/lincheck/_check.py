@@ -315,11 +315,18 @@ def _check_groups(
                 results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
                 continue
             impossible = _impossible(ops, m)
-            if impossible is None and prefix:
+            if (
+                impossible is None
+                and 4 * len(prefix) >= len(ops)
+                and _peak_running(ops) <= _SEEDED_PEAK
+            ):
                 # The search from what the pass placed (but its last
                 # operations) often ends the pass's work at the search's
                 # cost for the rest only; it can only prove linearizability.
-                cap = _SEEDED_STATES + len(ops)
+                # Tried when the pass got a quarter of the way, with little
+                # concurrency (where a search is a walk, not a hunt), and
+                # bounded by what is left: a failure costs little.
+                cap = _SEEDED_STATES + len(ops) - len(prefix)
                 out = search(
                     ops,
                     m,
@@ -442,7 +449,26 @@ def _decide(
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
-_SEEDED_STATES: Final = 256  # states of a search from the greedy pass's prefix, above len(ops)
+_SEEDED_STATES: Final = 256  # states of a search from the greedy pass's prefix, above
+# the operations it leaves
+_SEEDED_PEAK: Final = 12  # the most operations running at once where it is tried
+
+
+def _peak_running(ops: Sequence[Operation]) -> int:
+    """The most completed operations of ``ops`` running at once."""
+    ends = sorted(
+        op.complete_at for op in ops if op.status != "info" and op.complete_at is not None
+    )
+    peak = started = done = 0
+    for op in ops:
+        while done < len(ends) and ends[done] < op.invoke_at:
+            done += 1
+        if op.status != "info" and op.complete_at is not None:
+            started += 1
+            peak = max(peak, started - done)
+    return peak
+
+
 _EARLY_WITNESS_OPS: Final = 1_000  # see check_operations
 _EARLY_SEARCH_OPS: Final = 100  # see _first_round
 _EARLY_STATES: Final = 50_000  # states all of _first_round's searches may cache (~1 s)
