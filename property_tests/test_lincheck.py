@@ -634,11 +634,40 @@ def test_greedy_witness_on_longer_register_runs(events: list[HistoryEvent]) -> N
     if witness is not None:
         assert {o.index for o in witness} == {o.index for o in ops}
         _assert_valid_order(tuple(witness), m)
-    # The check's witness (the pass's, or a search's from the pass's prefix,
-    # or a search's from scratch) is a linearization of every operation.
+    # ... and so does the pass helped by small searches.
+    helped, _ = _witness.greedy_pass(ops, m)
+    if helped is not None:
+        assert {o.index for o in helped if o.status != "info"} == {
+            o.index for o in ops if o.status != "info"
+        }
+        _assert_valid_order(tuple(helped), m)
+    # The check's witness (the pass's, helped or not, or a search's) is a
+    # linearization of every operation.
     result = check_history(events, m)
     assert result.verdict == "linearizable"
     _assert_sequentially_valid(result, "register", events)
+
+
+def _helped(ev: list[HistoryEvent], succeeds: bool) -> bool:
+    """Whether the pass alone got stuck and the helped pass did (not)."""
+    m = MODELS["register"]
+    ops = pair_operations(ev)
+    if _witness.greedy_linearization(ops, m) is not None:
+        return False
+    return (_witness.greedy_pass(ops, m)[0] is not None) is succeeds
+
+
+def test_reachable_helped_greedy_pass() -> None:
+    # The searches that help the pass past where it got stuck are reached.
+    assert find(register_runs(most=60), lambda ev: _helped(ev, True), settings=_FIND)
+
+
+@pytest.mark.slow
+def test_reachable_failed_help() -> None:
+    # ... and so are their failures (the pass then gives up and the check
+    # decides: test_greedy_witness_on_longer_register_runs). Rare: about a
+    # minute of search.
+    assert find(register_runs(most=60), lambda ev: _helped(ev, False), settings=_FIND)
 
 
 def test_reachable_greedy_reordering(monkeypatch: pytest.MonkeyPatch) -> None:

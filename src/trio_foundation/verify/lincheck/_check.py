@@ -310,34 +310,13 @@ def _check_groups(
         # witnesses, so that they cannot delay an easy failure much.
         early_states = _EARLY_STATES
         for n, (key, ops) in enumerate(groups.items()):
-            witness, prefix, reached = greedy_pass(ops, m)
+            witness, helped = greedy_pass(ops, m, deadline=deadline, max_states=max_states)
             if witness is not None:
-                results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
+                results[n] = PartitionResult(
+                    key, "linearizable", len(ops), helped, tuple(witness), ()
+                )
                 continue
             impossible = _impossible(ops, m)
-            if (
-                impossible is None
-                and 4 * len(prefix) >= len(ops)
-                and _peak_running(ops) <= _SEEDED_PEAK
-            ):
-                # The search from what the pass placed (but its last
-                # operations) often ends the pass's work at the search's
-                # cost for the rest only; it can only prove linearizability.
-                # Tried when the pass got a quarter of the way, with little
-                # concurrency (where a search is a walk, not a hunt), and
-                # bounded by what is left: a failure costs little.
-                cap = _SEEDED_STATES + len(ops) - len(prefix)
-                out = search(
-                    ops,
-                    m,
-                    deadline=deadline,
-                    max_states=cap if max_states is None else min(cap, max_states),
-                    seed=prefix,
-                    seed_state=reached,
-                )
-                if out.verdict == "linearizable":
-                    results[n] = _from_search(key, ops, out)
-                    continue
             # A small partition the pass could not linearize, with others
             # after it, is often a failing one: its first round (witnesses,
             # a small search) costs less than the passes over the partitions
@@ -449,26 +428,6 @@ def _decide(
 
 
 _FIRST_BUDGET: Final = 1_000  # states per partition in the first round
-_SEEDED_STATES: Final = 256  # states of a search from the greedy pass's prefix, above
-# the operations it leaves
-_SEEDED_PEAK: Final = 12  # the most operations running at once where it is tried
-
-
-def _peak_running(ops: Sequence[Operation]) -> int:
-    """The most completed operations of ``ops`` running at once."""
-    ends = sorted(
-        op.complete_at for op in ops if op.status != "info" and op.complete_at is not None
-    )
-    peak = started = done = 0
-    for op in ops:
-        while done < len(ends) and ends[done] < op.invoke_at:
-            done += 1
-        if op.status != "info" and op.complete_at is not None:
-            started += 1
-            peak = max(peak, started - done)
-    return peak
-
-
 _EARLY_WITNESS_OPS: Final = 1_000  # see check_operations
 _EARLY_SEARCH_OPS: Final = 100  # see _first_round
 _EARLY_STATES: Final = 50_000  # states all of _first_round's searches may cache (~1 s)

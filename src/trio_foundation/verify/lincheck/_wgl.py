@@ -109,8 +109,7 @@ def search(
     *,
     deadline: float | None,
     max_states: int | None,
-    seed: Sequence[Operation] = (),
-    seed_state: Any = None,
+    initial: Any = NOTHING,
 ) -> SearchOutcome:
     """Decide whether ``ops`` (one partition, failed no-ops already dropped) linearize.
 
@@ -119,12 +118,9 @@ def search(
         model: the sequential specification.
         deadline: a ``time.monotonic()`` value after which to give up, or ``None``.
         max_states: the bound on cache entries, or ``None`` for no bound.
-        seed: a linearization of some of ``ops`` to start from, never
-            backtracked into, that respects real time with the others (the
-            greedy pass's prefix, :func:`~._witness.greedy_pass`): a search
-            from it can only prove linearizability; where it would backtrack
-            into the seed, its verdict is ``unknown`` (``reason == "seed"``).
-        seed_state: the state ``seed`` leaves.
+        initial: the state to start from instead of ``model.init`` (a
+            search of the operations left after a linearization of others
+            that respects real time with them, from the state it leaves).
 
     Returns:
         The outcome; on ``not-linearizable`` (and on ``unknown``) it carries the
@@ -132,8 +128,8 @@ def search(
         be placed after it, with the candidates concurrent with it.
     """
     found = _Search(ops, model, deadline, max_states)
-    if seed:
-        found.start_from(seed, seed_state)
+    if initial is not NOTHING:
+        found.state = initial
     return found.run()
 
 
@@ -220,8 +216,6 @@ class _Search:
         self.low_water = 0  # best_lin[:low_water] is still a prefix of the path
         self.blocked = -1
         self.blocked_cands: list[int] = []
-        # The seed's operations, linearized before the stack's (start_from).
-        self.seeded: list[int] = []
 
     def _index(self, ops: Sequence[Operation], model: Model) -> None:
         """Number the operations: a bit per completed one, an equivalence class
@@ -870,36 +864,14 @@ class _Search:
                 return f
         return None
 
-    # --- a seed ---------------------------------------------------------------------------
-
-    def start_from(self, seed: Sequence[Operation], state: Any) -> None:
-        """Linearize ``seed`` (see :func:`search`), reaching ``state``, without
-        frames (the search never comes back to a node of the seed) nor cache
-        entries; an ``info`` operation becomes the first unused of its class
-        (interchangeable with it, and invoked no later)."""
-        where = {op.index: i for i, op in enumerate(self.ops)}
-        req_bit = self.req_bit
-        cls_of = self.cls_of
-        cls_ptr = self.cls_ptr
-        for op in seed:
-            i = where[op.index]
-            if req_bit[i] < 0:
-                c = cls_of[i]
-                i = self.members[c][cls_ptr[c]]
-                cls_ptr[c] += 1
-            else:
-                self.lift(i)
-            self.k, self.w, self.ib = self.moved_set(i)
-            self.seeded.append(i)
-        self.state = state
-
     # --- the loop -------------------------------------------------------------------------
 
     def outcome(self, verdict: SearchVerdict, reason: str = "") -> SearchOutcome:
         ops = self.ops
         if verdict == "linearizable":
-            order = [*self.seeded, *(f.op for f in self.stack)]
-            return SearchOutcome(verdict, self.n_states, [ops[i] for i in order], None, [], "")
+            return SearchOutcome(
+                verdict, self.n_states, [ops[f.op] for f in self.stack], None, [], ""
+            )
         return SearchOutcome(
             verdict,
             self.n_states,
@@ -961,8 +933,6 @@ class _Search:
             self.note_dead_end(doomed_by)
             f = self.backtrack()
             if f is None:
-                if self.seeded:
-                    return self.outcome("unknown", "seed")
                 return self.outcome("not-linearizable")
             order = f.order
             idx = f.idx

@@ -40,6 +40,7 @@ from typing import Any, Final
 
 from ._models import NOTHING, Model
 from ._ops import Operation
+from ._wgl import search
 
 __all__ = ["greedy_linearization", "greedy_pass"]
 
@@ -48,6 +49,10 @@ _STUCK: Final = object()  # no state: the model does not allow a step, or no ord
 _REARRANGE_STEPS: Final = 256  # step() calls one rearrange() may spend
 _REORDER_WINDOW: Final = 8  # the last operations placed that reorder() may move
 _PREFIX_KEPT_BACK: Final = 16  # see greedy_pass
+_HORIZON: Final = 16  # calls past the one the pass got stuck at that a help reaches
+_HELP_STATES: Final = 512  # states of one help
+_HELPS: Final = 8  # helps per pass
+_HELPED_PEAK: Final = 12  # the most operations running at once where the pass is helped
 
 
 def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operation] | None:
@@ -67,25 +72,70 @@ def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operati
 
 
 def greedy_pass(
-    ops: Sequence[Operation], model: Model
-) -> tuple[list[Operation] | None, list[Operation], Any]:
-    """:func:`greedy_linearization`, with what the pass had placed when it got
-    stuck: ``(witness, [], None)``, or ``(None, prefix, state)``.
+    ops: Sequence[Operation],
+    model: Model,
+    *,
+    deadline: float | None = None,
+    max_states: int | None = None,
+) -> tuple[list[Operation] | None, int]:
+    """:func:`greedy_linearization`, helped past where it gets stuck by small
+    searches: ``(witness or None, the states those searches cached)``.
 
-    The prefix (all but the last ``_PREFIX_KEPT_BACK`` operations placed) is
-    a linearization of the operations it holds, leaving ``state`` (each step
-    the first state ``step`` gives), that respects real time with the others
-    (each one that returned before one of it was invoked is in it, before
-    that one): the search may start from it, and its success there proves
-    linearizability. Its failure there says nothing.
+    When the pass gets stuck with at most ``_HELPED_PEAK`` operations running
+    at once, what it placed but its last ``_PREFIX_KEPT_BACK`` operations is
+    kept (a linearization of them that respects real time with the others),
+    and a search orders the rest of the operations invoked up to
+    ``_HORIZON`` calls after the one it got stuck at, from the state the kept
+    ones leave, within ``_HELP_STATES`` states (and ``max_states``, by
+    ``deadline``); the pass goes on after them. Every piece respects real
+    time and the model, so a witness found so is a linearization; a search
+    that fails says nothing (the kept part may be the wrong one), and the
+    pass gives up (``None``): the checker decides.
     """
     greedy = _Greedy(ops, model)
     witness = greedy.run()
-    if witness is not None:
-        return witness, [], None
-    cut = max(0, len(greedy.out) - _PREFIX_KEPT_BACK)
-    state = greedy.trail[cut] if cut < len(greedy.out) else greedy.state
-    return None, greedy.out[:cut], state
+    states = 0
+    if witness is not None or _peak_running(ops) > _HELPED_PEAK:
+        return witness, states
+    for _ in range(_HELPS):
+        cut = max(0, len(greedy.out) - _PREFIX_KEPT_BACK)
+        kept = greedy.out[:cut]
+        state = greedy.trail[cut] if cut < len(greedy.out) else greedy.state
+        placed = {op.index for op in kept}
+        horizon = min(len(ops), greedy.at + _HORIZON)
+        window = [op for op in ops[:horizon] if op.index not in placed]
+        found = search(
+            window,
+            model,
+            deadline=deadline,
+            max_states=_HELP_STATES if max_states is None else min(_HELP_STATES, max_states),
+            initial=state,
+        )
+        states += found.states
+        if found.verdict != "linearizable":
+            return None, states
+        order = [*kept, *found.linearized]
+        if horizon == len(ops):
+            return order, states
+        witness = greedy.run(greedy.resume(order))
+        if witness is not None:
+            return witness, states
+    return None, states
+
+
+def _peak_running(ops: Sequence[Operation]) -> int:
+    """The most completed operations of ``ops`` running at once."""
+    ends = sorted(
+        op.complete_at for op in ops if op.status != "info" and op.complete_at is not None
+    )
+    peak = started = done = 0
+    for op in ops:
+        while done < len(ends) and ends[done] < op.invoke_at:
+            done += 1
+        if op.status != "info" and op.complete_at is not None:
+            started += 1
+            peak = max(peak, started - done)
+    return peak
 
 
 class _Greedy:
@@ -99,7 +149,9 @@ class _Greedy:
         # that needs value v is allowed by no state but v.
         self.view = model.register_view if model.state_key is None else None
         self.budget = _STEPS_PER_OPERATION * len(ops) + 16
+        self.init: Any = model.init
         self.state: Any = model.init
+        self.at = 0  # the call run() got to (len(ops): the end)
         self.out: list[Operation] = []
         # Invariant: trail[n] is the state just before out[n] (for reorder()).
         self.trail: list[Any] = []
@@ -364,8 +416,38 @@ class _Greedy:
                 return False
         return True
 
-    def run(self) -> list[Operation] | None:
-        """The pass over the history's calls and returns, in order.
+    def resume(self, placed: Sequence[Operation]) -> int:
+        """Start again after ``placed`` (a linearization of some operations
+        that respects real time with the others), from the call after the
+        last of them; returns that call's index (for :meth:`run`). The
+        operations invoked before it and not placed are pending again; the
+        budget is the rest's."""
+        ops = self.ops
+        local = {op.index: i for i, op in enumerate(ops)}
+        done = {local[op.index] for op in placed}
+        first = max(done) + 1 if done else 0
+        self.out = list(placed)
+        # the states before each one, replayed (each step its first result)
+        self.trail = []
+        s = self.init
+        for op in placed:
+            self.trail.append(s)
+            s = next(iter(self.step(s, op)))
+        self.state = s
+        self.pending = {}
+        self.due = {}
+        self.reads = {}
+        self.reads_of = {}
+        self.read_only_pending = set()
+        for i in range(first):
+            if i not in done:
+                self.invoke(i)
+        self.budget = _STEPS_PER_OPERATION * (len(ops) - first) + 16
+        return first
+
+    def run(self, first: int = 0) -> list[Operation] | None:
+        """The pass over the history's calls and returns, in order, from the
+        call ``ops[first]`` on (where it gets stuck: ``self.at``).
 
         The common steps (a call, a return, a call with one operation due
         that is not read-only) are inlined: this loop runs once per
@@ -388,7 +470,9 @@ class _Greedy:
         view = self.view
         reads = self.reads
         reads_of = self.reads_of
-        for i, op in enumerate(ops):
+        for i in range(first, len(ops)):
+            op = ops[i]
+            self.at = i
             at = op.invoke_at
             while ret_at is not None and ret_at < at:  # returns before this call
                 j = rets[r]
@@ -436,6 +520,7 @@ class _Greedy:
                         reads_of[need] = {i: op}
                     else:
                         group[i] = op
+        self.at = len(ops)
         while r < n_rets:
             j = rets[r]
             if j in pending:
