@@ -16,7 +16,7 @@ from ._models import MODELS, NOTHING, UNKNOWN, Model
 from ._models import _by_key as _models_by_key
 from ._ops import Operation, pair_by_key, pair_operations
 from ._wgl import SearchOutcome, search
-from ._witness import greedy_pass
+from ._witness import greedy_pass, help_pass
 
 __all__ = [
     "DEFAULT_MAX_STATES",
@@ -310,13 +310,19 @@ def _check_groups(
         # witnesses, so that they cannot delay an easy failure much.
         early_states = _EARLY_STATES
         for n, (key, ops) in enumerate(groups.items()):
-            witness, helped = greedy_pass(ops, m, deadline=deadline, max_states=max_states)
+            witness, stuck = greedy_pass(ops, m)
             if witness is not None:
-                results[n] = PartitionResult(
-                    key, "linearizable", len(ops), helped, tuple(witness), ()
-                )
+                results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
                 continue
             impossible = _impossible(ops, m)
+            if impossible is None:
+                # (after the impossible-operation witness: no help gets past one)
+                witness, helped = help_pass(stuck, deadline=deadline, max_states=max_states)
+                if witness is not None:
+                    results[n] = PartitionResult(
+                        key, "linearizable", len(ops), helped, tuple(witness), ()
+                    )
+                    continue
             # A small partition the pass could not linearize, with others
             # after it, is often a failing one: its first round (witnesses,
             # a small search) costs less than the passes over the partitions

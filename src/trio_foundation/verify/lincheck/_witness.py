@@ -38,11 +38,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
-from ._models import NOTHING, Model
+from ._models import NOTHING, UNKNOWN, Model
 from ._ops import Operation
 from ._wgl import search
 
-__all__ = ["greedy_linearization", "greedy_pass"]
+__all__ = ["Stuck", "greedy_linearization", "greedy_pass", "help_pass"]
 
 _STEPS_PER_OPERATION: Final = 8  # the pass's budget of step() calls, per operation
 _STUCK: Final = object()  # no state: the model does not allow a step, or no order found
@@ -52,6 +52,7 @@ _PREFIX_KEPT_BACK: Final = 16  # see greedy_pass
 _HORIZON: Final = 16  # calls past the one the pass got stuck at that a help reaches
 _HELP_STATES: Final = 512  # states of one help
 _HELPS: Final = 8  # helps per pass
+_HELPS_STATES: Final = 2_048  # states all the helps of a pass may cache
 _HELPED_PEAK: Final = 12  # the most operations running at once where the pass is helped
 
 
@@ -71,56 +72,84 @@ def greedy_linearization(ops: Sequence[Operation], model: Model) -> list[Operati
     return _Greedy(ops, model).run()
 
 
-def greedy_pass(
-    ops: Sequence[Operation],
-    model: Model,
+def greedy_pass(ops: Sequence[Operation], model: Model) -> tuple[list[Operation] | None, Stuck]:
+    """:func:`greedy_linearization`, and where the pass got stuck (for
+    :func:`help_pass`): ``(witness, stuck)``, the witness ``None`` when stuck."""
+    greedy = _Greedy(ops, model)
+    return greedy.run(), greedy
+
+
+def help_pass(
+    stuck: Stuck,
     *,
     deadline: float | None = None,
     max_states: int | None = None,
 ) -> tuple[list[Operation] | None, int]:
-    """:func:`greedy_linearization`, helped past where it gets stuck by small
-    searches: ``(witness or None, the states those searches cached)``.
+    """Help a stuck greedy pass on by small searches: ``(witness or None,
+    the states those searches cached)``.
 
-    When the pass gets stuck with at most ``_HELPED_PEAK`` operations running
-    at once, what it placed but its last ``_PREFIX_KEPT_BACK`` operations is
-    kept (a linearization of them that respects real time with the others),
-    and a search orders the rest of the operations invoked up to
-    ``_HORIZON`` calls after the one it got stuck at, from the state the kept
-    ones leave, within ``_HELP_STATES`` states (and ``max_states``, by
-    ``deadline``); the pass goes on after them. Every piece respects real
-    time and the model, so a witness found so is a linearization; a search
-    that fails says nothing (the kept part may be the wrong one), and the
-    pass gives up (``None``): the checker decides.
+    On a register-like partition (see :func:`_helpable`), what the pass
+    placed but its last ``_PREFIX_KEPT_BACK`` operations is kept (a
+    linearization of them that respects real time with the others), and a
+    search orders the rest of the operations invoked up to ``_HORIZON`` calls
+    after the one it got stuck at, from the state the kept ones leave,
+    within ``_HELP_STATES`` states (and ``max_states``, by ``deadline``; the
+    helps of one pass share ``min(len(ops), _HELPS_STATES)`` states); the pass
+    goes on after them. Every piece respects real time and the model, so a
+    witness found so is a linearization; a search that fails says nothing
+    (the kept part may be the wrong one), and the pass gives up (``None``):
+    the checker decides.
     """
-    greedy = _Greedy(ops, model)
-    witness = greedy.run()
+    greedy = stuck
+    ops = greedy.ops
+    model = greedy.model
     states = 0
-    if witness is not None or _peak_running(ops) > _HELPED_PEAK:
-        return witness, states
+    if not _helpable(ops, model):
+        return None, states
+    budget = min(len(ops), _HELPS_STATES)
     for _ in range(_HELPS):
         cut = max(0, len(greedy.out) - _PREFIX_KEPT_BACK)
-        kept = greedy.out[:cut]
         state = greedy.trail[cut] if cut < len(greedy.out) else greedy.state
-        placed = {op.index for op in kept}
+        greedy.cut_state = state
         horizon = min(len(ops), greedy.at + _HORIZON)
-        window = [op for op in ops[:horizon] if op.index not in placed]
+        # the operations invoked before the horizon and not kept: the last
+        # ones placed, the pending ones, and the calls up to the horizon
+        places = {greedy.position(op) for op in greedy.out[cut:]}
+        places.update(greedy.pending)
+        places.update(range(greedy.at, horizon))
+        window = sorted(places)
+        cap = min(_HELP_STATES, budget - states)
+        if max_states is not None:
+            cap = min(cap, max_states)
+        if cap <= 0:
+            break
         found = search(
-            window,
-            model,
-            deadline=deadline,
-            max_states=_HELP_STATES if max_states is None else min(_HELP_STATES, max_states),
-            initial=state,
+            [ops[i] for i in window], model, deadline=deadline, max_states=cap, initial=state
         )
         states += found.states
         if found.verdict != "linearizable":
             return None, states
-        order = [*kept, *found.linearized]
         if horizon == len(ops):
-            return order, states
-        witness = greedy.run(greedy.resume(order))
+            return [*greedy.out[:cut], *found.linearized], states
+        witness = greedy.run(greedy.resume(cut, found.linearized, window))
         if witness is not None:
             return witness, states
     return None, states
+
+
+def _helpable(ops: Sequence[Operation], model: Model) -> bool:
+    """Whether the pass is helped on ``ops``: with a register view for every
+    operation (values for states: a small search that starts from a wrong
+    kept part meets an operation needing a value nothing can set any more
+    at once; on appends it wanders, measured at 5-12 ms per failed help on
+    a 200-operation key), and at most ``_HELPED_PEAK`` operations running at
+    once."""
+    view = model.register_view
+    if view is None or model.state_key is not None:
+        return False
+    if any(view(op)[1] is UNKNOWN for op in ops):
+        return False
+    return _peak_running(ops) <= _HELPED_PEAK
 
 
 def _peak_running(ops: Sequence[Operation]) -> int:
@@ -143,6 +172,10 @@ class _Greedy:
 
     def __init__(self, ops: Sequence[Operation], model: Model) -> None:
         self.ops = ops
+        self.model = model
+        self.rets: list[int] | None = None  # run()'s, built once
+        self.local: dict[int, int] | None = None  # resume()'s, built once
+        self.cut_state: Any = None  # the state before out[cut] (help_pass)
         self.step = model.step
         self.read_only = model.read_only
         # With a register view (and hashable states), a read-only operation
@@ -416,33 +449,42 @@ class _Greedy:
                 return False
         return True
 
-    def resume(self, placed: Sequence[Operation]) -> int:
-        """Start again after ``placed`` (a linearization of some operations
-        that respects real time with the others), from the call after the
-        last of them; returns that call's index (for :meth:`run`). The
-        operations invoked before it and not placed are pending again; the
-        budget is the rest's."""
-        ops = self.ops
-        local = {op.index: i for i, op in enumerate(ops)}
-        done = {local[op.index] for op in placed}
-        first = max(done) + 1 if done else 0
-        self.out = list(placed)
-        # the states before each one, replayed (each step its first result)
-        self.trail = []
-        s = self.init
+    def position(self, op: Operation) -> int:
+        """``op``'s place in ``ops``."""
+        local = self.local
+        if local is None:
+            local = self.local = {o.index: n for n, o in enumerate(self.ops)}
+        return local[op.index]
+
+    def resume(self, cut: int, placed: Sequence[Operation], window: Sequence[int]) -> int:
+        """Start again after ``out[:cut]`` and then ``placed`` (together a
+        linearization of some operations that respects real time with the
+        others; ``placed`` ordered from ``window``, the places of the other
+        operations invoked before the horizon), from the call after the last
+        of them; returns that call's index (for :meth:`run`). The operations
+        of the window not placed are pending again; the budget is the rest's."""
+        del self.out[cut:]
+        del self.trail[cut:]
+        # the states before each one placed, replayed (each step its first result)
+        s = self.cut_state
         for op in placed:
+            self.out.append(op)
             self.trail.append(s)
             s = next(iter(self.step(s, op)))
         self.state = s
+        done = {self.position(op) for op in placed}
+        # Every operation before ``at`` is kept or in the window; so is every
+        # one placed: the pass goes on after both.
+        first = max(self.at, max(done) + 1) if done else self.at
         self.pending = {}
         self.due = {}
         self.reads = {}
         self.reads_of = {}
         self.read_only_pending = set()
-        for i in range(first):
-            if i not in done:
+        for i in window:
+            if i < first and i not in done:
                 self.invoke(i)
-        self.budget = _STEPS_PER_OPERATION * (len(ops) - first) + 16
+        self.budget = _STEPS_PER_OPERATION * (len(self.ops) - first) + 16
         return first
 
     def run(self, first: int = 0) -> list[Operation] | None:
@@ -455,8 +497,13 @@ class _Greedy:
         ops = self.ops
         # The returns in history order (positions are distinct), merged
         # below with the calls, which ``ops`` lists in order already.
-        rets = [i for i, op in enumerate(ops) if op.status != "info" and op.complete_at is not None]
-        rets.sort(key=lambda i: ops[i].complete_at)  # type: ignore[arg-type,return-value]
+        rets = self.rets
+        if rets is None:
+            rets = [
+                i for i, op in enumerate(ops) if op.status != "info" and op.complete_at is not None
+            ]
+            rets.sort(key=lambda i: ops[i].complete_at)  # type: ignore[arg-type,return-value]
+            self.rets = rets
         n_rets = len(rets)
         r = 0
         ret_at = ops[rets[0]].complete_at if n_rets else None
@@ -538,3 +585,7 @@ def _returned_before(op: Operation, later: Sequence[Operation]) -> bool:
         return False  # (an info operation never returned)
     end = op.complete_at
     return any(end < other.invoke_at for other in later)
+
+
+Stuck = _Greedy
+"""A greedy pass that got stuck, as :func:`greedy_pass` returns it."""
