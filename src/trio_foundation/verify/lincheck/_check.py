@@ -314,15 +314,13 @@ def _check_groups(
             if witness is not None:
                 results[n] = PartitionResult(key, "linearizable", len(ops), 0, tuple(witness), ())
                 continue
+            witness, helped = help_pass(stuck, deadline=deadline, max_states=max_states)
+            if witness is not None:
+                results[n] = PartitionResult(
+                    key, "linearizable", len(ops), helped, tuple(witness), ()
+                )
+                continue
             impossible = _impossible(ops, m)
-            if impossible is None:
-                # (after the impossible-operation witness: no help gets past one)
-                witness, helped = help_pass(stuck, deadline=deadline, max_states=max_states)
-                if witness is not None:
-                    results[n] = PartitionResult(
-                        key, "linearizable", len(ops), helped, tuple(witness), ()
-                    )
-                    continue
             # A small partition the pass could not linearize, with others
             # after it, is often a failing one: its first round (witnesses,
             # a small search) costs less than the passes over the partitions

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any, Final
 
-from ._models import NOTHING, UNKNOWN, Model
+from ._models import NOTHING, Model
 from ._ops import Operation
 from ._wgl import search
 
@@ -138,16 +138,17 @@ def help_pass(
 
 
 def _helpable(ops: Sequence[Operation], model: Model) -> bool:
-    """Whether the pass is helped on ``ops``: with a register view for every
-    operation (values for states: a small search that starts from a wrong
-    kept part meets an operation needing a value nothing can set any more
-    at once; on appends it wanders, measured at 5-12 ms per failed help on
-    a 200-operation key), and at most ``_HELPED_PEAK`` operations running at
-    once."""
+    """Whether the pass is helped on ``ops``: with a register view and no
+    growing operation (values for states: a small search that starts from a
+    wrong kept part meets an operation needing a value nothing can set any
+    more at once; on appends it wanders, measured at 5-12 ms per failed help
+    on a 200-operation key), and at most ``_HELPED_PEAK`` operations running
+    at once. (A cost rule only: a help is sound on any partition.)"""
     view = model.register_view
     if view is None or model.state_key is not None:
         return False
-    if any(view(op)[1] is UNKNOWN for op in ops):
+    grows = model.grows
+    if grows is not None and any(grows(op) for op in ops):
         return False
     return _peak_running(ops) <= _HELPED_PEAK
 
