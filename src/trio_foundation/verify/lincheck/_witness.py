@@ -19,18 +19,25 @@ search (its entry list, bitsets and cache):
   effect at any instant after their invocation); of several due operations
   that change the state, with a register view, those setting a value no
   pending read (nor the operation about to be called) needs go first, so the
-  value left is the one they need. When nothing fits, the pass gives up: the
-  search decides.
+  value left is the one they need. When nothing fits, the last
+  ``_REORDER_WINDOW`` operations placed are reordered (:meth:`_Greedy.reorder`:
+  one moved, then their orders depth first), each order kept only if real
+  time allows it and the model replays it: two concurrent writes whose order
+  only a later read shows. When that fails too, the pass is stuck:
+  :func:`help_pass` may take it on with small searches, else the search
+  decides.
 * Before the state changes, the pending read-only operations the current
   state allows are linearized (doing so loses nothing: the search's *forced
   moves*); otherwise a read of the value being overwritten would find it gone
   at its own return.
 
 Every operation is linearized while pending, before any call that follows
-its return, where the model allows it; so a completed pass is a linearization:
-the pass is sound by construction, and only its *failure* says nothing (the
-search then starts from scratch). Its cost is bounded by
-``_STEPS_PER_OPERATION`` calls of ``step`` per operation.
+its return, where the model allows it (a reordering keeps that, and a help's
+search orders operations by the same rule); so a completed pass is a
+linearization: the pass is sound by construction, and only its *failure*
+says nothing (the search then starts from scratch). Its cost is bounded by
+``_STEPS_PER_OPERATION`` calls of ``step`` per operation (reorderings
+included), and its helps' by ``_HELPS_STATES`` search states.
 """
 
 from __future__ import annotations
