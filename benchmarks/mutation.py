@@ -337,7 +337,9 @@ def main() -> None:
         help="seed of --sample (default: a fresh one, printed, so a sample can be repeated)",
     )
     parser.add_argument(
-        "--list", action="store_true", help="generate the mutants, print their count per module and stop"
+        "--list",
+        action="store_true",
+        help="generate the mutants, print their count per module and stop",
     )
     parser.add_argument("--no-diffs", action="store_true", help="do not print survivors' diffs")
     args = parser.parse_args()
