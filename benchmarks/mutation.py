@@ -447,5 +447,115 @@ for _n in (26, 27, 28):
         " finds enough old entries to free (need = total + weight - limit <= total)"
     )
 
+# --- coordination/ (package-wide, measured on a random sample) ---
+_COORD = "src/trio_foundation/coordination/"
+TARGETS["coordination"] = Target(
+    _COORD + "consensus.py",
+    (
+        # in-process tests only (Trio, loopback sockets inside the test process)
+        "tests/test_consensus.py",
+        "tests/test_consensus_persist.py",
+        "tests/test_raft_forwarding.py",
+        "tests/test_raft_log_core_records.py",
+        "tests/test_raft_lock.py",
+        "tests/test_kv_conformance.py",
+        "tests/test_kv_machine.py",
+        "tests/test_lock_conformance.py",
+        "tests/test_lock_server.py",
+        "tests/test_lease_lock_api.py",
+        "tests/test_lease_lock_cancellation.py",
+        "tests/test_lease_lock_telemetry.py",
+        "tests/test_market.py",
+        "tests/test_market_cancellation.py",
+        "tests/test_election_conformance.py",
+        "tests/test_lock_server_metrics.py::test_the_server_emits_an_event_per_transition",
+        "tests/test_lock_server_metrics.py::test_monitor_refuses_bad_configuration",
+        "tests/test_lock_server_metrics.py::test_the_docs_example_runs",
+        "tests/test_lock_server_metrics.py::test_per_name_series_are_bounded_and_the_rest_summed",
+        "tests/test_kv_metrics.py::test_term_and_leader_changes_are_events",
+        "tests/test_kv_metrics.py::test_the_docs_example_runs",
+        "tests/test_lock_server_storage.py::test_a_failed_persist_stops_the_server_and_sends_no_grant",
+        "tests/test_lock_server_storage.py::test_the_store_notices_its_file_was_removed",
+    ),
+    # Left out (measured, ci profile, this machine under load): the etcd parameters
+    # (they test etcd, and start etcd processes); the fault histories with cut
+    # connections (9-13 s each); tests/test_consensus_cancellation.py (17-26 s per
+    # test); the tests that start `foundation` processes (test_lock_server_metrics,
+    # test_kv_metrics, test_lock_server_storage: the rest of each file,
+    # test_data_dir_lock.py, test_raft_resolve.py, chaos/); mutmut maps coverage in
+    # the test process only, so a process-only path would count as "no tests" anyway.
+    deselect=(
+        *(
+            f"tests/test_lock_conformance.py::{t}[etcd]"
+            for t in (
+                "test_mutual_exclusion_and_increasing_tokens_under_contention",
+                "test_a_release_lets_the_next_client_in_at_once",
+                "test_renewals_keep_a_long_body_and_the_lock",
+                "test_cancelled_or_timed_out_waits_leave_nothing_held",
+                "test_named_locks_are_independent",
+                "test_a_cut_off_holder_loses_its_body_before_the_lease_expires",
+            )
+        ),
+        *(
+            f"tests/test_lock_conformance.py::test_a_bad_ttl_is_refused_clearly[etcd-{v}]"
+            for v in ("0", "-1", "nan", "inf", "5", "True")
+        ),
+        "tests/test_lock_conformance.py::test_a_bad_name_is_refused_clearly[etcd--ValueError]",
+        "tests/test_lock_conformance.py::test_a_bad_name_is_refused_clearly[etcd-7-TypeError]",
+        *(
+            f"tests/test_lock_conformance.py::test_mutual_exclusion_of_a_history_with_connections_cut[{b}]"
+            for b in ("inproc", "tcp", "raft", "etcd")
+        ),
+        *(
+            f"tests/test_kv_conformance.py::{t}[etcd]"
+            for t in (
+                "test_revisions_grow_and_keys_carry_theirs",
+                "test_compare_and_swap",
+                "test_range_by_prefix_in_key_order",
+                "test_watch_from_a_revision_delivers_every_change_in_order",
+                "test_watch_from_now_sees_later_writes_only",
+                "test_a_compacted_start_is_reported",
+                "test_concurrent_histories_are_linearizable",
+            )
+        ),
+        *(
+            f"tests/test_election_conformance.py::{t}[etcd]"
+            for t in (
+                "test_observable_leader_follows_terms",
+                "test_resign_on_exit_hands_over_at_once",
+                "test_cancelled_campaign_leaves_nothing_held",
+                "test_bad_input_refused",
+                "test_takeover_within_ttl_when_the_leader_is_cut_off",
+            )
+        ),
+        *(
+            f"tests/test_election_conformance.py::{t}[{b}]"
+            for t in (
+                "test_no_two_leaderships_overlap_under_cuts",
+                "test_broken_leadership_caught_under_cuts",
+            )
+            for b in ("raft", "etcd")
+        ),
+    ),
+    also=tuple(
+        _COORD + m + ".py"
+        for m in (
+            "__init__",
+            "connect",
+            "kv",
+            "lease_lock",
+            "lock_monitor",
+            "lock_server",
+            "lock_wire",
+            "market",
+            "raft_kv",
+            "raft_lock",
+            "raft_monitor",
+            "raft_wire",
+            "tcp_lock",
+        )
+    ),
+)
+
 if __name__ == "__main__":
     main()
