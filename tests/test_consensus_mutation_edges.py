@@ -1,0 +1,127 @@
+"""coordination/consensus.py: refusals, membership errors and snapshots (mutation survivors).
+
+One member in this process on a free loopback port, reached by a
+:func:`~trio_foundation.coordination.consensus.open_raft_client`: the paths the
+three-member tests never take — a membership change refused for good, a
+snapshot fetched for a backup — and which refusals a caller retries.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from trio_foundation.coordination.consensus import (
+    RaftClient,
+    RaftNodeHandle,
+    RaftRequestError,
+    _retryable,
+    open_raft_client,
+    open_raft_node,
+)
+from trio_foundation.coordination.raft_wire import decode_snapshot
+
+
+class _Totals:
+    """Named totals: a command ``(name, delta)`` adds; a query reads one."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def apply(self, command: Any) -> Any:
+        name, delta = command
+        self.values[name] = self.values.get(name, 0) + delta
+        return self.values[name]
+
+    def query(self, query: Any) -> Any:
+        return self.values.get(query, 0)
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.values)
+
+    def restore(self, data: bytes) -> None:
+        self.values = msgspec.msgpack.decode(data)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def _one_member(tmp: Path) -> AsyncIterator[tuple[RaftNodeHandle, RaftClient]]:
+    peers = {1: ("127.0.0.1", _free_port())}
+    async with open_raft_node(1, peers, tmp / "n1", _Totals(), election_timeout=0.2) as node:
+        async with open_raft_client(peers) as client:
+            await node.leader.wait_value(lambda v: v == 1)
+            await client.wait_connected()
+            yield node, client
+
+
+@pytest.mark.parametrize(
+    ("reason", "retry"),
+    [
+        ("the leader has not yet committed an entry of its term; retry", True),
+        ("a configuration change is in progress", True),
+        ("leadership transfer in progress", True),
+        ("too many pending proposals (64)", True),
+        ("too many uncommitted entries (1000)", True),
+        ("busy", True),
+        ("node 7 is not a member", False),
+        ("cannot remove the last voter", False),
+        ("node 1 is already a voter", False),
+        ("no change", False),
+        ("undecodable command", False),
+    ],
+)
+def test_which_refusals_of_a_membership_change_are_retried(reason: str, retry: bool) -> None:
+    assert _retryable(reason) is retry
+
+
+async def test_a_membership_change_refused_for_good_raises_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path) as (node, client):
+            with pytest.raises(
+                RaftRequestError, match=r"^raft request refused: cannot remove the last voter$"
+            ):
+                await client.change_membership("remove_server", 1)
+            with pytest.raises(
+                RaftRequestError, match=r"^raft request refused: node 7 is not a member$"
+            ):
+                await client.change_membership("remove_server", 7)
+            with pytest.raises(
+                RaftRequestError, match=r"^raft request refused: node 1 is already a voter$"
+            ):
+                await node.change_membership("add_server", 1)
+            with pytest.raises(ValueError, match=r"^unknown membership operation 'promote'$"):
+                await client.change_membership("promote", 2)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match=r"^node must be an int in \[0, 4294967295\]"):
+                await client.change_membership("add_server", -1)
+            assert node.core.config.voters == (1,)
+
+
+async def test_a_snapshot_fetched_for_a_backup_holds_what_was_applied(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path) as (node, client):
+            assert await client.submit(("a", 2)) == 2
+            assert await client.submit(("b", 5)) == 5
+            assert await client.submit(("a", 1)) == 3
+            data = await client.fetch_snapshot(1)
+            snapshot = decode_snapshot(data)
+            restored = _Totals()
+            restored.restore(snapshot.data)
+            assert restored.values == {"a": 3, "b": 5}
+            assert snapshot.config.voters == (1,)
+            assert snapshot.last_included_index == node.core.last_applied
+            assert await client.read("a") == 3  # the member serves on after the snapshot
