@@ -8,6 +8,7 @@ from :func:`~trio_foundation.coordination.tcp_lock.open_remote_lock_service`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ import trio
 from trio_foundation import LeaseRefusedError
 from trio_foundation.coordination.lease_lock import LockHandle
 from trio_foundation.coordination.lock_monitor import LockServerMonitor
-from trio_foundation.coordination.lock_server import serve_lock_service
+from trio_foundation.coordination.lock_server import ServerStore, serve_lock_service
 from trio_foundation.coordination.tcp_lock import open_remote_lock_service
-from trio_foundation.protocols.lease_lock import LockClient
+from trio_foundation.protocols.lease_lock import LockClient, ServerDurable
+from trio_foundation.runtime.storage import CorruptStateError
 from trio_foundation.telemetry import Event, MetricRegistry, Telemetry
 
 
@@ -83,3 +85,47 @@ async def test_the_client_keeps_one_handle_per_name_it_used(tmp_path: Path) -> N
                 assert handle.core.state == "idle"
                 assert client.handle("b") is None
             nursery.cancel_scope.cancel()
+
+
+def test_a_formatted_directory_without_its_state_file_is_refused(tmp_path: Path) -> None:
+    store = ServerStore(tmp_path / "d", block=1)
+    store.persist(ServerDurable(1, 2.0))
+    assert store.mark == 1  # block 1: every token is its own mark
+    store.close()
+    (tmp_path / "d" / "state.log").unlink()
+    with pytest.raises(
+        CorruptStateError,
+        match=r"missing, though the directory was formatted by a lock server \(refusing to"
+        r" restart at token 1",
+    ):
+        ServerStore(tmp_path / "d")
+    # refused before anything was written, and the directory is not left locked
+    assert sorted(p.name for p in (tmp_path / "d").iterdir() if p.name != "LOCK") == ["FORMAT"]
+    (tmp_path / "e").mkdir()  # an empty directory is a fresh one
+    fresh = ServerStore(tmp_path / "e")
+    assert fresh.mark == 0
+    fresh.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_the_block_is_an_int_at_least_one(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ValueError, match=rf"^block must be an int >= 1, got {bad!r}$"):
+        ServerStore(tmp_path / "d", block=bad)  # type: ignore[arg-type]
+
+
+async def test_the_server_logs_where_it_serves_from(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_foundation")
+    before = ServerStore(tmp_path / "d", block=500)
+    before.persist(ServerDurable(1, 2.5))  # a grant of token 1, ttl 2.5 s: mark 500
+    before.close()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, tmp_path / "d", block=500)
+            nursery.cancel_scope.cancel()
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("serving")]
+    directory = (tmp_path / "d").resolve()
+    assert messages == [
+        f"serving locks from {directory} (token mark 500, longest ttl granted 2.5 s)"
+    ]
