@@ -19,14 +19,29 @@ import pytest
 import trio
 
 from trio_foundation.coordination.consensus import (
+    Codec,
     RaftClient,
     RaftNodeHandle,
     RaftRequestError,
+    _merge,
     _retryable,
     open_raft_client,
     open_raft_node,
 )
-from trio_foundation.coordination.raft_wire import decode_snapshot
+from trio_foundation.coordination.raft_wire import (
+    MAX_BATCH,
+    MAX_MEMBER_ID,
+    RAFT_PROTOCOL,
+    CBatchItem,
+    CBatchReply,
+    CBatchResult,
+    CReply,
+    CSubmitBatch,
+    decode_snapshot,
+)
+from trio_foundation.protocols import raft as core
+from trio_foundation.runtime.tcp import open_tcp_transport
+from trio_foundation.runtime.transport import Envelope
 
 
 class _Totals:
@@ -58,9 +73,13 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def _one_member(tmp: Path) -> AsyncIterator[tuple[RaftNodeHandle, RaftClient]]:
+async def _one_member(
+    tmp: Path, codec: Codec | None = None
+) -> AsyncIterator[tuple[RaftNodeHandle, RaftClient]]:
     peers = {1: ("127.0.0.1", _free_port())}
-    async with open_raft_node(1, peers, tmp / "n1", _Totals(), election_timeout=0.2) as node:
+    async with open_raft_node(
+        1, peers, tmp / "n1", _Totals(), election_timeout=0.2, codec=codec
+    ) as node:
         async with open_raft_client(peers) as client:
             await node.leader.wait_value(lambda v: v == 1)
             await client.wait_connected()
@@ -125,3 +144,67 @@ async def test_a_snapshot_fetched_for_a_backup_holds_what_was_applied(tmp_path: 
             assert snapshot.config.voters == (1,)
             assert snapshot.last_included_index == node.core.last_applied
             assert await client.read("a") == 3  # the member serves on after the snapshot
+
+
+def test_a_truncation_below_the_queued_entries_keeps_the_later_vote() -> None:
+    queued = core.RaftPersist(2, 1, None, (core.Entry(2, 5, "noop"), core.Entry(2, 6, "noop")))
+    later = core.RaftPersist(3, 2, 3, (core.Entry(3, 3, "noop"),))
+    assert _merge(queued, later) == core.RaftPersist(3, 2, 3, (core.Entry(3, 3, "noop"),), None)
+    earlier_cut = core.RaftPersist(2, 1, 2, (core.Entry(2, 5, "noop"),))
+    assert _merge(earlier_cut, later) == core.RaftPersist(
+        3, 2, 2, (core.Entry(3, 3, "noop"),), None
+    )
+
+
+TYPED = Codec(command=tuple[str, int], result=int)
+
+
+async def test_a_command_the_members_cannot_decode_is_refused_for_good(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path, TYPED) as (_node, client):
+            with pytest.raises(RaftRequestError, match=r"^raft request refused: undecodable"):
+                await client.submit("not a pair")
+            assert await client.submit(("a", 4)) == 4
+
+
+async def test_raw_batches_are_checked_item_by_item_and_bounded(tmp_path: Path) -> None:
+    replies: list[Any] = []
+    arrived = trio.Event()
+
+    def on_message(env: Envelope) -> None:
+        replies.append(env.msg)
+        arrived.set()
+
+    async def ask(tcp: Any, msg: Any) -> Any:
+        nonlocal arrived
+        arrived = trio.Event()
+        replies.clear()
+        assert tcp.send_nowait(1, msg)
+        await arrived.wait()
+        return replies[0]
+
+    with trio.fail_after(30):
+        async with _one_member(tmp_path, TYPED) as (node, _client):
+            listening = node._tcp.listen_address
+            assert listening is not None
+            address = node.core.id, ("127.0.0.1", listening[1])
+            async with open_tcp_transport(
+                RAFT_PROTOCOL, MAX_MEMBER_ID + 7, peers=dict([address]), on_message=on_message
+            ) as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                good = msgspec.msgpack.encode(("a", 2))
+                bad = msgspec.msgpack.encode("oops")
+                reply = await ask(
+                    tcp,
+                    CSubmitBatch(5, (CBatchItem(11, 1, good), CBatchItem(12, 1, bad))),
+                )
+                assert isinstance(reply, CBatchReply) and reply.req == 5
+                assert reply.results[0] == CBatchResult("ok", msgspec.msgpack.encode(2))
+                assert reply.results[1].outcome == "rejected"
+                assert reply.results[1].reason.startswith("undecodable command: ")
+                too_many = tuple(CBatchItem(13, i + 1, good) for i in range(MAX_BATCH + 1))
+                reply = await ask(tcp, CSubmitBatch(6, too_many))
+                assert reply == CReply(
+                    6, "rejected", reason=f"a batch of {MAX_BATCH + 1} commands (at most 1024)"
+                )
