@@ -18,6 +18,7 @@ import msgspec
 import pytest
 import trio
 
+from trio_foundation._errors import LeadershipLostError
 from trio_foundation.coordination.consensus import (
     Codec,
     RaftClient,
@@ -208,3 +209,41 @@ async def test_raw_batches_are_checked_item_by_item_and_bounded(tmp_path: Path) 
                 assert reply == CReply(
                     6, "rejected", reason=f"a batch of {MAX_BATCH + 1} commands (at most 1024)"
                 )
+
+
+async def test_a_leadership_scope_is_renewed_and_ends_when_the_leader_steps_down(
+    tmp_path: Path,
+) -> None:
+    ports = [_free_port() for _ in range(3)]
+    peers = {i + 1: ("127.0.0.1", port) for i, port in enumerate(ports)}
+    nodes: dict[int, RaftNodeHandle] = {}
+
+    async def member(i: int, task_status: trio.TaskStatus[None]) -> None:
+        async with open_raft_node(
+            i, peers, tmp_path / f"n{i}", _Totals(), election_timeout=0.3
+        ) as node:
+            nodes[i] = node
+            task_status.started()
+            await trio.sleep_forever()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in peers:
+                await nursery.start(member, i)
+            while not any(n.core.role == "leader" for n in nodes.values()):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            leader = next(n for n in nodes.values() if n.core.role == "leader")
+            other = next(i for i in nodes if i != leader.node_id)
+            held_for = 0.0
+            with pytest.raises(LeadershipLostError) as caught:
+                async with leader.leadership() as term:
+                    assert term == leader.core.term
+                    start = trio.current_time()
+                    await trio.sleep(4 * leader.lease)  # renewed every heartbeat
+                    held_for = trio.current_time() - start
+                    assert leader.driver is not None
+                    leader.driver.submit("transfer_leadership", other)
+                    await trio.sleep_forever()
+            assert held_for >= 4 * leader.lease
+            assert str(caught.value).endswith(": stepped down (a newer term, or no quorum heard)")
+            nursery.cancel_scope.cancel()
