@@ -474,6 +474,22 @@ TARGETS["coordination"] = Target(
         "tests/test_kv_metrics.py::test_term_and_leader_changes_are_events",
         "tests/test_lock_server_storage.py::test_a_failed_persist_stops_the_server_and_sends_no_grant",
         "tests/test_lock_server_storage.py::test_the_store_notices_its_file_was_removed",
+        # the exact tests written for this package's survivors
+        *(
+            f"tests/test_{m}_mutation_edges.py"
+            for m in (
+                "consensus",
+                "kv",
+                "lock_monitor",
+                "lock_server",
+                "lock_wire",
+                "market",
+                "raft_kv",
+                "raft_lock",
+                "raft_monitor",
+                "raft_wire",
+            )
+        ),
     ),
     # Left out (measured, ci profile, this machine under load): the etcd parameters
     # (they test etcd, and start etcd processes); the fault histories with cut

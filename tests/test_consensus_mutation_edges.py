@@ -129,6 +129,9 @@ async def test_a_membership_change_refused_for_good_raises_with_the_reason(
             with pytest.raises(ValueError, match=r"^node must be an int in \[0, 4294967295\]"):
                 await client.change_membership("add_server", -1)
             assert node.core.config.voters == (1,)
+            # a learner needs no quorum: adding and removing one commits at once
+            assert await client.change_membership("add_learner", 9) == ((1,), (9,))
+            assert await node.change_membership("remove_server", 9) == ((1,), ())
 
 
 async def test_a_snapshot_fetched_for_a_backup_holds_what_was_applied(tmp_path: Path) -> None:
