@@ -578,5 +578,47 @@ TARGETS["coordination"] = Target(
     ),
 )
 
+_C = "trio_foundation.coordination."
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}lock_monitor.xǁLockServerMonitorǁafter__mutmut_11": (
+            "expiry <= now -> <: before(name, now), called first with the same now, has"
+            " already reported this expiry (same holder, expiry, token, and its test is"
+            " <=), and _expired reports a token once"
+        ),
+        f"{_C}lock_monitor.xǁLockServerMonitorǁsweep__mutmut_26": (
+            "popitem(last=False) -> popitem(last=None): None is false too"
+        ),
+        f"{_C}raft_monitor.xǁRaftNodeMonitorǁ__init____mutmut_150": (
+            "_node = -1 -> +1: _node is read only by _refresh's events, and watch() sets"
+            " it to the core's id before the first _refresh"
+        ),
+        f"{_C}lock_server.xǁ_Serverǁon_message__mutmut_41": (
+            "LockServer(SERVER_NODE) -> LockServer(None): a server core stores its node"
+            " and never reads it (it answers each message's sender)"
+        ),
+        f"{_C}lock_server.xǁServerStoreǁ__init____mutmut_25": (
+            "used = False -> None on an unreadable FORMAT: used is only tested for truth"
+        ),
+        f"{_C}market.xǁ_Runǁleave__mutmut_12": (
+            "state == 'awarded' and winner is not None -> or: the manager core sets"
+            " winner only when it awards and resets it to None when it revokes, so in the"
+            " states leave() reaches here (not done or failed) winner is not None exactly"
+            " when the state is 'awarded'"
+        ),
+        f"{_C}market.xǁ_Runǁdrive__mutmut_17": (
+            "min over the timers without key=: the manager core never has two timers set"
+            " (the deadline timer is cancelled, or fired and deleted, before an award sets"
+            " the execution timer, which is cancelled or fired before a new round sets the"
+            " deadline), and min of one item ignores its key"
+        ),
+        f"{_C}consensus.xǁ_Callerǁsubmit__mutmut_14": (
+            "Proposal(fresh random client id, 1, ...) -> request id 2: every submit draws a"
+            " new 63-bit client id, so the session table holds no entry for it and any"
+            " request id is its first"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
