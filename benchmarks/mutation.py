@@ -612,6 +612,11 @@ TARGETS["coordination"].equivalent.update(
             " the execution timer, which is cancelled or fired before a new round sets the"
             " deadline), and min of one item ignores its key"
         ),
+        f"{_C}consensus.x__reply_to_wire__mutmut_34": (
+            "CReply(0, ...) -> CReply(None, ...): req 0 is a placeholder; the local callers"
+            " read outcome, value, leader and reason, and _serve_client sends"
+            " _with_req(answer, msg.req)"
+        ),
         f"{_C}consensus.xǁ_Callerǁsubmit__mutmut_14": (
             "Proposal(fresh random client id, 1, ...) -> request id 2: every submit draws a"
             " new 63-bit client id, so the session table holds no entry for it and any"

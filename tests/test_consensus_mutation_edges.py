@@ -250,3 +250,10 @@ async def test_a_leadership_scope_is_renewed_and_ends_when_the_leader_steps_down
             assert held_for >= 4 * leader.lease
             assert str(caught.value).endswith(": stepped down (a newer term, or no quorum heard)")
             nursery.cancel_scope.cancel()
+
+
+async def test_a_member_missing_from_its_own_peers_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^peers must include this node's own id 4$"):
+        async with open_raft_node(4, {1: ("127.0.0.1", 1)}, tmp_path / "n4", _Totals()):
+            pass
+    assert not (tmp_path / "n4").exists()

@@ -44,7 +44,10 @@ async def test_a_name_beyond_max_locks_is_refused_to_that_client_and_reported(
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             url = await _serve(nursery, tmp_path / "d", max_locks=1, monitor=monitor)
-            async with open_remote_lock_service(url) as client:
+            client_events = Telemetry(slow_handler=None)
+            client_refused: list[Event] = []
+            client_events.attach("c", "lease_lock.refused", client_refused.append)
+            async with open_remote_lock_service(url, telemetry=client_events) as client:
                 async with client.acquire(ttl=1, name="a"):
                     pass
                 with pytest.raises(LeaseRefusedError, match=r"too many locks \(max 1\)"):
@@ -52,6 +55,9 @@ async def test_a_name_beyond_max_locks_is_refused_to_that_client_and_reported(
                         pass
                 me = client.node_id
             nursery.cancel_scope.cancel()
+    assert [dict(e.metadata) for e in client_refused] == [
+        {"name": "b", "token": None, "client": me}
+    ]
     assert [(e.metadata, dict(e.measurements)) for e in refused] == [
         (
             {
