@@ -295,7 +295,8 @@ class Market:
         Checkpoint: yes. Cancellation (the way to stop it) unregisters the
         contractor and cancels its jobs; the tasks it held are re-announced by
         their managers after their execution timeout. An exception raised by
-        ``propose`` propagates (the contractor crashes the same way).
+        ``propose`` or ``bid`` propagates (the contractor crashes the same way); an
+        auction it bid in releases its hold at the close (it loses) or settles it.
 
         Raises:
             ValueError: bad ``name``/``account``/``capabilities``.
