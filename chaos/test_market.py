@@ -49,7 +49,10 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "late-bid": ("NoLateBid",),
     "first-price-vickrey": ("PriceRule",),
     "loser-hold-kept": ("LosersReleased",),
-    "double-award": ("PaidWasLive", "OnePaid"),
+    "two-winners": ("OneWinnerPerUnit",),
+    "double-award": ("PaidOnlyForLiveAward", "AtMostOnePaid"),
+    "unqualified-award": ("AwardedToValidProposal",),
+    "escrow-kept": ("EscrowReleasedOnFailure",),
 }
 BROKEN = sorted(v for vs in VARIANTS.values() for v in vs if v != "correct")
 

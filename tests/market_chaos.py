@@ -47,12 +47,12 @@ winner's bid; what the ledger settled equals what the winner was told),
 ``LosersReleased`` (no hold of the auction open at the end, every escrowed
 loser released), ``Sealed`` (before the close a bidder hears only about its
 own bid) and ``Decided`` (the auction closed); for contract-net
-``OnePaid`` (at most one contractor told it is paid, one payee settled),
-``PaidWasLive`` (the payee's award was for the round current when it was
+``AtMostOnePaid`` (at most one contractor told it is paid, one payee settled),
+``PaidOnlyForLiveAward`` (the payee's award was for the round current when it was
 paid, never revoked), ``PriceRule`` (the settled price is the award's, no
-more than its proposal and the budget), ``AwardHasBestProposal`` (each award
+more than its proposal and the budget), ``AwardedToValidProposal`` (each award
 is the best valid proposal of its round received before the evaluation, by
-:func:`~trio_foundation.protocols.contract_net.rank`), ``EscrowReleased`` and
+:func:`~trio_foundation.protocols.contract_net.rank`), ``EscrowReleasedOnFailure`` and
 ``Terminates`` (the task ends done or failed, and the buyer paid exactly the
 settled price).
 
@@ -144,12 +144,12 @@ DEADLINE: Final = 2.0  # seconds of the core's clock
 BUDGET: Final = 10
 EXECUTION_TIMEOUT: Final = 1.5
 HORIZON: Final = 40.0  # simulated seconds: every fault is undone long before
-SEARCH_SEEDS: Final = 30  # fresh seeds one search may use
+SEARCH_SEEDS: Final = 40  # fresh seeds one search may use
 
 Protocol = Literal["auction", "contract_net"]
 VARIANTS: Final = {
-    "auction": ("correct", "late-bid", "first-price-vickrey", "loser-hold-kept"),
-    "contract_net": ("correct", "double-award"),
+    "auction": ("correct", "late-bid", "first-price-vickrey", "loser-hold-kept", "two-winners"),
+    "contract_net": ("correct", "double-award", "unqualified-award", "escrow-kept"),
 }
 BIDDER_BEHAVIOURS: Final = (
     "honest", "honest", "slow", "duplicating", "overbidding", "twice", "garbage",
@@ -210,13 +210,49 @@ class DoubleAward(Manager):  # type: ignore[misc]
         return super()._on_done(src, msg)
 
 
+class TwoWinners(Auctioneer):  # type: ignore[misc]
+    """Broken: a tie for the last unit makes every tied bidder a winner."""
+
+    def _clear(self) -> tuple[list[int], dict[int, int]]:
+        winners, prices = super()._clear()
+        if winners:
+            last = self.bids[winners[-1]][0]
+            tied = [b for b in sorted(self.bids) if self.bids[b][0] == last and b not in winners]
+            prices.update({b: prices[winners[0]] for b in tied})
+            winners = winners + tied
+        return winners, prices
+
+
+class UnqualifiedAward(Manager):  # type: ignore[misc]
+    """Broken: the required capabilities are not checked (every contractor is invited
+    and its proposals are valid)."""
+
+    def __init__(self, config: TaskConfig) -> None:
+        super().__init__(attrs.evolve(config, required=frozenset()))
+
+
+class EscrowKeptOnFailure(Manager):  # type: ignore[misc]
+    """Broken: a task that fails after its last round never releases its escrow."""
+
+    def _to_ledger(self, command: Any) -> Send:
+        if isinstance(command, Release):
+            return Send(CORE, None)  # to itself: ignored
+        return super()._to_ledger(command)
+
+
 AUCTIONEERS: Final[dict[str, type[Auctioneer]]] = {
     "correct": Auctioneer,
     "late-bid": LateBidAccepted,
     "first-price-vickrey": FirstPriceInVickrey,
     "loser-hold-kept": LoserHoldKept,
+    "two-winners": TwoWinners,
 }
-MANAGERS: Final[dict[str, type[Manager]]] = {"correct": Manager, "double-award": DoubleAward}
+MANAGERS: Final[dict[str, type[Manager]]] = {
+    "correct": Manager,
+    "double-award": DoubleAward,
+    "unqualified-award": UnqualifiedAward,
+    "escrow-kept": EscrowKeptOnFailure,
+}
 
 
 # =========================================================================== adapters
@@ -569,7 +605,7 @@ class AuctionChaos:
             raise ValueError(f"unknown auction variant {variant!r}; known: {VARIANTS['auction']}")
         self.seed, self.variant = seed, variant
         rng = random.Random(f"market-auction:{seed}")
-        n = rng.randint(3, 6)
+        n = rng.randint(4, 7)
         self.bidders = list(range(FIRST_AGENT, FIRST_AGENT + n))
         self.stranger = FIRST_AGENT + n
         fmt = rng.choice(("first_price", "second_price", "second_price", "uniform"))
@@ -584,8 +620,8 @@ class AuctionChaos:
             reserve=rng.choice((0, 0, 1, 2)),
         )
         self.behaviours = {b: rng.choice(BIDDER_BEHAVIOURS) for b in self.bidders}
-        self.values = {b: rng.randint(0, 7) for b in self.bidders}
-        self.funds = {b: rng.choice((0, 2, 5, 8, 10, 12)) for b in self.bidders}
+        self.values = {b: rng.randint(0, 5) for b in self.bidders}
+        self.funds = {b: rng.choice((0, 3, 6, 8, 10, 12)) for b in self.bidders}
         loss = rng.choice((0.0, 0.0, 0.1, 0.25))
         ledger = Ledger()
         for account in ["seller", *(a for _, a in self.config.bidders)]:
@@ -870,7 +906,7 @@ class ContractNetChaos:
             elif isinstance(msg, Paid):
                 self.paid.setdefault(e.to, msg.price)
                 if self.paid[e.to] != msg.price:
-                    self.violations.append(f"OnePaid: {e.to} told two prices")
+                    self.violations.append(f"AtMostOnePaid: {e.to} told two prices")
             elif isinstance(msg, RejectProposal):
                 self.counters[f"refused {msg.reason}"] += 1
         if self.manager is not None and self.manager.state in ("awarded", "failed", "done"):
@@ -903,7 +939,7 @@ class ContractNetChaos:
         best = rank(valid, self.config)[:1]
         if not best or (best[0].node, best[0].price) != (node, price):
             self.violations.append(
-                f"AwardHasBestProposal: round {round_} awarded {node} at {price}, the best valid "
+                f"AwardedToValidProposal: round {round_} awarded {node} at {price}, the best valid "
                 f"proposal received before the evaluation is {best or 'none'} of {seen}"
             )
 
@@ -918,11 +954,11 @@ class ContractNetChaos:
         )
         self.settles.append((settle.payee, settle.amount, max(rounds, default=0), live))
         if award is None:
-            self.violations.append(f"PaidWasLive: {settle.payee} settled with no award")
+            self.violations.append(f"PaidOnlyForLiveAward: {settle.payee} settled with no award")
         elif not live:
             self.violations.append(
-                f"PaidWasLive: {settle.payee} settled for a revoked award (awards {self.awards},"
-                f" current round {self.round}, cancelled {sorted(self.cancelled)})"
+                f"PaidOnlyForLiveAward: {settle.payee} settled for a revoked award (awards "
+                f"{self.awards}, current round {self.round}, cancelled {sorted(self.cancelled)})"
             )
 
     def run(self) -> ChaosRun:
@@ -944,12 +980,12 @@ class ContractNetChaos:
         v = self.violations
         payees = {a for a, _, _, _ in self.settles}
         if len(payees) > 1 or len(self.paid) > 1:
-            v.append(f"OnePaid: settles {self.settles}, told Paid {self.paid}")
+            v.append(f"AtMostOnePaid: settles {self.settles}, told Paid {self.paid}")
         ok_settles = [
             c for c, r in self.watch.log if isinstance(c, Settle) and isinstance(r, Ok)
         ]  # fmt: skip
         if len(ok_settles) > 1:
-            v.append(f"OnePaid: the ledger settled twice: {ok_settles}")
+            v.append(f"AtMostOnePaid: the ledger settled twice: {ok_settles}")
         for settle in ok_settles:
             node = next(c.node for c in self.config.contractors if c.account == settle.payee)
             awarded = [p for r, (n, p) in self.awards.items() if n == node]
@@ -959,7 +995,10 @@ class ContractNetChaos:
             if proposed and settle.amount > max(proposed):
                 v.append(f"PriceRule: settled {settle.amount} > proposals {proposed}")
         if TASK in self.ledger.holds():
-            v.append(f"EscrowReleased: the task's hold is open at the end: {self.ledger.holds()}")
+            v.append(
+                f"EscrowReleasedOnFailure: the task's hold is open at the end: "
+                f"{self.ledger.holds()}"
+            )
         manager = self.sim.core(CORE)
         state = getattr(manager, "state", None)
         if state not in ("done", "failed"):
@@ -967,7 +1006,7 @@ class ContractNetChaos:
         paid = sum(c.amount for c in ok_settles)
         spent = self.buyer_funds - self.ledger.balance("buyer")
         if spent != paid:
-            v.append(f"EscrowReleased: the buyer spent {spent}, contractors got {paid}")
+            v.append(f"EscrowReleasedOnFailure: the buyer spent {spent}, contractors got {paid}")
         self.counters[f"ended {state}"] += 1
         if ok_settles:
             self.counters["paid"] += 1

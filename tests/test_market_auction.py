@@ -209,3 +209,29 @@ async def test_bad_input_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="seller must be a non-empty str"):
         await market.auction("x", **{**args, "seller": ""})
     assert market.statistics().active == 0 and "s" not in market.ledger.balances()
+
+
+async def test_a_caller_that_leaves_after_the_close_leaves_the_payment_and_stops_the_job(
+    autojump_clock: Any,
+) -> None:
+    market = make_market(a=10, b=10)
+    stopped = trio.Event()
+
+    async def perform(payload: Any) -> Any:
+        try:
+            await trio.sleep(50.0)
+        finally:
+            stopped.set()
+
+    async with trio.open_nursery() as nursery:
+        await serve(nursery, market, "a", bidding(6), perform=perform)
+        await serve(nursery, market, "b", bidding(4))
+        with trio.move_on_after(3.0):
+            await market.auction("job", seller="owner", deadline=2.0, execution_timeout=30.0)
+        with trio.fail_after(1.0):
+            await stopped.wait()  # the winner was told to stop
+        stats = market.statistics()
+        assert (stats.abandoned, stats.active, stats.credits_paid) == (1, 0, 4)
+        nursery.cancel_scope.cancel()
+    assert market.ledger.balance("owner") == 4 and market.ledger.balance("b") == 10
+    conserved(market)
