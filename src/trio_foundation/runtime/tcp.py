@@ -766,9 +766,7 @@ async def _read_frame(
     return frame
 
 
-def parse_address(
-    text: str, *, scheme: str | None = None, dial: bool = False
-) -> tuple[str, int]:
+def parse_address(text: str, *, scheme: str | None = None, dial: bool = False) -> tuple[str, int]:
     """``(host, port)`` from ``HOST:PORT``, ``[IPV6]:PORT`` or, with ``scheme="tcp"``,
     ``tcp://HOST:PORT`` (the form ``--listen`` and ``--server`` options take).
 
