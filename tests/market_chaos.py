@@ -341,6 +341,7 @@ class Bidder(_Agent):
         self.funds = funds
         self.answered = False
         self.resends = 0
+        self.amount: Any = None  # drawn at the first send of this incarnation
 
     def _amount(self) -> Any:
         if self.behaviour == "overbidding":
@@ -368,7 +369,6 @@ class Bidder(_Agent):
             return self.send(Bid("lot-0", self.value + 5))  # wrong-auction
         if name == "bid" or (name == "resend" and not self.answered and self.resends < 6):
             self.resends += name == "resend"
-            self.amount = getattr(self, "amount", None)
             if self.amount is None:
                 self.amount = self._amount()
             return [*self.send(Bid(AUCTION, self.amount)), SetTimer("resend", 0.3)]
@@ -404,7 +404,8 @@ class Contractor(_Agent):
     def __init__(self, node: int, behaviour: str, loss: float, price: int) -> None:
         super().__init__(node, behaviour, loss)
         self.price = price
-        self.settled: set[int] = set()  # rounds answered Paid/Cancel, or proposals answered
+        self.closed: set[int] = set()  # rounds whose award was answered Paid or Cancel
+        self.heard: set[int] = set()  # rounds whose proposal was answered (accept/reject)
         self.proposed: dict[int, Any] = {}  # round -> price proposed
         self.resends: Counter[str] = Counter()
 
@@ -435,16 +436,16 @@ class Contractor(_Agent):
                 delay = self.rng.uniform(0.0, 0.8 * msg.window)
             return [SetTimer(f"propose:{msg.round}", delay)]
         if isinstance(msg, RejectProposal):
-            self.settled.add(-msg.round)  # proposal answered
+            self.heard.add(msg.round)
         elif isinstance(msg, AcceptProposal):
-            self.settled.add(-msg.round)
+            self.heard.add(msg.round)
             if f"work:{msg.round}" in self.resends:
                 return []  # a duplicated award: the work is running
             self.resends[f"work:{msg.round}"] = 0
             factor = self.rng.uniform(1.1, 2.5) if b == "slow" else self.rng.uniform(0.1, 0.8)
             return [SetTimer(f"work:{msg.round}", factor * EXECUTION_TIMEOUT)]
         elif isinstance(msg, Paid | Cancel):
-            self.settled.add(msg.round)
+            self.closed.add(msg.round)
             if isinstance(msg, Cancel) and b == "slow" and msg.round + 1 not in self.proposed:
                 # pushy: proposes for the next round, though it is not invited again
                 self.proposed[msg.round + 1] = None
@@ -472,11 +473,11 @@ class Contractor(_Agent):
             if self.behaviour == "twice" and self.resends[name] == 0:
                 effects += self.send(Propose(TASK, round_, self.price + self.rng.choice((-1, 1))))
             self.resends[name] += 1
-            if -round_ not in self.settled and self.resends[name] < 5:
+            if round_ not in self.heard and self.resends[name] < 5:
                 effects.append(SetTimer(name, 0.3))
             return effects
         if kind in ("work", "report"):
-            if round_ in self.settled and not (kind == "work" and self.behaviour == "slow"):
+            if round_ in self.closed and not (kind == "work" and self.behaviour == "slow"):
                 return []  # a slow contractor, busy working, reports once after a Cancel
             msg: Any = InformDone(TASK, round_, f"done by {self.node}")
             if self.behaviour == "failing":
@@ -713,7 +714,7 @@ class AuctionChaos:
                 continue
             if b in standing or not isinstance(amount, int) or isinstance(amount, bool):
                 continue
-            if amount < max(0, self.config.reserve):
+            if amount < self.config.reserve:
                 continue
             standing[b] = (amount if amount == 0 or f"{AUCTION}/{b}" in held else -1, receipt)
         return {b: v for b, v in standing.items() if v[0] >= 0}
