@@ -153,3 +153,93 @@ def check(seed: int) -> None:
 def test_market_auctions_with_crashing_slow_and_lying_agents(i: int) -> None:
     for _ in range(max(1, RUNS // 2)):
         check(fresh_seed())
+
+
+def one_allocation(seed: int) -> tuple[Allocation, dict[str, Any], Market]:
+    rng = random.Random(f"allocate:{seed}")
+    agents = []
+    for i in range(rng.randint(2, 6)):
+        price: Any = rng.randint(0, 12)  # the budget is 10: some are over it
+        if rng.random() < 0.15:
+            price = rng.choice((-1, 2.5, None))
+        agents.append({
+            "name": f"agent{i}", "price": price, "delay": rng.uniform(0.0, 1.5),
+            "code": rng.random() < 0.8, "work": rng.uniform(0.1, 3.0),
+            "crash": rng.uniform(0.0, 8.0) if rng.random() < 0.3 else None,
+            "fails": rng.random() < 0.2,
+        })  # fmt: skip
+    ledger = Ledger()
+    ledger.apply(Open("buyer"))
+    funds = rng.choice((10, 50, 5))
+    ledger.apply(Mint("treasury", "buyer", funds))
+    market = Market(Registry(), ledger)
+    performed: list[str] = []
+    out: dict[str, Any] = {"agents": agents, "funds": funds, "performed": performed}
+
+    async def agent(a: dict[str, Any], task_status: trio.TaskStatus[None]) -> None:
+        async def propose(cfp: Any) -> Any:
+            await trio.sleep(a["delay"])
+            return a["price"]
+
+        async def perform(payload: Any) -> str:
+            await trio.sleep(a["work"])
+            if a["fails"]:
+                raise RuntimeError("broken tool")
+            performed.append(a["name"])
+            return a["name"]
+
+        with trio.CancelScope() as scope:
+            if a["crash"] is not None:
+                scope.deadline = trio.current_time() + a["crash"]
+            await market.serve_contractor(
+                a["name"], capabilities={"code"} if a["code"] else {"ops"}, account=a["name"],
+                propose=propose, perform=perform, task_status=task_status,
+            )  # fmt: skip
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for a in agents:
+                await nursery.start(agent, a)
+            out["allocation"] = await market.allocate(
+                "job", budget=10, buyer="buyer", deadline=1.0, execution_timeout=2.0,
+                required={"code"}, max_rounds=rng.randint(1, 3),
+            )  # fmt: skip
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return out["allocation"], out, market
+
+
+def check_allocation(seed: int) -> None:
+    allocation, run, market = one_allocation(seed)
+    where = f"seed {seed} (replay: FOUNDATION_CHAOS_SEED={seed} pytest {__file__}): {run}"
+    by_name = {a["name"]: a for a in run["agents"]}
+    balances = market.ledger.balances()
+    paid = {n: v for n, v in balances.items() if n in by_name and v > 0}
+    assert len(paid) <= 1, f"two contractors paid: {paid}; {where}"
+    if allocation.state == "done":
+        winner = by_name[allocation.winner or ""]
+        assert winner["code"] and allocation.price == winner["price"] <= 10, where
+        assert allocation.winner in run["performed"], where
+        assert balances[winner["name"]] == allocation.price, where
+    else:
+        assert allocation.winner is None and not paid, where
+    assert balances["buyer"] == run["funds"] - allocation.price, where
+    for name, reason in allocation.refused.items():
+        price = by_name[name]["price"]
+        expected = {"bad_price": not isinstance(price, int) or price < 0,
+                    "over_budget": isinstance(price, int) and price > 10}  # fmt: skip
+        if reason in expected:
+            assert expected[reason], f"{name} refused {reason}: {where}"
+    for name, a in by_name.items():
+        if a["code"] and isinstance(a["price"], int) and a["price"] > 10:
+            # the last refusal is kept: a later round's proposal may have come late
+            assert allocation.refused.get(name, "late") in ("over_budget", "late"), where
+    assert not market.ledger.holds(), where
+    assert sum(balances.values()) == market.ledger.supply, where
+
+
+@pytest.mark.parametrize("i", range(2))
+def test_market_contract_net_with_crashing_slow_and_lying_agents(i: int) -> None:
+    for _ in range(max(1, RUNS // 2)):
+        check_allocation(fresh_seed())
