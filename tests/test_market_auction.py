@@ -235,3 +235,17 @@ async def test_a_caller_that_leaves_after_the_close_leaves_the_payment_and_stops
         nursery.cancel_scope.cancel()
     assert market.ledger.balance("owner") == 4 and market.ledger.balance("b") == 10
     conserved(market)
+
+
+async def test_both_allocations_are_checkpoints_even_with_nobody_to_invite() -> None:
+    market = make_market(buyer=10)
+    for call in (
+        lambda: market.auction("x", seller="s", deadline=1.0, execution_timeout=1.0),
+        lambda: market.allocate("x", budget=5, buyer="buyer", deadline=1.0, execution_timeout=1),
+    ):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await call()
+        assert scope.cancelled_caught
+    assert market.statistics() == market.statistics().__class__(0, 0, 0, 0, 0, 0, 0)
+    assert not market.ledger.holds() and market.ledger.balance("buyer") == 10

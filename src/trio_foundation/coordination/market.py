@@ -449,6 +449,7 @@ class Market:
             ValueError, TypeError: bad input, named (a missing deadline, a
                 non-positive budget, a task id already running).
         """
+        await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if task_id in self._managers:
             raise ValueError(f"task {task_id!r} is already being allocated")
@@ -530,6 +531,7 @@ class Market:
             ValueError, TypeError: bad input, named (a missing deadline, a
                 negative reserve, an unknown format, a task id already running).
         """
+        await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if format not in AUCTION_FORMATS:
             raise ValueError(f"format must be one of {AUCTION_FORMATS}, got {format!r}")
