@@ -85,7 +85,9 @@ def test_contract_net_invariants_hold_under_chaos(batch: int) -> None:
 def test_the_interesting_states_are_reached() -> None:
     """Over 80 fresh runs of each: rival and tied bids, every refusal, restarts of the
     auctioneer and the manager, re-announcements, a revoked contractor's late result,
-    tasks that end done and failed (each happens in >= 8 % of runs, measured)."""
+    tasks that end done and failed. The rarest, a revoked contractor's proposal refused
+    ``revoked``, happened in 54 of 400 runs (13.5 %; ties 101/400): a miss in 80 runs has
+    probability below 1e-4."""
     auction = check_batch("auction", 80)
     contract_net = check_batch("contract_net", 80)
     for name in ("rival bids", "ties", "won", "auctioneer restarts", "refused late",
