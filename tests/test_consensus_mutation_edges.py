@@ -257,3 +257,19 @@ async def test_a_member_missing_from_its_own_peers_is_refused(tmp_path: Path) ->
         async with open_raft_node(4, {1: ("127.0.0.1", 1)}, tmp_path / "n4", _Totals()):
             pass
     assert not (tmp_path / "n4").exists()
+
+
+async def test_a_backup_asked_before_the_connection_is_up_waits_for_it(tmp_path: Path) -> None:
+    peers = {1: ("127.0.0.1", _free_port())}
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            assert await node.submit(("a", 7)) == 7
+            async with open_raft_client(peers) as client:
+                # no wait_connected(): the first attempts find no connection and retry
+                snapshot = decode_snapshot(await client.fetch_snapshot(1))
+    restored = _Totals()
+    restored.restore(snapshot.data)
+    assert restored.values == {"a": 7}
