@@ -214,7 +214,7 @@ async def test_raw_batches_are_checked_item_by_item_and_bounded(tmp_path: Path) 
                 )
 
 
-async def test_a_leadership_scope_is_renewed_and_ends_when_the_leader_steps_down(
+async def test_followers_forward_membership_changes_and_a_leadership_scope_renews_then_ends(
     tmp_path: Path,
 ) -> None:
     ports = [_free_port() for _ in range(3)]
@@ -237,6 +237,13 @@ async def test_a_leadership_scope_is_renewed_and_ends_when_the_leader_steps_down
                 await trio.sleep(0.01)
             leader = next(n for n in nodes.values() if n.core.role == "leader")
             other = next(i for i in nodes if i != leader.node_id)
+            # a membership change sent to followers only is forwarded to the leader
+            followers = {i: a for i, a in peers.items() if i != leader.node_id}
+            async with open_raft_client(followers) as client:
+                with trio.fail_after(10):
+                    added = await client.change_membership("add_learner", 9)
+                    removed = await client.change_membership("remove_server", 9)
+            assert (added, removed) == (((1, 2, 3), (9,)), ((1, 2, 3), ()))
             held_for = 0.0
             with pytest.raises(LeadershipLostError) as caught:
                 async with leader.leadership() as term:

@@ -9,6 +9,7 @@ from :func:`~trio_foundation.coordination.tcp_lock.open_remote_lock_service`.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from trio_foundation.coordination.lock_monitor import LockServerMonitor
 from trio_foundation.coordination.lock_server import ServerStore, serve_lock_service
 from trio_foundation.coordination.tcp_lock import open_remote_lock_service
 from trio_foundation.protocols.lease_lock import LockClient, ServerDurable
-from trio_foundation.runtime.storage import CorruptStateError
+from trio_foundation.runtime.storage import CorruptStateError, OsFileOps
 from trio_foundation.telemetry import Event, MetricRegistry, Telemetry
 
 
@@ -135,3 +136,28 @@ async def test_the_server_logs_where_it_serves_from(
     assert messages == [
         f"serving locks from {directory} (token mark 500, longest ttl granted 2.5 s)"
     ]
+
+
+class _Recording(OsFileOps):
+    """The real filesystem, recording the paths it opens and the directories it syncs."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.synced: list[str] = []
+
+    def open(self, path: str, *, truncate: bool) -> int:
+        self.opened.append(os.path.basename(path))
+        return super().open(path, truncate=truncate)
+
+    def sync_dir(self, path: str) -> None:
+        self.synced.append(path)
+        super().sync_dir(path)
+
+
+def test_an_injected_filesystem_formats_the_directory_too(tmp_path: Path) -> None:
+    ops = _Recording()
+    store = ServerStore(tmp_path / "d", ops=ops)
+    store.close()
+    assert "FORMAT.tmp" in ops.opened  # the format file (written, then renamed) went through ops
+    assert "state.log" in ops.opened
+    assert str(tmp_path) in ops.synced  # the new directory's entry was made durable
