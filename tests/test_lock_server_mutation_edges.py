@@ -138,20 +138,24 @@ async def test_the_server_logs_where_it_serves_from(
     ]
 
 
-class _Recording(OsFileOps):
+class _Recording:
     """The real filesystem, recording the paths it opens and the directories it syncs."""
 
     def __init__(self) -> None:
+        self._os = OsFileOps()
         self.opened: list[str] = []
         self.synced: list[str] = []
 
     def open(self, path: str, *, truncate: bool) -> int:
         self.opened.append(os.path.basename(path))
-        return super().open(path, truncate=truncate)
+        return self._os.open(path, truncate=truncate)
 
     def sync_dir(self, path: str) -> None:
         self.synced.append(path)
-        super().sync_dir(path)
+        self._os.sync_dir(path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._os, name)
 
 
 def test_an_injected_filesystem_formats_the_directory_too(tmp_path: Path) -> None:
