@@ -1,4 +1,4 @@
-"""Contract-net trace validation: simulated runs of the real manager → ``specs/ContractNetTrace.tla`` → TLC.
+"""Contract-net trace validation: runs of the real manager → ``specs/ContractNetTrace.tla`` → TLC.
 
 :func:`simulated_run` runs the real contract-net
 :class:`~trio_foundation.protocols.contract_net.Manager` (node 0) with the real
@@ -177,7 +177,7 @@ INVARIANTS: Final = (
 """What the trace config checks along every trace (the first one a state breaks is named)."""
 BEHAVIOURS: Final = (
     "honest", "honest", "honest", "slow", "failing", "silent", "late", "duplicating",
-    "refusing", "twice", "over-budget",
+    "refusing", "twice", "over-budget", "stale", "stale",
 )  # fmt: skip
 """The contractors' behaviours a run draws from (see :class:`TraceContractor`)."""
 _UNBOUNDED: Final = 1_000_000
@@ -257,7 +257,9 @@ class TraceContractor:
     1.2 to 2.5 execution timeouts, then reports once anyway), ``failing``
     (reports a failure), ``silent``, ``late`` (proposes around the deadline),
     ``duplicating`` (every message two or three times), ``refusing``, ``twice``
-    (a second, different price), ``over-budget``. Each message is lost with
+    (a second, different price), ``over-budget``, ``stale`` (invited to round
+    ``r > 1``, it proposes for round ``r - 1`` too, as a contractor restarted
+    from an old state would). Each message is lost with
     probability ``loss`` on the way out and on the way in.
     """
 
@@ -292,11 +294,14 @@ class TraceContractor:
                 return []
             if self.behaviour == "refusing":
                 return self._send(Refuse(msg.task, msg.round, "busy"))
+            stale: list[Effect] = []
+            if self.behaviour == "stale" and msg.round > 1:
+                stale = self._send(Propose(TASK, msg.round - 1, self.price))
             if self.behaviour == "late":
                 delay = max(0.0, msg.window + self.rng.uniform(-0.2, 0.3))
             else:
                 delay = self.rng.uniform(0.0, 0.8 * msg.window)
-            return [SetTimer(f"propose:{msg.round}", delay)]
+            return [*stale, SetTimer(f"propose:{msg.round}", delay)]
         if isinstance(msg, RejectProposal):
             self.heard.add(msg.round)
         elif isinstance(msg, AcceptProposal) and f"work:{msg.round}" not in self.sent:
@@ -624,7 +629,9 @@ def _on_propose(
         m.insert_send(src, msg.round, p, state)
     s = ManagerView("cfp", before.round, 0, 0, frozenset()) if before.phase == "cfp" else after
     evaluations = _cascade(m, s, after) if before.phase == "cfp" else 0
-    receive: list[tuple[str, Record | str]] = [("ReceivePropose", _msg("propose", src, msg.round, p))]
+    receive: list[tuple[str, Record | str]] = [
+        ("ReceivePropose", _msg("propose", src, msg.round, p))
+    ]
     _emit(m, t, receive, evaluations, before, after, before.round)
 
 
@@ -748,13 +755,16 @@ def score_ranks(config: TaskConfig) -> dict[int, dict[int, int]]:
     all of them (0 the lowest; equal scores, equal ranks)."""
     floats = {
         c.node: {
-            p: score(p, config.budget, c.capabilities, config.preferred, c.reputation,
-                     config.weights)  # fmt: skip
+            p: score(
+                p, config.budget, c.capabilities, config.preferred, c.reputation, config.weights
+            )
             for p in range(config.budget + 1)
         }
         for c in config.contractors
     }
-    order = {s: k for k, s in enumerate(sorted({s for row in floats.values() for s in row.values()}))}
+    order = {
+        s: k for k, s in enumerate(sorted({s for row in floats.values() for s in row.values()}))
+    }
     return {c: {p: order[s] for p, s in row.items()} for c, row in floats.items()}
 
 
