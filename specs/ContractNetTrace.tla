@@ -19,7 +19,13 @@
 (*            record only; a contractor's step changes no manager state);  *)
 (*   phase, round, winner, price   the manager's, after the step;          *)
 (*   props    the current round's proposals, as [c, p];                    *)
-(*   esc      the escrow hold's state; paid   every payment, as [c, r, amt].*)
+(*   esc      the escrow hold's state; paid   every payment, as [c, r, amt];*)
+(*   effects  on the last record of a core transition, its Persist effects  *)
+(*            ([kind |-> "persist", durable |-> [phase, round, winner,     *)
+(*            price]]) and the sends that commit the manager ([kind |->    *)
+(*            "send", msg |-> [what, c, r, p]], what one of "award",       *)
+(*            "paid", "cancel", "settle", "release"), in the order the core *)
+(*            emitted them; << >> on the other records.                    *)
 (*                                                                         *)
 (* The initial state picks a trace and is ContractNet's Init (the trace    *)
 (* starts when the hold is granted). Each record is taken by the action it *)
@@ -38,12 +44,25 @@
 (* last, so TLC names the invariant the deviating step broke, or          *)
 (* FollowsSpec if it broke none of them; tr and pos locate the record. An  *)
 (* accepted trace advanced only through the spec's actions.                *)
+(*                                                                         *)
+(* Persist before send. The manager restarts from its last Persist; a     *)
+(* message that commits it must leave only once what it commits to is     *)
+(* durable, or a crash between the two effects would make the restarted   *)
+(* manager contradict it (award another contractor, revoke a paid award). *)
+(* Each record's effects are read in the order the core emitted them,      *)
+(* tracking the last persisted state (stored): an award must leave after   *)
+(* a Persist of that award, a payment notice or a settle after a Persist  *)
+(* of "done" with that award, a release after a Persist of "failed" (or   *)
+(* of "done", when the ledger refused the settle), a cancellation only    *)
+(* when the award it revokes is not durable as live. SendsDurable is      *)
+(* violated by a core that emits such a send before its Persist (the       *)
+(* runtime executes Persist first anyway: the duty is the core's).         *)
 (***************************************************************************)
 EXTENDS ContractNet, ContractNetTraceData, Sequences, TLC
 
-VARIABLES tr, pos, deviated
+VARIABLES tr, pos, deviated, stored, early
 
-traceVars == <<tr, pos, deviated>>
+traceVars == <<tr, pos, deviated, stored, early>>
 
 TracePrices == 0 .. TraceBudget
 
@@ -106,17 +125,41 @@ Deviate(r) ==
                   ELSE revoked
     /\ UNCHANGED <<net, proposed, reported, events>>
 
+(* The durable state when effect i of effs leaves, d the one before effs. *)
+DurableAt(d, effs, i) ==
+    LET js == {j \in 1 .. (i - 1) : effs[j].kind = "persist"}
+    IN IF js = {} THEN d ELSE effs[CHOOSE j \in js : \A k \in js : k <= j].durable
+
+(* What the send e needs on disk (d) when it leaves. *)
+Supported(d, e) ==
+    CASE e.what = "award" -> d.phase = "awarded" /\ d.round = e.r /\ d.winner = e.c
+                             /\ d.price = e.p
+      [] e.what = "paid" -> d.phase = "done" /\ d.round = e.r /\ d.winner = e.c
+                            /\ d.price = e.p
+      [] e.what = "settle" -> d.phase = "done" /\ d.winner = e.c /\ d.price = e.p
+      [] e.what = "release" -> d.phase \in {"failed", "done"}
+      [] e.what = "cancel" -> ~(d.phase = "awarded" /\ d.round = e.r /\ d.winner = e.c)
+      [] OTHER -> FALSE
+
+Ordered(d, effs) ==
+    \A i \in 1 .. Len(effs) :
+        effs[i].kind = "send" => Supported(DurableAt(d, effs, i), effs[i].msg)
+
 TraceInit ==
     /\ tr \in 1 .. Len(Traces)
     /\ pos = 0
     /\ Init
     /\ deviated = FALSE
+    /\ stored = [phase |-> "escrowing", round |-> 0, winner |-> 0, price |-> 0]
+    /\ early = FALSE
 
 TraceNext ==
     \/ /\ pos < Len(Traces[tr])
        /\ IF ENABLED Follows(Rec)
              THEN Follows(Rec) /\ UNCHANGED deviated
              ELSE Deviate(Rec) /\ deviated' = TRUE
+       /\ stored' = DurableAt(stored, Rec.effects, Len(Rec.effects) + 1)
+       /\ early' = (early \/ ~Ordered(stored, Rec.effects))
        /\ pos' = pos + 1
        /\ UNCHANGED tr
     \/ /\ pos = Len(Traces[tr])
@@ -127,6 +170,10 @@ TraceSpec == TraceInit /\ [][TraceNext]_<<vars, traceVars>>
 (* Every record was taken by the spec action it names, landing on its     *)
 (* logged state.                                                           *)
 FollowsSpec == ~deviated
+
+(* Persist before send: nothing the manager committed to left before it   *)
+(* was durable.                                                            *)
+SendsDurable == ~early
 
 (* Violated exactly when some trace has been consumed to its end (optional). *)
 NeverAccepted == pos < Len(Traces[tr])

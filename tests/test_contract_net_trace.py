@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from trio_foundation.protocols.contract_net import InformDone, Manager, Paid
-from trio_foundation.protocols.effects import Effect, Send
+from trio_foundation.protocols.effects import Effect, Persist, Send
 from trio_foundation.protocols.ledger import Settle
 from trio_foundation.runtime.driver import Start, Transition
 from trio_foundation.runtime.sim import Simulation
@@ -69,6 +69,18 @@ class AcceptsLateProposal(Manager):  # type: ignore[misc]
 
     def _open_for(self, round_: int) -> bool:
         return self.state == "cfp"
+
+
+class AwardBeforePersist(Manager):  # type: ignore[misc]
+    """Broken: an evaluation's award is emitted before the Persist that records it."""
+
+    def _evaluate(self, now: float) -> list[Effect]:
+        effects: list[Effect] = super()._evaluate(now)
+        if self.state != "awarded":
+            return effects
+        return [e for e in effects if not isinstance(e, Persist)] + [
+            e for e in effects if isinstance(e, Persist)
+        ]
 
 
 def fresh_seed() -> int:
@@ -278,9 +290,22 @@ def _counted_late(trace: list[Record]) -> int | None:
     )
 
 
+def _awarded_first(trace: list[Record]) -> int | None:
+    """The first record whose effects send an award before any Persist."""
+    for k, r in enumerate(trace):
+        kinds = [(e["kind"], e.get("msg")) for e in r["effects"]]  # type: ignore[union-attr,attr-defined]
+        for kind, msg in kinds:
+            if kind == "persist":
+                break
+            if msg["what"] == "award":  # type: ignore[index]
+                return k
+    return None
+
+
 BROKEN: dict[str, tuple[type[Manager], Callable[[list[Record]], int | None], str]] = {
     "pays a revoked award": (PaysRevokedAward, _paid_revoked, "PaidOnlyForLiveAward"),
     "counts a late proposal": (AcceptsLateProposal, _counted_late, "NoProposalAfterDeadline"),
+    "awards before persisting": (AwardBeforePersist, _awarded_first, "SendsDurable"),
 }
 
 

@@ -65,6 +65,16 @@ anyway with its logged state, the observer history updated from it, and the
 run is rejected at that record, naming the safety invariant the step broke
 (``FollowsSpec`` if none).
 
+The last record of each core transition also logs its ``Persist`` effects and
+the sends that commit the manager (an award, a payment notice, a
+cancellation, a settle, a release) *in the order the core emitted them*; the
+trace spec reads them in that order against the last persisted state and
+checks ``SendsDurable`` (persist before send): a core that emits an award
+before the ``Persist`` that records it is rejected, although the node driver
+executes the ``Persist`` first anyway. A transition that changes nothing
+logged but sends such a message (a restart re-sending the award, a repeated
+payment notice) is logged as an ``Ignored`` record for its effects.
+
 Abstractions (where the core is finer than the spec)
 ----------------------------------------------------
 
@@ -125,7 +135,7 @@ from ...protocols.contract_net import (
     Weights,
     score,
 )
-from ...protocols.effects import ClientRequest, Effect, Reply, Send, SetTimer
+from ...protocols.effects import ClientRequest, Effect, Persist, Reply, Send, SetTimer
 from ...protocols.ledger import Hold, Ledger, Mint, Ok, Open, Release, Settle
 from ...runtime.driver import Start, TimerFired, Transition
 from ...runtime.faults import (
@@ -172,6 +182,7 @@ INVARIANTS: Final = (
     "AwardedToValidProposal",
     "NoProposalAfterDeadline",
     "EscrowReleasedOnFailure",
+    "SendsDurable",
     "FollowsSpec",
 )
 """What the trace config checks along every trace (the first one a state breaks is named)."""
@@ -423,8 +434,18 @@ class _Mapper:
             paid=frozenset(self.paid),
         )
 
-    def record(self, action: str, msg: Record | str, state: Record, check: bool) -> Record:
-        return Record(action=action, msg=msg, check=check, **state)
+    def record(
+        self,
+        action: str,
+        msg: Record | str,
+        state: Record,
+        check: bool,
+        effects: tuple[Record, ...] = (),
+    ) -> Record:
+        return Record(action=action, msg=msg, check=check, **state, effects=effects)
+
+    def payee(self, account: str) -> int:
+        return next((c.node for c in self.config.contractors if c.account == account), 0)
 
     def insert_send(self, c: int, r: int, p: int, state: Record) -> None:
         """The contractor's SendPropose, while round r was open (see the module doc)."""
@@ -448,6 +469,39 @@ class _Mapper:
 
     def price_ok(self, p: Any) -> bool:
         return isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= self.config.budget
+
+
+def _durable(data: Any) -> Record:
+    """The part of a :class:`Manager` persist snapshot the ordering duties read."""
+    phase, round_, winner, price = data[:4]
+    return Record(phase=phase, round=round_, winner=0 if winner is None else winner, price=price)
+
+
+def _effects(m: _Mapper, t: Transition) -> tuple[Record, ...]:
+    """The transition's ``Persist`` effects and the sends that commit the manager (an
+    award, a payment notice, a cancellation, a settle or a release), in emitted order."""
+    out: list[Record] = []
+    for e in t.effects:
+        if isinstance(e, Persist):
+            out.append(Record(kind="persist", durable=_durable(e.data)))
+            continue
+        if not isinstance(e, Send):
+            continue
+        msg, sent = e.msg, None
+        if isinstance(msg, AcceptProposal):
+            sent = Record(what="award", c=e.to, r=msg.round, p=msg.price)
+        elif isinstance(msg, Paid):
+            sent = Record(what="paid", c=e.to, r=msg.round, p=msg.price)
+        elif isinstance(msg, Cancel):
+            sent = Record(what="cancel", c=e.to, r=msg.round, p=0)
+        elif isinstance(msg, LedgerRequest) and isinstance(msg.command, Settle):
+            command = msg.command
+            sent = Record(what="settle", c=m.payee(command.payee), r=0, p=command.amount)
+        elif isinstance(msg, LedgerRequest) and isinstance(msg.command, Release):
+            sent = Record(what="release", c=0, r=0, p=0)
+        if sent is not None:
+            out.append(Record(kind="send", msg=sent))
+    return tuple(out)
 
 
 def _ledger_commands(t: Transition) -> list[Any]:
@@ -541,23 +595,25 @@ def _emit(
     ``main`` are the steps before the ``evaluations`` (of rounds ``first_round``,
     ``first_round + 1``, ...)."""
     commands = [] if isinstance(t.input, Start) else _ledger_commands(t)
-    result_round = t.input.msg.round if isinstance(t.input, Envelope) and isinstance(
-        t.input.msg, InformDone) else after.round  # fmt: skip
+    result_round = after.round
+    if isinstance(t.input, Envelope) and isinstance(t.input.msg, InformDone):
+        result_round = t.input.msg.round  # the payment is for the result's round
     for command in commands:
         if isinstance(command, Settle):
-            payee = next((c.node for c in m.config.contractors if c.account == command.payee), 0)
-            m.paid.add(Record(c=payee, r=result_round, amt=command.amount))
+            m.paid.add(Record(c=m.payee(command.payee), r=result_round, amt=command.amount))
             m.esc = "settled"
         elif isinstance(command, Release):
             m.esc = "released"
     steps = [*main, *(("Evaluate", "none") for _ in range(evaluations))]
     state = m.logged(after)
+    effects = _effects(m, t)
     if not steps:
-        if after != before or commands:
-            m.records.append(m.record("Ignored", "none", state, True))
+        if after != before or commands or any(e["kind"] == "send" for e in effects):
+            m.records.append(m.record("Ignored", "none", state, True, effects))
         return
     for k, (action, msg) in enumerate(steps):
-        m.records.append(m.record(action, msg, state, k == len(steps) - 1))
+        last = k == len(steps) - 1
+        m.records.append(m.record(action, msg, state, last, effects if last else ()))
     # each Evaluate closes a round, from first_round on (a proposal sent in it and
     # received later is placed before its record)
     at = len(m.records) - evaluations
@@ -677,8 +733,8 @@ def _schedule(rng: random.Random, params: RunParams, agents: list[int]) -> list[
     for node in agents:
         if rng.random() < params.contractor_crashes:
             at = rng.uniform(0.0, horizon)
-            events += [FaultEvent(at, Crash(node)), FaultEvent(at + rng.uniform(0.05, 2.0),
-                                                               Restart(node))]  # fmt: skip
+            back = at + rng.uniform(0.05, 2.0)
+            events += [FaultEvent(at, Crash(node)), FaultEvent(back, Restart(node))]
     at = 0.0
     for _ in range(params.manager_crashes):
         at += rng.uniform(0.0, horizon / max(1, params.manager_crashes))
