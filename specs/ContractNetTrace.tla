@@ -14,10 +14,9 @@
 (*            "ReceiveResult", "Timeout", or "Ignored" (the core consumed  *)
 (*            an input the spec has no step for: the spec stutters);       *)
 (*   msg      the message sent or received: [kind, c, r, p];               *)
-(*   check    whether the logged state is the state after this record (a   *)
-(*            core transition that takes several steps logs it on its last *)
-(*            record only; a contractor's step changes no manager state);  *)
-(*   phase, round, winner, price   the manager's, after the step;          *)
+(*   phase, round, winner, price   the manager's, after the step (a core  *)
+(*            transition that takes several steps logs each step's state;  *)
+(*            a contractor's step leaves the manager's unchanged);         *)
 (*   props    the current round's proposals, as [c, p];                    *)
 (*   esc      the escrow hold's state; paid   every payment, as [c, r, amt];*)
 (*   effects  on the last record of a core transition, its Persist effects  *)
@@ -95,7 +94,7 @@ Taken(r) ==
       [] r.action = "Ignored" -> UNCHANGED vars
       [] OTHER -> FALSE
 
-Follows(r) == Taken(r) /\ (r.check => Lands(r))
+Follows(r) == Taken(r) /\ Lands(r)
 
 (* The record taken with its logged state; the observer history as an      *)
 (* observer of that state records it.                                      *)

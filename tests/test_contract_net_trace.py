@@ -125,16 +125,15 @@ def test_each_proposal_is_sent_once_before_it_is_received_and_a_result_reported_
         for r in trace:
             action, msg = r["action"], r["msg"]
             if action == "SendPropose":
-                assert msg not in sent and not r["check"]
+                assert msg not in sent
                 sent.add(msg)
             elif action == "ReceivePropose":
                 assert msg in sent
             elif action == "Report":
-                assert msg not in reported and not r["check"]
+                assert msg not in reported
                 reported.add(msg)
             elif action == "ReceiveResult":
                 assert msg in reported
-        assert trace[-1]["check"]
         assert trace[-1]["phase"] in ("cfp", "awarded", "done", "failed")
 
 
@@ -235,12 +234,12 @@ def _amount_raised(r: Record) -> Record:
 
 TAMPER: dict[str, tuple[Callable[[Record], bool], Callable[[Record], Record], str]] = {
     "an award given to another contractor": (
-        lambda r: r["action"] == "Evaluate" and r["check"] and r["phase"] == "awarded",
+        lambda r: r["action"] == "Evaluate" and r["phase"] == "awarded",
         _winner_changed,
         "AwardedToValidProposal",
     ),
     "a payment raised": (
-        lambda r: r["action"] == "ReceiveResult" and r["check"] and r["phase"] == "done",
+        lambda r: r["action"] == "ReceiveResult" and r["phase"] == "done",
         _amount_raised,
         "PaidOnlyForLiveAward",
     ),
@@ -412,10 +411,11 @@ def test_trace_validation_agrees_with_the_chaos_observer(
     variant: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Fresh chaos-harness runs of each manager (the correct one and its broken variants),
-    each checked alone: TLC rejects a run exactly when the harness's observer finds a
-    violation (the mapping may reject one earlier, at the step that makes the violation
-    inevitable: an unqualified proposal counted)."""
-    runs = agree = 0
+    each checked alone: every run whose violation the harness's observer finds is
+    rejected, and a run it finds nothing in is accepted unless the trace shows a step
+    outside the spec that no invariant names yet (``FollowsSpec``: an unqualified
+    proposal counted but not awarded)."""
+    runs = rejected = earlier = 0
     for _ in range(12):
         config, transitions, run = chaos_run(fresh_seed(), variant)
         trace = cn.trace_of(transitions, config)
@@ -423,7 +423,36 @@ def test_trace_validation_agrees_with_the_chaos_observer(
             continue
         runs += 1
         check = cn.check_traces([trace], config, specs_dir=SPECS)
-        agree += check.accepted == (not run.violations)
-        assert check.accepted == (not run.violations), (run.replay, check.violated)
+        rejected += not check.accepted
+        if run.violations:
+            assert not check.accepted, run.replay
+        elif not check.accepted:
+            assert check.violated == "FollowsSpec", (run.replay, check.violated)
+            earlier += 1
     with capsys.disabled():
-        print(f"\n{variant}: {runs} chaos runs traced, {agree} verdicts agree with the observer")
+        print(
+            f"\n{variant}: {runs} chaos runs traced, {rejected} rejected ({earlier} of them "
+            "where the observer found nothing)"
+        )
+    if variant == "correct":
+        assert rejected == 0
+
+
+@pytest.mark.slow
+def test_how_often_fresh_runs_reach_the_states_the_tests_need(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The rates behind the CI tests' attempt bounds (no TLC): each state of REACH in
+    fresh runs of the correct manager, and each broken manager's bug in its fresh runs."""
+    runs = 200
+    traces = [cn.simulated_trace(fresh_seed()) for _ in range(runs)]
+    rates = {name: sum(reach(t) for t in traces) for name, reach in REACH.items()}
+    for name, (core, reached, _) in BROKEN.items():
+        rates[f"bug: {name}"] = sum(
+            reached(cn.simulated_trace(fresh_seed(), manager_factory=core)) is not None
+            for _ in range(runs)
+        )
+    records = sum(len(t) for t in traces)
+    with capsys.disabled():
+        print(f"\n{runs} fresh runs each ({records} records for the correct manager): {rates}")
+    assert all(n >= runs // 20 for n in rates.values()), rates

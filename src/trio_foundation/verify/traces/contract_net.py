@@ -114,7 +114,7 @@ import random
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, final
+from typing import Any, Final, TypeAlias, final
 
 import attrs
 
@@ -403,6 +403,16 @@ def _msg(kind: str, c: int, r: int, p: int) -> Record:
     return Record(kind=kind, c=c, r=r, p=p)
 
 
+_INIT: Final = Record(
+    phase="cfp", round=1, winner=0, price=0, props=frozenset(), esc="held", paid=frozenset()
+)
+"""The logged state of the spec's ``Init``."""
+_STATE_FIELDS: Final = tuple(_INIT)
+
+Step: TypeAlias = tuple[str, Record | str, ManagerView]
+"""A spec step of a core transition: its action, message and the view after it."""
+
+
 @attrs.define
 class _Mapper:
     """The state of :func:`trace_of` along one run."""
@@ -422,6 +432,7 @@ class _Mapper:
     closed_at: dict[int, int] = attrs.Factory(dict)  # round -> index of the record closing it
 
     def logged(self, view: ManagerView) -> Record:
+        """The logged state of ``view`` with the escrow and payments so far."""
         return Record(
             phase=view.phase,
             round=view.round,
@@ -434,30 +445,23 @@ class _Mapper:
             paid=frozenset(self.paid),
         )
 
-    def record(
-        self,
-        action: str,
-        msg: Record | str,
-        state: Record,
-        check: bool,
-        effects: tuple[Record, ...] = (),
-    ) -> Record:
-        return Record(action=action, msg=msg, check=check, **state, effects=effects)
+    def state_at(self, index: int) -> Record:
+        """The logged state before record ``index`` (the spec's, if the trace is followed)."""
+        if index == 0:
+            return _INIT
+        return Record({f: self.records[index - 1][f] for f in _STATE_FIELDS})
+
+    def contractor_step(self, action: str, msg: Record, index: int | None = None) -> None:
+        """A contractor's step (the manager's state unchanged) at ``index`` (default: now)."""
+        at = len(self.records) if index is None else index
+        rec = Record(action=action, msg=msg, **self.state_at(at), effects=())
+        self.records.insert(at, rec)
+        for r, closing in self.closed_at.items():
+            if closing >= at:
+                self.closed_at[r] = closing + 1
 
     def payee(self, account: str) -> int:
         return next((c.node for c in self.config.contractors if c.account == account), 0)
-
-    def insert_send(self, c: int, r: int, p: int, state: Record) -> None:
-        """The contractor's SendPropose, while round r was open (see the module doc)."""
-        rec = self.record("SendPropose", _msg("propose", c, r, p), state, False)
-        at = self.closed_at.get(r)
-        if at is None:
-            self.records.append(rec)
-            return
-        self.records.insert(at, rec)
-        for k, index in self.closed_at.items():
-            if index >= at:
-                self.closed_at[k] = index + 1
 
     def qualified(self, c: int) -> bool:
         info = next((i for i in self.config.contractors if i.node == c), None)
@@ -548,7 +552,7 @@ def trace_of(transitions: Sequence[Transition], config: TaskConfig) -> list[Reco
 
 
 def _started(m: _Mapper, t: Transition, after: ManagerView) -> bool:
-    """Whether ``t`` granted the hold (the spec's Init); then its cascade is mapped."""
+    """Whether ``t`` granted the hold (the spec's Init); then its evaluations are mapped."""
     inp = t.input
     if not (
         isinstance(inp, Envelope)
@@ -559,19 +563,8 @@ def _started(m: _Mapper, t: Transition, after: ManagerView) -> bool:
     ):
         return False
     init = ManagerView("cfp", 1, 0, 0, frozenset())
-    steps = _cascade(m, init, after)
-    _emit(m, t, [], steps, init, after, 1)
+    _emit(m, t, _evaluations(m, init, after), init, after)
     return True
-
-
-def _cascade(m: _Mapper, s: ManagerView, after: ManagerView) -> int:
-    """How many Evaluate steps lead from the spec state ``s`` to ``after`` (module doc)."""
-    if s.phase != "cfp" or after.phase not in ("cfp", "awarded", "failed"):
-        return 0
-    n = after.round - s.round
-    if after.phase in ("awarded", "failed"):
-        n += 1
-    return max(0, n)
 
 
 def _revoked(m: _Mapper, before: ManagerView) -> ManagerView:
@@ -581,19 +574,29 @@ def _revoked(m: _Mapper, before: ManagerView) -> ManagerView:
     return ManagerView("failed", before.round, 0, 0, frozenset())
 
 
-def _emit(
-    m: _Mapper,
-    t: Transition,
-    main: list[tuple[str, Record | str]],
-    evaluations: int,
-    before: ManagerView,
-    after: ManagerView,
-    first_round: int = 0,
-) -> None:
-    """Append the records of one manager transition; only the last one is checked.
+def _evaluations(m: _Mapper, s: ManagerView, after: ManagerView) -> list[Step]:
+    """The Evaluate steps that lead from the open round of ``s`` to ``after``: each
+    revokes a round without a valid proposal, the last may award or fail the task."""
+    if s.phase != "cfp" or after.phase not in ("cfp", "awarded", "failed"):
+        return []
+    n = after.round - s.round + (after.phase in ("awarded", "failed"))
+    steps: list[Step] = []
+    for k in range(n):
+        s = after if k == n - 1 else _revoked(m, s)
+        steps.append(("Evaluate", "none", s))
+    return steps
 
-    ``main`` are the steps before the ``evaluations`` (of rounds ``first_round``,
-    ``first_round + 1``, ...)."""
+
+def _emit(
+    m: _Mapper, t: Transition, steps: list[Step], before: ManagerView, after: ManagerView
+) -> None:
+    """Append the records of one manager transition.
+
+    Each record logs the state after its step; the last one the state after the
+    transition (with the transition's effects), the others that of their step with
+    the escrow and payments as before the transition (only a last step changes them).
+    """
+    intermediate = [m.logged(view) for _, _, view in steps[:-1]]
     commands = [] if isinstance(t.input, Start) else _ledger_commands(t)
     result_round = after.round
     if isinstance(t.input, Envelope) and isinstance(t.input.msg, InformDone):
@@ -604,21 +607,25 @@ def _emit(
             m.esc = "settled"
         elif isinstance(command, Release):
             m.esc = "released"
-    steps = [*main, *(("Evaluate", "none") for _ in range(evaluations))]
-    state = m.logged(after)
     effects = _effects(m, t)
+    final = m.logged(after)
     if not steps:
         if after != before or commands or any(e["kind"] == "send" for e in effects):
-            m.records.append(m.record("Ignored", "none", state, True, effects))
+            m.records.append(Record(action="Ignored", msg="none", **final, effects=effects))
         return
-    for k, (action, msg) in enumerate(steps):
+    states = [*intermediate, final]
+    for k, (action, msg, _) in enumerate(steps):
         last = k == len(steps) - 1
-        m.records.append(m.record(action, msg, state, last, effects if last else ()))
-    # each Evaluate closes a round, from first_round on (a proposal sent in it and
+        m.records.append(
+            Record(action=action, msg=msg, **states[k], effects=effects if last else ())
+        )
+    # each Evaluate closes the round it evaluates (a proposal sent in that round and
     # received later is placed before its record)
-    at = len(m.records) - evaluations
-    for k in range(evaluations):
-        m.closed_at.setdefault(first_round + k, at + k)
+    first = len(m.records) - len(steps)
+    for k, (action, _, view) in enumerate(steps):
+        if action == "Evaluate":
+            closed = view.round if view.phase in ("awarded", "failed") else view.round - 1
+            m.closed_at.setdefault(closed, first + k)
     if after.phase == "awarded":
         m.awards[after.round] = (after.winner, after.price)
 
@@ -626,30 +633,28 @@ def _emit(
 def _map_step(m: _Mapper, t: Transition, before: ManagerView, after: ManagerView) -> None:
     inp = t.input
     decided = before.phase in ("done", "failed")
-    if isinstance(inp, TimerFired):
-        if decided:
-            _emit(m, t, [], 0, before, after)
-        elif inp.name == "execution" and before.phase == "awarded" and after != before:
+    if isinstance(inp, TimerFired) and not decided:
+        if inp.name == "execution" and before.phase == "awarded" and after != before:
             s = _revoked(m, before)
-            _emit(m, t, [("Timeout", "none")], _cascade(m, s, after), before, after, s.round)
+            _emit(m, t, [("Timeout", "none", s), *_evaluations(m, s, after)], before, after)
         elif inp.name == "deadline" and before.phase == "cfp":
-            _emit(m, t, [], _cascade(m, before, after), before, after, before.round)
+            _emit(m, t, _evaluations(m, before, after), before, after)
         else:
-            _emit(m, t, [], 0, before, after)
+            _emit(m, t, [], before, after)
         return
-    if not isinstance(inp, Envelope) or decided:
-        _emit(m, t, [], 0, before, after)
+    contractors = {c.node for c in m.config.contractors}
+    if (
+        not isinstance(inp, Envelope)
+        or decided
+        or inp.src not in contractors
+        or getattr(inp.msg, "task", None) != m.config.task
+    ):
+        _emit(m, t, [], before, after)
         return
     src, msg = inp.src, inp.msg
-    if getattr(msg, "task", None) != m.config.task or src not in {
-        c.node for c in m.config.contractors
-    }:
-        _emit(m, t, [], 0, before, after)
-        return
     if isinstance(msg, Propose):
         _on_propose(m, t, src, msg, before, after)
     elif isinstance(msg, Refuse):
-        key = (src, msg.round)
         if (
             before.phase == "cfp"
             and msg.round == before.round
@@ -657,12 +662,12 @@ def _map_step(m: _Mapper, t: Transition, before: ManagerView, after: ManagerView
             and not m.excluded(src, before)
             and all(c != src for c, _ in before.props)
         ):
-            m.refused.add(key)
-        _emit(m, t, [], _cascade(m, before, after), before, after, before.round)
+            m.refused.add((src, msg.round))  # its one answer of the round
+        _emit(m, t, _evaluations(m, before, after), before, after)
     elif isinstance(msg, InformDone | Failure):
         _on_result(m, t, src, msg, before, after)
     else:
-        _emit(m, t, [], 0, before, after)
+        _emit(m, t, [], before, after)
 
 
 def _on_propose(
@@ -677,18 +682,21 @@ def _on_propose(
         and m.first_price.setdefault(key, p) == p
     )
     if not in_alphabet:
-        _emit(m, t, [], 0, before, after)
+        _emit(m, t, [], before, after)
         return
+    message = _msg("propose", src, msg.round, p)
     if (src, msg.round, p) not in m.sent:
         m.sent.add((src, msg.round, p))
-        state = m.logged(before)
-        m.insert_send(src, msg.round, p, state)
-    s = ManagerView("cfp", before.round, 0, 0, frozenset()) if before.phase == "cfp" else after
-    evaluations = _cascade(m, s, after) if before.phase == "cfp" else 0
-    receive: list[tuple[str, Record | str]] = [
-        ("ReceivePropose", _msg("propose", src, msg.round, p))
-    ]
-    _emit(m, t, receive, evaluations, before, after, before.round)
+        m.contractor_step("SendPropose", message, m.closed_at.get(msg.round))
+    if before.phase != "cfp":
+        _emit(m, t, [("ReceivePropose", message, after)], before, after)
+        return
+    # the proposals between the receipt and an evaluation in the same transition: the
+    # core keeps them after an award, and a revoked round had none
+    props = after.props if after.round == before.round else before.props
+    received = ManagerView("cfp", before.round, 0, 0, props)
+    steps = [("ReceivePropose", message, received), *_evaluations(m, received, after)]
+    _emit(m, t, steps, before, after)
 
 
 def _on_result(
@@ -703,19 +711,18 @@ def _on_result(
     key = (src, msg.round)
     award = m.awards.get(msg.round)
     if award is None or award[0] != src or m.first_kind.setdefault(key, kind) != kind:
-        _emit(m, t, [], 0, before, after)
+        _emit(m, t, [], before, after)
         return
     message = _msg(kind, src, msg.round, award[1])
-    main: list[tuple[str, Record | str]] = []
     if key not in m.reported:
         m.reported.add(key)
-        main.append(("Report", message))
-    main.append(("ReceiveResult", message))
+        m.contractor_step("Report", message)
     current = before.phase == "awarded" and msg.round == before.round and src == before.winner
-    evaluations = 0
     if kind == "failure" and current:
-        evaluations = _cascade(m, _revoked(m, before), after)
-    _emit(m, t, main, evaluations, before, after, before.round + 1)
+        s = _revoked(m, before)
+        _emit(m, t, [("ReceiveResult", message, s), *_evaluations(m, s, after)], before, after)
+    else:
+        _emit(m, t, [("ReceiveResult", message, after)], before, after)
 
 
 # ---------------------------------------------------------------------- runs
