@@ -46,7 +46,7 @@ transition becomes:
 * each **evaluation** of a round → ``Evaluate``: the deadline timer, the last
   invited contractor's answer, or a round announced with nobody to invite (one
   core transition can evaluate, revoke and re-announce several rounds: one
-  record each, all but the last unchecked);
+  record each);
 * anything else the core consumes (a restart, a ledger answer, a refusal, a
   message outside the spec's alphabet, a message after the task is decided)
   maps to nothing when it leaves the logged state unchanged, and to an
@@ -56,9 +56,15 @@ transition becomes:
 Each record logs, after its step, the manager's phase, round, award (winner and
 price), the current round's proposals (contractor and price), the escrow's
 state and every payment, read from the core (:func:`project`) and from the
-ledger commands it emitted (a ``Settle`` is a payment of its amount to the
-payee's contractor for the round of the result that triggered it; a ``Release``
-releases the hold; those a restart re-sends are not new). The trace spec takes
+ledger commands it emitted. The last record of a core transition logs the
+state the transition left; its earlier records the state after their own step
+(a revoked round: the next one open, nobody awarded, no proposals; a proposal
+received: the round's proposals as the evaluation that follows found them);
+a contractor's step logs the manager's state unchanged. Payments and escrow
+change only on a transition's last record: a ``Settle`` is a payment of its
+amount to the payee's contractor for the round of the result that triggered
+it, a ``Release`` releases the hold, and those a restart re-sends are not new.
+The trace spec takes
 each record by the spec action it names (keeping every message in flight: a
 duplicate is a second delivery); a record that no spec action explains is taken
 anyway with its logged state, the observer history updated from it, and the
