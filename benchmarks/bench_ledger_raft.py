@@ -1,0 +1,135 @@
+"""Ledger transfers per second replicated on Raft, beside the in-memory figure.
+
+Run ``python benchmarks/bench_ledger_raft.py [--seconds S] [--rounds R] [--window W]
+[--batch B] [--dir DIR]``.
+
+The cluster is 3 ``foundation kv serve`` processes on loopback (free ports, data
+dirs in a temporary directory under ``--dir``, durable writes: every member
+fdatasyncs its log before it acknowledges an append or answers a client; election
+timeout 0.15 s) — ``bench_raft.py``'s :class:`OurCluster`. The client runs in this
+process: ``open_raft_client`` with the ledger codec and a
+:class:`~trio_foundation.coordination.raft_ledger.RaftLedger`; every transfer is one
+Raft log entry (``("ledger", Transfer)``) applied by every member's ledger.
+
+Rows (each the median over ``--rounds`` rounds of ``S`` seconds):
+
+* ``in memory``: ``Ledger.apply`` of ``Transfer`` in this process
+  (``bench_market.transfers_per_second``, 200,000 transfers);
+* ``1 client``: one caller, ``RaftLedger.transfer`` back to back;
+* ``64 clients``: 64 concurrent callers (one ``RaftClient``, one connection);
+* ``pipelined``: ``W / B`` tasks each looping ``RaftLedger.apply_many`` of ``B``
+  transfers (one request; each transfer its own log entry and session).
+
+Each caller moves 1 credit around its own ring of accounts, so no transfer is
+refused. After the run the ledger is read back (a ReadIndex read of its
+snapshot): the journal's sequence number must have advanced by exactly the
+number of transfers counted (each applied once), and the supply must be
+unchanged; the run fails otherwise. ``uptime`` is printed before and after (the
+machine may be shared: compare figures of one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_market import transfers_per_second
+from bench_raft import OurCluster, closed_loop, uptime
+
+from trio_foundation.coordination.consensus import open_raft_client
+from trio_foundation.coordination.raft_ledger import LEDGER_CODEC, RaftLedger
+from trio_foundation.protocols import ledger as led
+
+ELECTION_TIMEOUT = 0.15
+CALLERS = 64
+FUNDS = 10**12
+
+
+def account(c: int, j: int) -> str:
+    return f"c{c}-{j}"
+
+
+async def bench(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
+    cluster = OurCluster(root, ELECTION_TIMEOUT)
+    rows: dict[str, list[float]] = {"1 client": [], "64 clients": [], "pipelined": []}
+    batch = max(1, min(args.batch, args.window))
+    tasks = max(1, args.window // batch)
+    rings = max(CALLERS, tasks)
+    try:
+        for i in (1, 2, 3):
+            cluster.start(i)
+        async with open_raft_client(cluster.members, codec=LEDGER_CODEC) as client:
+            ledger = RaftLedger(client)
+            with trio.fail_after(60):
+                setup = []
+                for c in range(rings):
+                    for j in range(2):
+                        setup.append(led.Open(account(c, j)))
+                        setup.append(led.Mint("treasury", account(c, j), FUNDS))
+                for i in range(0, len(setup), 512):
+                    for result in await ledger.apply_many(setup[i : i + 512]):
+                        led.raise_for(result)
+            before = await ledger.snapshot()
+            counted = 0
+
+            async def one(c: int, k: int) -> None:
+                nonlocal counted
+                await ledger.transfer(account(c, k % 2), account(c, 1 - k % 2), 1)
+                counted += 1
+
+            async def many(c: int, k: int) -> None:
+                nonlocal counted
+                src, dst = account(c, k % 2), account(c, 1 - k % 2)
+                results = await ledger.apply_many([led.Transfer(src, dst, 1)] * batch)
+                for r in results:
+                    led.raise_for(r)
+                counted += batch
+
+            for _ in range(args.rounds):
+                rows["1 client"].append(await closed_loop(one, 1, args.seconds))
+                rows["64 clients"].append(await closed_loop(one, CALLERS, args.seconds))
+                rows["pipelined"].append(batch * await closed_loop(many, tasks, args.seconds))
+            after = await ledger.snapshot()
+            if after.seq - before.seq != counted:
+                raise AssertionError(
+                    f"journal advanced {after.seq - before.seq}, transfers counted {counted}"
+                )
+            if after.supply != before.supply or sum(after.balances().values()) != after.supply:
+                raise AssertionError("the supply changed")
+            print(f"checked: {counted:,} transfers, each journaled once; supply conserved")
+    finally:
+        cluster.stop_all()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--dir", default=None)
+    args = parser.parse_args()
+    print("before:", uptime())
+    memory = [transfers_per_second() for _ in range(3)]
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        rows = trio.run(bench, args, Path(tmp))
+    print("after: ", uptime())
+    print()
+    print("| ledger transfers | per second (median) | rounds |")
+    print("|---|---|---|")
+    print(f"| in memory (`Ledger.apply`) | {statistics.median(memory):,.0f} | 3 x 200,000 |")
+    for name, rates in rows.items():
+        shown = ", ".join(f"{r:,.0f}" for r in rates)
+        print(f"| Raft, 3 members, durable: {name} | {statistics.median(rates):,.0f} | {shown} |")
+
+
+if __name__ == "__main__":
+    main()
