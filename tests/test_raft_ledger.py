@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import trio
+from test_lock_conformance import free_ports
 
 from trio_foundation.coordination.raft_ledger import LEDGER_CODEC, RaftLedger
 from trio_foundation.protocols import kv_machine as kv
@@ -299,3 +303,30 @@ async def test_bad_input_is_refused_before_it_reaches_the_log() -> None:
     with pytest.raises(ValueError, match="at most 1024 commands"):
         await ledger.apply_many([led.Open("a")] * 1025)
     assert raft.sent == []
+
+
+# --------------------------------------------------------------------------- docs/economy.md
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "economy.md"
+
+
+@pytest.mark.timeout(60)
+def test_the_running_on_raft_example_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## Running on Raft", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks, "docs/economy.md lost its Running on Raft example"
+    code, run = blocks[0].rsplit("trio.run(demo,", 1)
+    assert "7401" in run  # the line the test replaces with free ports
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(DOC), "exec"), namespace)
+    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    trio.run(namespace["demo"], peers, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "refused: insufficient_funds alice 100" in out
+    assert "alice 5 bob 5" in out
+    assert "supply 10 journal ['open', 'open', 'mint', 'transfer', 'hold', 'settle']" in out
+    assert "members agree: {'alice': 5, 'bob': 5}" in out
