@@ -39,6 +39,8 @@ from trio_foundation.coordination.raft_ledger import RaftLedger, open_raft_ledge
 from trio_foundation.coordination.raft_lock import open_lock_node
 from trio_foundation.protocols import ledger as led
 from trio_foundation.protocols import lock_machine as lm
+from trio_foundation.protocols.auction import AuctionConfig, Auctioneer, Bid
+from trio_foundation.protocols.effects import Send
 
 ACCOUNTS = [f"agent{i}" for i in range(6)]
 START = 1_000
@@ -315,3 +317,61 @@ async def test_concurrent_ledger_traffic_while_the_leader_is_killed_and_cut(
             assert told.refused.get("insufficient_funds", 0) > 0, told.refused
             assert (await setup.snapshot()).snapshot() == ledger.snapshot()
             print(f"seed {seed}: {events}, ok {told.kinds}, refused {told.refused}")
+
+
+@pytest.mark.timeout(60)
+async def test_a_vickrey_auction_pays_through_the_replicated_ledger(tmp_path: Path) -> None:
+    """The auction core's ledger requests answered by ``RaftLedger.answer`` (the
+    replicated ledger instead of the in-process ``LedgerNode``), with the leader
+    killed between two bids and restarted after the close: every bid escrowed
+    once, the winner pays the second price to the seller, the losers get their
+    escrow back, and every member holds the same conserved ledger."""
+    ledger_node = 0
+    bids = {1: 300, 2: 700, 3: 500, 4: 100}
+    config = AuctionConfig(
+        "lot-1",
+        "second_price",
+        1.0,
+        tuple((b, f"bidder{b}") for b in bids),
+        "seller",
+        ledger_node,
+    )
+    core = Auctioneer(config)
+    with trio.fail_after(45):
+        async with cluster(tmp_path) as c, open_raft_ledger(c.url) as ledger:
+            await ledger.open("seller")
+            for b in bids:
+                await ledger.open(f"bidder{b}")
+                await ledger.mint(f"bidder{b}", 1_000)
+
+            async def run(effects: list[Any]) -> None:
+                queue = list(effects)
+                while queue:
+                    effect = queue.pop(0)
+                    if isinstance(effect, Send) and effect.to == ledger_node:
+                        answer = await ledger.answer(effect.msg)
+                        queue.extend(core.on_message(0.5, ledger_node, answer))
+
+            await run(core.on_start(0.0, random.Random(1)))
+            killed = 0
+            for k, (b, amount) in enumerate(bids.items()):
+                if k == 2:
+                    killed = await c.leader()
+                    await c.kill(killed)
+                await run(core.on_message(0.5, b, Bid("lot-1", amount)))
+            await run(core.on_timer(1.0, "deadline"))
+            await c.start(killed)  # it catches up from its data dir and the leader
+            assert core.state == "closed" and core.winners == [2] and core.prices == {2: 500}
+            await c.settled()
+            machines = [c.machines[i] for i in c.nodes]
+            assert len({m.ledger.snapshot() for m in machines}) == 1
+            final = machines[0].ledger
+            assert final.balances() == {
+                "seller": 500,
+                "bidder1": 1_000,
+                "bidder2": 500,
+                "bidder3": 1_000,
+                "bidder4": 1_000,
+            }
+            assert final.holds() == {} and final.supply == 4_000
+            assert [e.kind for e in final.journal].count("hold") == 4
