@@ -1,8 +1,9 @@
 """RaftLedger's calls under the project's cancellation harness (verify.cancellation).
 
 A 3-member cluster in this process (``open_lock_node``; the ticker/virtual-time
-arrangement of ``test_consensus_cancellation``); a client from
-``open_raft_ledger`` runs transfers, holds, settles and reads, each in a scope
+arrangement of ``test_consensus_cancellation``); a first client from
+``open_raft_ledger`` connects, reads and leaves (the harness may cut it
+anywhere), then a second runs transfers, holds, settles and reads, each in a scope
 the harness may cancel or put a deadline on at any step. Checked:
 
 * only ``Cancelled`` handling escapes, no task outlives the scenario, after
@@ -54,6 +55,8 @@ class Calls:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any, bool]] = []
+        #: per cancelled write: found applied?
+        self.cancelled: list[bool] = []
 
     def entries(self, ledger: led.Ledger, kind: str, mark: Any) -> int:
         if kind == "transfer":
@@ -89,6 +92,9 @@ async def scenario(
                     )
                 )
             await nodes[0].leader.wait_value(lambda v: v is not None)
+            with inj.scope("connect"):  # entering, a read, leaving: cut anywhere
+                async with open_raft_ledger(url) as probe:
+                    assert (await probe.snapshot()).balances() == {}
             async with open_raft_ledger(url) as ledger:
                 client = ledger._raft
                 for name in ("payer", "payee"):
@@ -141,6 +147,7 @@ async def scenario(
 
 
 def check(machines: list[lm.ServiceMachine], calls: Calls) -> None:
+    """The run's verdict; each cancelled write's fate goes to ``calls.cancelled``."""
     snaps = {m.ledger.snapshot() for m in machines}
     assert len(snaps) == 1, "the members hold different ledgers"
     ledger = machines[0].ledger
@@ -153,7 +160,7 @@ def check(machines: list[lm.ServiceMachine], calls: Calls) -> None:
         assert n <= 1, f"{kind} {mark} applied {n} times"
         assert n == 1 or not ok, f"{kind} {mark} answered Ok but is not in the journal"
         if not ok:
-            OUTCOMES.append(n == 1)
+            calls.cancelled.append(n == 1)
 
 
 OUTCOMES: list[bool] = []  # per cancelled write: found applied?
@@ -165,8 +172,8 @@ STATS: list[tuple[int, int]] = []
     plan=injection_plans(
         min_injections=1,
         max_injections=3,
-        max_step=10000,
-        max_opened=5 * ROUNDS,
+        max_step=11000,
+        max_opened=1 + 5 * ROUNDS,
         max_after_open=60,
         max_delay=2.0,
     )
@@ -186,6 +193,7 @@ def test_ledger_calls_under_injected_cancellation(plan: InjectionPlan) -> None:
     assert not held(nodes)
     assert len(calls.calls) == 3 * ROUNDS  # the scenario ran to its end
     STATS.append((result.steps, len(result.applied)))
+    OUTCOMES.extend(calls.cancelled)
 
 
 def test_cancelled_writes_are_applied_once_or_not_at_all() -> None:
@@ -198,10 +206,10 @@ def test_cancelled_writes_are_applied_once_or_not_at_all() -> None:
     machines: list[lm.ServiceMachine] = []
     plan = InjectionPlan(
         (
-            Injection(2, 0, anchor="opened"),
             Injection(2, 1, anchor="opened"),
             Injection(2, 2, anchor="opened"),
-            Injection(1, 5, "deadline", 0.5, anchor="opened"),
+            Injection(2, 3, anchor="opened"),
+            Injection(1, 6, "deadline", 0.5, anchor="opened"),
         )
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,6 +224,7 @@ def test_cancelled_writes_are_applied_once_or_not_at_all() -> None:
     assert hit == ["hold0", "settle0", "transfer0", "transfer1"], hit
     cancelled = [(kind, mark) for kind, mark, ok in calls.calls if not ok]
     assert cancelled[:3] == [("transfer", 1), ("hold", "h0"), ("settle", "h0")], calls.calls
+    assert len(calls.cancelled) == len(cancelled)  # each checked: applied once or not at all
 
 
 def test_the_injections_landed() -> None:
