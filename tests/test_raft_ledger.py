@@ -147,7 +147,7 @@ def test_a_bad_ledger_snapshot_leaves_the_state_unchanged() -> None:
     broken = msgspec.msgpack.encode(
         {
             "type": "service",
-            "version": 1,
+            "version": 2,
             "kv": machine.kv.snapshot(),
             "locks": machine.locks.snapshot(),
             "ledger": b"\x01garbage",
@@ -155,6 +155,25 @@ def test_a_bad_ledger_snapshot_leaves_the_state_unchanged() -> None:
     )
     with pytest.raises(ValueError, match="not a ledger snapshot"):
         machine.restore(broken)
+    assert machine.snapshot() == before
+
+    def service(version: int, ledger: bytes) -> bytes:
+        return msgspec.msgpack.encode(
+            {
+                "type": "service",
+                "version": version,
+                "kv": machine.kv.snapshot(),
+                "locks": machine.locks.snapshot(),
+                "ledger": ledger,
+            }
+        )
+
+    with pytest.raises(ValueError, match="service snapshot version 3, this library reads 1 and 2"):
+        machine.restore(service(3, machine.ledger.snapshot()))
+    with pytest.raises(ValueError, match="version 1 cannot hold a ledger"):
+        machine.restore(service(1, machine.ledger.snapshot()))
+    assert machine.snapshot() == before
+    machine.restore(service(2, machine.ledger.snapshot()))
     assert machine.snapshot() == before
 
 

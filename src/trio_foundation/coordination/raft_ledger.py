@@ -165,6 +165,8 @@ class RaftLedger:
     async def open(self, account: str) -> int:
         """Open ``account`` with a zero balance.
 
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
+
         Raises:
             LedgerError: code ``account_exists`` or ``limit``.
         """
@@ -172,6 +174,8 @@ class RaftLedger:
 
     async def mint(self, account: str, amount: int, *, by: str = "treasury") -> int:
         """Authority ``by`` creates ``amount`` credits in ``account``.
+
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
 
         Raises:
             UnknownAccount, InvalidAmount: as named.
@@ -184,6 +188,8 @@ class RaftLedger:
     async def burn(self, account: str, amount: int, *, by: str = "treasury") -> int:
         """Authority ``by`` destroys ``amount`` credits of ``account``'s balance.
 
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
+
         Raises:
             UnknownAccount, InsufficientFunds, InvalidAmount: as named.
             LedgerError: code ``not_authority``.
@@ -193,6 +199,8 @@ class RaftLedger:
 
     async def transfer(self, src: str, dst: str, amount: int, *, key: str = "") -> int:
         """Move ``amount`` from ``src`` to ``dst``.
+
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
 
         Args:
             key: an idempotency key (non-empty: a later transfer with the same
@@ -212,6 +220,8 @@ class RaftLedger:
         """Escrow ``amount`` of ``account``'s balance under the new id ``hold``
         (the same hold again while open is a retry: ``Ok``, held once).
 
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
+
         Raises:
             UnknownAccount, InsufficientFunds, InvalidAmount: as named.
             UnknownHold: code ``hold_closed`` (the id was used and closed).
@@ -222,6 +232,8 @@ class RaftLedger:
 
     async def settle(self, hold: str, payee: str, amount: int) -> int:
         """Close ``hold``: ``amount`` (0 to the held amount) to ``payee``, the rest back.
+
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
 
         Raises:
             UnknownHold: no open hold (``unknown_hold``), or already closed
@@ -235,6 +247,8 @@ class RaftLedger:
 
     async def release(self, hold: str) -> int:
         """Close ``hold``: the whole held amount back to its account.
+
+        A checkpoint. Cancellation: applied once or not at all (module docstring).
 
         Raises:
             UnknownHold: no open hold, or already closed.

@@ -597,10 +597,15 @@ ServiceResult: TypeAlias = (
 
 
 class _ServiceSnapshot(msgspec.Struct, frozen=True, tag="service"):
-    version: int
+    version: int  # 1: key-value and locks; 2: and the ledger
     kv: bytes
     locks: bytes
-    ledger: bytes = b""  # empty: a snapshot from before the ledger (an empty ledger)
+    ledger: bytes = b""  # absent in version 1 (restored as an empty ledger)
+
+
+# Version 2 carries the ledger: a library that reads only version 1 refuses it
+# (by name) instead of dropping the ledger silently.
+_SERVICE_VERSION: Final = 2
 
 
 _SERVICE_DECODER: Final = msgspec.msgpack.Decoder(_ServiceSnapshot)
@@ -683,7 +688,9 @@ class ServiceMachine:
     def snapshot(self) -> bytes:
         """The three machines' state."""
         return _ENCODER.encode(
-            _ServiceSnapshot(1, self.kv.snapshot(), self.locks.snapshot(), self.ledger.snapshot())
+            _ServiceSnapshot(
+                _SERVICE_VERSION, self.kv.snapshot(), self.locks.snapshot(), self.ledger.snapshot()
+            )
         )
 
     def restore(self, data: bytes) -> None:
@@ -701,8 +708,10 @@ class ServiceMachine:
             self.locks = LockMachine(self.locks.config)
             self.ledger = led.Ledger(self.ledger.config)
             return
-        if snap.version != 1:
-            raise ValueError(f"service snapshot version {snap.version}, this library reads 1")
+        if snap.version not in (1, _SERVICE_VERSION):
+            raise ValueError(f"service snapshot version {snap.version}, this library reads 1 and 2")
+        if snap.version == 1 and snap.ledger:
+            raise ValueError("service snapshot version 1 cannot hold a ledger")
         locks = LockMachine(self.locks.config)
         locks.restore(snap.locks)
         ledger = led.Ledger(self.ledger.config)
