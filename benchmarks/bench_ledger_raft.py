@@ -18,7 +18,10 @@ Rows (each the median over ``--rounds`` rounds of ``S`` seconds):
 * ``1 client``: one caller, ``RaftLedger.transfer`` back to back;
 * ``64 clients``: 64 concurrent callers (one ``RaftClient``, one connection);
 * ``pipelined``: ``W / B`` tasks each looping ``RaftLedger.apply_many`` of ``B``
-  transfers (one request; each transfer its own log entry and session).
+  transfers (one request; each transfer its own log entry and session);
+* ``KV put, 1 client`` / ``KV put, 64 clients``: the same cluster's key-value
+  puts (``RaftKV.put`` of a small value) measured in the same rounds, for scale:
+  what the log, the fsyncs and the round trips cost without the ledger.
 
 Each caller moves 1 credit around its own ring of accounts, so no transfer is
 refused. After the run the ledger is read back (a ReadIndex read of its
@@ -44,6 +47,7 @@ from bench_market import transfers_per_second
 from bench_raft import OurCluster, closed_loop, uptime
 
 from trio_foundation.coordination.consensus import open_raft_client
+from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
 from trio_foundation.coordination.raft_ledger import LEDGER_CODEC, RaftLedger
 from trio_foundation.protocols import ledger as led
 
@@ -58,15 +62,25 @@ def account(c: int, j: int) -> str:
 
 async def bench(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
     cluster = OurCluster(root, ELECTION_TIMEOUT)
-    rows: dict[str, list[float]] = {"1 client": [], "64 clients": [], "pipelined": []}
+    rows: dict[str, list[float]] = {
+        "1 client": [],
+        "64 clients": [],
+        "pipelined": [],
+        "KV put, 1 client": [],
+        "KV put, 64 clients": [],
+    }
     batch = max(1, min(args.batch, args.window))
     tasks = max(1, args.window // batch)
     rings = max(CALLERS, tasks)
     try:
         for i in (1, 2, 3):
             cluster.start(i)
-        async with open_raft_client(cluster.members, codec=LEDGER_CODEC) as client:
+        async with (
+            open_raft_client(cluster.members, codec=LEDGER_CODEC) as client,
+            open_raft_client(cluster.members, codec=KV_CODEC) as kv_client,
+        ):
             ledger = RaftLedger(client)
+            kv = RaftKV(kv_client)
             with trio.fail_after(60):
                 setup = []
                 for c in range(rings):
@@ -84,6 +98,9 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
                 await ledger.transfer(account(c, k % 2), account(c, 1 - k % 2), 1)
                 counted += 1
 
+            async def put(c: int, k: int) -> None:
+                await kv.put(f"bench/{c}", str(k))
+
             async def many(c: int, k: int) -> None:
                 nonlocal counted
                 src, dst = account(c, k % 2), account(c, 1 - k % 2)
@@ -96,6 +113,8 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
                 rows["1 client"].append(await closed_loop(one, 1, args.seconds))
                 rows["64 clients"].append(await closed_loop(one, CALLERS, args.seconds))
                 rows["pipelined"].append(batch * await closed_loop(many, tasks, args.seconds))
+                rows["KV put, 1 client"].append(await closed_loop(put, 1, args.seconds))
+                rows["KV put, 64 clients"].append(await closed_loop(put, CALLERS, args.seconds))
             after = await ledger.snapshot()
             if after.seq - before.seq != counted:
                 raise AssertionError(
@@ -123,12 +142,13 @@ def main() -> None:
         rows = trio.run(bench, args, Path(tmp))
     print("after: ", uptime())
     print()
-    print("| ledger transfers | per second (median) | rounds |")
+    print("| operations | per second (median) | rounds |")
     print("|---|---|---|")
     print(f"| in memory (`Ledger.apply`) | {statistics.median(memory):,.0f} | 3 x 200,000 |")
     for name, rates in rows.items():
         shown = ", ".join(f"{r:,.0f}" for r in rates)
-        print(f"| Raft, 3 members, durable: {name} | {statistics.median(rates):,.0f} | {shown} |")
+        what = "Raft, 3 members, durable"
+        print(f"| {what}: {name} | {statistics.median(rates):,.0f} | {shown} |")
 
 
 if __name__ == "__main__":
