@@ -13,11 +13,12 @@ from .kv import (
     WatchOverflowError,
 )
 from .lease_lock import FencedResource, Lease, LeaseLock, LockService, open_lock_service
-from .market import Allocation, Market, MarketStatistics
+from .market import Allocation, CallForBids, Market, MarketStatistics
 from .raft_ledger import RaftLedger, open_raft_ledger
 
 __all__ = [
     "Allocation",
+    "CallForBids",
     "CasResult",
     "CompactedError",
     "FencedResource",
