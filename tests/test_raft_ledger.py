@@ -5,6 +5,7 @@ wire encoding, snapshots (old ones included), determinism across processes, and
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 import trio
 from test_lock_conformance import free_ports
 
-from trio_foundation.coordination.raft_ledger import LEDGER_CODEC, RaftLedger
+from trio_foundation.coordination.raft_ledger import LEDGER_CODEC, RaftLedger, open_raft_ledger
 from trio_foundation.protocols import kv_machine as kv
 from trio_foundation.protocols import ledger as led
 from trio_foundation.protocols import lock_machine as lm
@@ -349,3 +350,19 @@ def test_the_running_on_raft_example_runs(
     assert "alice 5 bob 5" in out
     assert "supply 10 journal ['open', 'open', 'mint', 'transfer', 'hold', 'settle']" in out
     assert "members agree: {'alice': 5, 'bob': 5}" in out
+
+
+async def test_open_raft_ledger_refuses_bad_input_and_an_unreachable_cluster() -> None:
+    with pytest.raises(ValueError, match="names no member"):
+        async with open_raft_ledger("raft://"):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got 0"):
+        async with open_raft_ledger("raft://127.0.0.1:7401", timeout=0):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="request_timeout must be > 0 seconds, got nan"):
+        async with open_raft_ledger("raft://127.0.0.1:7401", request_timeout=math.nan):
+            pass  # pragma: no cover
+    (port,) = free_ports(1)  # nothing listens there
+    with pytest.raises(ConnectionError, match=f"ledger raft://127.0.0.1:{port}: no raft member"):
+        async with open_raft_ledger(f"raft://127.0.0.1:{port}", timeout=0.5):
+            pass  # pragma: no cover

@@ -327,6 +327,12 @@ async def open_raft_ledger(
     entries = parse_raft_url(url)
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if not (
+        isinstance(request_timeout, int | float)
+        and math.isfinite(request_timeout)
+        and request_timeout > 0
+    ):
+        raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout!r}")
     try:
         members = await resolve_members(entries, timeout=timeout)
     except OSError as exc:
