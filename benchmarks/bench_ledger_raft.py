@@ -1,7 +1,7 @@
 """Ledger transfers per second replicated on Raft, beside the in-memory figure.
 
 Run ``python benchmarks/bench_ledger_raft.py [--seconds S] [--rounds R] [--window W]
-[--batch B] [--dir DIR]``.
+[--batch B] [--dir DIR] [--memory-only]``.
 
 The cluster is 3 ``foundation kv serve`` processes on loopback (free ports, data
 dirs in a temporary directory under ``--dir``, durable writes: every member
@@ -14,7 +14,10 @@ Raft log entry (``("ledger", Transfer)``) applied by every member's ledger.
 Rows (each the median over ``--rounds`` rounds of ``S`` seconds):
 
 * ``in memory``: ``Ledger.apply`` of ``Transfer`` in this process
-  (``bench_market.transfers_per_second``, 200,000 transfers);
+  (``bench_market.transfers_per_second``, 200,000 transfers), and the same with
+  50,000 accounts open and the journal window full (every command then folds
+  the oldest entry into the checkpoint base: the cost a large ledger pays on
+  every member);
 * ``1 client``: one caller, ``RaftLedger.transfer`` back to back;
 * ``64 clients``: 64 concurrent callers (one ``RaftClient``, one connection);
 * ``pipelined``: ``W / B`` tasks each looping ``RaftLedger.apply_many`` of ``B``
@@ -37,6 +40,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import trio
@@ -54,6 +58,21 @@ from trio_foundation.protocols import ledger as led
 ELECTION_TIMEOUT = 0.15
 CALLERS = 64
 FUNDS = 10**12
+
+
+def full_window_rate(accounts: int = 50_000, count: int = 20_000) -> float:
+    """Transfers/s of ``Ledger.apply`` with ``accounts`` open and the journal window full."""
+    ledger = led.Ledger()
+    for i in range(accounts):
+        ledger.apply(led.Open(f"a{i}"))
+    ledger.apply(led.Mint("treasury", "a0", FUNDS))
+    for _ in range(ledger.config.journal_window):
+        ledger.apply(led.Transfer("a0", "a1", 1))
+    commands = [led.Transfer("a0", f"a{i % accounts}", 1) for i in range(count)]
+    start = time.perf_counter()
+    for c in commands:
+        ledger.apply(c)
+    return count / (time.perf_counter() - start)
 
 
 def account(c: int, j: int) -> str:
@@ -135,16 +154,25 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--memory-only", action="store_true", help="skip the Raft cluster")
     args = parser.parse_args()
     print("before:", uptime())
     memory = [transfers_per_second() for _ in range(3)]
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        rows = trio.run(bench, args, Path(tmp))
+    full = [full_window_rate() for _ in range(3)]
+    rows: dict[str, list[float]] = {}
+    if not args.memory_only:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            rows = trio.run(bench, args, Path(tmp))
     print("after: ", uptime())
     print()
     print("| operations | per second (median) | rounds |")
     print("|---|---|---|")
     print(f"| in memory (`Ledger.apply`) | {statistics.median(memory):,.0f} | 3 x 200,000 |")
+    shown = ", ".join(f"{r:,.0f}" for r in full)
+    print(
+        f"| in memory, 50,000 accounts, journal window full | {statistics.median(full):,.0f}"
+        f" | {shown} |"
+    )
     for name, rates in rows.items():
         shown = ", ".join(f"{r:,.0f}" for r in rates)
         what = "Raft, 3 members, durable"
