@@ -17,7 +17,9 @@ Rows (each the median over ``--rounds`` rounds of ``S`` seconds):
   (``bench_market.transfers_per_second``, 200,000 transfers), and the same with
   50,000 accounts open and the journal window full (every command then folds
   the oldest entry into the checkpoint base: the cost a large ledger pays on
-  every member);
+  every member); and the snapshot size of a ledger filled to its default bounds
+  (what a leader sends a lagging member in one InstallSnapshot frame, 16 MiB at
+  most);
 * ``1 client``: one caller, ``RaftLedger.transfer`` back to back;
 * ``64 clients``: 64 concurrent callers (one ``RaftClient``, one connection);
 * ``pipelined``: ``W / B`` tasks each looping ``RaftLedger.apply_many`` of ``B``
@@ -73,6 +75,22 @@ def full_window_rate(accounts: int = 50_000, count: int = 20_000) -> float:
     for c in commands:
         ledger.apply(c)
     return count / (time.perf_counter() - start)
+
+
+def full_snapshot_mib(n: int = 100_000) -> float:
+    """MiB of the snapshot of a ledger filled to its default bounds: ``n`` accounts,
+    ``n`` remembered transfer keys, ``n`` open holds, ``n // 2`` closed ones."""
+    ledger = led.Ledger()
+    for i in range(n):
+        ledger.apply(led.Open(f"agent-{i:06d}"))
+    ledger.apply(led.Mint("treasury", "agent-000000", FUNDS))
+    for i in range(n):
+        ledger.apply(led.Transfer("agent-000000", f"agent-{i:06d}", 1, key=f"order-{i:08d}"))
+    for i in range(n + n // 2):
+        ledger.apply(led.Hold(f"bid-{i:08d}", "agent-000000", 1))
+    for i in range(n // 2):
+        ledger.apply(led.Release(f"bid-{i:08d}"))
+    return len(ledger.snapshot()) / 2**20
 
 
 def account(c: int, j: int) -> str:
@@ -163,7 +181,9 @@ def main() -> None:
     if not args.memory_only:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             rows = trio.run(bench, args, Path(tmp))
+    size = full_snapshot_mib()
     print("after: ", uptime())
+    print(f"snapshot of a ledger at its default bounds: {size:.1f} MiB")
     print()
     print("| operations | per second (median) | rounds |")
     print("|---|---|---|")

@@ -557,10 +557,11 @@ _LEDGER_COMMANDS: Final = (
     led.Release,
 )
 
-LEDGER_READ_LIMIT: Final = 768 * 1024
+LEDGER_READ_LIMIT: Final = 15 << 20
 """The largest ledger snapshot a :class:`LedgerSnapshot` read answers (bytes): the
-answer must fit one Raft wire frame (1 MiB); a bigger ledger answers
-``LedgerOutcome(ErrorResult("limit", ...))`` — read balances one by one then."""
+answer must fit one Raft wire frame (16 MiB, with room for the reply around it); a
+bigger ledger answers ``LedgerOutcome(ErrorResult("limit", ...))`` — read
+balances one by one then."""
 
 
 def _ledger_query(ledger: led.Ledger, query: LedgerBalance | LedgerSnapshot) -> ServiceResult:
