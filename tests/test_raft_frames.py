@@ -254,3 +254,62 @@ def test_frame_limit_is_validated() -> None:
     with pytest.raises(ValueError, match="max_frame must be an int >= 4096"):
         rw.raft_protocol(100)
     assert rw.RAFT_PROTOCOL.max_frame == 16 << 20
+
+
+class _FakeTcp:
+    """Encodes as the transport does (the codec's size check), keeps nothing."""
+
+    def __init__(self) -> None:
+        self.protocol = rw.raft_protocol(FRAME)
+        self.sent: list[Any] = []
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self.protocol.encode(msg)
+        self.sent.append(msg)
+        return True
+
+
+def test_the_send_path_drops_counts_and_survives_an_unsendable_message() -> None:
+    from trio_foundation.coordination.consensus import _FrameGuard, _Persister
+
+    tcp = _FakeTcp()
+    persister = _Persister(None, tcp, last_index=lambda: 0)  # type: ignore[arg-type]
+    guard = persister.guard
+    assert isinstance(guard, _FrameGuard)
+    # an entry logged under a bigger frame limit: no frame can carry it
+    huge = core.AppendEntries(2, 1, 5, 1, _entries(1, FRAME), 9, 4)
+    persister.send(2, huge)
+    persister.send(2, huge)
+    assert guard.oversize == {"AppendEntries": 2} and tcp.sent == []
+    # a message the service builds directly: dropped and counted by its wire type
+    assert guard.send(2, rw.CReply(1, "ok", value=b"x" * FRAME)) is False
+    assert guard.oversize["CReply"] == 1
+    # small ones still go out
+    persister.send(2, core.AppendEntries(2, 1, 5, 1, _entries(2, 10), 9, 4))
+    assert len(tcp.sent) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_default_frame_a_snapshot_above_16_mib_reaches_a_lagging_follower(
+    tmp_path: Path,
+) -> None:
+    """The reported case at the default 16 MiB frame: a ~20 MiB snapshot."""
+    global FRAME
+    saved, FRAME = FRAME, rw.DEFAULT_MAX_FRAME
+    try:
+        async with cluster(tmp_path, max_log_entries=16) as c:
+            with trio.fail_after(200):
+                leader = await c.leader()
+                follower = next(i for i in c.nodes if i != leader)
+                c.stop(follower)
+                big = b"b" * (512 << 10)
+                for k in range(40):
+                    await c.nodes[leader].submit([f"k{k}", big])
+                await c.start(follower)
+                await until(lambda: len(c.machines[follower].values) == 40)
+                snap = c.nodes[leader].core.snapshot
+                assert snap is not None and len(snap.data) > rw.DEFAULT_MAX_FRAME
+                assert c.nodes[follower].frame_stats()["snapshots_assembled"] >= 1
+    finally:
+        FRAME = saved
