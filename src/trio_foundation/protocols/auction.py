@@ -77,8 +77,10 @@ Two more formats sell one unit in the open (``specs/AuctionOpen.tla``):
   just above the bar is refused ``"too_low"``). Its hold (id
   ``"<auction>/<bidder>/<receipt>"``) is placed before it stands; when it
   stands, the outbid bidder's hold is released (a bidder has at most one live
-  hold: a bid from the standing bidder, or from one whose bid is being
-  placed, is refused ``"duplicate"``). The auction closes ``quiet`` seconds of
+  hold: a bid from the standing bidder, from one whose bid is being
+  placed, or from one whose outbid hold's release is not answered yet, is refused
+  ``"duplicate"`` — so this holds whatever order the ledger applies commands
+  in). The auction closes ``quiet`` seconds of
   the auctioneer's clock after the last bid stood (or after the start, if none
   did) — timer ``"quiet"`` — or at the hard ``deadline``, whichever is first;
   the standing bidder wins and pays its bid. At most ``max_bids`` bids are
@@ -738,6 +740,8 @@ class Auctioneer:
             return "late"
         if bidder in self._pending or (self.standing is not None and self.standing[0] == bidder):
             return "duplicate"
+        if c.format == "english" and self._releasing(bidder):
+            return "duplicate"  # its outbid hold is not released yet: one live hold each
         if c.format == "dutch" and (bidder in self.bids or bidder in self._unfunded):
             return "duplicate"
         if amount < c.reserve:
@@ -750,6 +754,11 @@ class Auctioneer:
         elif amount != self.clock_price(now):
             return "stale_price"
         return None
+
+    def _releasing(self, bidder: int) -> bool:
+        """English: the release of one of ``bidder``'s holds is not answered yet."""
+        prefix = f"{self.config.auction}/{bidder}/"
+        return any(hold.startswith(prefix) for hold in self._unanswered)
 
     def _bar(self) -> int:
         """English: the least bid that may be taken (it beats every live bid by the increment)."""
