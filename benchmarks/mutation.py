@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -70,6 +73,13 @@ class Target:
     equivalent: dict[str, str] = field(default_factory=dict)
     #: node ids left out of the selection (wall-clock assertions that fail under load)
     deselect: tuple[str, ...] = ()
+    #: further modules mutated in the same run (a package-wide target)
+    also: tuple[str, ...] = ()
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Every module this target mutates."""
+        return (self.module, *self.also)
 
 
 def _mangled(module: str) -> str:
@@ -141,7 +151,7 @@ def _config(target: Target, tests: tuple[str, ...]) -> str:
     return (
         "\n\n[tool.mutmut]\n"
         'source_paths = ["src"]\n'
-        f"only_mutate = {toml_list([target.module])}\n"
+        f"only_mutate = {toml_list(list(target.modules))}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         "pytest_add_cli_args = "
         + toml_list(["-p", "no:cacheprovider", "-q", *(f"--deselect={d}" for d in target.deselect)])
@@ -199,6 +209,55 @@ def _mutmut(workdir: Path, *args: str, capture: bool = False, timeout: float | N
     return done.stdout or ""
 
 
+def _generate(workdir: Path, max_children: int) -> list[str]:
+    """Generate the mutants (no test runs) and return every mutant's name.
+
+    mutmut writes, per mutated file, a ``.meta`` file whose ``exit_code_by_key`` names
+    each mutant; a later ``mutmut run`` reuses the generated files.
+    """
+    code = (
+        "import os\n"
+        "os.makedirs('mutants', exist_ok=True)\n"
+        "from mutmut.__main__ import create_mutants\n"
+        "from mutmut.utils.file_utils import copy_src_dir, copy_also_copy_files\n"
+        "copy_src_dir()\n"
+        "copy_also_copy_files()\n"
+        f"create_mutants({max_children})\n"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workdir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    names: list[str] = []
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        names.extend(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return sorted(names)
+
+
+def sample(names: list[str], globs: tuple[str, ...], size: int, seed: int) -> list[str]:
+    """A uniform random sample of ``size`` of the mutants that match ``globs``."""
+    pool = [n for n in names if _selected(n, globs)]
+    if size >= len(pool):
+        return pool
+    return sorted(random.Random(seed).sample(pool, size))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n)), min(
+        1.0, (centre + spread) / (1 + z * z / n)
+    )
+
+
 def _statuses(workdir: Path) -> dict[str, str]:
     text = _mutmut(workdir, "results", "--all", "true", capture=True)
     found = re.findall(r"^\s+(\S+): (.+)$", text, re.MULTILINE)
@@ -216,15 +275,20 @@ def report(workdir: Path, target: Target, globs: tuple[str, ...], show: bool) ->
         counts[status] = counts.get(status, 0) + 1
     survivors = sorted(n for n, s in statuses.items() if s == "survived")
     equivalent = [n for n in survivors if n in target.equivalent]
-    stale = sorted(set(target.equivalent) - set(survivors))
+    # a declared equivalent that ran here and was killed (a sample may not include it)
+    stale = sorted(n for n in set(target.equivalent) - set(survivors) if n in statuses)
     total, killed = len(statuses), counts.get("killed", 0)
     counted = total - len(equivalent)
-    print(f"\n{target.module}: {total} mutants")
+    print(f"\n{', '.join(target.modules)}: {total} mutants")
     for status in sorted(counts):
         print(f"  {status:22} {counts[status]}")
     print(f"  {'equivalent (argued)':22} {len(equivalent)}")
     score = killed / counted if counted else 1.0
-    print(f"  score: {killed} killed of {counted} non-equivalent = {score:.1%}")
+    low, high = wilson(killed, counted)
+    print(
+        f"  score: {killed} killed of {counted} non-equivalent = {score:.1%}"
+        f" (95 % Wilson interval {low:.1%} to {high:.1%}; the interval matters for a --sample run)"
+    )
     for name in equivalent:
         print(f"  equivalent {name}: {target.equivalent[name]}")
     for name in stale:
@@ -260,6 +324,23 @@ def main() -> None:
         nargs="+",
         help="only these mutants (names or globs, e.g. the survivors of an earlier run)",
     )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="run a uniform random sample of N of the selected mutants (the score is then an"
+        " estimate; its 95 %% interval is printed)",
+    )
+    parser.add_argument(
+        "--sample-seed",
+        type=int,
+        help="seed of --sample (default: a fresh one, printed, so a sample can be repeated)",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="generate the mutants, print their count per module and stop",
+    )
     parser.add_argument("--no-diffs", action="store_true", help="do not print survivors' diffs")
     args = parser.parse_args()
     target = TARGETS[args.target]
@@ -272,7 +353,25 @@ def main() -> None:
     started = time.monotonic()
     try:
         _prepare(workdir, target, tests, args.examples)
-        names = args.mutants or [g for g in target.select] or [_mangled(target.module) + ".*"]
+        names = (
+            args.mutants
+            or [g for g in target.select]
+            or [_mangled(module) + ".*" for module in target.modules]
+        )
+        if args.sample is not None or args.list:
+            every = _generate(workdir, args.max_children)
+            for module in target.modules:
+                prefix = _mangled(module) + "."
+                print(f"{module}: {sum(n.startswith(prefix) for n in every)} mutants generated")
+            if args.list:
+                return
+            seed = args.sample_seed if args.sample_seed is not None else random.randrange(2**32)
+            chosen = sample(every, tuple(names), args.sample, seed)
+            print(
+                f"--sample {args.sample} --sample-seed {seed}: {len(chosen)} of"
+                f" {sum(_selected(n, tuple(names)) for n in every)} selected mutants"
+            )
+            names = chosen
         _mutmut(workdir, "run", "--max-children", str(args.max_children), *names)
         print(f"\nmutation run of {args.target} took {time.monotonic() - started:.0f} s")
         report(workdir, target, tuple(names), show=not args.no_diffs)

@@ -13,10 +13,11 @@ from .kv import (
     WatchOverflowError,
 )
 from .lease_lock import FencedResource, Lease, LeaseLock, LockService, open_lock_service
-from .market import Allocation, Market, MarketStatistics
+from .market import Allocation, CallForBids, Market, MarketStatistics
 
 __all__ = [
     "Allocation",
+    "CallForBids",
     "CasResult",
     "CompactedError",
     "FencedResource",
