@@ -225,3 +225,16 @@ def test_open_formats_refuse_bad_config() -> None:
         AuctionConfig(*base, quiet=1.0, units=2)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="clock_price is for dutch"):
         Auctioneer(AuctionConfig(*base, quiet=1.0)).clock_price(0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("section", ["## English ascending", "## Dutch descending"])
+def test_the_docs_examples_print_what_the_doc_says(
+    section: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    part = text[text.index(section) :]
+    code = re.search(r"```python\n(.*?)```", part, re.S)
+    shown = re.search(r"prints\n\n```\n(.*?)```", part, re.S)
+    assert code is not None and shown is not None, f"docs/auctions.md lost {section}'s example"
+    exec(compile(code.group(1), str(DOC), "exec"), {})
+    assert capsys.readouterr().out == shown.group(1)

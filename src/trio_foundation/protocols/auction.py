@@ -3,7 +3,8 @@
 Theory of operation (``specs/Auction.tla`` is the model-checked version)
 ------------------------------------------------------------------------
 
-An :class:`Auctioneer` sells ``units`` identical units in one of three formats:
+An :class:`Auctioneer` sells ``units`` identical units in one of three sealed-bid
+formats (or one unit in one of the two open formats, described at the end):
 
 * ``"first_price"``: the winner pays its own bid;
 * ``"second_price"`` (Vickrey 1961): one unit; the winner pays the highest
