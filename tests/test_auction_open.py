@@ -238,3 +238,45 @@ def test_the_docs_examples_print_what_the_doc_says(
     assert code is not None and shown is not None, f"docs/auctions.md lost {section}'s example"
     exec(compile(code.group(1), str(DOC), "exec"), {})
     assert capsys.readouterr().out == shown.group(1)
+
+
+def test_english_one_live_hold_per_bidder_whatever_the_ledger_order() -> None:
+    core, node = world("english", quiet=3.0, max_bids=4)
+    core.on_start(0.0, random.Random(0))
+    pump(core, node, core.on_message(1.0, 2, Bid("a", 2)))
+    step = core.on_message(1.0, 3, Bid("a", 3))
+    hold = [e for e in step if isinstance(e, Send)]
+    release = [e for e in pump_hold_only(core, node, hold) if isinstance(e, Send)]
+    assert [type(e.msg.command).__name__ for e in release if e.to == LEDGER] == ["Release"]
+    # 2 is outbid but its release is not answered yet: a new hold could overtake it
+    assert core.on_message(1.5, 2, Bid("a", 5)) == [Send(2, BidRefused("a", "duplicate"))]
+    pump(core, node, release)
+    assert node.ledger.holds() == {"a/3/2": ("acct3", 3)}
+    out = pump(core, node, core.on_message(2.0, 2, Bid("a", 5)))
+    assert BidAccepted("a", 5) in [s.msg for s in out]
+    pump(core, node, core.on_timer(5.0, "quiet"))
+    records = core.snapshot_persistent()
+    assert len(records) <= 3 * core.config.max_bids + 3
+    assert [type(r).__name__ for r in records] == [
+        "OpenStarted",
+        "BidTaken",
+        "BidStood",
+        "BidTaken",
+        "BidStood",
+        "CloseAnswered",
+        "BidTaken",
+        "BidStood",
+        "CloseAnswered",
+        "Decided",
+        "CloseAnswered",
+    ]
+
+
+def pump_hold_only(core: Auctioneer, node: LedgerNode, effects: list[Any]) -> list[Any]:
+    """Apply the holds in ``effects`` at the ledger; return what the auctioneer answered."""
+    out: list[Any] = []
+    for effect in effects:
+        for answer in node.on_message(0.0, 0, effect.msg):
+            if isinstance(answer, Send):
+                out.extend(core.on_message(0.0, LEDGER, answer.msg))
+    return out

@@ -85,7 +85,9 @@ Two more formats sell one unit in the open (``specs/AuctionOpen.tla``):
   the auctioneer's clock after the last bid stood (or after the start, if none
   did) — timer ``"quiet"`` — or at the hard ``deadline``, whichever is first;
   the standing bidder wins and pays its bid. At most ``max_bids`` bids are
-  taken (the rest refused ``"limit"``), which bounds the durable log.
+  taken (the rest refused ``"limit"``), which bounds the durable log: at most
+  ``3 * max_bids + 3`` records (per bid taken: ``BidTaken``, its hold's answer,
+  the answer to its release or settle).
 * ``"dutch"`` (descending price clock): the clock starts at ``start_price`` at
   the auctioneer's first start and falls by ``decrement`` every ``tick``
   seconds (timer ``"tick"``), never below the ``reserve``; each new price is
@@ -96,7 +98,8 @@ Two more formats sell one unit in the open (``specs/AuctionOpen.tla``):
   received accept whose hold was placed (a later one waits for the earlier
   ones' answers), and it pays the price it accepted. Other accepts' holds are
   released. With no accept the clock stays one tick at the reserve, then the
-  auction closes unsold; the hard ``deadline`` closes it too.
+  auction closes unsold; the hard ``deadline`` closes it too. A bidder has one
+  accept, so the log holds at most ``3 * len(bidders) + 3`` records.
 
 The price is a function of the persisted start time (:class:`OpenStarted`)
 and the local clock, so a restart neither raises nor resets it; a time within
