@@ -21,13 +21,15 @@ a bidder, every ledger result. After every step it checks ``OneWinner``,
 
 The search is biased towards the states the invariants are about, without
 knowing any broken variant: swarm testing (each run enables a random subset of
-the fault rules), and a rule ``BidArrives`` in which a registered bidder bids
-what it would from what it heard (English: the last standing bid it saw plus
-the increment, one less or one more; Dutch: the last price it heard) and the
-bid is delivered at once; the ledger applies requests in any order (the link
-reorders, never loses). Broken auctioneers, one per mutant of specs/broken/
-(same names), must be caught by fresh random searches over auctions of the
-format whose code they break (the search knows the format, not the bug):
+the fault rules); a rule ``BidArrives`` in which a registered bidder bids what
+it would from what it heard (English: the last standing bid it saw plus the
+increment, one less or one more; Dutch: the last price it heard) and the bid is
+delivered at once; a Dutch rule ``RivalsAccept`` in which two or three bidders
+do so in a row (a race at one price). The ledger applies requests, and its
+answers reach the auctioneer, in any order (the link reorders, never loses).
+Broken auctioneers, one per mutant of specs/broken/ (same names), must be
+caught by fresh random searches over auctions of the format whose code they
+break (the search knows the format, not the bug):
 ``test_broken_variant_is_caught`` (one search each, in CI) and
 ``test_broken_variant_catch_rate`` (slow: ``CATCH_RUNS`` searches each).
 """
@@ -90,7 +92,7 @@ def machine(
             start=st.integers(0, 4),
             decrement=st.integers(1, 2),
             funds=st.lists(st.integers(1, 6), min_size=3, max_size=3),
-            slow_ledger=st.booleans(),
+            slow_ledger=st.integers(0, 3).map(bool),  # slow on 3 draws in 4
             faults=st.sets(st.sampled_from(FAULTS)),
         )
         def setup(
@@ -236,6 +238,14 @@ def machine(
                 amount = prices[-1] if prices else 0
             self._deliver(bidder, Bid("a1", amount))
 
+        @precondition(lambda self: self.fmt == "dutch")
+        @rule(rivals=st.lists(st.sampled_from(BIDDERS), min_size=2, max_size=3, unique=True))
+        def RivalsAccept(self, rivals: list[int]) -> None:
+            """Dutch: the clock reaches several bidders' values at once; each accepts the
+            price it heard, their accepts arriving one after the other."""
+            for bidder in rivals:
+                self.BidArrives(bidder, 0)
+
         def _deliver(self, bidder: int, bid: Bid) -> None:
             late = self.now >= self.must_close_at()
             self.delivered.append((bidder, bid.amount, self.now, late))
@@ -270,19 +280,28 @@ def machine(
                     self.to_core.append(effect.msg)
 
         @precondition(lambda self: self.to_core)
-        @rule()
-        def AnswerArrives(self) -> None:
-            self._run(self.core.on_message(self.now, LEDGER, self.to_core.popleft()))
+        @rule(data=st.data())
+        def AnswerArrives(self, data: st.DataObject | None = None) -> None:
+            """One ledger answer reaches the auctioneer, any one (reordered, never lost)."""
+            i = data.draw(st.integers(0, len(self.to_core) - 1)) if data is not None else 0
+            answer = self.to_core[i]
+            del self.to_core[i]
+            self._run(self.core.on_message(self.now, LEDGER, answer))
             self._fire(self.now)
 
         @precondition(lambda self: self.to_ledger or self.to_core)
-        @rule()
-        def LedgerCatchesUp(self) -> None:
-            """The ledger and the link to the auctioneer drain (a slow ledger catches up)."""
+        @rule(newest_first=st.booleans())
+        def LedgerCatchesUp(self, newest_first: bool = False) -> None:
+            """The ledger and the link to the auctioneer drain (a slow ledger catches up),
+            oldest or newest request first."""
             while self.to_ledger or self.to_core:
                 if self.to_ledger:
+                    if newest_first:
+                        self.to_ledger.rotate(1)  # the newest request goes first
                     self.LedgerStep()
                 else:
+                    if newest_first:
+                        self.to_core.rotate(1)
                     self.AnswerArrives()
 
         def teardown(self) -> None:
