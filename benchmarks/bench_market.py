@@ -127,7 +127,7 @@ def english_allocate(n: int, rng: random.Random) -> float:
     run(core.on_timer(6.0, "quiet"), 6.0)
     elapsed = time.perf_counter() - start
     assert core.state == "closed" and len(core.winners) == 1 and not ledger.holds()
-    assert values[core.winners[0]] == max(values.values())
+    assert values[core.winners[0]] > max(values.values()) - 10  # efficient up to the increment
     return elapsed
 
 

@@ -711,7 +711,8 @@ class Auctioneer:
         if step >= self._floor_step():
             return self._close()
         price = self.clock_price(now)
-        effects: list[Effect] = [Send(b, PriceClock(c.auction, price)) for b, _ in c.bidders]
+        news = PriceClock(c.auction, price)
+        effects: list[Effect] = [Send(b, news) for b, _ in c.bidders]
         next_at = self._started_at + (step + 1) * c.tick
         effects.append(SetTimer(TICK_TIMER, max(0.0, next_at - now)))
         return effects
@@ -814,7 +815,8 @@ class Auctioneer:
                 self._to_ledger(cmd) for hold, cmd in self._unanswered.items() if hold not in before
             )
             if self.standing is not None and self.standing[0] == bidder:
-                effects.extend(Send(b, Standing(c.auction, bidder, amount)) for b, _ in c.bidders)
+                news = Standing(c.auction, bidder, amount)  # one frozen message for all
+                effects.extend(Send(b, news) for b, _ in c.bidders)
                 if self.state == "open":
                     effects.append(self._quiet_timer(now))
         else:
