@@ -546,14 +546,16 @@ class DutchLoserKept(Auctioneer):  # type: ignore[misc]
             super()._release(bidder, receipt, amount)
 
 
-# name -> (broken core, the format whose code it breaks, invariants that may catch it)
+# name -> (broken core, the format whose code it breaks, invariants that may catch it).
+# A clock reset at a restart also keeps the auction open past its floor (NoLateBid) when
+# the clock is already at the reserve, where no price can rise.
 BROKEN: dict[str, tuple[type[Auctioneer], str, tuple[str, ...]]] = {
     "outbid_hold_kept": (OutbidHoldKept, "english", ("OutbidReleased", "LosersReleased")),
     "below_increment": (BelowIncrement, "english", ("StandingRises",)),
     "bid_after_close": (BidAfterClose, "english", ("NoLateBid",)),
     "quiet_not_rearmed": (QuietNotRearmed, "english", ("QuietRespected", "NoLateBid")),
     "stale_price_accepted": (StalePriceAccepted, "dutch", ("DutchPriceRule", "FirstAcceptWins")),
-    "clock_reset": (ClockReset, "dutch", ("PriceNeverRises", "DutchPriceRule")),
+    "clock_reset": (ClockReset, "dutch", ("PriceNeverRises", "DutchPriceRule", "NoLateBid")),
     "no_wait_for_earlier": (NoWaitForEarlier, "dutch", ("FirstAcceptWins",)),
     "dutch_loser_kept": (DutchLoserKept, "dutch", ("LosersReleased",)),
 }
@@ -568,7 +570,7 @@ def _caught(name: str) -> bool:
             machine(cls, (fmt,)),
             settings=settings(
                 SETTINGS,
-                max_examples=300,
+                max_examples=600,
                 stateful_step_count=50,
                 database=None,
                 print_blob=False,
