@@ -154,7 +154,10 @@ class MarketStatistics:
     Attributes:
         allocated: tasks done (paid), by either method.
         failed: tasks failed.
-        abandoned: allocations whose caller left before the outcome.
+        abandoned: allocations whose caller left before the outcome, including
+            a call cancelled at its first checkpoint (before its arguments are
+            checked): every call that does not raise for bad input is counted
+            once, in one of the three.
         credits_paid: credits settled (to contractors; by auction, to sellers).
         contractors: contractors registered now.
         active: allocations running now.
@@ -449,7 +452,11 @@ class Market:
             ValueError, TypeError: bad input, named (a missing deadline, a
                 non-positive budget, a task id already running).
         """
-        await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
+        try:
+            await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
+        except trio.Cancelled:
+            self._abandoned += 1  # the caller left before anything started: counted once
+            raise
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if task_id in self._managers:
             raise ValueError(f"task {task_id!r} is already being allocated")
@@ -531,7 +538,11 @@ class Market:
             ValueError, TypeError: bad input, named (a missing deadline, a
                 negative reserve, an unknown format, a task id already running).
         """
-        await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
+        try:
+            await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
+        except trio.Cancelled:
+            self._abandoned += 1  # the caller left before anything started: counted once
+            raise
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if format not in AUCTION_FORMATS:
             raise ValueError(f"format must be one of {AUCTION_FORMATS}, got {format!r}")
