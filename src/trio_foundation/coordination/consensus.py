@@ -1087,7 +1087,11 @@ def _command_too_big(size: int, limit: int) -> str:
 
 
 def _reply_too_big(size: int, limit: int) -> str:
-    return f"reply of {size} bytes exceeds the frame limit {limit}; narrow the range"
+    return (
+        f"reply of {size} bytes exceeds the frame limit {limit}: the result is lost"
+        " (a submitted command was applied all the same; a read had no effect);"
+        " narrow the range"
+    )
 
 
 def _final(reason: str) -> bool:

@@ -249,8 +249,10 @@ class CReply(WireMessage, tag="reply", frozen=True):
 
     ``outcome``: ``ok`` (``value`` is the result), ``not_leader`` (try
     ``leader``; the request certainly took no effect), ``rejected`` (certainly no
-    effect, ``reason`` says why), ``unknown`` (the node lost track of it — it may
-    or may not have been applied: retry with the same session).
+    effect, ``reason`` says why — with one exception: a reason starting
+    ``reply of`` says the reply was too big for a frame, and a submitted command
+    *was* applied, only its result is lost), ``unknown`` (the node lost track of
+    it — it may or may not have been applied: retry with the same session).
     """
 
     req: Nat
