@@ -705,7 +705,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock", "Raft")
+_TRACEABLE = ("LeaseLock", "Raft", "ContractNet")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -734,7 +734,7 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         type=_positive_float,
         default=None,
         metavar="S",
-        help="Raft: simulated seconds per run (default: 5)",
+        help="Raft: simulated seconds per run (default: 5); ContractNet: likewise (default: 30)",
     )
     trace.add_argument(
         "--ttl",
@@ -774,16 +774,19 @@ def _trace(args: argparse.Namespace) -> int:
     if not (directory / f"{args.name}Trace.tla").is_file():
         raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
     # each flag sizes one module's runs: refuse one that would be silently ignored
-    foreign = ("--steps", "--ttl") if args.name == "Raft" else ("--duration",)
+    simulated = args.name in ("Raft", "ContractNet")
+    foreign = ("--steps", "--ttl") if simulated else ("--duration",)
     for flag in foreign:
         if getattr(args, flag.removeprefix("--")) is not None:
             raise VerificationError(
                 f"{flag} does not apply to {args.name}'s trace runs"
                 f" ({args.name} runs are sized by"
-                f" {'--duration' if args.name == 'Raft' else '--steps and --ttl'})"
+                f" {'--duration' if simulated else '--steps and --ttl'})"
             )
     if args.name == "Raft":
         return _trace_raft(args, directory)
+    if args.name == "ContractNet":
+        return _trace_contract_net(args, directory)
     params = llt.SpecParams(ttl=9 if args.ttl is None else args.ttl)
     console = _console()
     if args.module is not None:
@@ -834,6 +837,27 @@ def _trace_raft(args: argparse.Namespace, directory: Path) -> int:
         check = rt.check_traces(traces, specs_dir=directory, timeout=args.timeout)
         what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
         what += f"{check.steps} steps"
+    return _verdict(args.name, what, check)
+
+
+def _trace_contract_net(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import contract_net as cn
+
+    if args.module is not None:
+        text = args.module.read_text(encoding="utf-8")
+        check = cn.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
+        what = str(args.module)
+    else:
+        params = cn.RunParams(duration=30.0 if args.duration is None else args.duration)
+        config = cn.task_config(params.max_rounds)
+        traces = [
+            cn.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
+        ]
+        if args.write is not None:
+            cn.write_trace_module(traces, config, args.write)
+        check = cn.check_traces(traces, config, specs_dir=directory, timeout=args.timeout)
+        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
+        what += f"{check.steps} records"
     return _verdict(args.name, what, check)
 
 

@@ -761,7 +761,7 @@ class _AuctionRun(_Interpreter):
     async def drive(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
         core, config = self.core, self.core.config
         self.execute(core.on_start(trio.current_time(), self.market._rng))
-        assert config.format != "uniform"  # Market.auction sells one unit
+        assert config.format == "first_price" or config.format == "second_price"  # sealed, 1 unit
         call = CallForBids(config.auction, config.format, config.reserve, config.deadline,
                            self.payload)  # fmt: skip
         for node in self.names:
