@@ -15,8 +15,10 @@ import trio.testing
 
 from trio_foundation.supervision import (
     ChildCounts,
+    ChildExited,
     ChildRestarted,
     ChildSpec,
+    ChildStartError,
     SupervisionEvent,
     Supervisor,
     SupervisorEscalation,
@@ -24,7 +26,7 @@ from trio_foundation.supervision import (
     open_supervisor,
 )
 from trio_foundation.supervision._supervisor import _SupervisorBase
-from trio_foundation.supervision._telemetry import SHUTDOWN, STOP
+from trio_foundation.supervision._telemetry import SHUTDOWN, START, STOP
 from trio_foundation.supervision.testing import ControlledChildren as Controls
 from trio_foundation.telemetry import Event, Telemetry
 
@@ -350,3 +352,138 @@ async def test_a_transient_service_whose_restart_fails_is_retried_as_abnormal() 
             await trio.sleep_forever()
     assert service.runs == 2
     assert [str(c) for c in raised.value.causes] == ["crashed", "start 2 failed"]
+
+
+class _ReadyOnce:
+    """A service that reports ready on its first run only; records what its context
+    said when each run ended."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.stop_requested: list[bool] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            task_status.started("h")
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.stop_requested.append(current_child().stop_requested)
+
+
+async def test_an_abandoned_restart_is_stopped_and_its_child_off_the_books() -> None:
+    service = _ReadyOnce()
+    async with open_supervisor([ChildSpec("svc", service)]) as sup:
+        await sup.terminate_child("svc")
+        with trio.move_on_after(0.01):
+            await sup.restart_child("svc")
+        # at once, before the abandoned run has even unwound
+        assert [(i.id, i.state, i.handle) for i in sup.which_children()] == [
+            ("svc", "stopped", None)
+        ]
+        await trio.testing.wait_all_tasks_blocked()
+        assert service.stop_requested == [True, True]
+        assert service.runs == 2
+
+
+class _Fails:
+    """A service whose start raises."""
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.lowlevel.checkpoint()
+        raise RuntimeError("no")
+
+
+class _Slow:
+    """A service that reports ready after 10 s."""
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.sleep(10)
+        task_status.started(None)
+        await trio.sleep_forever()
+
+
+async def test_failed_and_late_starts_are_reported_as_abnormal_exits(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen: list[SupervisionEvent] = []
+    telemetry = Telemetry(slow_handler=None)
+    started: list[Event] = []
+    telemetry.attach("starts", (START,), started.append)
+    async with open_supervisor(
+        [ChildSpec("ok", _ReadyOnce())], handlers=[seen.append], name="s", telemetry=telemetry
+    ) as sup:
+        assert [e.metadata["child_id"] for e in started] == ["ok"]
+        with pytest.raises(ChildStartError):
+            await sup.start_child(ChildSpec("bad", _Fails()))
+        with pytest.raises(ChildStartError):
+            await sup.start_child(ChildSpec("late", _Slow(), start_timeout=1))
+        assert [i.id for i in sup.which_children()] == ["ok"]
+    exits = [e for e in seen if isinstance(e, ChildExited)]
+    # the late one is stopped like any child (a shutdown exit), then reported
+    assert [(e.supervisor, e.child_id, e.reason) for e in exits[:3]] == [
+        ("s", "bad", "abnormal"),
+        ("s", "late", "shutdown"),
+        ("s", "late", "abnormal"),
+    ]
+    assert str(exits[0].exception) == "no" and exits[2].exception is None
+
+
+async def test_a_failed_restart_child_leaves_the_child_stopped() -> None:
+    class FailsAfterFirst:
+        def __init__(self) -> None:
+            self.runs = 0
+
+        async def run(
+            self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            self.runs += 1
+            if self.runs > 1:
+                raise RuntimeError("no")
+            task_status.started("h")
+            await trio.sleep_forever()
+
+    async with open_supervisor([ChildSpec("svc", FailsAfterFirst())]) as sup:
+        await sup.terminate_child("svc")
+        with pytest.raises(ChildStartError):
+            await sup.restart_child("svc")
+        assert [(i.id, i.state, i.handle) for i in sup.which_children()] == [
+            ("svc", "stopped", None)
+        ]
+
+
+async def test_an_interrupting_childs_exit_is_abnormal_with_its_exception() -> None:
+    seen: list[SupervisionEvent] = []
+
+    async def interrupter() -> None:
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        async with open_supervisor([ChildSpec("k", interrupter)], handlers=[seen.append]):
+            await trio.sleep_forever()
+    exits = [(e.child_id, e.reason, type(e.exception)) for e in seen if isinstance(e, ChildExited)]
+    assert exits == [("k", "abnormal", KeyboardInterrupt)]
+
+
+async def test_the_base_supervisors_defaults_are_otps() -> None:
+    controls = Controls()
+    sup = _SupervisorBase([ChildSpec("a", controls.child("a"))])
+    with pytest.raises(SupervisorEscalation) as raised:
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sup.run)
+                await trio.testing.wait_all_tasks_blocked()
+                controls.tell("a", "crash")
+                await trio.testing.wait_all_tasks_blocked()
+                controls.tell("a", "crash")
+        except* SupervisorEscalation as group:
+            raise group.exceptions[0] from None
+    assert (raised.value.intensity, raised.value.period) == (1, 5.0)
+
+
+def test_a_handler_that_is_not_callable_is_named() -> None:
+    with pytest.raises(TypeError) as raised:
+        Supervisor([], handlers=[42])  # type: ignore[list-item]
+    assert str(raised.value) == "handlers must be callables, got 42"
