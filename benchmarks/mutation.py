@@ -447,5 +447,117 @@ for _n in (26, 27, 28):
         " finds enough old entries to free (need = total + weight - limit <= total)"
     )
 
+# --- supervision/_supervisor.py and verify/lincheck/ (issue 8) ---------------------
+# The supervisor's selection also takes the dynamic supervisor's and the telemetry's
+# tests (1 s together): they check _SupervisorBase's max_children and the stop,
+# shutdown and escalation events, which the core tests do not look at.
+TARGETS["supervisor"] = Target(
+    SUPERVISOR,
+    (
+        *TARGETS["supervisor"].tests,
+        "tests/test_dynamic_supervisor.py",
+        "tests/test_supervisor_telemetry.py",
+    ),
+)
+_LINCHECK = "src/trio_foundation/verify/lincheck/"
+TARGETS["lincheck"] = Target(
+    _LINCHECK + "_check.py",
+    (
+        "tests/test_lincheck.py",
+        "tests/test_lincheck_formats.py",
+        "tests/test_lincheck_mutation_edges.py",
+        # the two cheap properties; the agreement tests with the exhaustive checker
+        # (explicit max_examples of 400 to 800, 6 to 45 s each) would make a run
+        # of a few hundred mutants last hours on the shared machine
+        "property_tests/test_lincheck.py::test_register_view_closure_equals_the_stepped_closure",
+        "property_tests/test_lincheck.py::test_simulated_histories_are_never_called_non_linearizable",
+    ),
+    also=tuple(
+        _LINCHECK + name
+        for name in ("_wgl.py", "_witness.py", "_models.py", "_ops.py", "_reference.py", "_gc.py")
+    ),
+    deselect=(
+        # asserts a 0.05 s timeout returns within 10 s of wall time: not under a loaded run
+        "tests/test_lincheck.py::test_timeout_gives_unknown",
+        # 3 s on the clean code, a benchmark's histories: a performance test
+        "tests/test_lincheck.py::test_fifty_client_late_read_histories_are_decided",
+    ),
+)
+
+_SUP = _mangled(SUPERVISOR) + "."
+_SUP_BASE = _SUP + "xǁ_SupervisorBaseǁ"
+_RESET_FIRST = "run() calls _reset() first, which sets it anew, and nothing reads it before a run"
+_TRUTH_ONLY = "only ever tested for truth, and None is false as False is"
+TARGETS["supervisor"].equivalent.update(
+    {
+        _SUP + "xǁChildContextǁ__init____mutmut_11": "_began is written, never read",
+        _SUP + "xǁChildContextǁ__init____mutmut_16": (
+            "_start reads _start_error only for a service run that ended before ready,"
+            " not fatally and not being stopped (no stop can run while its start waits:"
+            " both hold the lock or run in the supervisor's task), and _child_exited"
+            " always sets it then"
+        ),
+        _SUP_BASE + "__init____mutmut_86": "_dynamic: " + _TRUTH_ONLY,
+        _SUP_BASE + "__init____mutmut_89": (
+            "_nursery is read only while running (_check_running tests _running first),"
+            " and run() sets it before any other task can run"
+        ),
+        _SUP_BASE + "__init____mutmut_94": "_wake: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_99": "_stopped: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_103": "_fatal: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_104": "_error: " + _RESET_FIRST,
+        _SUP_BASE + "_reset__mutmut_4": "_shutdown_requested: " + _TRUTH_ONLY,
+        _SUP_BASE + "_start__mutmut_5": "restarting: " + _TRUTH_ONLY,
+        _SUP_BASE + "_start__mutmut_32": (
+            "interrupted: " + _TRUTH_ONLY + " (it keeps its first value only when the"
+            " start timed out)"
+        ),
+        _SUP_BASE + "_start__mutmut_55": (
+            "a service run that failed before ready is finished and has no handle: as"
+            " child.ctx it reads as stopped with handle None, and _stop skips it, as None"
+        ),
+        _SUP_BASE + "_stop__mutmut_18": "began is read only when the stop is timed",
+        _SUP_BASE + "_stop__mutmut_30": (
+            "the return value of an untimed stop is read only by _stop_all, which uses it"
+            " only when SHUTDOWN is listened to, and then _stop is timed"
+        ),
+        _SUP_BASE + "run__mutmut_9": (
+            "_nursery is read only while running (_check_running tests _running first)"
+        ),
+        _SUP_BASE + "_check_auto_shutdown__mutmut_5": (
+            "a significant child exists only under an auto_shutdown other than 'never'"
+            " (the constructor and start_child refuse it)"
+        ),
+        _SUP_BASE + "_handle_exit__mutmut_89": (
+            "every target's ctx is None there: _handle_exit cleared the exited child's,"
+            " _stop cleared the others', and the child API, which could start one, waits"
+            " for the lock the control loop holds"
+        ),
+        _SUP_BASE + "_child_exited__mutmut_34": (
+            "it queues two more kinds of exit: a fatal one after ready (but a fatal exit"
+            " has just requested the shutdown, after which the control loop handles no"
+            " queued exit; run() clears the queue) and a non-fatal one before ready (by"
+            " the time the control loop reads it, _start has set child.ctx to None or a"
+            " retry, so it is stale and ignored)"
+        ),
+        **{
+            _SUP_BASE + f"_run_child__mutmut_{n}": (
+                "reason 'shutdown' for a cancelled scope: ctx._scope is cancelled only by"
+                " _stop and by an abandoned start, which set ctx._stopping first, and"
+                " _child_exited then makes the reason 'shutdown' anyway"
+            )
+            for n in (15, 16, 17)
+        },
+        **{
+            _SUP_BASE + f"_run_child__mutmut_{n}": (
+                "the except trio.Cancelled branch: the children's nursery sits in a"
+                " shielded scope and no child task lets an exception out, so nothing"
+                " cancels it"
+            )
+            for n in (21, 24, 25, 27, 28)
+        },
+    }
+)
+
 if __name__ == "__main__":
     main()
