@@ -20,7 +20,7 @@ def seq(*ops: Row) -> list[HistoryEvent]:
     """Sequential operations from ``(process, f, value, output[, type[, key]])`` rows."""
     events = []
     for p, f, value, out, *rest in ops:
-        etype = rest[0] if rest else "ok"
+        etype: Any = rest[0] if rest else "ok"
         key = rest[1] if len(rest) > 1 else None
         events.append(HistoryEvent(p, "invoke", f, value, key=key))
         events.append(HistoryEvent(p, etype, f, out, key=key))
