@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from trio_foundation.verify.history import HistoryEvent
-from trio_foundation.verify.lincheck import LinearizabilityResult, check_exhaustively, check_history
+from trio_foundation.verify.lincheck import (
+    LinearizabilityResult,
+    Operation,
+    check_exhaustively,
+    check_history,
+    pair_operations,
+)
 
 Row = tuple[Any, ...]
 
@@ -153,3 +159,79 @@ def test_the_reference_counts_every_crash_of_a_process() -> None:
     )
     assert check_exhaustively(events, "lock") == "linearizable"
     assert check_history(events, "lock").verdict == "linearizable"
+
+
+# --- the stale-read witness, behind a search that cannot decide ---------------------
+
+
+def _assert_stale_evidence(result: LinearizabilityResult, events: list[HistoryEvent]) -> None:
+    """The witness's contract: ``(r, c[, setter])``: ``r`` read a value ``v``; ``c``
+    leaves another value and returned before ``r`` was invoked; every write of ``v``
+    returned before ``c`` was invoked (the setter given is one of them)."""
+    assert result.verdict == "not-linearizable" and result.reason == "stale"
+    assert result.linearized == ()
+    r, c, *setter = result.unplaceable
+    value = r.output
+    assert r.f == "read" and r.status == "ok"
+    assert c.status == "ok" and c.complete_at is not None and c.complete_at < r.invoke_at
+    left = c.value if c.f == "write" else c.output
+    assert left != value
+    writes = [
+        op
+        for op in _ops(events)
+        if op.f == "write" and op.value == value and op.invoke_at < (r.complete_at or 0)
+    ]
+    assert all(w.complete_at is not None and w.complete_at < c.invoke_at for w in writes)
+    assert [s.value for s in setter] == ([value] if writes else [])
+    if writes:
+        assert setter[0] in writes
+
+
+def _ops(events: list[HistoryEvent]) -> list[Operation]:
+    return pair_operations(events)
+
+
+def test_a_stale_read_behind_a_hard_search() -> None:
+    tail = seq((100, "write", 100, 100), (101, "write", 101, 101), (102, "read", None, 100))
+    events = _hard() + tail
+    for bound in (500, None):
+        result = check_history(events, "register", max_states=bound)
+        _assert_stale_evidence(result, events)
+        assert [o.describe() for o in result.unplaceable] == [
+            "p102 read() -> 100",
+            "p101 write(101) -> ok",
+            "p100 write(100) -> ok",
+        ]
+
+
+def test_a_stale_read_of_the_initial_value_behind_a_hard_search() -> None:
+    events = _hard() + seq((101, "write", 101, 101), (102, "read", None, None))
+    result = check_history(events, "register", max_states=500)
+    _assert_stale_evidence(result, events)
+    assert len(result.unplaceable) == 2  # no setter: the initial state gave it
+
+
+def test_a_stale_read_among_several_takes_the_first() -> None:
+    # two stale reads after the hard part; the witness names the earlier one
+    tail = seq(
+        (100, "write", 100, 100),
+        (101, "write", 101, 101),
+        (102, "read", None, 100),
+        (103, "write", 103, 103),
+        (104, "read", None, 101),
+    )
+    events = _hard() + tail
+    result = check_history(events, "register", max_states=500)
+    _assert_stale_evidence(result, events)
+    assert result.unplaceable[0].describe() == "p102 read() -> 100"
+
+
+def test_a_stale_read_with_a_write_of_its_value_still_open_is_no_witness() -> None:
+    # a write of 100 never returned: it may take effect just before the read
+    tail = [
+        HistoryEvent(99, "invoke", "write", 100),
+        *seq((100, "write", 100, 100), (101, "write", 101, 101), (102, "read", None, 100)),
+    ]
+    events = _hard() + tail
+    result = check_history(events, "register", max_states=500)
+    assert result.reason != "stale"
