@@ -235,3 +235,59 @@ def test_a_stale_read_with_a_write_of_its_value_still_open_is_no_witness() -> No
     events = _hard() + tail
     result = check_history(events, "register", max_states=500)
     assert result.reason != "stale"
+
+
+# --- the forced-order witness, behind a search that cannot decide -------------------
+
+
+def _chain(twice: bool) -> list[HistoryEvent]:
+    """write(100) (twice, or once) and write(101) concurrent; a read of 101 after
+    the writes of 100 returned, concurrent with a later read of 100 invoked after
+    write(101) returned. The read of 101 pins write(101) after the writes of 100,
+    and write(101) returned before the read of 100 began: not linearizable, and no
+    one operation shows it in real time alone (the stale-read witness misses it)."""
+    second = [HistoryEvent(104, "invoke", "write", 100)] if twice else []
+    second_ok = [HistoryEvent(104, "ok", "write", 100)] if twice else []
+    return [
+        HistoryEvent(100, "invoke", "write", 100),
+        *second,
+        HistoryEvent(101, "invoke", "write", 101),
+        HistoryEvent(100, "ok", "write", 100),
+        *second_ok,
+        HistoryEvent(102, "invoke", "read", None),
+        HistoryEvent(101, "ok", "write", 101),
+        HistoryEvent(103, "invoke", "read", None),
+        HistoryEvent(102, "ok", "read", 101),
+        HistoryEvent(103, "ok", "read", 100),
+    ]
+
+
+def test_a_chain_of_forced_orders_behind_a_hard_search() -> None:
+    for twice in (True, False):
+        assert check_exhaustively(_chain(twice), "register") == "not-linearizable"
+    events = _hard() + _chain(twice=True)
+    result = check_history(events, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
+    # (r, c, every setter of r's value): c leaves another value, is forced after
+    # every setter and before r
+    assert [o.describe() for o in result.unplaceable] == [
+        "p103 read() -> 100",
+        "p101 write(101) -> ok",
+        "p100 write(100) -> ok",
+        "p104 write(100) -> ok",
+    ]
+    # with one write of 100 the pinned read closes a cycle: one operation on it
+    result = check_history(_hard() + _chain(twice=False), "register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
+    assert [o.describe() for o in result.unplaceable] in (
+        ["p100 write(100) -> ok"],
+        ["p101 write(101) -> ok"],
+        ["p102 read() -> 101"],
+        ["p103 read() -> 100"],
+    )
+
+
+def test_a_pinned_read_that_is_fine_is_no_witness() -> None:
+    events = _hard() + seq((100, "write", 100, 100), (101, "read", None, 100))
+    result = check_history(events, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("unknown", "max_states")
