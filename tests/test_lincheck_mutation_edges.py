@@ -16,6 +16,7 @@ from trio_foundation.verify.lincheck import (
     Operation,
     check_exhaustively,
     check_history,
+    freeze,
     pair_operations,
 )
 
@@ -56,6 +57,7 @@ def test_an_impossible_first_key_is_named_impossible() -> None:
     }
     assert [o.describe() for o in result.unplaceable] == ["p0 get['a']() -> 5"]
     assert result.linearized == ()
+    assert [(p.operation_count, p.states) for p in result.partitions] == [(1, 0), (2, 0)]
 
 
 def test_a_lost_append_in_a_first_key_is_named_lost() -> None:
@@ -370,3 +372,11 @@ def test_the_greedy_pass_leaves_the_value_a_pending_read_needs() -> None:
 def test_a_single_write_needs_no_search() -> None:
     result = check_history(seq((0, "write", 1, 1)), "register")
     assert result.ok and result.states == 0 and len(result.linearized) == 1
+
+
+def test_freeze_makes_json_objects_sorted_item_tuples() -> None:
+    assert freeze({"b": [1, {"y": 2, "x": None}], "a": 2}) == (
+        ("a", 2),
+        ("b", (1, (("x", None), ("y", 2)))),
+    )
+    assert freeze({1: "one"}) == (("1", "one"),)
