@@ -559,5 +559,71 @@ TARGETS["supervisor"].equivalent.update(
     }
 )
 
+_LC = "trio_foundation.verify.lincheck."
+_POSITIONS = (
+    "compares an invocation's event position with a completion's: two different"
+    " events of one list, never equal"
+)
+_NEGATIVE = "only ever compared with 0 (>= 0 / < 0), and -2 is negative as -1 is"
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + "_reference.x__linearizable__mutmut_10": "< for <=: " + _POSITIONS,
+        _LC + "_reference.x__pair__mutmut_29": (
+            "incarnations 0, 2, 4, ... for 0, 1, 2, ...: the reference only compares"
+            " them with each other and with 0 (the lock's owner), which doubling keeps"
+        ),
+        _LC + "_wgl.xǁ_Searchǁgrows_into__mutmut_49": ">= for >: " + _POSITIONS,
+        _LC + "_wgl.xǁ_Searchǁinfo_order__mutmut_15": (
+            ">= for >: " + _POSITIONS + " (first_return() is a return entry while a"
+            " required operation remains, and only then is a move tried)"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_8": (
+            "limit -2 for -1 (no bound): it is only used as n_states >= limit > 0"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_30": "info_run: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁforced_move__mutmut_9": "its result: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁrun__mutmut_48": "doomed_by: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁ_index__mutmut_189": "range(0, n) is range(n)",
+        _LC + "_wgl.xǁ_Searchǁnexts__mutmut_7": (
+            "the memo only caches the model's pure step(): without it every step is"
+            " recomputed, with the same results and the same search (cost only)"
+        ),
+        _LC + "_check.x__impossible__mutmut_60": (
+            "the per-kind cache of possible: without it each operation is stepped again,"
+            " with the same result (cost only)"
+        ),
+        _LC + "_check.x__stale__mutmut_16": (
+            "zip(ops, views) without strict: views is built from ops, same length"
+        ),
+        _LC + "_check.x__stale__mutmut_125": (
+            "best sorted by whole (ret, value, op) tuples: the rets (return positions of"
+            " different operations) differ, so the order is that of key=t[0]"
+        ),
+        _LC + "_check.x__stale__mutmut_145": (
+            "min over whole (n, op) pairs: one pair per n, so the order is that of key=t[0]"
+        ),
+        _LC + "_check.x__lost_growth__mutmut_31": (
+            "growers sorted by whole (returned, invoked, op) tuples: the return positions"
+            " differ, so the order is that of key=g[0]"
+        ),
+        _LC + "_check.x__decide__mutmut_23": (
+            "return for break in a for-else whose else is skipped by the break, at the"
+            " end of the function"
+        ),
+        _LC + "_check.x__closure_by_view__mutmut_19": (
+            "results is only tested for truth before it is assigned: () and None are both false"
+        ),
+        _LC + "_check.x__search_partitions__mutmut_78": (
+            "> for >= between time.monotonic() and the deadline: they differ only when"
+            " the two floats are equal to the last bit"
+        ),
+        _LC + "_witness.xǁ_Greedyǁsettle__mutmut_24": "blocked: " + _NEGATIVE,
+        _LC + "_witness.xǁ_Greedyǁenable__mutmut_14": (
+            "True for False past the budget: settle, the only caller, goes round again"
+            " with the read still due and returns False at its next budget check"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
