@@ -380,3 +380,12 @@ def test_freeze_makes_json_objects_sorted_item_tuples() -> None:
         ("b", (1, (("x", None), ("y", 2)))),
     )
     assert freeze({1: "one"}) == (("1", "one"),)
+
+
+def test_a_deadline_passed_before_the_search_leaves_the_partition_timed_out() -> None:
+    # (a nanosecond: gone by the time the greedy pass and the prechecks are done)
+    result = check_history(_hard(), "register", timeout=1e-9)
+    assert (result.verdict, result.reason) == ("unknown", "timeout")
+    assert [(p.verdict, p.reason, p.states) for p in result.partitions] == [
+        ("unknown", "timeout", 0)
+    ]
