@@ -487,3 +487,20 @@ def test_a_handler_that_is_not_callable_is_named() -> None:
     with pytest.raises(TypeError) as raised:
         Supervisor([], handlers=[42])  # type: ignore[list-item]
     assert str(raised.value) == "handlers must be callables, got 42"
+
+
+async def test_a_shutdown_nobody_listened_to_when_it_began_is_not_reported() -> None:
+    # a listener attached during the shutdown (by a child's cleanup) does not get a
+    # shutdown event whose start was never measured
+    telemetry = Telemetry(slow_handler=None)
+    events: list[Event] = []
+
+    async def attaches_on_stop() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            telemetry.attach("late", (SHUTDOWN,), events.append)
+
+    async with open_supervisor([ChildSpec("a", attaches_on_stop)], telemetry=telemetry):
+        await trio.testing.wait_all_tasks_blocked()
+    assert events == []
