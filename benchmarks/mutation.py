@@ -479,8 +479,6 @@ TARGETS["lincheck"] = Target(
     deselect=(
         # asserts a 0.05 s timeout returns within 10 s of wall time: not under a loaded run
         "tests/test_lincheck.py::test_timeout_gives_unknown",
-        # 3 s on the clean code, a benchmark's histories: a performance test
-        "tests/test_lincheck.py::test_fifty_client_late_read_histories_are_decided",
     ),
 )
 
