@@ -272,7 +272,7 @@ async def test_an_interrupt_shutdown_is_reported_as_such() -> None:
         async with open_supervisor(
             [ChildSpec("a", _forever), ChildSpec("k", interrupter)], telemetry=telemetry
         ):
-            await trio.sleep_forever()
+            await trio.sleep(10)  # the error ends it at once; if lost, no hang
     (shutdown,) = events
     assert shutdown.metadata["cause"] == "interrupt"
     assert shutdown.metadata["order"] == ("a",)
@@ -294,7 +294,7 @@ async def test_a_system_exit_raised_by_a_handler_in_the_supervisors_task_wins() 
         ):
             await trio.testing.wait_all_tasks_blocked()
             controls.tell("a", "crash")
-            await trio.sleep_forever()
+            await trio.sleep(10)  # the error ends it at once; if lost, no hang
     assert raised.value.code == 3
     assert controls.running == set()
 
@@ -349,7 +349,7 @@ async def test_a_transient_service_whose_restart_fails_is_retried_as_abnormal() 
     service = _FailsOnRestart()
     with pytest.raises(SupervisorEscalation) as raised:
         async with open_supervisor([ChildSpec("svc", service, restart="transient")]):
-            await trio.sleep_forever()
+            await trio.sleep(10)  # the error ends it at once; if lost, no hang
     assert service.runs == 2
     assert [str(c) for c in raised.value.causes] == ["crashed", "start 2 failed"]
 
@@ -462,7 +462,7 @@ async def test_an_interrupting_childs_exit_is_abnormal_with_its_exception() -> N
 
     with pytest.raises(KeyboardInterrupt):
         async with open_supervisor([ChildSpec("k", interrupter)], handlers=[seen.append]):
-            await trio.sleep_forever()
+            await trio.sleep(10)  # the error ends it at once; if lost, no hang
     exits = [(e.child_id, e.reason, type(e.exception)) for e in seen if isinstance(e, ChildExited)]
     assert exits == [("k", "abnormal", KeyboardInterrupt)]
 
