@@ -504,3 +504,34 @@ async def test_a_shutdown_nobody_listened_to_when_it_began_is_not_reported() -> 
     async with open_supervisor([ChildSpec("a", attaches_on_stop)], telemetry=telemetry):
         await trio.testing.wait_all_tasks_blocked()
     assert events == []
+
+
+async def test_rest_for_one_leaves_the_children_before_running() -> None:
+    controls = Controls()
+    specs = [ChildSpec(cid, controls.child(cid)) for cid in "aXc"]
+    async with open_supervisor(specs, strategy="rest_for_one", intensity=5) as sup:
+        await trio.testing.wait_all_tasks_blocked()
+        controls.tell("X", "crash")
+        await trio.testing.wait_all_tasks_blocked()
+        assert dict(controls.starts) == {"a": 1, "X": 2, "c": 2}
+        assert ("stop", "a") not in controls.log
+        assert [(i.id, i.state) for i in sup.which_children()] == [
+            ("a", "running"),
+            ("X", "running"),
+            ("c", "running"),
+        ]
+
+
+async def test_a_service_start_is_reported_to_a_telemetry_listener() -> None:
+    telemetry = Telemetry(slow_handler=None)
+    events: list[Event] = []
+    telemetry.attach("starts", (START,), events.append)
+    async with open_supervisor(
+        [ChildSpec("w", _forever), ChildSpec("svc", _ReadyOnce())], name="s", telemetry=telemetry
+    ):
+        pass
+    assert [(e.metadata["supervisor"], e.metadata["child_id"]) for e in events] == [
+        ("s", "w"),
+        ("s", "svc"),
+    ]
+    assert [e.measurements for e in events] == [{"restarts": 0}, {"restarts": 0}]
