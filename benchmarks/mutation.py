@@ -495,7 +495,6 @@ TARGETS["supervisor"].equivalent.update(
             " both hold the lock or run in the supervisor's task), and _child_exited"
             " always sets it then"
         ),
-        _SUP_BASE + "__init____mutmut_86": "_dynamic: " + _TRUTH_ONLY,
         _SUP_BASE + "__init____mutmut_89": (
             "_nursery is read only while running (_check_running tests _running first),"
             " and run() sets it before any other task can run"
