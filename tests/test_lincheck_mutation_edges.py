@@ -389,3 +389,23 @@ def test_a_deadline_passed_before_the_search_leaves_the_partition_timed_out() ->
     assert [(p.verdict, p.reason, p.states) for p in result.partitions] == [
         ("unknown", "timeout", 0)
     ]
+
+
+def test_a_stale_read_behind_reads_of_its_own_value() -> None:
+    # after write(100) two reads of 100 return first; the operation that leaves
+    # another value (write(101)) returns third: the witness must look past them
+    tail = seq(
+        (100, "write", 100, 100),
+        (101, "read", None, 100),
+        (102, "read", None, 100),
+        (103, "write", 101, 101),
+        (104, "read", None, 100),
+    )
+    events = _hard() + tail
+    result = check_history(events, "register", max_states=500)
+    _assert_stale_evidence(result, events)
+    assert [o.describe() for o in result.unplaceable] == [
+        "p104 read() -> 100",
+        "p103 write(101) -> ok",
+        "p100 write(100) -> ok",
+    ]
