@@ -12,6 +12,7 @@ from typing import Any
 
 from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import (
+    MODELS,
     LinearizabilityResult,
     Operation,
     check_exhaustively,
@@ -409,3 +410,23 @@ def test_a_stale_read_behind_reads_of_its_own_value() -> None:
         "p103 write(101) -> ok",
         "p100 write(100) -> ok",
     ]
+
+
+# --- the search -----------------------------------------------------------------------
+
+
+def test_two_unfinished_appends_may_both_take_effect_in_either_order() -> None:
+    kv = MODELS["kv"].with_initial("")
+    for first, second in (("x", "y"), ("y", "x")):
+        events = [
+            HistoryEvent(0, "invoke", "append", "x", key="k"),
+            HistoryEvent(1, "invoke", "append", "y", key="k"),
+            HistoryEvent(2, "invoke", "get", None, key="k"),
+            HistoryEvent(2, "ok", "get", first + second, key="k"),
+        ]
+        assert check_exhaustively(events, kv) == "linearizable"
+        result = check_history(events, kv)
+        assert result.verdict == "linearizable"
+        assert [o.describe() for o in result.linearized][
+            -1
+        ] == f"p2 get['k']() -> '{first}{second}'"
