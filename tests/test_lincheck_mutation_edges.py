@@ -430,3 +430,43 @@ def test_two_unfinished_appends_may_both_take_effect_in_either_order() -> None:
         assert [o.describe() for o in result.linearized][
             -1
         ] == f"p2 get['k']() -> '{first}{second}'"
+
+
+# Linearizable histories of the kv model with string appends on which a wrong growth
+# or reset prune (``grows_into`` giving up before the unfinished appends,
+# ``reset_allows`` asking about the wrong state) said "not linearizable"; found by a
+# differential search of small random histories against the exhaustive checker.
+_GROWTH_CASES = [
+    [
+        (1, "invoke", "get", None),
+        (2, "invoke", "put", "y"),
+        (3, "invoke", "append", "x"),
+        (3, "info", "append", None),
+        (0, "invoke", "append", "y"),
+        (0, "info", "append", None),
+        (1, "ok", "get", "xy"),
+        (4, "invoke", "append", "y"),
+        (1, "invoke", "append", "z"),
+        (2, "ok", "put", "y"),
+        (1, "ok", "append", "z"),
+        (4, "ok", "append", "y"),
+    ],
+    [
+        (1, "invoke", "put", "y"),
+        (0, "invoke", "append", "x"),
+        (2, "invoke", "get", None),
+        (2, "ok", "get", "y"),
+        (0, "ok", "append", "x"),
+        (1, "ok", "put", "y"),
+        (2, "invoke", "get", None),
+        (2, "ok", "get", "y"),
+    ],
+]
+
+
+def test_growth_and_reset_pruning_keeps_linearizable_histories() -> None:
+    kv = MODELS["kv"].with_initial("")
+    for rows in _GROWTH_CASES:
+        events = [HistoryEvent(p, t, f, v, key="k") for p, t, f, v in rows]  # type: ignore[arg-type]
+        assert check_exhaustively(events, kv) == "linearizable"
+        assert check_history(events, kv).verdict == "linearizable"
