@@ -581,6 +581,12 @@ TARGETS["lincheck"].equivalent.update(
         _LC + "_wgl.xǁ_Searchǁforced_move__mutmut_9": "its result: " + _NEGATIVE,
         _LC + "_wgl.xǁ_Searchǁrun__mutmut_48": "doomed_by: " + _NEGATIVE,
         _LC + "_wgl.xǁ_Searchǁ_index__mutmut_189": "range(0, n) is range(n)",
+        _LC + "_wgl.xǁ_Searchǁtry_from__mutmut_41": (
+            "a required move's remaining states are recomputed from the first on"
+            " backtrack instead of resumed: the ones already tried lead to nodes"
+            " visit() has seen with the same info set, which it refuses without"
+            " counting, so the search goes on as before (cost only)"
+        ),
         _LC + "_wgl.xǁ_Searchǁnexts__mutmut_7": (
             "the memo only caches the model's pure step(): without it every step is"
             " recomputed, with the same results and the same search (cost only)"
