@@ -625,5 +625,186 @@ TARGETS["coordination"].equivalent.update(
     }
 )
 
+# --- supervision/_supervisor.py and verify/lincheck/ (issue 8) ---------------------
+# The supervisor's selection also takes the dynamic supervisor's and the telemetry's
+# tests (1 s together): they check _SupervisorBase's max_children and the stop,
+# shutdown and escalation events, which the core tests do not look at.
+TARGETS["supervisor"] = Target(
+    SUPERVISOR,
+    (
+        *TARGETS["supervisor"].tests,
+        "tests/test_dynamic_supervisor.py",
+        "tests/test_supervisor_telemetry.py",
+    ),
+)
+_LINCHECK = "src/trio_foundation/verify/lincheck/"
+TARGETS["lincheck"] = Target(
+    _LINCHECK + "_check.py",
+    (
+        "tests/test_lincheck.py",
+        "tests/test_lincheck_formats.py",
+        "tests/test_lincheck_mutation_edges.py",
+        # the two cheap properties; the agreement tests with the exhaustive checker
+        # (explicit max_examples of 400 to 800, 6 to 45 s each) would make a run
+        # of a few hundred mutants last hours on the shared machine
+        "property_tests/test_lincheck.py::test_register_view_closure_equals_the_stepped_closure",
+        "property_tests/test_lincheck.py::test_simulated_histories_are_never_called_non_linearizable",
+    ),
+    also=tuple(
+        _LINCHECK + name
+        for name in ("_wgl.py", "_witness.py", "_models.py", "_ops.py", "_reference.py", "_gc.py")
+    ),
+    deselect=(
+        # asserts a 0.05 s timeout returns within 10 s of wall time: not under a loaded run
+        "tests/test_lincheck.py::test_timeout_gives_unknown",
+    ),
+)
+
+_SUP = _mangled(SUPERVISOR) + "."
+_SUP_BASE = _SUP + "xǁ_SupervisorBaseǁ"
+_RESET_FIRST = "run() calls _reset() first, which sets it anew, and nothing reads it before a run"
+_TRUTH_ONLY = "only ever tested for truth, and None is false as False is"
+TARGETS["supervisor"].equivalent.update(
+    {
+        _SUP + "xǁChildContextǁ__init____mutmut_11": "_began is written, never read",
+        _SUP + "xǁChildContextǁ__init____mutmut_16": (
+            "_start reads _start_error only for a service run that ended before ready,"
+            " not fatally and not being stopped (no stop can run while its start waits:"
+            " both hold the lock or run in the supervisor's task), and _child_exited"
+            " always sets it then"
+        ),
+        _SUP_BASE + "__init____mutmut_89": (
+            "_nursery is read only while running (_check_running tests _running first),"
+            " and run() sets it before any other task can run"
+        ),
+        _SUP_BASE + "__init____mutmut_94": "_wake: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_99": "_stopped: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_103": "_fatal: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_104": "_error: " + _RESET_FIRST,
+        _SUP_BASE + "_reset__mutmut_4": "_shutdown_requested: " + _TRUTH_ONLY,
+        _SUP_BASE + "_start__mutmut_5": "restarting: " + _TRUTH_ONLY,
+        _SUP_BASE + "_start__mutmut_32": (
+            "interrupted: " + _TRUTH_ONLY + " (it keeps its first value only when the"
+            " start timed out)"
+        ),
+        _SUP_BASE + "_start__mutmut_55": (
+            "a service run that failed before ready is finished and has no handle: as"
+            " child.ctx it reads as stopped with handle None, and _stop skips it, as None"
+        ),
+        _SUP_BASE + "_stop__mutmut_18": "began is read only when the stop is timed",
+        _SUP_BASE + "_stop__mutmut_30": (
+            "the return value of an untimed stop is read only by _stop_all, which uses it"
+            " only when SHUTDOWN is listened to, and then _stop is timed"
+        ),
+        _SUP_BASE + "run__mutmut_9": (
+            "_nursery is read only while running (_check_running tests _running first)"
+        ),
+        _SUP_BASE + "_check_auto_shutdown__mutmut_5": (
+            "a significant child exists only under an auto_shutdown other than 'never'"
+            " (the constructor and start_child refuse it)"
+        ),
+        _SUP_BASE + "_handle_exit__mutmut_89": (
+            "every target's ctx is None there: _handle_exit cleared the exited child's,"
+            " _stop cleared the others', and the child API, which could start one, waits"
+            " for the lock the control loop holds"
+        ),
+        _SUP_BASE + "_child_exited__mutmut_34": (
+            "it queues two more kinds of exit: a fatal one after ready (but a fatal exit"
+            " has just requested the shutdown, after which the control loop handles no"
+            " queued exit; run() clears the queue) and a non-fatal one before ready (by"
+            " the time the control loop reads it, _start has set child.ctx to None or a"
+            " retry, so it is stale and ignored)"
+        ),
+        **{
+            _SUP_BASE + f"_run_child__mutmut_{n}": (
+                "reason 'shutdown' for a cancelled scope: ctx._scope is cancelled only by"
+                " _stop and by an abandoned start, which set ctx._stopping first, and"
+                " _child_exited then makes the reason 'shutdown' anyway"
+            )
+            for n in (15, 16, 17)
+        },
+        **{
+            _SUP_BASE + f"_run_child__mutmut_{n}": (
+                "the except trio.Cancelled branch: the children's nursery sits in a"
+                " shielded scope and no child task lets an exception out, so nothing"
+                " cancels it"
+            )
+            for n in (21, 24, 25, 27, 28)
+        },
+    }
+)
+
+_LC = "trio_foundation.verify.lincheck."
+_POSITIONS = (
+    "compares an invocation's event position with a completion's: two different"
+    " events of one list, never equal"
+)
+_NEGATIVE = "only ever compared with 0 (>= 0 / < 0), and -2 is negative as -1 is"
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + "_reference.x__linearizable__mutmut_10": "< for <=: " + _POSITIONS,
+        _LC + "_reference.x__pair__mutmut_29": (
+            "incarnations 0, 2, 4, ... for 0, 1, 2, ...: the reference only compares"
+            " them with each other and with 0 (the lock's owner), which doubling keeps"
+        ),
+        _LC + "_wgl.xǁ_Searchǁgrows_into__mutmut_49": ">= for >: " + _POSITIONS,
+        _LC + "_wgl.xǁ_Searchǁinfo_order__mutmut_15": (
+            ">= for >: " + _POSITIONS + " (first_return() is a return entry while a"
+            " required operation remains, and only then is a move tried)"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_8": (
+            "limit -2 for -1 (no bound): it is only used as n_states >= limit > 0"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_30": "info_run: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁforced_move__mutmut_9": "its result: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁrun__mutmut_48": "doomed_by: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁ_index__mutmut_189": "range(0, n) is range(n)",
+        _LC + "_wgl.xǁ_Searchǁtry_from__mutmut_41": (
+            "a required move's remaining states are recomputed from the first on"
+            " backtrack instead of resumed: the ones already tried lead to nodes"
+            " visit() has seen with the same info set, which it refuses without"
+            " counting, so the search goes on as before (cost only)"
+        ),
+        _LC + "_wgl.xǁ_Searchǁnexts__mutmut_7": (
+            "the memo only caches the model's pure step(): without it every step is"
+            " recomputed, with the same results and the same search (cost only)"
+        ),
+        _LC + "_check.x__impossible__mutmut_60": (
+            "the per-kind cache of possible: without it each operation is stepped again,"
+            " with the same result (cost only)"
+        ),
+        _LC + "_check.x__stale__mutmut_16": (
+            "zip(ops, views) without strict: views is built from ops, same length"
+        ),
+        _LC + "_check.x__stale__mutmut_125": (
+            "best sorted by whole (ret, value, op) tuples: the rets (return positions of"
+            " different operations) differ, so the order is that of key=t[0]"
+        ),
+        _LC + "_check.x__stale__mutmut_145": (
+            "min over whole (n, op) pairs: one pair per n, so the order is that of key=t[0]"
+        ),
+        _LC + "_check.x__lost_growth__mutmut_31": (
+            "growers sorted by whole (returned, invoked, op) tuples: the return positions"
+            " differ, so the order is that of key=g[0]"
+        ),
+        _LC + "_check.x__decide__mutmut_23": (
+            "return for break in a for-else whose else is skipped by the break, at the"
+            " end of the function"
+        ),
+        _LC + "_check.x__closure_by_view__mutmut_19": (
+            "results is only tested for truth before it is assigned: () and None are both false"
+        ),
+        _LC + "_check.x__search_partitions__mutmut_78": (
+            "> for >= between time.monotonic() and the deadline: they differ only when"
+            " the two floats are equal to the last bit"
+        ),
+        _LC + "_witness.xǁ_Greedyǁsettle__mutmut_24": "blocked: " + _NEGATIVE,
+        _LC + "_witness.xǁ_Greedyǁenable__mutmut_14": (
+            "True for False past the budget: settle, the only caller, goes round again"
+            " with the read still due and returns False at its next budget check"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
