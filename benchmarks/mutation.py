@@ -154,7 +154,18 @@ def _config(target: Target, tests: tuple[str, ...]) -> str:
         f"only_mutate = {toml_list(list(target.modules))}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         "pytest_add_cli_args = "
-        + toml_list(["-p", "no:cacheprovider", "-q", *(f"--deselect={d}" for d in target.deselect)])
+        # mutmut's own timeout counts CPU time: a mutant that deadlocks a trio test
+        # sleeps without using any, so pytest-timeout's wall-clock limit ends it (the
+        # test fails and the mutant counts as killed, as CI's 300 s limit would)
+        + toml_list(
+            [
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--timeout=60",
+                *(f"--deselect={d}" for d in target.deselect),
+            ]
+        )
         + "\n"
         f"also_copy = {toml_list(ALSO_COPY)}\n"
         # Hypothesis tests vary in length from run to run: leave them room.
