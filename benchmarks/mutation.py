@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -70,6 +73,13 @@ class Target:
     equivalent: dict[str, str] = field(default_factory=dict)
     #: node ids left out of the selection (wall-clock assertions that fail under load)
     deselect: tuple[str, ...] = ()
+    #: further modules mutated in the same run (a package-wide target)
+    also: tuple[str, ...] = ()
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Every module this target mutates."""
+        return (self.module, *self.also)
 
 
 def _mangled(module: str) -> str:
@@ -141,10 +151,21 @@ def _config(target: Target, tests: tuple[str, ...]) -> str:
     return (
         "\n\n[tool.mutmut]\n"
         'source_paths = ["src"]\n'
-        f"only_mutate = {toml_list([target.module])}\n"
+        f"only_mutate = {toml_list(list(target.modules))}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         "pytest_add_cli_args = "
-        + toml_list(["-p", "no:cacheprovider", "-q", *(f"--deselect={d}" for d in target.deselect)])
+        # mutmut's own timeout counts CPU time: a mutant that deadlocks a trio test
+        # sleeps without using any, so pytest-timeout's wall-clock limit ends it (the
+        # test fails and the mutant counts as killed, as CI's 300 s limit would)
+        + toml_list(
+            [
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--timeout=60",
+                *(f"--deselect={d}" for d in target.deselect),
+            ]
+        )
         + "\n"
         f"also_copy = {toml_list(ALSO_COPY)}\n"
         # Hypothesis tests vary in length from run to run: leave them room.
@@ -199,6 +220,55 @@ def _mutmut(workdir: Path, *args: str, capture: bool = False, timeout: float | N
     return done.stdout or ""
 
 
+def _generate(workdir: Path, max_children: int) -> list[str]:
+    """Generate the mutants (no test runs) and return every mutant's name.
+
+    mutmut writes, per mutated file, a ``.meta`` file whose ``exit_code_by_key`` names
+    each mutant; a later ``mutmut run`` reuses the generated files.
+    """
+    code = (
+        "import os\n"
+        "os.makedirs('mutants', exist_ok=True)\n"
+        "from mutmut.__main__ import create_mutants\n"
+        "from mutmut.utils.file_utils import copy_src_dir, copy_also_copy_files\n"
+        "copy_src_dir()\n"
+        "copy_also_copy_files()\n"
+        f"create_mutants({max_children})\n"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workdir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    names: list[str] = []
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        names.extend(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return sorted(names)
+
+
+def sample(names: list[str], globs: tuple[str, ...], size: int, seed: int) -> list[str]:
+    """A uniform random sample of ``size`` of the mutants that match ``globs``."""
+    pool = [n for n in names if _selected(n, globs)]
+    if size >= len(pool):
+        return pool
+    return sorted(random.Random(seed).sample(pool, size))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion ``k / n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n)), min(
+        1.0, (centre + spread) / (1 + z * z / n)
+    )
+
+
 def _statuses(workdir: Path) -> dict[str, str]:
     text = _mutmut(workdir, "results", "--all", "true", capture=True)
     found = re.findall(r"^\s+(\S+): (.+)$", text, re.MULTILINE)
@@ -216,15 +286,20 @@ def report(workdir: Path, target: Target, globs: tuple[str, ...], show: bool) ->
         counts[status] = counts.get(status, 0) + 1
     survivors = sorted(n for n, s in statuses.items() if s == "survived")
     equivalent = [n for n in survivors if n in target.equivalent]
-    stale = sorted(set(target.equivalent) - set(survivors))
+    # a declared equivalent that ran here and was killed (a sample may not include it)
+    stale = sorted(n for n in set(target.equivalent) - set(survivors) if n in statuses)
     total, killed = len(statuses), counts.get("killed", 0)
     counted = total - len(equivalent)
-    print(f"\n{target.module}: {total} mutants")
+    print(f"\n{', '.join(target.modules)}: {total} mutants")
     for status in sorted(counts):
         print(f"  {status:22} {counts[status]}")
     print(f"  {'equivalent (argued)':22} {len(equivalent)}")
     score = killed / counted if counted else 1.0
-    print(f"  score: {killed} killed of {counted} non-equivalent = {score:.1%}")
+    low, high = wilson(killed, counted)
+    print(
+        f"  score: {killed} killed of {counted} non-equivalent = {score:.1%}"
+        f" (95 % Wilson interval {low:.1%} to {high:.1%}; the interval matters for a --sample run)"
+    )
     for name in equivalent:
         print(f"  equivalent {name}: {target.equivalent[name]}")
     for name in stale:
@@ -260,6 +335,23 @@ def main() -> None:
         nargs="+",
         help="only these mutants (names or globs, e.g. the survivors of an earlier run)",
     )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="run a uniform random sample of N of the selected mutants (the score is then an"
+        " estimate; its 95 %% interval is printed)",
+    )
+    parser.add_argument(
+        "--sample-seed",
+        type=int,
+        help="seed of --sample (default: a fresh one, printed, so a sample can be repeated)",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="generate the mutants, print their count per module and stop",
+    )
     parser.add_argument("--no-diffs", action="store_true", help="do not print survivors' diffs")
     args = parser.parse_args()
     target = TARGETS[args.target]
@@ -272,7 +364,25 @@ def main() -> None:
     started = time.monotonic()
     try:
         _prepare(workdir, target, tests, args.examples)
-        names = args.mutants or [g for g in target.select] or [_mangled(target.module) + ".*"]
+        names = (
+            args.mutants
+            or [g for g in target.select]
+            or [_mangled(module) + ".*" for module in target.modules]
+        )
+        if args.sample is not None or args.list:
+            every = _generate(workdir, args.max_children)
+            for module in target.modules:
+                prefix = _mangled(module) + "."
+                print(f"{module}: {sum(n.startswith(prefix) for n in every)} mutants generated")
+            if args.list:
+                return
+            seed = args.sample_seed if args.sample_seed is not None else random.randrange(2**32)
+            chosen = sample(every, tuple(names), args.sample, seed)
+            print(
+                f"--sample {args.sample} --sample-seed {seed}: {len(chosen)} of"
+                f" {sum(_selected(n, tuple(names)) for n in every)} selected mutants"
+            )
+            names = chosen
         _mutmut(workdir, "run", "--max-children", str(args.max_children), *names)
         print(f"\nmutation run of {args.target} took {time.monotonic() - started:.0f} s")
         report(workdir, target, tuple(names), show=not args.no_diffs)
@@ -347,6 +457,365 @@ for _n in (26, 27, 28):
         "the message of an unreachable AssertionError: a refused weight <= limit always"
         " finds enough old entries to free (need = total + weight - limit <= total)"
     )
+
+# --- coordination/ (package-wide, measured on a random sample) ---
+_COORD = "src/trio_foundation/coordination/"
+TARGETS["coordination"] = Target(
+    _COORD + "consensus.py",
+    (
+        # in-process tests only (Trio, loopback sockets inside the test process)
+        "tests/test_consensus.py",
+        "tests/test_consensus_persist.py",
+        "tests/test_raft_forwarding.py",
+        "tests/test_raft_log_core_records.py",
+        "tests/test_raft_lock.py",
+        "tests/test_kv_conformance.py",
+        "tests/test_kv_machine.py",
+        "tests/test_lock_conformance.py",
+        "tests/test_lock_server.py",
+        "tests/test_lease_lock_api.py",
+        "tests/test_lease_lock_cancellation.py",
+        "tests/test_lease_lock_telemetry.py",
+        "tests/test_market.py",
+        "tests/test_market_cancellation.py",
+        "tests/test_election_conformance.py",
+        "tests/test_lock_server_metrics.py::test_the_server_emits_an_event_per_transition",
+        "tests/test_lock_server_metrics.py::test_monitor_refuses_bad_configuration",
+        "tests/test_lock_server_metrics.py::test_per_name_series_are_bounded_and_the_rest_summed",
+        "tests/test_kv_metrics.py::test_term_and_leader_changes_are_events",
+        "tests/test_lock_server_storage.py::test_a_failed_persist_stops_the_server_and_sends_no_grant",
+        "tests/test_lock_server_storage.py::test_the_store_notices_its_file_was_removed",
+        # the exact tests written for this package's survivors
+        *(
+            f"tests/test_{m}_mutation_edges.py"
+            for m in (
+                "consensus",
+                "kv",
+                "lock_monitor",
+                "lock_server",
+                "lock_wire",
+                "market",
+                "raft_kv",
+                "raft_lock",
+                "raft_monitor",
+                "raft_wire",
+            )
+        ),
+    ),
+    # Left out (measured, ci profile, this machine under load): the etcd parameters
+    # (they test etcd, and start etcd processes); the fault histories with cut
+    # connections (9-13 s each); tests/test_consensus_cancellation.py (17-26 s per
+    # test); the tests that start `foundation` processes (test_lock_server_metrics,
+    # test_kv_metrics, test_lock_server_storage: the rest of each file,
+    # test_data_dir_lock.py, test_raft_resolve.py, chaos/); mutmut maps coverage in
+    # the test process only, so a process-only path would count as "no tests" anyway.
+    deselect=(
+        # docs/ is not in the run's copy
+        "tests/test_kv_machine.py::test_the_example_in_the_docs_runs",
+        "tests/test_lease_lock_api.py::test_the_telemetry_doc_example_runs",
+        # asserts isinstance(store, KVStore), a runtime_checkable Protocol: mutmut adds
+        # its mutants of KVStore.range to the Protocol as members, so every store fails
+        "tests/test_kv_conformance.py::test_revisions_grow_and_keys_carry_theirs[memory]",
+        "tests/test_kv_conformance.py::test_revisions_grow_and_keys_carry_theirs[raft]",
+        *(
+            f"tests/test_lock_conformance.py::{t}[etcd]"
+            for t in (
+                "test_mutual_exclusion_and_increasing_tokens_under_contention",
+                "test_a_release_lets_the_next_client_in_at_once",
+                "test_renewals_keep_a_long_body_and_the_lock",
+                "test_cancelled_or_timed_out_waits_leave_nothing_held",
+                "test_named_locks_are_independent",
+                "test_a_cut_off_holder_loses_its_body_before_the_lease_expires",
+            )
+        ),
+        *(
+            f"tests/test_lock_conformance.py::test_a_bad_ttl_is_refused_clearly[etcd-{v}]"
+            for v in ("0", "-1", "nan", "inf", "5", "True")
+        ),
+        "tests/test_lock_conformance.py::test_a_bad_name_is_refused_clearly[etcd--ValueError]",
+        "tests/test_lock_conformance.py::test_a_bad_name_is_refused_clearly[etcd-7-TypeError]",
+        *(
+            f"tests/test_lock_conformance.py::test_mutual_exclusion_of_a_history_with_connections_cut[{b}]"
+            for b in ("inproc", "tcp", "raft", "etcd")
+        ),
+        *(
+            f"tests/test_kv_conformance.py::{t}[etcd]"
+            for t in (
+                "test_revisions_grow_and_keys_carry_theirs",
+                "test_compare_and_swap",
+                "test_range_by_prefix_in_key_order",
+                "test_watch_from_a_revision_delivers_every_change_in_order",
+                "test_watch_from_now_sees_later_writes_only",
+                "test_a_compacted_start_is_reported",
+                "test_concurrent_histories_are_linearizable",
+            )
+        ),
+        *(
+            f"tests/test_election_conformance.py::{t}[etcd]"
+            for t in (
+                "test_observable_leader_follows_terms",
+                "test_resign_on_exit_hands_over_at_once",
+                "test_cancelled_campaign_leaves_nothing_held",
+                "test_bad_input_refused",
+                "test_takeover_within_ttl_when_the_leader_is_cut_off",
+            )
+        ),
+        *(
+            f"tests/test_election_conformance.py::{t}[{b}]"
+            for t in (
+                "test_no_two_leaderships_overlap_under_cuts",
+                "test_broken_leadership_caught_under_cuts",
+            )
+            for b in ("raft", "etcd")
+        ),
+    ),
+    also=tuple(
+        _COORD + m + ".py"
+        for m in (
+            "__init__",
+            "connect",
+            "kv",
+            "lease_lock",
+            "lock_monitor",
+            "lock_server",
+            "lock_wire",
+            "market",
+            "raft_kv",
+            "raft_lock",
+            "raft_monitor",
+            "raft_wire",
+            "tcp_lock",
+        )
+    ),
+)
+
+_C = "trio_foundation.coordination."
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}lock_monitor.xǁLockServerMonitorǁafter__mutmut_11": (
+            "expiry <= now -> <: before(name, now), called first with the same now, has"
+            " already reported this expiry (same holder, expiry, token, and its test is"
+            " <=), and _expired reports a token once"
+        ),
+        f"{_C}lock_monitor.xǁLockServerMonitorǁsweep__mutmut_26": (
+            "popitem(last=False) -> popitem(last=None): None is false too"
+        ),
+        f"{_C}raft_monitor.xǁRaftNodeMonitorǁ__init____mutmut_150": (
+            "_node = -1 -> +1: _node is read only by _refresh's events, and watch() sets"
+            " it to the core's id before the first _refresh"
+        ),
+        f"{_C}lock_server.xǁ_Serverǁon_message__mutmut_41": (
+            "LockServer(SERVER_NODE) -> LockServer(None): a server core stores its node"
+            " and never reads it (it answers each message's sender)"
+        ),
+        f"{_C}lock_server.xǁServerStoreǁ__init____mutmut_25": (
+            "used = False -> None on an unreadable FORMAT: used is only tested for truth"
+        ),
+        f"{_C}market.xǁ_Runǁleave__mutmut_12": (
+            "state == 'awarded' and winner is not None -> or: the manager core sets"
+            " winner only when it awards and resets it to None when it revokes, so in the"
+            " states leave() reaches here (not done or failed) winner is not None exactly"
+            " when the state is 'awarded'"
+        ),
+        f"{_C}market.xǁ_Runǁdrive__mutmut_17": (
+            "min over the timers without key=: the manager core never has two timers set"
+            " (the deadline timer is cancelled, or fired and deleted, before an award sets"
+            " the execution timer, which is cancelled or fired before a new round sets the"
+            " deadline), and min of one item ignores its key"
+        ),
+        f"{_C}consensus.x__reply_to_wire__mutmut_34": (
+            "CReply(0, ...) -> CReply(None, ...): req 0 is a placeholder; the local callers"
+            " read outcome, value, leader and reason, and _serve_client sends"
+            " _with_req(answer, msg.req)"
+        ),
+        f"{_C}consensus.xǁ_Callerǁsubmit__mutmut_14": (
+            "Proposal(fresh random client id, 1, ...) -> request id 2: every submit draws a"
+            " new 63-bit client id, so the session table holds no entry for it and any"
+            " request id is its first"
+        ),
+    }
+)
+
+# --- supervision/_supervisor.py and verify/lincheck/ (issue 8) ---------------------
+# The supervisor's selection also takes the dynamic supervisor's and the telemetry's
+# tests (1 s together): they check _SupervisorBase's max_children and the stop,
+# shutdown and escalation events, which the core tests do not look at.
+TARGETS["supervisor"] = Target(
+    SUPERVISOR,
+    (
+        *TARGETS["supervisor"].tests,
+        "tests/test_dynamic_supervisor.py",
+        "tests/test_supervisor_telemetry.py",
+    ),
+)
+_LINCHECK = "src/trio_foundation/verify/lincheck/"
+TARGETS["lincheck"] = Target(
+    _LINCHECK + "_check.py",
+    (
+        "tests/test_lincheck.py",
+        "tests/test_lincheck_formats.py",
+        "tests/test_lincheck_mutation_edges.py",
+        # the two cheap properties; the agreement tests with the exhaustive checker
+        # (explicit max_examples of 400 to 800, 6 to 45 s each) would make a run
+        # of a few hundred mutants last hours on the shared machine
+        "property_tests/test_lincheck.py::test_register_view_closure_equals_the_stepped_closure",
+        "property_tests/test_lincheck.py::test_simulated_histories_are_never_called_non_linearizable",
+    ),
+    also=tuple(
+        _LINCHECK + name
+        for name in ("_wgl.py", "_witness.py", "_models.py", "_ops.py", "_reference.py", "_gc.py")
+    ),
+    deselect=(
+        # asserts a 0.05 s timeout returns within 10 s of wall time: not under a loaded run
+        "tests/test_lincheck.py::test_timeout_gives_unknown",
+    ),
+)
+
+_SUP = _mangled(SUPERVISOR) + "."
+_SUP_BASE = _SUP + "xǁ_SupervisorBaseǁ"
+_RESET_FIRST = "run() calls _reset() first, which sets it anew, and nothing reads it before a run"
+_TRUTH_ONLY = "only ever tested for truth, and None is false as False is"
+TARGETS["supervisor"].equivalent.update(
+    {
+        _SUP + "xǁChildContextǁ__init____mutmut_11": "_began is written, never read",
+        _SUP + "xǁChildContextǁ__init____mutmut_16": (
+            "_start reads _start_error only for a service run that ended before ready,"
+            " not fatally and not being stopped (no stop can run while its start waits:"
+            " both hold the lock or run in the supervisor's task), and _child_exited"
+            " always sets it then"
+        ),
+        _SUP_BASE + "__init____mutmut_89": (
+            "_nursery is read only while running (_check_running tests _running first),"
+            " and run() sets it before any other task can run"
+        ),
+        _SUP_BASE + "__init____mutmut_94": "_wake: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_99": "_stopped: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_103": "_fatal: " + _RESET_FIRST,
+        _SUP_BASE + "__init____mutmut_104": "_error: " + _RESET_FIRST,
+        _SUP_BASE + "_reset__mutmut_4": "_shutdown_requested: " + _TRUTH_ONLY,
+        _SUP_BASE + "_start__mutmut_5": "restarting: " + _TRUTH_ONLY,
+        _SUP_BASE + "_start__mutmut_32": (
+            "interrupted: " + _TRUTH_ONLY + " (it keeps its first value only when the"
+            " start timed out)"
+        ),
+        _SUP_BASE + "_start__mutmut_55": (
+            "a service run that failed before ready is finished and has no handle: as"
+            " child.ctx it reads as stopped with handle None, and _stop skips it, as None"
+        ),
+        _SUP_BASE + "_stop__mutmut_18": "began is read only when the stop is timed",
+        _SUP_BASE + "_stop__mutmut_30": (
+            "the return value of an untimed stop is read only by _stop_all, which uses it"
+            " only when SHUTDOWN is listened to, and then _stop is timed"
+        ),
+        _SUP_BASE + "run__mutmut_9": (
+            "_nursery is read only while running (_check_running tests _running first)"
+        ),
+        _SUP_BASE + "_check_auto_shutdown__mutmut_5": (
+            "a significant child exists only under an auto_shutdown other than 'never'"
+            " (the constructor and start_child refuse it)"
+        ),
+        _SUP_BASE + "_handle_exit__mutmut_89": (
+            "every target's ctx is None there: _handle_exit cleared the exited child's,"
+            " _stop cleared the others', and the child API, which could start one, waits"
+            " for the lock the control loop holds"
+        ),
+        _SUP_BASE + "_child_exited__mutmut_34": (
+            "it queues two more kinds of exit: a fatal one after ready (but a fatal exit"
+            " has just requested the shutdown, after which the control loop handles no"
+            " queued exit; run() clears the queue) and a non-fatal one before ready (by"
+            " the time the control loop reads it, _start has set child.ctx to None or a"
+            " retry, so it is stale and ignored)"
+        ),
+        **{
+            _SUP_BASE + f"_run_child__mutmut_{n}": (
+                "reason 'shutdown' for a cancelled scope: ctx._scope is cancelled only by"
+                " _stop and by an abandoned start, which set ctx._stopping first, and"
+                " _child_exited then makes the reason 'shutdown' anyway"
+            )
+            for n in (15, 16, 17)
+        },
+        **{
+            _SUP_BASE + f"_run_child__mutmut_{n}": (
+                "the except trio.Cancelled branch: the children's nursery sits in a"
+                " shielded scope and no child task lets an exception out, so nothing"
+                " cancels it"
+            )
+            for n in (21, 24, 25, 27, 28)
+        },
+    }
+)
+
+_LC = "trio_foundation.verify.lincheck."
+_POSITIONS = (
+    "compares an invocation's event position with a completion's: two different"
+    " events of one list, never equal"
+)
+_NEGATIVE = "only ever compared with 0 (>= 0 / < 0), and -2 is negative as -1 is"
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + "_reference.x__linearizable__mutmut_10": "< for <=: " + _POSITIONS,
+        _LC + "_reference.x__pair__mutmut_29": (
+            "incarnations 0, 2, 4, ... for 0, 1, 2, ...: the reference only compares"
+            " them with each other and with 0 (the lock's owner), which doubling keeps"
+        ),
+        _LC + "_wgl.xǁ_Searchǁgrows_into__mutmut_49": ">= for >: " + _POSITIONS,
+        _LC + "_wgl.xǁ_Searchǁinfo_order__mutmut_15": (
+            ">= for >: " + _POSITIONS + " (first_return() is a return entry while a"
+            " required operation remains, and only then is a move tried)"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_8": (
+            "limit -2 for -1 (no bound): it is only used as n_states >= limit > 0"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_30": "info_run: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁforced_move__mutmut_9": "its result: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁrun__mutmut_48": "doomed_by: " + _NEGATIVE,
+        _LC + "_wgl.xǁ_Searchǁ_index__mutmut_189": "range(0, n) is range(n)",
+        _LC + "_wgl.xǁ_Searchǁtry_from__mutmut_41": (
+            "a required move's remaining states are recomputed from the first on"
+            " backtrack instead of resumed: the ones already tried lead to nodes"
+            " visit() has seen with the same info set, which it refuses without"
+            " counting, so the search goes on as before (cost only)"
+        ),
+        _LC + "_wgl.xǁ_Searchǁnexts__mutmut_7": (
+            "the memo only caches the model's pure step(): without it every step is"
+            " recomputed, with the same results and the same search (cost only)"
+        ),
+        _LC + "_check.x__impossible__mutmut_60": (
+            "the per-kind cache of possible: without it each operation is stepped again,"
+            " with the same result (cost only)"
+        ),
+        _LC + "_check.x__stale__mutmut_16": (
+            "zip(ops, views) without strict: views is built from ops, same length"
+        ),
+        _LC + "_check.x__stale__mutmut_125": (
+            "best sorted by whole (ret, value, op) tuples: the rets (return positions of"
+            " different operations) differ, so the order is that of key=t[0]"
+        ),
+        _LC + "_check.x__stale__mutmut_145": (
+            "min over whole (n, op) pairs: one pair per n, so the order is that of key=t[0]"
+        ),
+        _LC + "_check.x__lost_growth__mutmut_31": (
+            "growers sorted by whole (returned, invoked, op) tuples: the return positions"
+            " differ, so the order is that of key=g[0]"
+        ),
+        _LC + "_check.x__decide__mutmut_23": (
+            "return for break in a for-else whose else is skipped by the break, at the"
+            " end of the function"
+        ),
+        _LC + "_check.x__closure_by_view__mutmut_19": (
+            "results is only tested for truth before it is assigned: () and None are both false"
+        ),
+        _LC + "_check.x__search_partitions__mutmut_78": (
+            "> for >= between time.monotonic() and the deadline: they differ only when"
+            " the two floats are equal to the last bit"
+        ),
+        _LC + "_witness.xǁ_Greedyǁsettle__mutmut_24": "blocked: " + _NEGATIVE,
+        _LC + "_witness.xǁ_Greedyǁenable__mutmut_14": (
+            "True for False past the budget: settle, the only caller, goes round again"
+            " with the read still due and returns False at its next budget check"
+        ),
+    }
+)
 
 if __name__ == "__main__":
     main()
