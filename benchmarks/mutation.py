@@ -655,6 +655,9 @@ TARGETS["lincheck"] = Target(
         "tests/test_lincheck.py",
         "tests/test_lincheck_formats.py",
         "tests/test_lincheck_mutation_edges.py",
+        # the fast paths' own tests (one-pass pairing, the greedy pass's reorders,
+        # rearranging and helps; added after the first measurement)
+        "tests/test_lincheck_fast_paths.py",
         # the two cheap properties; the agreement tests with the exhaustive checker
         # (explicit max_examples of 400 to 800, 6 to 45 s each) would make a run
         # of a few hundred mutants last hours on the shared machine
