@@ -25,7 +25,8 @@ reserve stands (even if the ledger then refuses its hold), a second one (a
 change of mind or a duplicated message) is refused ``"duplicate"``.
 
 **Refusals** (a :class:`BidRefused` with the reason): ``"unknown_bidder"`` (not
-in the configuration), ``"bad_bid"`` (not an int, or negative), ``"late"``
+in the configuration), ``"bad_bid"`` (not an int, negative, or above the
+ledger's ``MAX_AMOUNT``, 2**63 - 1), ``"late"``
 (received after the deadline fired), ``"duplicate"``, ``"below_reserve"``,
 ``"insufficient_funds"`` (the ledger refused the hold).
 
@@ -121,7 +122,7 @@ from typing import Any, Final, Literal, TypeAlias, final
 import attrs
 
 from .effects import ClientRequest, Effect, Persist, Reply, Send, SetTimer
-from .ledger import Command, Hold, Ledger, Ok, Release, Result, Settle
+from .ledger import MAX_AMOUNT, Command, Hold, Ledger, Ok, Release, Result, Settle
 
 __all__ = [
     "AuctionConfig",
@@ -320,6 +321,11 @@ def _check_int(name: str, value: object, low: int) -> None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
+
+
+def _is_amount(value: object) -> bool:
+    """A bid the ledger can hold: an int (not a bool) in ``[0, MAX_AMOUNT]``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT
 
 
 def _check_seconds(name: str, value: object) -> None:
@@ -608,7 +614,7 @@ class Auctioneer:
     def _refusal(self, bidder: int, amount: Any) -> str | None:
         if bidder not in self._accounts:
             return "unknown_bidder"
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        if not _is_amount(amount):
             return "bad_bid"
         if self.state != "open":
             return "late"
@@ -739,7 +745,7 @@ class Auctioneer:
         c = self.config
         if bidder not in self._accounts:
             return "unknown_bidder"
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        if not _is_amount(amount):
             return "bad_bid"
         if self.state != "open":
             return "late"
