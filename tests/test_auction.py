@@ -133,6 +133,10 @@ def test_config_refuses_bad_input() -> None:
         AuctionConfig("a", "first_price", 1, (), "s", 1, reserve=-1)
     with pytest.raises(ValueError, match="second_price sells one unit"):
         AuctionConfig("a", "second_price", 1, (), "s", 1, units=2)
+    # Found in review: a bidder with the ledger's id was accepted; its answers went
+    # to the ledger node, which drops them (the bidder never heard its outcome).
+    with pytest.raises(ValueError, match="bidder id 1 is the ledger's node id"):
+        AuctionConfig("a", "english", 9, ((1, "x"), (2, "y")), "s", 1, quiet=1.0)
 
 
 def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -348,7 +348,7 @@ class AuctionConfig:
             (an auction without a deadline is refused).
         bidders: ``(node id, ledger account)`` of every registered bidder.
         seller: the ledger account paid at the close.
-        ledger: the ledger node's id.
+        ledger: the ledger node's id (not a bidder's).
         units: units for sale (1 unless ``"uniform"``).
         reserve: the lowest acceptable bid (the Dutch clock's floor), >= 0.
         min_increment: English: credits by which a bid must beat the standing
@@ -409,6 +409,10 @@ class AuctionConfig:
         ids = [b for b, _ in self.bidders]
         if len(set(ids)) != len(ids):
             raise ValueError(f"bidder ids must be unique, got {ids}")
+        if self.ledger in ids:
+            raise ValueError(
+                f"bidder id {self.ledger} is the ledger's node id (ledger={self.ledger})"
+            )
 
 
 def clear(
