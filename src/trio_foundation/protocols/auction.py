@@ -588,18 +588,34 @@ class Auctioneer:
         Raises:
             RuntimeError: the auctioneer is not fresh (it already has records).
             TypeError: ``snapshot`` is not a tuple or list of :data:`AuctionRecord`.
+            ValueError: a record names a bidder this auction's config does not
+                have (records of another configuration); nothing is restored.
         """
         if self._records:
             raise RuntimeError("restore() needs a fresh Auctioneer (it already has records)")
         if not isinstance(snapshot, tuple | list):
             raise TypeError(f"expected a tuple of auction records, got {type(snapshot).__name__}")
-        for record in snapshot:
+        for record in snapshot:  # all checked before any is applied
             if not isinstance(record, _RECORD_TYPES):
                 raise TypeError(f"not an auction record: {type(record).__name__}")
             if not self._fits(record):
                 raise TypeError(
                     f"{type(record).__name__} is not a record of a {self.config.format} auction"
                 )
+            named = (
+                record.winners
+                if isinstance(record, Decided)
+                else (record.bidder,)
+                if isinstance(record, BidTaken | BidStood | HoldAnswered)
+                else ()
+            )
+            for bidder in named:
+                if bidder not in self._accounts:
+                    raise ValueError(
+                        f"{type(record).__name__} names bidder {bidder}, not a bidder of"
+                        f" auction {self.config.auction!r}: records of another configuration"
+                    )
+        for record in snapshot:
             self._apply(record)
             self._records.append(record)
 
