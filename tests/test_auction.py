@@ -133,6 +133,10 @@ def test_config_refuses_bad_input() -> None:
         AuctionConfig("a", "first_price", 1, (), "s", 1, reserve=-1)
     with pytest.raises(ValueError, match="second_price sells one unit"):
         AuctionConfig("a", "second_price", 1, (), "s", 1, units=2)
+    # Found in review: a bidder with the ledger's id was accepted; its answers went
+    # to the ledger node, which drops them (the bidder never heard its outcome).
+    with pytest.raises(ValueError, match="bidder id 1 is the ledger's node id"):
+        AuctionConfig("a", "english", 9, ((1, "x"), (2, "y")), "s", 1, quiet=1.0)
 
 
 def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,3 +172,40 @@ def test_persistence_is_one_record_per_change_and_replays() -> None:
         again.restore(records)
     with pytest.raises(TypeError, match="not an auction record"):
         Auctioneer(core.config).restore(("closed",))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fields"),
+    [
+        ("first_price", {}),
+        ("second_price", {}),
+        ("english", {"quiet": 3.0}),
+        ("dutch", {"start_price": 9, "tick": 1.0}),
+    ],
+)
+def test_a_bid_no_ledger_can_hold_is_a_bad_bid(fmt: str, fields: dict[str, Any]) -> None:
+    # Found in review: 2**63 or 10**30 went to the ledger and came back as the
+    # undocumented reason "invalid_amount" (sealed: the bidder was then locked out
+    # as "duplicate"; Dutch: "stale_price"), and the durable record carried an int
+    # msgspec cannot encode.
+    ledger = Ledger()
+    for account in ("seller", "acct2"):
+        ledger.apply(Open(account))
+    ledger.apply(Mint("treasury", "acct2", 10))
+    config = AuctionConfig(
+        "a",
+        fmt,
+        5.0,
+        ((2, "acct2"),),
+        "seller",
+        LEDGER,
+        **fields,  # type: ignore[arg-type]
+    )
+    core, node = Auctioneer(config), LedgerNode(ledger)
+    core.on_start(0.0, random.Random(0))
+    for amount in (2**63, 10**30):
+        effects = core.on_message(0.5, 2, Bid("a", amount))
+        assert effects == [Send(2, BidRefused("a", "bad_bid"))]
+    price = 9 if fmt == "dutch" else 5
+    sent = pump(core, node, core.on_message(0.5, 2, Bid("a", price)))
+    assert Send(2, BidAccepted("a", price)) in sent  # still free to bid

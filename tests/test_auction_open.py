@@ -280,3 +280,18 @@ def pump_hold_only(core: Auctioneer, node: LedgerNode, effects: list[Any]) -> li
             if isinstance(answer, Send):
                 out.extend(core.on_message(0.0, LEDGER, answer.msg))
     return out
+
+
+def test_restore_refuses_records_of_another_configuration() -> None:
+    # Found in review: records restored into a config without their bidder were
+    # accepted, and that bidder (no longer registered) was then declared winner.
+    core, node = world("english", quiet=3.0)
+    core.on_start(0.0, random.Random(0))
+    pump(core, node, core.on_message(1.0, 3, Bid("a", 6)), 1.0)
+    records = core.snapshot_persistent()
+    config = AuctionConfig("a", "english", 100.0, BIDDERS[:1], "seller", LEDGER, quiet=3.0)
+    fresh = Auctioneer(config)
+    with pytest.raises(ValueError, match="names bidder 3, not a bidder of auction 'a'"):
+        fresh.restore(records)
+    assert fresh.snapshot_persistent() == () and fresh.standing is None  # nothing restored
+    fresh.restore(records[:1])  # still fresh: the start alone fits

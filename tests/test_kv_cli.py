@@ -311,3 +311,21 @@ def test_cas_bad_usage_is_refused_before_any_connection(
     assert main(["kv", "cas", "--cluster", "127.0.0.1:9", "--timeout", "1", *values]) == 2
     err = capsys.readouterr().err
     assert message in err and "unreachable" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("cluster", "message"),
+    [
+        ("raft://127.0.0.1:9", "write HOST:PORT,... or ID=HOST:PORT,... (no scheme)"),
+        ("1=127.0.0.1:9,1=127.0.0.1:10", "--cluster names member 1 twice"),
+    ],
+)
+def test_a_bad_cluster_is_refused_by_name(
+    cluster: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found in review: a scheme got the address parser's "write an IPv6 host in
+    brackets", and a member id given twice kept the last address (no answer)."""
+    from trio_foundation.cli import main
+
+    assert main(["kv", "get", "--cluster", cluster, "--timeout", "2", "k"]) == 2
+    assert message in capsys.readouterr().err

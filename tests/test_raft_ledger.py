@@ -370,3 +370,26 @@ async def test_open_raft_ledger_refuses_bad_input_and_an_unreachable_cluster() -
     with pytest.raises(ConnectionError, match=f"ledger raft://127.0.0.1:{port}: no raft member"):
         async with open_raft_ledger(f"raft://127.0.0.1:{port}", timeout=0.5):
             pass  # pragma: no cover
+
+
+async def test_open_raft_ledger_names_a_wrong_scheme_and_a_member_named_twice() -> None:
+    # Found in review: "tcp://H:P" and "raft:H:P" were refused with the address
+    # parser's "write an IPv6 host in brackets"; "1=A,1=B" kept B silently.
+    with pytest.raises(ValueError, match=r"unknown scheme 'tcp' \(write raft://"):
+        async with open_raft_ledger("tcp://127.0.0.1:7401"):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match=r"'raft:127.0.0.1:7401': write raft://"):
+        async with open_raft_ledger("raft:127.0.0.1:7401"):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="names member 1 twice"):
+        async with open_raft_ledger("raft://1=127.0.0.1:7401,1=127.0.0.1:7402"):
+            pass  # pragma: no cover
+
+
+async def test_open_raft_ledger_raises_connection_error_itself_when_no_member_connects() -> None:
+    # Found in review: with the ids given (nothing to probe) the ConnectionError of
+    # the docstring came out wrapped in the transport nursery's ExceptionGroup.
+    (port,) = free_ports(1)  # nothing listens there
+    with pytest.raises(ConnectionError, match=r"no member connected within 0\.5 s"):
+        async with open_raft_ledger(f"raft://1=127.0.0.1:{port}", timeout=0.5):
+            pass  # pragma: no cover

@@ -266,12 +266,16 @@ async def _resolve(text: str) -> dict[int, tuple[str, int]]:
     from ..coordination.raft_lock import resolve_members
 
     entries: list[tuple[int | None, tuple[str, int]]] = []
+    if "://" in text:
+        raise ValueError(f"--cluster {text!r}: write HOST:PORT,... or ID=HOST:PORT,... (no scheme)")
     for part in text.split(","):
         part = part.strip()
         ident, sep, addr = part.partition("=")
         if sep:
             if not ident.isdigit():
                 raise ValueError(f"--cluster entry {part!r} must be HOST:PORT or ID=HOST:PORT")
+            if any(int(ident) == known for known, _ in entries):
+                raise ValueError(f"--cluster names member {int(ident)} twice")
             entries.append((int(ident), parse_address(addr, dial=True)))
         else:
             entries.append((None, parse_address(part, dial=True)))

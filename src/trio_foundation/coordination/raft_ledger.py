@@ -337,11 +337,14 @@ async def open_raft_ledger(
         members = await resolve_members(entries, timeout=timeout)
     except OSError as exc:
         raise ConnectionError(f"ledger {url}: {exc}") from None
+    connected = False
     async with open_raft_client(
         members, codec=LEDGER_CODEC, secret=secret, request_timeout=request_timeout
     ) as client:
-        with trio.move_on_after(timeout) as waiting:
+        with trio.move_on_after(timeout):
             await client.wait_connected()
-        if waiting.cancelled_caught:
-            raise ConnectionError(f"ledger {url}: no member connected within {timeout:g} s")
-        yield RaftLedger(client)
+            connected = True
+        if connected:
+            yield RaftLedger(client)
+    if not connected:  # raised here, not inside the transport's nursery (no group)
+        raise ConnectionError(f"ledger {url}: no member connected within {timeout:g} s")

@@ -214,9 +214,18 @@ def parse_raft_url(url: str) -> list[tuple[int | None, tuple[str, int]]]:
     """The members named by ``raft://[ID=]HOST:PORT,...`` (or without the scheme).
 
     Raises:
-        ValueError: a malformed entry (named), or no entry.
+        ValueError: a malformed entry (named), another scheme, a member id given
+            twice, or no entry.
     """
-    rest = url.split("://", 1)[1] if url.startswith("raft://") else url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        rest = url
+        if url.startswith("raft:"):
+            raise ValueError(f"raft URL {url!r}: write raft://[ID=]HOST:PORT,...")
+    elif scheme != "raft":
+        raise ValueError(
+            f"raft URL {url!r}: unknown scheme {scheme!r} (write raft://[ID=]HOST:PORT,...)"
+        )
     out: list[tuple[int | None, tuple[str, int]]] = []
     for part in rest.split(","):
         part = part.strip()
@@ -226,6 +235,8 @@ def parse_raft_url(url: str) -> list[tuple[int | None, tuple[str, int]]]:
         if sep:
             if not ident.isdigit():
                 raise ValueError(f"raft member {part!r} must be HOST:PORT or ID=HOST:PORT")
+            if any(int(ident) == known for known, _ in out):
+                raise ValueError(f"raft URL {url!r} names member {int(ident)} twice")
             out.append((int(ident), parse_address(addr, dial=True)))
         else:
             out.append((None, parse_address(part, dial=True)))

@@ -25,7 +25,8 @@ reserve stands (even if the ledger then refuses its hold), a second one (a
 change of mind or a duplicated message) is refused ``"duplicate"``.
 
 **Refusals** (a :class:`BidRefused` with the reason): ``"unknown_bidder"`` (not
-in the configuration), ``"bad_bid"`` (not an int, or negative), ``"late"``
+in the configuration), ``"bad_bid"`` (not an int, negative, or above the
+ledger's ``MAX_AMOUNT``, 2**63 - 1), ``"late"``
 (received after the deadline fired), ``"duplicate"``, ``"below_reserve"``,
 ``"insufficient_funds"`` (the ledger refused the hold).
 
@@ -121,7 +122,7 @@ from typing import Any, Final, Literal, TypeAlias, final
 import attrs
 
 from .effects import ClientRequest, Effect, Persist, Reply, Send, SetTimer
-from .ledger import Command, Hold, Ledger, Ok, Release, Result, Settle
+from .ledger import MAX_AMOUNT, Command, Hold, Ledger, Ok, Release, Result, Settle
 
 __all__ = [
     "AuctionConfig",
@@ -322,6 +323,11 @@ def _check_int(name: str, value: object, low: int) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
 
 
+def _is_amount(value: object) -> bool:
+    """A bid the ledger can hold: an int (not a bool) in ``[0, MAX_AMOUNT]``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT
+
+
 def _check_seconds(name: str, value: object) -> None:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not (number and math.isfinite(value) and value > 0):  # type: ignore[arg-type,operator]
@@ -342,7 +348,7 @@ class AuctionConfig:
             (an auction without a deadline is refused).
         bidders: ``(node id, ledger account)`` of every registered bidder.
         seller: the ledger account paid at the close.
-        ledger: the ledger node's id.
+        ledger: the ledger node's id (not a bidder's).
         units: units for sale (1 unless ``"uniform"``).
         reserve: the lowest acceptable bid (the Dutch clock's floor), >= 0.
         min_increment: English: credits by which a bid must beat the standing
@@ -403,6 +409,10 @@ class AuctionConfig:
         ids = [b for b, _ in self.bidders]
         if len(set(ids)) != len(ids):
             raise ValueError(f"bidder ids must be unique, got {ids}")
+        if self.ledger in ids:
+            raise ValueError(
+                f"bidder id {self.ledger} is the ledger's node id (ledger={self.ledger})"
+            )
 
 
 def clear(
@@ -578,18 +588,34 @@ class Auctioneer:
         Raises:
             RuntimeError: the auctioneer is not fresh (it already has records).
             TypeError: ``snapshot`` is not a tuple or list of :data:`AuctionRecord`.
+            ValueError: a record names a bidder this auction's config does not
+                have (records of another configuration); nothing is restored.
         """
         if self._records:
             raise RuntimeError("restore() needs a fresh Auctioneer (it already has records)")
         if not isinstance(snapshot, tuple | list):
             raise TypeError(f"expected a tuple of auction records, got {type(snapshot).__name__}")
-        for record in snapshot:
+        for record in snapshot:  # all checked before any is applied
             if not isinstance(record, _RECORD_TYPES):
                 raise TypeError(f"not an auction record: {type(record).__name__}")
             if not self._fits(record):
                 raise TypeError(
                     f"{type(record).__name__} is not a record of a {self.config.format} auction"
                 )
+            named = (
+                record.winners
+                if isinstance(record, Decided)
+                else (record.bidder,)
+                if isinstance(record, BidTaken | BidStood | HoldAnswered)
+                else ()
+            )
+            for bidder in named:
+                if bidder not in self._accounts:
+                    raise ValueError(
+                        f"{type(record).__name__} names bidder {bidder}, not a bidder of"
+                        f" auction {self.config.auction!r}: records of another configuration"
+                    )
+        for record in snapshot:
             self._apply(record)
             self._records.append(record)
 
@@ -608,7 +634,7 @@ class Auctioneer:
     def _refusal(self, bidder: int, amount: Any) -> str | None:
         if bidder not in self._accounts:
             return "unknown_bidder"
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        if not _is_amount(amount):
             return "bad_bid"
         if self.state != "open":
             return "late"
@@ -739,7 +765,7 @@ class Auctioneer:
         c = self.config
         if bidder not in self._accounts:
             return "unknown_bidder"
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        if not _is_amount(amount):
             return "bad_bid"
         if self.state != "open":
             return "late"
