@@ -1,0 +1,43 @@
+"""Exact edges of the auctioneer and the ledger node (protocols/auction.py) that the
+mutation run of ``protocols/`` found unchecked: the client operations' replies."""
+
+from __future__ import annotations
+
+import random
+
+from trio_foundation.protocols.auction import AuctionConfig, Auctioneer, LedgerNode
+from trio_foundation.protocols.effects import ClientRequest, Reply
+from trio_foundation.protocols.ledger import Ledger, Mint, Open
+
+
+def _auctioneer() -> Auctioneer:
+    config = AuctionConfig("a", "second_price", 5.0, ((2, "acct2"),), "seller", 1)
+    core = Auctioneer(config)
+    core.on_start(0.0, random.Random(0))
+    return core
+
+
+def test_status_replies_state_winners_and_prices_to_the_asking_client() -> None:
+    assert _auctioneer().on_client(1.0, ClientRequest("c7", "status")) == [
+        Reply("c7", ("open", (), {}))
+    ]
+
+
+def test_an_unknown_op_is_refused_to_the_asking_client() -> None:
+    assert _auctioneer().on_client(1.0, ClientRequest("c7", "bid", 3)) == [
+        Reply("c7", "unknown op 'bid'", ok=False)
+    ]
+
+
+def test_the_ledger_node_replies_a_balance_or_names_the_missing_account() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 7))
+    node = LedgerNode(ledger)
+    assert node.on_client(0.0, ClientRequest("c1", "balance", "alice")) == [Reply("c1", 7)]
+    assert node.on_client(0.0, ClientRequest("c2", "balance", "bob")) == [
+        Reply("c2", "no account 'bob'", ok=False)
+    ]
+    # an op other than "balance" is refused too, even for a known account
+    (refused,) = node.on_client(0.0, ClientRequest("c3", "transfer", "alice"))
+    assert isinstance(refused, Reply) and (refused.client, refused.ok) == ("c3", False)

@@ -1,0 +1,65 @@
+"""Exact edges of the replicated lock machine (protocols/lock_machine.py) that the
+mutation run of ``protocols/`` found unchecked: bounds at their limits, a renewal
+longer than ``max_ttl``, a free lock's state and the service machine's refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_foundation.protocols import kv_machine as kv
+from trio_foundation.protocols.lock_machine import (
+    LOCK_TAG,
+    LockAcquire,
+    LockDenied,
+    LockGranted,
+    LockMachine,
+    LockMachineConfig,
+    LockQuery,
+    LockRenew,
+    LockState,
+    ServiceMachine,
+)
+
+MAX = (1 << 63) - 1
+
+
+@pytest.mark.parametrize("name", ["max_locks", "max_clients"])
+def test_a_bound_of_one_is_accepted_and_zero_refused(name: str) -> None:
+    machine = LockMachine(LockMachineConfig(**{name: 1}))
+    assert getattr(machine.config, name) == 1
+    with pytest.raises(ValueError, match=f"^{name} must be an int >= 1, got 0$"):
+        LockMachine(LockMachineConfig(**{name: 0}))
+
+
+def test_the_largest_owner_and_request_id_are_accepted_one_more_is_refused() -> None:
+    machine = LockMachine()
+    granted = machine.apply_at(1, LockAcquire("a", MAX, (MAX, MAX), 5.0))
+    assert granted == LockGranted((MAX, MAX), 1, 5.0)
+    refused = machine.apply_at(2, LockAcquire("b", MAX + 1, (1, 1), 5.0))
+    assert refused == LockDenied((1, 1), "bad command: owner must be an int in [1, 2**63)")
+    assert machine.query(LockQuery("b")) == LockState("b", 0, 0, 0.0, 0)
+
+
+def test_a_renewal_longer_than_max_ttl_is_refused_and_keeps_the_lease() -> None:
+    machine = LockMachine(LockMachineConfig(max_ttl=30))
+    assert machine.apply_at(1, LockAcquire("a", 1, (1, 1), 5.0)) == LockGranted((1, 1), 1, 5.0)
+    assert machine.apply_at(2, LockRenew("a", 1, (1, 2), 1, 31.0)) == LockDenied(
+        (1, 2), "ttl 31.0 exceeds max_ttl 30.0"
+    )
+    assert machine.query(LockQuery("a")) == LockState("a", 1, 1, 5.0, 1)
+
+
+def test_a_free_lock_reads_as_all_zeros() -> None:
+    state = LockMachine().query(LockQuery("never"))
+    assert state == LockState("never", 0, 0, 0.0, 0)
+    assert isinstance(state.ttl, float)
+
+
+@pytest.mark.parametrize("command", [("lock",), ("other", LockQuery("a")), (LOCK_TAG, 1, 2)])
+def test_a_tuple_that_is_not_a_lock_command_is_a_bad_command(command: tuple[object, ...]) -> None:
+    service = ServiceMachine()
+    before = service.snapshot()
+    assert service.apply_at(1, command) == kv.ErrorResult(
+        "bad_command", "a tuple command must be ('lock', command)"
+    )
+    assert service.snapshot() == before
