@@ -3,9 +3,19 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from trio_foundation.protocols.ledger import Ledger, UnknownAccount
+from trio_foundation.protocols.ledger import (
+    Burn,
+    Entry,
+    ErrorResult,
+    Ledger,
+    Mint,
+    Ok,
+    Open,
+    UnknownAccount,
+)
 
 
 def test_the_balance_of_a_missing_account_is_an_error_naming_it() -> None:
@@ -13,3 +23,36 @@ def test_the_balance_of_a_missing_account_is_an_error_naming_it() -> None:
     with pytest.raises(UnknownAccount, match=r"^no account 'ghost'$") as raised:
         ledger.balance("ghost")
     assert (raised.value.code, raised.value.account) == ("unknown_account", "ghost")
+
+
+def test_a_burn_by_a_non_authority_is_refused_naming_it_and_burns_nothing() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    assert ledger.apply(Burn("mallory", "alice", 3)) == ErrorResult(
+        "not_authority", "'mallory' may not burn", "alice", 3
+    )
+    assert (ledger.balance("alice"), ledger.supply) == (5, 5)
+
+
+def test_a_burn_is_journaled_with_the_next_seq() -> None:
+    ledger = Ledger()
+    assert ledger.apply(Open("alice")) == Ok(1)
+    assert ledger.apply(Mint("treasury", "alice", 5)) == Ok(2)
+    assert ledger.apply(Burn("treasury", "alice", 3)) == Ok(3)
+    assert ledger.journal[-1] == Entry(3, "burn", "alice", amount=3)
+    assert ledger.apply(Open("bob")) == Ok(4)
+
+
+def test_a_snapshot_whose_journal_does_not_replay_to_its_balances_is_refused() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    snap = msgspec.msgpack.decode(ledger.snapshot())
+    (mint,) = [e for e in snap["journal"] if e["kind"] == "mint"]
+    mint["amount"] = 4  # balances and supply still say 5: conservation holds
+    fresh = Ledger()
+    before = fresh.snapshot()
+    with pytest.raises(ValueError, match=r"^snapshot journal does not replay to its balances$"):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    assert fresh.snapshot() == before
