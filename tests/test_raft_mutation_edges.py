@@ -1,0 +1,138 @@
+"""Exact refusal and error paths of the Raft core (protocols/raft.py) that the
+mutation run of ``protocols/`` found unchecked: each refusal is a ``Reply`` to the
+asking client, ``ok=False``, with a ``Rejected`` naming the reason, and changes
+nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.test_raft_core import Cluster
+
+from trio_foundation.protocols.effects import ClientRequest, Reply
+from trio_foundation.protocols.raft import AppendEntries, Config, NotLeader, Rejected
+
+
+def refused(reason: str, client: Any) -> Reply:
+    return Reply(client, Rejected(reason), ok=False)
+
+
+def ask(c: Cluster, i: int, client: Any, op: str, value: Any = None) -> Reply | None:
+    """Send one request to node ``i`` without delivering anything; its reply, if any yet."""
+    c.run(i, c.nodes[i].on_client(c.now, ClientRequest(client, op, value)))
+    return c.replies.get(client)
+
+
+def test_reads_beyond_the_bound_are_refused_to_their_client() -> None:
+    c = Cluster(max_pending_reads=1)
+    c.elect(0)
+    c.partition(0)  # no heartbeat answer: the first read stays pending
+    assert ask(c, 0, "r1", "read") is None
+    assert ask(c, 0, "r2", "read") == refused("too many pending reads (1)", "r2")
+    assert c.nodes[0].pending_reads == 1
+
+
+def test_proposals_beyond_the_uncommitted_bound_are_refused() -> None:
+    c = Cluster(max_uncommitted=2)
+    c.elect(0)
+    c.partition(0)
+    last = c.nodes[0].last_index
+    ask(c, 0, "p1", "propose", 1)
+    ask(c, 0, "p2", "propose", 2)
+    assert ask(c, 0, "p3", "propose", 3) == refused("too many uncommitted entries (2)", "p3")
+    assert c.nodes[0].last_index == last + 2
+
+
+def test_a_follower_answers_not_leader_with_the_leader_it_knows() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert ask(c, 1, "p", "propose", 1) == Reply("p", NotLeader(0), ok=False)
+
+
+def test_a_transfer_to_the_leader_itself_succeeds_at_once() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert ask(c, 0, "t", "transfer_leadership", 0) == Reply("t", 0)
+    assert c.nodes[0].role == "leader"
+
+
+@pytest.mark.parametrize("target", [7, -1, "1", None])
+def test_a_transfer_to_a_non_voter_is_refused_naming_it(target: Any) -> None:
+    c = Cluster(n=4, voters=(0, 1, 2))
+    c.elect(0)
+    assert ask(c, 0, "t", "transfer_leadership", target) == refused(
+        f"transfer target {target!r} is not a voter of (0, 1, 2)", "t"
+    )
+    assert ask(c, 0, "p", "propose", 1) is None  # accepted: no transfer in progress
+    assert c.nodes[0].pending_proposals == 1
+
+
+def test_a_transfer_to_a_learner_is_refused() -> None:
+    c = Cluster(n=4, voters=(0, 1, 2))
+    c.elect(0)
+    assert c.client(0, "add_learner", 3, client="l") == Reply("l", Config((0, 1, 2), (3,)))
+    assert ask(c, 0, "t", "transfer_leadership", 3) == refused(
+        "transfer target 3 is not a voter of (0, 1, 2)", "t"
+    )
+
+
+def test_a_second_transfer_is_refused_while_one_is_in_progress() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.partition(1)
+    ask(c, 0, "t1", "transfer_leadership", 1)
+    assert ask(c, 0, "t2", "transfer_leadership", 2) == refused(
+        "a transfer to 1 is in progress", "t2"
+    )
+    assert ask(c, 0, "m", "add_learner", 5) == refused("leadership transfer in progress", "m")
+
+
+@pytest.mark.parametrize(
+    ("op", "node", "reason"),
+    [
+        ("add_server", -1, "node id must be an int >= 0, got -1"),
+        ("add_learner", "3", "node id must be an int >= 0, got '3'"),
+        ("add_server", 1, "node 1 is already a voter"),
+        ("add_learner", 1, "node 1 is already a member"),
+        ("add_learner", 3, "node 3 is already a member"),
+        ("remove_server", 9, "node 9 is not a member"),
+    ],
+)
+def test_bad_membership_changes_are_refused_naming_the_problem(
+    op: str, node: Any, reason: str
+) -> None:
+    c = Cluster(n=4, voters=(0, 1, 2))
+    c.elect(0)
+    assert c.client(0, "add_learner", 3, client="l") == Reply("l", Config((0, 1, 2), (3,)))
+    assert c.client(0, op, node, client="x") == refused(reason, "x")
+    assert c.nodes[0].config == Config((0, 1, 2), (3,))
+
+
+def test_the_last_voter_cannot_be_removed() -> None:
+    c = Cluster(n=1)
+    c.elect(0)
+    assert c.client(0, "remove_server", 0, client="x") == refused(
+        "cannot remove the last voter", "x"
+    )
+    assert c.nodes[0].config == Config((0,))
+
+
+def test_a_membership_change_waits_for_an_entry_of_the_leaders_term() -> None:
+    c = Cluster(n=4, voters=(0, 1, 2))
+    c.fire(0, "election")  # the votes go through; the appends (with the noop) are held
+    c.deliver_all(keep=lambda m: isinstance(m, AppendEntries))
+    leader = c.nodes[0]
+    assert (leader.role, leader.term, leader.commit_index, leader.last_index) == ("leader", 1, 0, 1)
+    assert ask(c, 0, "x", "add_learner", 3) == refused(
+        "the leader has not yet committed an entry of its term; retry", "x"
+    )
+    assert leader.config == Config((0, 1, 2)) and leader.last_index == 1
+
+
+def test_a_membership_change_is_refused_when_proposals_are_full() -> None:
+    c = Cluster(n=4, voters=(0, 1, 2), max_pending_proposals=1)
+    c.elect(0)
+    c.partition(0)
+    ask(c, 0, "p", "propose", 1)
+    assert ask(c, 0, "x", "add_learner", 3) == refused("too many pending proposals (1)", "x")
