@@ -487,8 +487,20 @@ TARGETS["protocols"] = Target(
     ),
 )
 _LEDGER = _mangled(_PROTOCOLS + "ledger.py") + ".xǁLedgerǁ"
+_RAFT = _mangled(_PROTOCOLS + "raft.py") + ".xǁRaftNodeǁ"
+_NO_CHANGE = (
+    "the 'no change' text is unreachable: when no reason was found, every op branch"
+    " sets new = Config.of(...), so `reason is not None or new is None` holds only"
+    " with a (non-empty) reason"
+)
 TARGETS["protocols"].equivalent.update(
     {
+        f"{_RAFT}_truncate_from__mutmut_23": (
+            "_new_entries is empty whenever _truncate_from runs: its one caller, _on_append,"
+            " calls it before that step's _append, and every step starts with _begin()"
+            " emptying _new_entries"
+        ),
+        f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
         f"{_LEDGER}_transfer__mutmut_3": (
             "blob computed for a transfer without a key too: blob is read only under `if c.key`"
         ),

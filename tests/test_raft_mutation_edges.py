@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from tests.test_raft_core import Cluster
 
-from trio_foundation.protocols.effects import ClientRequest, Reply
+from trio_foundation.protocols.effects import ClientRequest, Reply, Send
 from trio_foundation.protocols.raft import (
     AppendEntries,
     Config,
     InstallSnapshot,
+    InstallSnapshotResponse,
     NotLeader,
     Rejected,
 )
@@ -182,3 +184,16 @@ def test_a_deposed_leader_refuses_its_pending_proposals_a_snapshot_overwrites() 
     assert answered == set(range(idx - 1, 30))
     for k in answered:
         assert c.replies[("old", k)] == refused("entry overwritten by a newer leader", ("old", k))
+
+
+def test_a_follower_echoes_the_read_id_of_a_snapshot_it_installs_or_already_has() -> None:
+    c = Cluster()
+    c.elect(0)
+    follower = c.nodes[1]
+    term = follower.term
+    snap = InstallSnapshot(term, 0, 5, term, Config((0, 1, 2)), b'["a", "b"]', read_id=7)
+    effects = follower.on_message(c.now, 0, snap)
+    assert Send(0, InstallSnapshotResponse(term, 5, 7)) in effects
+    assert (follower.snapshot_index, follower.sm.values) == (5, ["a", "b"])  # type: ignore[attr-defined]
+    stale = attrs.evolve(snap, last_included_index=3, read_id=8)
+    assert Send(0, InstallSnapshotResponse(term, 5, 8)) in follower.on_message(c.now, 0, stale)
