@@ -197,3 +197,21 @@ def test_a_follower_echoes_the_read_id_of_a_snapshot_it_installs_or_already_has(
     assert (follower.snapshot_index, follower.sm.values) == (5, ["a", "b"])  # type: ignore[attr-defined]
     stale = attrs.evolve(snap, last_included_index=3, read_id=8)
     assert Send(0, InstallSnapshotResponse(term, 5, 8)) in follower.on_message(c.now, 0, stale)
+
+
+def test_a_deposed_leader_refuses_its_pending_proposals_a_new_leader_overwrites() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.partition(0)
+    for k in range(3):  # indexes 2..4, never committed
+        ask(c, 0, ("old", k), "propose", k)
+    c.run_until(c.now + 5.0)  # 1 and 2 elect a leader of term 2; its noop is index 2
+    (new,) = [i for i in (1, 2) if c.nodes[i].role == "leader"]
+    assert c.nodes[new].entry(2) is not None and c.nodes[new].last_index == 2
+    c.heal()
+    c.heartbeat(new)
+    old = c.nodes[0]
+    assert (old.role, old.pending_proposals, old.snapshots_installed) == ("follower", 0, 0)
+    assert old.log == c.nodes[new].log
+    for k in range(3):
+        assert c.replies[("old", k)] == refused("entry overwritten by a newer leader", ("old", k))
