@@ -501,6 +501,11 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}_send_append__mutmut_37": (
+            "the snapshot branch's True only keeps _on_append_response's send loop going"
+            " one more call, which finds pr.state == 'snapshot' without heartbeat and"
+            " returns False sending nothing; every other caller ignores the result"
+        ),
         f"{_LEDGER}_transfer__mutmut_3": (
             "blob computed for a transfer without a key too: blob is read only under `if c.key`"
         ),

@@ -14,10 +14,12 @@ from tests.test_raft_core import Cluster
 from trio_foundation.protocols.effects import ClientRequest, Reply, Send
 from trio_foundation.protocols.raft import (
     AppendEntries,
+    AppendEntriesResponse,
     Config,
     InstallSnapshot,
     InstallSnapshotResponse,
     NotLeader,
+    Proposal,
     Rejected,
 )
 
@@ -215,3 +217,29 @@ def test_a_deposed_leader_refuses_its_pending_proposals_a_new_leader_overwrites(
     assert old.log == c.nodes[new].log
     for k in range(3):
         assert c.replies[("old", k)] == refused("entry overwritten by a newer leader", ("old", k))
+
+
+def test_a_follower_echoes_the_read_id_when_it_rejects_an_append() -> None:
+    c = Cluster()
+    c.elect(0)
+    follower = c.nodes[1]
+    term = follower.term
+    assert follower.term_at(1) == 1
+    conflict = AppendEntries(term, 0, 1, 0, (), 0, read_id=9)  # its entry 1 has term 1, not 0
+    sent = [e for e in follower.on_message(c.now, 0, conflict) if isinstance(e, Send)]
+    assert sent == [Send(0, AppendEntriesResponse(term, False, 1, 1, 1, 9))]
+    gap = AppendEntries(term, 0, 7, term, (), 0, read_id=10)  # it holds nothing at 7
+    sent = [e for e in follower.on_message(c.now, 0, gap) if isinstance(e, Send)]
+    assert sent == [Send(0, AppendEntriesResponse(term, False, 7, 2, 0, 10))]
+
+
+def test_the_session_table_forgets_the_least_recently_used_client() -> None:
+    c = Cluster(max_sessions=2)
+    c.elect(0)
+    results = [c.client(0, "propose", Proposal(cid, 1, cid)) for cid in ("a", "b", "c")]
+    assert [r.value for r in results if r is not None] == [1, 2, 3]
+    # "c" (the newest) is remembered: its retry is answered, not applied again
+    assert c.client(0, "propose", Proposal("c", 1, "c"), client="rc") == Reply("rc", 3)
+    # "a" (the least recently used) was forgotten: its retry is applied again
+    assert c.client(0, "propose", Proposal("a", 1, "a"), client="ra") == Reply("ra", 4)
+    assert c.nodes[0].sm.values == ["a", "b", "c", "a"]  # type: ignore[attr-defined]
