@@ -501,6 +501,11 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}_apply_committed__mutmut_41": (
+            "the 'entry overwritten' reply is unreachable: a pending entry's term is the"
+            " term it was appended in, and every path that replaces a log entry"
+            " (_truncate_from, _on_install_snapshot) pops the pending entries it replaces"
+        ),
         f"{_RAFT}_send_append__mutmut_37": (
             "the snapshot branch's True only keeps _on_append_response's send loop going"
             " one more call, which finds pr.state == 'snapshot' without heartbeat and"

@@ -5,11 +5,12 @@ nothing."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import attrs
 import pytest
-from tests.test_raft_core import Cluster
+from tests.test_raft_core import Cluster, Register, committed_everywhere
 
 from trio_foundation.protocols.effects import ClientRequest, Reply, Send
 from trio_foundation.protocols.raft import (
@@ -20,7 +21,11 @@ from trio_foundation.protocols.raft import (
     InstallSnapshotResponse,
     NotLeader,
     Proposal,
+    RaftDurable,
+    RaftNode,
     Rejected,
+    RequestVote,
+    RequestVoteResponse,
 )
 
 
@@ -243,3 +248,78 @@ def test_the_session_table_forgets_the_least_recently_used_client() -> None:
     # "a" (the least recently used) was forgotten: its retry is applied again
     assert c.client(0, "propose", Proposal("a", 1, "a"), client="ra") == Reply("ra", 4)
     assert c.nodes[0].sm.values == ["a", "b", "c", "a"]  # type: ignore[attr-defined]
+
+
+def test_a_restart_lease_ends_at_T_even_if_a_leader_was_heard_then_forgotten() -> None:
+    """The restart promise lasts exactly T from the start; a leader heard during it
+    and then forgotten (a newer term, leader unknown) does not extend it."""
+    node = RaftNode(1, (0, 1, 2), Register(), election_timeout=1.0)
+    node.restore(RaftDurable(term=1))
+    node.on_start(10.0, random.Random(0))
+    node.on_message(10.5, 0, AppendEntries(1, 0, 0, 0, (), 0))  # leader 0 heard at 10.5
+    assert node.leader_id == 0
+    node.on_message(10.6, 2, RequestVoteResponse(2, False))  # term 2: leader unknown
+    assert (node.term, node.leader_id) == (2, None)
+    pre = RequestVote(3, 2, 0, 0, pre_vote=True)
+    assert node.on_message(10.9, 2, pre) == [] and node.lease_ignored == 1
+    assert node.on_message(11.0, 2, pre) == [Send(2, RequestVoteResponse(3, True, True))]
+
+
+def test_a_leader_keeps_its_lease_however_long_it_has_led() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.run_until(c.now + 10.0)  # heartbeats for 10 T
+    leader = c.nodes[0]
+    assert leader.role == "leader" and leader.term == 1
+    assert leader.on_message(c.now, 2, RequestVote(5, 2, 99, 1)) == []
+    assert (leader.role, leader.term, leader.lease_ignored) == ("leader", 1, 1)
+
+
+@pytest.mark.parametrize("stale", ["append", "snapshot"])
+def test_a_stale_leader_is_told_the_newer_term(stale: str) -> None:
+    c = Cluster()
+    c.elect(0)
+    c.nodes[0].on_message(c.now, 1, RequestVoteResponse(3, False))  # 0 now has term 3
+    node = c.nodes[0]
+    msg: Any = (
+        AppendEntries(2, 1, 0, 0, (), 0)
+        if stale == "append"
+        else InstallSnapshot(2, 1, 5, 2, Config((0, 1, 2)), b"[]")
+    )
+    assert node.on_message(c.now, 1, msg) == [Send(1, AppendEntriesResponse(3, False, 0))]
+
+
+def test_a_transfer_cut_short_by_a_newer_term_is_refused() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.partition(1)
+    c.client(0, "propose", "x")  # 1 lags: no TimeoutNow yet
+    assert ask(c, 0, "t", "transfer_leadership", 1) is None
+    c.run(0, c.nodes[0].on_message(c.now, 2, RequestVoteResponse(4, False)))
+    assert c.nodes[0].role == "follower"
+    assert c.replies["t"] == refused("leadership lost before the transfer", "t")
+
+
+def test_a_pre_vote_for_the_current_term_is_refused() -> None:
+    node = RaftNode(1, (0, 1, 2), Register(), election_timeout=1.0)
+    node.restore(RaftDurable(term=2))
+    node.on_start(0.0, random.Random(0))
+    # past the restart lease, leader unknown, the candidate's log as good: only the term
+    assert node.on_message(5.0, 2, RequestVote(2, 2, 0, 0, pre_vote=True)) == [
+        Send(2, RequestVoteResponse(2, False, True))
+    ]
+    assert node.on_message(5.0, 2, RequestVote(3, 2, 0, 0, pre_vote=True)) == [
+        Send(2, RequestVoteResponse(3, True, True))
+    ]
+
+
+def test_the_log_is_compacted_only_above_max_log_entries() -> None:
+    c = Cluster(max_log_entries=4)
+    c.elect(0)  # the noop: index 1
+    for k in range(3):
+        c.client(0, "propose", k)
+    committed_everywhere(c)
+    assert [(n.snapshot_index, len(n.log)) for n in c.nodes.values()] == [(0, 4)] * 3
+    c.client(0, "propose", 3)
+    committed_everywhere(c)
+    assert [(n.snapshot_index, len(n.log)) for n in c.nodes.values()] == [(5, 0)] * 3
