@@ -501,6 +501,11 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}_config_at__mutmut_7": (
+            "max(1, ...) for max(0, ...) in the slice bound: index - snapshot_index <= 0"
+            " only when the log is empty (index is last_index, or last_applied above the"
+            " snapshot in _compact), and any slice of an empty log is empty"
+        ),
         f"{_RAFT}_apply_committed__mutmut_41": (
             "the 'entry overwritten' reply is unreachable: a pending entry's term is the"
             " term it was appended in, and every path that replaces a log entry"

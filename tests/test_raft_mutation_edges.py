@@ -23,6 +23,7 @@ from trio_foundation.protocols.raft import (
     Proposal,
     RaftDurable,
     RaftNode,
+    RaftStateError,
     Rejected,
     RequestVote,
     RequestVoteResponse,
@@ -323,3 +324,20 @@ def test_the_log_is_compacted_only_above_max_log_entries() -> None:
     c.client(0, "propose", 3)
     committed_everywhere(c)
     assert [(n.snapshot_index, len(n.log)) for n in c.nodes.values()] == [(5, 0)] * 3
+
+
+def test_an_election_timer_that_fires_at_a_leader_does_nothing() -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    before = leader.status
+    assert leader.on_timer(c.now + 5.0, "election") == []
+    assert leader.status == before and leader.role == "leader"
+
+
+def test_a_message_before_start_names_its_type() -> None:
+    node = RaftNode(0, (0, 1, 2), Register())
+    with pytest.raises(
+        RaftStateError, match=r"^node 0 \(not started, term 0\) can't take message RequestVote$"
+    ):
+        node.on_message(0.0, 1, RequestVote(1, 1, 0, 0))
