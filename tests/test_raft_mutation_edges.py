@@ -341,3 +341,18 @@ def test_a_message_before_start_names_its_type() -> None:
         RaftStateError, match=r"^node 0 \(not started, term 0\) can't take message RequestVote$"
     ):
         node.on_message(0.0, 1, RequestVote(1, 1, 0, 0))
+
+
+def test_a_fresh_node_has_no_durable_state_and_has_voted_for_nobody() -> None:
+    node = RaftNode(0, (0, 1, 2), Register())
+    assert node.voted_for is None
+    assert node.snapshot_persistent() == RaftDurable()
+
+
+def test_read_rounds_are_numbered_from_one_and_heartbeats_before_carry_zero() -> None:
+    c = Cluster()
+    c.elect(0)
+    sent = c.nodes[0].on_timer(c.now, "heartbeat")
+    assert {e.msg.read_id for e in sent if isinstance(e, Send)} == {0}
+    sent = c.nodes[0].on_client(c.now, ClientRequest("r", "read"))
+    assert [(e.to, e.msg.read_id) for e in sent if isinstance(e, Send)] == [(1, 1), (2, 1)]
