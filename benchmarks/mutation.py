@@ -501,6 +501,10 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}__init____mutmut_109": (
+            "_noop_index starts None: it is read only by _read, which runs only at a"
+            " leader, and _become_leader sets it first"
+        ),
         f"{_RAFT}_config_at__mutmut_7": (
             "max(1, ...) for max(0, ...) in the slice bound: index - snapshot_index <= 0"
             " only when the log is empty (index is last_index, or last_applied above the"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import pytest
+
 from trio_foundation.protocols.kv_machine import ErrorResult, Get, GetResult, KVMachine, Put
 
 
@@ -18,3 +21,20 @@ def test_a_write_sent_as_a_query_is_refused_naming_its_type_and_changes_nothing(
     ]
     assert machine.snapshot() == before
     assert machine.query(Get(b"k")) == GetResult(None, 1)  # a fresh store is at revision 1
+
+
+def test_a_malformed_read_is_refused_naming_the_field() -> None:
+    assert KVMachine().query(Get("k")) == ErrorResult(  # type: ignore[arg-type]
+        "bad_command", "key must be bytes, got str", 0
+    )
+
+
+def test_a_snapshot_with_more_sessions_than_its_bound_is_refused() -> None:
+    snap = msgspec.msgpack.decode(KVMachine().snapshot())
+    snap["config"]["max_sessions"] = 1
+    snap["sessions"] = [[1, 0, b"", 0], [2, 0, b"", 0]]
+    fresh = KVMachine()
+    before = fresh.snapshot()
+    with pytest.raises(ValueError, match=r"^snapshot history or sessions above their bounds$"):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    assert fresh.snapshot() == before

@@ -258,9 +258,9 @@ def test_a_restart_lease_ends_at_T_even_if_a_leader_was_heard_then_forgotten() -
     node.restore(RaftDurable(term=1))
     node.on_start(10.0, random.Random(0))
     node.on_message(10.5, 0, AppendEntries(1, 0, 0, 0, (), 0))  # leader 0 heard at 10.5
-    assert node.leader_id == 0
+    assert node.status().leader == 0
     node.on_message(10.6, 2, RequestVoteResponse(2, False))  # term 2: leader unknown
-    assert (node.term, node.leader_id) == (2, None)
+    assert (node.term, node.status().leader) == (2, None)
     pre = RequestVote(3, 2, 0, 0, pre_vote=True)
     assert node.on_message(10.9, 2, pre) == [] and node.lease_ignored == 1
     assert node.on_message(11.0, 2, pre) == [Send(2, RequestVoteResponse(3, True, True))]
@@ -330,9 +330,9 @@ def test_an_election_timer_that_fires_at_a_leader_does_nothing() -> None:
     c = Cluster()
     c.elect(0)
     leader = c.nodes[0]
-    before = leader.status
+    before = leader.status()
     assert leader.on_timer(c.now + 5.0, "election") == []
-    assert leader.status == before and leader.role == "leader"
+    assert leader.status() == before and leader.role == "leader"
 
 
 def test_a_message_before_start_names_its_type() -> None:
