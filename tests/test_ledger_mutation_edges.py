@@ -10,10 +10,13 @@ from trio_foundation.protocols.ledger import (
     Burn,
     Entry,
     ErrorResult,
+    Hold,
     Ledger,
     Mint,
     Ok,
     Open,
+    Release,
+    Settle,
     UnknownAccount,
 )
 
@@ -56,3 +59,22 @@ def test_a_snapshot_whose_journal_does_not_replay_to_its_balances_is_refused() -
     with pytest.raises(ValueError, match=r"^snapshot journal does not replay to its balances$"):
         fresh.restore(msgspec.msgpack.encode(snap))
     assert fresh.snapshot() == before
+
+
+def test_a_closed_or_unknown_hold_is_an_error_naming_it_and_no_account() -> None:
+    ledger = Ledger()
+    for account in ("alice", "shop"):
+        ledger.apply(Open(account))
+    ledger.apply(Mint("treasury", "alice", 10))
+    ledger.apply(Hold("h1", "alice", 4))
+    assert isinstance(ledger.apply(Settle("h1", "shop", 3)), Ok)
+    assert ledger.apply(Settle("h1", "shop", 3)) == ErrorResult(
+        "hold_closed", "hold 'h1' is already settled or released", "", 3
+    )
+    assert ledger.apply(Release("h1")) == ErrorResult(
+        "hold_closed", "hold 'h1' is already settled or released", "", 0
+    )
+    assert ledger.apply(Settle("h2", "shop", 3)) == ErrorResult(
+        "unknown_hold", "no open hold 'h2'", "", 3
+    )
+    assert ledger.balances() == {"alice": 7, "shop": 3}
