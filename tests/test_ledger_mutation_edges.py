@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -12,11 +14,13 @@ from trio_foundation.protocols.ledger import (
     ErrorResult,
     Hold,
     Ledger,
+    LedgerConfig,
     Mint,
     Ok,
     Open,
     Release,
     Settle,
+    Transfer,
     UnknownAccount,
 )
 
@@ -78,3 +82,64 @@ def test_a_closed_or_unknown_hold_is_an_error_naming_it_and_no_account() -> None
         "unknown_hold", "no open hold 'h2'", "", 3
     )
     assert ledger.balances() == {"alice": 7, "shop": 3}
+
+
+def _small_ledger() -> Ledger:
+    """alice 6 (4 of them held in h1), bob 0, h0 closed; at most 2 accounts and 1 hold."""
+    ledger = Ledger(LedgerConfig(max_accounts=2, max_holds=1))
+    for command in (
+        Open("alice"),
+        Open("bob"),
+        Mint("treasury", "alice", 10),
+        Hold("h0", "alice", 1),
+        Release("h0"),
+        Hold("h1", "alice", 4),
+        Transfer("alice", "bob", 1, key="k1"),
+    ):
+        assert isinstance(ledger.apply(command), Ok), command
+    return ledger
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (Open("alice"), ErrorResult("account_exists", "account 'alice' exists", "alice")),
+        (Open("carol"), ErrorResult("limit", "max_accounts (2) reached", "carol")),
+        (Mint("bob", "alice", 1), ErrorResult("not_authority", "'bob' may not mint", "alice", 1)),
+        (
+            Mint("treasury", "alice", (1 << 63) - 1),
+            ErrorResult("invalid_amount", "supply would exceed 2**63 - 1", "alice", (1 << 63) - 1),
+        ),
+        (Mint("treasury", "zed", 1), ErrorResult("unknown_account", "no account 'zed'", "zed", 1)),
+        (
+            Transfer("alice", "bob", 2, key="k1"),
+            ErrorResult("key_reused", "key 'k1' names another transfer", "alice", 2),
+        ),
+        (
+            Transfer("alice", "bob", 6),
+            ErrorResult("insufficient_funds", "account 'alice' has 5, needs 6", "alice", 6),
+        ),
+        (Hold("h1", "alice", 3), ErrorResult("hold_exists", "hold 'h1' is open", "alice", 3)),
+        (Hold("h0", "alice", 1), ErrorResult("hold_closed", "hold 'h0' was closed", "alice", 1)),
+        (Hold("h2", "alice", 1), ErrorResult("limit", "max_holds (1) reached", "alice")),
+        (Settle("h1", "zed", 1), ErrorResult("unknown_account", "no account 'zed'", "zed", 1)),
+        (
+            Settle("h1", "bob", 5),
+            ErrorResult("insufficient_funds", "hold 'h1' holds 4, cannot settle 5", "alice", 5),
+        ),
+        (
+            Open(""),  # type: ignore[arg-type]
+            ErrorResult("bad_command", "account must be a non-empty str, got ''"),
+        ),
+        (
+            Transfer("alice", "bob", 0),
+            ErrorResult("invalid_amount", "amount must be an int in [1, 2**63), got 0", "alice"),
+        ),
+        ("transfer", ErrorResult("bad_command", "not a ledger command: str")),
+    ],
+)
+def test_every_refusal_names_its_code_account_and_amount(command: Any, error: ErrorResult) -> None:
+    ledger = _small_ledger()
+    before = ledger.snapshot()
+    assert ledger.apply(command) == error
+    assert ledger.snapshot() == before
