@@ -128,7 +128,7 @@ def _small_ledger() -> Ledger:
             ErrorResult("insufficient_funds", "hold 'h1' holds 4, cannot settle 5", "alice", 5),
         ),
         (
-            Open(""),  # type: ignore[arg-type]
+            Open(""),
             ErrorResult("bad_command", "account must be a non-empty str, got ''"),
         ),
         (
@@ -143,3 +143,13 @@ def test_every_refusal_names_its_code_account_and_amount(command: Any, error: Er
     before = ledger.snapshot()
     assert ledger.apply(command) == error
     assert ledger.snapshot() == before
+
+
+def test_the_supply_may_reach_2_63_minus_1_exactly() -> None:
+    ledger = _small_ledger()
+    top = (1 << 63) - 1
+    assert isinstance(ledger.apply(Mint("treasury", "bob", top - 10)), Ok)
+    assert ledger.supply == top
+    assert ledger.apply(Mint("treasury", "bob", 1)) == ErrorResult(
+        "invalid_amount", "supply would exceed 2**63 - 1", "bob", 1
+    )
