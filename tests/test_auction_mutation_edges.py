@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import random
 
-from trio_foundation.protocols.auction import AuctionConfig, Auctioneer, LedgerNode
-from trio_foundation.protocols.effects import ClientRequest, Reply
-from trio_foundation.protocols.ledger import Ledger, Mint, Open
+from trio_foundation.protocols.auction import (
+    AuctionConfig,
+    Auctioneer,
+    Bid,
+    LedgerNode,
+    LedgerRequest,
+)
+from trio_foundation.protocols.effects import ClientRequest, Reply, Send, SetTimer
+from trio_foundation.protocols.ledger import Hold, Ledger, Mint, Open
 
 
 def _auctioneer() -> Auctioneer:
@@ -41,3 +47,14 @@ def test_the_ledger_node_replies_a_balance_or_names_the_missing_account() -> Non
     # an op other than "balance" is refused too, even for a known account
     (refused,) = node.on_client(0.0, ClientRequest("c3", "transfer", "alice"))
     assert isinstance(refused, Reply) and (refused.client, refused.ok) == ("c3", False)
+
+
+def test_a_restart_re_sends_the_hold_of_every_bid_not_yet_answered() -> None:
+    core = _auctioneer()
+    first = core.on_message(1.0, 2, Bid("a", 7))
+    hold = Send(1, LedgerRequest(Hold("a/2", "acct2", 7)))
+    assert first[1:] == [hold]
+    fresh = Auctioneer(core.config)
+    fresh.restore(core.snapshot_persistent())
+    # started at 0.0 with a 5 s deadline: 3 s left at 2.0
+    assert fresh.on_start(2.0, random.Random(0)) == [SetTimer("deadline", 3.0), hold]

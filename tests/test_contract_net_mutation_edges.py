@@ -104,3 +104,10 @@ def test_a_settlement_the_ledger_refuses_releases_the_escrow_to_the_buyer() -> N
     assert release == Release("t1") and isinstance(result, Ok)
     assert w.balance("buyer") == 100 and not w.ledger.ledger.holds()
     assert w.core.snapshot_persistent()[-1] == ()
+
+
+def test_a_proposal_at_exactly_the_budget_is_valid() -> None:
+    w = World()
+    w.take()
+    assert w.deliver(C2, Propose("t1", 1, 10)) == []  # budget 10
+    assert w.core.proposals[C2].price == 10
