@@ -465,6 +465,14 @@ TARGETS["protocols"] = Target(
         "tests/test_ledger.py",
         "property_tests/test_ledger.py::test_ledger_matches_model",
         "tests/test_reputation.py",
+        # the exact tests written for the survivors of the sampled run (docs/verification.md)
+        "tests/test_raft_mutation_edges.py",
+        "tests/test_kv_machine_mutation_edges.py",
+        "tests/test_lock_machine_mutation_edges.py",
+        "tests/test_auction_mutation_edges.py",
+        "tests/test_contract_net_mutation_edges.py",
+        "tests/test_ledger_mutation_edges.py",
+        "tests/test_reputation_mutation_edges.py",
     ),
     also=tuple(
         _PROTOCOLS + name
