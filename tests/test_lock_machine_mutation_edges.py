@@ -9,8 +9,10 @@ import pytest
 from trio_foundation.protocols import kv_machine as kv
 from trio_foundation.protocols.lock_machine import (
     LOCK_TAG,
+    HeldLock,
     LockAcquire,
     LockDenied,
+    LockDone,
     LockGranted,
     LockMachine,
     LockMachineConfig,
@@ -63,3 +65,40 @@ def test_a_tuple_that_is_not_a_lock_command_is_a_bad_command(command: tuple[obje
         "bad_command", "a tuple command must be ('lock', command)"
     )
     assert service.snapshot() == before
+
+
+def test_a_max_ttl_below_one_second_is_accepted_and_zero_refused() -> None:
+    assert LockMachine(LockMachineConfig(max_ttl=0.5)).config.max_ttl == 0.5
+    with pytest.raises(ValueError, match=r"^max_ttl must be a finite number > 0, got 0$"):
+        LockMachine(LockMachineConfig(max_ttl=0))
+
+
+def test_a_zero_ttl_is_a_bad_command_naming_the_ttl() -> None:
+    assert LockMachine().apply_at(1, LockAcquire("a", 1, (1, 1), 0)) == LockDenied(
+        (1, 1), "bad command: ttl must be a finite number > 0"
+    )
+
+
+def test_the_request_table_forgets_the_least_recently_used_lock_and_client() -> None:
+    machine = LockMachine(LockMachineConfig(max_clients=2))
+    for index, name in enumerate("abc", start=1):  # (a, 1) is forgotten when (c, 1) comes
+        assert machine.apply_at(index, LockAcquire(name, 1, (1, 1), 5.0)) == LockGranted(
+            (1, 1), index, 5.0
+        )
+    # (c, 1) is remembered: its replay is a duplicate
+    assert machine.apply_at(4, LockAcquire("c", 1, (1, 1), 5.0)) == LockDone(False)
+    # (a, 1) was forgotten: its replay is taken as new (the holder asking again)
+    assert machine.apply_at(5, LockAcquire("a", 1, (1, 1), 5.0)) == LockGranted((1, 1), 5, 5.0)
+
+
+def test_held_lists_each_lock_with_its_lease() -> None:
+    machine = LockMachine()
+    machine.apply_at(3, LockAcquire("b", 2, (1, 1), 7.5))
+    machine.apply_at(4, LockAcquire("a", 1, (1, 1), 5.0))
+    assert list(machine.held()) == [HeldLock("b", 2, 3, 7.5, 3), HeldLock("a", 1, 4, 5.0, 4)]
+
+
+def test_the_service_machine_applies_a_key_value_request() -> None:
+    service = ServiceMachine()
+    assert service.apply(kv.Request(kv.Put(b"k", b"v"), client=0, seq=0, now=0)) == kv.PutResult(2)
+    assert service.query(kv.Get(b"k")).kv.value == b"v"  # type: ignore[union-attr]
