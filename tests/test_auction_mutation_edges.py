@@ -4,6 +4,9 @@ mutation run of ``protocols/`` found unchecked: the client operations' replies."
 from __future__ import annotations
 
 import random
+import re
+
+import pytest
 
 from trio_foundation.protocols.auction import (
     AuctionConfig,
@@ -58,3 +61,28 @@ def test_a_restart_re_sends_the_hold_of_every_bid_not_yet_answered() -> None:
     fresh.restore(core.snapshot_persistent())
     # started at 0.0 with a 5 s deadline: 3 s left at 2.0
     assert fresh.on_start(2.0, random.Random(0)) == [SetTimer("deadline", 3.0), hold]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "text"),
+    [
+        ("units", 0, ValueError, "units must be >= 1, got 0"),
+        ("units", "2", TypeError, "units must be an int, got str"),
+        ("reserve", -1, ValueError, "reserve must be >= 0, got -1"),
+    ],
+)
+def test_bad_units_and_reserve_are_named(
+    field: str, value: object, error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        AuctionConfig("a", "second_price", 5.0, ((2, "acct2"),), "seller", 1, **{field: value})  # type: ignore[arg-type]
+
+
+def test_a_zero_bid_is_recorded_as_zero_without_a_hold() -> None:
+    core = _auctioneer()
+    effects = core.on_message(1.0, 2, Bid("a", 0))
+    assert not [e for e in effects if isinstance(e, Send) and e.to == 1]  # no hold
+    assert core.bids == {2: (0, 1)}
+    fresh = Auctioneer(core.config)
+    fresh.restore(core.snapshot_persistent())
+    assert fresh.bids == {2: (0, 1)}

@@ -153,3 +153,16 @@ def test_the_supply_may_reach_2_63_minus_1_exactly() -> None:
     assert ledger.apply(Mint("treasury", "bob", 1)) == ErrorResult(
         "invalid_amount", "supply would exceed 2**63 - 1", "bob", 1
     )
+
+
+def test_a_snapshot_with_a_negative_balance_is_refused() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    snap = msgspec.msgpack.decode(ledger.snapshot())
+    snap["balances"] = [["alice", -1]]
+    snap["supply"] = -1  # conservation still holds
+    fresh = Ledger()
+    before = fresh.snapshot()
+    with pytest.raises(ValueError, match=r"^snapshot has a negative balance$"):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    assert fresh.snapshot() == before

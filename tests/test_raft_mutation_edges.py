@@ -24,6 +24,7 @@ from trio_foundation.protocols.raft import (
     RaftDurable,
     RaftNode,
     RaftStateError,
+    RaftStatus,
     Rejected,
     RequestVote,
     RequestVoteResponse,
@@ -356,3 +357,12 @@ def test_read_rounds_are_numbered_from_one_and_heartbeats_before_carry_zero() ->
     assert {e.msg.read_id for e in sent if isinstance(e, Send)} == {0}
     sent = c.nodes[0].on_client(c.now, ClientRequest("r", "read"))
     assert [(e.to, e.msg.read_id) for e in sent if isinstance(e, Send)] == [(1, 1), (2, 1)]
+
+
+def test_status_summarises_the_node() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")
+    committed_everywhere(c)
+    assert c.nodes[0].status() == RaftStatus(0, "leader", 1, 0, 2, 2, 2, 0, Config((0, 1, 2)), 0)
+    assert c.nodes[1].status() == RaftStatus(1, "follower", 1, 0, 2, 2, 2, 0, Config((0, 1, 2)), 0)
