@@ -21,7 +21,7 @@ from trio_foundation.protocols.contract_net import (
     Weights,
     contractors_from,
 )
-from trio_foundation.protocols.effects import Send
+from trio_foundation.protocols.effects import Send, SetTimer
 from trio_foundation.protocols.ledger import Ok, Release
 
 
@@ -111,3 +111,52 @@ def test_a_proposal_at_exactly_the_budget_is_valid() -> None:
     w.take()
     assert w.deliver(C2, Propose("t1", 1, 10)) == []  # budget 10
     assert w.core.proposals[C2].price == 10
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "text"),
+    [
+        ("budget", "10", TypeError, "budget must be an int, got str"),
+        ("budget", 0, ValueError, "budget must be >= 1, got 0"),
+        ("max_rounds", True, TypeError, "max_rounds must be an int, got bool"),
+    ],
+)
+def test_bad_int_fields_are_named_with_their_type(
+    field: str, value: object, error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        config(**{field: value})
+
+
+def test_a_restart_after_the_deadline_passed_fires_it_at_once() -> None:
+    w = World()
+    w.take()
+    w.deliver(C2, Propose("t1", 1, 5))
+    fresh = Manager(w.cfg)
+    fresh.restore(w.core.snapshot_persistent())
+    assert SetTimer("deadline", 0.0) in fresh.on_start(9.0, random.Random(0))  # due at 5.0
+
+
+def test_a_restart_after_the_execution_timeout_passed_fires_it_at_once() -> None:
+    w = World()
+    w.take()
+    w.deliver(C2, Propose("t1", 1, 5))
+    w.deliver(C3, Refuse("t1", 1))
+    assert w.core.state == "awarded"
+    fresh = Manager(w.cfg)
+    fresh.restore(w.core.snapshot_persistent())
+    assert SetTimer("execution", 0.0) in fresh.on_start(40.0, random.Random(0))  # due at 21.0
+
+
+def test_an_answered_release_is_persisted_and_not_re_sent_after_a_restart() -> None:
+    w = World()
+    w.take()
+    w.fire("deadline", 5.0)
+    w.fire("deadline", 10.0)  # two rounds without a proposal: failed, escrow released
+    assert (w.core.state, w.core.reason) == ("failed", "no_proposal")
+    assert w.balance("buyer") == 100
+    snap = w.core.snapshot_persistent()
+    assert snap[-1] == ()
+    fresh = Manager(w.cfg)
+    fresh.restore(snap)
+    assert [e for e in fresh.on_start(30.0, random.Random(0)) if isinstance(e, Send)] == []
