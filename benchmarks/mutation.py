@@ -509,6 +509,16 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}_truncate_from__mutmut_21": (
+            "min(self._truncate, ) in the else branch: unreachable, _truncate is None"
+            " whenever _truncate_from runs (its one caller, _on_append, calls it at most"
+            " once a step, and _begin() resets _truncate; _on_install_snapshot, the other"
+            " writer, is another step)"
+        ),
+        _mangled(_PROTOCOLS + "kv_machine.py") + ".x__shape_error__mutmut_6": (
+            "getattr without the () default: its one caller, _execute, passes only"
+            " instances of the _HANDLERS types, all msgspec Structs with __struct_fields__"
+        ),
         f"{_RAFT}__init____mutmut_109": (
             "_noop_index starts None: it is read only by _read, which runs only at a"
             " leader, and _become_leader sets it first"

@@ -17,6 +17,7 @@ from trio_foundation.protocols.raft import (
     AppendEntries,
     AppendEntriesResponse,
     Config,
+    Entry,
     InstallSnapshot,
     InstallSnapshotResponse,
     NotLeader,
@@ -366,3 +367,43 @@ def test_status_summarises_the_node() -> None:
     committed_everywhere(c)
     assert c.nodes[0].status() == RaftStatus(0, "leader", 1, 0, 2, 2, 2, 0, Config((0, 1, 2)), 0)
     assert c.nodes[1].status() == RaftStatus(1, "follower", 1, 0, 2, 2, 2, 0, Config((0, 1, 2)), 0)
+
+
+def test_an_overwritten_config_entry_gives_the_previous_config_back() -> None:
+    c = Cluster(n=4, voters=(0, 1, 2))
+    c.elect(0)
+    c.partition(0)
+    assert ask(c, 0, "l", "add_learner", 3) is None  # index 2, in effect once appended
+    assert (c.nodes[0].config, c.nodes[0].config_index) == (Config((0, 1, 2), (3,)), 2)
+    c.run_until(c.now + 5.0)  # 1 and 2 elect a leader of term 2: its noop is index 2
+    (new,) = [i for i in (1, 2) if c.nodes[i].role == "leader"]
+    c.heal()
+    c.heartbeat(new)
+    old = c.nodes[0]
+    assert (old.role, old.entry(2)) == ("follower", c.nodes[new].entry(2))
+    assert (old.config, old.config_index) == (Config((0, 1, 2)), 0)
+    assert c.replies["l"] == refused("entry overwritten by a newer leader", "l")
+
+
+def test_a_read_is_served_when_the_heartbeat_round_is_answered() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")
+    committed_everywhere(c)
+    commit = c.nodes[0].commit_index
+    assert c.client(0, "read", client="r") == Reply("r", "x")
+    assert c.nodes[0].commit_index == commit  # nothing new committed on the way
+
+
+def test_a_negative_request_id_is_an_error_naming_it() -> None:
+    c = Cluster()
+    c.elect(0)
+    with pytest.raises(ValueError, match=r"^request_id must be an int >= 0, got -1$"):
+        c.nodes[0].on_client(c.now, ClientRequest("p", "propose", Proposal("c", -1, "x")))
+
+
+def test_a_plain_command_is_logged_as_a_proposal_without_a_session() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")
+    assert c.nodes[0].entry(2) == Entry(1, 2, "command", Proposal(None, 0, "x"))
