@@ -509,6 +509,16 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}_heard_from_leader__mutmut_2": (
+            "a follower then goes through _become_follower(self.term, leader): same term,"
+            " same role and leader, the same one SetTimer draw; it also empties _votes,"
+            " which a follower's are already (every way into follower empties them)"
+        ),
+        f"{_RAFT}_on_append_response__mutmut_69": (
+            "k >= snapshot_index in the backtracking loop: k then ends at snapshot_index - 1"
+            " instead of snapshot_index, and after the loop k is used only under"
+            " `k > self.snapshot_index`, false either way"
+        ),
         f"{_RAFT}_truncate_from__mutmut_21": (
             "min(self._truncate, ) in the else branch: unreachable, _truncate is None"
             " whenever _truncate_from runs (its one caller, _on_append, calls it at most"

@@ -407,3 +407,20 @@ def test_a_plain_command_is_logged_as_a_proposal_without_a_session() -> None:
     c.elect(0)
     c.client(0, "propose", "x")
     assert c.nodes[0].entry(2) == Entry(1, 2, "command", Proposal(None, 0, "x"))
+
+
+def test_a_stale_rejection_from_a_replicating_follower_is_ignored() -> None:
+    """A rejection of an index at or below what the follower already matched is old
+    news: the leader keeps pipelining to it rather than falling back to one probe."""
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")
+    committed_everywhere(c)
+    leader = c.nodes[0]
+    assert leader.last_index == 2  # follower 1 matches up to 2
+    stale = AppendEntriesResponse(leader.term, False, 1, 1, 1)  # rejects index 1 <= its match
+    assert leader.on_message(c.now, 1, stale) == []
+    # still replicating (not back to probing): two proposals go out at once, pipelined
+    ask(c, 0, "p1", "propose", 1)
+    ask(c, 0, "p2", "propose", 2)
+    assert leader.inflight(1) == 2
