@@ -424,3 +424,27 @@ def test_a_stale_rejection_from_a_replicating_follower_is_ignored() -> None:
     ask(c, 0, "p1", "propose", 1)
     ask(c, 0, "p2", "propose", 2)
     assert leader.inflight(1) == 2
+
+
+def test_entries_the_snapshot_covers_are_skipped_and_a_committed_overwrite_refused() -> None:
+    """What a follower does with a broken leader's appends: entries at or below its
+    snapshot are committed and skipped, never compared; one that would overwrite a
+    committed entry above the snapshot is refused, counted once, and not answered."""
+    c = Cluster()
+    c.elect(0)
+    follower = c.nodes[1]
+    snap = InstallSnapshot(1, 0, 5, 1, Config((0, 1, 2)), b'["a", "b"]')
+    follower.on_message(c.now, 0, snap)
+    assert (follower.snapshot_index, follower.commit_index) == (5, 5)
+    # entry 5 claims term 2 (the snapshot says 1): skipped; entry 6 appended
+    effects = follower.on_message(
+        c.now, 0, AppendEntries(2, 0, 4, 1, (Entry(2, 5, "noop"), Entry(2, 6, "noop")), 6)
+    )
+    assert Send(0, AppendEntriesResponse(2, True, 6)) in effects
+    assert (follower.last_index, follower.commit_index, follower.overwrite_refused) == (6, 6, 0)
+    # entry 6 is committed now: a term-3 leader rewriting it is refused
+    before = follower.ignored
+    effects = follower.on_message(c.now, 0, AppendEntries(3, 0, 5, 1, (Entry(3, 6, "noop"),), 6))
+    assert [e for e in effects if isinstance(e, Send)] == []
+    assert (follower.overwrite_refused, follower.ignored - before) == (1, 1)
+    assert follower.entry(6) == Entry(2, 6, "noop")
