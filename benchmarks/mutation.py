@@ -496,6 +496,11 @@ TARGETS["protocols"] = Target(
 )
 _LEDGER = _mangled(_PROTOCOLS + "ledger.py") + ".xǁLedgerǁ"
 _RAFT = _mangled(_PROTOCOLS + "raft.py") + ".xǁRaftNodeǁ"
+_OVERWRITTEN = (
+    "the 'entry overwritten' reply is unreachable: a pending entry's term is the"
+    " term it was appended in, and every path that replaces a log entry"
+    " (_truncate_from, _on_install_snapshot) pops the pending entries it replaces"
+)
 _NO_CHANGE = (
     "the 'no change' text is unreachable: when no reason was found, every op branch"
     " sets new = Config.of(...), so `reason is not None or new is None` holds only"
@@ -538,11 +543,8 @@ TARGETS["protocols"].equivalent.update(
             " only when the log is empty (index is last_index, or last_applied above the"
             " snapshot in _compact), and any slice of an empty log is empty"
         ),
-        f"{_RAFT}_apply_committed__mutmut_41": (
-            "the 'entry overwritten' reply is unreachable: a pending entry's term is the"
-            " term it was appended in, and every path that replaces a log entry"
-            " (_truncate_from, _on_install_snapshot) pops the pending entries it replaces"
-        ),
+        f"{_RAFT}_apply_committed__mutmut_41": _OVERWRITTEN,
+        f"{_RAFT}_apply_committed__mutmut_39": _OVERWRITTEN,
         f"{_RAFT}_send_append__mutmut_37": (
             "the snapshot branch's True only keeps _on_append_response's send loop going"
             " one more call, which finds pr.state == 'snapshot' without heartbeat and"

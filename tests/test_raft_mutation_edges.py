@@ -5,6 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -448,3 +449,35 @@ def test_entries_the_snapshot_covers_are_skipped_and_a_committed_overwrite_refus
     assert [e for e in effects if isinstance(e, Send)] == []
     assert (follower.overwrite_refused, follower.ignored - before) == (1, 1)
     assert follower.entry(6) == Entry(2, 6, "noop")
+
+
+class Dict:
+    """A test state machine whose reads depend on the query: apply (key, value), query key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def apply(self, command: Any) -> Any:
+        key, value = command
+        self.data[key] = value
+        return len(self.data)
+
+    def query(self, query: Any) -> Any:
+        return self.data.get(query)
+
+    def snapshot(self) -> bytes:
+        return json.dumps(self.data).encode()
+
+    def restore(self, data: bytes) -> None:
+        self.data = json.loads(data)
+
+
+def test_a_read_answers_the_query_it_was_asked() -> None:
+    node = RaftNode(0, (0,), Dict())
+    node.on_start(0.0, random.Random(0))
+    node.on_timer(2.0, "election")  # a single voter elects itself
+    assert node.role == "leader"
+    for key, value in (("a", 1), ("b", 2)):
+        node.on_client(2.0, ClientRequest(key, "propose", (key, value)))
+    replies = [e for k in "ab" for e in node.on_client(2.0, ClientRequest(f"r{k}", "read", k))]
+    assert replies == [Reply("ra", 1), Reply("rb", 2)]
