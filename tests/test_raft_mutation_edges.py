@@ -30,6 +30,7 @@ from trio_foundation.protocols.raft import (
     Rejected,
     RequestVote,
     RequestVoteResponse,
+    TimeoutNow,
 )
 
 
@@ -481,3 +482,43 @@ def test_a_read_answers_the_query_it_was_asked() -> None:
         node.on_client(2.0, ClientRequest(key, "propose", (key, value)))
     replies = [e for k in "ab" for e in node.on_client(2.0, ClientRequest(f"r{k}", "read", k))]
     assert replies == [Reply("ra", 1), Reply("rb", 2)]
+
+
+def test_a_transfer_is_answered_with_the_new_leader_when_its_append_comes_first() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")  # 2 is up to date: TimeoutNow goes out at once
+    assert ask(c, 0, "t", "transfer_leadership", 2) is None
+    (timeout_now,) = c.net
+    c.net = []
+    src, dst, msg = timeout_now
+    assert (src, dst, type(msg)) == (0, 2, TimeoutNow)
+    c.run(2, c.nodes[2].on_message(c.now, 0, msg))
+    c.net = [(s, d, m) for s, d, m in c.net if d != 0]  # 0 never sees 2's vote request
+    c.deliver_all()  # 1 votes; 2 leads and appends to 0
+    assert (c.nodes[0].role, c.nodes[0].leader_id, c.nodes[2].role) == ("follower", 2, "leader")
+    assert c.replies["t"] == Reply("t", 2)
+
+
+def test_a_follower_owed_a_snapshot_gets_it_again_on_heartbeat() -> None:
+    c = Cluster(max_log_entries=4)
+    c.elect(0)
+    c.partition(2)
+    for k in range(10):
+        c.client(0, "propose", k)
+    c.heartbeat(0)
+    leader = c.nodes[0]
+    assert leader.snapshot_index > 1
+    c.heal()
+    c.fire(0, "heartbeat")
+    c.deliver_all(keep=lambda m: isinstance(m, InstallSnapshot))  # the snapshot is held
+    assert [type(m) for s, d, m in c.net if d == 2] == [InstallSnapshot]
+    c.net = []
+    # a late success answer moves 2's next index past the snapshot; the snapshot is
+    # still outstanding, so the next heartbeat sends it again, not an append
+    late = AppendEntriesResponse(leader.term, True, leader.last_index)
+    assert leader.on_message(c.now, 2, late) == []
+    to_two = [
+        e.msg for e in leader.on_timer(c.now, "heartbeat") if isinstance(e, Send) and e.to == 2
+    ]
+    assert [type(m) for m in to_two] == [InstallSnapshot]
