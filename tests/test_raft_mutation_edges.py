@@ -522,3 +522,12 @@ def test_a_follower_owed_a_snapshot_gets_it_again_on_heartbeat() -> None:
         e.msg for e in leader.on_timer(c.now, "heartbeat") if isinstance(e, Send) and e.to == 2
     ]
     assert [type(m) for m in to_two] == [InstallSnapshot]
+
+
+def test_a_followers_lease_ends_exactly_T_after_it_last_heard_the_leader() -> None:
+    node = RaftNode(1, (0, 1, 2), Register(), election_timeout=1.0)
+    node.on_start(0.0, random.Random(0))
+    node.on_message(10.0, 0, AppendEntries(1, 0, 0, 0, (), 0))  # leader 0 heard at 10.0
+    pre = RequestVote(2, 2, 0, 0, pre_vote=True)
+    assert node.on_message(10.9, 2, pre) == [] and node.lease_ignored == 1
+    assert node.on_message(11.0, 2, pre) == [Send(2, RequestVoteResponse(2, True, True))]
