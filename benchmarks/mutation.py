@@ -518,6 +518,15 @@ TARGETS["protocols"].equivalent.update(
             "the count of a vote request whose candidate is not its sender: unreachable,"
             " on_message's _well_formed already drops (and counts) such a request"
         ),
+        f"{_RAFT}__init____mutmut_92": (
+            "_rng starts None: on_start replaces it before any use (_election_delay), and"
+            " every input before on_start raises"
+        ),
+        f"{_RAFT}__init____mutmut_102": "float('-INF') == float('-inf')",
+        f"{_RAFT}__init____mutmut_114": (
+            "_dirty starts None: every step calls _begin() (setting it False) before"
+            " _flush reads it"
+        ),
         f"{_RAFT}_heard_from_leader__mutmut_2": (
             "a follower then goes through _become_follower(self.term, leader): same term,"
             " same role and leader, the same one SetTimer draw; it also empties _votes,"

@@ -531,3 +531,20 @@ def test_a_followers_lease_ends_exactly_T_after_it_last_heard_the_leader() -> No
     pre = RequestVote(2, 2, 0, 0, pre_vote=True)
     assert node.on_message(10.9, 2, pre) == [] and node.lease_ignored == 1
     assert node.on_message(11.0, 2, pre) == [Send(2, RequestVoteResponse(2, True, True))]
+
+
+def test_the_default_bounds() -> None:
+    node = RaftNode(0, (0, 1, 2), Register())
+    assert (node.election_timeout, node.heartbeat_interval, node.pre_vote, node.check_quorum) == (
+        1.0,
+        0.1,
+        True,
+        True,
+    )
+    assert (node.max_batch, node.max_inflight) == (64, 8)
+    assert (node.max_pending_proposals, node.max_pending_reads, node.max_uncommitted) == (
+        1024,
+        1024,
+        1024,
+    )
+    assert (node.max_log_entries, node.max_sessions) == (10_000, 10_000)
