@@ -548,3 +548,17 @@ def test_the_default_bounds() -> None:
         1024,
     )
     assert (node.max_log_entries, node.max_sessions) == (10_000, 10_000)
+
+
+def test_a_lagging_follower_is_fed_entry_after_entry_as_it_acknowledges() -> None:
+    """With one entry per append and one append in flight, a follower behind by 4
+    entries catches up within a single heartbeat round: each acknowledgement makes
+    the leader send the next entry at once, not at the next heartbeat."""
+    c = Cluster(max_batch=1, max_inflight=1)
+    c.elect(0)
+    c.partition(2)
+    for k in range(4):
+        c.client(0, "propose", k)
+    c.heal()
+    c.heartbeat(0)
+    assert c.nodes[2].last_index == c.nodes[0].last_index == 5
