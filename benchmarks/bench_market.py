@@ -7,7 +7,10 @@ losers released, the winner settled — the cores driven directly, no network),
 and ledger transfers per second (in memory, ``Ledger.apply``); for contract-net:
 time to award one task among 10, 100 and 1,000 contractors (the manager core
 driven directly: budget escrowed, every contractor proposing, the best awarded,
-the winner paid), and the :class:`~trio_foundation.coordination.market.Market`
+the winner paid), the English and Dutch auctions among 10, 100 and 1,000 bidders
+(private values, bidders raising by the increment in turns / the clock falling to the
+best value; every price or standing bid broadcast), and the
+:class:`~trio_foundation.coordination.market.Market`
 under Trio: time to award among 10/100/1,000 registered contractors, and tasks
 allocated per second (call, proposals, award, result, payment) by one caller
 and by 10 concurrent callers among 100 contractors.
@@ -24,7 +27,13 @@ from typing import Any
 import trio
 
 from trio_foundation.coordination.market import Market
-from trio_foundation.protocols.auction import AuctionConfig, Auctioneer, Bid, LedgerNode
+from trio_foundation.protocols.auction import (
+    AuctionConfig,
+    Auctioneer,
+    Bid,
+    BidAccepted,
+    LedgerNode,
+)
 from trio_foundation.protocols.contract_net import (
     CallForProposals,
     ContractorInfo,
@@ -68,6 +77,76 @@ def allocate(n: int, rng: random.Random) -> float:
     run(core.on_timer(1.0, "deadline"))
     elapsed = time.perf_counter() - start
     assert core.state == "closed" and len(core.winners) == 1 and not ledger.holds()
+    return elapsed
+
+
+def _open_world(n: int, fmt: str, **fields: Any) -> tuple[Auctioneer, Ledger, Any]:
+    """An open-format auctioneer among ``n`` funded bidders and its one-process runtime."""
+    ledger = Ledger(LedgerConfig(max_accounts=n + 1))
+    ledger.apply(Open("seller"))
+    for b in range(1, n + 1):
+        ledger.apply(Open(f"b{b}"))
+        ledger.apply(Mint("treasury", f"b{b}", 1000))
+    node = LedgerNode(ledger)
+    bidders = tuple((b, f"b{b}") for b in range(1, n + 1))
+    config = AuctionConfig("a", fmt, 10_000.0, bidders, "seller", LEDGER, **fields)  # type: ignore[arg-type]
+    core = Auctioneer(config)
+    accepted: list[int] = []
+
+    def run(effects: list[Any], now: float) -> None:
+        for e in effects:
+            if isinstance(e, Send) and e.to == LEDGER:
+                for answer in node.on_message(now, 1, e.msg):
+                    if isinstance(answer, Send):
+                        run(core.on_message(now, LEDGER, answer.msg), now)
+            elif isinstance(e, Send) and isinstance(e.msg, BidAccepted):
+                accepted.append(e.to)
+
+    return core, ledger, run
+
+
+def english_allocate(n: int, rng: random.Random) -> float:
+    """Seconds from the first bid to the settled close of an English auction, ``n``
+    bidders with private values in 1..1000 raising by the increment (10) in turns while
+    the price is below their value (the quiet timer fires after the last raise)."""
+    core, ledger, run = _open_world(n, "english", quiet=5.0, min_increment=10)
+    values = {b: rng.randint(1, 1000) for b in range(1, n + 1)}
+    order = list(values)
+    rng.shuffle(order)
+    run(core.on_start(0.0, rng), 0.0)
+    start = time.perf_counter()
+    raised = True
+    while raised:
+        raised = False
+        for b in order:
+            standing = core.standing
+            bar = standing[1] + 10 if standing is not None else 0
+            if (standing is None or standing[0] != b) and bar <= values[b]:
+                run(core.on_message(1.0, b, Bid("a", bar)), 1.0)
+                raised = True
+    run(core.on_timer(6.0, "quiet"), 6.0)
+    elapsed = time.perf_counter() - start
+    assert core.state == "closed" and len(core.winners) == 1 and not ledger.holds()
+    assert values[core.winners[0]] > max(values.values()) - 10  # efficient up to the increment
+    return elapsed
+
+
+def dutch_allocate(n: int, rng: random.Random) -> float:
+    """Seconds from the clock's start to the settled close of a Dutch auction, ``n``
+    bidders with private values in 1..1000; the clock falls from 1000 by 10 per tick (every
+    price broadcast to all); the first bidder whose value reaches the price accepts."""
+    core, ledger, run = _open_world(n, "dutch", start_price=1000, decrement=10, tick=1.0)
+    values = {b: rng.randint(1, 1000) for b in range(1, n + 1)}
+    best = max(values, key=lambda b: values[b])
+    start = time.perf_counter()
+    run(core.on_start(0.0, rng), 0.0)
+    now = 0.0
+    while core.clock_price(now) > values[best]:
+        now += 1.0
+        run(core.on_timer(now, "tick"), now)
+    run(core.on_message(now + 0.5, best, Bid("a", core.clock_price(now))), now + 0.5)
+    elapsed = time.perf_counter() - start
+    assert core.state == "closed" and core.winners == [best] and not ledger.holds()
     return elapsed
 
 
@@ -174,6 +253,14 @@ def main() -> None:
     for n in (10, 100, 1000):
         runs = [allocate(n, rng) * 1000 for _ in range(5)]
         print(f"| {n:,} | {statistics.median(runs):.2f} | {min(runs):.2f} |")
+    print()
+    print("| bidders | English, first bid to settled close, median of 5 (ms) |"
+          " Dutch, clock start to settled close, median of 5 (ms) |")  # fmt: skip
+    print("|---|---|---|")
+    for n in (10, 100, 1000):
+        english = statistics.median(english_allocate(n, rng) * 1000 for _ in range(5))
+        dutch = statistics.median(dutch_allocate(n, rng) * 1000 for _ in range(5))
+        print(f"| {n:,} | {english:.2f} | {dutch:.2f} |")
     rates = [transfers_per_second() for _ in range(3)]
     print(f"ledger transfers/s (in memory, median of 3): {statistics.median(rates):,.0f}")
     print()

@@ -106,6 +106,9 @@ async def test_a_lost_lease_terminates_the_command_and_exits_69(
     ("argv", "message"),
     [
         (["--server", "zk://h:1", "--ttl", "5", "n", "--", "true"], "unknown scheme 'zk'"),
+        (["--server", "raft:h:1", "--ttl", "5", "n", "--", "true"], "'raft:h:1' has no scheme"),
+        (["--server", "raft://127.0.0.1:0", "--ttl", "5", "n", "--", "true"], "port 0 means"),
+        (["--server", "tcp://127.0.0.1:0", "--ttl", "5", "n", "--", "true"], "port 0 means"),
         (["--server", "etcd://h:1", "--ttl", "-5", "n", "--", "true"], "--ttl must be >= 0.5"),
         (["--server", "etcd://h:1", "--ttl", "inf", "n", "--", "true"], "--ttl must be a finite"),
         (["--server", "etcd://h:1", "--ttl", "5", "n"], "no command given"),

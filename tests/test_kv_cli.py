@@ -291,3 +291,23 @@ def test_snapshot_save_and_restore_into_a_new_cluster(cluster: Processes, tmp_pa
     finally:
         for i in list(fresh.procs):
             fresh.kill(i)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["k", "old", "new", "--absent"], "cas --absent takes KEY NEW (no OLD"),
+        (["k", "new"], "cas takes KEY OLD NEW (or KEY NEW --absent)"),
+        (["k", "a", "b", "c"], "cas takes KEY OLD NEW (or KEY NEW --absent)"),
+    ],
+)
+def test_cas_bad_usage_is_refused_before_any_connection(
+    values: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An OLD given with --absent is refused, not silently dropped; the cluster
+    (a port nobody listens on) is never dialled."""
+    from trio_foundation.cli import main
+
+    assert main(["kv", "cas", "--cluster", "127.0.0.1:9", "--timeout", "1", *values]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "unreachable" not in err, err

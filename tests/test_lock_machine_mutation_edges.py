@@ -62,7 +62,7 @@ def test_a_tuple_that_is_not_a_lock_command_is_a_bad_command(command: tuple[obje
     service = ServiceMachine()
     before = service.snapshot()
     assert service.apply_at(1, command) == kv.ErrorResult(
-        "bad_command", "a tuple command must be ('lock', command)"
+        "bad_command", "a tuple command must be ('lock', command) or ('ledger', command)"
     )
     assert service.snapshot() == before
 

@@ -224,3 +224,22 @@ async def test_a_duplicate_running_task_id_is_refused(autojump_clock: Any) -> No
         nursery.cancel_scope.cancel()
     assert market.statistics().allocated == 1
     conserved(market)
+
+
+async def test_contract_net_refusal_reasons_are_visible(autojump_clock: Any) -> None:
+    market = make_market()
+    async with trio.open_nursery() as nursery:
+        for name, price in (("cheap", 3), ("dear", 50), ("close", 4), ("bad", -2)):
+            await nursery.start(
+                lambda task_status, name=name, price=price: market.serve_contractor(
+                    name, capabilities={"code"}, account=name, propose=fixed(price),
+                    perform=work(1.0), task_status=task_status,
+                )
+            )  # fmt: skip
+        outcome = await market.allocate(
+            "job", budget=10, buyer="buyer", deadline=2.0, execution_timeout=5.0
+        )
+        nursery.cancel_scope.cancel()
+    assert outcome.winner == "cheap" and outcome.method == "contract_net"
+    assert outcome.refused == {"dear": "over_budget", "close": "not_selected", "bad": "bad_price"}
+    conserved(market)

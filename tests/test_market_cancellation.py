@@ -1,10 +1,12 @@
 """The market's async API under injected cancellations (``verify.cancellation``).
 
-Three contractors (fast, slow, failing) serve while three callers allocate tasks; every
-contractor and every caller is an attackable scope (a cancelled contractor is a crashed
-one). After every step of the scheduler: a task whose caller has left holds no escrow and
-no allocation, and the ledger's total is conserved. At the end: nothing is left — no hold,
-no allocation, no registered contractor.
+Three contractors (fast, slow, failing) serve while three callers allocate tasks (by
+contract-net in one test, by sealed-bid auction in the other: each contractor also bids,
+the slow one near the deadline); every contractor and every caller is an attackable scope
+(a cancelled contractor is a crashed one). After every step of the scheduler: a task whose
+caller has left holds no escrow (the task's hold, or a bid's hold ``task/node``) and no
+allocation, no balance is negative, and the ledger's total is conserved. At the end:
+nothing is left — no hold, no allocation, no registered contractor.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ SETTINGS = settings(max_examples=min(40, settings().max_examples), deadline=None
 CONTRACTORS = (("fast", 3, 1.0, False), ("slow", 2, 20.0, False), ("flaky", 1, 0.5, True))
 
 
-def _scenario(state: dict[str, Any]) -> Any:
+def _scenario(state: dict[str, Any], auction: bool = False) -> Any:
     async def scenario(inj: Injector) -> None:
         ledger = Ledger()
         ledger.apply(Open("buyer"))
         ledger.apply(Mint("treasury", "buyer", 1000))
+        for name, *_ in CONTRACTORS:
+            ledger.apply(Open(f"acct-{name}"))
+            ledger.apply(Mint("treasury", f"acct-{name}", 4))  # enough for one bid at a time
         market = Market(Registry(), ledger)
         inside: set[str] = set()  # tasks whose caller is inside allocate()
         state["market"], state["inside"] = market, inside
@@ -38,6 +43,10 @@ def _scenario(state: dict[str, Any]) -> Any:
         ) -> None:
             async def propose(cfp: CallForProposals) -> int:
                 await trio.sleep(0.1)
+                return price
+
+            async def bid(call: Any) -> int:
+                await trio.sleep(0.1 if seconds < 10 else 1.9)
                 return price
 
             async def perform(payload: Any) -> str:
@@ -56,7 +65,7 @@ def _scenario(state: dict[str, Any]) -> Any:
             with inj.scope(f"contractor-{name}"):
                 await market.serve_contractor(
                     name, capabilities={"code"}, account=f"acct-{name}", propose=propose,
-                    perform=perform, task_status=_Status(ready),
+                    perform=perform, bid=bid, task_status=_Status(ready),
                 )  # fmt: skip
             if not started:
                 task_status.started()
@@ -67,10 +76,16 @@ def _scenario(state: dict[str, Any]) -> Any:
             with inj.scope(f"caller{i}"):
                 inside.add(task)
                 try:
-                    await market.allocate(
-                        i, budget=5, buyer="buyer", deadline=1.0, execution_timeout=3.0,
-                        max_rounds=2, task=task,
-                    )  # fmt: skip
+                    if auction:
+                        await market.auction(
+                            i, seller="seller", format=("first_price", "second_price")[i % 2],
+                            deadline=2.0, execution_timeout=3.0, task=task,
+                        )  # fmt: skip
+                    else:
+                        await market.allocate(
+                            i, budget=5, buyer="buyer", deadline=1.0, execution_timeout=3.0,
+                            max_rounds=2, task=task,
+                        )  # fmt: skip
                 finally:
                     inside.discard(task)
 
@@ -102,8 +117,10 @@ def _check(state: dict[str, Any]) -> None:
     ledger = market.ledger
     total = sum(ledger.balances().values()) + sum(n for _, n in ledger.holds().values())
     assert total == ledger.supply, "the ledger's total changed"
-    for task in ledger.holds():
-        assert task in state["inside"], f"escrow of {task!r} held for a caller that left"
+    assert all(v >= 0 for v in ledger.balances().values()), "a negative balance"
+    for hold in ledger.holds():
+        task = hold.split("/")[0]
+        assert task in state["inside"], f"escrow {hold!r} held for a caller that left"
     for task in market._managers:
         assert task in state["inside"], f"allocation of {task!r} runs for a caller that left"
 
@@ -111,8 +128,18 @@ def _check(state: dict[str, Any]) -> None:
 @SETTINGS
 @given(plan=injection_plans(max_step=150, max_opened=6))
 def test_market_under_injected_cancellation(plan: Any) -> None:
+    _run(plan, auction=False)
+
+
+@SETTINGS
+@given(plan=injection_plans(max_step=150, max_opened=6))
+def test_market_auction_under_injected_cancellation(plan: Any) -> None:
+    _run(plan, auction=True)
+
+
+def _run(plan: Any, auction: bool) -> None:
     state: dict[str, Any] = {}
-    run_injected(_scenario(state), plan, check=lambda: _check(state))
+    run_injected(_scenario(state, auction), plan, check=lambda: _check(state))
     market: Market = state["market"]
     stats = market.statistics()
     assert stats.active == 0 and stats.contractors == 0

@@ -286,6 +286,24 @@ def test_the_command_line_accepts_runs_and_rejects_an_edited_module(
     assert "REJECTED: trace 1 cannot go past step" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["Raft", "--steps", "10"], "--steps"),
+        (["Raft", "--ttl", "9"], "--ttl"),
+        (["LeaseLock", "--duration", "3"], "--duration"),
+    ],
+)
+def test_a_flag_of_the_other_modules_runs_is_refused_not_ignored(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_foundation.cli import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["specs", "trace", *argv]) == 2
+    assert f"{flag} does not apply to {argv[0]}'s trace runs" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- catch rates (slow)
 
 CATCH_RUNS = 10

@@ -62,7 +62,7 @@ def _members(text: str) -> dict[int, tuple[str, int]]:
             raise ValueError(f"--peers entry {part!r} must be ID=HOST:PORT")
         if int(ident) in out:
             raise ValueError(f"--peers names node {ident} twice")
-        out[int(ident)] = parse_address(addr)
+        out[int(ident)] = parse_address(addr, dial=True)
     return out
 
 
@@ -272,9 +272,9 @@ async def _resolve(text: str) -> dict[int, tuple[str, int]]:
         if sep:
             if not ident.isdigit():
                 raise ValueError(f"--cluster entry {part!r} must be HOST:PORT or ID=HOST:PORT")
-            entries.append((int(ident), parse_address(addr)))
+            entries.append((int(ident), parse_address(addr, dial=True)))
         else:
-            entries.append((None, parse_address(part)))
+            entries.append((None, parse_address(part, dial=True)))
 
     def skipped(reason: str) -> None:
         print(f"{_PREFIX}: {reason}; skipped", file=sys.stderr)
@@ -289,9 +289,12 @@ def _cas_values(args: argparse.Namespace) -> tuple[str | None, str]:
     """``(OLD or None, NEW)`` from ``cas KEY OLD NEW`` or ``cas KEY NEW --absent``."""
     values = list(args.values)
     if args.absent:
-        if len(values) > 2:
-            raise ValueError("cas --absent takes KEY NEW (an OLD before NEW is ignored)")
-        return None, values[-1]
+        if len(values) != 1:
+            raise ValueError(
+                f"cas --absent takes KEY NEW (no OLD: the key must not exist), got {len(values)}"
+                f" values after KEY: {' '.join(map(repr, values))}"
+            )
+        return None, values[0]
     if len(values) != 2:
         raise ValueError("cas takes KEY OLD NEW (or KEY NEW --absent)")
     return values[0], values[1]

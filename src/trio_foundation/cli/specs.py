@@ -705,7 +705,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock", "Raft")
+_TRACEABLE = ("LeaseLock", "Raft", "ContractNet")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -725,21 +725,21 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
     trace.add_argument(
         "--steps",
         type=_positive_int,
-        default=80,
+        default=None,
         metavar="N",
         help="LeaseLock: steps per run (default: 80)",
     )
     trace.add_argument(
         "--duration",
         type=_positive_float,
-        default=5.0,
+        default=None,
         metavar="S",
-        help="Raft: simulated seconds per run (default: 5)",
+        help="Raft: simulated seconds per run (default: 5); ContractNet: likewise (default: 30)",
     )
     trace.add_argument(
         "--ttl",
         type=_positive_int,
-        default=9,
+        default=None,
         metavar="T",
         help="LeaseLock: lease TTL in the spec's time units; with D=2, Delta=1 it must be a "
         "multiple of 3 (default: 9)",
@@ -773,9 +773,21 @@ def _trace(args: argparse.Namespace) -> int:
     directory = default_specs_dir() if args.dir is None else args.dir
     if not (directory / f"{args.name}Trace.tla").is_file():
         raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
+    # each flag sizes one module's runs: refuse one that would be silently ignored
+    simulated = args.name in ("Raft", "ContractNet")
+    foreign = ("--steps", "--ttl") if simulated else ("--duration",)
+    for flag in foreign:
+        if getattr(args, flag.removeprefix("--")) is not None:
+            raise VerificationError(
+                f"{flag} does not apply to {args.name}'s trace runs"
+                f" ({args.name} runs are sized by"
+                f" {'--duration' if simulated else '--steps and --ttl'})"
+            )
     if args.name == "Raft":
         return _trace_raft(args, directory)
-    params = llt.SpecParams(ttl=args.ttl)
+    if args.name == "ContractNet":
+        return _trace_contract_net(args, directory)
+    params = llt.SpecParams(ttl=9 if args.ttl is None else args.ttl)
     console = _console()
     if args.module is not None:
         text = args.module.read_text(encoding="utf-8")
@@ -783,7 +795,7 @@ def _trace(args: argparse.Namespace) -> int:
         what = str(args.module)
     else:
         traces = [
-            llt.random_trace(seed, args.steps, params)
+            llt.random_trace(seed, 80 if args.steps is None else args.steps, params)
             for seed in range(args.seed, args.seed + args.traces)
         ]
         if args.write is not None:
@@ -816,7 +828,7 @@ def _trace_raft(args: argparse.Namespace, directory: Path) -> int:
         check = rt.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
         what = str(args.module)
     else:
-        params = rt.RunParams(duration=args.duration)
+        params = rt.RunParams(duration=5.0 if args.duration is None else args.duration)
         traces = [
             rt.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
         ]
@@ -825,6 +837,27 @@ def _trace_raft(args: argparse.Namespace, directory: Path) -> int:
         check = rt.check_traces(traces, specs_dir=directory, timeout=args.timeout)
         what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
         what += f"{check.steps} steps"
+    return _verdict(args.name, what, check)
+
+
+def _trace_contract_net(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import contract_net as cn
+
+    if args.module is not None:
+        text = args.module.read_text(encoding="utf-8")
+        check = cn.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
+        what = str(args.module)
+    else:
+        params = cn.RunParams(duration=30.0 if args.duration is None else args.duration)
+        config = cn.task_config(params.max_rounds)
+        traces = [
+            cn.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
+        ]
+        if args.write is not None:
+            cn.write_trace_module(traces, config, args.write)
+        check = cn.check_traces(traces, config, specs_dir=directory, timeout=args.timeout)
+        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
+        what += f"{check.steps} records"
     return _verdict(args.name, what, check)
 
 

@@ -13,10 +13,12 @@ from .kv import (
     WatchOverflowError,
 )
 from .lease_lock import FencedResource, Lease, LeaseLock, LockService, open_lock_service
-from .market import Allocation, Market, MarketStatistics
+from .market import Allocation, CallForBids, Market, MarketStatistics
+from .raft_ledger import RaftLedger, open_raft_ledger
 
 __all__ = [
     "Allocation",
+    "CallForBids",
     "CasResult",
     "CompactedError",
     "FencedResource",
@@ -29,8 +31,10 @@ __all__ = [
     "Market",
     "MarketStatistics",
     "MemoryKV",
+    "RaftLedger",
     "WatchEvent",
     "WatchOverflowError",
     "connect_lock_service",
+    "open_raft_ledger",
     "open_lock_service",
 ]

@@ -73,9 +73,13 @@ async def connect_lock_service(
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
+        if sep:
+            raise ValueError(
+                f"lock service URL {url!r}: unknown scheme {scheme!r} (supported: {known})"
+            )
         raise ValueError(
-            f"lock service URL {url!r}: unknown scheme {scheme if sep else '(none)'!r} "
-            f"(supported: {known})"
+            f"lock service URL {url!r} has no scheme: write SCHEME://ADDRESS,"
+            f" e.g. tcp://127.0.0.1:7000 (supported: {known})"
         )
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")

@@ -76,9 +76,10 @@ from ..runtime.tcp import TcpTransport, open_tcp_transport
 from ..runtime.transport import Envelope
 from .raft_monitor import RaftNodeMonitor
 from .raft_wire import (
+    DEFAULT_MAX_FRAME,
+    FRAME_MARGIN,
     MAX_BATCH,
     MAX_MEMBER_ID,
-    RAFT_PROTOCOL,
     CAdmin,
     CBatchItem,
     CBatchReply,
@@ -90,11 +91,17 @@ from .raft_wire import (
     CStatusReply,
     CSubmit,
     CSubmitBatch,
+    SnapshotAssembler,
+    WSnapshotChunk,
     decode_entry,
     decode_snapshot,
     encode_entry,
     encode_snapshot,
     from_wire,
+    max_command_bytes,
+    raft_protocol,
+    snapshot_chunks,
+    split_append,
     to_wire,
 )
 
@@ -203,6 +210,30 @@ def _merge(a: core.RaftPersist, b: core.RaftPersist) -> core.RaftPersist | None:
     return core.RaftPersist(b.term, b.voted_for, trunc, b.entries, a.snapshot)
 
 
+class _FrameGuard:
+    """The last safety net of the send paths: a message the codec refuses for its
+    size (``ValueError``) is dropped, counted per message type and logged once
+    per type, never raised into the member's nursery."""
+
+    def __init__(self, tcp: TcpTransport) -> None:
+        self._tcp = tcp
+        #: message type name -> messages dropped for exceeding the frame limit
+        self.oversize: dict[str, int] = {}
+
+    def dropped(self, kind: str, detail: str) -> None:
+        first = kind not in self.oversize
+        self.oversize[kind] = self.oversize.get(kind, 0) + 1
+        if first:
+            logger.error("raft: dropped a %s too big for a frame: %s", kind, detail)
+
+    def send(self, dst: int, wire: Any) -> bool:
+        try:
+            return self._tcp.send_nowait(dst, wire)
+        except ValueError as exc:
+            self.dropped(type(wire).__name__, str(exc))
+            return False
+
+
 class _Persister:
     """Queues the core's records; writes them in order; holds sends until durable.
 
@@ -228,9 +259,23 @@ class _Persister:
         last_index: Callable[[], int],
         durable_term: int = 0,
         durable_last: int = 0,
+        guard: _FrameGuard | None = None,
+        snapshot_resend: float = 0.3,
     ) -> None:
         self._log = log
         self._tcp = tcp
+        self.guard = guard if guard is not None else _FrameGuard(tcp)
+        self._max_frame = tcp.protocol.max_frame
+        self._snapshot_resend = snapshot_resend
+        # destination -> ((term, snapshot index), when) of the last chunked snapshot
+        self._chunked: dict[int, tuple[tuple[int, int], float]] = {}
+        #: AppendEntries split into several frames
+        self.appends_split = 0
+        #: InstallSnapshot messages sent in chunks
+        self.snapshots_chunked = 0
+        #: resends of a chunked snapshot skipped (the last one is less than
+        #: ``snapshot_resend`` seconds old)
+        self.snapshot_resends_skipped = 0
         self._queue: deque[core.RaftPersist] = deque()
         self.queued = 0
         self.durable = 0
@@ -260,10 +305,44 @@ class _Persister:
         self.queued += 1
         self._wake.set()
 
+    def _wires(self, dst: int, msg: Any) -> list[Any]:
+        """``msg`` as the frames that carry it: an oversized ``AppendEntries``
+        split into consecutive ones, an oversized ``InstallSnapshot`` in chunks
+        (resent to one destination at most every ``snapshot_resend`` seconds);
+        nothing (counted, logged) if it cannot be cut to fit."""
+        limit = self._max_frame
+        try:
+            if isinstance(msg, core.AppendEntries):
+                parts = split_append(msg, limit)
+                if len(parts) > 1:
+                    self.appends_split += 1
+                return list(parts)
+            if isinstance(msg, core.InstallSnapshot):
+                key = (msg.term, msg.last_included_index)
+                now = trio.current_time()
+                if len(msg.data) > limit - FRAME_MARGIN:  # certainly chunked: throttle
+                    last = self._chunked.get(dst)
+                    if (
+                        last is not None
+                        and last[0] == key
+                        and now - last[1] < self._snapshot_resend
+                    ):
+                        self.snapshot_resends_skipped += 1
+                        return []
+                chunks = snapshot_chunks(msg, limit)
+                if isinstance(chunks[0], WSnapshotChunk):
+                    self._chunked[dst] = (key, now)
+                    self.snapshots_chunked += 1
+                return chunks
+        except ValueError as exc:
+            self.guard.dropped(type(msg).__name__, str(exc))
+            return []
+        return [to_wire(msg)]
+
     def send(self, dst: int, msg: Any) -> bool:
-        wire = to_wire(msg)
+        wires = self._wires(dst, msg)
         if self.durable >= self.queued:
-            return self._tcp.send_nowait(dst, wire)
+            return all([self.guard.send(dst, wire) for wire in wires])
         if (
             isinstance(msg, core.AppendEntries)
             and msg.term == self.durable_term
@@ -271,13 +350,14 @@ class _Persister:
             and not self._held_for.get(dst)
         ):
             self.sent_early += 1
-            return self._tcp.send_nowait(dst, wire)
-        self._held.append((self.queued, dst, wire))
-        self._held_for[dst] = self._held_for.get(dst, 0) + 1
-        if len(self._held) > _MAX_HELD:  # a lossy link: Raft retries on its timers
-            _, dropped, _ = self._held.popleft()
-            self._held_for[dropped] -= 1
-            self.held_dropped += 1
+            return all([self.guard.send(dst, wire) for wire in wires])
+        for wire in wires:
+            self._held.append((self.queued, dst, wire))
+            self._held_for[dst] = self._held_for.get(dst, 0) + 1
+            if len(self._held) > _MAX_HELD:  # a lossy link: Raft retries on its timers
+                _, dropped, _ = self._held.popleft()
+                self._held_for[dropped] -= 1
+                self.held_dropped += 1
         return True
 
     async def wait_durable(self, seq: int) -> None:
@@ -317,7 +397,7 @@ class _Persister:
                 while self._held and self._held[0][0] <= upto:
                     _, dst, wire = self._held.popleft()
                     self._held_for[dst] -= 1
-                    self._tcp.send_nowait(dst, wire)
+                    self.guard.send(dst, wire)
                 changed, self._durable_changed = self._durable_changed, trio.Event()
                 changed.set()
 
@@ -357,8 +437,10 @@ class _Caller:
         codec: Codec,
         request_timeout: float,
         rng: random.Random,
+        max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
         self._tcp = tcp
+        self._max_frame = max_frame
         self._members = members
         self._codec = codec
         self._command_dec, self._result_dec, self._query_dec, self._answer_dec = codec.decoders()
@@ -368,6 +450,11 @@ class _Caller:
         self._reqs = itertools.count(1)
         self._hint: int | None = None
         self._status_calls: dict[int, tuple[trio.Event, list[CStatusReply]]] = {}
+
+    def _check_command(self, size: int) -> None:
+        limit = max_command_bytes(self._max_frame)
+        if size > limit:
+            raise ValueError(_command_too_big(size, limit))
 
     def _on_reply(self, msg: CReply | CBatchReply | CStatusReply) -> None:
         if isinstance(msg, CStatusReply):
@@ -447,7 +534,7 @@ class _Caller:
                     # no leader known, or one whose address this caller lacks: back
                     # off (retrying at once would spin against the follower)
                 elif reply.outcome == "rejected" and (
-                    reply.reason.startswith("undecodable")
+                    _final(reply.reason)
                     or (op not in ("propose", "read") and not _retryable(reply.reason))
                 ):
                     raise RaftRequestError(reply.reason)
@@ -465,13 +552,16 @@ class _Caller:
         Raises:
             RaftRequestError: the cluster cannot decode the command.
             TypeError: ``command`` cannot be encoded.
-            ValueError: ``command`` does not decode as the codec's command type.
+            ValueError: ``command`` does not decode as the codec's command type,
+                or it encodes above the command limit (the frame limit less
+                :data:`~trio_foundation.coordination.raft_wire.FRAME_MARGIN`).
         """
         data = _encoder.encode(command)
         try:  # the replicas decode it when they apply it: refuse what they could not
             self._command_dec.decode(data)
         except msgspec.DecodeError as exc:
             raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
+        self._check_command(len(data))
         proposal = core.Proposal(self._rng.getrandbits(63), 1, data)
         return self._result_dec.decode(await self._call("propose", proposal))
 
@@ -492,8 +582,10 @@ class _Caller:
         Raises:
             RaftRequestError: the cluster cannot decode a command.
             TypeError: a command cannot be encoded.
-            ValueError: a command does not decode as the codec's command type, or
-                more than :data:`MAX_BATCH` commands.
+            ValueError: a command does not decode as the codec's command type,
+                more than :data:`MAX_BATCH` commands, a command above the command
+                limit, or a batch that does not fit one frame (named with its
+                size and the limit).
         """
         if len(commands) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} commands per batch, got {len(commands)}")
@@ -504,7 +596,14 @@ class _Caller:
                 self._command_dec.decode(data)
             except msgspec.DecodeError as exc:
                 raise ValueError(f"command {command!r} does not fit the codec: {exc}") from None
+            self._check_command(len(data))
             items.append(CBatchItem(self._rng.getrandbits(63), 1, data))
+        size = sum(len(item.command) for item in items) + _ITEM_OVERHEAD * len(items)
+        if size > self._max_frame - FRAME_MARGIN:
+            raise ValueError(
+                f"a batch of {size} bytes exceeds the frame limit of "
+                f"{self._max_frame} bytes; send fewer commands per batch"
+            )
         results: list[Any] = [None] * len(items)
         todo = list(range(len(items)))
         backoff = 0.01
@@ -534,7 +633,7 @@ class _Caller:
                     if result.outcome == "ok":
                         results[i] = self._result_dec.decode(result.value)
                         continue
-                    if result.outcome == "rejected" and result.reason.startswith("undecodable"):
+                    if result.outcome == "rejected" and _final(result.reason):
                         raise RaftRequestError(result.reason)
                     if result.outcome == "not_leader":
                         self._hint = result.leader
@@ -584,11 +683,16 @@ class _Caller:
     async def fetch_snapshot(self, node: int) -> bytes:
         """Member ``node``'s snapshot taken now, as ``encode_snapshot`` bytes
         (empty: it has applied nothing). A checkpoint; retried until answered.
+
+        Raises:
+            RaftRequestError: the snapshot does not fit one reply frame.
         """
         while True:
             reply = await self._remote(node, lambda r: CSnapshot(r))
             if reply is not None and reply.outcome == "ok":
                 return reply.value
+            if reply is not None and _final(reply.reason):
+                raise RaftRequestError(reply.reason)
             await trio.sleep(0.05)
 
     async def node_status(self, node: int, *, wait: float = 1.0) -> CStatusReply | None:
@@ -634,9 +738,12 @@ class RaftNodeHandle(_Caller):
         request_timeout: float,
         max_clock_drift: float,
         max_client_requests: int,
+        max_snapshot_bytes: int = 1 << 30,
     ) -> None:
         others = [m for m in members if m != node_id] or members
-        super().__init__(tcp, others, codec, request_timeout, random.Random())
+        super().__init__(
+            tcp, others, codec, request_timeout, random.Random(), tcp.protocol.max_frame
+        )
         self.node_id = node_id
         self.core = raft
         self.leader: trio_util.AsyncValue[int | None] = trio_util.AsyncValue(None)
@@ -649,6 +756,10 @@ class RaftNodeHandle(_Caller):
         self.driver: NodeDriver | None = None
         self.persister: _Persister | None = None
         self.nursery: trio.Nursery | None = None
+        self.guard = _FrameGuard(tcp)
+        self._assembler = SnapshotAssembler(
+            max_snapshot_bytes, timeout=max(10 * raft.election_timeout, 1.0)
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -656,6 +767,49 @@ class RaftNodeHandle(_Caller):
         c = self.core
         self.leader.value = c.leader_id
         self._role_term.value = (c.role, c.term)
+
+    def _reply(self, src: int, msg: CReply | CBatchReply | CStatusReply) -> None:
+        """Send a reply to a client; one too big for a frame becomes an error reply
+        naming its size (in a batch, the largest results become errors)."""
+        try:
+            self._tcp.send_nowait(src, msg)
+            return
+        except ValueError:
+            pass
+        limit = self._max_frame
+        size = len(_encoder.encode(msg))
+        fallback: CReply | CBatchReply | CStatusReply
+        if isinstance(msg, CReply):
+            fallback = CReply(msg.req, "rejected", reason=_reply_too_big(size, limit))
+        elif isinstance(msg, CBatchReply):
+            results = list(msg.results)
+            order = sorted(range(len(results)), key=lambda i: -len(results[i].value))
+            for i in order:
+                if size <= limit - FRAME_MARGIN:
+                    break
+                big = len(results[i].value)
+                results[i] = CBatchResult("rejected", reason=_reply_too_big(big, limit))
+                size -= big
+            fallback = CBatchReply(msg.req, tuple(results))
+        else:
+            fallback = msg
+        self.guard.send(src, fallback)
+
+    def frame_stats(self) -> dict[str, int]:
+        """Counters of the frame limit's effects (not a checkpoint): messages
+        dropped for their size (``oversize.<type>``), appends split, snapshots
+        sent in chunks and resends of them skipped, snapshots reassembled,
+        chunks dropped, and snapshots refused for ``max_snapshot_bytes``."""
+        out = {f"oversize.{k}": v for k, v in sorted(self.guard.oversize.items())}
+        p = self.persister
+        if p is not None:
+            out["appends_split"] = p.appends_split
+            out["snapshots_chunked"] = p.snapshots_chunked
+            out["snapshot_resends_skipped"] = p.snapshot_resends_skipped
+        out["snapshots_assembled"] = self._assembler.assembled
+        out["snapshot_chunks_dropped"] = self._assembler.dropped
+        out["snapshots_refused"] = self._assembler.refused
+        return out
 
     def _on_message(self, env: Envelope) -> None:
         msg = env.msg
@@ -676,7 +830,7 @@ class RaftNodeHandle(_Caller):
                 s.config.voters,
                 s.config.learners,
             )
-            self._tcp.send_nowait(env.src, reply)
+            self._reply(env.src, reply)
             return
         if isinstance(msg, CSnapshot):
             if self.nursery is not None:
@@ -684,12 +838,17 @@ class RaftNodeHandle(_Caller):
             return
         if isinstance(msg, CSubmit | CRead | CAdmin | CSubmitBatch):
             if self._client_requests >= self._max_client_requests or self.nursery is None:
-                self._tcp.send_nowait(env.src, CReply(msg.req, "rejected", reason="busy"))
+                self._reply(env.src, CReply(msg.req, "rejected", reason="busy"))
                 return
             self._client_requests += 1
             self.nursery.start_soon(self._serve_client, env.src, msg)
             return
         if env.src > MAX_MEMBER_ID or self.driver is None:
+            return
+        if isinstance(msg, WSnapshotChunk):
+            whole = self._assembler.add(env.src, msg, trio.current_time())
+            if whole is not None:
+                self.driver.deliver(env.src, whole)
             return
         try:
             core_msg = from_wire(msg)
@@ -701,7 +860,7 @@ class RaftNodeHandle(_Caller):
     async def _serve_snapshot(self, src: int, req: int) -> None:
         driver = self.driver
         if driver is None or not driver.running:
-            self._tcp.send_nowait(src, CReply(req, "rejected", reason="not running"))
+            self._reply(src, CReply(req, "rejected", reason="not running"))
             return
         key = driver.submit("compact", None)  # answered in the same step
         driver.forget(key)
@@ -709,24 +868,29 @@ class RaftNodeHandle(_Caller):
         if snap is not None and self.persister is not None:
             await self.persister.wait_index(snap.last_included_index)
         data = b"" if snap is None else encode_snapshot(snap)
-        self._tcp.send_nowait(src, CReply(req, "ok", value=data))
+        self._reply(src, CReply(req, "ok", value=data))
 
     async def _serve_client(self, src: int, msg: CSubmit | CRead | CAdmin | CSubmitBatch) -> None:
         try:
             if isinstance(msg, CSubmitBatch):
                 if len(msg.items) > MAX_BATCH:
                     reason = f"a batch of {len(msg.items)} commands (at most {MAX_BATCH})"
-                    self._tcp.send_nowait(src, CReply(msg.req, "rejected", reason=reason))
+                    self._reply(src, CReply(msg.req, "rejected", reason=reason))
                     return
                 results = await self._local_batch(list(msg.items))
-                self._tcp.send_nowait(src, CBatchReply(msg.req, tuple(results)))
+                self._reply(src, CBatchReply(msg.req, tuple(results)))
                 return
             if isinstance(msg, CSubmit):
                 try:
                     self._command_dec.decode(msg.command)
                 except msgspec.DecodeError as exc:
                     reply = CReply(msg.req, "rejected", reason=f"undecodable command: {exc}")
-                    self._tcp.send_nowait(src, reply)
+                    self._reply(src, reply)
+                    return
+                limit = max_command_bytes(self._max_frame)
+                if len(msg.command) > limit:
+                    reason = _command_too_big(len(msg.command), limit)
+                    self._reply(src, CReply(msg.req, "rejected", reason=reason))
                     return
                 value: Any = core.Proposal(msg.client_id, msg.request_id, msg.command)
                 op = "propose"
@@ -738,7 +902,7 @@ class RaftNodeHandle(_Caller):
                         self._query_dec.decode(msg.query)
                 except msgspec.DecodeError as exc:
                     reply = CReply(msg.req, "rejected", reason=f"undecodable query: {exc}")
-                    self._tcp.send_nowait(src, reply)
+                    self._reply(src, reply)
                     return
                 value, op = msg.query, "read"
             with trio.move_on_after(self._request_timeout):
@@ -750,9 +914,9 @@ class RaftNodeHandle(_Caller):
                     assert answer.leader is not None
                     answer = await self._remote(answer.leader, _forward_maker(msg))
                 if answer is not None:
-                    self._tcp.send_nowait(src, _with_req(answer, msg.req))
+                    self._reply(src, _with_req(answer, msg.req))
                     return
-            self._tcp.send_nowait(src, CReply(msg.req, "unknown"))
+            self._reply(src, CReply(msg.req, "unknown"))
         finally:
             self._client_requests -= 1
 
@@ -779,7 +943,12 @@ class RaftNodeHandle(_Caller):
             return [CBatchResult("not_leader")] * len(items)
         results = [CBatchResult("unknown")] * len(items)
         keys: list[tuple[int, Any]] = []
+        limit = max_command_bytes(self._max_frame)
         for i, item in enumerate(items):
+            if len(item.command) > limit:
+                reason = _command_too_big(len(item.command), limit)
+                results[i] = CBatchResult("rejected", reason=reason)
+                continue
             try:
                 self._command_dec.decode(item.command)
             except msgspec.DecodeError as exc:
@@ -907,6 +1076,29 @@ class RaftNodeHandle(_Caller):
                 inner.start_soon(renew)
 
 
+_ITEM_OVERHEAD: Final = 32  # bytes of a CBatchItem besides its command (at most 23)
+
+
+def _command_too_big(size: int, limit: int) -> str:
+    return (
+        f"command of {size} bytes exceeds the limit of {limit} bytes "
+        "(one log entry must fit one Raft frame)"
+    )
+
+
+def _reply_too_big(size: int, limit: int) -> str:
+    return (
+        f"reply of {size} bytes exceeds the frame limit {limit}: the result is lost"
+        " (a submitted command was applied all the same; a read had no effect);"
+        " narrow the range"
+    )
+
+
+def _final(reason: str) -> bool:
+    """A refusal that retrying cannot change (the client raises it)."""
+    return reason.startswith(("undecodable", "command of", "reply of"))
+
+
 def _retryable(reason: str) -> bool:
     return reason.startswith(
         (
@@ -977,6 +1169,8 @@ async def open_raft_node(
     listen: tuple[str, int] | None = None,
     join: bool = False,
     monitor: RaftNodeMonitor | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    max_snapshot_bytes: int = 1 << 30,
 ) -> AsyncIterator[RaftNodeHandle]:
     """Run one Raft member for the body of an ``async with``.
 
@@ -1009,6 +1203,12 @@ async def open_raft_node(
         monitor: reports this member's events and metrics
             (:class:`~trio_foundation.coordination.raft_monitor.RaftNodeMonitor`;
             ``None``: nothing is observed, at no cost).
+        max_frame: the largest frame in bytes (16 MiB; every member and client
+            of a cluster must use the same). Bigger snapshots travel in chunks,
+            bigger appends split; commands above ``max_frame - FRAME_MARGIN``
+            are refused (see ``docs/consensus.md``, "Large snapshots and frames").
+        max_snapshot_bytes: the largest snapshot (encoded, bytes) this member
+            reassembles from chunks (1 GiB); a bigger one is refused.
 
     Entering is a checkpoint (opening the log runs in a thread). On exit the
     node stops (peers see a crash; what was saved is on disk).
@@ -1019,6 +1219,9 @@ async def open_raft_node(
         OSError: the address cannot be bound.
     """
     members = _parse_peers(peers, node_id)
+    protocol = raft_protocol(max_frame)
+    if not isinstance(max_snapshot_bytes, int) or max_snapshot_bytes <= 0:
+        raise ValueError(f"max_snapshot_bytes must be an int > 0, got {max_snapshot_bytes!r}")
     if not 0 <= max_clock_drift < 1:
         raise ValueError(f"max_clock_drift must be in [0, 1), got {max_clock_drift!r}")
     codec = codec if codec is not None else Codec()
@@ -1055,7 +1258,7 @@ async def open_raft_node(
         address = listen if listen is not None else members[node_id]
         dial = {n: a for n, a in members.items() if n != node_id}
         async with open_tcp_transport(
-            RAFT_PROTOCOL,
+            protocol,
             node_id,
             listen=address,
             peers=dial,
@@ -1072,6 +1275,7 @@ async def open_raft_node(
                 request_timeout,
                 max_clock_drift,
                 max_client_requests,
+                max_snapshot_bytes,
             )
             persister = _Persister(
                 log,
@@ -1079,6 +1283,8 @@ async def open_raft_node(
                 last_index=lambda: raft.last_index,
                 durable_term=state.hard_state.term,
                 durable_last=log.last_index,
+                guard=handle.guard,
+                snapshot_resend=election_timeout,
             )
             driver = NodeDriver(
                 raft,
@@ -1135,12 +1341,15 @@ async def open_raft_client(
     codec: Codec | None = None,
     secret: bytes | None = None,
     request_timeout: float = 2.0,
+    max_frame: int = DEFAULT_MAX_FRAME,
 ) -> AsyncIterator[RaftClient]:
     """Connect to the members ``id → (host, port)`` for the body of an ``async with``.
 
     The client's transport id is random above the members' range. Entering is
-    a checkpoint; connections are made in the background.
+    a checkpoint; connections are made in the background. ``max_frame`` must be
+    the members' frame limit (bytes; 16 MiB by default).
     """
+    protocol = raft_protocol(max_frame)
     if not members:
         raise ValueError("a raft client needs at least one member address")
     client: RaftClient | None = None
@@ -1152,12 +1361,12 @@ async def open_raft_client(
     rng = random.Random()
     my_id = rng.randrange(MAX_MEMBER_ID + 1, 1 << 63)
     async with open_tcp_transport(
-        RAFT_PROTOCOL,
+        protocol,
         my_id,
         peers=dict(members),
         secret=secret,
         on_message=on_message,
         backoff_max=0.5,
     ) as tcp:
-        client = RaftClient(tcp, sorted(members), codec or Codec(), request_timeout, rng)
+        client = RaftClient(tcp, sorted(members), codec or Codec(), request_timeout, rng, max_frame)
         yield client

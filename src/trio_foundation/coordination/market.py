@@ -1,4 +1,4 @@
-"""Market-based task allocation: registered agents bid for tasks through contract-net.
+"""Market-based task allocation: registered agents bid for tasks by contract-net or auction.
 
 A :class:`Market` joins three pieces of the library:
 
@@ -10,7 +10,10 @@ A :class:`Market` joins three pieces of the library:
   bounded mailboxes, with the budget escrowed in the **ledger** and the
   contractors scored by price, capability match and **reputation**
   (:class:`~trio_foundation.protocols.reputation.Reputation`, updated from
-  every outcome);
+  every outcome); or, with :meth:`Market.auction`, one sealed-bid
+  ``Auctioneer`` (:mod:`trio_foundation.protocols.auction`, first-price or
+  Vickrey) among the agents that serve a ``bid`` function, every bid escrowed
+  in the ledger, the winner settled to the seller and the losers released;
 * Trio: every call is a checkpoint, every wait is cancellable, every task
   runs in the caller's nursery.
 
@@ -19,7 +22,11 @@ execution timeout passes (or at once on a failure) and the task is announced
 again to the contractors registered then. A caller that leaves
 :meth:`Market.allocate` (cancelled, or a deadline) leaves nothing held: the
 task's escrow is released to the buyer and the awarded contractor is told to
-stop (:class:`~trio_foundation.protocols.contract_net.Cancel`).
+stop (:class:`~trio_foundation.protocols.contract_net.Cancel`); a caller that
+leaves :meth:`Market.auction` before the close has every bid's hold released.
+
+Every :class:`Allocation` carries the reasons the core gave for refusing a
+proposal or a bid (:attr:`Allocation.refused`), by agent name.
 
 Messages between the manager and contractors go through bounded memory
 channels and are dropped when a mailbox is full (the protocol tolerates lost
@@ -31,13 +38,21 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, Literal, final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, Literal, TypeAlias, final
 
 import attrs
 import trio
 
-from ..protocols.auction import LedgerNode
+from ..protocols.auction import (
+    AuctionConfig,
+    Auctioneer,
+    Bid,
+    BidAccepted,
+    BidRefused,
+    LedgerNode,
+    Outcome,
+)
 from ..protocols.contract_net import (
     AcceptProposal,
     CallForProposals,
@@ -48,6 +63,7 @@ from ..protocols.contract_net import (
     Manager,
     Propose,
     Refuse,
+    RejectProposal,
     TaskConfig,
     Weights,
 )
@@ -56,9 +72,15 @@ from ..protocols.ledger import Ledger, Open, Release
 from ..protocols.reputation import Reputation
 from ..registry import Registry
 
-__all__ = ["Allocation", "Market", "MarketStatistics"]
+__all__ = ["Allocation", "AuctionFormat", "CallForBids", "Market", "MarketStatistics"]
 
 LEDGER_NODE: Final = 0
+AuctionFormat: TypeAlias = Literal["first_price", "second_price"]
+AUCTION_FORMATS: Final = ("first_price", "second_price")
+
+
+def _frozen_map(value: Mapping[str, str]) -> Mapping[str, str]:
+    return dict(value)
 
 
 @final
@@ -68,17 +90,26 @@ class Allocation:
 
     Attributes:
         task: the task's id.
-        state: ``"done"`` (a contractor reported the result and was paid) or
-            ``"failed"``.
-        winner: the paid contractor's registry key, or None.
-        price: credits paid (0 if failed).
-        rounds: announcements made.
-        reason: why it failed (``"no_proposal"``, ``"failure"``, ``"timeout"``,
-            ``"insufficient_funds"``), "" if done.
+        state: ``"done"`` (a contractor reported the result and was paid; by
+            auction: the winner paid and reported the result) or ``"failed"``.
+        winner: the paid contractor's registry key (by auction: the winner,
+            also when its execution then failed), or None.
+        price: credits paid (0 if failed; by auction: what the winner paid,
+            which stands even if its execution failed).
+        rounds: announcements made (1 for an auction).
+        reason: why it failed (contract-net: ``"no_proposal"``, ``"failure"``,
+            ``"timeout"``, ``"insufficient_funds"``; auction: ``"no_bid"``,
+            ``"failure"``, ``"timeout"``), "" if done.
         time_to_award: seconds from the call to the award that was completed
-            (None if failed).
+            (by auction: to the close; None if failed).
         elapsed: seconds from the call to the outcome.
         result: what the contractor's ``perform`` returned.
+        refused: agent name -> the reason the core gave for refusing its last
+            proposal or bid (contract-net: ``"unqualified"``, ``"over_budget"``,
+            ``"late"``, ``"revoked"``, ``"duplicate"``, ``"not_selected"``, ...;
+            auction: ``"below_reserve"``, ``"insufficient_funds"``,
+            ``"bad_bid"``, ``"late"``, ``"duplicate"``, ...).
+        method: ``"contract_net"`` or the auction's format.
     """
 
     task: str
@@ -90,6 +121,29 @@ class Allocation:
     time_to_award: float | None
     elapsed: float
     result: Any = None
+    refused: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    method: str = "contract_net"
+
+
+@final
+@attrs.frozen
+class CallForBids:
+    """Market → agent: bid for ``task`` in a sealed-bid auction (see :meth:`Market.auction`).
+
+    Attributes:
+        task: the task's id (also the auction's id).
+        format: ``"first_price"`` or ``"second_price"`` (Vickrey: bidding one's
+            true value is a dominant strategy).
+        reserve: the lowest acceptable bid, in credits.
+        window: seconds (of trio's clock) until the close; a hint.
+        payload: what the task is.
+    """
+
+    task: str
+    format: AuctionFormat
+    reserve: int
+    window: float
+    payload: Any = None
 
 
 @final
@@ -98,12 +152,16 @@ class MarketStatistics:
     """Counters of a market (a snapshot).
 
     Attributes:
-        allocated: tasks done (paid).
+        allocated: tasks done (paid), by either method.
         failed: tasks failed.
-        abandoned: allocations whose caller left before the outcome.
-        credits_paid: credits settled to contractors.
+        abandoned: allocations whose caller left before the outcome, including
+            a call cancelled at its first checkpoint (before its arguments are
+            checked): every call that does not raise for bad input is counted
+            once, in one of the three.
+        credits_paid: credits settled (to contractors; by auction, to sellers).
         contractors: contractors registered now.
         active: allocations running now.
+        auctioned: of ``allocated``, the tasks allocated by auction.
     """
 
     allocated: int
@@ -112,10 +170,12 @@ class MarketStatistics:
     credits_paid: int
     contractors: int
     active: int
+    auctioned: int = 0
 
 
 ProposeFn = Callable[[CallForProposals], Awaitable[int | None]]
 PerformFn = Callable[[Any], Awaitable[Any]]
+BidFn = Callable[[CallForBids], Awaitable[int | None]]
 
 
 @attrs.define(eq=False)
@@ -128,6 +188,7 @@ class _Seat:
     account: str
     capabilities: frozenset[str]
     inbox: trio.MemorySendChannel[tuple[str, Any]]
+    bids: bool = False  # serves a bid function: invited to auctions
 
 
 @final
@@ -175,7 +236,7 @@ class Market:
         self._seats: dict[int, _Seat] = {}
         # task id -> the mailbox of its running allocation
         self._managers: dict[str, trio.MemorySendChannel[tuple[int, Any]]] = {}
-        self._allocated = self._failed = self._abandoned = self._paid = 0
+        self._allocated = self._failed = self._abandoned = self._paid = self._auctioned = 0
 
     # ----------------------------------------------------------------- inspection
 
@@ -188,6 +249,7 @@ class Market:
             self._paid,
             len(self._seats),
             len(self._managers),
+            self._auctioned,
         )
 
     def contractors(self) -> list[ContractorInfo]:
@@ -217,6 +279,7 @@ class Market:
         account: str,
         propose: ProposeFn,
         perform: PerformFn,
+        bid: BidFn | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve as contractor ``name`` until cancelled; start it with ``nursery.start``.
@@ -228,12 +291,15 @@ class Market:
         perform(payload)`` in a task of its own (at most ``max_jobs`` at once):
         its return value is the result; an ``Exception`` reports a failure; a
         :class:`~trio_foundation.protocols.contract_net.Cancel` from the manager
-        cancels it.
+        cancels it. With ``bid``, the contractor also takes part in
+        :meth:`auction`: for each :class:`CallForBids` it awaits ``bid(call)``:
+        an amount in credits (escrowed from ``account``), or None to abstain.
 
         Checkpoint: yes. Cancellation (the way to stop it) unregisters the
         contractor and cancels its jobs; the tasks it held are re-announced by
         their managers after their execution timeout. An exception raised by
-        ``propose`` propagates (the contractor crashes the same way).
+        ``propose`` or ``bid`` propagates (the contractor crashes the same way); an
+        auction it bid in releases its hold at the close (it loses) or settles it.
 
         Raises:
             ValueError: bad ``name``/``account``/``capabilities``.
@@ -247,7 +313,7 @@ class Market:
         if account not in self.ledger.balances():
             self.ledger.apply(Open(account))
         send, receive = trio.open_memory_channel[tuple[str, Any]](self._mailbox_size)
-        seat = _Seat(self, next(self._nodes), name, account, caps, send)
+        seat = _Seat(self, next(self._nodes), name, account, caps, send, bid is not None)
         jobs: dict[tuple[str, int], trio.CancelScope] = {}
         meta = {"capabilities": caps, "account": account}
         async with send, receive, self.registry.register(name, meta, value=seat):
@@ -257,7 +323,7 @@ class Market:
                     task_status.started()
                     async for task, msg in receive:
                         await self._contractor_step(
-                            seat, task, msg, propose, perform, jobs, nursery
+                            seat, task, msg, propose, perform, bid, jobs, nursery
                         )
                     nursery.cancel_scope.cancel()
             finally:
@@ -270,10 +336,14 @@ class Market:
         msg: Any,
         propose: ProposeFn,
         perform: PerformFn,
+        bid: BidFn | None,
         jobs: dict[tuple[str, int], trio.CancelScope],
         nursery: trio.Nursery,
     ) -> None:
-        if isinstance(msg, CallForProposals):
+        if isinstance(msg, CallForBids):
+            amount = await bid(msg) if bid is not None else None
+            self._to_manager(task, seat.node, _Abstain() if amount is None else Bid(task, amount))
+        elif isinstance(msg, CallForProposals):
             price = await propose(msg)
             answer: Any = Propose(task, msg.round, price)
             if price is None:
@@ -382,6 +452,11 @@ class Market:
             ValueError, TypeError: bad input, named (a missing deadline, a
                 non-positive budget, a task id already running).
         """
+        try:
+            await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
+        except trio.Cancelled:
+            self._abandoned += 1  # the caller left before anything started: counted once
+            raise
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if task_id in self._managers:
             raise ValueError(f"task {task_id!r} is already being allocated")
@@ -412,20 +487,135 @@ class Market:
             run.leave()
         return run.outcome()
 
+    async def auction(
+        self,
+        payload: Any,
+        *,
+        seller: str,
+        format: AuctionFormat = "second_price",
+        deadline: float | None,
+        execution_timeout: float,
+        required: Iterable[str] = (),
+        reserve: int = 0,
+        task: str | None = None,
+    ) -> Allocation:
+        """Allocate one task by a sealed-bid auction among the agents registered now.
 
-class _Run:
-    """One allocation's interpreter: executes the manager core's effects."""
+        Every contractor registered now that serves a ``bid`` function and has
+        the ``required`` capabilities gets a :class:`CallForBids`; its bid is
+        escrowed from its account (a bid the ledger cannot cover is refused
+        ``"insufficient_funds"``). The auction closes at the ``deadline``, or as
+        soon as every invited agent has bid or abstained. The best bid wins
+        (higher amount, then earlier receipt, then the lower node: the rule of
+        :mod:`trio_foundation.protocols.auction`); the winner pays ``seller``
+        its own bid (``"first_price"``) or the highest losing bid or the
+        reserve, if higher (``"second_price"``, Vickrey); every loser's hold is
+        released. The winner is then awarded the task (its ``perform`` runs,
+        ``execution_timeout`` seconds at most); its payment stands whatever the
+        execution's outcome (an auction sells the task once: use
+        :meth:`allocate` for re-announcement). Updates the winner's reputation
+        (1.0 done, 0.0 failed or timed out).
 
-    def __init__(self, market: Market, core: Manager, names: dict[int, str], start: float) -> None:
+        Checkpoint: yes. Cancellation: before the close, every bid's hold is
+        released (nothing is paid, nothing held); after the close, the payment
+        stands and the winner's job is told to stop.
+
+        Args:
+            payload: what the task is, handed to the bidders and the winner.
+            seller: the ledger account paid at the close (opened if missing).
+            format: ``"first_price"`` or ``"second_price"``.
+            deadline: seconds of trio's clock from the call to the close
+                (required, > 0).
+            execution_timeout: seconds from the award to a result (> 0).
+            required: capabilities a bidder must have.
+            reserve: the lowest acceptable bid, in credits (>= 0).
+            task: the task's id (default ``task-N``); unique among running ones.
+
+        Returns:
+            The :class:`Allocation` (``method`` is the format).
+
+        Raises:
+            ValueError, TypeError: bad input, named (a missing deadline, a
+                negative reserve, an unknown format, a task id already running).
+        """
+        try:
+            await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
+        except trio.Cancelled:
+            self._abandoned += 1  # the caller left before anything started: counted once
+            raise
+        task_id = task if task is not None else f"task-{next(self._tasks)}"
+        if format not in AUCTION_FORMATS:
+            raise ValueError(f"format must be one of {AUCTION_FORMATS}, got {format!r}")
+        if deadline is None:
+            raise ValueError("deadline is required: an auction without one is refused")
+        if isinstance(execution_timeout, bool) or not isinstance(execution_timeout, int | float):
+            kind = type(execution_timeout).__name__
+            raise TypeError(f"execution_timeout must be a number of seconds, got {kind}")
+        if not 0 < execution_timeout < math.inf:
+            raise ValueError(f"execution_timeout must be > 0 and finite, got {execution_timeout!r}")
+        if not isinstance(seller, str) or not seller:
+            raise ValueError(f"seller must be a non-empty str, got {seller!r}")
+        if task_id in self._managers:
+            raise ValueError(f"task {task_id!r} is already being allocated")
+        needed = ContractorInfo(1, seller, required).capabilities  # validates them
+        seats = [
+            self._seats[c.node]
+            for c in self.contractors()
+            if self._seats[c.node].bids and needed <= c.capabilities
+        ]
+        config = AuctionConfig(
+            auction=task_id,
+            format=format,
+            deadline=deadline,
+            bidders=tuple((seat.node, seat.account) for seat in seats),
+            seller=seller,
+            ledger=LEDGER_NODE,
+            reserve=reserve,
+        )
+        if seller not in self.ledger.balances():
+            self.ledger.apply(Open(seller))
+        names = {seat.node: seat.name for seat in seats}
+        core = Auctioneer(config)
+        send, receive = trio.open_memory_channel[tuple[int, Any]](2 * len(names) + 16)
+        run = _AuctionRun(self, core, names, trio.current_time(), payload, execution_timeout)
+        self._managers[task_id] = send
+        try:
+            async with send, receive:
+                await run.drive(receive)
+        finally:
+            del self._managers[task_id]
+            run.leave()
+        return run.outcome()
+
+
+@final
+@attrs.frozen
+class _Abstain:
+    """Agent → auction run: no bid (lets the auction close before its deadline)."""
+
+
+class _Interpreter:
+    """Executes one allocation core's effects: the ledger in-process, agents by mailbox."""
+
+    core: Manager | Auctioneer
+
+    def __init__(self, market: Market, names: dict[int, str], start: float) -> None:
         self.market = market
-        self.core = core
         self.names = names
         self.start = start
         self.timers: dict[str, float] = {}
         self.answers: list[Any] = []  # ledger answers to feed back
+        self.refused: dict[str, str] = {}  # agent name -> the core's last refusal reason
         self.awarded_at: float | None = None
         self.result: Any = None
-        self.finished = False
+
+    @property
+    def task(self) -> str:
+        raise NotImplementedError
+
+    def to_agent(self, node: int, msg: Any) -> None:
+        """A message of the core to agent ``node`` (delivered to its mailbox by default)."""
+        self.market._to_contractor(node, self.task, msg)
 
     def execute(self, effects: list[Effect]) -> None:
         now = trio.current_time()
@@ -435,9 +625,12 @@ class _Run:
                     assert isinstance(answer, Send)
                     self.answers.append(answer.msg)
             elif isinstance(effect, Send):
-                if isinstance(effect.msg, AcceptProposal):
-                    self.awarded_at = now
-                self.market._to_contractor(effect.to, self.core.config.task, effect.msg)
+                if isinstance(effect.msg, RejectProposal | BidRefused):
+                    name = self.names.get(effect.to)
+                    if name is not None:
+                        reason = getattr(effect.msg, "reason")  # noqa: B009 - both carry one
+                        self.refused[name] = reason
+                self.to_agent(effect.to, effect.msg)
             elif isinstance(effect, SetTimer):
                 self.timers[effect.name] = now + effect.delay
             elif isinstance(effect, CancelTimer):
@@ -447,21 +640,46 @@ class _Run:
         while self.answers:
             self.execute(self.core.on_message(now, LEDGER_NODE, self.answers.pop(0)))
 
+    async def next_input(
+        self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]
+    ) -> tuple[int, Any] | None:
+        """The next agent message, or None after firing the earliest due timer."""
+        name, at = min(self.timers.items(), key=lambda kv: kv[1], default=("", math.inf))
+        with trio.move_on_at(at) as waiting:
+            return await mailbox.receive()
+        assert waiting.cancelled_caught  # the earliest timer is due
+        del self.timers[name]
+        self.execute(self.core.on_timer(trio.current_time(), name))
+        return None
+
+
+class _Run(_Interpreter):
+    """One contract-net allocation."""
+
+    def __init__(self, market: Market, core: Manager, names: dict[int, str], start: float) -> None:
+        super().__init__(market, names, start)
+        self.core: Manager = core
+
+    @property
+    def task(self) -> str:
+        return self.core.config.task
+
+    def to_agent(self, node: int, msg: Any) -> None:
+        if isinstance(msg, AcceptProposal):
+            self.awarded_at = trio.current_time()
+        super().to_agent(node, msg)
+
     async def drive(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
         core = self.core
         self.execute(core.on_start(trio.current_time(), self.market._rng))
         while core.state not in ("done", "failed"):
-            name, at = min(self.timers.items(), key=lambda kv: kv[1], default=("", math.inf))
-            with trio.move_on_at(at) as waiting:
-                src, msg = await mailbox.receive()
-            if waiting.cancelled_caught:  # the earliest timer is due
-                del self.timers[name]
-                self.execute(core.on_timer(trio.current_time(), name))
+            received = await self.next_input(mailbox)
+            if received is None:
                 continue
+            src, msg = received
             if isinstance(msg, InformDone) and (src, msg.round) == (core.winner, core.round):
                 self.result = msg.result
             self.execute(core.on_message(trio.current_time(), src, msg))
-        self.finished = True
 
     def leave(self) -> None:
         """Account for the outcome; if the caller left early, release what is held."""
@@ -501,4 +719,133 @@ class _Run:
             ),
             elapsed=trio.current_time() - self.start,
             result=self.result if done else None,
+            refused=self.refused,
+        )
+
+
+class _AuctionRun(_Interpreter):
+    """One sealed-bid auction, then the winner's execution.
+
+    Phases: ``"bidding"`` (the core is open; its deadline timer is armed),
+    ``"executing"`` (closed and settled; the winner performs the task),
+    ``"over"``.
+    """
+
+    def __init__(
+        self,
+        market: Market,
+        core: Auctioneer,
+        names: dict[int, str],
+        start: float,
+        payload: Any,
+        execution_timeout: float,
+    ) -> None:
+        super().__init__(market, names, start)
+        self.core: Auctioneer = core
+        self.payload = payload
+        self.execution_timeout = execution_timeout
+        self.answered: set[int] = set()  # invited agents that bid or abstained
+        self.state: Literal["done", "failed", ""] = ""
+        self.reason = ""
+        self.winner: int | None = None
+
+    @property
+    def task(self) -> str:
+        return self.core.config.auction
+
+    def to_agent(self, node: int, msg: Any) -> None:
+        # BidAccepted / BidRefused / Outcome: the market's agents learn the outcome
+        # from the Allocation and the award (AcceptProposal) below.
+        assert isinstance(msg, BidAccepted | BidRefused | Outcome)
+
+    async def drive(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
+        core, config = self.core, self.core.config
+        self.execute(core.on_start(trio.current_time(), self.market._rng))
+        assert config.format == "first_price" or config.format == "second_price"  # sealed, 1 unit
+        call = CallForBids(config.auction, config.format, config.reserve, config.deadline,
+                           self.payload)  # fmt: skip
+        for node in self.names:
+            self.market._to_contractor(node, self.task, call)
+        while core.state != "closed":
+            if len(self.answered) == len(self.names):  # every invited agent answered
+                self.timers.clear()
+                self.execute(core.on_timer(trio.current_time(), "deadline"))
+                break
+            received = await self.next_input(mailbox)
+            if received is None:
+                continue
+            src, msg = received
+            if src in self.names and isinstance(msg, Bid | _Abstain):
+                self.answered.add(src)
+            if isinstance(msg, Bid):
+                self.execute(core.on_message(trio.current_time(), src, msg))
+        self.awarded_at = trio.current_time()
+        if not core.winners:
+            self.state, self.reason = "failed", "no_bid"
+            return
+        winner = self.winner = core.winners[0]
+        price = core.prices[winner]
+        self.market._to_contractor(winner, self.task, AcceptProposal(self.task, 1, price,
+                                                                     self.payload))  # fmt: skip
+        with trio.move_on_after(self.execution_timeout):
+            while True:
+                src, msg = await mailbox.receive()
+                if isinstance(msg, Bid):  # after the close: refused "late", recorded
+                    self.execute(core.on_message(trio.current_time(), src, msg))
+                if src != winner or getattr(msg, "round", None) != 1:
+                    continue
+                if isinstance(msg, InformDone):
+                    self.state, self.result = "done", msg.result
+                    return
+                if isinstance(msg, Failure):
+                    self.state, self.reason = "failed", "failure"
+                    return
+        self.state, self.reason = "failed", "timeout"
+        self.market._to_contractor(winner, self.task, Cancel(self.task, 1))
+
+    def leave(self) -> None:
+        """Account for the outcome; if the caller left early, release what is held."""
+        market, core = self.market, self.core
+        now = trio.current_time()
+        if core.state == "closed":
+            market._paid += sum(core.prices.values())
+        if not self.state:
+            market._abandoned += 1
+            if core.state != "closed":  # every bid's escrow goes back to its bidder
+                holds = market.ledger.holds()
+                for node in self.names:
+                    hold = core.hold_id(node)
+                    if hold in holds:
+                        market.ledger.apply(Release(hold))
+            elif self.winner is not None:
+                market._to_contractor(self.winner, self.task, Cancel(self.task, 1))
+            return
+        if self.winner is not None:
+            market.reputation.record(self.names[self.winner], 1.0 if self.state == "done" else 0.0,
+                                     now)  # fmt: skip
+        if self.state == "done":
+            market._allocated += 1
+            market._auctioned += 1
+        else:
+            market._failed += 1
+
+    def outcome(self) -> Allocation:
+        core = self.core
+        winner = self.winner
+        return Allocation(
+            task=self.task,
+            state="done" if self.state == "done" else "failed",
+            winner=self.names[winner] if winner is not None else None,
+            price=core.prices.get(winner, 0) if winner is not None else 0,
+            rounds=1,
+            reason=self.reason,
+            time_to_award=(
+                self.awarded_at - self.start
+                if self.state == "done" and self.awarded_at is not None
+                else None
+            ),
+            elapsed=trio.current_time() - self.start,
+            result=self.result if self.state == "done" else None,
+            refused=self.refused,
+            method=core.config.format,
         )

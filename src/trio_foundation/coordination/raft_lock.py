@@ -226,9 +226,9 @@ def parse_raft_url(url: str) -> list[tuple[int | None, tuple[str, int]]]:
         if sep:
             if not ident.isdigit():
                 raise ValueError(f"raft member {part!r} must be HOST:PORT or ID=HOST:PORT")
-            out.append((int(ident), parse_address(addr)))
+            out.append((int(ident), parse_address(addr, dial=True)))
         else:
-            out.append((None, parse_address(part)))
+            out.append((None, parse_address(part, dial=True)))
     if not out:
         raise ValueError(f"lock service URL {url!r} names no member (raft://HOST:PORT,...)")
     return out

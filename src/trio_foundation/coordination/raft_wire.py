@@ -20,8 +20,10 @@ their inverses).
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
+import attrs
 import msgspec
 
 from ..protocols import raft as core
@@ -31,6 +33,15 @@ __all__ = [
     "MAX_MEMBER_ID",
     "RAFT_PROTOCOL",
     "MAX_BATCH",
+    "DEFAULT_MAX_FRAME",
+    "FRAME_MARGIN",
+    "MIN_FRAME",
+    "SnapshotAssembler",
+    "WSnapshotChunk",
+    "max_command_bytes",
+    "raft_protocol",
+    "snapshot_chunks",
+    "split_append",
     "CAdmin",
     "CBatchItem",
     "CBatchReply",
@@ -238,8 +249,10 @@ class CReply(WireMessage, tag="reply", frozen=True):
 
     ``outcome``: ``ok`` (``value`` is the result), ``not_leader`` (try
     ``leader``; the request certainly took no effect), ``rejected`` (certainly no
-    effect, ``reason`` says why), ``unknown`` (the node lost track of it — it may
-    or may not have been applied: retry with the same session).
+    effect, ``reason`` says why — with one exception: a reason starting
+    ``reply of`` says the reply was too big for a frame, and a submitted command
+    *was* applied, only its result is lost), ``unknown`` (the node lost track of
+    it — it may or may not have been applied: retry with the same session).
     """
 
     req: Nat
@@ -264,30 +277,85 @@ class CStatusReply(WireMessage, tag="status_reply", frozen=True):
     learners: tuple[Nat, ...] = ()
 
 
-RAFT_PROTOCOL: Final = WireProtocol(
-    "raft",
-    1,
-    [
-        WRequestVote,
-        WRequestVoteResponse,
-        WAppendEntries,
-        WAppendEntriesResponse,
-        WInstallSnapshot,
-        WInstallSnapshotResponse,
-        WTimeoutNow,
-        CSubmit,
-        CRead,
-        CAdmin,
-        CSnapshot,
-        CStatus,
-        CReply,
-        CStatusReply,
-        CSubmitBatch,
-        CBatchReply,
-    ],
-    max_frame=16 << 20,
-)
-"""Name and version checked in the TCP handshake; frames up to 16 MiB (snapshots)."""
+class WSnapshotChunk(WireMessage, tag="isc", frozen=True):
+    """One piece of an :class:`~trio_foundation.protocols.raft.InstallSnapshot` too
+    big for one frame (Raft paper §7: snapshots are sent in chunks).
+
+    The chunks of one snapshot carry the same ``term``, ``leader``, ``read_id``,
+    ``index`` / ``snap_term`` (the snapshot's last included index and term) and
+    ``total`` (the byte length of the whole :class:`WSnapshot` encoding); ``data``
+    is the slice ``[offset, offset + len(data))`` of that encoding. The receiving
+    member's service reassembles them (:class:`SnapshotAssembler`) and hands its
+    core the one ``InstallSnapshot`` the chunks encode.
+    """
+
+    term: Nat
+    leader: Nat
+    read_id: Nat
+    index: Nat
+    snap_term: Nat
+    total: Nat
+    offset: Nat
+    data: bytes
+
+
+DEFAULT_MAX_FRAME: Final = 16 << 20
+"""The Raft service's frame limit in bytes (16 MiB)."""
+
+MIN_FRAME: Final = 4096
+"""The smallest frame limit :func:`raft_protocol` accepts (bytes)."""
+
+FRAME_MARGIN: Final = 512
+"""Bytes of a frame kept for a message's fields around its payload (entries,
+snapshot chunk, command): a payload of ``max_frame - FRAME_MARGIN`` bytes fits."""
+
+
+def max_command_bytes(max_frame: int) -> int:
+    """The largest encoded command (bytes) a member accepts under ``max_frame``:
+    one log entry holding it must fit one ``AppendEntries`` frame."""
+    return max_frame - FRAME_MARGIN
+
+
+@functools.cache
+def raft_protocol(max_frame: int = DEFAULT_MAX_FRAME) -> WireProtocol:
+    """The Raft service's protocol with frames of at most ``max_frame`` bytes
+    (one instance per limit; every member and client of a cluster must use the
+    same limit).
+
+    Raises:
+        ValueError: ``max_frame`` is not an int of at least :data:`MIN_FRAME`.
+    """
+    if not isinstance(max_frame, int) or isinstance(max_frame, bool) or max_frame < MIN_FRAME:
+        raise ValueError(f"max_frame must be an int >= {MIN_FRAME} bytes, got {max_frame!r}")
+    return WireProtocol(
+        "raft",
+        1,
+        [
+            WRequestVote,
+            WRequestVoteResponse,
+            WAppendEntries,
+            WAppendEntriesResponse,
+            WInstallSnapshot,
+            WInstallSnapshotResponse,
+            WTimeoutNow,
+            CSubmit,
+            CRead,
+            CAdmin,
+            CSnapshot,
+            CStatus,
+            CReply,
+            CStatusReply,
+            CSubmitBatch,
+            CBatchReply,
+            WSnapshotChunk,
+        ],
+        max_frame=max_frame,
+    )
+
+
+RAFT_PROTOCOL: Final = raft_protocol()
+"""Name and version checked in the TCP handshake; frames up to 16 MiB (bigger
+snapshots travel in :class:`WSnapshotChunk` pieces)."""
 
 
 # --------------------------------------------------------------------------- entries
@@ -485,3 +553,197 @@ def from_wire(msg: Any) -> core.RaftMessage | None:
     if isinstance(msg, WTimeoutNow):
         return core.TimeoutNow(msg.term)
     return None
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def split_append(msg: core.AppendEntries, max_frame: int) -> list[WAppendEntries]:
+    """``msg`` as consecutive ``AppendEntries`` that each fit a frame of ``max_frame``.
+
+    One message when it fits. Otherwise the entries are cut into runs, in order,
+    each of at most ``max_frame - FRAME_MARGIN`` encoded bytes; a run's
+    ``prev_log_index`` / ``prev_log_term`` are those of the entry before it (for
+    the first run, the message's own), and every run keeps ``leader_commit`` and
+    ``read_id``. Each part is a valid ``AppendEntries`` the leader could have
+    sent by itself: a follower applies the consistency check to each, commits at
+    most ``min(leader_commit, last index of the part)``, and answers each (the
+    leader's progress takes the highest match). See ``docs/consensus.md``.
+
+    Raises:
+        ValueError: one entry alone does not fit a frame (named with its size).
+    """
+    head = WAppendEntries(
+        msg.term, msg.leader, msg.prev_log_index, msg.prev_log_term, (), msg.leader_commit,
+        msg.read_id,
+    )  # fmt: skip
+    budget = max_frame - FRAME_MARGIN
+    payloads = [
+        len(e.command.command)
+        if e.kind == "command" and isinstance(e.command, core.Proposal)
+        and isinstance(e.command.command, bytes)
+        else 0
+        for e in msg.entries
+    ]  # fmt: skip
+    # fast path: each entry's fields take far less than FRAME_MARGIN // 4 bytes
+    # besides its command (a config entry lists its members: measured below)
+    if sum(payloads) + len(payloads) * (FRAME_MARGIN // 4) <= budget and all(
+        e.kind != "config" for e in msg.entries
+    ):  # fmt: skip
+        wire = to_wire(msg)
+        assert isinstance(wire, WAppendEntries)
+        return [wire]
+    wires = [_entry_to_wire(e) for e in msg.entries]
+    sizes = [len(msgspec.msgpack.encode(w)) for w in wires]
+    parts: list[WAppendEntries] = []
+    prev_index, prev_term = msg.prev_log_index, msg.prev_log_term
+    run: list[WEntry] = []
+    used = 0
+    for w, size in zip(wires, sizes, strict=True):
+        if size > budget:
+            raise ValueError(
+                f"log entry {w.index} encodes to {size} bytes, above the "
+                f"{budget} an AppendEntries frame of {max_frame} bytes carries"
+            )
+        if run and used + size > budget:
+            parts.append(_with_prev(head, prev_index, prev_term, tuple(run)))
+            prev_index, prev_term = run[-1].index, run[-1].term
+            run, used = [], 0
+        run.append(w)
+        used += size
+    parts.append(_with_prev(head, prev_index, prev_term, tuple(run)))
+    return parts
+
+
+def _with_prev(
+    head: WAppendEntries, prev_index: int, prev_term: int, entries: tuple[WEntry, ...]
+) -> WAppendEntries:
+    """``head`` with its previous index and term and its entries replaced."""
+    return WAppendEntries(
+        head.term, head.leader, prev_index, prev_term, entries, head.leader_commit, head.read_id
+    )
+
+
+def snapshot_chunks(msg: core.InstallSnapshot, max_frame: int) -> list[WireMessage]:
+    """``msg`` as one :class:`WInstallSnapshot` if it fits a frame of ``max_frame``,
+    else as :class:`WSnapshotChunk` pieces of at most ``max_frame - FRAME_MARGIN``
+    data bytes each, in offset order."""
+    snap = core.Snapshot(
+        msg.last_included_index, msg.last_included_term, msg.config, msg.data, msg.sessions
+    )
+    wire = _snapshot_to_wire(snap)
+    blob = msgspec.msgpack.encode(wire)
+    if len(blob) <= max_frame - FRAME_MARGIN:
+        return [WInstallSnapshot(msg.term, msg.leader, wire, msg.read_id)]
+    step = max_frame - FRAME_MARGIN
+    view = memoryview(blob)
+    return [
+        WSnapshotChunk(
+            msg.term,
+            msg.leader,
+            msg.read_id,
+            msg.last_included_index,
+            msg.last_included_term,
+            len(blob),
+            off,
+            bytes(view[off : off + step]),
+        )
+        for off in range(0, len(blob), step)
+    ]
+
+
+@attrs.define
+class _Partial:
+    key: tuple[int, int, int, int, int, int]  # term, leader, read_id, index, snap_term, total
+    parts: list[bytes]
+    received: int
+    touched: float
+
+
+class SnapshotAssembler:
+    """Reassembles :class:`WSnapshotChunk` pieces into the core's ``InstallSnapshot``.
+
+    Bounded: at most one partial snapshot per sender and at most ``max_senders``
+    senders at once (the stalest partial is dropped for a new sender); a
+    snapshot whose ``total`` is above ``max_bytes`` is refused (its chunks are
+    dropped, counted in :attr:`refused`); a partial untouched for ``timeout``
+    seconds is dropped. A chunk that does not continue its sender's partial
+    (a lost chunk, a different snapshot) drops that partial; a chunk at offset 0
+    starts a new one. Nothing is acknowledged per chunk: a lost chunk means the
+    leader's core sends the snapshot again (its heartbeat retry). Sans-IO: the
+    caller passes the time.
+
+    Args:
+        max_bytes: the largest snapshot encoding accepted, in bytes.
+        timeout: seconds after which an untouched partial is dropped.
+        max_senders: partial snapshots kept at once.
+    """
+
+    def __init__(self, max_bytes: int, timeout: float, max_senders: int = 4) -> None:
+        if max_bytes <= 0 or timeout <= 0 or max_senders <= 0:
+            raise ValueError("max_bytes, timeout and max_senders must be > 0")
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.max_senders = max_senders
+        self._partials: dict[int, _Partial] = {}
+        #: snapshots reassembled and handed on
+        self.assembled = 0
+        #: chunks dropped (out of order, stale, over the byte limit, undecodable)
+        self.dropped = 0
+        #: chunks of snapshots refused for their size
+        self.refused = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held in partial snapshots."""
+        return sum(p.received for p in self._partials.values())
+
+    def add(self, src: int, chunk: WSnapshotChunk, now: float) -> core.InstallSnapshot | None:
+        """Take one chunk from ``src`` at time ``now``; the whole snapshot once its
+        last chunk arrived, else ``None``. Not a checkpoint; never raises."""
+        for s in [s for s, p in self._partials.items() if now - p.touched > self.timeout]:
+            del self._partials[s]
+        if chunk.total > self.max_bytes:
+            self.refused += 1
+            self._partials.pop(src, None)
+            return None
+        key = (chunk.term, chunk.leader, chunk.read_id, chunk.index, chunk.snap_term, chunk.total)
+        partial = self._partials.get(src)
+        if chunk.offset == 0:
+            if partial is None and len(self._partials) >= self.max_senders:
+                stalest = min(self._partials, key=lambda s: self._partials[s].touched)
+                del self._partials[stalest]
+            partial = self._partials[src] = _Partial(key, [], 0, now)
+        elif partial is None or partial.key != key or partial.received != chunk.offset:
+            self.dropped += 1
+            self._partials.pop(src, None)
+            return None
+        if partial.received + len(chunk.data) > chunk.total or not chunk.data:
+            self.dropped += 1
+            del self._partials[src]
+            return None
+        partial.parts.append(chunk.data)
+        partial.received += len(chunk.data)
+        partial.touched = now
+        if partial.received < chunk.total:
+            return None
+        del self._partials[src]
+        try:
+            snap = _snapshot_from_wire(_snapshot_decoder.decode(b"".join(partial.parts)))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+            self.dropped += 1
+            return None
+        if (snap.last_included_index, snap.last_included_term) != (chunk.index, chunk.snap_term):
+            self.dropped += 1
+            return None
+        self.assembled += 1
+        return core.InstallSnapshot(
+            chunk.term,
+            chunk.leader,
+            snap.last_included_index,
+            snap.last_included_term,
+            snap.config,
+            snap.data,
+            snap.sessions,
+            chunk.read_id,
+        )

@@ -84,7 +84,7 @@ async def open_remote_lock_service(
         ValueError: a malformed address or parameter.
         ConnectionError: no connection within ``timeout``.
     """
-    host, port = parse_address(address, scheme="tcp" if "://" in address else None)
+    host, port = parse_address(address, scheme="tcp" if "://" in address else None, dial=True)
     if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     if not retry_delay > 0:

@@ -329,26 +329,31 @@ def replay(
     bal = dict(balances)
     held = dict(holds)
     for e in entries:
-        if e.kind == "open":
-            bal[e.account] = 0
-        elif e.kind == "mint":
-            bal[e.account] += e.amount
-        elif e.kind == "burn":
-            bal[e.account] -= e.amount
-        elif e.kind == "transfer":
-            bal[e.account] -= e.amount
-            bal[e.other] += e.amount
-        elif e.kind == "hold":
-            bal[e.account] -= e.amount
-            held[e.hold] = (e.account, e.amount)
-        elif e.kind == "settle":
-            account, amount = held.pop(e.hold)
-            bal[e.other] += e.amount
-            bal[account] += amount - e.amount
-        elif e.kind == "release":
-            account, amount = held.pop(e.hold)
-            bal[account] += amount
+        _fold(bal, held, e)
     return bal, held
+
+
+def _fold(bal: dict[str, int], held: dict[str, tuple[str, int]], e: Entry) -> None:
+    """Apply one entry to ``bal`` and ``held`` in place (one step of :func:`replay`)."""
+    if e.kind == "open":
+        bal[e.account] = 0
+    elif e.kind == "mint":
+        bal[e.account] += e.amount
+    elif e.kind == "burn":
+        bal[e.account] -= e.amount
+    elif e.kind == "transfer":
+        bal[e.account] -= e.amount
+        bal[e.other] += e.amount
+    elif e.kind == "hold":
+        bal[e.account] -= e.amount
+        held[e.hold] = (e.account, e.amount)
+    elif e.kind == "settle":
+        account, amount = held.pop(e.hold)
+        bal[e.other] += e.amount
+        bal[account] += amount - e.amount
+    elif e.kind == "release":
+        account, amount = held.pop(e.hold)
+        bal[account] += amount
 
 
 # --------------------------------------------------------------------------- the machine
@@ -592,8 +597,8 @@ class Ledger:
         self._seq = entry.seq
         self._journal.append(entry)
         if len(self._journal) > self.config.journal_window:
-            oldest = self._journal.popleft()
-            self._base_bal, self._base_holds = replay(self._base_bal, self._base_holds, [oldest])
+            # folded in place: O(1), not a copy of every balance per command
+            _fold(self._base_bal, self._base_holds, self._journal.popleft())
         return Ok(entry.seq)
 
     # ----------------------------------------------------------------- snapshots

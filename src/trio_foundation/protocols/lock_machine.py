@@ -66,7 +66,10 @@ ErrorResult`.
 key-value store (:class:`~trio_foundation.protocols.kv_machine.KVMachine`) and
 the locks side by side in one log; a lock command travels as ``("lock",
 command)``, a key-value one as before, so existing key-value clients are
-unaffected.
+unaffected. The credit ledger (:class:`~trio_foundation.protocols.ledger.Ledger`)
+shares the log too: a ledger command travels as ``("ledger", command)`` and is
+answered with a :class:`LedgerOutcome`; :class:`LedgerBalance` and
+:class:`LedgerSnapshot` read it (``docs/economy.md``, "Running on Raft").
 """
 
 from __future__ import annotations
@@ -79,10 +82,18 @@ from typing import Annotated, Any, Final, Literal, TypeAlias, final
 import msgspec
 
 from . import kv_machine as kv
+from . import ledger as led
 
 __all__ = [
+    "LEDGER_READ_LIMIT",
+    "LEDGER_TAG",
     "LOCK_TAG",
     "HeldLock",
+    "LedgerBalance",
+    "LedgerBalanceResult",
+    "LedgerOutcome",
+    "LedgerSnapshot",
+    "LedgerSnapshotResult",
     "LockAcquire",
     "LockClose",
     "LockCommand",
@@ -106,6 +117,8 @@ __all__ = [
 
 LOCK_TAG: Final = "lock"
 """The first element of a lock command in a :class:`ServiceMachine`'s log: ``("lock", cmd)``."""
+LEDGER_TAG: Final = "ledger"
+"""The first element of a ledger command in a :class:`ServiceMachine`'s log: ``("ledger", cmd)``."""
 
 _MAX_INT: Final = (1 << 63) - 1
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -496,18 +509,104 @@ class LockMachine:
         self.applied = snap.applied
 
 
+# --------------------------------------------------------------------------- the ledger
+
+
+class LedgerOutcome(msgspec.Struct, frozen=True, tag="ledger_outcome"):
+    """The result of a ``("ledger", command)`` entry, or a refused ledger read.
+
+    (The ledger's own result tags, ``ok`` and ``error``, would collide with the
+    key-value results in one union; this wrapper keeps them apart.)
+    """
+
+    result: led.Result
+
+
+class LedgerBalance(msgspec.Struct, frozen=True, tag="ledger_balance"):
+    """Read ``account``'s balance (a read: linearizable through ReadIndex)."""
+
+    account: str
+
+
+class LedgerBalanceResult(msgspec.Struct, frozen=True, tag="ledger_balance"):
+    """``account``'s balance (credits not held) and the ledger's last journal ``seq``."""
+
+    account: str
+    balance: int
+    seq: int
+
+
+class LedgerSnapshot(msgspec.Struct, frozen=True, tag="ledger_snapshot"):
+    """Read the whole ledger as :meth:`~trio_foundation.protocols.ledger.Ledger.snapshot`
+    bytes (a read: linearizable through ReadIndex)."""
+
+
+class LedgerSnapshotResult(msgspec.Struct, frozen=True, tag="ledger_snapshot"):
+    """The ledger's snapshot bytes (restore them into a ``Ledger`` to inspect)."""
+
+    data: bytes
+
+
+_LEDGER_COMMANDS: Final = (
+    led.Open,
+    led.Mint,
+    led.Burn,
+    led.Transfer,
+    led.Hold,
+    led.Settle,
+    led.Release,
+)
+
+LEDGER_READ_LIMIT: Final = 15 << 20
+"""The largest ledger snapshot a :class:`LedgerSnapshot` read answers (bytes): the
+answer must fit one Raft wire frame (16 MiB, with room for the reply around it); a
+bigger ledger answers ``LedgerOutcome(ErrorResult("limit", ...))`` — read
+balances one by one then."""
+
+
+def _ledger_query(ledger: led.Ledger, query: LedgerBalance | LedgerSnapshot) -> ServiceResult:
+    if isinstance(query, LedgerBalance):
+        if not isinstance(query.account, str) or query.account not in ledger.balances():
+            account = query.account if isinstance(query.account, str) else ""
+            return LedgerOutcome(
+                led.ErrorResult("unknown_account", f"no account {query.account!r}", account)
+            )
+        return LedgerBalanceResult(query.account, ledger.balance(query.account), ledger.seq)
+    data = ledger.snapshot()
+    if len(data) > LEDGER_READ_LIMIT:
+        return LedgerOutcome(
+            led.ErrorResult(
+                "limit",
+                f"ledger snapshot of {len(data)} bytes exceeds the read limit "
+                f"({LEDGER_READ_LIMIT}); read balances one by one",
+            )
+        )
+    return LedgerSnapshotResult(data)
+
+
 # --------------------------------------------------------------------------- KV + locks
 
-ServiceRequest: TypeAlias = kv.Request | tuple[Literal["lock"], LockCommand]
-"""A :class:`ServiceMachine` log entry: a key-value request, or ``("lock", command)``."""
-ServiceQuery: TypeAlias = kv.Get | kv.Range | kv.Watch | LockQuery
-ServiceResult: TypeAlias = kv.Result | LockResult
+ServiceRequest: TypeAlias = kv.Request | tuple[Literal["lock", "ledger"], LockCommand | led.Command]
+"""A :class:`ServiceMachine` log entry: a key-value request, ``("lock", command)`` or
+``("ledger", command)`` (msgspec allows one array-like type in a union, so both
+tagged forms share one tuple type; :meth:`ServiceMachine.apply_at` refuses a
+command under the other machine's tag)."""
+ServiceQuery: TypeAlias = kv.Get | kv.Range | kv.Watch | LockQuery | LedgerBalance | LedgerSnapshot
+ServiceResult: TypeAlias = (
+    kv.Result | LockResult | LedgerOutcome | LedgerBalanceResult | LedgerSnapshotResult
+)
 
 
 class _ServiceSnapshot(msgspec.Struct, frozen=True, tag="service"):
-    version: int
+    version: int  # 1: key-value and locks; 2: and the ledger
     kv: bytes
     locks: bytes
+    ledger: bytes = b""  # absent in version 1 (restored as an empty ledger)
+
+
+# Version 2 carries the ledger: a library that reads only version 1 refuses it
+# (by name) instead of dropping the ledger silently.
+_SERVICE_VERSION: Final = 2
 
 
 _SERVICE_DECODER: Final = msgspec.msgpack.Decoder(_ServiceSnapshot)
@@ -515,69 +614,110 @@ _SERVICE_DECODER: Final = msgspec.msgpack.Decoder(_ServiceSnapshot)
 
 @final
 class ServiceMachine:
-    """The key-value store and the lease locks in one replicated state machine.
+    """The key-value store, the lease locks and the credit ledger in one replicated state machine.
 
     What ``foundation kv serve`` runs. Key-value requests go to
     :attr:`kv` (a :class:`~trio_foundation.protocols.kv_machine.KVMachine`),
-    ``("lock", command)`` entries to :attr:`locks` (a :class:`LockMachine`).
-    A snapshot holds both; :meth:`restore` also reads a bare key-value
-    machine's snapshot (a data dir or backup from before the locks).
+    ``("lock", command)`` entries to :attr:`locks` (a :class:`LockMachine`),
+    ``("ledger", command)`` entries to :attr:`ledger` (a
+    :class:`~trio_foundation.protocols.ledger.Ledger`, answered as
+    :class:`LedgerOutcome`). Every part is deterministic (no clock, no
+    randomness, insertion- or name-ordered state), so replicas that apply the
+    same log hold equal state and give equal results. A snapshot holds all
+    three; :meth:`restore` also reads a snapshot from before the ledger (then
+    the ledger is empty) and a bare key-value machine's snapshot (a data dir or
+    backup from before the locks).
 
     Args:
         kv_config: the key-value machine's bounds.
         lock_config: the lock machine's bounds.
+        ledger_config: the ledger's bounds and authorities (the same on every
+            replica; a snapshot carries them).
     """
 
     def __init__(
         self,
         kv_config: kv.KVMachineConfig | None = None,
         lock_config: LockMachineConfig | None = None,
+        ledger_config: led.LedgerConfig | None = None,
     ) -> None:
         self.kv = kv.KVMachine(kv_config)
         self.locks = LockMachine(lock_config)
+        self.ledger = led.Ledger(ledger_config)
 
     def apply_at(self, index: int, command: Any) -> ServiceResult:
         """Apply log entry ``index``'s command (see the class docstring). Never raises."""
         if isinstance(command, tuple):
             if len(command) == 2 and command[0] == LOCK_TAG:
+                if isinstance(command[1], _LEDGER_COMMANDS):
+                    return LockDenied(_NO_REQ, "bad command: a ledger command under 'lock'")
                 return self.locks.apply_at(index, command[1])
-            return kv.ErrorResult("bad_command", "a tuple command must be ('lock', command)")
+            if len(command) == 2 and command[0] == LEDGER_TAG:
+                return self._apply_ledger(command[1])
+            return kv.ErrorResult(
+                "bad_command", "a tuple command must be ('lock', command) or ('ledger', command)"
+            )
         return self.kv.apply(command)
 
+    def _apply_ledger(self, command: Any) -> LedgerOutcome:
+        if not isinstance(command, _LEDGER_COMMANDS):
+            name = type(command).__name__
+            return LedgerOutcome(led.ErrorResult("bad_command", f"not a ledger command: {name}"))
+        return LedgerOutcome(self.ledger.apply(command))
+
     def apply(self, command: Any) -> ServiceResult:
-        """Apply a key-value request; lock commands need :meth:`apply_at` (the log index).
+        """Apply a key-value request or a ledger command; lock commands need
+        :meth:`apply_at` (the log index).
 
         A lock command applied without its index is refused (``bad command``).
         """
         if isinstance(command, tuple):
+            if len(command) == 2 and command[0] == LEDGER_TAG:
+                return self._apply_ledger(command[1])
             return LockDenied(_NO_REQ, "bad command: a lock command needs its log index")
         return self.kv.apply(command)
 
     def query(self, query: Any) -> ServiceResult:
-        """A key-value read or a :class:`LockQuery`. Never raises."""
+        """A key-value read, a :class:`LockQuery`, a :class:`LedgerBalance` or a
+        :class:`LedgerSnapshot`. Never raises."""
         if isinstance(query, LockQuery):
             return self.locks.query(query)
+        if isinstance(query, LedgerBalance | LedgerSnapshot):
+            return _ledger_query(self.ledger, query)
         return self.kv.query(query)
 
     def snapshot(self) -> bytes:
-        """Both machines' state."""
-        return _ENCODER.encode(_ServiceSnapshot(1, self.kv.snapshot(), self.locks.snapshot()))
+        """The three machines' state."""
+        return _ENCODER.encode(
+            _ServiceSnapshot(
+                _SERVICE_VERSION, self.kv.snapshot(), self.locks.snapshot(), self.ledger.snapshot()
+            )
+        )
 
     def restore(self, data: bytes) -> None:
-        """Both machines' state, or a bare key-value snapshot (then no lock is held).
+        """The machines' state; from a snapshot without a ledger, an empty ledger
+        (with this machine's ledger config); from a bare key-value snapshot, no
+        lock held and an empty ledger.
 
         Raises:
-            ValueError: neither.
+            ValueError: none of these (the state is unchanged then).
         """
         try:
             snap = _SERVICE_DECODER.decode(data)
         except msgspec.DecodeError:
             self.kv.restore(data)  # raises ValueError naming the problem
             self.locks = LockMachine(self.locks.config)
+            self.ledger = led.Ledger(self.ledger.config)
             return
-        if snap.version != 1:
-            raise ValueError(f"service snapshot version {snap.version}, this library reads 1")
+        if snap.version not in (1, _SERVICE_VERSION):
+            raise ValueError(f"service snapshot version {snap.version}, this library reads 1 and 2")
+        if snap.version == 1 and snap.ledger:
+            raise ValueError("service snapshot version 1 cannot hold a ledger")
         locks = LockMachine(self.locks.config)
         locks.restore(snap.locks)
+        ledger = led.Ledger(self.ledger.config)
+        if snap.ledger:
+            ledger.restore(snap.ledger)
         self.kv.restore(snap.kv)
         self.locks = locks
+        self.ledger = ledger

@@ -766,11 +766,13 @@ async def _read_frame(
     return frame
 
 
-def parse_address(text: str, *, scheme: str | None = None) -> tuple[str, int]:
+def parse_address(text: str, *, scheme: str | None = None, dial: bool = False) -> tuple[str, int]:
     """``(host, port)`` from ``HOST:PORT``, ``[IPV6]:PORT`` or, with ``scheme="tcp"``,
     ``tcp://HOST:PORT`` (the form ``--listen`` and ``--server`` options take).
 
-    Port 0 is accepted (bind a free port).
+    Port 0 is accepted for an address to listen on (bind a free port); with
+    ``dial=True`` (an address to connect to, or a peer that others connect to) it
+    is refused.
 
     Raises:
         ValueError: the text is not of that form; the message names it.
@@ -793,6 +795,11 @@ def parse_address(text: str, *, scheme: str | None = None) -> tuple[str, int]:
         raise ValueError(f"address {text!r} must be HOST:PORT")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"address {text!r}: port must be a number in 0..65535")
+    if dial and int(port_text) == 0:
+        raise ValueError(
+            f"address {text!r}: port 0 means 'any free port' to a listener;"
+            " an address to connect to needs the real port"
+        )
     return host, int(port_text)
 
 

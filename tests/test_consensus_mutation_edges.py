@@ -1,0 +1,282 @@
+"""coordination/consensus.py: refusals, membership errors and snapshots (mutation survivors).
+
+One member in this process on a free loopback port, reached by a
+:func:`~trio_foundation.coordination.consensus.open_raft_client`: the paths the
+three-member tests never take — a membership change refused for good, a
+snapshot fetched for a backup — and which refusals a caller retries.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from trio_foundation._errors import LeadershipLostError
+from trio_foundation.coordination.consensus import (
+    Codec,
+    RaftClient,
+    RaftNodeHandle,
+    RaftRequestError,
+    _merge,
+    _retryable,
+    open_raft_client,
+    open_raft_node,
+)
+from trio_foundation.coordination.raft_wire import (
+    MAX_BATCH,
+    MAX_MEMBER_ID,
+    RAFT_PROTOCOL,
+    CBatchItem,
+    CBatchReply,
+    CBatchResult,
+    CReply,
+    CSubmitBatch,
+    decode_snapshot,
+)
+from trio_foundation.protocols import raft as core
+from trio_foundation.runtime.tcp import open_tcp_transport
+from trio_foundation.runtime.transport import Envelope
+
+
+class _Totals:
+    """Named totals: a command ``(name, delta)`` adds; a query reads one."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def apply(self, command: Any) -> Any:
+        name, delta = command
+        self.values[name] = self.values.get(name, 0) + delta
+        return self.values[name]
+
+    def query(self, query: Any) -> Any:
+        return self.values.get(query, 0)
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.values)
+
+    def restore(self, data: bytes) -> None:
+        self.values = msgspec.msgpack.decode(data)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def _one_member(
+    tmp: Path, codec: Codec | None = None
+) -> AsyncIterator[tuple[RaftNodeHandle, RaftClient]]:
+    peers = {1: ("127.0.0.1", _free_port())}
+    async with open_raft_node(
+        1, peers, tmp / "n1", _Totals(), election_timeout=0.2, codec=codec
+    ) as node:
+        async with open_raft_client(peers) as client:
+            await node.leader.wait_value(lambda v: v == 1)
+            await client.wait_connected()
+            yield node, client
+
+
+@pytest.mark.parametrize(
+    ("reason", "retry"),
+    [
+        ("the leader has not yet committed an entry of its term; retry", True),
+        ("a configuration change is in progress", True),
+        ("leadership transfer in progress", True),
+        ("too many pending proposals (64)", True),
+        ("too many uncommitted entries (1000)", True),
+        ("busy", True),
+        ("node 7 is not a member", False),
+        ("cannot remove the last voter", False),
+        ("node 1 is already a voter", False),
+        ("no change", False),
+        ("undecodable command", False),
+    ],
+)
+def test_which_refusals_of_a_membership_change_are_retried(reason: str, retry: bool) -> None:
+    assert _retryable(reason) is retry
+
+
+async def test_a_membership_change_refused_for_good_raises_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path) as (node, client):
+            with pytest.raises(
+                RaftRequestError, match=r"^raft request refused: cannot remove the last voter$"
+            ):
+                await client.change_membership("remove_server", 1)
+            with pytest.raises(
+                RaftRequestError, match=r"^raft request refused: node 7 is not a member$"
+            ):
+                await client.change_membership("remove_server", 7)
+            with pytest.raises(
+                RaftRequestError, match=r"^raft request refused: node 1 is already a voter$"
+            ):
+                await node.change_membership("add_server", 1)
+            with pytest.raises(ValueError, match=r"^unknown membership operation 'promote'$"):
+                await client.change_membership("promote", 2)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match=r"^node must be an int in \[0, 4294967295\]"):
+                await client.change_membership("add_server", -1)
+            assert node.core.config.voters == (1,)
+            # a learner needs no quorum: adding and removing one commits at once
+            assert await client.change_membership("add_learner", 9) == ((1,), (9,))
+            assert await node.change_membership("remove_server", 9) == ((1,), ())
+
+
+async def test_a_snapshot_fetched_for_a_backup_holds_what_was_applied(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path) as (node, client):
+            assert await client.submit(("a", 2)) == 2
+            assert await client.submit(("b", 5)) == 5
+            assert await client.submit(("a", 1)) == 3
+            data = await client.fetch_snapshot(1)
+            snapshot = decode_snapshot(data)
+            restored = _Totals()
+            restored.restore(snapshot.data)
+            assert restored.values == {"a": 3, "b": 5}
+            assert snapshot.config.voters == (1,)
+            assert snapshot.last_included_index == node.core.last_applied
+            assert await client.read("a") == 3  # the member serves on after the snapshot
+
+
+def test_a_truncation_below_the_queued_entries_keeps_the_later_vote() -> None:
+    queued = core.RaftPersist(2, 1, None, (core.Entry(2, 5, "noop"), core.Entry(2, 6, "noop")))
+    later = core.RaftPersist(3, 2, 3, (core.Entry(3, 3, "noop"),))
+    assert _merge(queued, later) == core.RaftPersist(3, 2, 3, (core.Entry(3, 3, "noop"),), None)
+    earlier_cut = core.RaftPersist(2, 1, 2, (core.Entry(2, 5, "noop"),))
+    assert _merge(earlier_cut, later) == core.RaftPersist(
+        3, 2, 2, (core.Entry(3, 3, "noop"),), None
+    )
+
+
+TYPED = Codec(command=tuple[str, int], result=int)
+
+
+async def test_a_command_the_members_cannot_decode_is_refused_for_good(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path, TYPED) as (_node, client):
+            with pytest.raises(RaftRequestError, match=r"^raft request refused: undecodable"):
+                await client.submit("not a pair")
+            assert await client.submit(("a", 4)) == 4
+
+
+async def test_raw_batches_are_checked_item_by_item_and_bounded(tmp_path: Path) -> None:
+    replies: list[Any] = []
+    arrived = trio.Event()
+
+    def on_message(env: Envelope) -> None:
+        replies.append(env.msg)
+        arrived.set()
+
+    async def ask(tcp: Any, msg: Any) -> Any:
+        nonlocal arrived
+        arrived = trio.Event()
+        replies.clear()
+        assert tcp.send_nowait(1, msg)
+        await arrived.wait()
+        return replies[0]
+
+    with trio.fail_after(30):
+        async with _one_member(tmp_path, TYPED) as (node, _client):
+            listening = node._tcp.listen_address
+            assert listening is not None
+            address = node.core.id, ("127.0.0.1", listening[1])
+            async with open_tcp_transport(
+                RAFT_PROTOCOL, MAX_MEMBER_ID + 7, peers=dict([address]), on_message=on_message
+            ) as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                good = msgspec.msgpack.encode(("a", 2))
+                bad = msgspec.msgpack.encode("oops")
+                reply = await ask(
+                    tcp,
+                    CSubmitBatch(5, (CBatchItem(11, 1, good), CBatchItem(12, 1, bad))),
+                )
+                assert isinstance(reply, CBatchReply) and reply.req == 5
+                assert reply.results[0] == CBatchResult("ok", msgspec.msgpack.encode(2))
+                assert reply.results[1].outcome == "rejected"
+                assert reply.results[1].reason.startswith("undecodable command: ")
+                too_many = tuple(CBatchItem(13, i + 1, good) for i in range(MAX_BATCH + 1))
+                reply = await ask(tcp, CSubmitBatch(6, too_many))
+                assert reply == CReply(
+                    6, "rejected", reason=f"a batch of {MAX_BATCH + 1} commands (at most 1024)"
+                )
+
+
+async def test_followers_forward_membership_changes_and_a_leadership_scope_renews_then_ends(
+    tmp_path: Path,
+) -> None:
+    ports = [_free_port() for _ in range(3)]
+    peers = {i + 1: ("127.0.0.1", port) for i, port in enumerate(ports)}
+    nodes: dict[int, RaftNodeHandle] = {}
+
+    async def member(i: int, task_status: trio.TaskStatus[None]) -> None:
+        async with open_raft_node(
+            i, peers, tmp_path / f"n{i}", _Totals(), election_timeout=1.0
+        ) as node:
+            nodes[i] = node
+            task_status.started()
+            await trio.sleep_forever()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in peers:
+                await nursery.start(member, i)
+            while not any(n.core.role == "leader" for n in nodes.values()):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            leader = next(n for n in nodes.values() if n.core.role == "leader")
+            other = next(i for i in nodes if i != leader.node_id)
+            # a membership change sent to followers only is forwarded to the leader
+            followers = {i: a for i, a in peers.items() if i != leader.node_id}
+            async with open_raft_client(followers) as client:
+                with trio.fail_after(10):
+                    added = await client.change_membership("add_learner", 9)
+                    removed = await client.change_membership("remove_server", 9)
+            assert (added, removed) == (((1, 2, 3), (9,)), ((1, 2, 3), ()))
+            held_for = 0.0
+            with pytest.raises(LeadershipLostError) as caught:
+                async with leader.leadership() as term:
+                    assert term == leader.core.term
+                    start = trio.current_time()
+                    await trio.sleep(3 * leader.lease)  # renewed every heartbeat
+                    held_for = trio.current_time() - start
+                    assert leader.driver is not None
+                    leader.driver.submit("transfer_leadership", other)
+                    await trio.sleep_forever()
+            assert held_for >= 3 * leader.lease
+            assert str(caught.value).endswith(": stepped down (a newer term, or no quorum heard)")
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_member_missing_from_its_own_peers_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^peers must include this node's own id 4$"):
+        async with open_raft_node(4, {1: ("127.0.0.1", 1)}, tmp_path / "n4", _Totals()):
+            pass
+    assert not (tmp_path / "n4").exists()
+
+
+async def test_a_backup_asked_before_the_connection_is_up_waits_for_it(tmp_path: Path) -> None:
+    peers = {1: ("127.0.0.1", _free_port())}
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            assert await node.submit(("a", 7)) == 7
+            async with open_raft_client(peers) as client:
+                # no wait_connected(): the first attempts find no connection and retry
+                snapshot = decode_snapshot(await client.fetch_snapshot(1))
+    restored = _Totals()
+    restored.restore(snapshot.data)
+    assert restored.values == {"a": 7}
