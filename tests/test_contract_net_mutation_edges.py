@@ -160,3 +160,18 @@ def test_an_answered_release_is_persisted_and_not_re_sent_after_a_restart() -> N
     fresh = Manager(w.cfg)
     fresh.restore(snap)
     assert [e for e in fresh.on_start(30.0, random.Random(0)) if isinstance(e, Send)] == []
+
+
+def test_a_refusal_then_a_proposal_is_a_duplicate() -> None:
+    w = World()
+    w.take()
+    w.deliver(C2, Refuse("t1", 1))
+    assert w.deliver(C2, Propose("t1", 1, 5)) == [(C2, RejectProposal("t1", 1, "duplicate"))]
+
+
+def test_a_repeated_refusal_does_not_close_the_round_early() -> None:
+    w = World()
+    w.take()
+    w.deliver(C2, Refuse("t1", 1))
+    assert w.deliver(C2, Refuse("t1", 1)) == []
+    assert (w.core.state, w.core.round) == ("cfp", 1)  # still waiting for C3

@@ -4,6 +4,7 @@ longer than ``max_ttl``, a free lock's state and the service machine's refusals.
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from trio_foundation.protocols import kv_machine as kv
@@ -102,3 +103,27 @@ def test_the_service_machine_applies_a_key_value_request() -> None:
     service = ServiceMachine()
     assert service.apply(kv.Request(kv.Put(b"k", b"v"), client=0, seq=0, now=0)) == kv.PutResult(2)
     assert service.query(kv.Get(b"k")).kv.value == b"v"  # type: ignore[union-attr]
+
+
+def test_refusals_name_the_problem() -> None:
+    machine = LockMachine()
+    assert machine.apply_at(1, LockAcquire("", 1, (1, 1), 5.0)) == LockDenied(
+        (1, 1), "bad command: name must be a str of 1 to 256 characters"
+    )
+    assert machine.query("a") == LockDenied((0, 0), "bad command: not a lock query")  # type: ignore[arg-type]
+    assert ServiceMachine().apply((LOCK_TAG, LockAcquire("a", 1, (1, 1), 5.0))) == LockDenied(
+        (0, 0), "bad command: a lock command needs its log index"
+    )
+
+
+def test_a_snapshot_above_its_bounds_is_refused() -> None:
+    machine = LockMachine()
+    machine.apply_at(1, LockAcquire("a", 1, (1, 1), 5.0))
+    machine.apply_at(2, LockAcquire("b", 1, (1, 1), 5.0))
+    snap = msgspec.msgpack.decode(machine.snapshot())
+    snap["config"]["max_locks"] = 1  # two locks held
+    fresh = LockMachine()
+    before = fresh.snapshot()
+    with pytest.raises(ValueError, match=r"^lock snapshot above its bounds$"):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    assert fresh.snapshot() == before

@@ -3,6 +3,8 @@ run of ``protocols/`` found unchecked."""
 
 from __future__ import annotations
 
+import pytest
+
 from trio_foundation.protocols.reputation import Reputation
 
 
@@ -13,3 +15,9 @@ def test_scores_gives_each_agents_own_score_in_the_order_asked() -> None:
     scores = rep.scores(["bad", "never", "good"], now=0.0)
     assert list(scores) == ["bad", "never", "good"]
     assert scores == {"bad": 0.25, "never": 0.5, "good": 0.75}
+
+
+def test_a_time_that_is_not_a_number_is_named() -> None:
+    rep = Reputation(10.0)
+    with pytest.raises(TypeError, match=r"^now must be a number, got str$"):
+        rep.score("a", "soon")  # type: ignore[arg-type]
