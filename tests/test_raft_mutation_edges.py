@@ -562,3 +562,33 @@ def test_a_lagging_follower_is_fed_entry_after_entry_as_it_acknowledges() -> Non
     c.heal()
     c.heartbeat(0)
     assert c.nodes[2].last_index == c.nodes[0].last_index == 5
+
+
+def test_each_misplaced_timeout_now_is_counted() -> None:
+    c = Cluster()
+    c.elect(0)
+    follower = c.nodes[1]
+    for _ in range(2):  # from a node that is not its leader
+        assert follower.on_message(c.now, 2, TimeoutNow(follower.term)) == []
+    assert follower.ignored == 2 and follower.role == "follower"
+
+
+def test_a_deposed_leader_answers_from_the_session_table_a_retry_the_new_leader_applied() -> None:
+    c = Cluster(max_log_entries=2)
+    c.elect(0)
+    c.partition(0)
+    assert ask(c, 0, "first", "propose", Proposal("c", 5, "x")) is None  # index 2, stuck
+    c.run_until(c.now + 5.0)  # 1 and 2 elect a leader of term 2
+    (new,) = [i for i in (1, 2) if c.nodes[i].role == "leader"]
+    # the client retries the same request at the new leader: applied once, result 1
+    assert c.client(new, "propose", Proposal("c", 5, "x"), client="retry") == Reply("retry", 1)
+    for k in range(3):
+        c.client(new, "propose", k)
+    c.heartbeat(new)
+    assert c.nodes[new].snapshot_index >= 2
+    c.heal()
+    c.heartbeat(new)
+    c.heartbeat(new)
+    assert c.nodes[0].snapshots_installed == 1
+    # the old leader's pending request 5 of "c" is answered from the snapshot's sessions
+    assert c.replies["first"] == Reply("first", 1)
