@@ -705,6 +705,15 @@ TARGETS["protocols"].equivalent.update(
             "_dirty starts None: every step calls _begin() (setting it False) before"
             " _flush reads it"
         ),
+        f"{_RAFT}_change_membership__mutmut_3": (
+            "reason starts '' instead of None: every branch of the if/elif chain that"
+            " follows assigns reason (the last one reason = self._busy())"
+        ),
+        _mangled(_PROTOCOLS + "kv_machine.py") + ".xǁKVMachineǁapply__mutmut_65": (
+            "_sessions.pop(client) without the None default: the session was found a few"
+            " lines earlier (session is not None) and nothing in between removes it"
+            " (_close_session only answers)"
+        ),
         f"{_RAFT}_heard_from_leader__mutmut_2": (
             "a follower then goes through _become_follower(self.term, leader): same term,"
             " same role and leader, the same one SetTimer draw; it also empties _votes,"

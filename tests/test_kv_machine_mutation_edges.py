@@ -8,7 +8,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from trio_foundation.protocols.kv_machine import ErrorResult, Get, GetResult, KVMachine, Put
+from trio_foundation.protocols.kv_machine import (
+    ErrorResult,
+    Get,
+    GetResult,
+    KVMachine,
+    Put,
+    Request,
+)
 
 
 def test_a_write_sent_as_a_query_is_refused_naming_its_type_and_changes_nothing() -> None:
@@ -38,3 +45,12 @@ def test_a_snapshot_with_more_sessions_than_its_bound_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^snapshot history or sessions above their bounds$"):
         fresh.restore(msgspec.msgpack.encode(snap))
     assert fresh.snapshot() == before
+
+
+def test_a_request_with_a_negative_client_is_refused_naming_the_fields() -> None:
+    machine = KVMachine()
+    before = machine.snapshot()
+    assert machine.apply(Request(Put(b"k", b"v"), client=-1, seq=0, now=0)) == ErrorResult(
+        "bad_command", "client, seq and now must be ints in [0, 2**63)", 0
+    )
+    assert machine.snapshot() == before
