@@ -592,3 +592,16 @@ def test_a_deposed_leader_answers_from_the_session_table_a_retry_the_new_leader_
     assert c.nodes[0].snapshots_installed == 1
     # the old leader's pending request 5 of "c" is answered from the snapshot's sessions
     assert c.replies["first"] == Reply("first", 1)
+
+
+def test_a_rejection_names_the_first_index_of_the_conflicting_term() -> None:
+    node = RaftNode(1, (0, 1, 2), Register())
+    terms = (1, 1, 2, 2)
+    node.restore(
+        RaftDurable(term=2, log=tuple(Entry(t, i, "noop") for i, t in enumerate(terms, 1)))
+    )
+    node.on_start(0.0, random.Random(0))
+    effects = node.on_message(5.0, 0, AppendEntries(3, 0, 4, 3, (), 0))  # its entry 4: term 2
+    assert [e for e in effects if isinstance(e, Send)] == [
+        Send(0, AppendEntriesResponse(3, False, 4, 3, 2))
+    ]
