@@ -605,3 +605,12 @@ def test_a_rejection_names_the_first_index_of_the_conflicting_term() -> None:
     assert [e for e in effects if isinstance(e, Send)] == [
         Send(0, AppendEntriesResponse(3, False, 4, 3, 2))
     ]
+
+
+def test_stray_pre_vote_grants_do_not_make_a_follower_campaign() -> None:
+    node = RaftNode(1, (0, 1, 2), Register())
+    node.restore(RaftDurable(term=1))
+    node.on_start(0.0, random.Random(0))
+    for peer in (0, 2):  # past the restart lease; node 1 never asked
+        assert node.on_message(5.0, peer, RequestVoteResponse(2, True, True)) == []
+    assert (node.role, node.term) == ("follower", 1)
