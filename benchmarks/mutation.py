@@ -692,6 +692,10 @@ TARGETS["protocols"].equivalent.update(
             " emptying _new_entries"
         ),
         f"{_RAFT}_change_membership__mutmut_70": _NO_CHANGE,
+        f"{_RAFT}_on_request_vote__mutmut_2": (
+            "ignored = 1 for a request whose candidate is not its sender: unreachable,"
+            " on_message's _well_formed already drops (and counts) such a request"
+        ),
         f"{_RAFT}_on_request_vote__mutmut_3": (
             "the count of a vote request whose candidate is not its sender: unreachable,"
             " on_message's _well_formed already drops (and counts) such a request"

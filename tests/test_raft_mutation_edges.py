@@ -614,3 +614,28 @@ def test_stray_pre_vote_grants_do_not_make_a_follower_campaign() -> None:
     for peer in (0, 2):  # past the restart lease; node 1 never asked
         assert node.on_message(5.0, peer, RequestVoteResponse(2, True, True)) == []
     assert (node.role, node.term) == ("follower", 1)
+
+
+def test_a_stale_vote_request_is_refused_to_its_sender() -> None:
+    node = RaftNode(1, (0, 1, 2), Register())
+    node.restore(RaftDurable(term=3))
+    node.on_start(0.0, random.Random(0))
+    for pre_vote in (False, True):
+        effects = node.on_message(5.0, 2, RequestVote(2, 2, 9, 2, pre_vote=pre_vote))
+        assert effects == [Send(2, RequestVoteResponse(3, False, pre_vote))]
+
+
+def test_a_new_leader_cancels_its_election_timer() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert "election" not in c.timers[0]
+    assert {"heartbeat", "check_quorum"} <= set(c.timers[0])
+
+
+def test_a_config_entry_without_a_config_is_malformed() -> None:
+    c = Cluster()
+    c.elect(0)
+    follower = c.nodes[1]
+    bad = AppendEntries(1, 0, 1, 1, (Entry(1, 2, "config", "voters 0 1 2"),), 1)
+    assert follower.on_message(c.now, 0, bad) == []
+    assert follower.ignored == 1 and follower.last_index == 1
