@@ -639,3 +639,28 @@ def test_a_config_entry_without_a_config_is_malformed() -> None:
     bad = AppendEntries(1, 0, 1, 1, (Entry(1, 2, "config", "voters 0 1 2"),), 1)
     assert follower.on_message(c.now, 0, bad) == []
     assert follower.ignored == 1 and follower.last_index == 1
+
+
+def test_an_installed_snapshot_counts_as_hearing_from_the_leader() -> None:
+    c = Cluster()
+    c.elect(0)
+    follower = c.nodes[1]
+    snap = InstallSnapshot(1, 0, 5, 1, Config((0, 1, 2)), b'["a"]')
+    follower.on_message(100.0, 0, snap)
+    assert follower.on_message(100.5, 2, RequestVote(5, 2, 9, 1)) == []
+    assert (follower.lease_ignored, follower.term) == (1, 1)
+
+
+def test_a_snapshot_keeps_the_config_of_its_last_entry_not_a_later_one() -> None:
+    c = Cluster(n=4, voters=(0, 1, 2), max_log_entries=3)
+    c.elect(0)
+    for k in range(5):
+        c.client(0, "propose", k)
+    c.heartbeat(0)
+    leader = c.nodes[0]
+    assert 0 < leader.snapshot_index < leader.last_applied == leader.commit_index
+    c.partition(0)
+    assert ask(c, 0, "l", "add_learner", 3) is None  # appended after last_applied
+    assert ask(c, 0, "c", "compact") == Reply("c", leader.last_applied)
+    assert leader.snapshot is not None and leader.snapshot.config == Config((0, 1, 2))
+    assert leader.config == Config((0, 1, 2), (3,))
