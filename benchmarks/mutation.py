@@ -718,6 +718,14 @@ TARGETS["protocols"].equivalent.update(
             " lines earlier (session is not None) and nothing in between removes it"
             " (_close_session only answers)"
         ),
+        f"{_RAFT}__init____mutmut_115": (
+            "_dirty starts True: every step calls _begin() (setting it False) before"
+            " _flush reads it"
+        ),
+        _mangled(_PROTOCOLS + "lock_machine.py") + ".x__shape_error__mutmut_12": (
+            "getattr(c, 'name', 'X') for 'x': the default stands in for a command without"
+            " a name, and both are valid names"
+        ),
         f"{_RAFT}_heard_from_leader__mutmut_2": (
             "a follower then goes through _become_follower(self.term, leader): same term,"
             " same role and leader, the same one SetTimer draw; it also empties _votes,"

@@ -166,3 +166,15 @@ def test_a_snapshot_with_a_negative_balance_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^snapshot has a negative balance$"):
         fresh.restore(msgspec.msgpack.encode(snap))
     assert fresh.snapshot() == before
+
+
+def test_the_closed_hold_table_forgets_the_oldest_first() -> None:
+    ledger = Ledger(LedgerConfig(max_closed=1))
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 10))
+    for hold in ("h1", "h2"):
+        ledger.apply(Hold(hold, "alice", 1))
+        ledger.apply(Release(hold))
+    # h2, the newest, is remembered as closed; h1 was forgotten (unknown now)
+    assert ledger.apply(Release("h2")).code == "hold_closed"  # type: ignore[union-attr]
+    assert ledger.apply(Release("h1")).code == "unknown_hold"  # type: ignore[union-attr]

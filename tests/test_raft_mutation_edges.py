@@ -664,3 +664,15 @@ def test_a_snapshot_keeps_the_config_of_its_last_entry_not_a_later_one() -> None
     assert ask(c, 0, "c", "compact") == Reply("c", leader.last_applied)
     assert leader.snapshot is not None and leader.snapshot.config == Config((0, 1, 2))
     assert leader.config == Config((0, 1, 2), (3,))
+
+
+def test_a_fresh_node_without_restore_can_change_membership() -> None:
+    node = RaftNode(0, (0,), Register())
+    assert (node.config, node.config_index) == (Config((0,)), 0)
+    node.on_start(0.0, random.Random(0))
+    node.on_timer(2.0, "election")
+    assert node.role == "leader" and node.commit_index == 1
+    effects = node.on_client(2.0, ClientRequest("l", "add_learner", 1))
+    assert node.config == Config((0,), (1,)) and node.config_index == 2
+    # a single voter commits the change alone
+    assert [e for e in effects if isinstance(e, Reply)] == [Reply("l", Config((0,), (1,)))]
