@@ -135,6 +135,10 @@ def _small_ledger() -> Ledger:
             Transfer("alice", "bob", 0),
             ErrorResult("invalid_amount", "amount must be an int in [1, 2**63), got 0", "alice"),
         ),
+        (
+            Mint("treasury", "alice", 0),
+            ErrorResult("invalid_amount", "amount must be an int in [1, 2**63), got 0", "alice"),
+        ),
         ("transfer", ErrorResult("bad_command", "not a ledger command: str")),
     ],
 )
