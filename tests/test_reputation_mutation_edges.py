@@ -1,0 +1,23 @@
+"""Exact edges of the reputation scores (protocols/reputation.py) that the mutation
+run of ``protocols/`` found unchecked."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_foundation.protocols.reputation import Reputation
+
+
+def test_scores_gives_each_agents_own_score_in_the_order_asked() -> None:
+    rep = Reputation(10.0, prior=0.5, prior_weight=1.0)
+    rep.record("good", 1.0, now=0.0)
+    rep.record("bad", 0.0, now=0.0)
+    scores = rep.scores(["bad", "never", "good"], now=0.0)
+    assert list(scores) == ["bad", "never", "good"]
+    assert scores == {"bad": 0.25, "never": 0.5, "good": 0.75}
+
+
+def test_a_time_that_is_not_a_number_is_named() -> None:
+    rep = Reputation(10.0)
+    with pytest.raises(TypeError, match=r"^now must be a number, got str$"):
+        rep.score("a", "soon")  # type: ignore[arg-type]
