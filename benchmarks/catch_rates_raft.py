@@ -14,7 +14,9 @@ Two measurements, both with fresh seeds (no example database, no derandomize):
 * ``--searches K``: K real searches per variant, each exactly what CI runs
   (``search()``: up to ``SEARCH_EXAMPLES`` runs, stopping at the first failure),
   with the 95 % Wilson interval of the catch rate, the mean and the longest
-  search's wall time, and which invariants fired; variant ``correct`` runs the
+  search's wall time and CPU time (the CPU time is what an idle machine's wall
+  time would be), how many of its runs a search used (mean, max), and which
+  invariants fired; variant ``correct`` runs the
   same searches on the real core (its false positives). The load average
   (``uptime``) is printed before and after.
 
@@ -107,10 +109,14 @@ def main() -> None:
         caught = 0
         fired: dict[str, int] = {}
         times = []
+        cpu = []
+        used = []
         for _ in range(args.searches):
-            started = time.monotonic()
+            started, cpu_started, runs_before = time.monotonic(), time.process_time(), machine.runs
             found = raft.search(machine)
             times.append(time.monotonic() - started)
+            cpu.append(time.process_time() - cpu_started)
+            used.append(machine.runs - runs_before)
             if found is not None:
                 what = found.split(":", 1)[0][:40]
                 fired[what] = fired.get(what, 0) + 1
@@ -119,7 +125,9 @@ def main() -> None:
         print(
             f"searches {name:22} {caught}/{args.searches} {caught / args.searches:.1%} "
             f"(95 % Wilson {low:.1%}..{high:.1%}), mean {sum(times) / len(times):.1f} s, "
-            f"max {max(times):.1f} s per search; fired {fired}",
+            f"max {max(times):.1f} s per search (CPU mean {sum(cpu) / len(cpu):.1f} s, "
+            f"max {max(cpu):.1f} s); runs used mean {sum(used) / len(used):.1f}, "
+            f"max {max(used)} of {k}; fired {fired}",
             flush=True,
         )
     if args.searches:
