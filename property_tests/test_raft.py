@@ -1407,6 +1407,10 @@ SEARCH_EXAMPLES = 100
 #: composite actions ``vote_crash`` and ``leader_churn`` made the two hard ones
 #: (a vote lost in a crash, Figure 8) common (docs/consensus.md: 200 searches each)
 CI_SEARCHED = tuple(BROKEN)
+#: fresh searches CI allows a core whose measured per-search rate is below 100 %
+#: (a second, independent search after a miss): read_without_quorum missed in a
+#: few searches of the 200 measured (docs/consensus.md)
+CI_SEARCHES = {"read_without_quorum": 2}
 
 
 def search(machine: type[RaftMachine], max_examples: int = SEARCH_EXAMPLES) -> str | None:
@@ -1447,9 +1451,10 @@ def _searched(name: str, searches: int) -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", CI_SEARCHED)
 def test_broken_core_is_caught_by_a_fresh_search(name: str) -> None:
-    """One fresh random search per broken core, asserting it is caught by one of
-    the invariants that core breaks (catch rates in docs/consensus.md)."""
-    _searched(name, 1)
+    """One fresh random search per broken core (two for those in CI_SEARCHES),
+    asserting it is caught by one of the invariants that core breaks (catch rates
+    in docs/consensus.md)."""
+    _searched(name, CI_SEARCHES.get(name, 1))
 
 
 # ---------------------------------------------------------------------- directed schedules
