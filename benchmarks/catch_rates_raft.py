@@ -142,6 +142,8 @@ def measure_searches(raft: ModuleType, variants: list[str], searches: int, progr
                 t.cpu.append(time.process_time() - cpu_started)
                 t.used.append(machine.runs - runs_before)
                 what = None if found is None else found.split(":", 1)[0][:40]
+                if found == "":
+                    what = "AssertionError without a message"
                 if what is not None:
                     t.fired[what] = t.fired.get(what, 0) + 1
                     t.caught += found.startswith(invariants)

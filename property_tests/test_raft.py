@@ -1407,10 +1407,11 @@ SEARCH_EXAMPLES = 100
 #: composite actions ``vote_crash`` and ``leader_churn`` made the two hard ones
 #: (a vote lost in a crash, Figure 8) common (docs/consensus.md: 200 searches each)
 CI_SEARCHED = tuple(BROKEN)
-#: fresh searches CI allows a core whose measured per-search rate is below 100 %
-#: (a second, independent search after a miss): read_without_quorum missed in a
-#: few searches of the 200 measured (docs/consensus.md)
-CI_SEARCHES = {"read_without_quorum": 2}
+#: fresh searches CI allows a core that a measured search missed (a second,
+#: independent search after a miss; docs/consensus.md): read_without_quorum ran
+#: out of its budget in 2 of 115 searches, apply_on_append ended one of 67 after
+#: 4 runs without a violation (cause not found)
+CI_SEARCHES = {"read_without_quorum": 2, "apply_on_append": 2}
 
 
 def search(machine: type[RaftMachine], max_examples: int = SEARCH_EXAMPLES) -> str | None:
