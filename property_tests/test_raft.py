@@ -214,6 +214,13 @@ class ApplyOnAppendNode(RaftNode):  # type: ignore[misc]
                 self._apply_command(e.command)
             self.last_applied = e.index
 
+    def _compact(self) -> bool:
+        # what it applied early may since have been cut from its log; the real core
+        # compacts only committed entries and asserts the entry is there
+        if self.term_at(self.last_applied) is None:
+            return False
+        return bool(super()._compact())
+
 
 class ForgetsTruncationNode(RaftNode):  # type: ignore[misc]
     """Broken: its Persist records never say to truncate the log (the conflicting
@@ -1409,9 +1416,8 @@ SEARCH_EXAMPLES = 100
 CI_SEARCHED = tuple(BROKEN)
 #: fresh searches CI allows a core that a measured search missed (a second,
 #: independent search after a miss; docs/consensus.md): read_without_quorum ran
-#: out of its budget in 2 of 115 searches, apply_on_append ended one of 67 after
-#: 4 runs without a violation (cause not found)
-CI_SEARCHES = {"read_without_quorum": 2, "apply_on_append": 2}
+#: out of its budget in 3 of 149 searches
+CI_SEARCHES = {"read_without_quorum": 2}
 
 
 def search(machine: type[RaftMachine], max_examples: int = SEARCH_EXAMPLES) -> str | None:
