@@ -14,7 +14,9 @@ Two measurements, both with fresh seeds (no example database, no derandomize):
 * ``--searches K``: K real searches per variant, each exactly what CI runs
   (``search()``: up to ``SEARCH_EXAMPLES`` runs, stopping at the first failure),
   with the 95 % Wilson interval of the catch rate, the mean and the longest
-  search's wall time, and which invariants fired; variant ``correct`` runs the
+  search's wall time and CPU time (the CPU time is what an idle machine's wall
+  time would be), how many of its runs a search used (mean, max), and which
+  invariants fired; variant ``correct`` runs the
   same searches on the real core (its false positives). The load average
   (``uptime``) is printed before and after.
 
@@ -30,6 +32,7 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument(
         "--variant", action="append", help="only these variants, or correct (repeatable)"
     )
+    parser.add_argument("--progress", action="store_true", help="a line per search")
     args = parser.parse_args()
     raft = _load("property_raft", ROOT / "property_tests" / "test_raft.py")
     variants = args.variant or sorted(raft.BROKEN)
@@ -101,29 +105,69 @@ def main() -> None:
             print(f"  reached (fraction of runs): {reach}", flush=True)
     if args.searches:
         print(f"searches of up to {k} runs of {raft.STEPS} steps; {load()}", flush=True)
-    for name in variants if args.searches else []:
-        machine = raft.RaftMachine if name == "correct" else raft.BROKEN[name][0]
-        invariants = ("",) if name == "correct" else raft.BROKEN[name][1]
-        caught = 0
-        fired: dict[str, int] = {}
-        times = []
-        for _ in range(args.searches):
-            started = time.monotonic()
-            found = raft.search(machine)
-            times.append(time.monotonic() - started)
-            if found is not None:
-                what = found.split(":", 1)[0][:40]
-                fired[what] = fired.get(what, 0) + 1
-                caught += found.startswith(invariants)
-        low, high = wilson(caught, args.searches)
+        measure_searches(raft, variants, args.searches, args.progress)
+        print(load(), flush=True)
+
+
+@dataclass
+class Tally:
+    """The searches of one variant so far."""
+
+    caught: int = 0
+    fired: dict[str, int] = field(default_factory=dict)
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    used: list[int] = field(default_factory=list)
+
+
+def measure_searches(raft: ModuleType, variants: list[str], searches: int, progress: bool) -> None:
+    """``searches`` fresh searches per variant, the variants taking turns (so an
+    interrupted measurement has as many for each); Ctrl-C (SIGINT) stops it and
+    reports the searches completed."""
+    k = raft.SEARCH_EXAMPLES
+    tallies = {name: Tally() for name in variants}
+    try:
+        for i in range(searches):
+            for name in variants:
+                machine = raft.RaftMachine if name == "correct" else raft.BROKEN[name][0]
+                invariants = ("",) if name == "correct" else raft.BROKEN[name][1]
+                t = tallies[name]
+                started, cpu_started, runs_before = (
+                    time.monotonic(),
+                    time.process_time(),
+                    machine.runs,
+                )
+                found = raft.search(machine)
+                t.wall.append(time.monotonic() - started)
+                t.cpu.append(time.process_time() - cpu_started)
+                t.used.append(machine.runs - runs_before)
+                what = None if found is None else found.split(":", 1)[0][:40]
+                if found == "":
+                    what = "AssertionError without a message"
+                if what is not None:
+                    t.fired[what] = t.fired.get(what, 0) + 1
+                    t.caught += found.startswith(invariants)
+                if progress:
+                    print(
+                        f"  {name} search {i + 1}: {what or 'nothing found'}, {t.used[-1]} runs, "
+                        f"{t.wall[-1]:.1f} s wall, {t.cpu[-1]:.1f} s CPU",
+                        flush=True,
+                    )
+    except KeyboardInterrupt:
+        print("interrupted: the searches completed so far", flush=True)
+    for name, t in tallies.items():
+        n = len(t.cpu)
+        if not n:
+            continue
+        low, high = wilson(t.caught, n)
         print(
-            f"searches {name:22} {caught}/{args.searches} {caught / args.searches:.1%} "
-            f"(95 % Wilson {low:.1%}..{high:.1%}), mean {sum(times) / len(times):.1f} s, "
-            f"max {max(times):.1f} s per search; fired {fired}",
+            f"searches {name:22} {t.caught}/{n} {t.caught / n:.1%} "
+            f"(95 % Wilson {low:.1%}..{high:.1%}), mean {sum(t.wall) / n:.1f} s, "
+            f"max {max(t.wall):.1f} s per search (CPU mean {sum(t.cpu) / n:.1f} s, "
+            f"max {max(t.cpu):.1f} s); runs used mean {sum(t.used) / n:.1f}, "
+            f"max {max(t.used)} of {k}; fired {t.fired}",
             flush=True,
         )
-    if args.searches:
-        print(load(), flush=True)
 
 
 if __name__ == "__main__":
