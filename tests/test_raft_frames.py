@@ -8,6 +8,7 @@ replies are refused with errors naming the size and the limit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -407,3 +408,57 @@ async def test_default_frame_a_snapshot_above_16_mib_reaches_a_lagging_follower(
                 assert c.nodes[follower].frame_stats()["snapshots_assembled"] >= 1
     finally:
         FRAME = saved
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_processes_an_84_mb_snapshot_reaches_a_restarted_member(tmp_path: Path) -> None:
+    """The reviewer's repro on 3 ``foundation kv serve`` processes: member 3 killed,
+    40 values of 1 MB and 10,500 small puts written (an ~82 MB snapshot), member 3
+    restarted; it must catch up with no election."""
+    from test_kv_cli import Processes
+
+    from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
+
+    procs = Processes(tmp_path)
+    members = {i: ("127.0.0.1", p) for i, p in procs.ports.items()}
+    try:
+        for i in procs.ports:
+            procs.start(i)
+        async with open_raft_client(members, codec=KV_CODEC) as client:
+            kv = RaftKV(client)
+            await kv.put(b"hello", b"x")
+            procs.kill(3)
+            for k in range(40):
+                await kv.put(f"big{k}".encode(), b"b" * 1_000_000)
+
+            async def small(lo: int) -> None:
+                for k in range(lo, 10_500, 50):
+                    await kv.put(f"s{k}".encode(), b"v" * 16)
+
+            async with trio.open_nursery() as nursery:
+                for lo in range(50):
+                    nursery.start_soon(small, lo)
+            size = await trio.to_thread.run_sync(
+                lambda: max((p.stat().st_size for p in tmp_path.glob("data*/snapshot")), default=0)
+            )
+            assert size > 3 * rw.DEFAULT_MAX_FRAME  # the old code lost chunks from 3 on
+            before = [await client.node_status(i) for i in (1, 2)]
+            assert all(s is not None for s in before)
+            term = max(s.term for s in before if s is not None)
+            commit = max(s.commit_index for s in before if s is not None)
+            started = time.monotonic()
+            procs.start(3)
+            with trio.fail_after(60):
+                while True:
+                    s3 = await client.node_status(3, wait=0.5)
+                    if s3 is not None and s3.last_applied >= commit:
+                        break
+                    await trio.sleep(0.2)
+            took = time.monotonic() - started
+            after = [await client.node_status(i) for i in (1, 2, 3)]
+            assert {s.term for s in after if s is not None} == {term}, "an election happened"
+            print(f"member 3 caught up in {took:.1f} s from a {size / 1e6:.1f} MB snapshot")
+    finally:
+        for i in list(procs.procs):
+            procs.kill(i)
