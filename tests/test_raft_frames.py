@@ -298,6 +298,14 @@ def test_frame_limit_is_validated() -> None:
     assert rw.RAFT_PROTOCOL.max_frame == 16 << 20
 
 
+async def test_send_queue_bytes_is_validated(tmp_path: Path) -> None:
+    peers = {1: ("127.0.0.1", free_ports(1)[0])}
+    for bad in (100, 0, True, 4096.0):
+        with pytest.raises(ValueError, match="send_queue_bytes must be an int >= 4096"):
+            async with open_raft_node(1, peers, tmp_path, Store(), send_queue_bytes=bad):  # type: ignore[arg-type]
+                pass  # pragma: no cover
+
+
 class _FakeTcp:
     """Encodes as the transport does (the codec's size check), keeps nothing."""
 

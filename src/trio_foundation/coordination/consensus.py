@@ -80,6 +80,7 @@ from .raft_wire import (
     FRAME_MARGIN,
     MAX_BATCH,
     MAX_MEMBER_ID,
+    MIN_FRAME,
     CAdmin,
     CBatchItem,
     CBatchReply,
@@ -1338,6 +1339,14 @@ async def open_raft_node(
     protocol = raft_protocol(max_frame)
     if not isinstance(max_snapshot_bytes, int) or max_snapshot_bytes <= 0:
         raise ValueError(f"max_snapshot_bytes must be an int > 0, got {max_snapshot_bytes!r}")
+    if (
+        not isinstance(send_queue_bytes, int)
+        or isinstance(send_queue_bytes, bool)
+        or send_queue_bytes < MIN_FRAME
+    ):
+        raise ValueError(
+            f"send_queue_bytes must be an int >= {MIN_FRAME}, got {send_queue_bytes!r}"
+        )
     if not 0 <= max_clock_drift < 1:
         raise ValueError(f"max_clock_drift must be in [0, 1), got {max_clock_drift!r}")
     codec = codec if codec is not None else Codec()
