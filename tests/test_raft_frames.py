@@ -8,6 +8,7 @@ replies are refused with errors naming the size and the limit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from attrs import evolve as attrs_evolve
 from test_consensus import free_ports
 
 from trio_foundation.coordination import raft_wire as rw
@@ -60,10 +62,17 @@ async def until(predicate: Callable[[], bool]) -> None:
 
 
 class Cluster:
-    def __init__(self, tmp: Path, nursery: trio.Nursery, max_log_entries: int) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        nursery: trio.Nursery,
+        max_log_entries: int,
+        send_queue_bytes: int = 8 << 20,
+    ) -> None:
         self.tmp = tmp
         self.nursery = nursery
         self.max_log_entries = max_log_entries
+        self.send_queue_bytes = send_queue_bytes
         self.peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
         self.nodes: dict[int, RaftNodeHandle] = {}
         self.machines: dict[int, Store] = {}
@@ -82,6 +91,7 @@ class Cluster:
                     election_timeout=0.3,
                     max_log_entries=self.max_log_entries,
                     max_frame=FRAME,
+                    send_queue_bytes=self.send_queue_bytes,
                 ) as node:
                     self.nodes[i] = node
                     self.machines[i] = machine
@@ -103,10 +113,12 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(tmp: Path, max_log_entries: int = 10_000) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp: Path, max_log_entries: int = 10_000, send_queue_bytes: int = 8 << 20
+) -> AsyncIterator[Cluster]:
     # a member whose nursery dies raises out of this block: the test fails
     async with trio.open_nursery() as nursery:
-        c = Cluster(tmp, nursery, max_log_entries)
+        c = Cluster(tmp, nursery, max_log_entries, send_queue_bytes)
         for i in c.peers:
             await c.start(i)
         yield c
@@ -139,6 +151,36 @@ async def test_a_lagging_follower_gets_a_snapshot_bigger_than_a_frame(tmp_path: 
             assert await c.nodes[follower].submit(["after", b"x"]) == 61
             for node in c.nodes.values():
                 assert not [k for k in node.frame_stats() if k.startswith("oversize.")]
+
+
+async def test_a_snapshot_of_many_times_the_send_queue_streams_without_elections(
+    tmp_path: Path,
+) -> None:
+    """The reviewer's case in small: a snapshot of >= 20 chunks, 6x the transport's
+    send queue. Handed to the transport at once, the queue drops the oldest chunks
+    every time and the follower never catches up; streamed as the queue drains,
+    it catches up, and no election happens meanwhile (the term stays)."""
+    queue = 4 * FRAME
+    async with cluster(tmp_path, max_log_entries=16, send_queue_bytes=queue) as c:
+        leader = await c.leader()
+        follower = next(i for i in c.nodes if i != leader)
+        c.stop(follower)
+        for k in range(240):
+            await c.nodes[leader].submit([f"k{k}", VALUE])
+        snap = c.nodes[leader].core.snapshot
+        assert snap is not None and len(snap.data) > 6 * queue
+        term = c.nodes[leader].core.term
+        started = trio.current_time()
+        await c.start(follower)
+        with trio.fail_after(10):
+            await until(lambda: len(c.machines[follower].values) == 240)
+        took = trio.current_time() - started
+        stats = c.nodes[leader].frame_stats()
+        assert stats["snapshot_chunks_sent"] >= 20, stats
+        assert c.nodes[follower].frame_stats()["snapshots_assembled"] >= 1
+        assert c.nodes[leader].core.role == "leader"
+        assert {n.core.term for n in c.nodes.values()} == {term}, "an election happened"
+        print(f"catch-up {took:.3f} s, {stats['snapshot_chunks_sent']} chunks sent")
 
 
 async def test_a_batch_of_appends_bigger_than_a_frame_is_split(tmp_path: Path) -> None:
@@ -256,12 +298,24 @@ def test_frame_limit_is_validated() -> None:
     assert rw.RAFT_PROTOCOL.max_frame == 16 << 20
 
 
+async def test_send_queue_bytes_is_validated(tmp_path: Path) -> None:
+    peers = {1: ("127.0.0.1", free_ports(1)[0])}
+    for bad in (100, 0, True, 4096.0):
+        with pytest.raises(ValueError, match="send_queue_bytes must be an int >= 4096"):
+            async with open_raft_node(1, peers, tmp_path, Store(), send_queue_bytes=bad):  # type: ignore[arg-type]
+                pass  # pragma: no cover
+
+
 class _FakeTcp:
     """Encodes as the transport does (the codec's size check), keeps nothing."""
 
     def __init__(self) -> None:
         self.protocol = rw.raft_protocol(FRAME)
         self.sent: list[Any] = []
+        self.queued: dict[int, int] = {}  # what the test says the queue holds
+
+    def queued_bytes(self, dst: int) -> int:
+        return self.queued.get(dst, 0)
 
     def send_nowait(self, dst: int, msg: Any) -> bool:
         self.protocol.encode(msg)
@@ -289,6 +343,55 @@ def test_the_send_path_drops_counts_and_survives_an_unsendable_message() -> None
     assert len(tcp.sent) == 1
 
 
+async def test_a_chunked_snapshot_is_encoded_once_and_paced_by_the_queue() -> None:
+    from trio_foundation.coordination.consensus import _Persister
+
+    tcp = _FakeTcp()
+    budget = 4 * FRAME
+    persister = _Persister(
+        None,  # type: ignore[arg-type]
+        tcp,  # type: ignore[arg-type]
+        last_index=lambda: 0,
+        snapshot_resend=0.05,
+        stream_budget=budget,
+    )
+    msg = _install(100_000)
+    blob = rw.snapshot_blob(msg)
+    step = FRAME - rw.FRAME_MARGIN
+    # first ask: only what fits the budget; the same asks with a full queue: nothing
+    persister.send(2, msg)
+    first = len(tcp.sent)
+    assert 1 <= first and first * step <= budget
+    tcp.queued[2] = budget
+    for _ in range(5):
+        persister.send(2, msg)
+    assert len(tcp.sent) == first
+    # the queue drains: the next ask continues where the stream stopped
+    got = list(tcp.sent)
+    while sum(len(c.data) for c in got) < len(blob):
+        tcp.queued[2] = 0
+        persister.send(2, msg)
+        got = list(tcp.sent)
+    assert [c.offset for c in got] == list(range(0, len(blob), step))
+    asm = rw.SnapshotAssembler(max_bytes=1 << 20, timeout=1.0)
+    assert [asm.add(1, c, 0.0) for c in got][-1] == msg
+    # finished, unanswered: no resend before an election timeout, from 0 after
+    persister.send(2, msg)
+    assert len(tcp.sent) == len(got)
+    await trio.sleep(0.06)
+    persister.send(2, msg)
+    assert tcp.sent[len(got)].offset == 0
+    # answered: the stream is dropped; a new snapshot starts a new stream
+    persister.snapshot_answered(2)
+    newer = attrs_evolve(msg, last_included_index=41)
+    before = len(tcp.sent)
+    persister.send(2, newer)
+    assert tcp.sent[before].index == 41 and tcp.sent[before].offset == 0
+    # one encoding per snapshot however often the core asks
+    assert persister.snapshot_encodes == 2
+    assert persister.snapshots_chunked == 3
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_default_frame_a_snapshot_above_16_mib_reaches_a_lagging_follower(
@@ -313,3 +416,57 @@ async def test_default_frame_a_snapshot_above_16_mib_reaches_a_lagging_follower(
                 assert c.nodes[follower].frame_stats()["snapshots_assembled"] >= 1
     finally:
         FRAME = saved
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_processes_an_84_mb_snapshot_reaches_a_restarted_member(tmp_path: Path) -> None:
+    """The reviewer's repro on 3 ``foundation kv serve`` processes: member 3 killed,
+    40 values of 1 MB and 10,500 small puts written (an ~82 MB snapshot), member 3
+    restarted; it must catch up with no election."""
+    from test_kv_cli import Processes
+
+    from trio_foundation.coordination.raft_kv import KV_CODEC, RaftKV
+
+    procs = Processes(tmp_path)
+    members = {i: ("127.0.0.1", p) for i, p in procs.ports.items()}
+    try:
+        for i in procs.ports:
+            procs.start(i)
+        async with open_raft_client(members, codec=KV_CODEC) as client:
+            kv = RaftKV(client)
+            await kv.put(b"hello", b"x")
+            procs.kill(3)
+            for k in range(40):
+                await kv.put(f"big{k}".encode(), b"b" * 1_000_000)
+
+            async def small(lo: int) -> None:
+                for k in range(lo, 10_500, 50):
+                    await kv.put(f"s{k}".encode(), b"v" * 16)
+
+            async with trio.open_nursery() as nursery:
+                for lo in range(50):
+                    nursery.start_soon(small, lo)
+            size = await trio.to_thread.run_sync(
+                lambda: max((p.stat().st_size for p in tmp_path.glob("data*/snapshot")), default=0)
+            )
+            assert size > 3 * rw.DEFAULT_MAX_FRAME  # the old code lost chunks from 3 on
+            before = [await client.node_status(i) for i in (1, 2)]
+            assert all(s is not None for s in before)
+            term = max(s.term for s in before if s is not None)
+            commit = max(s.commit_index for s in before if s is not None)
+            started = time.monotonic()
+            procs.start(3)
+            with trio.fail_after(60):
+                while True:
+                    s3 = await client.node_status(3, wait=0.5)
+                    if s3 is not None and s3.last_applied >= commit:
+                        break
+                    await trio.sleep(0.2)
+            took = time.monotonic() - started
+            after = [await client.node_status(i) for i in (1, 2, 3)]
+            assert {s.term for s in after if s is not None} == {term}, "an election happened"
+            print(f"member 3 caught up in {took:.1f} s from a {size / 1e6:.1f} MB snapshot")
+    finally:
+        for i in list(procs.procs):
+            procs.kill(i)

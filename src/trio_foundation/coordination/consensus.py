@@ -80,6 +80,7 @@ from .raft_wire import (
     FRAME_MARGIN,
     MAX_BATCH,
     MAX_MEMBER_ID,
+    MIN_FRAME,
     CAdmin,
     CBatchItem,
     CBatchReply,
@@ -100,6 +101,8 @@ from .raft_wire import (
     from_wire,
     max_command_bytes,
     raft_protocol,
+    snapshot_blob,
+    snapshot_chunk,
     snapshot_chunks,
     split_append,
     to_wire,
@@ -234,6 +237,24 @@ class _FrameGuard:
             return False
 
 
+@attrs.define
+class _SnapshotStream:
+    """One follower's chunked snapshot in flight: the core's message it carries
+    (its term, leader and read id go on every chunk), the snapshot's encoding
+    (shared by every stream of that snapshot), the next offset to send, when the
+    core last asked for it, and when its last chunk was queued (``None``: not yet)."""
+
+    msg: core.InstallSnapshot
+    blob: bytes
+    offset: int
+    asked: float
+    finished: float | None = None
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.msg.term, self.msg.last_included_index, self.msg.last_included_term)
+
+
 class _Persister:
     """Queues the core's records; writes them in order; holds sends until durable.
 
@@ -261,21 +282,34 @@ class _Persister:
         durable_last: int = 0,
         guard: _FrameGuard | None = None,
         snapshot_resend: float = 0.3,
+        stream_budget: int = 4 << 20,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self._log = log
         self._tcp = tcp
         self.guard = guard if guard is not None else _FrameGuard(tcp)
         self._max_frame = tcp.protocol.max_frame
         self._snapshot_resend = snapshot_resend
-        # destination -> ((term, snapshot index), when) of the last chunked snapshot
-        self._chunked: dict[int, tuple[tuple[int, int], float]] = {}
+        self._stream_budget = stream_budget
+        # chunk size of a stream: two fit the budget, so the transport's queue
+        # (twice the budget) never overflows with chunks
+        self._chunk_step = max(1024, min(self._max_frame - FRAME_MARGIN, stream_budget // 2))
+        self._leading = leading
+        # destination -> the chunked snapshot streaming to it (at most one each)
+        self._streams: dict[int, _SnapshotStream] = {}
+        # the last snapshot encoded for chunks: ((index, term), encoding)
+        self._blob: tuple[tuple[int, int], bytes] | None = None
+        self._streams_wake = trio.Event()
+        # destination -> bytes of snapshot chunks held for durability
+        self._held_chunk_bytes: dict[int, int] = {}
         #: AppendEntries split into several frames
         self.appends_split = 0
-        #: InstallSnapshot messages sent in chunks
+        #: chunked snapshot streams started (from chunk 0)
         self.snapshots_chunked = 0
-        #: resends of a chunked snapshot skipped (the last one is less than
-        #: ``snapshot_resend`` seconds old)
-        self.snapshot_resends_skipped = 0
+        #: snapshot chunks handed to the transport
+        self.snapshot_chunks_sent = 0
+        #: snapshots encoded for chunking (once per snapshot, not per request)
+        self.snapshot_encodes = 0
         self._queue: deque[core.RaftPersist] = deque()
         self.queued = 0
         self.durable = 0
@@ -306,9 +340,9 @@ class _Persister:
         self._wake.set()
 
     def _wires(self, dst: int, msg: Any) -> list[Any]:
-        """``msg`` as the frames that carry it: an oversized ``AppendEntries``
-        split into consecutive ones, an oversized ``InstallSnapshot`` in chunks
-        (resent to one destination at most every ``snapshot_resend`` seconds);
+        """``msg`` as the frames that carry it now: an oversized ``AppendEntries``
+        split into consecutive ones; an oversized ``InstallSnapshot`` streamed
+        (:meth:`_stream`: the chunks that fit the budget now, the rest later);
         nothing (counted, logged) if it cannot be cut to fit."""
         limit = self._max_frame
         try:
@@ -318,29 +352,93 @@ class _Persister:
                     self.appends_split += 1
                 return list(parts)
             if isinstance(msg, core.InstallSnapshot):
-                key = (msg.term, msg.last_included_index)
-                now = trio.current_time()
-                if len(msg.data) > limit - FRAME_MARGIN:  # certainly chunked: throttle
-                    last = self._chunked.get(dst)
-                    if (
-                        last is not None
-                        and last[0] == key
-                        and now - last[1] < self._snapshot_resend
-                    ):
-                        self.snapshot_resends_skipped += 1
-                        return []
-                chunks = snapshot_chunks(msg, limit)
-                if isinstance(chunks[0], WSnapshotChunk):
-                    self._chunked[dst] = (key, now)
-                    self.snapshots_chunked += 1
-                return chunks
+                return self._stream(dst, msg)
         except ValueError as exc:
             self.guard.dropped(type(msg).__name__, str(exc))
             return []
         return [to_wire(msg)]
 
+    def _stream(self, dst: int, msg: core.InstallSnapshot) -> list[Any]:
+        """The core asks (again) to send ``msg`` to ``dst``. A snapshot that fits
+        one frame goes whole. A bigger one is streamed: encoded once per snapshot,
+        its chunks queued only while the transport holds less than the budget
+        for ``dst`` (the rest on later asks or the stream timer, :meth:`run_streams`);
+        restarted from chunk 0 only for a different snapshot or term, or when it
+        finished an election timeout ago and the follower has not answered."""
+        now = trio.current_time()
+        key = (msg.last_included_index, msg.last_included_term)
+        if self._blob is None or self._blob[0] != key:
+            if len(msg.data) <= self._max_frame - FRAME_MARGIN:
+                # probably one frame: no need to keep the encoding
+                whole = snapshot_chunks(msg, self._max_frame)
+                if not isinstance(whole[0], WSnapshotChunk):
+                    self._streams.pop(dst, None)
+                    return whole
+            self._blob = (key, snapshot_blob(msg))
+            self.snapshot_encodes += 1
+        blob = self._blob[1]
+        if len(blob) <= self._max_frame - FRAME_MARGIN:
+            self._streams.pop(dst, None)
+            return snapshot_chunks(msg, self._max_frame)
+        stream = self._streams.get(dst)
+        if (
+            stream is None
+            or stream.key != (msg.term, *key)
+            or (stream.finished is not None and now - stream.finished >= self._snapshot_resend)
+        ):
+            stream = self._streams[dst] = _SnapshotStream(msg, blob, 0, now)
+            self.snapshots_chunked += 1
+            self._streams_wake.set()
+        stream.asked = now
+        return self._next_chunks(dst, stream, now)
+
+    def _next_chunks(self, dst: int, stream: _SnapshotStream, now: float) -> list[Any]:
+        """The chunks of ``stream`` that fit under the budget now: while the bytes
+        queued in the transport (and held here) for ``dst`` plus one more chunk
+        stay within the budget."""
+        out: list[Any] = []
+        step = self._chunk_step
+        queued = self._tcp.queued_bytes(dst) + self._held_chunk_bytes.get(dst, 0)
+        total = len(stream.blob)
+        while stream.offset < total and queued + step <= self._stream_budget:
+            out.append(snapshot_chunk(stream.msg, stream.blob, stream.offset, step))
+            stream.offset += step
+            queued += step
+        if stream.offset >= total and stream.finished is None:
+            stream.finished = now
+        self.snapshot_chunks_sent += len(out)
+        return out
+
+    def snapshot_answered(self, src: int) -> None:
+        """``src`` answered an ``InstallSnapshot``: its stream is done. Not a checkpoint."""
+        self._streams.pop(src, None)
+
+    async def run_streams(self, tick: float) -> None:
+        """Push the streams' next chunks every ``tick`` seconds while any is open,
+        so a snapshot goes at the pace the connection drains it; drop every stream
+        when this member is no longer leader, and a stream the core stopped asking
+        for an election timeout ago. A checkpoint; runs until cancelled."""
+        while True:
+            if not self._streams:
+                await self._streams_wake.wait()
+                self._streams_wake = trio.Event()
+                continue
+            await trio.sleep(tick)
+            now = trio.current_time()
+            if not self._leading():
+                self._streams.clear()
+                continue
+            for dst, stream in list(self._streams.items()):
+                if now - stream.asked >= 2 * self._snapshot_resend:
+                    del self._streams[dst]
+                    continue
+                if stream.finished is None:
+                    self._send_wires(dst, stream.msg, self._next_chunks(dst, stream, now))
+
     def send(self, dst: int, msg: Any) -> bool:
-        wires = self._wires(dst, msg)
+        return self._send_wires(dst, msg, self._wires(dst, msg))
+
+    def _send_wires(self, dst: int, msg: Any, wires: list[Any]) -> bool:
         if self.durable >= self.queued:
             return all([self.guard.send(dst, wire) for wire in wires])
         if (
@@ -354,11 +452,21 @@ class _Persister:
         for wire in wires:
             self._held.append((self.queued, dst, wire))
             self._held_for[dst] = self._held_for.get(dst, 0) + 1
+            self._count_held(dst, wire, 1)
             if len(self._held) > _MAX_HELD:  # a lossy link: Raft retries on its timers
-                _, dropped, _ = self._held.popleft()
+                _, dropped, dropped_wire = self._held.popleft()
                 self._held_for[dropped] -= 1
+                self._count_held(dropped, dropped_wire, -1)
                 self.held_dropped += 1
         return True
+
+    def _count_held(self, dst: int, wire: Any, sign: int) -> None:
+        if isinstance(wire, WSnapshotChunk):
+            held = self._held_chunk_bytes.get(dst, 0) + sign * len(wire.data)
+            if held:
+                self._held_chunk_bytes[dst] = held
+            else:
+                self._held_chunk_bytes.pop(dst, None)
 
     async def wait_durable(self, seq: int) -> None:
         while self.durable < seq:
@@ -397,6 +505,7 @@ class _Persister:
                 while self._held and self._held[0][0] <= upto:
                     _, dst, wire = self._held.popleft()
                     self._held_for[dst] -= 1
+                    self._count_held(dst, wire, -1)
                     self.guard.send(dst, wire)
                 changed, self._durable_changed = self._durable_changed, trio.Event()
                 changed.set()
@@ -798,14 +907,16 @@ class RaftNodeHandle(_Caller):
     def frame_stats(self) -> dict[str, int]:
         """Counters of the frame limit's effects (not a checkpoint): messages
         dropped for their size (``oversize.<type>``), appends split, snapshots
-        sent in chunks and resends of them skipped, snapshots reassembled,
+        streamed in chunks (streams started, chunks sent, snapshots encoded),
+        snapshots reassembled,
         chunks dropped, and snapshots refused for ``max_snapshot_bytes``."""
         out = {f"oversize.{k}": v for k, v in sorted(self.guard.oversize.items())}
         p = self.persister
         if p is not None:
             out["appends_split"] = p.appends_split
             out["snapshots_chunked"] = p.snapshots_chunked
-            out["snapshot_resends_skipped"] = p.snapshot_resends_skipped
+            out["snapshot_chunks_sent"] = p.snapshot_chunks_sent
+            out["snapshot_encodes"] = p.snapshot_encodes
         out["snapshots_assembled"] = self._assembler.assembled
         out["snapshot_chunks_dropped"] = self._assembler.dropped
         out["snapshots_refused"] = self._assembler.refused
@@ -855,6 +966,8 @@ class RaftNodeHandle(_Caller):
         except ValueError:
             return
         if core_msg is not None:
+            if isinstance(core_msg, core.InstallSnapshotResponse) and self.persister is not None:
+                self.persister.snapshot_answered(env.src)
             self.driver.deliver(env.src, core_msg)
 
     async def _serve_snapshot(self, src: int, req: int) -> None:
@@ -1171,6 +1284,7 @@ async def open_raft_node(
     monitor: RaftNodeMonitor | None = None,
     max_frame: int = DEFAULT_MAX_FRAME,
     max_snapshot_bytes: int = 1 << 30,
+    send_queue_bytes: int = 8 << 20,
 ) -> AsyncIterator[RaftNodeHandle]:
     """Run one Raft member for the body of an ``async with``.
 
@@ -1209,6 +1323,9 @@ async def open_raft_node(
             are refused (see ``docs/consensus.md``, "Large snapshots and frames").
         max_snapshot_bytes: the largest snapshot (encoded, bytes) this member
             reassembles from chunks (1 GiB); a bigger one is refused.
+        send_queue_bytes: the most payload bytes the transport queues per peer
+            (8 MiB; the oldest are dropped beyond it). A chunked snapshot is
+            streamed so that at most half of it is queued at once.
 
     Entering is a checkpoint (opening the log runs in a thread). On exit the
     node stops (peers see a crash; what was saved is on disk).
@@ -1222,6 +1339,14 @@ async def open_raft_node(
     protocol = raft_protocol(max_frame)
     if not isinstance(max_snapshot_bytes, int) or max_snapshot_bytes <= 0:
         raise ValueError(f"max_snapshot_bytes must be an int > 0, got {max_snapshot_bytes!r}")
+    if (
+        not isinstance(send_queue_bytes, int)
+        or isinstance(send_queue_bytes, bool)
+        or send_queue_bytes < MIN_FRAME
+    ):
+        raise ValueError(
+            f"send_queue_bytes must be an int >= {MIN_FRAME}, got {send_queue_bytes!r}"
+        )
     if not 0 <= max_clock_drift < 1:
         raise ValueError(f"max_clock_drift must be in [0, 1), got {max_clock_drift!r}")
     codec = codec if codec is not None else Codec()
@@ -1265,6 +1390,7 @@ async def open_raft_node(
             secret=secret,
             on_message=on_message,
             backoff_max=0.5,
+            send_queue_bytes=send_queue_bytes,
         ) as tcp:
             handle = RaftNodeHandle(
                 node_id,
@@ -1285,6 +1411,8 @@ async def open_raft_node(
                 durable_last=log.last_index,
                 guard=handle.guard,
                 snapshot_resend=election_timeout,
+                stream_budget=send_queue_bytes // 2,
+                leading=lambda: raft.role == "leader",
             )
             driver = NodeDriver(
                 raft,
@@ -1302,6 +1430,7 @@ async def open_raft_node(
             async with trio.open_nursery() as nursery:
                 handle.nursery = nursery
                 nursery.start_soon(persister.run)
+                nursery.start_soon(persister.run_streams, min(0.005, election_timeout / 50))
                 if restored is not NO_STATE:
                     # the lease the core kept in memory is gone: stay silent for T
                     await trio.sleep(election_timeout * (1 + max_clock_drift))

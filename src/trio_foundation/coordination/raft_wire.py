@@ -40,6 +40,8 @@ __all__ = [
     "WSnapshotChunk",
     "max_command_bytes",
     "raft_protocol",
+    "snapshot_blob",
+    "snapshot_chunk",
     "snapshot_chunks",
     "split_append",
     "CAdmin",
@@ -624,32 +626,55 @@ def _with_prev(
     )
 
 
+def snapshot_blob(msg: core.InstallSnapshot) -> bytes:
+    """The encoding of ``msg``'s snapshot that :class:`WSnapshotChunk` pieces carry
+    (and :class:`SnapshotAssembler` decodes)."""
+    snap = core.Snapshot(
+        msg.last_included_index, msg.last_included_term, msg.config, msg.data, msg.sessions
+    )
+    return msgspec.msgpack.encode(_snapshot_to_wire(snap))
+
+
+def snapshot_chunk(
+    msg: core.InstallSnapshot, blob: bytes, offset: int, step: int
+) -> WSnapshotChunk:
+    """The piece of ``blob`` (:func:`snapshot_blob` of ``msg``) at ``offset``: at
+    most ``step`` data bytes (at most ``max_frame - FRAME_MARGIN`` to fit a
+    frame), with ``msg``'s term, leader and read id. The receiver's
+    :class:`SnapshotAssembler` takes chunks of any size, in offset order.
+
+    Raises:
+        ValueError: ``step`` is not positive, or ``offset`` is not a chunk
+            boundary inside ``blob``.
+    """
+    if step <= 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    if offset < 0 or offset >= len(blob) or offset % step:
+        raise ValueError(f"offset {offset} is not a chunk boundary of a {len(blob)}-byte blob")
+    return WSnapshotChunk(
+        msg.term,
+        msg.leader,
+        msg.read_id,
+        msg.last_included_index,
+        msg.last_included_term,
+        len(blob),
+        offset,
+        blob[offset : offset + step],
+    )
+
+
 def snapshot_chunks(msg: core.InstallSnapshot, max_frame: int) -> list[WireMessage]:
     """``msg`` as one :class:`WInstallSnapshot` if it fits a frame of ``max_frame``,
     else as :class:`WSnapshotChunk` pieces of at most ``max_frame - FRAME_MARGIN``
     data bytes each, in offset order."""
-    snap = core.Snapshot(
-        msg.last_included_index, msg.last_included_term, msg.config, msg.data, msg.sessions
-    )
-    wire = _snapshot_to_wire(snap)
-    blob = msgspec.msgpack.encode(wire)
+    blob = snapshot_blob(msg)
     if len(blob) <= max_frame - FRAME_MARGIN:
-        return [WInstallSnapshot(msg.term, msg.leader, wire, msg.read_id)]
-    step = max_frame - FRAME_MARGIN
-    view = memoryview(blob)
-    return [
-        WSnapshotChunk(
-            msg.term,
-            msg.leader,
-            msg.read_id,
-            msg.last_included_index,
-            msg.last_included_term,
-            len(blob),
-            off,
-            bytes(view[off : off + step]),
+        snap = core.Snapshot(
+            msg.last_included_index, msg.last_included_term, msg.config, msg.data, msg.sessions
         )
-        for off in range(0, len(blob), step)
-    ]
+        return [WInstallSnapshot(msg.term, msg.leader, _snapshot_to_wire(snap), msg.read_id)]
+    step = max_frame - FRAME_MARGIN
+    return [snapshot_chunk(msg, blob, off, step) for off in range(0, len(blob), step)]
 
 
 @attrs.define

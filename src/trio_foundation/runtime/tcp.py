@@ -349,6 +349,13 @@ class TcpTransport:
         self._counts["discarded"] += len(peer.queue)
         peer.queue.clear()
 
+    def queued_bytes(self, dst: int) -> int:
+        """Payload bytes queued for node ``dst`` and not yet taken by its writer
+        (0 for an unknown node). Not a checkpoint. A sender that must not lose
+        messages to the queue's overflow (``send_queue_bytes``) keeps this low."""
+        peer = self._peers.get(dst)
+        return 0 if peer is None else peer.queued_bytes
+
     def send_nowait(self, dst: int, msg: Any) -> bool:
         """Queue ``msg`` for node ``dst``; never blocks, never a checkpoint.
 
