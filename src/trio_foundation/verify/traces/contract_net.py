@@ -117,7 +117,6 @@ Abstractions (where the core is finer than the spec)
 from __future__ import annotations
 
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeAlias, final
@@ -155,8 +154,7 @@ from ...runtime.faults import (
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, TLAFunction, to_tla
-from ..tlc import TLCStatus, run_tlc
-from .lease_lock import TraceCheck
+from .lease_lock import TraceCheck, run_trace_check
 
 __all__ = [
     "BEHAVIOURS",
@@ -932,38 +930,20 @@ def check_trace_module(
     ``traces``, when given, are the traces the module holds; they let the verdict
     name the record's action and count records.
     """
-    from ..._errors import VerificationError
 
-    with tempfile.TemporaryDirectory(prefix="contractnet-trace-") as tmp:
-        cfg = Path(tmp) / "ContractNetTrace.cfg"
-        cfg.write_text(trace_config(), encoding="utf-8")
-        result = run_tlc(
-            specs_dir / "ContractNetTrace.tla",
-            cfg,
-            workers=workers,
-            timeout=timeout,
-            extra_files={"ContractNetTraceData.tla": module_text},
-        )
-    count = len(traces) if traces is not None else None
-    steps = sum(len(t) for t in traces) if traces is not None else None
-    if result.status is TLCStatus.OK:
-        return TraceCheck(True, count, steps, None, None, None, result)
-    if result.status in (TLCStatus.DEADLOCK, TLCStatus.INVARIANT_VIOLATED):
-        violated = result.status is TLCStatus.INVARIANT_VIOLATED
-        tr = pos = None
-        action = None
-        if result.counterexample:
-            last = result.counterexample[-1].state
-            found_tr, found_pos = last.get("tr"), last.get("pos")
-            if isinstance(found_tr, int) and isinstance(found_pos, int):
-                tr, pos = found_tr, found_pos
-                index = pos - 1 if violated else pos
-                if traces is not None and 0 <= index < len(traces[tr - 1]):
-                    found = traces[tr - 1][index]["action"]
-                    action = found if isinstance(found, str) else None
-        return TraceCheck(
-            False, count, steps, tr, pos, action, result, result.violated if violated else None
-        )
-    raise VerificationError(
-        f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
+    def action_at(tr: int, index: int) -> str | None:
+        if traces is not None and 0 <= index < len(traces[tr - 1]):
+            found = traces[tr - 1][index]["action"]
+            return found if isinstance(found, str) else None
+        return None
+
+    return run_trace_check(
+        "ContractNetTrace",
+        trace_config(),
+        module_text,
+        specs_dir=specs_dir,
+        workers=workers,
+        timeout=timeout,
+        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
+        action_at=action_at,
     )

@@ -700,6 +700,70 @@ class TraceCheck:
     violated: str | None = None
 
 
+def run_trace_check(
+    name: str,
+    config_text: str,
+    module_text: str,
+    *,
+    specs_dir: Path,
+    workers: int,
+    timeout: float,
+    counts: tuple[int, int] | None,
+    action_at: Callable[[int, int], str | None],
+) -> TraceCheck:
+    """Run TLC on ``specs_dir/NAME.tla`` over a trace-data module; the shared
+    plumbing of every trace validation (lease lock, Raft, contract-net).
+
+    Args:
+        name: the trace spec's module, e.g. ``"RaftTrace"``; the data module is
+            ``NAMEData.tla`` (``module_text``) and the config ``config_text``.
+        counts: ``(traces, records)`` when the traces are known, else ``None``.
+        action_at: the action logged for record ``index`` (0-based) of trace
+            ``tr`` (1-based), or ``None``; names the failing record's action.
+
+    A trace the spec cannot follow is a deadlock of the trace spec: ``pos`` is
+    the last record matched and record ``pos + 1`` could not be taken. A trace
+    it follows while breaking an invariant stops at that record ``pos``.
+
+    Raises:
+        VerificationError: TLC did not run to a verdict (no Java, a parse
+            error, the timeout).
+    """
+    from ..._errors import VerificationError
+
+    with tempfile.TemporaryDirectory(prefix=f"{name.lower()}-") as tmp:
+        config = Path(tmp) / f"{name}.cfg"
+        config.write_text(config_text, encoding="utf-8")
+        result = run_tlc(
+            specs_dir / f"{name}.tla",
+            config,
+            workers=workers,
+            timeout=timeout,
+            extra_files={f"{name}Data.tla": module_text},
+        )
+    count, steps = counts if counts is not None else (None, None)
+    if result.status is TLCStatus.OK:
+        return TraceCheck(True, count, steps, None, None, None, result)
+    if result.status in (TLCStatus.DEADLOCK, TLCStatus.INVARIANT_VIOLATED):
+        violated = result.status is TLCStatus.INVARIANT_VIOLATED
+        tr = pos = None
+        action = None
+        if result.counterexample:
+            last = result.counterexample[-1].state
+            found_tr, found_pos = last.get("tr"), last.get("pos")
+            if isinstance(found_tr, int) and isinstance(found_pos, int):
+                tr, pos = found_tr, found_pos
+                # deadlock: records 1..pos matched, record pos + 1 could not be taken;
+                # violation: record pos (or one of its effects) broke the invariant
+                action = action_at(tr, pos - 1 if violated else pos)
+        return TraceCheck(
+            False, count, steps, tr, pos, action, result, result.violated if violated else None
+        )
+    raise VerificationError(
+        f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
+    )
+
+
 def check_traces(
     traces: Sequence[Sequence[TraceStep]],
     params: SpecParams = SpecParams(),
@@ -748,39 +812,19 @@ def check_trace_module(
     ``traces``, when given, are the traces the module holds; they let the verdict
     name the action that could not be taken and count steps.
     """
-    from ..._errors import VerificationError
 
-    with tempfile.TemporaryDirectory(prefix="leaselock-trace-") as tmp:
-        config = Path(tmp) / "LeaseLockTrace.cfg"
-        config.write_text(trace_config(params), encoding="utf-8")
-        result = run_tlc(
-            specs_dir / "LeaseLockTrace.tla",
-            config,
-            workers=workers,
-            timeout=timeout,
-            extra_files={"LeaseLockTraceData.tla": module_text},
-        )
-    count = len(traces) if traces is not None else None
-    steps = sum(len(t) for t in traces) if traces is not None else None
-    if result.status is TLCStatus.OK:
-        return TraceCheck(True, count, steps, None, None, None, result)
-    if result.status in (TLCStatus.DEADLOCK, TLCStatus.INVARIANT_VIOLATED):
-        violated = result.status is TLCStatus.INVARIANT_VIOLATED
-        tr = pos = None
-        action = None
-        if result.counterexample:
-            last = result.counterexample[-1].state
-            found_tr, found_pos = last.get("tr"), last.get("pos")
-            if isinstance(found_tr, int) and isinstance(found_pos, int):
-                tr, pos = found_tr, found_pos
-                # deadlock: pos is the last state matched, the next step failed;
-                # violation: pos is the state that broke the invariant
-                step = pos - 1 if violated else pos
-                if traces is not None and 0 <= step < len(traces[tr - 1]):
-                    action = traces[tr - 1][step].action
-        return TraceCheck(
-            False, count, steps, tr, pos, action, result, result.violated if violated else None
-        )
-    raise VerificationError(
-        f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
+    def action_at(tr: int, index: int) -> str | None:
+        if traces is not None and 0 <= index < len(traces[tr - 1]):
+            return traces[tr - 1][index].action
+        return None
+
+    return run_trace_check(
+        "LeaseLockTrace",
+        trace_config(params),
+        module_text,
+        specs_dir=specs_dir,
+        workers=workers,
+        timeout=timeout,
+        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
+        action_at=action_at,
     )

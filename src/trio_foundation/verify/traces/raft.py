@@ -83,7 +83,6 @@ Abstractions (where the core is finer than the spec)
 from __future__ import annotations
 
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, final
@@ -106,8 +105,7 @@ from ...runtime.faults import Crash, Cut, FaultEvent, Heal, Partition, Restart, 
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
-from ..tlc import TLCStatus, run_tlc
-from .lease_lock import TraceCheck
+from .lease_lock import TraceCheck, run_trace_check
 
 __all__ = [
     "FEATURES",
@@ -750,40 +748,20 @@ def check_trace_module(
     ``traces``, when given, are the traces the module holds; they let the verdict
     name the action that could not be taken and count records.
     """
-    from ..._errors import VerificationError
 
-    with tempfile.TemporaryDirectory(prefix="raft-trace-") as tmp:
-        config = Path(tmp) / "RaftTrace.cfg"
-        config.write_text(trace_config(), encoding="utf-8")
-        result = run_tlc(
-            specs_dir / "RaftTrace.tla",
-            config,
-            workers=workers,
-            timeout=timeout,
-            extra_files={"RaftTraceData.tla": module_text},
-        )
-    count = len(traces) if traces is not None else None
-    steps = sum(len(t) for t in traces) if traces is not None else None
-    if result.status is TLCStatus.OK:
-        return TraceCheck(True, count, steps, None, None, None, result)
-    if result.status in (TLCStatus.DEADLOCK, TLCStatus.INVARIANT_VIOLATED):
-        violated = result.status is TLCStatus.INVARIANT_VIOLATED
-        tr = pos = None
-        action = None
-        if result.counterexample:
-            last = result.counterexample[-1].state
-            found_tr, found_pos = last.get("tr"), last.get("pos")
-            if isinstance(found_tr, int) and isinstance(found_pos, int):
-                tr, pos = found_tr, found_pos
-                # deadlock: records 1..pos matched, record pos + 1 could not be taken;
-                # violation: record pos (or one of its effects) broke the invariant
-                index = pos - 1 if violated else pos
-                if traces is not None and 0 <= index < len(traces[tr - 1]):
-                    found = traces[tr - 1][index]["action"]
-                    action = found if isinstance(found, str) else None
-        return TraceCheck(
-            False, count, steps, tr, pos, action, result, result.violated if violated else None
-        )
-    raise VerificationError(
-        f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
+    def action_at(tr: int, index: int) -> str | None:
+        if traces is not None and 0 <= index < len(traces[tr - 1]):
+            found = traces[tr - 1][index]["action"]
+            return found if isinstance(found, str) else None
+        return None
+
+    return run_trace_check(
+        "RaftTrace",
+        trace_config(),
+        module_text,
+        specs_dir=specs_dir,
+        workers=workers,
+        timeout=timeout,
+        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
+        action_at=action_at,
     )
