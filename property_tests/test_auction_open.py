@@ -594,8 +594,13 @@ def wilson(caught: int, runs: int, z: float = 1.96) -> tuple[float, float]:
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_is_caught(name: str) -> None:
-    """One fresh search per broken auctioneer (the catch rates are measured: docs/auctions.md)."""
-    assert _caught(name), f"the {name} auctioneer was not caught"
+    """Up to two fresh searches per broken auctioneer (the catch rates are measured:
+    docs/auctions.md). Each core was caught by 40 of 40 measured searches (Wilson
+    95 % interval from 91.2 %), yet one CI run saw a search miss
+    ``stale_price_accepted``: a second fresh search after a miss bounds CI's miss
+    rate by the square of the per-search miss rate (under 1 % from the interval's
+    low end), where one search bounded it only by 8.8 %."""
+    assert _caught(name) or _caught(name), f"two fresh searches missed the {name} auctioneer"
 
 
 @pytest.mark.slow

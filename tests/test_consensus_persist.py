@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_foundation.coordination.consensus import _merge, _Persister
+from trio_foundation.coordination.raft_wire import RAFT_PROTOCOL
 from trio_foundation.protocols.raft import (
     AppendEntries,
     Config,
@@ -91,12 +92,18 @@ class _BlockingLog:
 class _Wire:
     """A TcpTransport stand-in recording what was sent, in order."""
 
+    # the Raft service reads its frame limit from the transport's protocol
+    protocol = RAFT_PROTOCOL
+
     def __init__(self) -> None:
         self.sent: list[tuple[int, object]] = []
 
     def send_nowait(self, dst: int, msg: object) -> bool:
         self.sent.append((dst, msg))
         return True
+
+    def queued_bytes(self, dst: int) -> int:
+        return 0  # nothing waits: every send is recorded at once
 
 
 def _append(term: int, commit: int, index: int) -> AppendEntries:
