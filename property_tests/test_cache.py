@@ -348,10 +348,13 @@ def test_cache_matches_model() -> None:
 BROKEN = {
     "first_key_eviction": (FirstKeyEviction, ("LRU model",)),
     "size_check_before_await": (SizeCheckBeforeAwait, ("entries, max",)),
-    # The stored failure is also an entry the model does not have.
+    # The stored failure is also an entry the model does not have; and the entry it
+    # takes evicts (or stands for) one the model still holds, so a get the model
+    # answers with a hit may find nothing (seen in a CI run: "get('c') -> None,
+    # model hit=True").
     "failure_cached_for_everyone": (
         FailureCachedForEveryone,
-        ("served from the cache", "LRU model"),
+        ("served from the cache", "LRU model", "model hit="),
     ),
     "leader_runs_loader": (LeaderRunsLoader, ("a caller got",)),
 }
