@@ -209,3 +209,13 @@ def test_a_bid_no_ledger_can_hold_is_a_bad_bid(fmt: str, fields: dict[str, Any])
     price = 9 if fmt == "dutch" else 5
     sent = pump(core, node, core.on_message(0.5, 2, Bid("a", price)))
     assert Send(2, BidAccepted("a", price)) in sent  # still free to bid
+
+
+@pytest.mark.parametrize("auction", ["", " ", "\t\n"])
+def test_an_empty_or_blank_auction_id_is_refused(auction: str) -> None:
+    # Found in review: "" was accepted, giving hold ids such as "/2" that no
+    # auction owns by name.
+    with pytest.raises(ValueError, match="auction id must not be empty or blank"):
+        AuctionConfig(auction, "first_price", 1.0, ((2, "x"),), "s", 1)
+    with pytest.raises(TypeError, match="auction must be a str, got int"):
+        AuctionConfig(7, "first_price", 1.0, ((2, "x"),), "s", 1)  # type: ignore[arg-type]

@@ -340,7 +340,7 @@ class AuctionConfig:
     """One auction.
 
     Attributes:
-        auction: the auction's id (prefix of its hold ids).
+        auction: the auction's id (prefix of its hold ids); not empty or blank.
         format: ``"first_price"``, ``"second_price"``, ``"uniform"``,
             ``"english"`` or ``"dutch"``.
         deadline: seconds of the auctioneer's clock from its first start to the
@@ -380,6 +380,10 @@ class AuctionConfig:
     max_bids: int = 1000
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.auction, str):
+            raise TypeError(f"auction must be a str, got {type(self.auction).__name__}")
+        if not self.auction.strip():
+            raise ValueError(f"auction id must not be empty or blank, got {self.auction!r}")
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         _check_seconds("deadline", self.deadline)
