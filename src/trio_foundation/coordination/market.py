@@ -153,8 +153,8 @@ class CallForBids:
     whenever its public state changes (``version`` + 1): English, to every agent
     but the standing bidder when a new bid stands; Dutch, to every agent when
     the clock's price falls. A call superseded while it waited in the agent's
-    mailbox, or one for an auction no longer open, is skipped (``bid`` is not
-    awaited for it).
+    mailbox, one for an auction no longer open, or one that reaches the standing
+    bidder, is skipped (``bid`` is not awaited for it).
 
     Attributes:
         task: the task's id (also the auction's id).
@@ -874,8 +874,10 @@ class _AuctionRun(_Interpreter):
         return self.core.config.auction
 
     def wants(self, node: int, version: int) -> bool:
-        """Whether ``node`` should still answer call ``version`` (open, not superseded)."""
-        return self.core.state == "open" and version >= self.asked.get(node, 0)
+        """Whether ``node`` should still answer call ``version``: the auction is open, no
+        newer call is in its mailbox, and it does not hold the standing bid (English)."""
+        leading = isinstance(self.news, Standing) and self.news.bidder == node
+        return self.core.state == "open" and version >= self.asked.get(node, 0) and not leading
 
     def _call(self, node: int) -> None:
         """Send ``node`` a call for the auction's current public state."""
