@@ -1,4 +1,4 @@
-"""Chaos harness for the market's cores: sealed-bid auctions and contract-net, attacked.
+"""Chaos harness for the market's cores: auctions (sealed, English, Dutch) and contract-net.
 
 What runs: the real :class:`~trio_foundation.protocols.auction.Auctioneer` (or the
 real contract-net :class:`~trio_foundation.protocols.contract_net.Manager`) on node
@@ -56,14 +56,39 @@ is the best valid proposal of its round received before the evaluation, by
 ``Terminates`` (the task ends done or failed, and the buyer paid exactly the
 settled price).
 
+**Open formats** (``--protocol english`` / ``dutch``, :class:`OpenAuctionChaos`):
+the same world (3 to 6 bidders, a stranger, the same fault schedule, the auctioneer
+crashing and restored from its journal), with :class:`OpenBidder` agents that
+follow the broadcasts (``Standing``, ``PriceClock``): honest, slow (racing the quiet
+close or the clock), duplicating, overbidding (their holds fail), lowballing (a bid
+one below the bar, a Dutch accept of the previous price), late (bidding after the
+outcome), twice (two bids at once, two Dutch accepts), garbage and silent. The
+observer reads the deliveries, the broadcasts, the core's journal (a ``Closing`` or
+``Decided`` record is the close) and the ledger, and checks ``Conservation`` and
+``NonNegative`` after every ledger step; ``NoLateBid`` (no hold and no acceptance
+for a bid delivered after the close); Dutch ``DutchPriceRule`` (every accept taken is
+of the price the clock asks at its reception, recomputed from the first start);
+after the run ``Decided``, ``OneWinner``, ``PriceRule`` (the settled price is the
+one the winner was told); English ``StandingRises`` (each new standing bid beats the
+last by ``min_increment``), ``WinnerHasBestBid`` (the winner is the highest bid the
+ledger placed, and the last standing one, and pays it), ``OutbidReleased`` (no hold
+open at the end); Dutch ``PriceNeverRises`` (the broadcast prices never rise, across
+restarts), ``FirstAcceptWins`` (the winner is the earliest received valid accept whose
+hold was placed, at its price), ``LosersReleased``.
+
 **Broken variants** (defined here, never in the library): ``late-bid`` (the
 auctioneer accepts bids after the close), ``first-price-vickrey`` (the winner
 pays its own bid whatever the format), ``loser-hold-kept`` (the release of a
 loser's hold never reaches the ledger), ``double-award`` (the manager pays a
 contractor whose award was revoked and re-announced, when its late result
-arrives). A *search* runs fresh seeds until one is caught (at most
-``SEARCH_SEEDS``); ``--measure N`` runs ``N`` searches and prints the share
-that caught the variant.
+arrives), ``two-winners``, ``unqualified-award``, ``escrow-kept``; open:
+``outbid-hold-kept`` (an outbid hold's release never reaches the ledger),
+``english-late-bid`` and ``dutch-late-bid`` (the close ignored when a bid is
+checked), ``below-increment`` (a bid one credit short of the increment is taken),
+``stale-price-accepted`` (a Dutch accept of any price is taken), ``clock-reset``
+(a restart starts the Dutch clock again). A *search* runs fresh seeds until one
+is caught (at most ``SEARCH_SEEDS``); ``--measure N`` runs ``N`` searches and
+prints the share that caught the variant.
 
 Replay: everything derives from the seed. ``python tests/market_chaos.py
 --protocol auction --seed S [--variant V]`` reruns one run and prints its
@@ -169,7 +194,7 @@ BIDDER_BEHAVIOURS: Final = (
 )  # fmt: skip
 OPEN_BEHAVIOURS: Final = (
     "honest", "honest", "honest", "slow", "duplicating", "overbidding", "lowballing",
-    "late", "twice", "garbage", "silent",
+    "lowballing", "late", "twice", "garbage", "silent",
 )  # fmt: skip
 CONTRACTOR_BEHAVIOURS: Final = (
     "honest", "honest", "slow", "slow", "failing", "duplicating", "over-budget",
@@ -979,7 +1004,7 @@ class OpenAuctionChaos:
         if fmt == "english":
             fields = {
                 "quiet": rng.choice((0.5, 1.0, 1.5)),
-                "min_increment": rng.choice((1, 2, 3)),
+                "min_increment": rng.choice((1, 2, 2, 3)),
                 "max_bids": rng.choice((1000, 1000, 3)),
             }
         else:
