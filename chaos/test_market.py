@@ -167,10 +167,12 @@ def _caught(variant: str) -> ChaosRun | None:
 
 @pytest.mark.parametrize("variant", BROKEN)
 def test_broken_variant_is_caught_by_a_fresh_search(variant: str) -> None:
-    """One fresh search (at most SEARCH_SEEDS fresh seeds) per broken core; each search
-    catches its core in >= 95 % of searches (measured, docs)."""
-    found = _caught(variant)
-    assert found is not None, f"{variant} survived {SEARCH_SEEDS} fresh seeds"
+    """One fresh search (at most SEARCH_SEEDS fresh seeds) per broken core, and a second
+    fresh one after a miss; each search catches its core in >= 97 % of searches
+    (199/200 for ``below-increment``, 200/200 for the others: docs/auctions.md,
+    docs/contract-net.md)."""
+    found = _caught(variant) or _caught(variant)
+    assert found is not None, f"{variant} survived two searches of {SEARCH_SEEDS} fresh seeds"
     print(found.describe())
 
 
