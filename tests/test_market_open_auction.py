@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -280,3 +281,24 @@ async def test_open_parameters_are_refused_by_name() -> None:
         with pytest.raises(ValueError, match=message):
             await market.auction("x", **{**args, **fields})
     assert market.statistics().active == 0 and "s" not in market.ledger.balances()
+
+
+async def test_a_slow_agent_answers_the_latest_call_not_a_backlog(autojump_clock: Any) -> None:
+    market = make_market(a=100, b=100, slow=100)
+    slow_calls: list[CallForBids] = []
+    async with trio.open_nursery() as nursery:
+        await serve(nursery, market, "a", raising(30, delay=0.1))
+        await serve(nursery, market, "b", raising(30, delay=0.1))
+        await serve(nursery, market, "slow", raising(20, slow_calls, delay=2.0))
+        outcome = await market.auction(
+            "job", seller="owner", format="english", deadline=60.0, quiet=5.0,
+            execution_timeout=3.0,
+        )  # fmt: skip
+        nursery.cancel_scope.cancel()
+    assert outcome.state == "done" and outcome.winner in ("a", "b") and outcome.price == 30
+    # a and b raise every 0.1 s while slow thinks 2 s per call: about 20 new standing bids
+    # pass during each of its calls; it is called for the latest one, never the ones between
+    versions = [c.version for c in slow_calls]
+    assert versions[0] == 0 and len(versions) < 5, versions
+    assert all(y - x > 5 for x, y in itertools.pairwise(versions)), versions
+    conserved(market)
