@@ -39,8 +39,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
 
 import attrs
 import trio
@@ -54,7 +55,9 @@ from ..protocols.auction import (
     BidAccepted,
     BidRefused,
     BidTaken,
+    LedgerAnswer,
     LedgerNode,
+    LedgerRequest,
     Outcome,
     PriceClock,
     Standing,
@@ -78,9 +81,13 @@ from ..protocols.ledger import Ledger, Open, Release
 from ..protocols.reputation import Reputation
 from ..registry import Registry
 
+if TYPE_CHECKING:
+    from .raft_ledger import RaftLedger
+
 __all__ = ["Allocation", "AuctionFormat", "CallForBids", "Market", "MarketStatistics"]
 
 LEDGER_NODE: Final = 0
+LEDGER_TIMEOUT: Final = 10.0  # seconds a replicated ledger command may take (shielded)
 AuctionFormat: TypeAlias = Literal["first_price", "second_price", "english", "dutch"]
 AUCTION_FORMATS: Final = ("first_price", "second_price", "english", "dutch")
 OPEN: Final = ("english", "dutch")
@@ -237,6 +244,13 @@ class Market:
             its own contractors by their entry's value).
         ledger: the credit ledger: buyers' budgets are escrowed in it and
             contractors paid from it. Contractor accounts are opened on demand.
+            A :class:`~trio_foundation.protocols.ledger.Ledger` (in-process), or
+            a :class:`~trio_foundation.coordination.raft_ledger.RaftLedger` (the
+            replicated ledger: each allocation sends its core's ledger commands
+            through one task, in the order the core emitted them, each a
+            checkpoint that is not abandoned half-way — a shielded scope of at
+            most ``LEDGER_TIMEOUT`` seconds, so a caller that leaves never races
+            an in-flight hold with its release).
         reputation: scores used by the evaluation and updated from outcomes
             (default: half-life 1 hour, prior 0.5).
         mailbox_size: bound of each contractor's mailbox (>= 1).
@@ -246,12 +260,13 @@ class Market:
 
     Raises:
         ValueError: a bad bound.
+        TypeError: ``ledger`` is neither.
     """
 
     def __init__(
         self,
         registry: Registry,
-        ledger: Ledger,
+        ledger: Ledger | RaftLedger,
         *,
         reputation: Reputation | None = None,
         mailbox_size: int = 64,
@@ -261,9 +276,13 @@ class Market:
         for name, value in (("mailbox_size", mailbox_size), ("max_jobs", max_jobs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(ledger, Ledger) and not callable(getattr(ledger, "answer", None)):
+            raise TypeError(f"ledger must be a Ledger or a RaftLedger, got {type(ledger).__name__}")
         self.registry = registry
         self.ledger = ledger
-        self._ledger_node = LedgerNode(ledger)
+        self._local: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._raft: RaftLedger | None = None if isinstance(ledger, Ledger) else ledger
+        self._ledger_node = LedgerNode(ledger) if isinstance(ledger, Ledger) else None
         self.reputation = reputation if reputation is not None else Reputation(3600.0)
         self._mailbox_size = mailbox_size
         self._max_jobs = max_jobs
@@ -351,8 +370,7 @@ class Market:
         if not isinstance(account, str) or not account:
             raise ValueError(f"account must be a non-empty str, got {account!r}")
         caps = ContractorInfo(1, account, capabilities).capabilities  # validates them
-        if account not in self.ledger.balances():
-            self.ledger.apply(Open(account))
+        await self._open_account(account)
         send, receive = trio.open_memory_channel[tuple[str, Any]](self._mailbox_size)
         seat = _Seat(self, next(self._nodes), name, account, caps, send, bid is not None)
         jobs: dict[tuple[str, int], trio.CancelScope] = {}
@@ -430,6 +448,45 @@ class Market:
                     self._to_manager(task, seat.node, InformDone(task, round_, result))
         finally:
             jobs.pop(key, None)
+
+    async def _open_account(self, account: str) -> None:
+        """Open ``account`` unless it exists (on Raft: its refusal ``account_exists``)."""
+        if self._raft is not None:
+            await self._raft.apply(Open(account))
+        elif self._local is not None and account not in self._local.balances():
+            self._local.apply(Open(account))
+
+    async def _run(
+        self,
+        run: _Run | _AuctionRun,
+        send: trio.MemorySendChannel[tuple[int, Any]],
+        receive: trio.MemoryReceiveChannel[tuple[int, Any]],
+    ) -> None:
+        """Drive ``run``; on Raft, with its ledger worker, until its commands are applied."""
+        if self._raft is None:
+            await run.drive(receive)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run.ledger_worker, self._raft, send, nursery.cancel_scope)
+            await run.drive(receive)
+            nursery.start_soon(_discard, receive)  # the worker never blocks on a full mailbox
+            await run.drained()
+            nursery.cancel_scope.cancel()
+        if run.ledger_error is not None:
+            raise run.ledger_error
+
+    async def _release(self, commands: list[Release]) -> None:
+        """Release the holds of an allocation whose caller left (a refusal is ignored:
+        the hold was settled, released, or never placed). On Raft: shielded, at most
+        ``LEDGER_TIMEOUT`` seconds."""
+        if self._local is not None:
+            for command in commands:
+                if command.hold in self._local.holds():
+                    self._local.apply(command)
+        elif self._raft is not None and commands:
+            with trio.move_on_after(LEDGER_TIMEOUT) as scope:
+                scope.shield = True
+                await self._raft.apply_many(commands)
 
     def _to_manager(self, task: str, src: int, msg: Any) -> None:
         mailbox = self._managers.get(task)
@@ -529,10 +586,10 @@ class Market:
         self._managers[task_id] = send
         try:
             async with send, receive:
-                await run.drive(receive)
+                await self._run(run, send, receive)
         finally:
             del self._managers[task_id]
-            run.leave()
+            await self._release(run.leave())
         return run.outcome()
 
     async def auction(
@@ -673,8 +730,7 @@ class Market:
             reserve=reserve,
             **given,
         )
-        if seller not in self.ledger.balances():
-            self.ledger.apply(Open(seller))
+        await self._open_account(seller)
         names = {seat.node: seat.name for seat in seats}
         core = Auctioneer(config)
         send, receive = trio.open_memory_channel[tuple[int, Any]](2 * len(names) + 16)
@@ -684,12 +740,18 @@ class Market:
             self._open_runs[task_id] = run
         try:
             async with send, receive:
-                await run.drive(receive)
+                await self._run(run, send, receive)
         finally:
             del self._managers[task_id]
             self._open_runs.pop(task_id, None)
-            run.leave()
+            await self._release(run.leave())
         return run.outcome()
+
+
+async def _discard(mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
+    """Read and drop what reaches an allocation that is over (until cancelled)."""
+    async for _ in mailbox:
+        pass
 
 
 @final
@@ -718,6 +780,12 @@ class _Interpreter:
         self.start = start
         self.timers: dict[str, float] = {}
         self.answers: list[Any] = []  # ledger answers to feed back
+        # Raft: the core's ledger requests not yet answered, in order (bounded by the
+        # commands the core emits for one allocation)
+        self.ledger_queue: deque[LedgerRequest] = deque()
+        self.ledger_wake = trio.Event()
+        self.ledger_idle = trio.Event()
+        self.ledger_error: TimeoutError | None = None
         self.refused: dict[str, str] = {}  # agent name -> the core's last refusal reason
         self.awarded_at: float | None = None
         self.result: Any = None
@@ -734,7 +802,14 @@ class _Interpreter:
         now = trio.current_time()
         for effect in effects:
             if isinstance(effect, Send) and effect.to == LEDGER_NODE:
-                for answer in self.market._ledger_node.on_message(now, 0, effect.msg):
+                node = self.market._ledger_node
+                if node is None:  # Raft: the worker applies it and feeds the answer back
+                    self.ledger_queue.append(effect.msg)
+                    self.ledger_wake.set()
+                    if self.ledger_idle.is_set():
+                        self.ledger_idle = trio.Event()
+                    continue
+                for answer in node.on_message(now, 0, effect.msg):
                     assert isinstance(answer, Send)
                     self.answers.append(answer.msg)
             elif isinstance(effect, Send):
@@ -752,6 +827,40 @@ class _Interpreter:
                 assert isinstance(effect, Persist | Reply)  # in memory: nothing to persist
         while self.answers:
             self.execute(self.core.on_message(now, LEDGER_NODE, self.answers.pop(0)))
+
+    async def ledger_worker(
+        self,
+        raft: RaftLedger,
+        mailbox: trio.MemorySendChannel[tuple[int, Any]],
+        run_scope: trio.CancelScope,
+    ) -> None:
+        """Raft: apply the queued requests one by one, in order; each answer goes to the
+        run's mailbox as a message from the ledger node. A request is never abandoned
+        half-way (shielded, at most ``LEDGER_TIMEOUT`` seconds); one that takes longer
+        stops the run (``ledger_error``, raised by ``Market._run``)."""
+        while True:
+            while not self.ledger_queue:
+                self.ledger_idle.set()
+                self.ledger_wake = trio.Event()
+                await self.ledger_wake.wait()
+            request = self.ledger_queue[0]
+            with trio.move_on_after(LEDGER_TIMEOUT) as scope:
+                scope.shield = True
+                answer = await raft.answer(request)
+            if scope.cancelled_caught:
+                self.ledger_error = TimeoutError(
+                    f"the replicated ledger did not answer {request.command!r}"
+                    f" within {LEDGER_TIMEOUT:g} s"
+                )
+                run_scope.cancel()
+                return
+            self.ledger_queue.popleft()
+            await mailbox.send((LEDGER_NODE, answer))
+
+    async def drained(self) -> None:
+        """Raft: wait until every queued ledger request is applied."""
+        while self.ledger_queue:
+            await self.ledger_idle.wait()
 
     async def next_input(
         self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]
@@ -794,8 +903,8 @@ class _Run(_Interpreter):
                 self.result = msg.result
             self.execute(core.on_message(trio.current_time(), src, msg))
 
-    def leave(self) -> None:
-        """Account for the outcome; if the caller left early, release what is held."""
+    def leave(self) -> list[Release]:
+        """Account for the outcome; if the caller left early, the releases it owes."""
         market, core = self.market, self.core
         now = trio.current_time()
         task = core.config.task
@@ -803,9 +912,7 @@ class _Run(_Interpreter):
             market._abandoned += 1
             if core.state == "awarded" and core.winner is not None:
                 market._to_contractor(core.winner, task, Cancel(task, core.round))
-            if task in market.ledger.holds():
-                market.ledger.apply(Release(task))
-            return
+            return [Release(task)]
         for _, node in core.revoked:
             if node is not None:
                 market.reputation.record(self.names[node], 0.0, now)
@@ -816,6 +923,7 @@ class _Run(_Interpreter):
             market._paid += core.price
         else:
             market._failed += 1
+        return []
 
     def outcome(self) -> Allocation:
         core = self.core
@@ -868,6 +976,9 @@ class _AuctionRun(_Interpreter):
         self.news: Standing | PriceClock | None = None  # the latest public state
         self.asked: dict[int, int] = {}  # node -> version of the last call in its mailbox
         self.heard: dict[int, int] = {}  # node -> the latest version it answered
+        # English: agents whose bid was refused "duplicate" while their outbid hold's
+        # release was in flight (an asynchronous ledger): called again at its answer
+        self.retry: set[int] = set()
 
     @property
     def task(self) -> str:
@@ -910,6 +1021,10 @@ class _AuctionRun(_Interpreter):
         name = self.names.get(node)
         if isinstance(msg, BidAccepted) and name is not None:
             self.refused.pop(name, None)  # its latest bid was taken
+        leading = isinstance(self.news, Standing) and self.news.bidder == node
+        english = self.core.config.format == "english"
+        if isinstance(msg, BidRefused) and msg.reason == "duplicate" and english and not leading:
+            self.retry.add(node)  # its outbid hold is being released: not a pass
 
     def _everyone_passed(self) -> bool:
         """English: every invited agent but the standing bidder answered the latest call."""
@@ -938,7 +1053,7 @@ class _AuctionRun(_Interpreter):
                 src, msg = await mailbox.receive()
                 if isinstance(msg, _Answer) and msg.amount is not None:
                     msg = Bid(self.task, msg.amount)
-                if isinstance(msg, Bid):  # after the close: refused "late", recorded
+                if isinstance(msg, Bid | LedgerAnswer):  # a bid now: refused "late", recorded
                     self.execute(core.on_message(trio.current_time(), src, msg))
                 if src != winner or getattr(msg, "round", None) != 1:
                     continue
@@ -959,17 +1074,17 @@ class _AuctionRun(_Interpreter):
         for node in self.names:
             self.market._to_contractor(node, self.task, call)
         while core.state != "closed":
-            if len(self.answered) == len(self.names):  # every invited agent answered
-                self.timers.clear()
+            if core.state == "open" and len(self.answered) == len(self.names):
+                self.timers.clear()  # every invited agent answered: close now
                 self.execute(core.on_timer(trio.current_time(), "deadline"))
-                break
+                continue  # closed, or closing until the holds being placed are answered
             received = await self.next_input(mailbox)
             if received is None:
                 continue
             src, msg = received
             if src in self.names and isinstance(msg, Bid | _Abstain):
                 self.answered.add(src)
-            if isinstance(msg, Bid):
+            if isinstance(msg, Bid | LedgerAnswer):  # the core checks a ledger answer's src
                 self.execute(core.on_message(trio.current_time(), src, msg))
 
     async def _bid_open(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
@@ -988,14 +1103,23 @@ class _AuctionRun(_Interpreter):
             if received is None:
                 continue
             src, msg = received
+            if isinstance(msg, LedgerAnswer):  # the core checks a ledger answer's src
+                self.execute(core.on_message(trio.current_time(), src, msg))
+                retry, self.retry = sorted(self.retry), set()
+                for node in retry:  # a release may have been answered: bid again
+                    if core.state == "open":
+                        self._call(node)
+                continue
             if src not in self.names or not isinstance(msg, _Answer):
                 continue
-            self.heard[src] = max(self.heard.get(src, -1), msg.version)
             if msg.amount is not None:
+                self.retry.discard(src)
                 self.execute(core.on_message(trio.current_time(), src, Bid(self.task, msg.amount)))
+            if src not in self.retry:  # else it is owed another call: not an answer
+                self.heard[src] = max(self.heard.get(src, -1), msg.version)
 
-    def leave(self) -> None:
-        """Account for the outcome; if the caller left early, release what is held."""
+    def leave(self) -> list[Release]:
+        """Account for the outcome; if the caller left early, the releases it owes."""
         market, core = self.market, self.core
         now = trio.current_time()
         if core.state == "closed":
@@ -1003,14 +1127,12 @@ class _AuctionRun(_Interpreter):
         if not self.state:
             market._abandoned += 1
             if core.state != "closed":  # every bid's escrow goes back to its bidder
-                holds = market.ledger.holds()
                 taken = [r for r in core.snapshot_persistent() if isinstance(r, BidTaken)]
-                for hold in dict.fromkeys(core.hold_id(r.bidder, r.receipt) for r in taken):
-                    if hold in holds:
-                        market.ledger.apply(Release(hold))
-            elif self.winner is not None:
+                holds = dict.fromkeys(core.hold_id(r.bidder, r.receipt) for r in taken)
+                return [Release(hold) for hold in holds]
+            if self.winner is not None:
                 market._to_contractor(self.winner, self.task, Cancel(self.task, 1))
-            return
+            return []
         if self.winner is not None:
             market.reputation.record(self.names[self.winner], 1.0 if self.state == "done" else 0.0,
                                      now)  # fmt: skip
@@ -1019,6 +1141,7 @@ class _AuctionRun(_Interpreter):
             market._auctioned += 1
         else:
             market._failed += 1
+        return []
 
     def outcome(self) -> Allocation:
         core = self.core
