@@ -77,7 +77,7 @@ from ..protocols.contract_net import (
     Weights,
 )
 from ..protocols.effects import CancelTimer, Effect, Persist, Reply, Send, SetTimer
-from ..protocols.ledger import Ledger, Open, Release
+from ..protocols.ledger import Hold, Ledger, Ok, Open, Release
 from ..protocols.reputation import Reputation
 from ..registry import Registry
 
@@ -786,6 +786,7 @@ class _Interpreter:
         self.ledger_wake = trio.Event()
         self.ledger_idle = trio.Event()
         self.ledger_error: TimeoutError | None = None
+        self.placing = 0  # Raft: holds requested and not yet answered to the core
         self.refused: dict[str, str] = {}  # agent name -> the core's last refusal reason
         self.awarded_at: float | None = None
         self.result: Any = None
@@ -804,6 +805,7 @@ class _Interpreter:
             if isinstance(effect, Send) and effect.to == LEDGER_NODE:
                 node = self.market._ledger_node
                 if node is None:  # Raft: the worker applies it and feeds the answer back
+                    self.placing += isinstance(effect.msg.command, Hold)
                     self.ledger_queue.append(effect.msg)
                     self.ledger_wake.set()
                     if self.ledger_idle.is_set():
@@ -1027,9 +1029,10 @@ class _AuctionRun(_Interpreter):
             self.retry.add(node)  # its outbid hold is being released: not a pass
 
     def _everyone_passed(self) -> bool:
-        """English: every invited agent but the standing bidder answered the latest call."""
+        """English: every invited agent but the standing bidder answered the latest call,
+        and no bid's hold is being placed (it may stand, or fail and lower the bar)."""
         leader = self.news.bidder if isinstance(self.news, Standing) else None
-        return all(
+        return self.placing == 0 and all(
             self.heard.get(node, -1) >= self.version for node in self.names if node != leader
         )
 
@@ -1106,6 +1109,11 @@ class _AuctionRun(_Interpreter):
             if isinstance(msg, LedgerAnswer):  # the core checks a ledger answer's src
                 self.execute(core.on_message(trio.current_time(), src, msg))
                 retry, self.retry = sorted(self.retry), set()
+                if isinstance(msg.command, Hold) and src == LEDGER_NODE:
+                    self.placing -= 1
+                    if not isinstance(msg.result, Ok) and config.format == "english":
+                        self.version += 1  # the bar fell back: everybody is asked again
+                        retry = [n for n in self.names if self.wants(n, self.version)]
                 for node in retry:  # a release may have been answered: bid again
                     if core.state == "open":
                         self._call(node)
