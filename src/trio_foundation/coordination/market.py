@@ -636,8 +636,8 @@ class Market:
           bidder's hold is released. The auction closes ``quiet`` seconds after
           the last bid stood, at the ``deadline`` (hard close), or as soon as
           every invited agent but the standing bidder has answered the latest
-          call with None (or a bid that was refused); the standing bidder wins
-          and pays its bid.
+          call with None (or a bid that was refused) and no bid's hold is being
+          placed; the standing bidder wins and pays its bid.
         * ``"dutch"``: every invited agent is called with the clock's price,
           which starts at ``start_price`` and falls by ``decrement`` every
           ``tick`` seconds down to the ``reserve``; an agent accepts by bidding
