@@ -16,6 +16,7 @@ where the core and the spec disagree are pinned by hand-driven runs.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import re
 from collections.abc import Callable
@@ -332,6 +333,67 @@ def test_the_bare_ledger_node_is_rejected_at_its_first_ok() -> None:
     check = lt.check_traces([trace], specs_dir=SPECS)
     assert not check.accepted and check.violated == "AnswersDurable", check.tlc.error_message
     assert (check.failed_trace, check.failed_step) == (1, k + 1)
+
+
+CATCH_RUNS = int(os.environ.get("CATCH_RUNS", "20"))
+
+
+@pytest.mark.slow
+@pytest.mark.tlc
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_catch_rate_of_a_broken_ledger_on_fresh_runs(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CATCH_RUNS fresh runs of the broken ledger, each checked alone: every run that
+    reaches the bug is rejected at the bug's record naming the invariant, every other
+    one accepted."""
+    core, reached, invariant = BROKEN[name]
+    hits = caught = passed = 0
+    for _ in range(CATCH_RUNS):
+        trace = lt.simulated_trace(fresh_seed(), node_factory=core)
+        k = reached(trace)
+        check = lt.check_traces([trace], specs_dir=SPECS)
+        hits += k is not None
+        caught += (
+            k is not None
+            and not check.accepted
+            and check.violated == invariant
+            and check.failed_step == k + 1
+        )
+        passed += k is None and check.accepted
+    with capsys.disabled():
+        print(
+            f"\n{name}: {CATCH_RUNS} fresh runs, {hits} reach the bug ({caught} rejected at "
+            f"its record naming {invariant}), {CATCH_RUNS - hits} do not ({passed} accepted)"
+        )
+    assert caught == hits and passed == CATCH_RUNS - hits
+    assert hits >= CATCH_RUNS // 2
+
+
+@pytest.mark.slow
+def test_how_often_fresh_runs_reach_the_states_the_tests_need(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The rates behind the tests' attempt bounds (no TLC): each state of REACH in fresh
+    runs of SMALL, and each broken ledger's bug in its fresh runs."""
+    runs = 200
+    rates: dict[str, int] = dict.fromkeys(REACH, 0)
+    records = 0
+    for _ in range(runs):
+        transitions = lt.simulated_run(fresh_seed(), SMALL)
+        trace = lt.trace_of(transitions)
+        records += len(trace)
+        for name, reach in REACH.items():
+            rates[name] += reach(transitions, trace)
+    for name, (core, reached, _) in BROKEN.items():
+        rates[f"bug: {name}"] = sum(
+            reached(lt.simulated_trace(fresh_seed(), node_factory=core)) is not None
+            for _ in range(runs)
+        )
+    with capsys.disabled():
+        print(f"\n{runs} fresh runs each ({records} records in the SMALL runs): {rates}")
+    assert all(n >= runs // 20 for n in rates.values()), rates
 
 
 # ---------------------------------------------------------------------- where they disagree
