@@ -549,8 +549,11 @@ def _map_command(
     effects = m.effects(t)
     result = _answer(t)
     cached = isinstance(command, Transfer) and command.key != "" and command.key in m.keyed
-    if isinstance(command, Transfer) and command.key and result is not None:
-        m.keyed.add(command.key)
+    shaped = isinstance(result, Ok) or (
+        isinstance(result, ErrorResult) and result.code not in ("invalid_amount", "bad_command")
+    )
+    if isinstance(command, Transfer) and command.key and shaped:
+        m.keyed.add(command.key)  # the core remembers it with its result
     final = m.logged(after)
     if final == m.logged(before):
         if (
