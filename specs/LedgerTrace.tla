@@ -15,6 +15,8 @@
 (*            for: the spec stutters);                                     *)
 (*   a, b, n, h   the action's parameters (account, other account or       *)
 (*            payee, amount, hold id; "" and 0 where unused);              *)
+(*   key      a Transfer's idempotency key ("" for none, and on the other  *)
+(*            records);                                                    *)
 (*   bal      every account's balance, after the step;                     *)
 (*   held     the open holds, as [h, a, n];                                *)
 (*   base     the checkpoint base, [bal, held] (held: h -> amount);        *)
@@ -42,6 +44,11 @@
 (* ~deviated) last, so TLC names the invariant the deviating step broke,   *)
 (* or FollowsSpec if it broke none of them; tr and pos locate the record.  *)
 (*                                                                         *)
+(* Keyed transfers apply once. Ledger.tla has no idempotency keys; the     *)
+(* trace spec keeps the keys of the Transfer records taken so far (keys)   *)
+(* and KeyedOnce is violated by a second Transfer record under a key: a   *)
+(* retry or a duplicated message applied again.                            *)
+(*                                                                         *)
 (* Persist before answer. The ledger node restarts from its last Persist;  *)
 (* an Ok answer tells a client its command is applied, so it must leave    *)
 (* only once a snapshot holding that entry is durable, or a crash between  *)
@@ -53,9 +60,9 @@
 (***************************************************************************)
 EXTENDS Ledger, LedgerTraceData, Sequences, TLC
 
-VARIABLES tr, pos, deviated, stored, early
+VARIABLES tr, pos, deviated, stored, early, keys, twice
 
-traceVars == <<tr, pos, deviated, stored, early>>
+traceVars == <<tr, pos, deviated, stored, early, keys, twice>>
 
 Rec == Traces[tr][pos + 1]
 
@@ -125,6 +132,8 @@ TraceInit ==
     /\ deviated = FALSE
     /\ stored = 0
     /\ early = FALSE
+    /\ keys = {}
+    /\ twice = FALSE
 
 TraceNext ==
     \/ /\ pos < Len(Traces[tr])
@@ -133,6 +142,9 @@ TraceNext ==
              ELSE Deviate(Rec) /\ deviated' = TRUE
        /\ stored' = DurableAt(stored, Rec.effects, Len(Rec.effects) + 1)
        /\ early' = (early \/ ~Ordered(stored, Rec.effects))
+       /\ LET keyed == Rec.action = "Transfer" /\ Rec.key # "" IN
+          /\ keys' = IF keyed THEN keys \cup {Rec.key} ELSE keys
+          /\ twice' = (twice \/ (keyed /\ Rec.key \in keys))
        /\ pos' = pos + 1
        /\ UNCHANGED tr
     \/ /\ pos = Len(Traces[tr])
@@ -143,6 +155,9 @@ TraceSpec == TraceInit /\ [][TraceNext]_<<vars, traceVars>>
 (* Every record was taken by the spec action it names, landing on its     *)
 (* logged state.                                                           *)
 FollowsSpec == ~deviated
+
+(* A transfer under an idempotency key was applied at most once. *)
+KeyedOnce == ~twice
 
 (* Persist before answer: no Ok answer left before its entry was durable. *)
 AnswersDurable == ~early

@@ -7,10 +7,11 @@ the ledger node restored from its last Persist — are recorded through the driv
 trace hook, mapped to ``specs/LedgerTrace.tla`` records and checked by TLC against
 ``specs/Ledger.tla``: fresh runs are accepted in one TLC run (the default selection's
 one TLC run); a tampered copy is rejected at the tampered record; ledgers that create
-credit in a transfer, settle a released hold, or answer before persisting — defined
-here, never in the library — are rejected at the bug's record naming the invariant; the
-bare ``LedgerNode`` is rejected at its first ``Ok`` (nothing durable); and two places
-where the core and the spec disagree are pinned by hand-driven runs.
+credit in a transfer, settle a released hold, apply a keyed retry again or answer
+before persisting — defined here, never in the library — are rejected at the bug's
+record naming the invariant; the bare ``LedgerNode`` is rejected at its first ``Ok``
+(nothing durable); and two places where the core and the spec disagree are pinned by
+hand-driven runs.
 """
 
 from __future__ import annotations
@@ -137,6 +138,19 @@ class SettlesReleasedHold(_Broken):
         return self.inner.on_message(now, src, msg)
 
 
+class ForgetsKeys(_Broken):
+    """Broken: a keyed transfer is applied as an unkeyed one (a retry applies again)."""
+
+    def on_message(self, now: float, src: int, msg: Any) -> list[Effect]:
+        c = getattr(msg, "command", None)
+        if not (isinstance(c, Transfer) and c.key):
+            return self.inner.on_message(now, src, msg)
+        effects = self.inner.on_message(now, src, LedgerRequest(Transfer(c.src, c.dst, c.amount)))
+        return [
+            Send(e.to, LedgerAnswer(c, e.msg.result)) if isinstance(e, Send) else e for e in effects
+        ]
+
+
 class AnswersBeforePersist(_Broken):
     """Broken: the answer is emitted before the Persist of the entry it reports."""
 
@@ -164,6 +178,17 @@ def _settled_released(trace: list[Record]) -> int | None:
     return _first(trace, pick)
 
 
+def _keyed_twice(trace: list[Record]) -> int | None:
+    def pick(k: int, r: Record) -> bool:
+        return (
+            r["action"] == "Transfer"
+            and r["key"] != ""
+            and any(x["action"] == "Transfer" and x["key"] == r["key"] for x in trace[:k])
+        )
+
+    return _first(trace, pick)
+
+
 def _answered_early(trace: list[Record]) -> int | None:
     """The first record that sends an Ok whose entry is not durable yet."""
     stored = 0
@@ -179,6 +204,7 @@ def _answered_early(trace: list[Record]) -> int | None:
 BROKEN: dict[str, tuple[type[_Broken], Callable[[list[Record]], int | None], str]] = {
     "creates credit in a transfer": (TransferCreatesCredit, _created_credit, "Conservation"),
     "settles a released hold": (SettlesReleasedHold, _settled_released, "HoldsSettledOnce"),
+    "applies a keyed retry again": (ForgetsKeys, _keyed_twice, "KeyedOnce"),
     "answers before persisting": (AnswersBeforePersist, _answered_early, "AnswersDurable"),
 }
 

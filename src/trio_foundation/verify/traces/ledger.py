@@ -37,7 +37,8 @@ it (the trace is rejected at the restart).
 ``specs/LedgerTrace.tla``, one per step of ``specs/Ledger.tla``;
 :func:`check_traces` writes many runs into one module ``LedgerTraceData`` and
 asks TLC, in one run, whether each is a behaviour of ``Ledger`` that keeps its
-safety invariants and ``AnswersDurable`` (persist before answer).
+safety invariants, ``KeyedOnce`` (a keyed transfer applies once) and
+``AnswersDurable`` (persist before answer).
 
 The mapping
 -----------
@@ -103,10 +104,11 @@ Abstractions (where the core is finer than the spec)
   closed hold, a bad amount, a non-authority, a reused key, an account that
   exists, an overdraft by a burn or a hold) are not steps of the spec: they
   must change nothing, which the mapping checks by what it logs.
-* **Idempotency keys and request ids** are not in the spec: a keyed transfer
-  that the core applies again is an ordinary transfer to ``Ledger.tla``.
-  ``Ledger.tla`` checks what a retry does to the state, not whether it was a
-  retry.
+* **Idempotency keys** are not in ``Ledger.tla``: a ``Transfer`` record carries
+  its key, and the trace spec checks ``KeyedOnce`` beside the spec's invariants
+  (a second ``Transfer`` record under a key: a retry applied again). A re-issued
+  hold or a second settle needs no such check: the spec's ``PutHold`` and
+  ``Settle`` refuse them.
 * **Not in the spec**: the messages and their faults (the network delivers a
   command zero, one or more times; the spec sees each application), the
   clients, and the node's crash and restart (the spec's ledger never loses
@@ -190,6 +192,7 @@ INVARIANTS: Final = (
     "Conservation",
     "NonNegative",
     "JournalReplays",
+    "KeyedOnce",
     "AnswersDurable",
     "FollowsSpec",
 )
@@ -510,7 +513,7 @@ class _Mapper:
     def add(
         self, action: str, state: Record, effects: tuple[Record, ...] = (), **params: Any
     ) -> None:
-        fields = {"a": "", "b": "", "n": 0, "h": 0, **params}
+        fields = {"a": "", "b": "", "n": 0, "h": 0, "key": "", **params}
         self.records.append(Record(action=action, **fields, **state, effects=effects))
 
 
@@ -532,7 +535,8 @@ def _step(command: Command) -> tuple[str, dict[str, Any]] | None:
     if isinstance(command, Burn):
         return "Burn", {"a": command.account, "n": command.amount}
     if isinstance(command, Transfer):
-        return "Transfer", {"a": command.src, "b": command.dst, "n": command.amount}
+        params = {"a": command.src, "b": command.dst, "n": command.amount, "key": command.key}
+        return "Transfer", params
     if isinstance(command, Hold):
         return "PutHold", {"h": _hold_id(command.hold), "a": command.account, "n": command.amount}
     if isinstance(command, Settle):
