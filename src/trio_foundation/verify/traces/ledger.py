@@ -29,9 +29,10 @@ ledger node that is restarted by the runtime must persist what it answers;
 input it emits ``Persist(snapshot)`` whenever the snapshot changed, *before*
 the node's answer, and its restart hands the snapshot to
 :meth:`LedgerNode.restore <trio_foundation.protocols.auction.LedgerNode.restore>`
-(which re-checks conservation and the journal replay). The bare node under a
-crash loses every account; :func:`simulated_run` with ``durable=False`` shows
-it (the trace is rejected at the restart).
+(which re-checks conservation and the journal replay). The bare node comes
+back from a crash as it was built, every balance at 0; with ``durable=False``
+the trace is rejected already at its first ``Ok`` (``AnswersDurable``: nothing
+it answers is durable).
 
 :func:`trace_of` maps the ledger node's transitions to records of
 ``specs/LedgerTrace.tla``, one per step of ``specs/Ledger.tla``;
@@ -282,7 +283,7 @@ class TraceClient:
     Node 1 is the treasury (mints, burns, and now and then a mint for an unknown
     account, of a bad amount or by a non-authority); nodes 2..4 hold
     ``ACCOUNTS[node - 2]`` and transfer, hold, settle and release, valid or not
-    (class docstring of the module). A command is re-sent every 0.3 s until it is
+    (module docstring). A command is re-sent every 0.3 s until it is
     answered (at most 4 times), and once more after its answer with probability
     ``retry``; then the next one is drawn, ``ops`` in all.
     """
