@@ -248,3 +248,9 @@ def test_a_parameter_of_another_format_is_refused_by_name(
 def test_a_sealed_only_units_is_refused_in_an_open_format() -> None:
     with pytest.raises(ValueError, match="english sells one unit, got units=2"):
         AuctionConfig("a", "english", 9.0, ((2, "x"),), "s", 1, units=2, quiet=1.0)
+
+
+def test_an_auction_id_with_a_slash_is_refused() -> None:
+    """Auction "a/2" bidder 3 and auction "a" bidder 2 receipt 3 would share hold id "a/2/3"."""
+    with pytest.raises(ValueError, match="auction id must not contain '/'"):
+        AuctionConfig("a/2", "first_price", 1, (), "s", 1)

@@ -403,3 +403,9 @@ def test_messages_of_another_task_are_ignored() -> None:
     assert w.deliver(C2, Propose("other", 1, 5)) == []
     assert w.deliver(C2, "garbage") == []
     assert w.core.proposals == {}
+
+
+def test_a_task_id_with_a_slash_is_refused() -> None:
+    """Task "t/1" round 2 and auction "t" bidder 1 receipt 2 would share hold id "t/1/2"."""
+    with pytest.raises(ValueError, match="task must not contain '/'"):
+        config(task="t/1")

@@ -349,7 +349,8 @@ class AuctionConfig:
     """One auction.
 
     Attributes:
-        auction: the auction's id (prefix of its hold ids); not empty or blank.
+        auction: the auction's id (prefix of its hold ids); not empty or blank, no
+            ``/``; never reused on one ledger (docs/economy.md: hold ids).
         format: ``"first_price"``, ``"second_price"``, ``"uniform"``,
             ``"english"`` or ``"dutch"``.
         deadline: seconds of the auctioneer's clock from its first start to the
@@ -398,6 +399,11 @@ class AuctionConfig:
             raise TypeError(f"auction must be a str, got {type(self.auction).__name__}")
         if not self.auction.strip():
             raise ValueError(f"auction id must not be empty or blank, got {self.auction!r}")
+        if "/" in self.auction:  # "a/2" bidder 3 and "a" bidder 2 receipt 3: one hold id
+            raise ValueError(
+                f"auction id must not contain '/' (it separates a hold id's parts), "
+                f"got {self.auction!r}"
+            )
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         _check_seconds("deadline", self.deadline)

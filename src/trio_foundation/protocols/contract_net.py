@@ -299,7 +299,8 @@ class TaskConfig:
     """One task to allocate.
 
     Attributes:
-        task: the task's id (also its ledger hold's id: unique per ledger).
+        task: the task's id (the prefix of its ledger hold ids: never reused on one
+            ledger; no ``/``).
         buyer: the ledger account that pays.
         budget: credits put in escrow; the highest acceptable price, >= 1.
         ledger: the ledger node's id.
@@ -333,6 +334,10 @@ class TaskConfig:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"task must be a non-empty str, got {self.task!r}")
+        if "/" in self.task:  # task "t/1" round 2 and auction "t" bidder 1 receipt 2: "t/1/2"
+            raise ValueError(
+                f"task must not contain '/' (it separates a hold id's parts), got {self.task!r}"
+            )
         if not isinstance(self.buyer, str) or not self.buyer:
             raise ValueError(f"buyer must be a non-empty str, got {self.buyer!r}")
         _check_int("budget", self.budget, 1)
