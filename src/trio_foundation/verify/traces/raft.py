@@ -105,7 +105,7 @@ from ...runtime.faults import Crash, Cut, FaultEvent, Heal, Partition, Restart, 
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
-from .lease_lock import TraceCheck, run_trace_check
+from .lease_lock import TraceCheck, check_record_traces, traces_tla
 
 __all__ = [
     "FEATURES",
@@ -666,9 +666,7 @@ def simulated_trace(
 
 def trace_module(traces: Sequence[Sequence[Record]], *, nodes: int = 3) -> str:
     """The text of the module ``RaftTraceData`` holding ``traces``."""
-    body = ",\n".join(
-        "  <<" + ",\n    ".join(to_tla(record) for record in trace) + ">>" for trace in traces
-    )
+    body = traces_tla(traces)
     servers = to_tla(frozenset(server(i) for i in range(nodes)))
     return (
         "---- MODULE RaftTraceData ----\n"
@@ -749,19 +747,12 @@ def check_trace_module(
     name the action that could not be taken and count records.
     """
 
-    def action_at(tr: int, index: int) -> str | None:
-        if traces is not None and 0 <= index < len(traces[tr - 1]):
-            found = traces[tr - 1][index]["action"]
-            return found if isinstance(found, str) else None
-        return None
-
-    return run_trace_check(
+    return check_record_traces(
         "RaftTrace",
         trace_config(),
         module_text,
         specs_dir=specs_dir,
         workers=workers,
         timeout=timeout,
-        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
-        action_at=action_at,
+        traces=traces,
     )
