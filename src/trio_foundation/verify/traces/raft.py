@@ -106,6 +106,7 @@ from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
 from .lease_lock import TraceCheck, check_record_traces, traces_tla
+from .storage import AccumulatedStorage
 
 __all__ = [
     "FEATURES",
@@ -267,7 +268,7 @@ def node_factory(core: type[RaftNode] = RaftNode) -> NodeFactory:
 
 
 @final
-class DurableRaft:
+class DurableRaft(AccumulatedStorage):
     """A :class:`RaftNode` whose ``Persist`` effects carry the whole durable state.
 
     The storage adapter of the traced runs (see the module docstring): each
@@ -277,39 +278,14 @@ class DurableRaft:
     """
 
     def __init__(self, core: RaftNode) -> None:
-        self.core = core
-        self.durable = RaftDurable()
+        super().__init__(core, RaftDurable())
 
-    def _store(self, effects: list[Effect]) -> list[Effect]:
-        out: list[Effect] = []
-        for eff in effects:
-            if isinstance(eff, Persist) and isinstance(eff.data, RaftPersist):
-                self.durable = apply_persist(self.durable, eff.data)
-                out.append(Persist(self.durable))
-            else:
-                out.append(eff)
-        return out
+    def fold(self, durable: Any, data: Any) -> Any | None:
+        return apply_persist(durable, data) if isinstance(data, RaftPersist) else None
 
-    def on_start(self, now: float, rng: random.Random) -> list[Effect]:
-        return self._store(self.core.on_start(now, rng))
-
-    def on_message(self, now: float, src: int, msg: Any) -> list[Effect]:
-        return self._store(self.core.on_message(now, src, msg))
-
-    def on_timer(self, now: float, name: str) -> list[Effect]:
-        return self._store(self.core.on_timer(now, name))
-
-    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
-        return self._store(self.core.on_client(now, request))
-
-    def snapshot_persistent(self) -> RaftDurable:
-        return self.durable
-
-    def restore(self, snapshot: Any) -> None:
+    def check(self, snapshot: Any) -> None:
         if not isinstance(snapshot, RaftDurable):
             raise TypeError(f"expected RaftDurable, got {type(snapshot).__name__}")
-        self.core.restore(snapshot)
-        self.durable = snapshot
 
 
 @final
