@@ -203,10 +203,17 @@ def auction_config(fmt: str = "second_price") -> AuctionConfig:
     )
 
 
+_probability: Final = attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0))
+
+
 @final
 @attrs.frozen
 class RunParams:
     """How a simulated run is set up (behaviours, amounts and faults are drawn from the seed).
+
+    Raises:
+        ValueError: ``duration`` not > 0, a probability outside ``[0, 1]``, a
+            negative ``auctioneer_crashes``.
 
     Attributes:
         duration: simulated seconds (every fault is undone well before).
@@ -217,21 +224,12 @@ class RunParams:
         reorder_rate: probability that a message is held back up to 0.4 s.
     """
 
-    duration: float = 12.0
-    loss: float = 0.15
-    bidder_crashes: float = 0.2
-    auctioneer_crashes: int = 2
-    duplicate_rate: float = 0.15
-    reorder_rate: float = 0.2
-
-    def __attrs_post_init__(self) -> None:
-        if not self.duration > 0:
-            raise ValueError(f"duration must be > 0, got {self.duration!r}")
-        if self.auctioneer_crashes < 0:
-            raise ValueError(f"auctioneer_crashes must be >= 0, got {self.auctioneer_crashes!r}")
-        for name in ("loss", "bidder_crashes", "duplicate_rate", "reorder_rate"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+    duration: float = attrs.field(default=12.0, validator=attrs.validators.gt(0))
+    loss: float = attrs.field(default=0.15, validator=_probability)
+    bidder_crashes: float = attrs.field(default=0.2, validator=_probability)
+    auctioneer_crashes: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    duplicate_rate: float = attrs.field(default=0.15, validator=_probability)
+    reorder_rate: float = attrs.field(default=0.2, validator=_probability)
 
 
 # ---------------------------------------------------------------------- nodes
@@ -720,36 +718,29 @@ def trace_config() -> str:
 
 
 def check_traces(
-    traces: Sequence[Sequence[Record]],
-    config: AuctionConfig,
-    *,
-    specs_dir: Path,
-    workers: int = 1,
-    timeout: float = 300,
+    traces: Sequence[Sequence[Record]], config: AuctionConfig, **tlc: Any
 ) -> TraceCheck:
-    """Ask TLC, in one run, whether each trace (of ``config``'s auction) is a behaviour
-    of ``Auction``.
+    """TLC's verdict, in one run, on whether every trace of ``traces`` (of ``config``'s
+    auction) is a behaviour of ``Auction`` that keeps its safety invariants.
 
-    A record the spec cannot take is taken with its logged state and the trace
-    rejected there, naming the first safety invariant of :data:`INVARIANTS` the
-    step breaks (``FollowsSpec``: none but that one):
-    :attr:`TraceCheck.violated`, :attr:`TraceCheck.failed_trace`,
-    :attr:`TraceCheck.failed_step` (the 1-based record) and
-    :attr:`TraceCheck.failed_action`.
+    A rejected trace is :attr:`TraceCheck.failed_trace`, its record
+    :attr:`TraceCheck.failed_step` (1-based) with :attr:`TraceCheck.failed_action`,
+    and :attr:`TraceCheck.violated` the first of :data:`INVARIANTS` that record
+    breaks (``FollowsSpec``: it breaks no other, but no spec action takes it).
+
+    Args:
+        traces: records of :func:`trace_of`.
+        config: their auction.
+        **tlc: ``specs_dir`` (a ``Path``, required), ``workers`` (default 1) and
+            ``timeout`` (seconds, default 300), as :func:`check_trace_module` takes them.
 
     Raises:
         ValueError: no traces, or an empty one.
         VerificationError: Java or TLC is missing, or TLC could not run the check.
     """
-    if not traces or any(not t for t in traces):
+    if not traces or not all(traces):
         raise ValueError("need at least one non-empty trace")
-    return check_trace_module(
-        trace_module(traces, config),
-        specs_dir=specs_dir,
-        workers=workers,
-        timeout=timeout,
-        traces=traces,
-    )
+    return check_trace_module(trace_module(traces, config), traces=traces, **tlc)
 
 
 def check_trace_module(
@@ -760,18 +751,10 @@ def check_trace_module(
     timeout: float = 300,
     traces: Sequence[Sequence[Record]] | None = None,
 ) -> TraceCheck:
-    """Like :func:`check_traces`, for the text of an ``AuctionTraceData`` module (e.g.
-    one written by :func:`write_trace_module` and edited by hand).
-
-    ``traces``, when given, are the traces the module holds; they let the verdict
-    name the record's action and count records.
-    """
+    """:func:`check_traces` for the text of an ``AuctionTraceData`` module (one that
+    :func:`write_trace_module` saved, perhaps edited by hand); ``traces``, the traces it
+    holds if known, count its records and name the failing record's action."""
     return check_record_traces(
-        "AuctionTrace",
-        trace_config(),
-        module_text,
-        specs_dir=specs_dir,
-        workers=workers,
-        timeout=timeout,
-        traces=traces,
-    )
+        "AuctionTrace", trace_config(), module_text, specs_dir=specs_dir, workers=workers,
+        timeout=timeout, traces=traces,
+    )  # fmt: skip
