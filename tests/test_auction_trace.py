@@ -29,6 +29,7 @@ import pytest
 from trio_foundation.protocols.auction import Auctioneer
 from trio_foundation.protocols.effects import Effect, Persist
 from trio_foundation.runtime.driver import Start, Transition
+from trio_foundation.runtime.sim import Simulation
 from trio_foundation.verify.tla_values import Record, TLAFunction
 from trio_foundation.verify.traces import auction as at
 
@@ -51,6 +52,33 @@ class OutcomeBeforePersist(Auctioneer):  # type: ignore[misc]  # subclassing a @
         return [e for e in effects if not isinstance(e, Persist)] + [
             e for e in effects if isinstance(e, Persist)
         ]
+
+
+def chaos_run(seed: int, variant: str = "correct") -> tuple[Any, list[Transition], mc.ChaosRun]:
+    """A run of the chaos harness, every transition recorded with the trace projection
+    (the harness's own storage adapter, ``JournaledAuctioneer``, holds the core in
+    ``inner``)."""
+    transitions: list[Transition] = []
+
+    def simulation(factory: Any, **kwargs: Any) -> Simulation:
+        hook: Callable[[Transition], None] = kwargs["trace"]
+
+        def both(t: Transition) -> None:
+            transitions.append(t)
+            hook(t)
+
+        def projection(core: Any) -> Any:
+            return at.project(getattr(core, "inner", core))
+
+        return Simulation(factory, **{**kwargs, "trace": both, "projection": projection})
+
+    original = mc.Simulation
+    mc.Simulation = simulation  # type: ignore[assignment,misc]
+    try:
+        chaos = mc.AuctionChaos(seed, variant)
+    finally:
+        mc.Simulation = original  # type: ignore[misc]
+    return chaos.config, transitions, chaos.run()
 
 
 def fresh_seed() -> int:
@@ -349,6 +377,32 @@ def test_a_format_that_is_not_sealed_is_refused(
     assert "--format must be one of" in capsys.readouterr().err
     assert main(["specs", "trace", "Raft", "--format", "uniform"]) == 2
     assert "--format does not apply to Raft's trace runs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.tlc
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("variant", mc.VARIANTS["auction"])
+def test_trace_validation_agrees_with_the_chaos_observer(
+    variant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fresh chaos-harness runs (4 to 7 bidders, reserve 0 to 2, lying bidders, a
+    stranger, pauses, cut links, skewed clocks) of each auctioneer, the correct one and
+    the harness's broken ones, each run checked alone: the correct one's are accepted,
+    and every run whose violation the harness's observer finds is rejected."""
+    runs = rejected = 0
+    for _ in range(6):
+        config, transitions, run = chaos_run(fresh_seed(), variant)
+        trace = at.trace_of(transitions, config)
+        check = at.check_traces([trace], config, specs_dir=SPECS)
+        runs += 1
+        rejected += not check.accepted
+        if run.violations:
+            assert not check.accepted, run.replay
+        if variant == "correct":
+            assert check.accepted, (run.replay, check.failed_step, check.violated)
+    with capsys.disabled():
+        print(f"\n{variant}: {runs} chaos runs traced, {rejected} rejected")
 
 
 # ---------------------------------------------------------------------- slow: rates

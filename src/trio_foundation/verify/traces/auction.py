@@ -86,8 +86,11 @@ Abstractions (where the core is finer than the spec)
 * **The alphabet.** The spec's bidders are the registered ones, each bid an
   int in ``0..2**31 - 1``. Messages outside it map to nothing: the stranger's,
   a junk amount (negative, not an int, a bool), a bid for another auction.
-* **Reserve and zero bids.** The runs use ``reserve = 1``, so every accepted
-  bid has a hold (a bid of 0 needs none in the core; the spec escrows it).
+* **Zero bids.** A bid of 0 (with ``reserve = 0``) needs no hold in the core;
+  the spec escrows it. Its escrow is logged ``"held"`` until the decision, then
+  ``"settled"`` or ``"released"`` by the decision itself. The simulated runs use
+  ``reserve = 1``; the chaos harness's runs (``tests/market_chaos.py``) have
+  reserve 0 too.
 * **Not in the spec**: the core's ``"closing"`` state (between the close and a
   decision that waits for holds), the ledger's answers, ``BidRefused``, timers
   and the clock (the spec's close happens at any moment; the core's deadline
@@ -425,17 +428,9 @@ class _Mapper:
         bids = {(b, a) for b, a in view.taken if b not in self.unfunded}
         amounts = dict(view.taken)
         prices = dict(view.prices)
-        held = {b for b, _ in bids}
-        esc = {
-            b: "none"
-            if b not in held
-            else "settled"
-            if b in self.settled
-            else "released"
-            if b in self.released
-            else "held"
-            for b in self.bidders
-        }
+        esc = {b: "none" for b in self.bidders}
+        for b, amount in bids:
+            esc[b] = self.escrow(b, amount, view.phase == "closed", b in prices)
         awards = frozenset(
             Record(b=w, amt=amounts.get(w, -1), unit=k + 1, price=prices.get(w, -1))
             for k, w in enumerate(view.winners)
@@ -447,6 +442,15 @@ class _Mapper:
             esc=TLAFunction(esc.items()),
             awards=awards,
         )
+
+    def escrow(self, b: int, amount: int, decided: bool, won: bool) -> str:
+        """The escrow of ``b``'s taken bid: its settle or release sent, else held (a bid
+        of 0 has no hold: settled or released by the decision itself)."""
+        if amount == 0 and decided:
+            return "settled" if won else "released"
+        if b in self.settled:
+            return "settled"
+        return "released" if b in self.released else "held"
 
     def effects(self, t: Transition) -> tuple[Record, ...]:
         """The transition's ``Persist`` effects (each with the durable state after it) and
