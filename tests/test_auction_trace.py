@@ -32,6 +32,7 @@ from trio_foundation.runtime.driver import Start, Transition
 from trio_foundation.runtime.sim import Simulation
 from trio_foundation.verify.tla_values import Record, TLAFunction
 from trio_foundation.verify.traces import auction as at
+from trio_foundation.verify.traces import auction_open as ao
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -403,6 +404,113 @@ def test_trace_validation_agrees_with_the_chaos_observer(
             assert check.accepted, (run.replay, check.failed_step, check.violated)
     with capsys.disabled():
         print(f"\n{variant}: {runs} chaos runs traced, {rejected} rejected")
+
+
+# ---------------------------------------------------------------------- Dutch
+
+
+class StalePriceAccepted(Auctioneer):  # type: ignore[misc]  # subclassing a @final core
+    """Broken (Dutch): an accept at a price the clock does not show is taken."""
+
+    def _open_refusal(self, now: float, bidder: int, amount: Any) -> str | None:
+        reason: str | None = super()._open_refusal(now, bidder, amount)
+        return None if reason == "stale_price" else reason
+
+
+def _dutch_reach(trace: list[Record]) -> set[str]:
+    reached = set()
+    last = trace[-1]
+    if any(a["price"] > 1 for a in last["awards"]):  # type: ignore[union-attr,index,operator]
+        reached.add("a sale above the reserve")
+    if not last["awards"] and any(
+        r["action"] == "ClockTick" and r["phase"] == "closing" for r in trace
+    ):
+        reached.add("unsold at the floor")
+    if any(r["action"] == "DeadlineClose" for r in trace):
+        reached.add("the deadline")
+    if any(r["action"] == "HoldAnswer" and not r["msg"]["ok"] for r in trace):  # type: ignore[index]
+        reached.add("a hold refused")
+    if any(r["action"] == "Restart" for r in trace):
+        reached.add("a restart")
+    if any(
+        r["action"] == "Receive" and p["phase"] == "open" and r["pending"] == p["pending"]
+        for p, r in itertools.pairwise(trace)
+    ):
+        reached.add("an accept refused while open")
+    return reached
+
+
+DUTCH_REACH = (
+    "a sale above the reserve", "unsold at the floor", "the deadline", "a hold refused",
+    "a restart", "an accept refused while open",
+)  # fmt: skip
+
+
+def test_dutch_runs_are_deterministic_and_their_clock_only_falls() -> None:
+    seed = fresh_seed()
+    trace = ao.simulated_trace(seed)
+    assert trace == ao.simulated_trace(seed)
+    steps = [r["step"] for r in trace]
+    assert steps == sorted(steps) and trace[-1]["phase"] == "closed"
+    with pytest.raises(ValueError, match="maps Dutch auctions"):
+        ao.trace_of([], at.auction_config())
+
+
+@pytest.mark.slow
+@pytest.mark.tlc
+def test_dutch_runs_from_fresh_seeds_are_accepted() -> None:
+    """Fresh Dutch runs until every state of DUTCH_REACH happened, in one TLC run."""
+    traces: list[list[Record]] = []
+    missing = set(DUTCH_REACH)
+    for _ in range(100):
+        trace = ao.simulated_trace(fresh_seed())
+        hits = _dutch_reach(trace) & missing
+        if len(traces) < 4 or hits:
+            traces.append(trace)
+            missing -= hits
+        if len(traces) >= 4 and not missing:
+            break
+    assert not missing, missing
+    check = ao.check_traces(traces, ao.dutch_config(), specs_dir=SPECS)
+    assert check.accepted, (check.failed_trace, check.failed_step, check.violated)
+    assert check.tlc.distinct_states == len(traces) + sum(len(t) for t in traces)
+
+
+def _stale_taken(trace: list[Record]) -> int | None:
+    prices = [6, 5, 4, 3, 2, 1, 1]
+    return next(
+        (
+            k
+            for k, r in enumerate(trace)
+            if r["action"] == "Receive"
+            and r["msg"]["amt"] != prices[min(r["step"], 6)]  # type: ignore[index,call-overload]
+            and r["msg"] in r["pending"]  # type: ignore[operator]
+        ),
+        None,
+    )
+
+
+DUTCH_BROKEN: dict[str, tuple[type[Auctioneer], Callable[[list[Record]], int | None], str]] = {
+    "takes a stale price": (StalePriceAccepted, _stale_taken, "FollowsSpec"),
+    "sends the outcome before its Persist": (OutcomeBeforePersist, _told_first, "SendsDurable"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.tlc
+@pytest.mark.parametrize("name", list(DUTCH_BROKEN))
+def test_a_broken_dutch_auctioneers_run_is_rejected(name: str) -> None:
+    core, reached, invariant = DUTCH_BROKEN[name]
+    for _ in range(40):
+        trace = ao.simulated_trace(fresh_seed(), auctioneer_factory=core)
+        k = reached(trace)
+        if k is not None:
+            break
+    else:
+        pytest.fail(f"40 fresh runs without the bug of {name!r}")
+    check = ao.check_traces([trace], ao.dutch_config(), specs_dir=SPECS)
+    assert not check.accepted and check.violated == invariant, check.tlc.error_message
+    assert (check.failed_trace, check.failed_step) == (1, k + 1)
 
 
 # ---------------------------------------------------------------------- slow: rates

@@ -705,7 +705,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock", "Raft", "ContractNet", "Auction")
+_TRACEABLE = ("LeaseLock", "Raft", "ContractNet", "Auction", "AuctionOpen")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -735,7 +735,7 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         default=None,
         metavar="S",
         help="Raft: simulated seconds per run (default: 5); ContractNet: likewise (default: 30);"
-        " Auction: likewise (default: 12)",
+        " Auction, AuctionOpen (Dutch): likewise (default: 12)",
     )
     trace.add_argument(
         "--format",
@@ -782,7 +782,7 @@ def _trace(args: argparse.Namespace) -> int:
     if not (directory / f"{args.name}Trace.tla").is_file():
         raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
     # each flag sizes one module's runs: refuse one that would be silently ignored
-    simulated = args.name in ("Raft", "ContractNet", "Auction")
+    simulated = args.name in ("Raft", "ContractNet", "Auction", "AuctionOpen")
     foreign = ("--steps", "--ttl") if simulated else ("--duration",)
     for flag in foreign:
         if getattr(args, flag.removeprefix("--")) is not None:
@@ -799,6 +799,8 @@ def _trace(args: argparse.Namespace) -> int:
         return _trace_contract_net(args, directory)
     if args.name == "Auction":
         return _trace_auction(args, directory)
+    if args.name == "AuctionOpen":
+        return _trace_auction_open(args, directory)
     params = llt.SpecParams(ttl=9 if args.ttl is None else args.ttl)
     console = _console()
     if args.module is not None:
@@ -871,6 +873,15 @@ def _trace_auction(args: argparse.Namespace, directory: Path) -> int:
     return _trace_runs(
         args, directory, at, config, lambda seed: at.simulated_trace(seed, fmt, params)
     )
+
+
+def _trace_auction_open(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import auction as at
+    from ..verify.traces import auction_open as ao
+
+    params = at.RunParams(duration=12.0 if args.duration is None else args.duration)
+    config = ao.dutch_config()
+    return _trace_runs(args, directory, ao, config, lambda seed: ao.simulated_trace(seed, params))
 
 
 def _trace_runs(
