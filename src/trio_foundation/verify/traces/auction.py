@@ -238,8 +238,30 @@ class RunParams:
 # ---------------------------------------------------------------------- nodes
 
 
+class Agent:
+    """Base of the traced runs' bidders: lossy, possibly duplicated sends; no requests;
+    nothing persisted."""
+
+    behaviour: str | None
+    loss: float
+    rng: random.Random
+
+    def _send(self, msg: Any) -> list[Effect]:
+        copies = self.rng.randint(2, 3) if self.behaviour == "duplicating" else 1
+        return [Send(AUCTIONEER, msg) for _ in range(copies) if self.rng.random() >= self.loss]
+
+    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
+        return [Reply(request.client, "bidders take no requests", ok=False)]
+
+    def snapshot_persistent(self) -> Any:
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        raise RuntimeError("bidders persist nothing")
+
+
 @final
-class TraceBidder:
+class TraceBidder(Agent):
     """A bidder of the traced runs (an effects core; persists nothing).
 
     ``behaviour`` is one of :data:`BEHAVIOURS` (``None``: the stranger, which is
@@ -264,10 +286,6 @@ class TraceBidder:
         self.answered = False
         self.resends = 0
         self.amount: Any = None
-
-    def _send(self, msg: Any) -> list[Effect]:
-        copies = self.rng.randint(2, 3) if self.behaviour == "duplicating" else 1
-        return [Send(AUCTIONEER, msg) for _ in range(copies) if self.rng.random() >= self.loss]
 
     def on_start(self, now: float, rng: random.Random) -> list[Effect]:
         self.rng = rng  # per incarnation: a restarted bidder draws anew
@@ -312,15 +330,6 @@ class TraceBidder:
                     self.amount = self.rng.randint(0, 4)
             return [*self._send(Bid(AUCTION, self.amount)), SetTimer("resend", 0.3)]
         return []
-
-    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
-        return [Reply(request.client, "bidders take no requests", ok=False)]
-
-    def snapshot_persistent(self) -> Any:
-        return None
-
-    def restore(self, snapshot: Any) -> None:
-        raise RuntimeError("bidders persist nothing")
 
 
 @final
@@ -404,24 +413,71 @@ def _in_alphabet(amount: Any) -> bool:
 
 
 @attrs.define
+class EffectLog:
+    """Reads the effects of an auctioneer's transitions for the ordering duties.
+
+    Attributes:
+        auction: the auction's id (the prefix of its hold ids).
+        journal: the records persisted so far.
+        settled: the bidders whose hold the core has sent a settle for.
+        released: likewise, a release.
+    """
+
+    auction: str
+    journal: tuple[Any, ...] = ()
+    settled: set[int] = attrs.Factory(set)
+    released: set[int] = attrs.Factory(set)
+
+    def bidder_of(self, hold: str) -> int:
+        """The bidder of hold ``"<auction>/<bidder>"`` (0 if it is not one)."""
+        prefix, _, node = hold.rpartition("/")
+        return int(node) if prefix == self.auction and node.isdigit() else 0
+
+    def read(self, t: Transition) -> tuple[Record, ...]:
+        """The transition's ``Persist`` effects (each with the durable state after it: a
+        record appended to the journal, or the whole journal) and the sends that depend on
+        the durable state, in emitted order; records the escrow commands sent."""
+        out: list[Record] = []
+        for e in t.effects:
+            if isinstance(e, Persist):
+                data = e.data
+                self.journal = (
+                    tuple(data) if isinstance(data, tuple | list) else (*self.journal, data)
+                )
+                out.append(Record(kind="persist", durable=_durable(self.journal)))
+            elif isinstance(e, Send) and (sent := self._sent(e)) is not None:
+                out.append(Record(kind="send", msg=sent))
+        return tuple(out)
+
+    def _sent(self, e: Send) -> Record | None:
+        msg = e.msg
+        if isinstance(msg, BidAccepted):
+            return Record(what="accepted", c=e.to, p=msg.amount)
+        if isinstance(msg, Outcome):
+            return Record(what="won" if msg.won else "lost", c=e.to, p=msg.price)
+        command = msg.command if isinstance(msg, LedgerRequest) else None
+        if isinstance(command, Settle):
+            self.settled.add(self.bidder_of(command.hold))
+            return Record(what="settle", c=self.bidder_of(command.hold), p=command.amount)
+        if isinstance(command, Release):
+            self.released.add(self.bidder_of(command.hold))
+            return Record(what="release", c=self.bidder_of(command.hold), p=0)
+        return None
+
+
+@attrs.define
 class _Mapper:
     """The state of :func:`trace_of` along one run."""
 
     config: AuctionConfig
     unfunded: frozenset[int]
+    log: EffectLog
     records: list[Record] = attrs.Factory(list)
     sent: set[tuple[int, int]] = attrs.Factory(set)  # bids the spec's bidders have sent
-    settled: set[int] = attrs.Factory(set)
-    released: set[int] = attrs.Factory(set)
-    journal: tuple[Any, ...] = ()
 
     @property
     def bidders(self) -> list[int]:
         return [b for b, _ in self.config.bidders]
-
-    def bidder_of(self, hold: str) -> int:
-        prefix, _, node = hold.rpartition("/")
-        return int(node) if prefix == self.config.auction and node.isdigit() else 0
 
     def logged(self, view: AuctioneerView) -> Record:
         """The logged state of ``view`` with the escrow commands sent so far."""
@@ -448,41 +504,9 @@ class _Mapper:
         of 0 has no hold: settled or released by the decision itself)."""
         if amount == 0 and decided:
             return "settled" if won else "released"
-        if b in self.settled:
+        if b in self.log.settled:
             return "settled"
-        return "released" if b in self.released else "held"
-
-    def effects(self, t: Transition) -> tuple[Record, ...]:
-        """The transition's ``Persist`` effects (each with the durable state after it) and
-        the sends that depend on the durable state, in emitted order; records the escrow
-        commands sent."""
-        out: list[Record] = []
-        for e in t.effects:
-            if isinstance(e, Persist):
-                data = e.data
-                self.journal = (
-                    tuple(data) if isinstance(data, tuple | list) else (*self.journal, data)
-                )
-                out.append(Record(kind="persist", durable=_durable(self.journal)))
-                continue
-            if not isinstance(e, Send):
-                continue
-            msg, sent = e.msg, None
-            if isinstance(msg, BidAccepted):
-                sent = Record(what="accepted", c=e.to, p=msg.amount)
-            elif isinstance(msg, Outcome):
-                sent = Record(what="won" if msg.won else "lost", c=e.to, p=msg.price)
-            elif isinstance(msg, LedgerRequest) and isinstance(msg.command, Settle):
-                c = self.bidder_of(msg.command.hold)
-                self.settled.add(c)
-                sent = Record(what="settle", c=c, p=msg.command.amount)
-            elif isinstance(msg, LedgerRequest) and isinstance(msg.command, Release):
-                c = self.bidder_of(msg.command.hold)
-                self.released.add(c)
-                sent = Record(what="release", c=c, p=0)
-            if sent is not None:
-                out.append(Record(kind="send", msg=sent))
-        return tuple(out)
+        return "released" if b in self.log.released else "held"
 
     def add(
         self, action: str, msg: Record | str, state: Record, effects: tuple[Record, ...]
@@ -522,7 +546,7 @@ def trace_of(transitions: Sequence[Transition], config: AuctionConfig) -> list[R
     """
     if config.format not in SEALED_FORMATS:
         raise ValueError(f"trace_of maps the sealed formats {SEALED_FORMATS}, not {config.format}")
-    m = _Mapper(config, _unfunded(transitions, config))
+    m = _Mapper(config, _unfunded(transitions, config), EffectLog(config.auction))
     view: AuctioneerView | None = None
     for t in transitions:
         if t.node != AUCTIONEER:
@@ -534,7 +558,7 @@ def trace_of(transitions: Sequence[Transition], config: AuctionConfig) -> list[R
         if before is None:
             if not isinstance(t.input, Start):
                 raise ValueError(f"the auctioneer's first transition is not its start: {t.input!r}")
-            m.effects(t)  # the journal so far
+            m.log.read(t)  # the journal so far
             continue
         _map_step(m, t, before, after)
     return m.records
@@ -542,7 +566,7 @@ def trace_of(transitions: Sequence[Transition], config: AuctionConfig) -> list[R
 
 def _map_step(m: _Mapper, t: Transition, before: AuctioneerView, after: AuctioneerView) -> None:
     prior = m.logged(before)
-    effects = m.effects(t)
+    effects = m.log.read(t)
     state = m.logged(after)
     inp = t.input
     decides = before.phase != "closed" and after.phase == "closed"
@@ -583,7 +607,8 @@ AuctioneerFactory = Callable[[AuctionConfig], Any]
 """Builds the auctioneer core from the auction (tests pass deliberately broken ones)."""
 
 
-def _schedule(rng: random.Random, params: RunParams, agents: list[int]) -> list[FaultEvent]:
+def schedule(rng: random.Random, params: RunParams, agents: list[int]) -> list[FaultEvent]:
+    """The fault schedule of a run: duplication, reordering, bidder and auctioneer crashes."""
     events = [
         FaultEvent(0.0, SetDuplicateRate(params.duplicate_rate)),
         FaultEvent(0.0, SetReorderRate(params.reorder_rate, 0.4)),
@@ -652,7 +677,7 @@ def simulated_run(
         nodes=STRANGER + 1,
         seed=seed,
         config=SimConfig(delay=UniformDelay(0.001, 0.1)),
-        schedule=_schedule(rng, params, [*BIDDERS, STRANGER]),
+        schedule=schedule(rng, params, [*BIDDERS, STRANGER]),
         trace=transitions.append,
         projection=project,
     )

@@ -49,32 +49,34 @@ from ...protocols.auction import (
     AuctionConfig,
     Auctioneer,
     Bid,
-    BidAccepted,
     BidTaken,
     Decided,
     HoldAnswered,
     LedgerAnswer,
     LedgerNode,
-    LedgerRequest,
     OpenStarted,
-    Outcome,
     PriceClock,
 )
-from ...protocols.effects import ClientRequest, Effect, Persist, Reply, Send, SetTimer
-from ...protocols.ledger import Hold, Ledger, Mint, Ok, Open, Release, Settle
+from ...protocols.effects import Effect, SetTimer
+from ...protocols.ledger import Hold, Ledger, Mint, Ok, Open
 from ...runtime.driver import Start, TimerFired, Transition
 from ...runtime.faults import (
-    Crash,
-    FaultEvent,
-    Restart,
-    SetDuplicateRate,
-    SetReorderRate,
     UniformDelay,
 )
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
-from .auction import AUCTIONEER, BIDDERS, LEDGER, SELLER, DurableAuctioneer, RunParams
+from .auction import (
+    AUCTIONEER,
+    BIDDERS,
+    LEDGER,
+    SELLER,
+    Agent,
+    DurableAuctioneer,
+    EffectLog,
+    RunParams,
+    schedule,
+)
 from .lease_lock import TraceCheck, check_record_traces, traces_tla
 
 __all__ = [
@@ -130,7 +132,7 @@ def dutch_config(deadline: float = 4.0) -> AuctionConfig:
 
 
 @final
-class DutchBidder:
+class DutchBidder(Agent):
     """A bidder of a Dutch auction (an effects core; persists nothing): accepts the
     price it heard once it is at or below ``value`` (``stale``: the price before it;
     ``early``: one not reached yet; ``twice``: a second accept; ``overbidding``:
@@ -141,10 +143,6 @@ class DutchBidder:
         self.rng = random.Random(0)
         self.accepted = 0
         self.heard: list[int] = []
-
-    def _send(self, msg: Any) -> list[Effect]:
-        copies = self.rng.randint(2, 3) if self.behaviour == "duplicating" else 1
-        return [Send(AUCTIONEER, msg) for _ in range(copies) if self.rng.random() >= self.loss]
 
     def on_start(self, now: float, rng: random.Random) -> list[Effect]:
         self.rng = rng
@@ -167,15 +165,6 @@ class DutchBidder:
 
     def on_timer(self, now: float, name: str) -> list[Effect]:
         return self._send(Bid(AUCTION, int(name.partition(":")[2])))
-
-    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
-        return [Reply(request.client, "bidders take no requests", ok=False)]
-
-    def snapshot_persistent(self) -> Any:
-        return None
-
-    def restore(self, snapshot: Any) -> None:
-        raise RuntimeError("bidders persist nothing")
 
 
 @final
@@ -220,23 +209,12 @@ def _fold(records: Sequence[Any]) -> tuple[dict[int, int], dict[int, int], dict[
     return pending, funded, prices, started
 
 
-def _durable(journal: Sequence[Any]) -> Record:
-    _, funded, prices, _ = _fold(journal)
-    decided = any(isinstance(r, Decided) for r in journal)
-    return Record(
-        held=frozenset(Record(b=b, amt=a) for b, a in funded.items()),
-        decided=decided,
-        prices=frozenset(Record(b=b, p=p) for b, p in prices.items()),
-    )
-
-
 @attrs.define
 class _Mapper:
     config: AuctionConfig
+    log: EffectLog
     records: list[Record] = attrs.Factory(list)
     sent: set[tuple[int, int]] = attrs.Factory(set)
-    closed_holds: set[int] = attrs.Factory(set)  # bidders whose settle/release was sent
-    journal: tuple[Any, ...] = ()
     step: int = 0  # the spec's clock step
     phase: str = "open"
 
@@ -248,43 +226,17 @@ class _Mapper:
 
     def logged(self, view: OpenView, phase: str | None = None) -> Record:
         pending, funded, prices, _ = _fold(view.records)
+        closed = self.log.settled | self.log.released  # holds settled or released
         return Record(
             phase=phase or view.phase,
             step=self.step,
             pending=frozenset(Record(b=b, amt=a) for b, a in pending.items()),
             funded=frozenset(Record(b=b, amt=a) for b, a in funded.items()),
-            holds=frozenset(
-                Record(b=b, amt=a) for b, a in funded.items() if b not in self.closed_holds
-            ),
+            holds=frozenset(Record(b=b, amt=a) for b, a in funded.items() if b not in closed),
             awards=frozenset(
                 Record(b=b, amt=funded.get(b, -1), price=p) for b, p in prices.items()
             ),
         )
-
-    def effects(self, t: Transition) -> tuple[Record, ...]:
-        out: list[Record] = []
-        for e in t.effects:
-            if isinstance(e, Persist):
-                self.journal = tuple(e.data)
-                out.append(Record(kind="persist", durable=_durable(self.journal)))
-                continue
-            if not isinstance(e, Send):
-                continue
-            msg, sent = e.msg, None
-            if isinstance(msg, BidAccepted):
-                sent = Record(what="accepted", c=e.to, p=msg.amount)
-            elif isinstance(msg, Outcome):
-                sent = Record(what="won" if msg.won else "lost", c=e.to, p=msg.price)
-            elif isinstance(msg, LedgerRequest) and isinstance(msg.command, Settle | Release):
-                c = int(msg.command.hold.rpartition("/")[2])
-                self.closed_holds.add(c)
-                if isinstance(msg.command, Settle):
-                    sent = Record(what="settle", c=c, p=msg.command.amount)
-                else:
-                    sent = Record(what="release", c=c, p=0)
-            if sent is not None:
-                out.append(Record(kind="send", msg=sent))
-        return tuple(out)
 
     def add(
         self, action: str, msg: Record | str, state: Record, effects: tuple[Record, ...] = ()
@@ -310,7 +262,7 @@ def trace_of(transitions: Sequence[Transition], config: AuctionConfig) -> list[R
     """
     if config.format != "dutch":
         raise ValueError(f"trace_of maps Dutch auctions, not {config.format}")
-    m = _Mapper(config)
+    m = _Mapper(config, EffectLog(config.auction))
     view: OpenView | None = None
     for t in transitions:
         if t.node != AUCTIONEER:
@@ -322,7 +274,7 @@ def trace_of(transitions: Sequence[Transition], config: AuctionConfig) -> list[R
         if before is None:
             if not isinstance(t.input, Start):
                 raise ValueError(f"the auctioneer's first transition is not its start: {t.input!r}")
-            m.effects(t)
+            m.log.read(t)
             continue
         _map_step(m, t, before, after)
     return m.records
@@ -332,7 +284,7 @@ def _map_step(m: _Mapper, t: Transition, before: OpenView, after: OpenView) -> N
     inp = t.input
     m.ticks(before, t.now)
     prior = m.logged(before, m.phase)
-    effects = m.effects(t)
+    effects = m.log.read(t)
     cur = prior
     steps: list[tuple[str, Record | str, Record]] = []
     if isinstance(inp, Start):
@@ -394,27 +346,6 @@ def _map_step(m: _Mapper, t: Transition, before: OpenView, after: OpenView) -> N
 # ---------------------------------------------------------------------- runs
 
 
-def _schedule(rng: random.Random, params: RunParams) -> list[FaultEvent]:
-    events = [
-        FaultEvent(0.0, SetDuplicateRate(params.duplicate_rate)),
-        FaultEvent(0.0, SetReorderRate(params.reorder_rate, 0.4)),
-    ]
-    for node in BIDDERS:
-        if rng.random() < params.bidder_crashes:
-            at = rng.uniform(0.0, 3.0)
-            events += [
-                FaultEvent(at, Crash(node)),
-                FaultEvent(at + rng.uniform(0.05, 1.0), Restart(node)),
-            ]
-    at = 0.0
-    for _ in range(params.auctioneer_crashes):
-        at += rng.uniform(0.0, 3.0 / max(1, params.auctioneer_crashes))
-        down = rng.uniform(0.01, 0.8)
-        events += [FaultEvent(at, Crash(AUCTIONEER)), FaultEvent(at + down, Restart(AUCTIONEER))]
-        at += down
-    return sorted(events, key=lambda e: e.at)
-
-
 def simulated_run(
     seed: int, params: RunParams = _PARAMS, auctioneer_factory: Any = Auctioneer
 ) -> tuple[AuctionConfig, list[Transition]]:
@@ -443,7 +374,7 @@ def simulated_run(
         nodes=max(BIDDERS) + 1,
         seed=seed,
         config=SimConfig(delay=UniformDelay(0.001, 0.1)),
-        schedule=_schedule(rng, params),
+        schedule=schedule(rng, params, list(BIDDERS)),
         trace=transitions.append,
         projection=project,
     )
