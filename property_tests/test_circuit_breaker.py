@@ -184,7 +184,10 @@ def _caught() -> bool:
 
 
 def test_trial_leak_is_caught() -> None:
-    assert _caught()
+    # 192 of 200 fresh searches caught it (96 %, Wilson 92.3-98.0 %; docs/resilience.md):
+    # one search would miss in about one CI run in 25, so a miss gets a second fresh
+    # search (a new random seed, not a remembered one).
+    assert _caught() or _caught(), "two fresh searches missed the trial-slot leak"
 
 
 @pytest.mark.slow

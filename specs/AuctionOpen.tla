@@ -212,13 +212,16 @@ DeadlineClose ==
     /\ Format = "english" => now = Deadline
     /\ CloseBy("deadline")
 
-(* The earliest funded accept wins once no earlier one is being placed.    *)
+(* The earliest funded accept wins once no earlier one is being placed,    *)
+(* whether the clock is still running or has closed (found by trace       *)
+(* validation: the core decides in "closing" as soon as the earliest       *)
+(* accept is funded; this spec waited for every pending hold there).       *)
 DutchWinner ==
     {f \in funded : \A y \in funded : f.t <= y.t}
 
 DutchDecidable ==
     \/ phase = "closing" /\ pending = {}
-    \/ /\ phase = "open" /\ funded # {}
+    \/ /\ phase \in {"open", "closing"} /\ funded # {}
        /\ \/ Variant = "no_wait_for_earlier"
           \/ \A p \in pending : \A f \in DutchWinner : p.t > f.t
 

@@ -705,7 +705,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock", "Raft", "ContractNet", "Ledger")
+_TRACEABLE = ("LeaseLock", "Raft", "ContractNet", "Ledger", "Auction", "AuctionOpen")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -735,7 +735,14 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         default=None,
         metavar="S",
         help="Raft: simulated seconds per run (default: 5); ContractNet: likewise (default: 30);"
-        " Ledger: likewise (default: 20)",
+        " Ledger: likewise (default: 20); Auction, AuctionOpen (Dutch): likewise (default: 12)",
+    )
+    trace.add_argument(
+        "--format",
+        default=None,
+        metavar="F",
+        help="Auction: the sealed format, first_price, second_price or uniform"
+        " (default: second_price)",
     )
     trace.add_argument(
         "--ttl",
@@ -775,7 +782,7 @@ def _trace(args: argparse.Namespace) -> int:
     if not (directory / f"{args.name}Trace.tla").is_file():
         raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
     # each flag sizes one module's runs: refuse one that would be silently ignored
-    simulated = args.name in ("Raft", "ContractNet", "Ledger")
+    simulated = args.name in ("Raft", "ContractNet", "Ledger", "Auction", "AuctionOpen")
     foreign = ("--steps", "--ttl") if simulated else ("--duration",)
     for flag in foreign:
         if getattr(args, flag.removeprefix("--")) is not None:
@@ -784,12 +791,18 @@ def _trace(args: argparse.Namespace) -> int:
                 f" ({args.name} runs are sized by"
                 f" {'--duration' if simulated else '--steps and --ttl'})"
             )
+    if args.format is not None and args.name != "Auction":
+        raise VerificationError(f"--format does not apply to {args.name}'s trace runs (Auction's)")
     if args.name == "Raft":
         return _trace_raft(args, directory)
     if args.name == "ContractNet":
         return _trace_contract_net(args, directory)
     if args.name == "Ledger":
         return _trace_ledger(args, directory)
+    if args.name == "Auction":
+        return _trace_auction(args, directory)
+    if args.name == "AuctionOpen":
+        return _trace_auction_open(args, directory)
     params = llt.SpecParams(ttl=9 if args.ttl is None else args.ttl)
     console = _console()
     if args.module is not None:
@@ -846,19 +859,49 @@ def _trace_raft(args: argparse.Namespace, directory: Path) -> int:
 def _trace_contract_net(args: argparse.Namespace, directory: Path) -> int:
     from ..verify.traces import contract_net as cn
 
+    params = cn.RunParams(duration=30.0 if args.duration is None else args.duration)
+    config = cn.task_config(params.max_rounds)
+    return _trace_runs(args, directory, cn, config, lambda seed: cn.simulated_trace(seed, params))
+
+
+def _trace_auction(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import auction as at
+
+    fmt = "second_price" if args.format is None else args.format
+    if fmt not in at.SEALED_FORMATS:
+        raise VerificationError(f"--format must be one of {', '.join(at.SEALED_FORMATS)}")
+    params = at.RunParams(duration=12.0 if args.duration is None else args.duration)
+    config = at.auction_config(fmt)
+    return _trace_runs(
+        args, directory, at, config, lambda seed: at.simulated_trace(seed, fmt, params)
+    )
+
+
+def _trace_auction_open(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import auction as at
+    from ..verify.traces import auction_open as ao
+
+    params = at.RunParams(duration=12.0 if args.duration is None else args.duration)
+    config = ao.dutch_config()
+    return _trace_runs(args, directory, ao, config, lambda seed: ao.simulated_trace(seed, params))
+
+
+def _trace_runs(
+    args: argparse.Namespace, directory: Path, mapping: Any, config: Any, run: Callable[[int], Any]
+) -> int:
+    """Check ``--module``, or ``--traces`` runs of ``run(seed)`` (saved with ``--write``),
+    with a trace mapping module of verify/traces (contract-net, auctions, the ledger);
+    ``config`` goes to its ``write_trace_module`` and ``check_traces`` when not None."""
     if args.module is not None:
         text = args.module.read_text(encoding="utf-8")
-        check = cn.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
+        check = mapping.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
         what = str(args.module)
     else:
-        params = cn.RunParams(duration=30.0 if args.duration is None else args.duration)
-        config = cn.task_config(params.max_rounds)
-        traces = [
-            cn.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
-        ]
+        traces = [run(seed) for seed in range(args.seed, args.seed + args.traces)]
+        given = (traces,) if config is None else (traces, config)
         if args.write is not None:
-            cn.write_trace_module(traces, config, args.write)
-        check = cn.check_traces(traces, config, specs_dir=directory, timeout=args.timeout)
+            mapping.write_trace_module(*given, args.write)
+        check = mapping.check_traces(*given, specs_dir=directory, timeout=args.timeout)
         what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
         what += f"{check.steps} records"
     return _verdict(args.name, what, check)
@@ -867,21 +910,8 @@ def _trace_contract_net(args: argparse.Namespace, directory: Path) -> int:
 def _trace_ledger(args: argparse.Namespace, directory: Path) -> int:
     from ..verify.traces import ledger as lt
 
-    if args.module is not None:
-        text = args.module.read_text(encoding="utf-8")
-        check = lt.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
-        what = str(args.module)
-    else:
-        params = lt.RunParams(duration=20.0 if args.duration is None else args.duration)
-        traces = [
-            lt.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
-        ]
-        if args.write is not None:
-            lt.write_trace_module(traces, args.write)
-        check = lt.check_traces(traces, specs_dir=directory, timeout=args.timeout)
-        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
-        what += f"{check.steps} records"
-    return _verdict(args.name, what, check)
+    params = lt.RunParams(duration=20.0 if args.duration is None else args.duration)
+    return _trace_runs(args, directory, lt, None, lambda seed: lt.simulated_trace(seed, params))
 
 
 def _verdict(name: str, what: str, check: Any) -> int:

@@ -154,7 +154,7 @@ from ...runtime.faults import (
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, TLAFunction, to_tla
-from .lease_lock import TraceCheck, run_trace_check
+from .lease_lock import TraceCheck, check_record_traces, traces_tla
 
 __all__ = [
     "BEHAVIOURS",
@@ -837,9 +837,7 @@ def score_ranks(config: TaskConfig) -> dict[int, dict[int, int]]:
 
 def trace_module(traces: Sequence[Sequence[Record]], config: TaskConfig) -> str:
     """The text of the module ``ContractNetTraceData`` holding ``traces`` of ``config``'s task."""
-    body = ",\n".join(
-        "  <<" + ",\n    ".join(to_tla(record) for record in trace) + ">>" for trace in traces
-    )
+    body = traces_tla(traces)
     ranks = score_ranks(config)
     scores = TLAFunction((c, TLAFunction(row.items())) for c, row in ranks.items())
     qualified = frozenset(c.node for c in config.contractors if config.required <= c.capabilities)
@@ -931,19 +929,12 @@ def check_trace_module(
     name the record's action and count records.
     """
 
-    def action_at(tr: int, index: int) -> str | None:
-        if traces is not None and 0 <= index < len(traces[tr - 1]):
-            found = traces[tr - 1][index]["action"]
-            return found if isinstance(found, str) else None
-        return None
-
-    return run_trace_check(
+    return check_record_traces(
         "ContractNetTrace",
         trace_config(),
         module_text,
         specs_dir=specs_dir,
         workers=workers,
         timeout=timeout,
-        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
-        action_at=action_at,
+        traces=traces,
     )

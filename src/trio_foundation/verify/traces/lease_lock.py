@@ -78,9 +78,12 @@ __all__ = [
     "check_trace_module",
     "check_traces",
     "effects_of",
+    "check_record_traces",
     "random_trace",
+    "run_trace_check",
     "trace_config",
     "trace_module",
+    "traces_tla",
     "write_trace_module",
 ]
 
@@ -761,6 +764,49 @@ def run_trace_check(
         )
     raise VerificationError(
         f"trace check did not run: {result.status.name.lower()}: {result.error_message}"
+    )
+
+
+def traces_tla(traces: Sequence[Sequence[Record]]) -> str:
+    """The body of a trace-data module's ``Traces == <<...>>``: one TLA+ sequence of
+    records per trace (shared by the record-based trace validations)."""
+    return ",\n".join(
+        "  <<" + ",\n    ".join(to_tla(record) for record in trace) + ">>" for trace in traces
+    )
+
+
+def check_record_traces(
+    name: str,
+    config_text: str,
+    module_text: str,
+    *,
+    specs_dir: Path,
+    workers: int,
+    timeout: float,
+    traces: Sequence[Sequence[Record]] | None,
+) -> TraceCheck:
+    """:func:`run_trace_check` for traces whose records log their spec action in the
+    field ``action`` (Raft, contract-net, auctions).
+
+    ``traces``, when given, are the traces ``module_text`` holds: they count the
+    records and name the failing record's action (``None``: neither is known).
+    """
+
+    def action_at(tr: int, index: int) -> str | None:
+        if traces is not None and 0 <= index < len(traces[tr - 1]):
+            found = traces[tr - 1][index]["action"]
+            return found if isinstance(found, str) else None
+        return None
+
+    return run_trace_check(
+        name,
+        config_text,
+        module_text,
+        specs_dir=specs_dir,
+        workers=workers,
+        timeout=timeout,
+        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
+        action_at=action_at,
     )
 
 

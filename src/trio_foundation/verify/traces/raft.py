@@ -105,7 +105,8 @@ from ...runtime.faults import Crash, Cut, FaultEvent, Heal, Partition, Restart, 
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
-from .lease_lock import TraceCheck, run_trace_check
+from .lease_lock import TraceCheck, check_record_traces, traces_tla
+from .storage import AccumulatedStorage
 
 __all__ = [
     "FEATURES",
@@ -267,7 +268,7 @@ def node_factory(core: type[RaftNode] = RaftNode) -> NodeFactory:
 
 
 @final
-class DurableRaft:
+class DurableRaft(AccumulatedStorage):
     """A :class:`RaftNode` whose ``Persist`` effects carry the whole durable state.
 
     The storage adapter of the traced runs (see the module docstring): each
@@ -277,39 +278,14 @@ class DurableRaft:
     """
 
     def __init__(self, core: RaftNode) -> None:
-        self.core = core
-        self.durable = RaftDurable()
+        super().__init__(core, RaftDurable())
 
-    def _store(self, effects: list[Effect]) -> list[Effect]:
-        out: list[Effect] = []
-        for eff in effects:
-            if isinstance(eff, Persist) and isinstance(eff.data, RaftPersist):
-                self.durable = apply_persist(self.durable, eff.data)
-                out.append(Persist(self.durable))
-            else:
-                out.append(eff)
-        return out
+    def fold(self, durable: Any, data: Any) -> Any | None:
+        return apply_persist(durable, data) if isinstance(data, RaftPersist) else None
 
-    def on_start(self, now: float, rng: random.Random) -> list[Effect]:
-        return self._store(self.core.on_start(now, rng))
-
-    def on_message(self, now: float, src: int, msg: Any) -> list[Effect]:
-        return self._store(self.core.on_message(now, src, msg))
-
-    def on_timer(self, now: float, name: str) -> list[Effect]:
-        return self._store(self.core.on_timer(now, name))
-
-    def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
-        return self._store(self.core.on_client(now, request))
-
-    def snapshot_persistent(self) -> RaftDurable:
-        return self.durable
-
-    def restore(self, snapshot: Any) -> None:
+    def check(self, snapshot: Any) -> None:
         if not isinstance(snapshot, RaftDurable):
             raise TypeError(f"expected RaftDurable, got {type(snapshot).__name__}")
-        self.core.restore(snapshot)
-        self.durable = snapshot
 
 
 @final
@@ -666,9 +642,7 @@ def simulated_trace(
 
 def trace_module(traces: Sequence[Sequence[Record]], *, nodes: int = 3) -> str:
     """The text of the module ``RaftTraceData`` holding ``traces``."""
-    body = ",\n".join(
-        "  <<" + ",\n    ".join(to_tla(record) for record in trace) + ">>" for trace in traces
-    )
+    body = traces_tla(traces)
     servers = to_tla(frozenset(server(i) for i in range(nodes)))
     return (
         "---- MODULE RaftTraceData ----\n"
@@ -749,19 +723,12 @@ def check_trace_module(
     name the action that could not be taken and count records.
     """
 
-    def action_at(tr: int, index: int) -> str | None:
-        if traces is not None and 0 <= index < len(traces[tr - 1]):
-            found = traces[tr - 1][index]["action"]
-            return found if isinstance(found, str) else None
-        return None
-
-    return run_trace_check(
+    return check_record_traces(
         "RaftTrace",
         trace_config(),
         module_text,
         specs_dir=specs_dir,
         workers=workers,
         timeout=timeout,
-        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
-        action_at=action_at,
+        traces=traces,
     )
