@@ -838,6 +838,12 @@ TARGETS["protocols"] = Target(
         "tests/test_ledger.py",
         "property_tests/test_ledger.py::test_ledger_matches_model",
         "tests/test_reputation.py",
+        # the English/Dutch auction formats and the ledger entries of ServiceMachine
+        # (merged after the third sample): their unit tests and the open formats'
+        # invariant search (its own settings: 100 examples, about 2 to 6 s)
+        "tests/test_auction_open.py",
+        "property_tests/test_auction_open.py::test_open_auction_invariants_hold",
+        "tests/test_raft_ledger.py",
         # the exact tests written for the survivors of the sampled run (docs/verification.md)
         "tests/test_raft_mutation_edges.py",
         "tests/test_kv_machine_mutation_edges.py",
@@ -846,6 +852,8 @@ TARGETS["protocols"] = Target(
         "tests/test_contract_net_mutation_edges.py",
         "tests/test_ledger_mutation_edges.py",
         "tests/test_reputation_mutation_edges.py",
+        "tests/test_auction_open_mutation_edges.py",
+        "tests/test_service_machine_mutation_edges.py",
     ),
     also=tuple(
         _PROTOCOLS + name
@@ -865,6 +873,10 @@ TARGETS["protocols"] = Target(
         "tests/test_kv_machine.py::test_the_example_in_the_docs_runs",
         "tests/test_auction.py::test_the_docs_example_runs",
         "tests/test_ledger.py::test_the_docs_example_runs",
+        "tests/test_auction_open.py::test_the_docs_examples_print_what_the_doc_says",
+        "tests/test_raft_ledger.py::test_the_running_on_raft_example_runs",
+        # starts Python processes with other hash seeds (5 s): not a test of the core
+        "tests/test_raft_ledger.py::test_replicas_with_different_hash_seeds_compute_the_same_ledger",
     ),
 )
 _LEDGER = _mangled(_PROTOCOLS + "ledger.py") + ".xǁLedgerǁ"
