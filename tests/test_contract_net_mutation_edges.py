@@ -175,3 +175,10 @@ def test_a_repeated_refusal_does_not_close_the_round_early() -> None:
     w.deliver(C2, Refuse("t1", 1))
     assert w.deliver(C2, Refuse("t1", 1)) == []
     assert (w.core.state, w.core.round) == ("cfp", 1)  # still waiting for C3
+
+
+def test_a_deadline_and_an_execution_timeout_below_one_second_are_accepted() -> None:
+    c = config(deadline=0.5, execution_timeout=0.25)
+    assert (c.deadline, c.execution_timeout) == (0.5, 0.25)
+    with pytest.raises(ValueError, match=r"^deadline must be > 0 seconds and finite, got 0$"):
+        config(deadline=0)

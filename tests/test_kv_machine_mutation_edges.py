@@ -15,6 +15,7 @@ from trio_foundation.protocols.kv_machine import (
     KVMachine,
     Put,
     Request,
+    decode_request,
 )
 
 
@@ -52,5 +53,17 @@ def test_a_request_with_a_negative_client_is_refused_naming_the_fields() -> None
     before = machine.snapshot()
     assert machine.apply(Request(Put(b"k", b"v"), client=-1, seq=0, now=0)) == ErrorResult(
         "bad_command", "client, seq and now must be ints in [0, 2**63)", 0
+    )
+    assert machine.snapshot() == before
+
+
+def test_undecodable_bytes_are_refused_with_the_decoders_reason() -> None:
+    machine = KVMachine()
+    before = machine.snapshot()
+    with pytest.raises(msgspec.DecodeError) as raised:
+        decode_request(b"\xc1")
+    assert str(raised.value)  # the decoder names what is wrong
+    assert machine.apply(b"\xc1") == ErrorResult(
+        "bad_command", f"undecodable request: {raised.value}", 0
     )
     assert machine.snapshot() == before

@@ -182,3 +182,13 @@ def test_the_closed_hold_table_forgets_the_oldest_first() -> None:
     # h2, the newest, is remembered as closed; h1 was forgotten (unknown now)
     assert ledger.apply(Release("h2")).code == "hold_closed"  # type: ignore[union-attr]
     assert ledger.apply(Release("h1")).code == "unknown_hold"  # type: ignore[union-attr]
+
+
+def test_a_hold_is_journaled_with_the_next_seq() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    assert ledger.apply(Hold("h", "alice", 2)) == Ok(3)
+    assert ledger.journal[-1] == Entry(3, "hold", "alice", amount=2, hold="h")
+    assert ledger.seq == 3
+    assert ledger.apply(Release("h")) == Ok(4)

@@ -19,6 +19,7 @@ from trio_foundation.protocols.lock_machine import (
     LockMachineConfig,
     LockQuery,
     LockRenew,
+    LockRenewed,
     LockState,
     ServiceMachine,
 )
@@ -127,3 +128,14 @@ def test_a_snapshot_above_its_bounds_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^lock snapshot above its bounds$"):
         fresh.restore(msgspec.msgpack.encode(snap))
     assert fresh.snapshot() == before
+
+
+def test_a_renewal_retried_after_it_was_applied_changes_nothing_and_says_so() -> None:
+    machine = LockMachine()
+    assert machine.apply_at(1, LockAcquire("a", 1, (1, 1), 5.0)) == LockGranted((1, 1), 1, 5.0)
+    renew = LockRenew("a", 1, (1, 2), 1, 9.0)
+    assert machine.apply_at(2, renew) == LockRenewed((1, 2), 1, 9.0)
+    # the same request id again (a client's retry): stale, nothing freed or renewed
+    assert machine.apply_at(3, renew) == LockDone(False)
+    assert machine.apply_at(4, LockRenew("a", 1, (1, 1), 1, 20.0)) == LockDone(False)
+    assert machine.query(LockQuery("a")) == LockState("a", 1, 1, 9.0, 2)

@@ -21,3 +21,19 @@ def test_a_time_that_is_not_a_number_is_named() -> None:
     rep = Reputation(10.0)
     with pytest.raises(TypeError, match=r"^now must be a number, got str$"):
         rep.score("a", "soon")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "error", "text"),
+    [
+        ("half_life", TypeError, "half_life must be a number, got str"),
+        ("prior", TypeError, "prior must be a number, got str"),
+        ("prior_weight", TypeError, "prior_weight must be a number, got str"),
+    ],
+)
+def test_a_parameter_that_is_not_a_number_is_named(
+    field: str, error: type[Exception], text: str
+) -> None:
+    args: dict[str, object] = {"half_life": 10.0, field: "1"}
+    with pytest.raises(error, match=f"^{text}$"):
+        Reputation(**args)  # type: ignore[arg-type]
