@@ -974,6 +974,41 @@ TARGETS["protocols"].equivalent.update(
         ),
     }
 )
+# the fourth sample's (seed 185907519, on the code with the open auction formats)
+_AUCTIONEER = _mangled(_PROTOCOLS + "auction.py") + ".xǁAuctioneerǁ"
+_EVERY_STEP_BEGINS = (
+    "every step (on_start, on_timer, on_client, on_message) calls _begin(), which resets"
+    " it, before anything reads or appends to it; restore() and the properties never touch it"
+)
+TARGETS["protocols"].equivalent.update(
+    {
+        f"{_AUCTIONEER}_close__mutmut_2": (
+            "state = None for 'closing': _decide(), called on the next line, persists"
+            " Decided, whose _apply sets state = 'closed', and nothing in between reads state"
+        ),
+        f"{_AUCTIONEER}_open_bid__mutmut_46": (
+            "hold_id(bidder, None) for hold_id(bidder, receipt): None reads _receipt_of[bidder],"
+            " which _persist(BidTaken(bidder, amount, receipt)) has just set to receipt"
+            " (English); a Dutch hold id has no receipt"
+        ),
+        f"{_AUCTIONEER}_open_apply__mutmut_83": (
+            "hold_id(bidder, None) for the winner's settle: only the standing bidder has a"
+            " price, and a bidder whose bid stands or is being placed is refused 'duplicate',"
+            " so its last BidTaken (_receipt_of) is the standing bid's (a Dutch hold id has"
+            " no receipt)"
+        ),
+        _mangled(_PROTOCOLS + "lock_machine.py") + ".xǁLockMachineǁ_close__mutmut_3": (
+            "_closed[owner] = '' for None: _closed is an ordered set, only its keys are read"
+            " (in, move_to_end, popitem, tuple(...) in the snapshot)"
+        ),
+        f"{_RAFT}__init____mutmut_118": "_new_snapshot starts '': " + _EVERY_STEP_BEGINS,
+        f"{_RAFT}__init____mutmut_119": "_out starts None: " + _EVERY_STEP_BEGINS,
+        f"{_RAFT}__init____mutmut_94": (
+            "_rng starts Random(1): on_start replaces it before any use (_election_delay), and"
+            " every input before on_start raises"
+        ),
+    }
+)
 
 if __name__ == "__main__":
     main()

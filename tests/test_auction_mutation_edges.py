@@ -86,3 +86,11 @@ def test_a_zero_bid_is_recorded_as_zero_without_a_hold() -> None:
     fresh = Auctioneer(core.config)
     fresh.restore(core.snapshot_persistent())
     assert fresh.bids == {2: (0, 1)}
+
+
+def test_a_restart_at_or_after_the_deadline_fires_it_at_once() -> None:
+    core = _auctioneer()  # started at 0.0, deadline 5.0
+    for now, delay in ((4.5, 0.5), (5.0, 0.0), (9.0, 0.0)):
+        fresh = Auctioneer(core.config)
+        fresh.restore(core.snapshot_persistent())
+        assert fresh.on_start(now, random.Random(0)) == [SetTimer("deadline", delay)]

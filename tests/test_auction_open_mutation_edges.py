@@ -316,6 +316,25 @@ def test_a_later_funded_accept_waits_and_the_earliest_one_wins_at_once() -> None
     ]
 
 
+def test_the_dutch_winner_is_the_earliest_receipt_not_the_lowest_bidder_id() -> None:
+    core = dutch(start_price=8)
+    core.on_message(0.1, 4, Bid("a", 8))  # receipt 1, the highest id
+    core.on_message(0.2, 2, Bid("a", 8))  # receipt 2
+    assert placed(core, 0.3, Hold("a/2", "acct2", 8)) == [
+        Persist(HoldAnswered(2, True)),
+        Send(2, BidAccepted("a", 8)),
+    ]
+    # a funded accept waiting for an earlier one is still its bidder's one accept
+    assert core.on_message(0.35, 2, Bid("a", 8)) == [Send(2, BidRefused("a", "duplicate"))]
+    won = placed(core, 0.4, Hold("a/4", "acct4", 8))
+    assert won[:3] == [
+        Persist(HoldAnswered(4, True)),
+        Send(4, BidAccepted("a", 8)),
+        Persist(Decided((4,), ((4, 8),))),
+    ]
+    assert (core.winners, core.prices) == ([4], {4: 8})
+
+
 def test_an_accept_placed_after_the_win_is_released_without_an_accepted_reply() -> None:
     core = dutch(start_price=8)
     core.on_message(0.1, 2, Bid("a", 8))

@@ -13,7 +13,7 @@ import attrs
 import pytest
 from tests.test_raft_core import Cluster, Register, committed_everywhere
 
-from trio_foundation.protocols.effects import ClientRequest, Reply, Send
+from trio_foundation.protocols.effects import ClientRequest, Persist, Reply, Send
 from trio_foundation.protocols.raft import (
     AppendEntries,
     AppendEntriesResponse,
@@ -25,11 +25,13 @@ from trio_foundation.protocols.raft import (
     Proposal,
     RaftDurable,
     RaftNode,
+    RaftPersist,
     RaftStateError,
     RaftStatus,
     Rejected,
     RequestVote,
     RequestVoteResponse,
+    Snapshot,
     TimeoutNow,
 )
 
@@ -676,3 +678,105 @@ def test_a_fresh_node_without_restore_can_change_membership() -> None:
     assert node.config == Config((0,), (1,)) and node.config_index == 2
     # a single voter commits the change alone
     assert [e for e in effects if isinstance(e, Reply)] == [Reply("l", Config((0,), (1,)))]
+
+
+def _follower_with_five_entries() -> RaftNode:
+    """Node 1 of (0, 1, 2), holding entries 1..5 of term 1 from leader 0 (2 committed)."""
+    node = RaftNode(1, (0, 1, 2), Register())
+    node.on_start(0.0, random.Random(0))
+    entries = tuple(Entry(1, i, "command", f"v{i}") for i in range(1, 6))
+    node.on_message(0.1, 0, AppendEntries(1, 0, 0, 0, entries, 2))
+    assert (node.last_index, node.commit_index) == (5, 2)
+    return node
+
+
+def test_a_snapshot_that_matches_the_log_keeps_the_entries_after_it() -> None:
+    node = _follower_with_five_entries()
+    data = b'["v1", "v2", "v3"]'
+    effects = node.on_message(0.2, 0, InstallSnapshot(1, 0, 3, 1, Config((0, 1, 2)), data))
+    snap = Snapshot(3, 1, Config((0, 1, 2)), data, ())
+    assert [e for e in effects if isinstance(e, Persist | Send)] == [
+        Persist(RaftPersist(1, None, None, (), snap)),  # nothing truncated
+        Send(0, InstallSnapshotResponse(1, 3, 0)),
+    ]
+    assert (node.snapshot_index, node.last_index, node.commit_index) == (3, 5, 3)
+    assert [node.entry(i) for i in (4, 5)] == [
+        Entry(1, 4, "command", "v4"),
+        Entry(1, 5, "command", "v5"),
+    ]
+
+
+def test_a_snapshot_that_conflicts_with_the_log_truncates_everything_after_it() -> None:
+    node = _follower_with_five_entries()
+    data = b'["v1", "v2", "w3"]'
+    # the snapshot's last entry is of term 2: every entry held after 2 conflicts
+    effects = node.on_message(0.2, 0, InstallSnapshot(2, 0, 3, 2, Config((0, 1, 2)), data))
+    snap = Snapshot(3, 2, Config((0, 1, 2)), data, ())
+    persists = [e.data for e in effects if isinstance(e, Persist)]
+    assert persists == [RaftPersist(2, None, 4, (), snap)]  # truncate from index 4
+    assert (node.snapshot_index, node.last_index, node.entry(4)) == (3, 3, None)
+
+
+def test_after_a_snapshot_answer_the_leader_sends_the_entries_after_it_at_once() -> None:
+    c = Cluster(max_log_entries=4)
+    c.elect(0)
+    c.partition(2)
+    for k in range(10):
+        c.client(0, "propose", k)
+    c.heartbeat(0)
+    leader = c.nodes[0]
+    c.client(0, "propose", "after")  # an entry beyond the snapshot
+    assert leader.last_index > leader.snapshot_index > 1
+    c.heal()
+    c.fire(0, "heartbeat")
+    c.net = [(s, d, m) for s, d, m in c.net if d == 2]
+    assert [type(m) for _, _, m in c.net] == [InstallSnapshot]
+    c.net = []
+    answer = InstallSnapshotResponse(leader.term, leader.snapshot_index, 0)
+    sent = [e.msg for e in leader.on_message(c.now, 2, answer) if isinstance(e, Send)]
+    assert len(sent) == 1 and isinstance(sent[0], AppendEntries)
+    assert sent[0].prev_log_index == leader.snapshot_index
+    assert [e.index for e in sent[0].entries] == list(
+        range(leader.snapshot_index + 1, leader.last_index + 1)
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        InstallSnapshotResponse(1, -1, 0),
+        InstallSnapshotResponse(-1, 1, 0),
+        InstallSnapshotResponse(1, 1, -1),
+        InstallSnapshotResponse(1, 1, "0"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_malformed_snapshot_answer_is_counted_and_dropped(
+    answer: InstallSnapshotResponse,
+) -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    assert leader.term == 1
+    before = (leader.ignored, leader.commit_index, leader.inflight(1))
+    assert leader.on_message(c.now, 1, answer) == []
+    assert (leader.ignored, leader.commit_index, leader.inflight(1)) == (
+        before[0] + 1,
+        *before[1:],
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_batch",
+        "max_inflight",
+        "max_pending_proposals",
+        "max_pending_reads",
+        "max_uncommitted",
+        "max_log_entries",
+        "max_sessions",
+    ],
+)
+def test_each_bound_below_one_is_an_error_naming_it(name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be an int > 0, got 0$"):
+        RaftNode(0, (0,), Register(), **{name: 0})
