@@ -542,3 +542,28 @@ def test_restore_errors_are_exact() -> None:
         with pytest.raises(error, match=f"^{re.escape(text)}$"):
             core.restore(snapshot)
     assert used.snapshot_persistent() == (OpenStarted(0.0, 100.0),)
+
+
+def test_a_restart_after_the_quiet_period_or_the_deadline_fires_them_at_once() -> None:
+    core = english()  # started at 0.0: quiet 3 s, deadline 100 s
+    records = core.snapshot_persistent()
+    for now, quiet, deadline in ((2.0, 1.0, 98.0), (3.0, 0.0, 97.0), (150.0, 0.0, 0.0)):
+        again = Auctioneer(core.config)
+        again.restore(records)
+        assert again.on_start(now, random.Random(0)) == [
+            SetTimer("deadline", deadline),
+            SetTimer("quiet", quiet),
+        ]
+
+
+def test_a_dutch_deadline_with_an_accept_being_placed_waits_for_its_hold() -> None:
+    core = dutch(start_price=8)
+    core.on_message(0.5, 2, Bid("a", 8))
+    assert core.on_timer(100.0, "deadline") == [Persist(Closing())]
+    assert core.on_message(100.1, 3, Bid("a", 8)) == [Send(3, BidRefused("a", "late"))]
+    won = placed(core, 100.2, Hold("a/2", "acct2", 8))
+    assert won[:3] == [
+        Persist(HoldAnswered(2, True)),
+        Send(2, BidAccepted("a", 8)),
+        Persist(Decided((2,), ((2, 8),))),
+    ]
