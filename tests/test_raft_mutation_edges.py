@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 import attrs
@@ -33,6 +34,7 @@ from trio_foundation.protocols.raft import (
     RequestVoteResponse,
     Snapshot,
     TimeoutNow,
+    apply_persist,
 )
 
 
@@ -780,3 +782,91 @@ def test_a_malformed_snapshot_answer_is_counted_and_dropped(
 def test_each_bound_below_one_is_an_error_naming_it(name: str) -> None:
     with pytest.raises(ValueError, match=f"^{name} must be an int > 0, got 0$"):
         RaftNode(0, (0,), Register(), **{name: 0})
+
+
+@pytest.mark.parametrize(
+    ("voters", "learners", "text"),
+    [
+        ((1, -1), (), "voters must be a tuple of node ids >= 0, got (1, -1)"),
+        ([0, 1], (), "voters must be a tuple of node ids >= 0, got [0, 1]"),
+        ((2, 1), (), "voters must be sorted and distinct, got (2, 1)"),
+        ((1, 1), (), "voters must be sorted and distinct, got (1, 1)"),
+        ((0,), (3, 2), "learners must be sorted and distinct, got (3, 2)"),
+        ((0,), ("3",), "learners must be a tuple of node ids >= 0, got ('3',)"),
+        ((0, 1), (1,), "nodes [1] are voters and learners"),
+        ((), (), "a configuration needs at least one voter"),
+    ],
+)
+def test_a_bad_configuration_is_an_error_naming_the_field(
+    voters: Any, learners: Any, text: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        Config(voters, learners)
+
+
+def test_a_persist_record_whose_entries_leave_a_gap_is_refused_naming_both_indexes() -> None:
+    durable = RaftDurable(1, None, None, (Entry(1, 1, "noop"), Entry(1, 2, "noop")))
+    with pytest.raises(ValueError, match=r"^entry index 4 does not follow the log \(expected 3\)$"):
+        apply_persist(durable, RaftPersist(1, None, None, (Entry(1, 4, "noop"),)))
+    # after a truncation the next entry follows the kept part
+    kept = apply_persist(durable, RaftPersist(1, None, 2, (Entry(1, 2, "command", "x"),)))
+    assert kept.log == (Entry(1, 1, "noop"), Entry(1, 2, "command", "x"))
+    with pytest.raises(ValueError, match=r"^entry index 1 does not follow the log \(expected 6\)$"):
+        snap = Snapshot(5, 1, Config((0,)), b"[]")
+        apply_persist(RaftDurable(), RaftPersist(1, None, None, (Entry(1, 1, "noop"),), snap))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "text"),
+    [
+        ({"node": -1}, ValueError, "node id must be an int >= 0, got -1"),
+        (
+            {"state_machine": object()},
+            TypeError,
+            "state_machine needs apply, query, snapshot and restore methods",
+        ),
+        ({"election_timeout": 0}, ValueError, "election_timeout must be > 0, got 0"),
+        (
+            {"heartbeat_interval": 1.0},
+            ValueError,
+            "heartbeat_interval must be in (0, 1.0), got 1.0",
+        ),
+        (
+            {"election_timeout": 2.0, "heartbeat_interval": 0},
+            ValueError,
+            "heartbeat_interval must be in (0, 2.0), got 0",
+        ),
+    ],
+)
+def test_bad_node_arguments_are_errors_naming_them(
+    args: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    kwargs: dict[str, Any] = {"node": 0, "voters": (0,), "state_machine": Register(), **args}
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        RaftNode(**kwargs)
+
+
+def test_the_default_heartbeat_is_a_tenth_of_the_election_timeout() -> None:
+    node = RaftNode(0, (0,), Register(), election_timeout=2.0)
+    assert (node.election_timeout, node.heartbeat_interval) == (2.0, 0.2)
+
+
+def test_restore_refuses_another_type_and_a_started_node_by_name() -> None:
+    node = RaftNode(0, (0,), Register())
+    with pytest.raises(TypeError, match=r"^expected RaftDurable, got dict$"):
+        node.restore({})
+    node.on_start(0.0, random.Random(0))
+    with pytest.raises(RaftStateError, match=r"^node 0 \(follower, term 0\) can't take restore$"):
+        node.restore(RaftDurable())
+    with pytest.raises(RaftStateError, match=r"^node 0 \(follower, term 0\) can't take on_start$"):
+        node.on_start(0.0, random.Random(0))
+
+
+def test_a_request_older_than_the_clients_last_is_refused_naming_both() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert c.client(0, "propose", Proposal("c", 2, "x"), client="p2") == Reply("p2", 1)
+    assert c.client(0, "propose", Proposal("c", 1, "y"), client="p1") == refused(
+        "stale request id 1 of client 'c'", "p1"
+    )
+    assert c.nodes[0].sm.values == ["x"]  # type: ignore[attr-defined]
