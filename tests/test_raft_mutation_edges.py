@@ -781,7 +781,8 @@ def test_a_malformed_snapshot_answer_is_counted_and_dropped(
 )
 def test_each_bound_below_one_is_an_error_naming_it(name: str) -> None:
     with pytest.raises(ValueError, match=f"^{name} must be an int > 0, got 0$"):
-        RaftNode(0, (0,), Register(), **{name: 0})
+        bound: dict[str, Any] = {name: 0}
+        RaftNode(0, (0,), Register(), **bound)
 
 
 @pytest.mark.parametrize(
