@@ -182,3 +182,43 @@ def test_a_deadline_and_an_execution_timeout_below_one_second_are_accepted() -> 
     assert (c.deadline, c.execution_timeout) == (0.5, 0.25)
     with pytest.raises(ValueError, match=r"^deadline must be > 0 seconds and finite, got 0$"):
         config(deadline=0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "text"),
+    [
+        ({"account": ""}, ValueError, "account must be a non-empty str, got ''"),
+        ({"reputation": 1.5}, ValueError, "reputation must be in [0, 1], got 1.5"),
+        ({"reputation": True}, ValueError, "reputation must be in [0, 1], got True"),
+        (
+            {"capabilities": "code"},
+            TypeError,
+            "capabilities must be a collection of str, got the str 'code'",
+        ),
+    ],
+)
+def test_a_bad_contractor_is_named(
+    fields: dict[str, object], error: type[Exception], text: str
+) -> None:
+    args: dict[str, object] = {"node": 2, "account": "acct2", "capabilities": {"code"}, **fields}
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        ContractorInfo(**args)  # type: ignore[arg-type]
+
+
+def test_reputation_bounds_are_accepted() -> None:
+    assert ContractorInfo(2, "a", {"x"}, 0).reputation == 0
+    assert ContractorInfo(2, "a", {"x"}, 1).reputation == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"buyer": ""}, "buyer must be a non-empty str, got ''"),
+        ({"task": ""}, "task must be a non-empty str, got ''"),
+        ({"budget": 0}, "budget must be >= 1, got 0"),
+        ({"deadline": None}, "deadline is required: a call for proposals without one is refused"),
+    ],
+)
+def test_a_bad_task_is_named(fields: dict[str, object], text: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        config(**fields)

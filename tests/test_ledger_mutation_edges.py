@@ -192,3 +192,38 @@ def test_a_hold_is_journaled_with_the_next_seq() -> None:
     assert ledger.journal[-1] == Entry(3, "hold", "alice", amount=2, hold="h")
     assert ledger.seq == 3
     assert ledger.apply(Release("h")) == Ok(4)
+
+
+def _held() -> dict[str, Any]:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    ledger.apply(Hold("h", "alice", 2))
+    snap: dict[str, Any] = msgspec.msgpack.decode(ledger.snapshot())
+    return snap
+
+
+def _ledger_refuses(snap: dict[str, Any], pattern: str) -> None:
+    fresh = Ledger()
+    before = fresh.snapshot()
+    with pytest.raises(ValueError, match=pattern):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    assert fresh.snapshot() == before
+
+
+def test_ledger_snapshot_refusals_are_exact() -> None:
+    snap = _held()
+    snap["version"] = 2
+    _ledger_refuses(snap, r"^snapshot version 2, this library reads 1$")
+    snap = _held()
+    snap["supply"] = 6  # balances 3 + held 2 = 5
+    _ledger_refuses(snap, r"^snapshot breaks conservation$")
+    snap = _held()
+    snap["journal"].append(  # a release of a hold the journal never opened
+        {"seq": 4, "kind": "release", "account": "", "other": "", "amount": 0, "hold": "nope"}
+    )
+    _ledger_refuses(snap, r"^snapshot journal names an unknown account or hold: 'nope'$")
+    snap = _held()
+    snap["config"]["authorities"] = [""]
+    _ledger_refuses(snap, r"^authorities must be non-empty strings, got \('',\)$")
+    _ledger_refuses({"version": 1}, r"^not a ledger snapshot: \S")
