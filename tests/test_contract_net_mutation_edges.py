@@ -222,3 +222,25 @@ def test_reputation_bounds_are_accepted() -> None:
 def test_a_bad_task_is_named(fields: dict[str, object], text: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
         config(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"deadline": 0}, "deadline must be > 0 seconds and finite, got 0"),
+        (
+            {"execution_timeout": float("inf")},
+            "execution_timeout must be > 0 seconds and finite, got inf",
+        ),
+    ],
+)
+def test_a_bad_duration_is_named(fields: dict[str, object], text: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        config(**fields)
+
+
+@pytest.mark.parametrize("name", ["price", "capability", "reputation"])
+def test_a_negative_weight_is_named(name: str) -> None:
+    args = {"price": 1.0, "capability": 1.0, "reputation": 1.0, name: -1.0}
+    with pytest.raises(ValueError, match=f"^weight {name} must be a number >= 0, got -1.0$"):
+        Weights(**args)

@@ -14,6 +14,7 @@ from trio_foundation.protocols.kv_machine import (
     Get,
     GetResult,
     KVMachine,
+    KVMachineConfig,
     Put,
     Request,
     decode_request,
@@ -118,3 +119,13 @@ def test_a_snapshot_of_another_version_or_with_a_bad_session_is_refused_naming_i
         fresh.restore(msgspec.msgpack.encode(snap))
     with pytest.raises(ValueError, match=r"^not a key-value machine snapshot: \S"):
         fresh.restore(b"\xc1")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["history", "max_keys", "max_key_bytes", "max_value_bytes", "max_sessions", "session_ttl"],
+)
+def test_each_bound_below_one_is_named(name: str) -> None:
+    bound: dict[str, Any] = {name: 0}
+    with pytest.raises(ValueError, match=f"^{name} must be an int >= 1, got 0$"):
+        KVMachine(KVMachineConfig(**bound))

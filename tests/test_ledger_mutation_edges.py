@@ -227,3 +227,12 @@ def test_ledger_snapshot_refusals_are_exact() -> None:
     snap["config"]["authorities"] = [""]
     _ledger_refuses(snap, r"^authorities must be non-empty strings, got \('',\)$")
     _ledger_refuses({"version": 1}, r"^not a ledger snapshot: \S")
+
+
+@pytest.mark.parametrize(
+    "name", ["max_accounts", "max_holds", "max_closed", "max_keys", "journal_window"]
+)
+def test_each_ledger_bound_below_one_is_named(name: str) -> None:
+    bound: dict[str, Any] = {name: 0}
+    with pytest.raises(ValueError, match=f"^{name} must be an int >= 1, got 0$"):
+        Ledger(LedgerConfig(**bound))

@@ -68,3 +68,12 @@ def test_an_outcome_out_of_range_is_named_and_not_recorded(outcome: float) -> No
     with pytest.raises(ValueError, match=f"^outcome must be in \\[0, 1\\], got {outcome}$"):
         r.record("a", outcome, 0.0)
     assert r.score("a", 0.0) == 0.5  # still the prior: nothing recorded
+
+
+def test_a_time_before_the_agents_last_observation_is_named() -> None:
+    rep = Reputation(10.0)
+    rep.record("a", 1.0, now=5.0)
+    text = "now=4.0 is before the last observation of 'a' at 5.0: time must not go backwards"
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        rep.record("a", 0.0, now=4.0)
+    assert rep.record("a", 1.0, now=5.0) > 0.5  # the same time is not going backwards
