@@ -871,3 +871,22 @@ def test_a_request_older_than_the_clients_last_is_refused_naming_both() -> None:
         "stale request id 1 of client 'c'", "p1"
     )
     assert c.nodes[0].sm.values == ["x"]  # type: ignore[attr-defined]
+
+
+def test_misuse_errors_name_the_node_its_state_and_the_input() -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    with pytest.raises(
+        RaftStateError, match=r"^node 0 \(leader, term 1\) can't take timer 'tick'$"
+    ):
+        leader.on_timer(c.now, "tick")
+    with pytest.raises(
+        RaftStateError, match=r"^node 0 \(leader, term 1\) can't take client operation 'x'$"
+    ):
+        leader.on_client(c.now, ClientRequest(1, "x"))
+    fresh = RaftNode(3, (0, 1, 2), Register())
+    with pytest.raises(
+        RaftStateError, match=r"^node 3 \(not started, term 0\) can't take timer 'election'$"
+    ):
+        fresh.on_timer(0.0, "election")
