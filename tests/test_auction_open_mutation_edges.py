@@ -567,3 +567,54 @@ def test_a_dutch_deadline_with_an_accept_being_placed_waits_for_its_hold() -> No
         Send(2, BidAccepted("a", 8)),
         Persist(Decided((2,), ((2, 8),))),
     ]
+
+
+@pytest.mark.parametrize(
+    ("auction", "error", "text"),
+    [
+        (7, TypeError, "auction must be a str, got int"),
+        (" \t", ValueError, "auction id must not be empty or blank, got ' \\t'"),
+        ("", ValueError, "auction id must not be empty or blank, got ''"),
+    ],
+)
+def test_a_bad_auction_id_is_refused_in_full(
+    auction: object, error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        AuctionConfig(auction, "first_price", 1.0, BIDDERS, "s", LEDGER)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fields", "text"),
+    [
+        (
+            "first_price",
+            {"min_increment": 2},
+            "min_increment is for english auctions, got min_increment=2 in a first_price auction",
+        ),
+        (
+            "dutch",
+            {"start_price": 5, "tick": 1.0, "max_bids": 5},
+            "max_bids is for english auctions, got max_bids=5 in a dutch auction",
+        ),
+        (
+            "english",
+            {"quiet": 1.0, "decrement": 2},
+            "decrement is for dutch auctions, got decrement=2 in a english auction",
+        ),
+    ],
+)
+def test_a_defaulted_parameter_of_another_format_is_refused_in_full(
+    fmt: str, fields: dict[str, Any], text: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        config(fmt, **fields)
+
+
+def test_the_defaults_of_another_formats_parameters_are_accepted() -> None:
+    c = config("first_price", min_increment=1, max_bids=1000, decrement=1)
+    assert (c.min_increment, c.max_bids, c.decrement) == (1, 1000, 1)
+    d = config("dutch", start_price=5, tick=1.0, min_increment=1, max_bids=1000)
+    assert (d.min_increment, d.max_bids) == (1, 1000)
+    e = config("english", quiet=1.0, decrement=1)
+    assert e.decrement == 1
