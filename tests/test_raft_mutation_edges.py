@@ -890,3 +890,56 @@ def test_misuse_errors_name_the_node_its_state_and_the_input() -> None:
         RaftStateError, match=r"^node 3 \(not started, term 0\) can't take timer 'election'$"
     ):
         fresh.on_timer(0.0, "election")
+
+
+def test_a_candidate_persists_its_vote_for_itself_and_refuses_a_rival() -> None:
+    node = RaftNode(1, (0, 1, 2), Register(), pre_vote=False)
+    node.on_start(0.0, random.Random(0))
+    effects = node.on_timer(5.0, "election")
+    assert [e for e in effects if isinstance(e, Persist)] == [Persist(RaftPersist(1, 1))]
+    assert [e for e in effects if isinstance(e, Send)] == [
+        Send(0, RequestVote(1, 1, 0, 0)),
+        Send(2, RequestVote(1, 1, 0, 0)),
+    ]
+    assert (node.role, node.voted_for) == ("candidate", 1)
+    assert node.on_message(5.1, 2, RequestVote(1, 2, 0, 0)) == [
+        Send(2, RequestVoteResponse(1, False, False))
+    ]
+
+
+def test_every_stale_answer_is_counted() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.elect(1)  # term 2: node 0 hears of it
+    node = c.nodes[1]
+    assert node.term == 2 and node.role == "leader"
+    before = node.ignored
+    for stale in (
+        AppendEntriesResponse(1, True, 1),
+        RequestVoteResponse(1, True),
+        InstallSnapshotResponse(1, 1, 0),
+    ):
+        assert node.on_message(c.now, 0, stale) == []
+    assert node.ignored == before + 3
+
+
+def test_an_append_from_a_second_leader_of_the_same_term_is_counted_and_dropped() -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    before = (leader.ignored, leader.last_index, leader.commit_index)
+    rival = AppendEntries(leader.term, 1, 0, 0, (Entry(leader.term, 1, "noop"),), 1)
+    assert leader.on_message(c.now, 1, rival) == []
+    assert (leader.ignored, leader.last_index, leader.commit_index) == (
+        before[0] + 1,
+        *before[1:],
+    )
+    assert (leader.role, leader.leader_id) == ("leader", 0)
+
+
+def test_inflight_is_zero_for_a_follower_and_for_a_peer_the_leader_does_not_track() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert c.nodes[1].inflight(0) == 0
+    assert c.nodes[0].inflight(7) == 0
+    assert c.nodes[0].inflight(1) == 0  # every append answered
