@@ -995,6 +995,10 @@ TARGETS["protocols"].equivalent.update(
             " which _persist(BidTaken(bidder, amount, receipt)) has just set to receipt"
             " (English); a Dutch hold id has no receipt"
         ),
+        f"{_AUCTIONEER}_open_apply__mutmut_85": (
+            "hold_id(bidder, ) for the winner's settle: the same as hold_id(bidder, None),"
+            " argued for _open_apply__mutmut_83"
+        ),
         f"{_AUCTIONEER}_open_apply__mutmut_83": (
             "hold_id(bidder, None) for the winner's settle: only the standing bidder has a"
             " price, and a bidder whose bid stands or is being placed is refused 'duplicate',"

@@ -7,10 +7,11 @@ import random
 import re
 
 import pytest
-from tests.test_contract_net import C2, C3, World, config
+from tests.test_contract_net import C2, C3, C4, World, config
 
 from trio_foundation.protocols.contract_net import (
     AcceptProposal,
+    Cancel,
     ContractorInfo,
     InformDone,
     Manager,
@@ -21,7 +22,7 @@ from trio_foundation.protocols.contract_net import (
     Weights,
     contractors_from,
 )
-from trio_foundation.protocols.effects import Send, SetTimer
+from trio_foundation.protocols.effects import ClientRequest, Reply, Send, SetTimer
 from trio_foundation.protocols.ledger import Ok, Release
 
 
@@ -244,3 +245,40 @@ def test_a_negative_weight_is_named(name: str) -> None:
     args = {"price": 1.0, "capability": 1.0, "reputation": 1.0, name: -1.0}
     with pytest.raises(ValueError, match=f"^weight {name} must be a number >= 0, got -1.0$"):
         Weights(**args)
+
+
+def test_the_lowest_bounds_are_accepted() -> None:
+    c = config(budget=1, max_rounds=1)
+    assert (c.budget, c.max_rounds) == (1, 1)
+    assert ContractorInfo(0, "acct0", {"code"}).node == 0
+
+
+def test_a_refusal_from_a_contractor_never_invited_is_not_counted() -> None:
+    w = World()
+    w.take()
+    before = w.core.snapshot_persistent()
+    # C4 lacks "code": not invited; its refusal changes nothing, not even the durable state
+    assert w.core.on_message(1.0, C4, Refuse("t1", 1)) == []
+    assert w.core.snapshot_persistent() == before
+    assert w.deliver(C2, Propose("t1", 1, 5)) == []  # C3 has not answered yet
+    assert (w.core.state, w.core.winner) == ("cfp", None)
+
+
+def test_a_result_for_another_round_is_cancelled_and_not_settled() -> None:
+    w = World()
+    w.take()
+    w.deliver(C2, Propose("t1", 1, 5))
+    w.deliver(C3, Refuse("t1", 1))
+    assert (w.core.state, w.core.winner) == ("awarded", C2)
+    assert w.deliver(C2, InformDone("t1", 2)) == [(C2, Cancel("t1", 2))]
+    assert w.core.state == "awarded" and w.balance("acct2") == 0
+    assert w.deliver(C2, InformDone("t1", 1)) == [(C2, Paid("t1", 1, 5))]
+    assert w.deliver(C2, InformDone("t1", 2)) == [(C2, Cancel("t1", 2))]
+    assert w.balance("acct2") == 5  # paid once
+
+
+def test_an_unknown_client_op_is_refused_to_the_asking_client() -> None:
+    w = World()
+    assert w.core.on_client(0.0, ClientRequest("c9", "award")) == [
+        Reply("c9", "unknown op 'award'", ok=False)
+    ]

@@ -10,6 +10,8 @@ import msgspec
 import pytest
 
 from trio_foundation.protocols.kv_machine import (
+    Compact,
+    CompactResult,
     ErrorResult,
     Get,
     GetResult,
@@ -129,3 +131,21 @@ def test_each_bound_below_one_is_named(name: str) -> None:
     bound: dict[str, Any] = {name: 0}
     with pytest.raises(ValueError, match=f"^{name} must be an int >= 1, got 0$"):
         KVMachine(KVMachineConfig(**bound))
+
+
+def test_compacting_to_the_current_revision_is_allowed_one_above_is_refused() -> None:
+    machine = KVMachine()
+    machine.apply(Request(Put(b"a", b"1")))
+    machine.apply(Request(Put(b"a", b"2")))
+    assert machine.revision == 3
+    assert machine.apply(Request(Compact(4))) == ErrorResult(
+        "bad_command", "cannot compact to 4, above the revision 3", 0
+    )
+    assert machine.apply(Request(Compact(3))) == CompactResult(3)
+
+
+def test_a_command_of_an_unknown_type_is_refused_naming_it() -> None:
+    machine = KVMachine()
+    assert machine.apply(Request("put a 1")) == ErrorResult(  # type: ignore[arg-type]
+        "bad_command", "unknown command str", 0
+    )

@@ -15,6 +15,7 @@ from trio_foundation.protocols.ledger import (
     Hold,
     Ledger,
     LedgerConfig,
+    LedgerError,
     Mint,
     Ok,
     Open,
@@ -236,3 +237,8 @@ def test_each_ledger_bound_below_one_is_named(name: str) -> None:
     bound: dict[str, Any] = {name: 0}
     with pytest.raises(ValueError, match=f"^{name} must be an int >= 1, got 0$"):
         Ledger(LedgerConfig(**bound))
+
+
+def test_a_ledger_error_without_account_or_amount_names_none() -> None:
+    error = LedgerError("limit", "too many")
+    assert (error.code, str(error), error.account, error.amount) == ("limit", "too many", "", 0)
