@@ -1025,6 +1025,12 @@ TARGETS["protocols"].equivalent.update(
         ),
         f"{_RAFT}_on_append_response__mutmut_98": _PROBE_SENT,
         f"{_RAFT}_on_snapshot_response__mutmut_31": _PROBE_SENT,
+        # the fifth sample's (seed 3821085416)
+        f"{_RAFT}__init____mutmut_116": "_truncate starts '': " + _EVERY_STEP_BEGINS,
+        f"{_RAFT}_append_as_leader__mutmut_15": (
+            "request id 1 for 0 of a command without a session: a _Pending's request_id is"
+            " read only by _resolve_from_sessions, and only when its client_id is not None"
+        ),
         f"{_RAFT}_on_install_snapshot__mutmut_68": (
             "min(self._truncate, ) in the else branch: unreachable, _truncate is None there"
             " (an InstallSnapshot is a step of its own, _begin() reset it, and nothing"

@@ -618,3 +618,10 @@ def test_the_defaults_of_another_formats_parameters_are_accepted() -> None:
     assert (d.min_increment, d.max_bids) == (1, 1000)
     e = config("english", quiet=1.0, decrement=1)
     assert e.decrement == 1
+
+
+def test_the_english_hold_id_of_a_bidder_is_that_of_its_last_bid() -> None:
+    core = english()
+    core.on_message(1.0, 3, Bid("a", 4))
+    core.on_message(1.0, 2, Bid("a", 6))
+    assert (core.hold_id(3), core.hold_id(2), core.hold_id(2, 7)) == ("a/3/1", "a/2/2", "a/2/7")

@@ -282,3 +282,21 @@ def test_an_unknown_client_op_is_refused_to_the_asking_client() -> None:
     assert w.core.on_client(0.0, ClientRequest("c9", "award")) == [
         Reply("c9", "unknown op 'award'", ok=False)
     ]
+
+
+def test_a_fresh_manager_reports_no_winner_and_no_price() -> None:
+    manager = Manager(config())
+    assert manager.on_client(0.0, ClientRequest("s", "status")) == [
+        Reply("s", ("escrowing", 0, None, 0, ""))
+    ]
+
+
+def test_a_timer_of_another_state_does_nothing() -> None:
+    w = World()
+    w.take()
+    assert w.core.on_timer(1.0, "execution") == []  # in cfp: no award to revoke
+    w.deliver(C2, Propose("t1", 1, 5))
+    w.deliver(C3, Refuse("t1", 1))
+    assert w.core.state == "awarded"
+    assert w.core.on_timer(5.0, "deadline") == []  # the round was evaluated already
+    assert (w.core.state, w.core.winner) == ("awarded", C2)

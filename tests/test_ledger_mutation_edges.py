@@ -242,3 +242,12 @@ def test_each_ledger_bound_below_one_is_named(name: str) -> None:
 def test_a_ledger_error_without_account_or_amount_names_none() -> None:
     error = LedgerError("limit", "too many")
     assert (error.code, str(error), error.account, error.amount) == ("limit", "too many", "", 0)
+
+
+def test_a_release_is_journaled_with_its_account_and_amount() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    ledger.apply(Hold("h", "alice", 2))
+    assert ledger.apply(Release("h")) == Ok(4)
+    assert ledger.journal[-1] == Entry(4, "release", "alice", amount=2, hold="h")

@@ -179,3 +179,26 @@ def test_a_lock_snapshot_of_another_version_or_not_one_is_refused_naming_it() ->
         fresh.restore(msgspec.msgpack.encode(snap))
     with pytest.raises(ValueError, match=r"^not a lock machine snapshot: \S"):
         fresh.restore(b"\xc1")
+
+
+def test_a_name_of_256_characters_is_accepted_257_refused() -> None:
+    machine = LockMachine()
+    assert machine.apply_at(1, LockAcquire("n" * 256, 1, (1, 1), 5.0)) == LockGranted(
+        (1, 1), 1, 5.0
+    )
+    assert machine.apply_at(2, LockAcquire("n" * 257, 1, (1, 2), 5.0)) == LockDenied(
+        (1, 2), "bad command: name must be a str of 1 to 256 characters"
+    )
+
+
+def test_a_snapshot_remembering_too_many_request_ids_is_refused() -> None:
+    machine = LockMachine()
+    machine.apply_at(1, LockAcquire("a", 1, (1, 1), 5.0))
+    machine.apply_at(2, LockAcquire("b", 2, (1, 1), 5.0))
+    snap = msgspec.msgpack.decode(machine.snapshot())
+    snap["config"]["max_clients"] = 1  # two (name, owner) request ids, nobody closed
+    snap["config"]["max_locks"] = 2
+    assert snap["closed"] == []
+    fresh = LockMachine()
+    with pytest.raises(ValueError, match=r"^lock snapshot above its bounds$"):
+        fresh.restore(msgspec.msgpack.encode(snap))

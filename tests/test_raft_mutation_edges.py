@@ -35,6 +35,7 @@ from trio_foundation.protocols.raft import (
     Snapshot,
     TimeoutNow,
     apply_persist,
+    raft_factory,
 )
 
 
@@ -943,3 +944,49 @@ def test_inflight_is_zero_for_a_follower_and_for_a_peer_the_leader_does_not_trac
     assert c.nodes[1].inflight(0) == 0
     assert c.nodes[0].inflight(7) == 0
     assert c.nodes[0].inflight(1) == 0  # every append answered
+
+
+def test_the_factory_passes_its_options_on() -> None:
+    node = raft_factory(Register, election_timeout=2.0, max_batch=3)(1, 3)
+    assert (node.id, node.election_timeout, node.max_batch) == (1, 2.0, 3)
+    assert node.config == Config((0, 1, 2))
+
+
+def test_a_pre_vote_request_is_not_a_transfer() -> None:
+    node = RaftNode(1, (0, 1, 2), Register())  # pre_vote on by default
+    node.on_start(0.0, random.Random(0))
+    sent = [e for e in node.on_timer(5.0, "election") if isinstance(e, Send)]
+    assert sent == [
+        Send(0, RequestVote(1, 1, 0, 0, pre_vote=True, transfer=False)),
+        Send(2, RequestVote(1, 1, 0, 0, pre_vote=True, transfer=False)),
+    ]
+    assert (node.role, node.term) == ("pre_candidate", 0)
+
+
+def test_a_snapshot_answer_matching_the_leaders_last_index_is_taken() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.partition(2)
+    for k in range(3):
+        c.client(0, "propose", k)
+    leader = c.nodes[0]
+    assert ask(c, 0, "c", "compact") == Reply("c", leader.last_index)
+    assert leader.snapshot_index == leader.last_index
+    before = leader.ignored
+    answer = InstallSnapshotResponse(leader.term, leader.last_index, 0)
+    leader.on_message(c.now, 2, answer)
+    assert leader.ignored == before
+
+
+def test_a_rejection_of_exactly_the_matched_index_is_stale_too() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")
+    committed_everywhere(c)
+    leader = c.nodes[0]
+    assert leader.last_index == 2  # follower 1 matches up to 2
+    stale = AppendEntriesResponse(leader.term, False, 2, 1, 1)  # rejects index 2 == its match
+    assert leader.on_message(c.now, 1, stale) == []
+    ask(c, 0, "p1", "propose", 1)
+    ask(c, 0, "p2", "propose", 2)
+    assert leader.inflight(1) == 2  # still pipelining

@@ -77,3 +77,11 @@ def test_a_time_before_the_agents_last_observation_is_named() -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
         rep.record("a", 0.0, now=4.0)
     assert rep.record("a", 1.0, now=5.0) > 0.5  # the same time is not going backwards
+
+
+@pytest.mark.parametrize("value", [2.0, "3", True])
+def test_max_agents_that_is_not_an_int_is_named(value: object) -> None:
+    with pytest.raises(
+        ValueError, match=f"^max_agents must be an int >= 1, got {re.escape(repr(value))}$"
+    ):
+        Reputation(1.0, max_agents=value)  # type: ignore[arg-type]
