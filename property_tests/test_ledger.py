@@ -127,7 +127,7 @@ def machine(
                 else:
                     assert isinstance(result, ErrorResult) and result.code == "key_reused"
                 return
-            ok = src in self.bal and dst in self.bal and self.bal[src] >= amount
+            ok = src in self.bal and dst in self.bal and src != dst and self.bal[src] >= amount
             self._expect(result, ok, f"transfer {src}->{dst} {amount}")
             if isinstance(result, Ok):
                 self.bal[src] -= amount

@@ -155,3 +155,15 @@ def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "{'alice': 7, 'bob': 3, 'shop': 0}" in out
     assert "insufficient_funds alice 100" in out
+
+
+def test_a_transfer_to_the_same_account_is_refused_and_changes_nothing() -> None:
+    """Ledger.tla's Transfer requires a # b (the trace validation found the core applying
+    Transfer(a, a, n) as a journaled no-op)."""
+    ledger = funded(a=5)
+    before = (ledger.balances(), ledger.journal)
+    result = ledger.apply(Transfer("a", "a", 3, key="k"))
+    assert result == ErrorResult("same_account", "transfer from 'a' to itself", "a", 3)
+    assert (ledger.balances(), ledger.journal) == before
+    with pytest.raises(LedgerError, match="to itself"):
+        raise_for(result)

@@ -705,7 +705,7 @@ def _counterexample(steps: Sequence[TraceStep], back_to: int | None, width: int)
 
 # --------------------------------------------------------------------------- trace
 
-_TRACEABLE = ("LeaseLock", "Raft", "ContractNet")
+_TRACEABLE = ("LeaseLock", "Raft", "ContractNet", "Ledger")
 
 
 def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
@@ -734,7 +734,8 @@ def _register_trace(commands: argparse._SubParsersAction[Any]) -> None:
         type=_positive_float,
         default=None,
         metavar="S",
-        help="Raft: simulated seconds per run (default: 5); ContractNet: likewise (default: 30)",
+        help="Raft: simulated seconds per run (default: 5); ContractNet: likewise (default: 30);"
+        " Ledger: likewise (default: 20)",
     )
     trace.add_argument(
         "--ttl",
@@ -774,7 +775,7 @@ def _trace(args: argparse.Namespace) -> int:
     if not (directory / f"{args.name}Trace.tla").is_file():
         raise VerificationError(f"{directory} has no {args.name}Trace.tla: pass --dir")
     # each flag sizes one module's runs: refuse one that would be silently ignored
-    simulated = args.name in ("Raft", "ContractNet")
+    simulated = args.name in ("Raft", "ContractNet", "Ledger")
     foreign = ("--steps", "--ttl") if simulated else ("--duration",)
     for flag in foreign:
         if getattr(args, flag.removeprefix("--")) is not None:
@@ -787,6 +788,8 @@ def _trace(args: argparse.Namespace) -> int:
         return _trace_raft(args, directory)
     if args.name == "ContractNet":
         return _trace_contract_net(args, directory)
+    if args.name == "Ledger":
+        return _trace_ledger(args, directory)
     params = llt.SpecParams(ttl=9 if args.ttl is None else args.ttl)
     console = _console()
     if args.module is not None:
@@ -856,6 +859,26 @@ def _trace_contract_net(args: argparse.Namespace, directory: Path) -> int:
         if args.write is not None:
             cn.write_trace_module(traces, config, args.write)
         check = cn.check_traces(traces, config, specs_dir=directory, timeout=args.timeout)
+        what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
+        what += f"{check.steps} records"
+    return _verdict(args.name, what, check)
+
+
+def _trace_ledger(args: argparse.Namespace, directory: Path) -> int:
+    from ..verify.traces import ledger as lt
+
+    if args.module is not None:
+        text = args.module.read_text(encoding="utf-8")
+        check = lt.check_trace_module(text, specs_dir=directory, timeout=args.timeout)
+        what = str(args.module)
+    else:
+        params = lt.RunParams(duration=20.0 if args.duration is None else args.duration)
+        traces = [
+            lt.simulated_trace(seed, params) for seed in range(args.seed, args.seed + args.traces)
+        ]
+        if args.write is not None:
+            lt.write_trace_module(traces, args.write)
+        check = lt.check_traces(traces, specs_dir=directory, timeout=args.timeout)
         what = f"{check.traces} runs (seeds {args.seed}..{args.seed + args.traces - 1}), "
         what += f"{check.steps} records"
     return _verdict(args.name, what, check)

@@ -118,7 +118,8 @@ class Burn(msgspec.Struct, frozen=True, tag="burn"):
 
 
 class Transfer(msgspec.Struct, frozen=True, tag="transfer"):
-    """Move ``amount`` from ``src`` to ``dst``; ``key`` (non-empty) makes a retry safe."""
+    """Move ``amount`` from ``src`` to ``dst`` (another account: ``same_account`` otherwise);
+    ``key`` (non-empty) makes a retry safe."""
 
     src: str
     dst: str
@@ -166,6 +167,7 @@ ErrorCode: TypeAlias = Literal[
     "hold_closed",
     "key_reused",
     "limit",
+    "same_account",
 ]
 
 
@@ -512,6 +514,8 @@ class Ledger:
     def _do_transfer(self, c: Transfer) -> Result:
         if (err := self._known(c.dst, c.amount)) is not None:
             return err
+        if c.src == c.dst:  # Ledger.tla's Transfer: a # b
+            return _err("same_account", f"transfer from {c.src!r} to itself", c.src, c.amount)
         if (err := self._funded(c.src, c.amount)) is not None:
             return err
         self._bal[c.src] -= c.amount
