@@ -990,3 +990,15 @@ def test_a_rejection_of_exactly_the_matched_index_is_stale_too() -> None:
     ask(c, 0, "p1", "propose", 1)
     ask(c, 0, "p2", "propose", 2)
     assert leader.inflight(1) == 2  # still pipelining
+
+
+def test_a_probe_with_entries_waits_for_its_answer_before_the_next() -> None:
+    c = Cluster()
+    c.partition(2)
+    c.elect(0)  # with 1's vote; its first append to 2 (a probe with the noop) is lost
+    leader = c.nodes[0]
+    assert leader.role == "leader" and leader.last_index == 1
+    effects = leader.on_client(c.now, ClientRequest("p", "propose", 1))
+    assert [e.to for e in effects if isinstance(e, Send)] == [1]  # not 2: its probe is out
+    effects = leader.on_timer(c.now, "heartbeat")  # a heartbeat may probe again
+    assert sorted(e.to for e in effects if isinstance(e, Send)) == [1, 2]
