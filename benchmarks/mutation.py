@@ -838,6 +838,12 @@ TARGETS["protocols"] = Target(
         "tests/test_ledger.py",
         "property_tests/test_ledger.py::test_ledger_matches_model",
         "tests/test_reputation.py",
+        # the English/Dutch auction formats and the ledger entries of ServiceMachine
+        # (merged after the third sample): their unit tests and the open formats'
+        # invariant search (its own settings: 100 examples, about 2 to 6 s)
+        "tests/test_auction_open.py",
+        "property_tests/test_auction_open.py::test_open_auction_invariants_hold",
+        "tests/test_raft_ledger.py",
         # the exact tests written for the survivors of the sampled run (docs/verification.md)
         "tests/test_raft_mutation_edges.py",
         "tests/test_kv_machine_mutation_edges.py",
@@ -846,6 +852,8 @@ TARGETS["protocols"] = Target(
         "tests/test_contract_net_mutation_edges.py",
         "tests/test_ledger_mutation_edges.py",
         "tests/test_reputation_mutation_edges.py",
+        "tests/test_auction_open_mutation_edges.py",
+        "tests/test_service_machine_mutation_edges.py",
     ),
     also=tuple(
         _PROTOCOLS + name
@@ -865,6 +873,10 @@ TARGETS["protocols"] = Target(
         "tests/test_kv_machine.py::test_the_example_in_the_docs_runs",
         "tests/test_auction.py::test_the_docs_example_runs",
         "tests/test_ledger.py::test_the_docs_example_runs",
+        "tests/test_auction_open.py::test_the_docs_examples_print_what_the_doc_says",
+        "tests/test_raft_ledger.py::test_the_running_on_raft_example_runs",
+        # starts Python processes with other hash seeds (5 s): not a test of the core
+        "tests/test_raft_ledger.py::test_replicas_with_different_hash_seeds_compute_the_same_ledger",
     ),
 )
 _LEDGER = _mangled(_PROTOCOLS + "ledger.py") + ".xǁLedgerǁ"
@@ -959,6 +971,70 @@ TARGETS["protocols"].equivalent.update(
         ),
         f"{_LEDGER}_transfer__mutmut_3": (
             "blob computed for a transfer without a key too: blob is read only under `if c.key`"
+        ),
+    }
+)
+# the fourth sample's (seed 185907519, on the code with the open auction formats)
+_AUCTIONEER = _mangled(_PROTOCOLS + "auction.py") + ".xǁAuctioneerǁ"
+_EVERY_STEP_BEGINS = (
+    "every step (on_start, on_timer, on_client, on_message) calls _begin(), which resets"
+    " it, before anything reads or appends to it; restore() and the properties never touch it"
+)
+_PROBE_SENT = (
+    "probe_sent = None for False: probe_sent is only read as `not pr.probe_sent`, and None"
+    " is false too"
+)
+TARGETS["protocols"].equivalent.update(
+    {
+        f"{_AUCTIONEER}_close__mutmut_2": (
+            "state = None for 'closing': _decide(), called on the next line, persists"
+            " Decided, whose _apply sets state = 'closed', and nothing in between reads state"
+        ),
+        f"{_AUCTIONEER}_open_bid__mutmut_46": (
+            "hold_id(bidder, None) for hold_id(bidder, receipt): None reads _receipt_of[bidder],"
+            " which _persist(BidTaken(bidder, amount, receipt)) has just set to receipt"
+            " (English); a Dutch hold id has no receipt"
+        ),
+        f"{_AUCTIONEER}_open_apply__mutmut_85": (
+            "hold_id(bidder, ) for the winner's settle: the same as hold_id(bidder, None),"
+            " argued for _open_apply__mutmut_83"
+        ),
+        f"{_AUCTIONEER}_open_apply__mutmut_83": (
+            "hold_id(bidder, None) for the winner's settle: only the standing bidder has a"
+            " price, and a bidder whose bid stands or is being placed is refused 'duplicate',"
+            " so its last BidTaken (_receipt_of) is the standing bid's (a Dutch hold id has"
+            " no receipt)"
+        ),
+        _mangled(_PROTOCOLS + "lock_machine.py") + ".xǁLockMachineǁ_close__mutmut_3": (
+            "_closed[owner] = '' for None: _closed is an ordered set, only its keys are read"
+            " (in, move_to_end, popitem, tuple(...) in the snapshot)"
+        ),
+        f"{_RAFT}__init____mutmut_118": "_new_snapshot starts '': " + _EVERY_STEP_BEGINS,
+        f"{_RAFT}__init____mutmut_119": "_out starts None: " + _EVERY_STEP_BEGINS,
+        f"{_RAFT}__init____mutmut_94": (
+            "_rng starts Random(1): on_start replaces it before any use (_election_delay), and"
+            " every input before on_start raises"
+        ),
+        # found by a raft-only discovery run with the fast tests (seed 618901098)
+        f"{_RAFT}__init____mutmut_110": (
+            "_noop_index starts 1: it is read only by _read, which runs only at a leader, and"
+            " _become_leader sets it first"
+        ),
+        f"{_RAFT}_apply_command__mutmut_25": (
+            "popitem(last=None) for last=False: None is false too"
+        ),
+        f"{_RAFT}_on_append_response__mutmut_98": _PROBE_SENT,
+        f"{_RAFT}_on_snapshot_response__mutmut_31": _PROBE_SENT,
+        # the fifth sample's (seed 3821085416)
+        f"{_RAFT}__init____mutmut_116": "_truncate starts '': " + _EVERY_STEP_BEGINS,
+        f"{_RAFT}_append_as_leader__mutmut_15": (
+            "request id 1 for 0 of a command without a session: a _Pending's request_id is"
+            " read only by _resolve_from_sessions, and only when its client_id is not None"
+        ),
+        f"{_RAFT}_on_install_snapshot__mutmut_68": (
+            "min(self._truncate, ) in the else branch: unreachable, _truncate is None there"
+            " (an InstallSnapshot is a step of its own, _begin() reset it, and nothing"
+            " before it in _on_install_snapshot truncates)"
         ),
     }
 )

@@ -86,3 +86,35 @@ def test_a_zero_bid_is_recorded_as_zero_without_a_hold() -> None:
     fresh = Auctioneer(core.config)
     fresh.restore(core.snapshot_persistent())
     assert fresh.bids == {2: (0, 1)}
+
+
+def test_a_restart_at_or_after_the_deadline_fires_it_at_once() -> None:
+    core = _auctioneer()  # started at 0.0, deadline 5.0
+    for now, delay in ((4.5, 0.5), (5.0, 0.0), (9.0, 0.0)):
+        fresh = Auctioneer(core.config)
+        fresh.restore(core.snapshot_persistent())
+        assert fresh.on_start(now, random.Random(0)) == [SetTimer("deadline", delay)]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "fields", "text"),
+    [
+        ("first_price", {"deadline": 0}, "deadline must be > 0 seconds (finite), got 0"),
+        ("uniform", {"deadline": float("nan")}, "deadline must be > 0 seconds (finite), got nan"),
+        ("second_price", {"units": 2}, "second_price sells one unit, got units=2"),
+        ("first_price", {"units": 3}, "first_price sells one unit, got units=3"),
+    ],
+)
+def test_sealed_config_errors_are_exact(fmt: str, fields: dict[str, object], text: str) -> None:
+    args: dict[str, object] = {
+        "auction": "a",
+        "format": fmt,
+        "deadline": 5.0,
+        "bidders": ((2, "acct2"),),
+        "seller": "seller",
+        "ledger": 1,
+        **fields,
+    }
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        AuctionConfig(**args)  # type: ignore[arg-type]
+    assert AuctionConfig("a", "uniform", 5.0, ((2, "acct2"),), "s", 1, units=3).units == 3

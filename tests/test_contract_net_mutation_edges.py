@@ -7,10 +7,11 @@ import random
 import re
 
 import pytest
-from tests.test_contract_net import C2, C3, World, config
+from tests.test_contract_net import C2, C3, C4, World, config
 
 from trio_foundation.protocols.contract_net import (
     AcceptProposal,
+    Cancel,
     ContractorInfo,
     InformDone,
     Manager,
@@ -21,7 +22,7 @@ from trio_foundation.protocols.contract_net import (
     Weights,
     contractors_from,
 )
-from trio_foundation.protocols.effects import Send, SetTimer
+from trio_foundation.protocols.effects import ClientRequest, Reply, Send, SetTimer
 from trio_foundation.protocols.ledger import Ok, Release
 
 
@@ -175,3 +176,127 @@ def test_a_repeated_refusal_does_not_close_the_round_early() -> None:
     w.deliver(C2, Refuse("t1", 1))
     assert w.deliver(C2, Refuse("t1", 1)) == []
     assert (w.core.state, w.core.round) == ("cfp", 1)  # still waiting for C3
+
+
+def test_a_deadline_and_an_execution_timeout_below_one_second_are_accepted() -> None:
+    c = config(deadline=0.5, execution_timeout=0.25)
+    assert (c.deadline, c.execution_timeout) == (0.5, 0.25)
+    with pytest.raises(ValueError, match=r"^deadline must be > 0 seconds and finite, got 0$"):
+        config(deadline=0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "text"),
+    [
+        ({"account": ""}, ValueError, "account must be a non-empty str, got ''"),
+        ({"reputation": 1.5}, ValueError, "reputation must be in [0, 1], got 1.5"),
+        ({"reputation": True}, ValueError, "reputation must be in [0, 1], got True"),
+        (
+            {"capabilities": "code"},
+            TypeError,
+            "capabilities must be a collection of str, got the str 'code'",
+        ),
+    ],
+)
+def test_a_bad_contractor_is_named(
+    fields: dict[str, object], error: type[Exception], text: str
+) -> None:
+    args: dict[str, object] = {"node": 2, "account": "acct2", "capabilities": {"code"}, **fields}
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        ContractorInfo(**args)  # type: ignore[arg-type]
+
+
+def test_reputation_bounds_are_accepted() -> None:
+    assert ContractorInfo(2, "a", {"x"}, 0).reputation == 0
+    assert ContractorInfo(2, "a", {"x"}, 1).reputation == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"buyer": ""}, "buyer must be a non-empty str, got ''"),
+        ({"task": ""}, "task must be a non-empty str, got ''"),
+        ({"budget": 0}, "budget must be >= 1, got 0"),
+        ({"deadline": None}, "deadline is required: a call for proposals without one is refused"),
+    ],
+)
+def test_a_bad_task_is_named(fields: dict[str, object], text: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        config(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"deadline": 0}, "deadline must be > 0 seconds and finite, got 0"),
+        (
+            {"execution_timeout": float("inf")},
+            "execution_timeout must be > 0 seconds and finite, got inf",
+        ),
+    ],
+)
+def test_a_bad_duration_is_named(fields: dict[str, object], text: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        config(**fields)
+
+
+@pytest.mark.parametrize("name", ["price", "capability", "reputation"])
+def test_a_negative_weight_is_named(name: str) -> None:
+    args = {"price": 1.0, "capability": 1.0, "reputation": 1.0, name: -1.0}
+    with pytest.raises(ValueError, match=f"^weight {name} must be a number >= 0, got -1.0$"):
+        Weights(**args)
+
+
+def test_the_lowest_bounds_are_accepted() -> None:
+    c = config(budget=1, max_rounds=1)
+    assert (c.budget, c.max_rounds) == (1, 1)
+    assert ContractorInfo(0, "acct0", {"code"}).node == 0
+
+
+def test_a_refusal_from_a_contractor_never_invited_is_not_counted() -> None:
+    w = World()
+    w.take()
+    before = w.core.snapshot_persistent()
+    # C4 lacks "code": not invited; its refusal changes nothing, not even the durable state
+    assert w.core.on_message(1.0, C4, Refuse("t1", 1)) == []
+    assert w.core.snapshot_persistent() == before
+    assert w.deliver(C2, Propose("t1", 1, 5)) == []  # C3 has not answered yet
+    assert (w.core.state, w.core.winner) == ("cfp", None)
+
+
+def test_a_result_for_another_round_is_cancelled_and_not_settled() -> None:
+    w = World()
+    w.take()
+    w.deliver(C2, Propose("t1", 1, 5))
+    w.deliver(C3, Refuse("t1", 1))
+    assert (w.core.state, w.core.winner) == ("awarded", C2)
+    assert w.deliver(C2, InformDone("t1", 2)) == [(C2, Cancel("t1", 2))]
+    assert w.core.state == "awarded" and w.balance("acct2") == 0
+    assert w.deliver(C2, InformDone("t1", 1)) == [(C2, Paid("t1", 1, 5))]
+    assert w.deliver(C2, InformDone("t1", 2)) == [(C2, Cancel("t1", 2))]
+    assert w.balance("acct2") == 5  # paid once
+
+
+def test_an_unknown_client_op_is_refused_to_the_asking_client() -> None:
+    w = World()
+    assert w.core.on_client(0.0, ClientRequest("c9", "award")) == [
+        Reply("c9", "unknown op 'award'", ok=False)
+    ]
+
+
+def test_a_fresh_manager_reports_no_winner_and_no_price() -> None:
+    manager = Manager(config())
+    assert manager.on_client(0.0, ClientRequest("s", "status")) == [
+        Reply("s", ("escrowing", 0, None, 0, ""))
+    ]
+
+
+def test_a_timer_of_another_state_does_nothing() -> None:
+    w = World()
+    w.take()
+    assert w.core.on_timer(1.0, "execution") == []  # in cfp: no award to revoke
+    w.deliver(C2, Propose("t1", 1, 5))
+    w.deliver(C3, Refuse("t1", 1))
+    assert w.core.state == "awarded"
+    assert w.core.on_timer(5.0, "deadline") == []  # the round was evaluated already
+    assert (w.core.state, w.core.winner) == ("awarded", C2)

@@ -15,6 +15,7 @@ from trio_foundation.protocols.ledger import (
     Hold,
     Ledger,
     LedgerConfig,
+    LedgerError,
     Mint,
     Ok,
     Open,
@@ -182,3 +183,71 @@ def test_the_closed_hold_table_forgets_the_oldest_first() -> None:
     # h2, the newest, is remembered as closed; h1 was forgotten (unknown now)
     assert ledger.apply(Release("h2")).code == "hold_closed"  # type: ignore[union-attr]
     assert ledger.apply(Release("h1")).code == "unknown_hold"  # type: ignore[union-attr]
+
+
+def test_a_hold_is_journaled_with_the_next_seq() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    assert ledger.apply(Hold("h", "alice", 2)) == Ok(3)
+    assert ledger.journal[-1] == Entry(3, "hold", "alice", amount=2, hold="h")
+    assert ledger.seq == 3
+    assert ledger.apply(Release("h")) == Ok(4)
+
+
+def _held() -> dict[str, Any]:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    ledger.apply(Hold("h", "alice", 2))
+    snap: dict[str, Any] = msgspec.msgpack.decode(ledger.snapshot())
+    return snap
+
+
+def _ledger_refuses(snap: dict[str, Any], pattern: str) -> None:
+    fresh = Ledger()
+    before = fresh.snapshot()
+    with pytest.raises(ValueError, match=pattern):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    assert fresh.snapshot() == before
+
+
+def test_ledger_snapshot_refusals_are_exact() -> None:
+    snap = _held()
+    snap["version"] = 2
+    _ledger_refuses(snap, r"^snapshot version 2, this library reads 1$")
+    snap = _held()
+    snap["supply"] = 6  # balances 3 + held 2 = 5
+    _ledger_refuses(snap, r"^snapshot breaks conservation$")
+    snap = _held()
+    snap["journal"].append(  # a release of a hold the journal never opened
+        {"seq": 4, "kind": "release", "account": "", "other": "", "amount": 0, "hold": "nope"}
+    )
+    _ledger_refuses(snap, r"^snapshot journal names an unknown account or hold: 'nope'$")
+    snap = _held()
+    snap["config"]["authorities"] = [""]
+    _ledger_refuses(snap, r"^authorities must be non-empty strings, got \('',\)$")
+    _ledger_refuses({"version": 1}, r"^not a ledger snapshot: \S")
+
+
+@pytest.mark.parametrize(
+    "name", ["max_accounts", "max_holds", "max_closed", "max_keys", "journal_window"]
+)
+def test_each_ledger_bound_below_one_is_named(name: str) -> None:
+    bound: dict[str, Any] = {name: 0}
+    with pytest.raises(ValueError, match=f"^{name} must be an int >= 1, got 0$"):
+        Ledger(LedgerConfig(**bound))
+
+
+def test_a_ledger_error_without_account_or_amount_names_none() -> None:
+    error = LedgerError("limit", "too many")
+    assert (error.code, str(error), error.account, error.amount) == ("limit", "too many", "", 0)
+
+
+def test_a_release_is_journaled_with_its_account_and_amount() -> None:
+    ledger = Ledger()
+    ledger.apply(Open("alice"))
+    ledger.apply(Mint("treasury", "alice", 5))
+    ledger.apply(Hold("h", "alice", 2))
+    assert ledger.apply(Release("h")) == Ok(4)
+    assert ledger.journal[-1] == Entry(4, "release", "alice", amount=2, hold="h")

@@ -12,13 +12,17 @@ from trio_foundation.protocols.lock_machine import (
     LOCK_TAG,
     HeldLock,
     LockAcquire,
+    LockClose,
     LockDenied,
     LockDone,
+    LockExpire,
     LockGranted,
     LockMachine,
     LockMachineConfig,
     LockQuery,
+    LockRelease,
     LockRenew,
+    LockRenewed,
     LockState,
     ServiceMachine,
 )
@@ -127,3 +131,74 @@ def test_a_snapshot_above_its_bounds_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^lock snapshot above its bounds$"):
         fresh.restore(msgspec.msgpack.encode(snap))
     assert fresh.snapshot() == before
+
+
+def test_a_renewal_retried_after_it_was_applied_changes_nothing_and_says_so() -> None:
+    machine = LockMachine()
+    assert machine.apply_at(1, LockAcquire("a", 1, (1, 1), 5.0)) == LockGranted((1, 1), 1, 5.0)
+    renew = LockRenew("a", 1, (1, 2), 1, 9.0)
+    assert machine.apply_at(2, renew) == LockRenewed((1, 2), 1, 9.0)
+    # the same request id again (a client's retry): stale, nothing freed or renewed
+    assert machine.apply_at(3, renew) == LockDone(False)
+    assert machine.apply_at(4, LockRenew("a", 1, (1, 1), 1, 20.0)) == LockDone(False)
+    assert machine.query(LockQuery("a")) == LockState("a", 1, 1, 9.0, 2)
+
+
+def test_an_index_not_above_the_last_applied_is_refused_naming_both() -> None:
+    machine = LockMachine()
+    assert machine.apply_at(3, LockAcquire("a", 1, (1, 1), 5.0)) == LockGranted((1, 1), 3, 5.0)
+    for index in (3, 2, 0, "4"):
+        assert machine.apply_at(index, LockClose(1)) == LockDenied(  # type: ignore[arg-type]
+            (0, 0), f"bad command: log index {index!r} after 3"
+        )
+    assert machine.applied == 3 and [h.name for h in machine.held()] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("command", "req", "problem"),
+    [
+        (LockAcquire("a", 1, (1, -1), 5.0), (0, 0), "req must be a pair of ints >= 0"),
+        (LockRelease("a", 1, 0), (0, 0), "token must be an int in [1, 2**63)"),
+        (LockExpire("a", 1, 0), (0, 0), "since must be an int in [1, 2**63)"),
+        ("acquire a", (0, 0), None),
+    ],
+)
+def test_malformed_lock_commands_are_named(
+    command: object, req: tuple[int, int], problem: str | None
+) -> None:
+    machine = LockMachine()
+    reason = problem or "unknown lock command str"
+    assert machine.apply_at(1, command) == LockDenied(req, f"bad command: {reason}")
+
+
+def test_a_lock_snapshot_of_another_version_or_not_one_is_refused_naming_it() -> None:
+    snap = msgspec.msgpack.decode(LockMachine().snapshot())
+    snap["version"] = 2
+    fresh = LockMachine()
+    with pytest.raises(ValueError, match=r"^lock snapshot version 2, this library reads 1$"):
+        fresh.restore(msgspec.msgpack.encode(snap))
+    with pytest.raises(ValueError, match=r"^not a lock machine snapshot: \S"):
+        fresh.restore(b"\xc1")
+
+
+def test_a_name_of_256_characters_is_accepted_257_refused() -> None:
+    machine = LockMachine()
+    assert machine.apply_at(1, LockAcquire("n" * 256, 1, (1, 1), 5.0)) == LockGranted(
+        (1, 1), 1, 5.0
+    )
+    assert machine.apply_at(2, LockAcquire("n" * 257, 1, (1, 2), 5.0)) == LockDenied(
+        (1, 2), "bad command: name must be a str of 1 to 256 characters"
+    )
+
+
+def test_a_snapshot_remembering_too_many_request_ids_is_refused() -> None:
+    machine = LockMachine()
+    machine.apply_at(1, LockAcquire("a", 1, (1, 1), 5.0))
+    machine.apply_at(2, LockAcquire("b", 2, (1, 1), 5.0))
+    snap = msgspec.msgpack.decode(machine.snapshot())
+    snap["config"]["max_clients"] = 1  # two (name, owner) request ids, nobody closed
+    snap["config"]["max_locks"] = 2
+    assert snap["closed"] == []
+    fresh = LockMachine()
+    with pytest.raises(ValueError, match=r"^lock snapshot above its bounds$"):
+        fresh.restore(msgspec.msgpack.encode(snap))

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 import attrs
 import pytest
 from tests.test_raft_core import Cluster, Register, committed_everywhere
 
-from trio_foundation.protocols.effects import ClientRequest, Reply, Send
+from trio_foundation.protocols.effects import ClientRequest, Persist, Reply, Send
 from trio_foundation.protocols.raft import (
     AppendEntries,
     AppendEntriesResponse,
@@ -25,12 +26,16 @@ from trio_foundation.protocols.raft import (
     Proposal,
     RaftDurable,
     RaftNode,
+    RaftPersist,
     RaftStateError,
     RaftStatus,
     Rejected,
     RequestVote,
     RequestVoteResponse,
+    Snapshot,
     TimeoutNow,
+    apply_persist,
+    raft_factory,
 )
 
 
@@ -676,3 +681,324 @@ def test_a_fresh_node_without_restore_can_change_membership() -> None:
     assert node.config == Config((0,), (1,)) and node.config_index == 2
     # a single voter commits the change alone
     assert [e for e in effects if isinstance(e, Reply)] == [Reply("l", Config((0,), (1,)))]
+
+
+def _follower_with_five_entries() -> RaftNode:
+    """Node 1 of (0, 1, 2), holding entries 1..5 of term 1 from leader 0 (2 committed)."""
+    node = RaftNode(1, (0, 1, 2), Register())
+    node.on_start(0.0, random.Random(0))
+    entries = tuple(Entry(1, i, "command", f"v{i}") for i in range(1, 6))
+    node.on_message(0.1, 0, AppendEntries(1, 0, 0, 0, entries, 2))
+    assert (node.last_index, node.commit_index) == (5, 2)
+    return node
+
+
+def test_a_snapshot_that_matches_the_log_keeps_the_entries_after_it() -> None:
+    node = _follower_with_five_entries()
+    data = b'["v1", "v2", "v3"]'
+    effects = node.on_message(0.2, 0, InstallSnapshot(1, 0, 3, 1, Config((0, 1, 2)), data))
+    snap = Snapshot(3, 1, Config((0, 1, 2)), data, ())
+    assert [e for e in effects if isinstance(e, Persist | Send)] == [
+        Persist(RaftPersist(1, None, None, (), snap)),  # nothing truncated
+        Send(0, InstallSnapshotResponse(1, 3, 0)),
+    ]
+    assert (node.snapshot_index, node.last_index, node.commit_index) == (3, 5, 3)
+    assert [node.entry(i) for i in (4, 5)] == [
+        Entry(1, 4, "command", "v4"),
+        Entry(1, 5, "command", "v5"),
+    ]
+
+
+def test_a_snapshot_that_conflicts_with_the_log_truncates_everything_after_it() -> None:
+    node = _follower_with_five_entries()
+    data = b'["v1", "v2", "w3"]'
+    # the snapshot's last entry is of term 2: every entry held after 2 conflicts
+    effects = node.on_message(0.2, 0, InstallSnapshot(2, 0, 3, 2, Config((0, 1, 2)), data))
+    snap = Snapshot(3, 2, Config((0, 1, 2)), data, ())
+    persists = [e.data for e in effects if isinstance(e, Persist)]
+    assert persists == [RaftPersist(2, None, 4, (), snap)]  # truncate from index 4
+    assert (node.snapshot_index, node.last_index, node.entry(4)) == (3, 3, None)
+
+
+def test_after_a_snapshot_answer_the_leader_sends_the_entries_after_it_at_once() -> None:
+    c = Cluster(max_log_entries=4)
+    c.elect(0)
+    c.partition(2)
+    for k in range(10):
+        c.client(0, "propose", k)
+    c.heartbeat(0)
+    leader = c.nodes[0]
+    c.client(0, "propose", "after")  # an entry beyond the snapshot
+    assert leader.last_index > leader.snapshot_index > 1
+    c.heal()
+    c.fire(0, "heartbeat")
+    c.net = [(s, d, m) for s, d, m in c.net if d == 2]
+    assert [type(m) for _, _, m in c.net] == [InstallSnapshot]
+    c.net = []
+    answer = InstallSnapshotResponse(leader.term, leader.snapshot_index, 0)
+    sent = [e.msg for e in leader.on_message(c.now, 2, answer) if isinstance(e, Send)]
+    assert len(sent) == 1 and isinstance(sent[0], AppendEntries)
+    assert sent[0].prev_log_index == leader.snapshot_index
+    assert [e.index for e in sent[0].entries] == list(
+        range(leader.snapshot_index + 1, leader.last_index + 1)
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        InstallSnapshotResponse(1, -1, 0),
+        InstallSnapshotResponse(-1, 1, 0),
+        InstallSnapshotResponse(1, 1, -1),
+        InstallSnapshotResponse(1, 1, "0"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_malformed_snapshot_answer_is_counted_and_dropped(
+    answer: InstallSnapshotResponse,
+) -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    assert leader.term == 1
+    before = (leader.ignored, leader.commit_index, leader.inflight(1))
+    assert leader.on_message(c.now, 1, answer) == []
+    assert (leader.ignored, leader.commit_index, leader.inflight(1)) == (
+        before[0] + 1,
+        *before[1:],
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_batch",
+        "max_inflight",
+        "max_pending_proposals",
+        "max_pending_reads",
+        "max_uncommitted",
+        "max_log_entries",
+        "max_sessions",
+    ],
+)
+def test_each_bound_below_one_is_an_error_naming_it(name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be an int > 0, got 0$"):
+        bound: dict[str, Any] = {name: 0}
+        RaftNode(0, (0,), Register(), **bound)
+
+
+@pytest.mark.parametrize(
+    ("voters", "learners", "text"),
+    [
+        ((1, -1), (), "voters must be a tuple of node ids >= 0, got (1, -1)"),
+        ([0, 1], (), "voters must be a tuple of node ids >= 0, got [0, 1]"),
+        ((2, 1), (), "voters must be sorted and distinct, got (2, 1)"),
+        ((1, 1), (), "voters must be sorted and distinct, got (1, 1)"),
+        ((0,), (3, 2), "learners must be sorted and distinct, got (3, 2)"),
+        ((0,), ("3",), "learners must be a tuple of node ids >= 0, got ('3',)"),
+        ((0, 1), (1,), "nodes [1] are voters and learners"),
+        ((), (), "a configuration needs at least one voter"),
+    ],
+)
+def test_a_bad_configuration_is_an_error_naming_the_field(
+    voters: Any, learners: Any, text: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
+        Config(voters, learners)
+
+
+def test_a_persist_record_whose_entries_leave_a_gap_is_refused_naming_both_indexes() -> None:
+    durable = RaftDurable(1, None, None, (Entry(1, 1, "noop"), Entry(1, 2, "noop")))
+    with pytest.raises(ValueError, match=r"^entry index 4 does not follow the log \(expected 3\)$"):
+        apply_persist(durable, RaftPersist(1, None, None, (Entry(1, 4, "noop"),)))
+    # after a truncation the next entry follows the kept part
+    kept = apply_persist(durable, RaftPersist(1, None, 2, (Entry(1, 2, "command", "x"),)))
+    assert kept.log == (Entry(1, 1, "noop"), Entry(1, 2, "command", "x"))
+    with pytest.raises(ValueError, match=r"^entry index 1 does not follow the log \(expected 6\)$"):
+        snap = Snapshot(5, 1, Config((0,)), b"[]")
+        apply_persist(RaftDurable(), RaftPersist(1, None, None, (Entry(1, 1, "noop"),), snap))
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "text"),
+    [
+        ({"node": -1}, ValueError, "node id must be an int >= 0, got -1"),
+        (
+            {"state_machine": object()},
+            TypeError,
+            "state_machine needs apply, query, snapshot and restore methods",
+        ),
+        ({"election_timeout": 0}, ValueError, "election_timeout must be > 0, got 0"),
+        (
+            {"heartbeat_interval": 1.0},
+            ValueError,
+            "heartbeat_interval must be in (0, 1.0), got 1.0",
+        ),
+        (
+            {"election_timeout": 2.0, "heartbeat_interval": 0},
+            ValueError,
+            "heartbeat_interval must be in (0, 2.0), got 0",
+        ),
+    ],
+)
+def test_bad_node_arguments_are_errors_naming_them(
+    args: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    kwargs: dict[str, Any] = {"node": 0, "voters": (0,), "state_machine": Register(), **args}
+    with pytest.raises(error, match=f"^{re.escape(text)}$"):
+        RaftNode(**kwargs)
+
+
+def test_the_default_heartbeat_is_a_tenth_of_the_election_timeout() -> None:
+    node = RaftNode(0, (0,), Register(), election_timeout=2.0)
+    assert (node.election_timeout, node.heartbeat_interval) == (2.0, 0.2)
+
+
+def test_restore_refuses_another_type_and_a_started_node_by_name() -> None:
+    node = RaftNode(0, (0,), Register())
+    with pytest.raises(TypeError, match=r"^expected RaftDurable, got dict$"):
+        node.restore({})
+    node.on_start(0.0, random.Random(0))
+    with pytest.raises(RaftStateError, match=r"^node 0 \(follower, term 0\) can't take restore$"):
+        node.restore(RaftDurable())
+    with pytest.raises(RaftStateError, match=r"^node 0 \(follower, term 0\) can't take on_start$"):
+        node.on_start(0.0, random.Random(0))
+
+
+def test_a_request_older_than_the_clients_last_is_refused_naming_both() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert c.client(0, "propose", Proposal("c", 2, "x"), client="p2") == Reply("p2", 1)
+    assert c.client(0, "propose", Proposal("c", 1, "y"), client="p1") == refused(
+        "stale request id 1 of client 'c'", "p1"
+    )
+    assert c.nodes[0].sm.values == ["x"]  # type: ignore[attr-defined]
+
+
+def test_misuse_errors_name_the_node_its_state_and_the_input() -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    with pytest.raises(
+        RaftStateError, match=r"^node 0 \(leader, term 1\) can't take timer 'tick'$"
+    ):
+        leader.on_timer(c.now, "tick")
+    with pytest.raises(
+        RaftStateError, match=r"^node 0 \(leader, term 1\) can't take client operation 'x'$"
+    ):
+        leader.on_client(c.now, ClientRequest(1, "x"))
+    fresh = RaftNode(3, (0, 1, 2), Register())
+    with pytest.raises(
+        RaftStateError, match=r"^node 3 \(not started, term 0\) can't take timer 'election'$"
+    ):
+        fresh.on_timer(0.0, "election")
+
+
+def test_a_candidate_persists_its_vote_for_itself_and_refuses_a_rival() -> None:
+    node = RaftNode(1, (0, 1, 2), Register(), pre_vote=False)
+    node.on_start(0.0, random.Random(0))
+    effects = node.on_timer(5.0, "election")
+    assert [e for e in effects if isinstance(e, Persist)] == [Persist(RaftPersist(1, 1))]
+    assert [e for e in effects if isinstance(e, Send)] == [
+        Send(0, RequestVote(1, 1, 0, 0)),
+        Send(2, RequestVote(1, 1, 0, 0)),
+    ]
+    assert (node.role, node.voted_for) == ("candidate", 1)
+    assert node.on_message(5.1, 2, RequestVote(1, 2, 0, 0)) == [
+        Send(2, RequestVoteResponse(1, False, False))
+    ]
+
+
+def test_every_stale_answer_is_counted() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.elect(1)  # term 2: node 0 hears of it
+    node = c.nodes[1]
+    assert node.term == 2 and node.role == "leader"
+    before = node.ignored
+    for stale in (
+        AppendEntriesResponse(1, True, 1),
+        RequestVoteResponse(1, True),
+        InstallSnapshotResponse(1, 1, 0),
+    ):
+        assert node.on_message(c.now, 0, stale) == []
+    assert node.ignored == before + 3
+
+
+def test_an_append_from_a_second_leader_of_the_same_term_is_counted_and_dropped() -> None:
+    c = Cluster()
+    c.elect(0)
+    leader = c.nodes[0]
+    before = (leader.ignored, leader.last_index, leader.commit_index)
+    rival = AppendEntries(leader.term, 1, 0, 0, (Entry(leader.term, 1, "noop"),), 1)
+    assert leader.on_message(c.now, 1, rival) == []
+    assert (leader.ignored, leader.last_index, leader.commit_index) == (
+        before[0] + 1,
+        *before[1:],
+    )
+    assert (leader.role, leader.leader_id) == ("leader", 0)
+
+
+def test_inflight_is_zero_for_a_follower_and_for_a_peer_the_leader_does_not_track() -> None:
+    c = Cluster()
+    c.elect(0)
+    assert c.nodes[1].inflight(0) == 0
+    assert c.nodes[0].inflight(7) == 0
+    assert c.nodes[0].inflight(1) == 0  # every append answered
+
+
+def test_the_factory_passes_its_options_on() -> None:
+    node = raft_factory(Register, election_timeout=2.0, max_batch=3)(1, 3)
+    assert (node.id, node.election_timeout, node.max_batch) == (1, 2.0, 3)
+    assert node.config == Config((0, 1, 2))
+
+
+def test_a_pre_vote_request_is_not_a_transfer() -> None:
+    node = RaftNode(1, (0, 1, 2), Register())  # pre_vote on by default
+    node.on_start(0.0, random.Random(0))
+    sent = [e for e in node.on_timer(5.0, "election") if isinstance(e, Send)]
+    assert sent == [
+        Send(0, RequestVote(1, 1, 0, 0, pre_vote=True, transfer=False)),
+        Send(2, RequestVote(1, 1, 0, 0, pre_vote=True, transfer=False)),
+    ]
+    assert (node.role, node.term) == ("pre_candidate", 0)
+
+
+def test_a_snapshot_answer_matching_the_leaders_last_index_is_taken() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.partition(2)
+    for k in range(3):
+        c.client(0, "propose", k)
+    leader = c.nodes[0]
+    assert ask(c, 0, "c", "compact") == Reply("c", leader.last_index)
+    assert leader.snapshot_index == leader.last_index
+    before = leader.ignored
+    answer = InstallSnapshotResponse(leader.term, leader.last_index, 0)
+    leader.on_message(c.now, 2, answer)
+    assert leader.ignored == before
+
+
+def test_a_rejection_of_exactly_the_matched_index_is_stale_too() -> None:
+    c = Cluster()
+    c.elect(0)
+    c.client(0, "propose", "x")
+    committed_everywhere(c)
+    leader = c.nodes[0]
+    assert leader.last_index == 2  # follower 1 matches up to 2
+    stale = AppendEntriesResponse(leader.term, False, 2, 1, 1)  # rejects index 2 == its match
+    assert leader.on_message(c.now, 1, stale) == []
+    ask(c, 0, "p1", "propose", 1)
+    ask(c, 0, "p2", "propose", 2)
+    assert leader.inflight(1) == 2  # still pipelining
+
+
+def test_a_probe_with_entries_waits_for_its_answer_before_the_next() -> None:
+    c = Cluster()
+    c.partition(2)
+    c.elect(0)  # with 1's vote; its first append to 2 (a probe with the noop) is lost
+    leader = c.nodes[0]
+    assert leader.role == "leader" and leader.last_index == 1
+    effects = leader.on_client(c.now, ClientRequest("p", "propose", 1))
+    assert [e.to for e in effects if isinstance(e, Send)] == [1]  # not 2: its probe is out
+    effects = leader.on_timer(c.now, "heartbeat")  # a heartbeat may probe again
+    assert sorted(e.to for e in effects if isinstance(e, Send)) == [1, 2]
