@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -29,3 +30,28 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+# CI's TLC runs over specs/ (tests/tlc_project_checks.py): started in the background
+# as soon as collection ends, when their two tests are selected; the tests move to
+# the end of the session and wait for them there.
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    import tlc_project_checks
+
+    waiting = [i for i in items if tlc_project_checks.wanted([i.nodeid])]
+    if waiting:
+        items[:] = [i for i in items if i not in waiting] + waiting
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    import tlc_project_checks
+
+    runs = tlc_project_checks.wanted(i.nodeid for i in session.items)
+    if runs and not session.config.option.collectonly:
+        tlc_project_checks.start(runs)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import tlc_project_checks
+
+    tlc_project_checks.stop()

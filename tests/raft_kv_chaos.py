@@ -52,6 +52,7 @@ import argparse
 import random
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import attrs
@@ -545,8 +546,6 @@ class RaftKVChaos:
         process = state["process"]
         state["target"] = state["home"]  # each operation starts at the client's own node
         self.recorder.invoke(process, f, hval, key=key, time=self.sim.now)
-        started = self.sim.now
-        uncertain = False
 
         def finish(status: Literal["ok", "fail", "info"], out: Any) -> None:
             self.recorder.complete(process, status, out, time=self.sim.now)
@@ -561,15 +560,48 @@ class RaftKVChaos:
                 self.sim.now + rng.uniform(0.0, 0.1), lambda: self._next_op(client, state)
             )
 
+        def on_ok(answer: Any, node: int) -> None:
+            if f == "read":
+                self._note_read(node)
+            finish(*self._result(f, hval, answer))
+
+        def give_up(uncertain: bool) -> None:
+            if f == "read":
+                finish("fail", None)  # a read has no effect
+            elif uncertain or f == "cas":
+                # (a cas recorded ``fail`` would claim it saw another value)
+                finish("info", hval)
+            else:
+                finish("fail", hval)  # every attempt certainly took no effect
+
+        self._send_until_answered(state, op, value, on_ok=on_ok, give_up=give_up)
+
+    def _send_until_answered(
+        self,
+        state: dict[str, Any],
+        op: str,
+        value: Any,
+        *,
+        on_ok: Callable[[Any, int], None],
+        give_up: Callable[[bool], None],
+    ) -> None:
+        """A client's request, retried unchanged until a node answers it or time is up.
+
+        Sent first to ``state["target"]``; after ``NotLeader`` to the hinted leader
+        (another node, drawn from the seed, when the hint is no use), after a
+        rejection, a crash or :attr:`attempt_timeout` without an answer to another
+        node. ``on_ok(answer, node)`` when a node answers ok; ``give_up(uncertain)``
+        once :data:`OP_DEADLINE` simulated seconds have passed, ``uncertain`` saying
+        whether a proposal's attempt may have taken effect (a crash or a timeout with
+        it outstanding).
+        """
+        rng = self.rng
+        started = self.sim.now
+        uncertain = False
+
         def retry(hint: int | None) -> None:
             if self.sim.now - started >= OP_DEADLINE:
-                if f == "read":
-                    finish("fail", None)  # a read has no effect
-                elif uncertain or f == "cas":
-                    # (a cas recorded ``fail`` would claim it saw another value)
-                    finish("info", hval)
-                else:
-                    finish("fail", hval)  # every attempt certainly took no effect
+                give_up(uncertain)
                 return
             if hint is None or hint == state["target"] or not 0 <= hint < self.n:
                 hint = rng.randrange(self.n)
@@ -585,9 +617,7 @@ class RaftKVChaos:
                 nonlocal answered, uncertain
                 answered = True
                 if outcome.status == "ok":
-                    if f == "read":
-                        self._note_read(target)
-                    finish(*self._result(f, hval, outcome.value))
+                    on_ok(outcome.value, target)
                 elif outcome.status == "info":  # the node crashed with it outstanding
                     uncertain = uncertain or op == "propose"
                     retry(None)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import random
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import trio
+from raft_cluster import cluster, free_ports, until
 
 from trio_foundation._errors import LeadershipLostError
 from trio_foundation.coordination.consensus import (
@@ -19,95 +16,6 @@ from trio_foundation.coordination.consensus import (
     open_raft_client,
     open_raft_node,
 )
-
-
-class Counter:
-    """A tiny deterministic state machine: named counters."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-        self.applied: list[Any] = []
-
-    def apply(self, command: Any) -> Any:
-        name, delta = command
-        self.applied.append(command)
-        self.values[name] = self.values.get(name, 0) + delta
-        return self.values[name]
-
-    def query(self, query: Any) -> Any:
-        return self.values.get(query, 0)
-
-    def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode(self.values)
-
-    def restore(self, data: bytes) -> None:
-        self.values = msgspec.msgpack.decode(data)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Poll ``predicate`` (state spread over several nodes has no single event)."""
-    while not predicate():  # noqa: ASYNC110
-        await trio.sleep(0.01)
-
-
-class Cluster:
-    def __init__(self, tmp: Path, n: int = 3) -> None:
-        self.tmp = tmp
-        self.peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(n))}
-        self.nodes: dict[int, RaftNodeHandle] = {}
-        self.machines: dict[int, Counter] = {}
-        self.scopes: dict[int, trio.CancelScope] = {}
-
-    async def start(self, nursery: trio.Nursery, i: int) -> None:
-        started = trio.Event()
-
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with trio.CancelScope() as scope:
-                self.scopes[i] = scope
-                machine = Counter()
-                async with open_raft_node(
-                    i, self.peers, self.tmp / f"n{i}", machine, election_timeout=0.3
-                ) as node:
-                    self.nodes[i] = node
-                    self.machines[i] = machine
-                    task_status.started()
-                    await trio.sleep_forever()
-
-        await nursery.start(run)
-        del started
-
-    def stop(self, i: int) -> None:
-        self.scopes.pop(i).cancel()
-        self.nodes.pop(i)
-
-    async def leader(self) -> int:
-        while True:
-            for i, node in self.nodes.items():
-                if node.core.role == "leader":
-                    return i
-            await trio.sleep(0.02)
-
-
-@asynccontextmanager
-async def cluster(tmp: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp)
-    async with trio.open_nursery() as nursery:
-        for i in c.peers:
-            await c.start(nursery, i)
-        yield c
-        nursery.cancel_scope.cancel()
 
 
 async def test_submit_read_failover_and_restart(tmp_path: Path) -> None:
@@ -127,7 +35,7 @@ async def test_submit_read_failover_and_restart(tmp_path: Path) -> None:
             assert await c.nodes[new].read("a") == 3  # no acknowledged write lost
             assert await c.nodes[new].submit(("a", 10)) == 13
             async with trio.open_nursery() as n:
-                await c.start(n, leader)  # restart from its data dir
+                await c.start(leader, n)  # restart from its data dir
                 await until(lambda: c.machines[leader].values.get("a") == 13)
                 n.cancel_scope.cancel()
 

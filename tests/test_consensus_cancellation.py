@@ -12,16 +12,16 @@ about 15,000).
 
 from __future__ import annotations
 
-import socket
 import tempfile
 from contextlib import AsyncExitStack
 
 import trio
 from hypothesis import given, settings
+from raft_cluster import Total, loopback_peers, open_raft_nodes
 
 from trio_foundation import LeadershipLostError
 from trio_foundation.coordination.connect import connect_lock_service
-from trio_foundation.coordination.consensus import RaftNodeHandle, open_raft_node
+from trio_foundation.coordination.consensus import RaftNodeHandle
 from trio_foundation.coordination.raft_lock import open_lock_node
 from trio_foundation.protocols import lock_machine as lm
 from trio_foundation.verify.cancellation import (
@@ -30,34 +30,6 @@ from trio_foundation.verify.cancellation import (
     injection_plans,
     run_injected,
 )
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def apply(self, delta: int) -> int:
-        self.n += delta
-        return self.n
-
-    def query(self, _: object) -> int:
-        return self.n
-
-    def snapshot(self) -> bytes:
-        return str(self.n).encode()
-
-    def restore(self, data: bytes) -> None:
-        self.n = int(data)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def held(nodes: list[RaftNodeHandle]) -> list[str]:
@@ -70,7 +42,7 @@ def held(nodes: list[RaftNodeHandle]) -> list[str]:
 
 
 async def scenario(inj: Injector, tmp: str, nodes: list[RaftNodeHandle]) -> None:
-    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    peers = loopback_peers(3)
     async with trio.open_nursery() as nursery:
 
         async def ticker() -> None:
@@ -78,13 +50,9 @@ async def scenario(inj: Injector, tmp: str, nodes: list[RaftNodeHandle]) -> None
                 await trio.sleep(0.001)
 
         nursery.start_soon(ticker)
-        async with AsyncExitStack() as stack:
-            for i in peers:
-                nodes.append(
-                    await stack.enter_async_context(
-                        open_raft_node(i, peers, f"{tmp}/{i}", Counter(), election_timeout=5.0)
-                    )
-                )
+        async with open_raft_nodes(
+            peers, lambda i: f"{tmp}/{i}", Total, election_timeout=5.0, into=nodes
+        ):
             await nodes[0].leader.wait_value(lambda v: v is not None)
             for k, node in enumerate(nodes):
                 with inj.scope(f"submit{k}"):
@@ -146,7 +114,7 @@ def holding(machines: list[lm.ServiceMachine]) -> list[str]:
 
 
 async def lock_scenario(inj: Injector, tmp: str, machines: list[lm.ServiceMachine]) -> None:
-    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    peers = loopback_peers(3)
     url = "raft://" + ",".join(f"{h}:{p}" for h, p in peers.values())
     async with trio.open_nursery() as nursery:
 
@@ -227,7 +195,7 @@ def test_the_lock_injections_landed() -> None:
 async def leadership_scenario(
     inj: Injector, tmp: str, nodes: list[RaftNodeHandle], lost: list[BaseException]
 ) -> None:
-    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    peers = loopback_peers(3)
     async with trio.open_nursery() as nursery:
 
         async def ticker() -> None:
@@ -235,13 +203,9 @@ async def leadership_scenario(
                 await trio.sleep(0.001)
 
         nursery.start_soon(ticker)
-        async with AsyncExitStack() as stack:
-            for i in peers:
-                nodes.append(
-                    await stack.enter_async_context(
-                        open_raft_node(i, peers, f"{tmp}/{i}", Counter(), election_timeout=5.0)
-                    )
-                )
+        async with open_raft_nodes(
+            peers, lambda i: f"{tmp}/{i}", Total, election_timeout=5.0, into=nodes
+        ):
             leader_id = await nodes[0].leader.wait_value(lambda v: v is not None)
             leader = next(n for n in nodes if n.node_id == leader_id)
             follower = next(n for n in nodes if n.node_id != leader_id)

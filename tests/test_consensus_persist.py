@@ -168,7 +168,7 @@ async def test_an_append_of_a_term_not_yet_durable_waits() -> None:
 
 
 async def test_three_nodes_replicate_in_parallel_with_the_leaders_fsync(tmp_path: Path) -> None:
-    from test_consensus import cluster
+    from raft_cluster import cluster
 
     async with cluster(tmp_path) as c:
         with trio.fail_after(20):

@@ -34,9 +34,8 @@ import itertools
 import math
 import os
 import random
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,11 +43,12 @@ import attrs
 import pytest
 import trio
 from loopback_proxy import LoopbackProxy
+from raft_cluster import free_ports, open_raft_nodes
 from trio_util import AsyncValue
 
 from trio_foundation import LeadershipLostError, LeaseLostError
 from trio_foundation.coordination import consensus
-from trio_foundation.coordination.consensus import RaftNodeHandle, open_raft_node
+from trio_foundation.coordination.consensus import RaftNodeHandle
 from trio_foundation.coordination.raft_kv import KV_CODEC
 from trio_foundation.etcd import EtcdError, _recipes, open_etcd_client, open_etcd_election
 from trio_foundation.etcd.testing import EtcdCluster
@@ -168,23 +168,13 @@ class RaftMember:
         return self.node.leadership()
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 @asynccontextmanager
 async def open_raft_members(
     tmp: Path, nursery: trio.Nursery, *, election_timeout: float
 ) -> AsyncIterator[tuple[list[RaftMember], list[ProxyGroup]]]:
     """Three Raft members over loopback TCP, each link ``i -> j`` through its own proxy."""
     ids = [1, 2, 3]
-    real = dict(zip(ids, _free_ports(len(ids)), strict=True))
+    real = dict(zip(ids, free_ports(len(ids)), strict=True))
     links: dict[tuple[int, int], LoopbackProxy] = {}
     for i in ids:
         for j in ids:
@@ -192,29 +182,25 @@ async def open_raft_members(
                 links[i, j] = LoopbackProxy(("127.0.0.1", real[j]))
                 await nursery.start(links[i, j].run)
     groups = [ProxyGroup([p for (i, j), p in links.items() if node in (i, j)]) for node in ids]
-    async with AsyncExitStack() as stack:
-        nodes = []
-        for i in ids:
-            peers: dict[int, tuple[str, int]] = {i: ("127.0.0.1", real[i])}
-            for j in ids:
-                if j != i:
-                    address = links[i, j].listen_address
-                    assert address is not None
-                    peers[j] = address
-            nodes.append(
-                await stack.enter_async_context(
-                    open_raft_node(
-                        i,
-                        peers,
-                        tmp / f"raft{i}",
-                        KVMachine(KVMachineConfig(history=16)),
-                        codec=KV_CODEC,
-                        election_timeout=election_timeout,
-                    )
-                )
-            )
-        with trio.fail_after(10):
-            await nodes[0].leader.wait_value(lambda v: v is not None)
+
+    def own_peers(i: int) -> dict[int, tuple[str, int]]:
+        peers: dict[int, tuple[str, int]] = {i: ("127.0.0.1", real[i])}
+        for j in ids:
+            if j != i:
+                address = links[i, j].listen_address
+                assert address is not None
+                peers[j] = address
+        return peers
+
+    async with open_raft_nodes(
+        {i: ("127.0.0.1", real[i]) for i in ids},
+        lambda i: tmp / f"raft{i}",
+        lambda: KVMachine(KVMachineConfig(history=16)),
+        own_peers=own_peers,
+        wait_leader=10,
+        codec=KV_CODEC,
+        election_timeout=election_timeout,
+    ) as nodes:
         yield [RaftMember(n) for n in nodes], groups
 
 

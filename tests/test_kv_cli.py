@@ -3,9 +3,9 @@ serve ``foundation lock acquire --server raft://...`` too)."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from raft_cluster import free_ports
 
 FOUNDATION = [sys.executable, "-m", "trio_foundation.cli"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Processes:
@@ -311,6 +302,65 @@ def test_cas_bad_usage_is_refused_before_any_connection(
     assert main(["kv", "cas", "--cluster", "127.0.0.1:9", "--timeout", "1", *values]) == 2
     err = capsys.readouterr().err
     assert message in err and "unreachable" not in err, err
+
+
+@pytest.mark.timeout(60)
+def test_put_takes_its_value_from_stdin_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """Any bytes, and above the 128 KiB one command-line argument may hold (one member)."""
+    from trio_foundation.cli import main
+
+    (port,) = free_ports(1)
+    ready = tmp_path / "ready"
+    with open(tmp_path / "log", "wb") as log:
+        member = subprocess.Popen(
+            [*FOUNDATION, "kv", "serve", "--id", "1", "--peers", f"1=127.0.0.1:{port}",
+             "--data-dir", str(tmp_path / "data"), "--ready-file", str(ready)],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert member.poll() is None, (tmp_path / "log").read_text()
+            assert time.monotonic() < deadline, "the member did not get ready"
+            time.sleep(0.05)
+        cluster = ("--cluster", f"127.0.0.1:{port}", "--timeout", "20")
+        big = bytes(range(256)) * 800  # 200 KiB
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(big)))
+        assert main(["kv", "put", "big", "-", *cluster]) == 0
+        piped = int(capsysbinary.readouterr().out)
+        assert main(["kv", "get", "big", *cluster]) == 0
+        assert capsysbinary.readouterr().out == big + b"\n"
+        (tmp_path / "value").write_bytes(big[::-1])
+        assert main(["kv", "put", "big", "--value-file", str(tmp_path / "value"), *cluster]) == 0
+        assert int(capsysbinary.readouterr().out) > piped
+        assert main(["kv", "get", "big", *cluster]) == 0
+        assert capsysbinary.readouterr().out == big[::-1] + b"\n"
+    finally:
+        os.kill(member.pid, signal.SIGKILL)
+        member.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["k"], "put takes KEY VALUE, KEY - (the value from stdin) or KEY --value-file F"),
+        (["k", "v", "--value-file", "f"], "put takes VALUE or --value-file F, not both"),
+        (["k", "--value-file", "/nonexistent/value"], "/nonexistent/value"),
+    ],
+)
+def test_put_bad_usage_is_refused_before_any_connection(
+    values: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No value, two values, or a file that cannot be read: exit 2, one line naming it;
+    the cluster (a port nobody listens on) is never dialled."""
+    from trio_foundation.cli import main
+
+    assert main(["kv", "put", "--cluster", "127.0.0.1:9", "--timeout", "1", *values]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "unreachable" not in err, err
+    assert err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(

@@ -11,17 +11,16 @@ serves stale reads fails.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trio
+from raft_cluster import loopback_peers, open_raft_nodes
 
-from trio_foundation.coordination.consensus import open_raft_node
 from trio_foundation.coordination.kv import (
     CasResult,
     CompactedError,
@@ -103,27 +102,13 @@ class RoundRobin:
 @asynccontextmanager
 async def open_raft_kv_cluster(tmp: Path) -> AsyncIterator[RaftKV]:
     """Three members in this process over loopback TCP, each with a durable log."""
-    socks = [socket.socket() for _ in range(3)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    peers = {i + 1: ("127.0.0.1", sock.getsockname()[1]) for i, sock in enumerate(socks)}
-    for sock in socks:
-        sock.close()
-    async with AsyncExitStack() as stack:
-        nodes = [
-            await stack.enter_async_context(
-                open_raft_node(
-                    i,
-                    peers,
-                    tmp / f"raft{i}",
-                    KVMachine(KVMachineConfig(history=16)),
-                    codec=KV_CODEC,
-                )
-            )
-            for i in peers
-        ]
-        with trio.fail_after(10):
-            await nodes[0].leader.wait_value(lambda v: v is not None)
+    async with open_raft_nodes(
+        loopback_peers(3),
+        lambda i: tmp / f"raft{i}",
+        lambda: KVMachine(KVMachineConfig(history=16)),
+        codec=KV_CODEC,
+        wait_leader=10,
+    ) as nodes:
         yield RaftKV(RoundRobin(nodes), poll_interval=0.01)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
+from raft_cluster import Total, free_ports
 
 from trio_foundation.coordination.consensus import open_raft_node
 from trio_foundation.coordination.raft_monitor import RaftNodeMonitor
@@ -24,16 +24,6 @@ from trio_foundation.telemetry import Event, MetricRegistry, Telemetry
 FOUNDATION = [sys.executable, "-m", "trio_foundation.cli"]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def scrape(url: str) -> Samples:
@@ -211,7 +201,7 @@ async def test_term_and_leader_changes_are_events(tmp_path: Path) -> None:
     port = free_ports(1)[0]
     with trio.fail_after(30):
         async with open_raft_node(
-            1, {1: ("127.0.0.1", port)}, tmp_path / "d", _Counter(), monitor=monitor
+            1, {1: ("127.0.0.1", port)}, tmp_path / "d", Total(), monitor=monitor
         ) as node:
             await node.leader.wait_value(lambda v: v == 1)
             assert await node.submit(5) == 5
@@ -241,23 +231,3 @@ def test_the_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     ).groups()  # type: ignore[union-attr]
     exec(compile(code, "docs/consensus.md", "exec"), {"__name__": "__doc__"})
     assert capsys.readouterr().out == expected
-
-
-class _Counter:
-    """A tiny state machine: commands add to a total; a query reads it."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    def apply(self, command: int) -> int:
-        self.total += command
-        return self.total
-
-    def query(self, query: object) -> int:
-        return self.total
-
-    def snapshot(self) -> bytes:
-        return str(self.total).encode()
-
-    def restore(self, data: bytes) -> None:
-        self.total = int(data)

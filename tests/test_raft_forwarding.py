@@ -9,36 +9,28 @@ from __future__ import annotations
 
 import itertools
 import random
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from test_consensus import Counter, free_ports
+from raft_cluster import Counter, loopback_peers, open_raft_nodes
 
 from trio_foundation.coordination.consensus import (
     Codec,
     RaftClient,
-    RaftNodeHandle,
     open_raft_client,
-    open_raft_node,
 )
 from trio_foundation.coordination.raft_wire import CReply
 
 
 @pytest.mark.timeout(60)
 async def test_a_client_of_followers_only_is_forwarded_to_the_leader(tmp_path: Path) -> None:
-    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    peers = loopback_peers(3)
     with trio.fail_after(30):
-        async with AsyncExitStack() as stack:
-            nodes: dict[int, RaftNodeHandle] = {}
-            for i in peers:
-                nodes[i] = await stack.enter_async_context(
-                    open_raft_node(i, peers, tmp_path / str(i), Counter())
-                )
-            leader = await nodes[1].leader.wait_value(lambda v: v is not None)
+        async with open_raft_nodes(peers, lambda i: tmp_path / str(i), Counter) as nodes:
+            leader = await nodes[0].leader.wait_value(lambda v: v is not None)
             followers = {i: a for i, a in peers.items() if i != leader}
             async with open_raft_client(followers) as client:
                 with trio.fail_after(3):  # before the fix: not_leader until the deadline

@@ -9,20 +9,19 @@ replies are refused with errors naming the size and the limit.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import raft_cluster
 import trio
 from attrs import evolve as attrs_evolve
-from test_consensus import free_ports
+from raft_cluster import Cluster, free_ports, until
 
 from trio_foundation.coordination import raft_wire as rw
 from trio_foundation.coordination.consensus import (
-    RaftNodeHandle,
     RaftRequestError,
     open_raft_client,
     open_raft_node,
@@ -56,76 +55,20 @@ class Store:
         self.values = msgspec.msgpack.decode(data)
 
 
-async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():  # noqa: ASYNC110
-        await trio.sleep(0.01)
-
-
-class Cluster:
-    def __init__(
-        self,
-        tmp: Path,
-        nursery: trio.Nursery,
-        max_log_entries: int,
-        send_queue_bytes: int = 8 << 20,
-    ) -> None:
-        self.tmp = tmp
-        self.nursery = nursery
-        self.max_log_entries = max_log_entries
-        self.send_queue_bytes = send_queue_bytes
-        self.peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
-        self.nodes: dict[int, RaftNodeHandle] = {}
-        self.machines: dict[int, Store] = {}
-        self.scopes: dict[int, trio.CancelScope] = {}
-
-    async def start(self, i: int) -> None:
-        async def run(task_status: trio.TaskStatus[None]) -> None:
-            with trio.CancelScope() as scope:
-                self.scopes[i] = scope
-                machine = Store()
-                async with open_raft_node(
-                    i,
-                    self.peers,
-                    self.tmp / f"n{i}",
-                    machine,
-                    election_timeout=0.3,
-                    max_log_entries=self.max_log_entries,
-                    max_frame=FRAME,
-                    send_queue_bytes=self.send_queue_bytes,
-                ) as node:
-                    self.nodes[i] = node
-                    self.machines[i] = machine
-                    task_status.started()
-                    await trio.sleep_forever()
-
-        await self.nursery.start(run)
-
-    def stop(self, i: int) -> None:
-        self.scopes.pop(i).cancel()
-        self.nodes.pop(i)
-
-    async def leader(self) -> int:
-        while True:
-            for i, node in self.nodes.items():
-                if node.core.role == "leader":
-                    return i
-            await trio.sleep(0.02)
-
-
-@asynccontextmanager
-async def cluster(
+def cluster(
     tmp: Path, max_log_entries: int = 10_000, send_queue_bytes: int = 8 << 20
-) -> AsyncIterator[Cluster]:
-    # a member whose nursery dies raises out of this block: the test fails
-    async with trio.open_nursery() as nursery:
-        c = Cluster(tmp, nursery, max_log_entries, send_queue_bytes)
-        for i in c.peers:
-            await c.start(i)
-        yield c
-        nursery.cancel_scope.cancel()
+) -> AbstractAsyncContextManager[Cluster[Store]]:
+    """Three :class:`Store` members with 8 KiB frames (see ``raft_cluster.cluster``)."""
+    return raft_cluster.cluster(
+        tmp,
+        Store,
+        max_log_entries=max_log_entries,
+        max_frame=FRAME,
+        send_queue_bytes=send_queue_bytes,
+    )
 
 
-async def lag_one_follower(c: Cluster, writes: int) -> tuple[int, int]:
+async def lag_one_follower(c: Cluster[Store], writes: int) -> tuple[int, int]:
     """Stop a follower, write ``writes`` 1 KiB values, restart it; (leader, follower)."""
     leader = await c.leader()
     follower = next(i for i in c.nodes if i != leader)

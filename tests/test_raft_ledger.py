@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
-from test_lock_conformance import free_ports
+from raft_cluster import free_ports, loopback_peers
 
 from trio_foundation.coordination.raft_ledger import LEDGER_CODEC, RaftLedger, open_raft_ledger
 from trio_foundation.protocols import kv_machine as kv
@@ -347,7 +347,7 @@ def test_the_running_on_raft_example_runs(
     assert "7401" in run  # the line the test replaces with free ports
     namespace: dict[str, Any] = {}
     exec(compile(code, str(DOC), "exec"), namespace)
-    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    peers = loopback_peers(3)
     trio.run(namespace["demo"], peers, str(tmp_path))
     out = capsys.readouterr().out
     assert "refused: insufficient_funds alice 100" in out

@@ -30,7 +30,8 @@ from typing import Any
 
 import trio
 from hypothesis import given, settings
-from test_consensus_cancellation import free_ports, held
+from raft_cluster import loopback_peers
+from test_consensus_cancellation import held
 
 from trio_foundation.coordination.consensus import RaftNodeHandle
 from trio_foundation.coordination.raft_ledger import open_raft_ledger
@@ -71,7 +72,7 @@ async def scenario(
     machines: list[lm.ServiceMachine],
     calls: Calls,
 ) -> None:
-    peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    peers = loopback_peers(3)
     url = "raft://" + ",".join(f"{i}={h}:{p}" for i, (h, p) in peers.items())
     async with trio.open_nursery() as nursery:
 

@@ -35,8 +35,7 @@ from trio_foundation.coordination.raft_ledger import LEDGER_CODEC
 from trio_foundation.protocols import ledger as led
 from trio_foundation.protocols import lock_machine as lm
 from trio_foundation.protocols.effects import Core
-from trio_foundation.protocols.raft import NotLeader, Proposal, RaftNode
-from trio_foundation.runtime.sim import ClientOutcome
+from trio_foundation.protocols.raft import Proposal, RaftNode
 
 SEEDS = int(os.environ.get("LEDGER_CHAOS_SEEDS", "2"))
 ACCOUNTS = tuple(f"agent{i}" for i in range(4))
@@ -121,8 +120,6 @@ class LedgerChaos(RaftKVChaos):
         session = self.next_session
         self.next_session += 1
         proposal = Proposal(session, 1, msgspec.msgpack.encode((lm.LEDGER_TAG, command)))
-        started = self.sim.now
-        uncertain = False
         state["target"] = state["home"]
 
         def finish(status: Literal["ok", "fail", "info"]) -> None:
@@ -133,51 +130,22 @@ class LedgerChaos(RaftKVChaos):
                 self.sim.now + rng.uniform(0.0, 0.1), lambda: self._next_op(client, state)
             )
 
-        def retry(hint: int | None) -> None:
-            if self.sim.now - started >= 4.0:
-                finish("info" if uncertain else "fail")
-                return
-            if hint is None or hint == state["target"] or not 0 <= hint < self.n:
-                hint = rng.randrange(self.n)
-            state["target"] = hint
-            self.counters["client retries"] += 1
-            self.sim.call_at(self.sim.now + rng.uniform(0.02, 0.15), attempt)
+        def on_ok(answer: Any, node: int) -> None:
+            result = msgspec.msgpack.decode(answer, type=lm.ServiceResult)
+            assert isinstance(result, lm.LedgerOutcome), result
+            if isinstance(result.result, led.Ok):
+                finish("ok")
+            else:
+                self.results[result.result.code] += 1
+                finish("fail")  # refused: it changed nothing
 
-        def attempt() -> None:
-            nonlocal uncertain
-            answered = False
-
-            def on_done(outcome: ClientOutcome) -> None:
-                nonlocal answered, uncertain
-                answered = True
-                if outcome.status == "ok":
-                    result = msgspec.msgpack.decode(outcome.value, type=lm.ServiceResult)
-                    assert isinstance(result, lm.LedgerOutcome), result
-                    if isinstance(result.result, led.Ok):
-                        finish("ok")
-                    else:
-                        self.results[result.result.code] += 1
-                        finish("fail")  # refused: it changed nothing
-                elif outcome.status == "info":
-                    uncertain = True
-                    retry(None)
-                elif isinstance(outcome.value, NotLeader):
-                    retry(outcome.value.leader)
-                else:  # Rejected, or the node was down: certainly no effect
-                    retry(None)
-
-            target = state["target"]
-            request = self.sim.submit(target, "propose", proposal, on_done=on_done)
-
-            def on_timeout() -> None:
-                nonlocal uncertain
-                if not answered and self.sim.abandon(request):
-                    uncertain = True
-                    retry(None)
-
-            self.sim.call_at(self.sim.now + self.attempt_timeout, on_timeout)
-
-        attempt()
+        self._send_until_answered(
+            state,
+            "propose",
+            proposal,
+            on_ok=on_ok,
+            give_up=lambda uncertain: finish("info" if uncertain else "fail"),
+        )
 
     def ledgers(self) -> list[led.Ledger]:
         """The live replicas' ledgers at the highest applied index."""

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import trio
 from loopback_proxy import LoopbackProxy
-from test_lock_conformance import free_ports
+from raft_cluster import loopback_peers
 
 from trio_foundation.coordination.consensus import RaftNodeHandle
 from trio_foundation.coordination.raft_ledger import RaftLedger, open_raft_ledger
@@ -96,7 +96,7 @@ class Cluster:
     def __init__(self, tmp: Path, nursery: trio.Nursery) -> None:
         self.tmp = tmp
         self.nursery = nursery
-        self.real = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+        self.real = loopback_peers(3)
         self.links: dict[tuple[int, int], LoopbackProxy] = {}
         self.nodes: dict[int, RaftNodeHandle] = {}
         self.machines: dict[int, Recording] = {}

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import trio
 from loopback_proxy import LoopbackProxy
-from test_lock_conformance import History, Proxies, free_ports
+from raft_cluster import loopback_peers
+from test_lock_conformance import History, Proxies
 
 from trio_foundation import LeaseLostError, StaleTokenError
 from trio_foundation.coordination.connect import connect_lock_service
@@ -41,7 +42,7 @@ class Cluster:
     def __init__(self, tmp: Path, nursery: trio.Nursery) -> None:
         self.tmp = tmp
         self.nursery = nursery
-        self.peers = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+        self.peers = loopback_peers(3)
         self.nodes: dict[int, RaftNodeHandle] = {}
         self.machines: dict[int, lm.ServiceMachine] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
@@ -226,7 +227,7 @@ async def test_a_partitioned_leader_cannot_keep_or_expire_a_lease(tmp_path: Path
     its deadline; the majority elects a leader that waits A's ttl out before B gets the
     lock; after the heal every replica holds the same locks (the old leader's
     uncommitted entries were replaced)."""
-    real = {i + 1: ("127.0.0.1", p) for i, p in enumerate(free_ports(3))}
+    real = loopback_peers(3)
     history = History()
     with trio.fail_after(50):
         async with trio.open_nursery() as nursery:

@@ -5,6 +5,8 @@
     foundation kv serve --id I --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data-dir DIR
         [--secret-file F] [--ready-file F] [--election-timeout S] [--metrics-listen HOST:PORT]
     foundation kv put KEY VALUE     --cluster HOST:PORT,...   (prints the revision)
+    foundation kv put KEY -         --cluster ...   (the value is stdin's bytes, verbatim)
+    foundation kv put KEY --value-file F --cluster ...   (the value is F's bytes)
     foundation kv get KEY           --cluster ...   (the bare value; exit 1 if absent)
     foundation kv cas KEY OLD NEW   --cluster ...   (exit 1 if OLD did not match, one
     foundation kv cas KEY NEW --absent --cluster ... line on stderr: what KEY holds now)
@@ -101,8 +103,21 @@ def register(subparsers: Any) -> None:
         p.set_defaults(handler=_client)
         return p
 
-    client("put", "write KEY (prints the revision)").add_argument("key")
-    verbs.choices["put"].add_argument("value")
+    put = client("put", "write KEY (prints the revision)")
+    put.add_argument("key")
+    put.add_argument(
+        "value",
+        nargs="?",
+        default=None,
+        help="the value; - reads it from stdin (bytes, verbatim); or give --value-file",
+    )
+    put.add_argument(
+        "--value-file",
+        default=None,
+        metavar="F",
+        help="read the value from file F (bytes, verbatim), e.g. one above the 128 KiB "
+        "a command-line argument may hold",
+    )
     get = client("get", "print KEY's value (exit 1 if absent)")
     get.add_argument("key")
     cas = client(
@@ -289,6 +304,28 @@ async def _resolve(text: str) -> dict[int, tuple[str, int]]:
         raise OSError("no member of --cluster is reachable") from None
 
 
+def _put_value(args: argparse.Namespace) -> str | bytes:
+    """The value of ``put KEY VALUE``, ``put KEY -`` (stdin) or ``put KEY --value-file F``.
+
+    Raises:
+        ValueError: no value, or both VALUE and --value-file.
+        OSError: F cannot be read.
+    """
+    if args.value is not None and args.value_file is not None:
+        raise ValueError(
+            f"put takes VALUE or --value-file F, not both (got {args.value!r} "
+            f"and --value-file {args.value_file!r})"
+        )
+    if args.value_file is not None:
+        with open(args.value_file, "rb") as file:
+            return file.read()
+    if args.value is None:
+        raise ValueError("put takes KEY VALUE, KEY - (the value from stdin) or KEY --value-file F")
+    if args.value == "-":
+        return sys.stdin.buffer.read()
+    return str(args.value)
+
+
 def _cas_values(args: argparse.Namespace) -> tuple[str | None, str]:
     """``(OLD or None, NEW)`` from ``cas KEY OLD NEW`` or ``cas KEY NEW --absent``."""
     values = list(args.values)
@@ -363,6 +400,8 @@ def _client(args: argparse.Namespace) -> int:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")
     if args.verb == "cas":
         _cas_values(args)  # bad usage before any connection
+    if args.verb == "put":
+        args.put_value = _put_value(args)  # bad usage, and stdin or F read, before connecting
     try:
         try:
             with quiet_repeats():
@@ -390,7 +429,7 @@ async def _client_main(args: argparse.Namespace, secret: bytes | None) -> int:
             kv = RaftKV(client)
             verb = args.verb
             if verb == "put":
-                print(await kv.put(args.key, args.value))
+                print(await kv.put(args.key, args.put_value))
             elif verb == "get":
                 found = await kv.get(args.key)
                 if found is None:
