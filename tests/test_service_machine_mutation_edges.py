@@ -50,7 +50,10 @@ def test_apply_without_an_index_takes_ledger_commands_only() -> None:
     machine = funded()
     needs_index = lm.LockDenied((0, 0), "bad command: a lock command needs its log index")
     assert machine.apply((lm.LOCK_TAG, lm.LockClose(1))) == needs_index
-    assert machine.apply((lm.LEDGER_TAG, led.Open("x"), 1)) == needs_index
+    # not a lock command at all: named as apply_at names it (it said "needs its log index")
+    assert machine.apply((lm.LEDGER_TAG, led.Open("x"), 1)) == kv.ErrorResult(
+        "bad_command", _TUPLE_TEXT
+    )
     assert machine.apply((lm.LEDGER_TAG, "open x")) == lm.LedgerOutcome(
         led.ErrorResult("bad_command", "not a ledger command: str")
     )

@@ -1046,7 +1046,9 @@ class LedgerNode:
 
     def on_client(self, now: float, request: ClientRequest) -> list[Effect]:
         """``op="balance"`` with an account name: reply its balance."""
-        if request.op != "balance" or request.value not in self.ledger.balances():
+        if request.op != "balance":
+            return [Reply(request.client, f"unknown op {request.op!r} (only 'balance')", ok=False)]
+        if request.value not in self.ledger.balances():
             return [Reply(request.client, f"no account {request.value!r}", ok=False)]
         return [Reply(request.client, self.ledger.balance(request.value))]
 

@@ -674,7 +674,11 @@ class ServiceMachine:
         if isinstance(command, tuple):
             if len(command) == 2 and command[0] == LEDGER_TAG:
                 return self._apply_ledger(command[1])
-            return LockDenied(_NO_REQ, "bad command: a lock command needs its log index")
+            if len(command) == 2 and command[0] == LOCK_TAG:
+                return LockDenied(_NO_REQ, "bad command: a lock command needs its log index")
+            return kv.ErrorResult(
+                "bad_command", "a tuple command must be ('lock', command) or ('ledger', command)"
+            )
         return self.kv.apply(command)
 
     def query(self, query: Any) -> ServiceResult:
