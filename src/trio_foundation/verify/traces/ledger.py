@@ -157,7 +157,7 @@ from ...runtime.faults import (
 from ...runtime.sim import SimConfig, Simulation
 from ...runtime.transport import Envelope
 from ..tla_values import Record, to_tla
-from .lease_lock import TraceCheck, run_trace_check
+from .lease_lock import TraceCheck, check_record_traces, traces_tla
 
 __all__ = [
     "ACCOUNTS",
@@ -781,9 +781,7 @@ def simulated_trace(
 
 def trace_module(traces: Sequence[Sequence[Record]]) -> str:
     """The text of the module ``LedgerTraceData`` holding ``traces``."""
-    body = ",\n".join(
-        "  <<" + ",\n    ".join(to_tla(record) for record in trace) + ">>" for trace in traces
-    )
+    body = traces_tla(traces)
     return (
         "---- MODULE LedgerTraceData ----\n"
         "EXTENDS Integers, TLC\n"
@@ -858,19 +856,12 @@ def check_trace_module(
     name the record's action and count records.
     """
 
-    def action_at(tr: int, index: int) -> str | None:
-        if traces is not None and 0 <= index < len(traces[tr - 1]):
-            found = traces[tr - 1][index]["action"]
-            return found if isinstance(found, str) else None
-        return None
-
-    return run_trace_check(
+    return check_record_traces(
         "LedgerTrace",
         trace_config(),
         module_text,
         specs_dir=specs_dir,
         workers=workers,
         timeout=timeout,
-        counts=None if traces is None else (len(traces), sum(len(t) for t in traces)),
-        action_at=action_at,
+        traces=traces,
     )
