@@ -636,6 +636,34 @@ TARGETS["coordination"].equivalent.update(
     }
 )
 
+# --- coordination/, second round (session 5): the code merged after the first sample ---
+# raft_ledger.py joins the mutated modules; the fast in-process tests of the code merged
+# since (the Raft ledger, the auction path of the market, the frame limits and the
+# chunked snapshot stream) join the selection. Left out, measured (ci profile): the
+# ledger's replicas in child processes with other hash seeds (a subprocess; 4 s), the
+# docs example (docs/ is not copied), the injected-cancellation sweep over the ledger
+# (10 s, reaching most of consensus.py, so every consensus mutant would pay it), and the
+# chaos suites (tests/test_raft_ledger_chaos.py, tests/test_market_chaos_trio.py).
+TARGETS["coordination"] = Target(
+    TARGETS["coordination"].module,
+    (
+        *TARGETS["coordination"].tests,
+        "tests/test_raft_frames.py",
+        "tests/test_raft_ledger.py",
+        "tests/test_raft_ledger_cancellation.py::test_cancelled_writes_are_applied_once_or_not_at_all",
+        "tests/test_raft_ledger_cluster.py",
+        "tests/test_market_auction.py",
+        "tests/test_lease_lock_mutation_edges.py",
+    ),
+    equivalent=TARGETS["coordination"].equivalent,
+    deselect=(
+        *TARGETS["coordination"].deselect,
+        "tests/test_raft_ledger.py::test_replicas_with_different_hash_seeds_compute_the_same_ledger",
+        "tests/test_raft_ledger.py::test_the_running_on_raft_example_runs",
+    ),
+    also=(*TARGETS["coordination"].also, _COORD + "raft_ledger.py"),
+)
+
 # --- supervision/_supervisor.py and verify/lincheck/ (issue 8) ---------------------
 # The supervisor's selection also takes the dynamic supervisor's and the telemetry's
 # tests (1 s together): they check _SupervisorBase's max_children and the stop,
