@@ -37,6 +37,8 @@ from trio_foundation.coordination.raft_wire import (
     CBatchReply,
     CBatchResult,
     CReply,
+    CSnapshot,
+    CSubmit,
     CSubmitBatch,
     decode_snapshot,
 )
@@ -280,3 +282,152 @@ async def test_a_backup_asked_before_the_connection_is_up_waits_for_it(tmp_path:
     restored = _Totals()
     restored.restore(snapshot.data)
     assert restored.values == {"a": 7}
+
+
+# ---------------------------------------------------------------- session 5's survivors
+
+
+async def _raw_client(port: int) -> Any:
+    """A raw client connection's pieces: the transport's context and a reply queue."""
+    send, receive = trio.open_memory_channel[Any](16)
+
+    def on_message(env: Envelope) -> None:
+        send.send_nowait(env.msg)
+
+    cm = open_tcp_transport(
+        RAFT_PROTOCOL,
+        MAX_MEMBER_ID + 9,
+        peers={1: ("127.0.0.1", port)},
+        on_message=on_message,
+    )
+    return cm, receive
+
+
+async def test_a_restarted_member_in_its_quiet_period_refuses_snapshots_and_batches(
+    tmp_path: Path,
+) -> None:
+    """A member that restored a state stays silent for an election timeout before its
+    driver runs, its transport already up: a backup request is refused as "not
+    running", a raw batch answered "not_leader" item by item."""
+    port = _free_port()
+    peers = {1: ("127.0.0.1", port)}
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            assert await node.submit(("a", 1)) == 1
+        opened = trio.Event()
+
+        async def second_life() -> None:
+            # quiet period: 20 s * (1 + drift), far past this test's end
+            async with open_raft_node(1, peers, tmp_path / "n1", _Totals(), election_timeout=20.0):
+                opened.set()  # pragma: no cover (cancelled before)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(second_life)
+            cm, replies = await _raw_client(port)
+            async with cm as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                item = CBatchItem(21, 1, msgspec.msgpack.encode(("a", 2)))
+                assert tcp.send_nowait(1, CSnapshot(3))
+                assert await replies.receive() == CReply(3, "rejected", reason="not running")
+                assert tcp.send_nowait(1, CSubmitBatch(4, (item, item)))
+                assert await replies.receive() == CBatchReply(
+                    4, (CBatchResult("not_leader"), CBatchResult("not_leader"))
+                )
+            assert not opened.is_set()
+            nursery.cancel_scope.cancel()
+
+
+async def test_requests_past_max_client_requests_are_refused_busy(tmp_path: Path) -> None:
+    """``max_client_requests=1``: requests that arrive while one is being served
+    are refused "busy" at once; the count falls back when a request is done."""
+    port = _free_port()
+    peers = {1: ("127.0.0.1", port)}
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2, max_client_requests=1
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            cm, replies = await _raw_client(port)
+            async with cm as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                applied = 0
+                for round_ in range(3):
+                    # sent in one burst: each submit waits for an fsync, so the
+                    # others arrive while the first is served
+                    reqs = [10 * round_ + k for k in range(5)]
+                    command = msgspec.msgpack.encode(("a", 1))
+                    for req in reqs:
+                        assert tcp.send_nowait(1, CSubmit(req, 1000 + req, 1, command))
+                    got = {}
+                    for _ in reqs:
+                        reply = await replies.receive()
+                        got[reply.req] = reply
+                    assert sorted(got) == reqs
+                    busy = [r for r in reqs if got[r] == CReply(r, "rejected", reason="busy")]
+                    ok = [r for r in reqs if got[r].outcome == "ok"]
+                    assert sorted(busy + ok) == reqs, got
+                    assert ok[0] == reqs[0] and busy, got  # the first is served
+                    applied += len(ok)
+            # every ok was applied once, nothing refused was
+            assert await node.read("a") == applied
+
+
+async def test_a_client_goes_to_a_connected_member_not_to_an_unreachable_one(
+    tmp_path: Path,
+) -> None:
+    """Among 41 members of which only one is up, a client without a leader hint
+    picks a connected member: five submits and five batches take a few round trips, not one
+    backoff per unreachable member tried (about 20 s each)."""
+    port = _free_port()
+    dead = {i: ("127.0.0.1", _free_port()) for i in range(2, 42)}  # nothing listens
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, {1: ("127.0.0.1", port)}, tmp_path / "n1", _Totals(), election_timeout=0.2
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            async with open_raft_client({1: ("127.0.0.1", port), **dead}) as client:
+                await client.wait_connected()
+                with trio.fail_after(10):
+                    for k in range(1, 6):
+                        assert await client.submit(("a", 1)) == k
+                    for k in range(6, 21, 3):  # batches choose their target alike
+                        assert await client.submit_many([("a", 1)] * 3) == [k, k + 1, k + 2]
+
+
+class _HoldingTcp:
+    """A transport stand-in: the frame limit, an empty send queue, what was sent."""
+
+    def __init__(self) -> None:
+        from trio_foundation.coordination.raft_wire import raft_protocol
+
+        self.protocol = raft_protocol(1 << 20)
+        self.sent: list[Any] = []
+
+    def queued_bytes(self, dst: int) -> int:
+        return 0
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+def test_sends_held_for_durability_are_bounded_and_the_dropped_ones_counted() -> None:
+    """While a record is not durable, the replies that must follow it are held; past
+    ``_MAX_HELD`` the oldest are dropped (Raft's timers retry) and counted."""
+    from trio_foundation.coordination.consensus import _MAX_HELD, _Persister
+
+    tcp = _HoldingTcp()
+    persister = _Persister(None, tcp, last_index=lambda: 0)  # type: ignore[arg-type]
+    persister.enqueue(core.RaftPersist(1, 2))  # queued, not yet durable
+    for _ in range(_MAX_HELD):
+        assert persister.send(2, core.RequestVoteResponse(1, True)) is True
+    assert persister.held_dropped == 0
+    for _ in range(3):
+        persister.send(3, core.RequestVoteResponse(1, False))
+    assert persister.held_dropped == 3
+    assert tcp.sent == []
