@@ -654,6 +654,7 @@ TARGETS["coordination"] = Target(
         "tests/test_raft_ledger_cluster.py",
         "tests/test_market_auction.py",
         "tests/test_lease_lock_mutation_edges.py",
+        "tests/test_raft_ledger_mutation_edges.py",
     ),
     equivalent=TARGETS["coordination"].equivalent,
     deselect=(

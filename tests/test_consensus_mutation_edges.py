@@ -431,3 +431,59 @@ def test_sends_held_for_durability_are_bounded_and_the_dropped_ones_counted() ->
         persister.send(3, core.RequestVoteResponse(1, False))
     assert persister.held_dropped == 3
     assert tcp.sent == []
+
+
+async def test_member_id_zero_can_join_and_leave(tmp_path: Path) -> None:
+    """Member ids are ``[0, MAX_MEMBER_ID]``: 0 is one."""
+    with trio.fail_after(30):
+        async with _one_member(tmp_path) as (node, client):
+            assert await client.change_membership("add_learner", 0) == ((1,), (0,))
+            assert await node.change_membership("remove_server", 0) == ((1,), ())
+
+
+async def test_a_one_member_clusters_frame_stats_are_all_zero(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with _one_member(tmp_path) as (node, client):
+            assert await client.submit(("a", 1)) == 1
+            assert node.frame_stats() == {
+                "appends_split": 0,
+                "snapshots_chunked": 0,
+                "snapshot_chunks_sent": 0,
+                "snapshot_encodes": 0,
+                "snapshots_assembled": 0,
+                "snapshot_chunks_dropped": 0,
+                "snapshots_refused": 0,
+            }
+
+
+async def test_commands_over_the_limit_are_refused_naming_both_sizes(tmp_path: Path) -> None:
+    """Under a 16 KiB frame the command limit is 16384 - 512 bytes: a bigger
+    command is refused, alone or in a batch, with a reason naming both sizes."""
+    port = _free_port()
+    peers = {1: ("127.0.0.1", port)}
+    big = msgspec.msgpack.encode(("x" * 15990, 1))  # decodable, 15995 bytes
+    reason = (
+        f"command of {len(big)} bytes exceeds the limit of 15872 bytes"
+        " (one log entry must fit one Raft frame)"
+    )
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2, max_frame=16384
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            cm, replies = await _raw_client(port)
+            async with cm as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                assert tcp.send_nowait(1, CSubmit(1, 77, 1, big))
+                assert await replies.receive() == CReply(1, "rejected", reason=reason)
+                good = msgspec.msgpack.encode(("a", 5))
+                batch = (CBatchItem(78, 1, big), CBatchItem(79, 1, good))
+                assert tcp.send_nowait(1, CSubmitBatch(2, batch))
+                assert await replies.receive() == CBatchReply(
+                    2,
+                    (
+                        CBatchResult("rejected", reason=reason),
+                        CBatchResult("ok", msgspec.msgpack.encode(5)),
+                    ),
+                )

@@ -250,7 +250,22 @@ async def test_after_a_storage_failure_a_failed_close_is_only_logged(
                         pass  # pragma: no cover (the write fails: no grant)
     (exc,) = raised
     assert isinstance(exc, StorageFailedError) and exc.errno == errno.ENOSPC
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [str(exc)]  # the one line an operator reads
     closing = [
         r.getMessage() for r in caplog.records if r.getMessage().startswith("closing the state")
     ]
     assert closing == ["closing the state file after a failure: [Errno 5] close failed"]
+
+
+def test_a_storage_failure_without_a_system_description_names_the_cause() -> None:
+    exc = StorageFailedError("/d/state.log", OSError("the disk went away"))
+    assert str(exc) == (
+        "cannot persist the lock server's state to /d/state.log: the disk went away"
+        " (unknown); stopped serving (no grant was sent for an unpersisted token)"
+    )
+    assert (exc.path, exc.errno, exc.strerror) == ("/d/state.log", None, "the disk went away")
+    coded = StorageFailedError("/d/state.log", OSError(errno.ENOSPC, "No space left"))
+    assert str(coded).startswith(
+        "cannot persist the lock server's state to /d/state.log: No space left (ENOSPC);"
+    )
