@@ -665,6 +665,17 @@ TARGETS["coordination"] = Target(
     also=(*TARGETS["coordination"].also, _COORD + "raft_ledger.py"),
 )
 
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}consensus.xǁ_Persisterǁ_stream__mutmut_28": (
+            "pop(dst, None) -> pop(None) where the cached blob fits a frame: unreachable,"
+            " _blob is only set to the encoding of a snapshot snapshot_chunks would cut"
+            " (its data above the limit, or its blob above it), and one (index, term)"
+            " names one snapshot, so len(blob) <= limit is never true there"
+        ),
+    }
+)
+
 # --- supervision/_supervisor.py and verify/lincheck/ (issue 8) ---------------------
 # The supervisor's selection also takes the dynamic supervisor's and the telemetry's
 # tests (1 s together): they check _SupervisorBase's max_children and the stop,

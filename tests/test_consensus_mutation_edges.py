@@ -36,6 +36,7 @@ from trio_foundation.coordination.raft_wire import (
     CBatchItem,
     CBatchReply,
     CBatchResult,
+    CRead,
     CReply,
     CSnapshot,
     CSubmit,
@@ -311,7 +312,7 @@ async def test_a_restarted_member_in_its_quiet_period_refuses_snapshots_and_batc
     running", a raw batch answered "not_leader" item by item."""
     port = _free_port()
     peers = {1: ("127.0.0.1", port)}
-    with trio.fail_after(30):
+    with trio.fail_after(15):
         async with open_raft_node(
             1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2
         ) as node:
@@ -346,7 +347,7 @@ async def test_requests_past_max_client_requests_are_refused_busy(tmp_path: Path
     are refused "busy" at once; the count falls back when a request is done."""
     port = _free_port()
     peers = {1: ("127.0.0.1", port)}
-    with trio.fail_after(30):
+    with trio.fail_after(15):
         async with open_raft_node(
             1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2, max_client_requests=1
         ) as node:
@@ -385,7 +386,7 @@ async def test_a_client_goes_to_a_connected_member_not_to_an_unreachable_one(
     backoff per unreachable member tried (about 20 s each)."""
     port = _free_port()
     dead = {i: ("127.0.0.1", _free_port()) for i in range(2, 42)}  # nothing listens
-    with trio.fail_after(30):
+    with trio.fail_after(15):
         async with open_raft_node(
             1, {1: ("127.0.0.1", port)}, tmp_path / "n1", _Totals(), election_timeout=0.2
         ) as node:
@@ -435,14 +436,14 @@ def test_sends_held_for_durability_are_bounded_and_the_dropped_ones_counted() ->
 
 async def test_member_id_zero_can_join_and_leave(tmp_path: Path) -> None:
     """Member ids are ``[0, MAX_MEMBER_ID]``: 0 is one."""
-    with trio.fail_after(30):
+    with trio.fail_after(15):
         async with _one_member(tmp_path) as (node, client):
             assert await client.change_membership("add_learner", 0) == ((1,), (0,))
             assert await node.change_membership("remove_server", 0) == ((1,), ())
 
 
 async def test_a_one_member_clusters_frame_stats_are_all_zero(tmp_path: Path) -> None:
-    with trio.fail_after(30):
+    with trio.fail_after(15):
         async with _one_member(tmp_path) as (node, client):
             assert await client.submit(("a", 1)) == 1
             assert node.frame_stats() == {
@@ -466,7 +467,7 @@ async def test_commands_over_the_limit_are_refused_naming_both_sizes(tmp_path: P
         f"command of {len(big)} bytes exceeds the limit of 15872 bytes"
         " (one log entry must fit one Raft frame)"
     )
-    with trio.fail_after(30):
+    with trio.fail_after(15):
         async with open_raft_node(
             1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2, max_frame=16384
         ) as node:
@@ -487,3 +488,80 @@ async def test_commands_over_the_limit_are_refused_naming_both_sizes(tmp_path: P
                         CBatchResult("ok", msgspec.msgpack.encode(5)),
                     ),
                 )
+
+
+class _Sized:
+    """A machine whose command ``n`` answers ``n`` bytes: small requests, big replies."""
+
+    def __init__(self) -> None:
+        self.applied: list[int] = []
+
+    def apply(self, command: Any) -> Any:
+        self.applied.append(command)
+        return b"r" * command
+
+    def query(self, query: Any) -> Any:
+        return b"q" * query
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.applied)
+
+    def restore(self, data: bytes) -> None:
+        self.applied = msgspec.msgpack.decode(data)
+
+
+async def test_a_batch_reply_over_the_frame_loses_only_its_largest_results(
+    tmp_path: Path,
+) -> None:
+    """Under a 16 KiB frame, results of 12000 and 6000 bytes do not fit one reply:
+    the largest becomes a rejection naming its size (the command was applied
+    all the same), the other is answered."""
+    port = _free_port()
+    peers = {1: ("127.0.0.1", port)}
+    with trio.fail_after(15):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Sized(), election_timeout=0.2, max_frame=16384
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            cm, replies = await _raw_client(port)
+            async with cm as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                items = tuple(
+                    CBatchItem(90 + n, 1, msgspec.msgpack.encode(size))
+                    for n, size in enumerate((12000, 6000))
+                )
+                assert tcp.send_nowait(1, CSubmitBatch(3, items))
+                reply = await replies.receive()
+            assert node.core.last_applied >= 3  # both were applied
+    big = len(msgspec.msgpack.encode(b"r" * 12000))
+    assert reply == CBatchReply(
+        3,
+        (
+            CBatchResult(
+                "rejected",
+                reason=f"reply of {big} bytes exceeds the frame limit 16384: the result is"
+                " lost (a submitted command was applied all the same; a read had no"
+                " effect); narrow the range",
+            ),
+            CBatchResult("ok", msgspec.msgpack.encode(b"r" * 6000)),
+        ),
+    )
+
+
+async def test_a_query_the_members_cannot_decode_is_refused(tmp_path: Path) -> None:
+    port = _free_port()
+    peers = {1: ("127.0.0.1", port)}
+    with trio.fail_after(15):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2, codec=Codec(query=str)
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            cm, replies = await _raw_client(port)
+            async with cm as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                assert tcp.send_nowait(1, CRead(4, msgspec.msgpack.encode(5)))
+                reply = await replies.receive()
+    assert (reply.req, reply.outcome) == (4, "rejected")
+    assert reply.reason == "undecodable query: Expected `str`, got `int`"

@@ -112,3 +112,11 @@ async def test_carried_names_the_errors_a_group_carries_besides_cancellations() 
     assert _carried(wrapped) == _carried(own)
     both = BaseExceptionGroup("", [own, BaseExceptionGroup("", [other, cancelled])])
     assert _carried(both) == {id(own), id(other)}
+
+
+def test_a_raft_url_without_the_scheme_is_read_the_same() -> None:
+    from trio_foundation.coordination.raft_lock import parse_raft_url
+
+    expected = [(None, ("127.0.0.1", 5000)), (2, ("127.0.0.1", 5001))]
+    assert parse_raft_url("127.0.0.1:5000, 2=127.0.0.1:5001") == expected
+    assert parse_raft_url("raft://127.0.0.1:5000,2=127.0.0.1:5001") == expected
