@@ -565,3 +565,14 @@ async def test_a_query_the_members_cannot_decode_is_refused(tmp_path: Path) -> N
                 reply = await replies.receive()
     assert (reply.req, reply.outcome) == (4, "rejected")
     assert reply.reason == "undecodable query: Expected `str`, got `int`"
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_MEMBER_ID + 1, "2"])
+async def test_a_member_id_out_of_range_is_refused_by_value(tmp_path: Path, bad: Any) -> None:
+    peers = {1: ("127.0.0.1", 1), bad: ("127.0.0.1", 2)}
+    with pytest.raises(
+        ValueError, match=rf"^member ids must be ints in \[0, 4294967295\], got {bad!r}$"
+    ):
+        async with open_raft_node(1, peers, tmp_path / "n1", _Totals()):
+            pass
+    assert not (tmp_path / "n1").exists()
