@@ -40,12 +40,11 @@ import itertools
 import math
 import os
 import random
-import time
 from collections import deque
 from typing import Any
 
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -72,6 +71,7 @@ from trio_foundation.protocols.auction import (
 )
 from trio_foundation.protocols.effects import CancelTimer, Persist, Send, SetTimer
 from trio_foundation.protocols.ledger import Hold, Ledger, Mint, Ok, Open, Settle
+from trio_foundation.verify.catch_rate import caught_by_fresh_search, measure_catch_rate
 
 AUCTIONEER, LEDGER = 0, 1
 BIDDERS = (2, 3, 4)
@@ -565,31 +565,14 @@ def _caught(name: str) -> bool:
     """One fresh search (random seed, no database, no shrinking) over auctions of the format
     the broken core breaks; True if caught as expected."""
     cls, fmt, expected = BROKEN[name]
-    try:
-        run_state_machine_as_test(
-            machine(cls, (fmt,)),
-            settings=settings(
-                SETTINGS,
-                max_examples=600,
-                stateful_step_count=50,
-                database=None,
-                print_blob=False,
-                phases=[Phase.generate],
-            ),
-        )
-    except AssertionError as failure:
-        text = repr(failure)
-        assert any(e in text for e in expected), f"{name} failed for another reason: {text}"
-        return True
-    return False
-
-
-def wilson(caught: int, runs: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (95 % by default) of a catch rate ``caught / runs``."""
-    p, n = caught / runs, runs
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return caught_by_fresh_search(
+        machine(cls, (fmt,)),
+        SETTINGS,
+        expected,
+        name=name,
+        max_examples=600,
+        stateful_step_count=50,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
@@ -610,11 +593,6 @@ def test_broken_variant_catch_rate(name: str) -> None:
     """``CATCH_RUNS`` (default 40) fresh searches each; the rate and its Wilson 95 %
     interval are printed (docs/auctions.md has the figures)."""
     runs = int(os.environ.get("CATCH_RUNS", "40"))
-    start = time.monotonic()
-    caught = sum(_caught(name) for _ in range(runs))
-    low, high = wilson(caught, runs)
-    print(
-        f"\n{name}: caught in {caught}/{runs} fresh runs, Wilson 95 % [{low:.3f}, {high:.3f}]"
-        f" ({time.monotonic() - start:.1f} s)"
-    )
-    assert caught / runs >= 0.95
+    rate = measure_catch_rate(lambda: _caught(name), runs)
+    print(f"\n{name}: {rate}")
+    assert rate.rate >= 0.95

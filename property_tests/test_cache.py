@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import os
-import time
 from typing import Any, ClassVar
 
 import pytest
@@ -37,6 +36,7 @@ from trio_guest import GuestRun, Handle
 
 from trio_foundation.resilience import Cache, open_cache
 from trio_foundation.resilience._cache import _Entry, _Flight
+from trio_foundation.verify.catch_rate import caught_by_fresh_search, measure_catch_rate
 
 KEYS = ("a", "b", "c")
 MAX_SIZE = 2
@@ -360,27 +360,17 @@ BROKEN = {
 }
 
 
+# fresh searches per variant in the slow catch-rate test (`CATCH_RUNS=200 pytest -m slow ...`)
+CATCH_RUNS = int(os.environ.get("CATCH_RUNS", "20"))
+
+
 def _caught(name: str) -> bool:
     """One fresh search (random seed, no database); True if it fails as expected."""
     cls, expected = BROKEN[name]
     machine = type(f"Cache_{name}", (CacheMachine,), {"cache_class": cls})
-    try:
-        run_state_machine_as_test(
-            machine,
-            settings=settings(
-                SETTINGS,
-                # the size race needs two loads, a set and two completions in order
-                max_examples=600 if name == "size_check_before_await" else 300,
-                database=None,
-                print_blob=False,
-                phases=[Phase.generate],
-            ),
-        )
-    except (AssertionError, BaseExceptionGroup) as failure:
-        text = repr(failure) + "".join(repr(e) for e in getattr(failure, "exceptions", ()))
-        assert any(e in text for e in expected), f"{name} failed for another reason: {text}"
-        return True
-    return False
+    # the size race needs two loads, a set and two completions in order
+    examples = 600 if name == "size_check_before_await" else 300
+    return caught_by_fresh_search(machine, SETTINGS, expected, name=name, max_examples=examples)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
@@ -393,8 +383,6 @@ def test_broken_variant_is_caught(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_catch_rate(name: str) -> None:
     """20 fresh runs each (no database, random seeds): the catch rate is printed."""
-    runs = 20
-    start = time.monotonic()
-    caught = sum(_caught(name) for _ in range(runs))
-    print(f"\n{name}: caught in {caught}/{runs} fresh runs ({time.monotonic() - start:.1f} s)")
-    assert caught / runs >= 0.95
+    rate = measure_catch_rate(lambda: _caught(name), CATCH_RUNS)
+    print(f"\n{name}: {rate}")
+    assert rate.rate >= 0.95

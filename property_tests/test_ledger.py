@@ -16,13 +16,11 @@ Wilson interval printed).
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from typing import Any
 
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -48,6 +46,7 @@ from trio_foundation.protocols.ledger import (
     Transfer,
     replay,
 )
+from trio_foundation.verify.catch_rate import caught_by_fresh_search, measure_catch_rate
 
 ACCOUNTS = ("a", "b", "c")
 HOLDS = ("h1", "h2")
@@ -347,36 +346,16 @@ BROKEN: dict[str, tuple[type[Ledger], tuple[str, ...]]] = {
 def _caught(name: str) -> bool:
     """One fresh search (random seed, no database, no shrinking); True if caught as expected."""
     cls, expected = BROKEN[name]
-    try:
-        run_state_machine_as_test(
-            machine(cls, check_model=False),
-            settings=settings(
-                SETTINGS,
-                max_examples=200,
-                database=None,
-                print_blob=False,
-                phases=[Phase.generate],
-            ),
-        )
-    except AssertionError as failure:
-        text = repr(failure)
-        assert any(e in text for e in expected), f"{name} failed for another reason: {text}"
-        return True
-    return False
-
-
-def wilson(caught: int, runs: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (95 % by default) of a catch rate ``caught / runs``."""
-    p, n = caught / runs, runs
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return caught_by_fresh_search(
+        machine(cls, check_model=False), SETTINGS, expected, name=name, max_examples=200
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_is_caught(name: str) -> None:
-    """One fresh search per broken ledger (each caught in >= 95 % of searches, measured)."""
-    assert _caught(name), f"the {name} ledger was not caught"
+    """Up to two fresh searches per broken ledger (each caught in >= 95 % of searches,
+    measured: docs/economy.md); a second fresh search after a miss squares CI's miss rate."""
+    assert _caught(name) or _caught(name), f"two fresh searches missed the {name} ledger"
 
 
 @pytest.mark.slow
@@ -386,11 +365,6 @@ def test_broken_variant_catch_rate(name: str) -> None:
     """``CATCH_RUNS`` (default 40) fresh searches each; the rate and its Wilson 95 %
     interval are printed (docs/economy.md has the figures)."""
     runs = int(os.environ.get("CATCH_RUNS", "40"))
-    start = time.monotonic()
-    caught = sum(_caught(name) for _ in range(runs))
-    low, high = wilson(caught, runs)
-    print(
-        f"\n{name}: caught in {caught}/{runs} fresh runs, Wilson 95 % [{low:.3f}, {high:.3f}]"
-        f" ({time.monotonic() - start:.1f} s)"
-    )
-    assert caught / runs >= 0.95
+    rate = measure_catch_rate(lambda: _caught(name), runs)
+    print(f"\n{name}: {rate}")
+    assert rate.rate >= 0.95

@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import time
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -55,6 +54,7 @@ from trio_foundation.resilience import (
     TokenBucket,
 )
 from trio_foundation.resilience._rate_limiter import _Key
+from trio_foundation.verify.catch_rate import caught_by_fresh_search, measure_catch_rate
 
 KEYS = ("a", "b", "c", "d")
 MAX_KEYS = 3
@@ -376,25 +376,16 @@ BROKEN = {
 }
 
 
+# fresh searches per variant in the slow catch-rate test (`CATCH_RUNS=200 pytest -m slow ...`)
+CATCH_RUNS = int(os.environ.get("CATCH_RUNS", "20"))
+
+
 def _caught(name: str) -> bool:
     """One fresh search (random seed, no example database); True if it fails as expected."""
     algo, cls, expected = BROKEN[name]
-    try:
-        run_state_machine_as_test(
-            machine(algo, cls),
-            settings=settings(
-                SETTINGS,
-                max_examples=200,
-                database=None,
-                print_blob=False,
-                phases=[Phase.generate],  # detection only: no shrinking
-            ),
-        )
-    except (AssertionError, BaseExceptionGroup) as failure:
-        text = repr(failure) + "".join(repr(e) for e in getattr(failure, "exceptions", ()))
-        assert any(e in text for e in expected), f"{name} failed for another reason: {text}"
-        return True
-    return False
+    return caught_by_fresh_search(
+        machine(algo, cls), SETTINGS, expected, name=name, max_examples=200
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
@@ -407,8 +398,6 @@ def test_broken_variant_is_caught(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_catch_rate(name: str) -> None:
     """20 fresh runs each (no database, random seeds): the catch rate is printed."""
-    runs = 20
-    start = time.monotonic()
-    caught = sum(_caught(name) for _ in range(runs))
-    print(f"\n{name}: caught in {caught}/{runs} fresh runs ({time.monotonic() - start:.1f} s)")
-    assert caught / runs >= 0.95
+    rate = measure_catch_rate(lambda: _caught(name), CATCH_RUNS)
+    print(f"\n{name}: {rate}")
+    assert rate.rate >= 0.95

@@ -1,4 +1,4 @@
-"""Chaos harness for the market's cores: sealed-bid auctions and contract-net, attacked.
+"""Chaos harness for the market's cores: auctions (sealed, English, Dutch) and contract-net.
 
 What runs: the real :class:`~trio_foundation.protocols.auction.Auctioneer` (or the
 real contract-net :class:`~trio_foundation.protocols.contract_net.Manager`) on node
@@ -56,14 +56,39 @@ is the best valid proposal of its round received before the evaluation, by
 ``Terminates`` (the task ends done or failed, and the buyer paid exactly the
 settled price).
 
+**Open formats** (``--protocol english`` / ``dutch``, :class:`OpenAuctionChaos`):
+the same world (3 to 6 bidders, a stranger, the same fault schedule, the auctioneer
+crashing and restored from its journal), with :class:`OpenBidder` agents that
+follow the broadcasts (``Standing``, ``PriceClock``): honest, slow (racing the quiet
+close or the clock), duplicating, overbidding (their holds fail), lowballing (a bid
+one below the bar, a Dutch accept of the previous price), late (bidding after the
+outcome), twice (two bids at once, two Dutch accepts), garbage and silent. The
+observer reads the deliveries, the broadcasts, the core's journal (a ``Closing`` or
+``Decided`` record is the close) and the ledger, and checks ``Conservation`` and
+``NonNegative`` after every ledger step; ``NoLateBid`` (no hold and no acceptance
+for a bid delivered after the close); Dutch ``DutchPriceRule`` (every accept taken is
+of the price the clock asks at its reception, recomputed from the first start);
+after the run ``Decided``, ``OneWinner``, ``PriceRule`` (the settled price is the
+one the winner was told); English ``StandingRises`` (each new standing bid beats the
+last by ``min_increment``), ``WinnerHasBestBid`` (the winner is the highest bid the
+ledger placed, and the last standing one, and pays it), ``OutbidReleased`` (no hold
+open at the end); Dutch ``PriceNeverRises`` (the broadcast prices never rise, across
+restarts), ``FirstAcceptWins`` (the winner is the earliest received valid accept whose
+hold was placed, at its price), ``LosersReleased``.
+
 **Broken variants** (defined here, never in the library): ``late-bid`` (the
 auctioneer accepts bids after the close), ``first-price-vickrey`` (the winner
 pays its own bid whatever the format), ``loser-hold-kept`` (the release of a
 loser's hold never reaches the ledger), ``double-award`` (the manager pays a
 contractor whose award was revoked and re-announced, when its late result
-arrives). A *search* runs fresh seeds until one is caught (at most
-``SEARCH_SEEDS``); ``--measure N`` runs ``N`` searches and prints the share
-that caught the variant.
+arrives), ``two-winners``, ``unqualified-award``, ``escrow-kept``; open:
+``outbid-hold-kept`` (an outbid hold's release never reaches the ledger),
+``english-late-bid`` and ``dutch-late-bid`` (the close ignored when a bid is
+checked), ``below-increment`` (a bid one credit short of the increment is taken),
+``stale-price-accepted`` (a Dutch accept of any price is taken), ``clock-reset``
+(a restart starts the Dutch clock again). A *search* runs fresh seeds until one
+is caught (at most ``SEARCH_SEEDS``); ``--measure N`` runs ``N`` searches and
+prints the share that caught the variant.
 
 Replay: everything derives from the seed. ``python tests/market_chaos.py
 --protocol auction --seed S [--variant V]`` reruns one run and prints its
@@ -73,6 +98,8 @@ verdict and the digest of its event log.
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import random
 import sys
 import time
@@ -82,15 +109,20 @@ from typing import Any, Final, Literal
 import attrs
 
 from trio_foundation.protocols.auction import (
+    TICK_EPSILON,
     AuctionConfig,
     Auctioneer,
     Bid,
     BidAccepted,
     BidRefused,
+    Closing,
+    Decided,
     LedgerAnswer,
     LedgerNode,
     LedgerRequest,
     Outcome,
+    PriceClock,
+    Standing,
 )
 from trio_foundation.protocols.contract_net import (
     AcceptProposal,
@@ -146,14 +178,23 @@ EXECUTION_TIMEOUT: Final = 1.5
 HORIZON: Final = 40.0  # simulated seconds: every fault is undone long before
 SEARCH_SEEDS: Final = 40  # fresh seeds one search may use
 
-Protocol = Literal["auction", "contract_net"]
+OPEN_DEADLINE: Final = 6.0  # the open formats' hard close, seconds of the core's clock
+
+Protocol = Literal["auction", "contract_net", "english", "dutch"]
+PROTOCOLS: Final = ("auction", "contract_net", "english", "dutch")
 VARIANTS: Final = {
     "auction": ("correct", "late-bid", "first-price-vickrey", "loser-hold-kept", "two-winners"),
     "contract_net": ("correct", "double-award", "unqualified-award", "escrow-kept"),
+    "english": ("correct", "outbid-hold-kept", "english-late-bid", "below-increment"),
+    "dutch": ("correct", "stale-price-accepted", "dutch-late-bid", "clock-reset"),
 }
 BIDDER_BEHAVIOURS: Final = (
     "honest", "honest", "slow", "duplicating", "overbidding", "twice", "garbage",
     "wrong-auction", "silent",
+)  # fmt: skip
+OPEN_BEHAVIOURS: Final = (
+    "honest", "honest", "honest", "slow", "duplicating", "overbidding", "lowballing",
+    "lowballing", "late", "twice", "garbage", "silent",
 )  # fmt: skip
 CONTRACTOR_BEHAVIOURS: Final = (
     "honest", "honest", "slow", "slow", "failing", "duplicating", "over-budget",
@@ -240,12 +281,63 @@ class EscrowKeptOnFailure(Manager):  # type: ignore[misc]
         return super()._to_ledger(command)
 
 
+class OpenBidAfterClose(Auctioneer):  # type: ignore[misc]
+    """Broken (English, Dutch): ignores the close when it checks a bid."""
+
+    def _open_refusal(self, now: float, bidder: int, amount: Any) -> str | None:
+        state, self.state = self.state, "open"
+        try:
+            return super()._open_refusal(now, bidder, amount)
+        finally:
+            self.state = state
+
+
+class OutbidHoldKept(Auctioneer):  # type: ignore[misc]
+    """Broken (English): the release of an outbid bidder's hold never reaches the ledger."""
+
+    def _to_ledger(self, command: Any) -> Send:
+        if isinstance(command, Release):
+            return Send(CORE, None)  # to itself: ignored
+        return super()._to_ledger(command)
+
+
+class BelowIncrement(Auctioneer):  # type: ignore[misc]
+    """Broken (English): a bid one credit short of the increment is taken."""
+
+    def _bar(self) -> int:
+        bar: int = super()._bar()
+        return bar - 1 if self.standing is not None or self._pending else bar
+
+
+class StalePriceAccepted(Auctioneer):  # type: ignore[misc]
+    """Broken (Dutch): an accept of a price the clock is not at is taken."""
+
+    def _open_refusal(self, now: float, bidder: int, amount: Any) -> str | None:
+        reason = super()._open_refusal(now, bidder, amount)
+        return None if reason == "stale_price" else reason
+
+
+class ClockReset(Auctioneer):  # type: ignore[misc]
+    """Broken (Dutch): a restart starts the clock again from ``start_price``."""
+
+    def on_start(self, now: float, rng: random.Random) -> list[Effect]:
+        if self._started_at is not None:
+            self._started_at = now
+        return super().on_start(now, rng)
+
+
 AUCTIONEERS: Final[dict[str, type[Auctioneer]]] = {
     "correct": Auctioneer,
     "late-bid": LateBidAccepted,
     "first-price-vickrey": FirstPriceInVickrey,
     "loser-hold-kept": LoserHoldKept,
     "two-winners": TwoWinners,
+    "outbid-hold-kept": OutbidHoldKept,
+    "english-late-bid": OpenBidAfterClose,
+    "below-increment": BelowIncrement,
+    "stale-price-accepted": StalePriceAccepted,
+    "dutch-late-bid": OpenBidAfterClose,
+    "clock-reset": ClockReset,
 }
 MANAGERS: Final[dict[str, type[Manager]]] = {
     "correct": Manager,
@@ -377,6 +469,117 @@ class Bidder(_Agent):
     def receive(self, now: float, msg: Any) -> list[Effect]:
         if isinstance(msg, BidAccepted | BidRefused | Outcome):
             self.answered = True
+        return []
+
+
+class OpenBidder(_Agent):
+    """A bidder of one English or Dutch auction; its ``behaviour`` says how it bids.
+
+    Honest: English, it opens at the reserve and, whenever another bid stands, raises
+    by the increment while that is within its value; Dutch, it accepts the price it
+    heard once the price is within its value. It re-sends a bid until answered.
+    ``slow`` raises about a quiet period late (racing the close) or accepts about a
+    tick late (racing the clock: a stale price); ``overbidding`` bids above its
+    funds; ``lowballing`` bids one below the bar (English) or the previous price
+    (Dutch); ``late`` keeps bidding after it heard the outcome; ``twice`` sends two
+    bids (English: two amounts at once; Dutch: accepts two prices); ``garbage``
+    sends junk amounts now and then; ``silent`` never bids.
+    """
+
+    def __init__(
+        self, node: int, behaviour: str, loss: float, value: int, funds: int, config: AuctionConfig
+    ) -> None:
+        super().__init__(node, behaviour, loss)
+        self.value, self.funds, self.config = value, funds, config
+        self.standing: tuple[int, int] | None = None  # (bidder, amount) last heard
+        self.price: int | None = None  # Dutch: the last price heard
+        self.pending: Any = None  # the amount of the bid awaiting an answer
+        self.resends = 0
+        self.accepts = 0  # Dutch: accepts sent
+        self.lates = 0
+
+    def start(self, now: float) -> list[Effect]:
+        b = self.behaviour
+        if b == "silent":
+            return []
+        effects: list[Effect] = []
+        if self.config.format == "english":
+            effects.append(SetTimer("raise", self.rng.uniform(0.0, 0.5)))
+        if b in ("garbage", "twice", "late"):
+            effects.append(SetTimer("other", self.rng.uniform(0.0, OPEN_DEADLINE)))
+        return effects
+
+    def _bid(self, amount: Any) -> list[Effect]:
+        self.pending, self.resends = amount, 0
+        return [*self.send(Bid(AUCTION, amount)), SetTimer("resend", 0.3)]
+
+    def receive(self, now: float, msg: Any) -> list[Effect]:
+        b, c = self.behaviour, self.config
+        if isinstance(msg, BidAccepted | BidRefused):
+            self.pending = None
+        elif isinstance(msg, Outcome):
+            self.pending = None
+            if b == "late" and self.lates == 0:
+                return [SetTimer("other", self.rng.uniform(0.0, 0.5))]
+        elif isinstance(msg, Standing) and b != "silent":
+            self.standing = (msg.bidder, msg.amount)
+            if msg.bidder != self.node:
+                delay = self.rng.uniform(0.0, 0.3)
+                if b == "slow":
+                    assert c.quiet is not None
+                    delay = c.quiet * self.rng.uniform(0.8, 1.2)
+                return [SetTimer("raise", delay)]
+        elif isinstance(msg, PriceClock) and b != "silent":
+            self.price = msg.price
+            if msg.price <= self.value and (self.accepts == 0 or b == "twice"):
+                assert c.tick is not None
+                delay = self.rng.uniform(0.0, 0.05)
+                if b == "slow":
+                    delay = c.tick * self.rng.uniform(0.5, 1.5)
+                return [SetTimer("accept", delay)]
+        return []
+
+    def on_timer(self, now: float, name: str) -> list[Effect]:
+        b, c = self.behaviour, self.config
+        if name == "resend":
+            if self.pending is None or self.resends >= 4:
+                return []
+            self.resends += 1
+            return [*self.send(Bid(AUCTION, self.pending)), SetTimer("resend", 0.3)]
+        if name == "raise":
+            bar = c.reserve if self.standing is None else self.standing[1] + c.min_increment
+            if self.standing is not None and self.standing[0] == self.node:
+                return []  # it stands
+            amount = bar
+            if b == "lowballing":
+                amount = bar - 1
+            elif b == "overbidding":
+                amount = max(bar, self.funds + self.rng.randint(1, 3))
+            elif bar > self.value:
+                return []  # out
+            return self._bid(amount)
+        if name == "accept":
+            if self.price is None or (self.accepts and b != "twice") or self.accepts >= 2:
+                return []
+            self.accepts += 1
+            amount = self.price
+            if b == "lowballing":
+                amount = self.price + c.decrement  # the previous price: stale
+            elif b == "overbidding":
+                amount = self.funds + self.rng.randint(1, 3)
+            return self._bid(amount)
+        if name == "other":
+            self.lates += 1
+            if b == "garbage":
+                effects = self.send(Bid(AUCTION, self.rng.choice((-1, "7", 2.5, True, None))))
+            elif b == "twice" and c.format == "english":
+                low = c.reserve if self.standing is None else self.standing[1]
+                effects = self.send(Bid(AUCTION, low + 1)) + self.send(Bid(AUCTION, low + 3))
+            else:  # late (or a Dutch "twice"): the value, whatever the state
+                effects = self.send(Bid(AUCTION, self.price or self.value))
+            if self.lates < 4:
+                effects.append(SetTimer("other", self.rng.uniform(0.2, 1.5)))
+            return effects
         return []
 
 
@@ -782,6 +985,255 @@ class AuctionChaos:
             self.counters["won"] += 1
 
 
+# --------------------------------------------------------------------------- open auctions
+
+
+class OpenAuctionChaos:
+    """One seeded English or Dutch auction run (module doc)."""
+
+    def __init__(self, seed: int, fmt: Literal["english", "dutch"], variant: str = "correct"):
+        if variant not in VARIANTS[fmt]:
+            raise ValueError(f"unknown {fmt} variant {variant!r}; known: {VARIANTS[fmt]}")
+        self.seed, self.variant, self.format = seed, variant, fmt
+        rng = random.Random(f"market-{fmt}:{seed}")
+        n = rng.randint(3, 6)
+        self.bidders = list(range(FIRST_AGENT, FIRST_AGENT + n))
+        self.stranger = FIRST_AGENT + n
+        reserve = rng.choice((0, 0, 1, 2))
+        fields: dict[str, Any]
+        if fmt == "english":
+            fields = {
+                "quiet": rng.choice((0.5, 1.0, 1.5)),
+                "min_increment": rng.choice((1, 2, 2, 3)),
+                "max_bids": rng.choice((1000, 1000, 3)),
+            }
+        else:
+            fields = {
+                "start_price": reserve + rng.randint(4, 12),
+                "decrement": rng.choice((1, 1, 2)),
+                "tick": rng.choice((0.2, 0.3, 0.4)),
+            }
+        self.config = AuctionConfig(
+            auction=AUCTION,
+            format=fmt,
+            deadline=OPEN_DEADLINE,
+            bidders=tuple((b, f"acct{b}") for b in self.bidders),
+            seller="seller",
+            ledger=LEDGER,
+            reserve=reserve,
+            **fields,
+        )
+        self.behaviours = {b: rng.choice(OPEN_BEHAVIOURS) for b in self.bidders}
+        self.values = {b: rng.randint(0, 14) for b in self.bidders}
+        self.funds = {b: rng.choice((0, 3, 6, 10, 15, 20)) for b in self.bidders}
+        loss = rng.choice((0.0, 0.0, 0.1, 0.25))
+        ledger = Ledger()
+        for account in ["seller", *(a for _, a in self.config.bidders)]:
+            ledger.apply(Open(account))
+        for b in self.bidders:
+            if self.funds[b]:
+                ledger.apply(Mint("treasury", f"acct{b}", self.funds[b]))
+        self.ledger = ledger
+        self.violations: list[str] = []
+        self.watch = _LedgerWatch(ledger, self.violations)
+        self.counters: Counter[str] = Counter()
+        # observer state, from the trace hook
+        self.started_at: float | None = None  # the core's local time at its first start
+        self.starts = 0
+        self.journal = 0  # records of the core's journal seen so far
+        self.closed = False  # a Closing or Decided record was persisted
+        self.delivered: list[tuple[int, Any, bool, float]] = []  # (bidder, amount, late, now)
+        self.taken: list[tuple[int, Any]] = []  # (bidder, amount) whose hold was requested
+        self.standings: list[tuple[int, int]] = []  # distinct Standing broadcasts, in order
+        self.prices: list[int] = []  # PriceClock broadcasts, in order
+        self.to_bidders: list[tuple[int, Any]] = []
+        cls = AUCTIONEERS[variant]
+        config = self.config
+
+        def factory(i: int, nodes: int) -> Any:
+            if i == CORE:
+                return JournaledAuctioneer(cls(config))
+            if i == LEDGER:
+                return LedgerNode(ledger)
+            if i == self.stranger:
+                return Stranger(i, "stranger", loss)
+            return OpenBidder(i, self.behaviours[i], loss, self.values[i], self.funds[i], config)
+
+        schedule = _schedule(rng, [*self.bidders, self.stranger], core_crashes=True)
+        self.sim = Simulation(
+            factory, nodes=n + 3, seed=seed, config=SimConfig(), schedule=schedule,
+            trace=self.trace,
+        )  # fmt: skip
+
+    def clock(self, now: float) -> int:
+        """Dutch: the price the clock asks at the core's local time ``now`` (the rule of
+        docs/auctions.md, from the first start the observer saw)."""
+        c = self.config
+        assert c.start_price is not None and c.tick is not None and self.started_at is not None
+        steps = max(0, math.floor((now - self.started_at) / c.tick + TICK_EPSILON))
+        return max(c.reserve, c.start_price - c.decrement * steps)
+
+    def trace(self, t: Transition) -> None:
+        if t.node == LEDGER:
+            self.watch.step(t)
+            return
+        if t.node != CORE:
+            return
+        if isinstance(t.input, Start):
+            self.starts += 1
+            if self.started_at is None:
+                self.started_at = t.now
+            else:
+                self.counters["auctioneer restarts"] += 1
+        bid: tuple[int, Any] | None = None
+        late = self.closed
+        if isinstance(t.input, Envelope) and isinstance(t.input.msg, Bid):
+            if t.input.msg.auction == AUCTION:
+                bid = (t.input.src, t.input.msg.amount)
+                self.delivered.append((*bid, late, t.now))
+        for e in t.effects:
+            if isinstance(e, Persist):
+                records = e.data[self.journal :]
+                self.journal = len(e.data)
+                if any(isinstance(r, Closing | Decided) for r in records):
+                    self.closed = True
+            if not isinstance(e, Send) or e.to == CORE:
+                continue
+            msg = e.msg
+            if e.to == LEDGER:
+                if isinstance(msg, LedgerRequest) and isinstance(msg.command, Hold):
+                    if bid is not None:  # a hold for the bid this step received
+                        self._taken(bid, late, t.now, f"a hold {msg.command}")
+                continue
+            self.to_bidders.append((e.to, msg))
+            if isinstance(msg, BidAccepted) and bid is not None and msg.amount == 0:
+                if bid[0] == e.to and bid[1] == 0:  # a 0 bid is placed without a hold
+                    self._taken(bid, late, t.now, f"{e.to} accepted")
+            elif isinstance(msg, BidRefused):
+                self.counters[f"refused {msg.reason}"] += 1
+            elif isinstance(msg, Standing):
+                if not self.standings or self.standings[-1] != (msg.bidder, msg.amount):
+                    self.standings.append((msg.bidder, msg.amount))
+            elif isinstance(msg, PriceClock) and e.to == self.bidders[0]:
+                self.prices.append(msg.price)  # each broadcast once (it goes to every bidder)
+
+    def _taken(self, bid: tuple[int, Any], late: bool, now: float, what: str) -> None:
+        """A bid delivered in this step was taken (its hold requested, or a 0 placed)."""
+        self.taken.append(bid)
+        if late:
+            self.violations.append(f"NoLateBid: {what} for a bid delivered after the close")
+        if self.format == "dutch" and bid[1] != self.clock(now):
+            self.violations.append(
+                f"DutchPriceRule: {bid[0]}'s accept of {bid[1]} taken at t={now:.3f}, the clock "
+                f"asks {self.clock(now)}"
+            )
+
+    def run(self) -> ChaosRun:
+        self.sim.run(until=HORIZON)
+        self.check()
+        return ChaosRun(
+            seed=self.seed,
+            protocol=self.format,
+            variant=self.variant,
+            violations=tuple(self.violations),
+            counters=dict(sorted(self.counters.items())),
+            fault_counts=self.sim.fault_counts(),
+            digest=self.sim.event_log_digest(),
+            events=self.sim.steps,
+            replay=replay_command(self.seed, self.format, self.variant),
+        )
+
+    # ----------------------------------------------------------------- observer
+
+    def placed(self) -> dict[str, tuple[int, int]]:
+        """Hold id -> (bidder, amount) of every hold of this auction the ledger placed."""
+        out = {}
+        for command, result in self.watch.log:
+            if isinstance(command, Hold) and isinstance(result, Ok):
+                if command.hold.startswith(f"{AUCTION}/"):
+                    out[command.hold] = (int(command.hold.split("/")[1]), command.amount)
+        return out
+
+    def check(self) -> None:
+        v = self.violations
+        outcomes = {b: m for b, m in self.to_bidders if isinstance(m, Outcome)}
+        told_won = {b: m.price for b, m in outcomes.items() if m.won}
+        settled = {
+            int(cmd.hold.split("/")[1]): cmd.amount
+            for cmd, r in self.watch.log
+            if isinstance(cmd, Settle) and isinstance(r, Ok)
+        }
+        state = getattr(getattr(self.sim.core(CORE), "inner", None), "state", None)
+        if state != "closed":
+            v.append(f"Decided: the auctioneer ends in state {state!r}")
+        if len(told_won) > 1 or len(settled) > 1:
+            v.append(f"OneWinner: told {told_won}, settled {settled}")
+        for b, amount in settled.items():
+            if amount != told_won.get(b):
+                v.append(f"PriceRule: {b} settled {amount}, told {told_won.get(b)}")
+        zero = [(b, 0) for b, a in self.taken if a == 0]
+        placed = list(self.placed().values()) + zero
+        if self.format == "english":
+            self._check_english(told_won, placed)
+        else:
+            self._check_dutch(told_won, placed)
+        open_holds = {h: n for h, n in self.ledger.holds().items() if h.startswith(AUCTION)}
+        if open_holds:
+            name = "OutbidReleased" if self.format == "english" else "LosersReleased"
+            v.append(f"{name}: holds still open at the end: {open_holds}")
+        if told_won:
+            self.counters["won"] += 1
+        elif state == "closed":
+            self.counters["unsold"] += 1
+
+    def _check_english(self, told_won: dict[int, int], placed: list[tuple[int, int]]) -> None:
+        v, c = self.violations, self.config
+        for (_, x), (b, y) in itertools.pairwise(self.standings):
+            if y < x + c.min_increment:
+                v.append(
+                    f"StandingRises: {b} stands at {y} after {x} (increment {c.min_increment})"
+                )
+        if len({b for b, _ in self.standings}) > 1:
+            self.counters["outbid"] += 1
+        best = max(placed, key=lambda p: p[1], default=None)
+        expected = {} if best is None else {best[0]: best[1]}
+        if told_won != expected:
+            v.append(
+                f"WinnerHasBestBid: told {told_won}, the highest placed bid is {best} "
+                f"(placed {sorted(placed)})"
+            )
+        if self.standings and told_won and self.standings[-1] != next(iter(told_won.items())):
+            v.append(f"WinnerHasBestBid: told {told_won}, last standing {self.standings[-1]}")
+
+    def _check_dutch(self, told_won: dict[int, int], placed: list[tuple[int, int]]) -> None:
+        v, c = self.violations, self.config
+        for x, y in itertools.pairwise(self.prices):
+            if y > x:
+                v.append(f"PriceNeverRises: the clock asked {y} after {x} ({self.prices})")
+                break
+        funded = {b for b, _ in placed}
+        first: dict[int, int] = {}  # bidder -> its first valid accept, in receipt order
+        order: list[int] = []
+        for b, amount, late, now in self.delivered:
+            valid = b in self.bidders and not late and isinstance(amount, int)
+            if not valid or isinstance(amount, bool) or b in first:
+                continue
+            if amount == self.clock(now) and amount >= c.reserve:
+                first[b] = amount
+                order.append(b)
+        winners = [b for b in order if b in funded]
+        expected = {winners[0]: first[winners[0]]} if winners else {}
+        if told_won != expected:
+            v.append(
+                f"FirstAcceptWins: told {told_won}, the earliest placed valid accept is "
+                f"{expected} (accepts in order {[(b, first[b]) for b in order]}, funded {funded})"
+            )
+        if len(order) > 1:
+            self.counters["rival accepts"] += 1
+        if told_won and next(iter(told_won.values())) > c.reserve:
+            self.counters["won above the reserve"] += 1
+
+
 # --------------------------------------------------------------------------- contract-net
 
 
@@ -1022,7 +1474,9 @@ def run_market_chaos(seed: int, protocol: Protocol, variant: str = "correct") ->
         return AuctionChaos(seed, variant).run()
     if protocol == "contract_net":
         return ContractNetChaos(seed, variant).run()
-    raise ValueError(f"protocol must be 'auction' or 'contract_net', got {protocol!r}")
+    if protocol == "english" or protocol == "dutch":
+        return OpenAuctionChaos(seed, protocol, variant).run()
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
 def protocol_of(variant: str) -> Protocol:
@@ -1078,7 +1532,7 @@ def measure(variant: str, searches: int, seed: int | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Replay one market chaos run.")
-    parser.add_argument("--protocol", choices=("auction", "contract_net"), default="auction")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="auction")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--variant", default="correct")
     parser.add_argument(

@@ -209,3 +209,42 @@ def test_a_bid_no_ledger_can_hold_is_a_bad_bid(fmt: str, fields: dict[str, Any])
     price = 9 if fmt == "dutch" else 5
     sent = pump(core, node, core.on_message(0.5, 2, Bid("a", price)))
     assert Send(2, BidAccepted("a", price)) in sent  # still free to bid
+
+
+@pytest.mark.parametrize("auction", ["", " ", "\t\n"])
+def test_an_empty_or_blank_auction_id_is_refused(auction: str) -> None:
+    # Found in review: "" was accepted, giving hold ids such as "/2" that no
+    # auction owns by name.
+    with pytest.raises(ValueError, match="auction id must not be empty or blank"):
+        AuctionConfig(auction, "first_price", 1.0, ((2, "x"),), "s", 1)
+    with pytest.raises(TypeError, match="auction must be a str, got int"):
+        AuctionConfig(7, "first_price", 1.0, ((2, "x"),), "s", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "field", "value", "owner"),
+    [
+        ("first_price", "min_increment", 5, "english"),
+        ("second_price", "max_bids", 10, "english"),
+        ("uniform", "decrement", 2, "dutch"),
+        ("dutch", "min_increment", 2, "english"),
+        ("english", "decrement", 3, "dutch"),
+        ("first_price", "quiet", 1.0, "english"),
+        ("second_price", "start_price", 9, "dutch"),
+        ("uniform", "tick", 1.0, "dutch"),
+    ],
+)
+def test_a_parameter_of_another_format_is_refused_by_name(
+    fmt: str, field: str, value: Any, owner: str
+) -> None:
+    # Found in review: min_increment, max_bids and decrement given to a format that
+    # does not use them were silently ignored.
+    extra: dict[str, Any] = {"english": {"quiet": 2.0}, "dutch": {"start_price": 5, "tick": 1.0}}
+    fields = {**extra.get(fmt, {}), field: value}
+    with pytest.raises(ValueError, match=f"{field} is for {owner} auctions, got {field}="):
+        AuctionConfig("a", fmt, 9.0, ((2, "x"),), "s", 1, **fields)  # type: ignore[arg-type]
+
+
+def test_a_sealed_only_units_is_refused_in_an_open_format() -> None:
+    with pytest.raises(ValueError, match="english sells one unit, got units=2"):
+        AuctionConfig("a", "english", 9.0, ((2, "x"),), "s", 1, units=2, quiet=1.0)

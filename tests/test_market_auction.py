@@ -201,7 +201,7 @@ async def test_bad_input_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="reserve must be >= 0"):
         await market.auction("x", **args, reserve=-1)
     with pytest.raises(ValueError, match="format must be one of"):
-        await market.auction("x", **args, format="dutch")  # type: ignore[arg-type]
+        await market.auction("x", **args, format="uniform")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="deadline must be > 0"):
         await market.auction("x", **{**args, "deadline": -1.0})
     with pytest.raises(ValueError, match="execution_timeout must be > 0"):

@@ -1,10 +1,13 @@
 """The market's async API under injected cancellations (``verify.cancellation``).
 
 Three contractors (fast, slow, failing) serve while three callers allocate tasks (by
-contract-net in one test, by sealed-bid auction in the other: each contractor also bids,
-the slow one near the deadline); every contractor and every caller is an attackable scope
-(a cancelled contractor is a crashed one). After every step of the scheduler: a task whose
-caller has left holds no escrow (the task's hold, or a bid's hold ``task/node``) and no
+contract-net in one test, by sealed-bid auction in another: each contractor also bids,
+the slow one near the deadline; by English and Dutch auctions in the third: each
+contractor raises the standing bid up to its value, or accepts the clock's price once
+it is within it, the slow one thinking for about a second); every contractor and every
+caller is an attackable scope (a cancelled contractor is a crashed one). After every
+step of the scheduler: a task whose caller has left holds no escrow (the task's hold,
+or a bid's hold ``task/node``, or an English bid's ``task/node/receipt``) and no
 allocation, no balance is negative, and the ledger's total is conserved. At the end:
 nothing is left — no hold, no allocation, no registered contractor.
 """
@@ -26,14 +29,15 @@ SETTINGS = settings(max_examples=min(40, settings().max_examples), deadline=None
 CONTRACTORS = (("fast", 3, 1.0, False), ("slow", 2, 20.0, False), ("flaky", 1, 0.5, True))
 
 
-def _scenario(state: dict[str, Any], auction: bool = False) -> Any:
+def _scenario(state: dict[str, Any], auction: bool = False, open_: bool = False) -> Any:
     async def scenario(inj: Injector) -> None:
         ledger = Ledger()
         ledger.apply(Open("buyer"))
         ledger.apply(Mint("treasury", "buyer", 1000))
         for name, *_ in CONTRACTORS:
             ledger.apply(Open(f"acct-{name}"))
-            ledger.apply(Mint("treasury", f"acct-{name}", 4))  # enough for one bid at a time
+            # enough for one bid at a time (open auctions: for a bidding war)
+            ledger.apply(Mint("treasury", f"acct-{name}", 12 if open_ else 4))
         market = Market(Registry(), ledger)
         inside: set[str] = set()  # tasks whose caller is inside allocate()
         state["market"], state["inside"] = market, inside
@@ -45,7 +49,10 @@ def _scenario(state: dict[str, Any], auction: bool = False) -> Any:
                 await trio.sleep(0.1)
                 return price
 
-            async def bid(call: Any) -> int:
+            async def bid(call: Any) -> int | None:
+                if open_:  # English: raise while within the value; Dutch: accept at it
+                    await trio.sleep(0.1 if seconds < 10 else 0.9)
+                    return call.minimum if call.minimum <= price + 3 else None
                 await trio.sleep(0.1 if seconds < 10 else 1.9)
                 return price
 
@@ -76,7 +83,17 @@ def _scenario(state: dict[str, Any], auction: bool = False) -> Any:
             with inj.scope(f"caller{i}"):
                 inside.add(task)
                 try:
-                    if auction:
+                    if open_:
+                        fields: dict[str, Any] = (
+                            {"quiet": 0.5, "min_increment": 1, "reserve": 1}
+                            if i % 2
+                            else {"start_price": 7, "tick": 0.2, "decrement": 1, "reserve": 1}
+                        )
+                        await market.auction(
+                            i, seller="seller", format="english" if i % 2 else "dutch",
+                            deadline=2.0, execution_timeout=3.0, task=task, **fields,
+                        )  # fmt: skip
+                    elif auction:
                         await market.auction(
                             i, seller="seller", format=("first_price", "second_price")[i % 2],
                             deadline=2.0, execution_timeout=3.0, task=task,
@@ -137,9 +154,15 @@ def test_market_auction_under_injected_cancellation(plan: Any) -> None:
     _run(plan, auction=True)
 
 
-def _run(plan: Any, auction: bool) -> None:
+@SETTINGS
+@given(plan=injection_plans(max_step=150, max_opened=6))
+def test_market_open_auction_under_injected_cancellation(plan: Any) -> None:
+    _run(plan, auction=True, open_=True)
+
+
+def _run(plan: Any, auction: bool, open_: bool = False) -> None:
     state: dict[str, Any] = {}
-    run_injected(_scenario(state, auction), plan, check=lambda: _check(state))
+    run_injected(_scenario(state, auction, open_), plan, check=lambda: _check(state))
     market: Market = state["market"]
     stats = market.statistics()
     assert stats.active == 0 and stats.contractors == 0

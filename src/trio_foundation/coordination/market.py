@@ -10,10 +10,11 @@ A :class:`Market` joins three pieces of the library:
   bounded mailboxes, with the budget escrowed in the **ledger** and the
   contractors scored by price, capability match and **reputation**
   (:class:`~trio_foundation.protocols.reputation.Reputation`, updated from
-  every outcome); or, with :meth:`Market.auction`, one sealed-bid
-  ``Auctioneer`` (:mod:`trio_foundation.protocols.auction`, first-price or
-  Vickrey) among the agents that serve a ``bid`` function, every bid escrowed
-  in the ledger, the winner settled to the seller and the losers released;
+  every outcome); or, with :meth:`Market.auction`, one ``Auctioneer``
+  (:mod:`trio_foundation.protocols.auction`: sealed first-price or Vickrey, or
+  open English ascending or Dutch descending) among the agents that serve a
+  ``bid`` function, every bid escrowed in the ledger, the winner settled to the
+  seller and the losers (English: the outbid) released;
 * Trio: every call is a checkpoint, every wait is cancellable, every task
   runs in the caller's nursery.
 
@@ -45,13 +46,18 @@ import attrs
 import trio
 
 from ..protocols.auction import (
+    DEADLINE_TIMER,
+    QUIET_TIMER,
     AuctionConfig,
     Auctioneer,
     Bid,
     BidAccepted,
     BidRefused,
+    BidTaken,
     LedgerNode,
     Outcome,
+    PriceClock,
+    Standing,
 )
 from ..protocols.contract_net import (
     AcceptProposal,
@@ -75,8 +81,19 @@ from ..registry import Registry
 __all__ = ["Allocation", "AuctionFormat", "CallForBids", "Market", "MarketStatistics"]
 
 LEDGER_NODE: Final = 0
-AuctionFormat: TypeAlias = Literal["first_price", "second_price"]
-AUCTION_FORMATS: Final = ("first_price", "second_price")
+AuctionFormat: TypeAlias = Literal["first_price", "second_price", "english", "dutch"]
+AUCTION_FORMATS: Final = ("first_price", "second_price", "english", "dutch")
+OPEN: Final = ("english", "dutch")
+# the open formats' parameters of Market.auction: name -> the format that takes it
+OPEN_PARAMETERS: Final = {
+    "min_increment": "english",
+    "quiet": "english",
+    "max_bids": "english",
+    "start_price": "dutch",
+    "decrement": "dutch",
+    "tick": "dutch",
+}
+REQUIRED_PARAMETERS: Final = {"english": ("quiet",), "dutch": ("start_price", "tick")}
 
 
 def _frozen_map(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -108,7 +125,9 @@ class Allocation:
             proposal or bid (contract-net: ``"unqualified"``, ``"over_budget"``,
             ``"late"``, ``"revoked"``, ``"duplicate"``, ``"not_selected"``, ...;
             auction: ``"below_reserve"``, ``"insufficient_funds"``,
-            ``"bad_bid"``, ``"late"``, ``"duplicate"``, ...).
+            ``"bad_bid"``, ``"late"``, ``"duplicate"``, ...; English also
+            ``"too_low"`` and ``"limit"``, Dutch ``"stale_price"``). In an open
+            auction an agent whose later bid was accepted has no entry.
         method: ``"contract_net"`` or the auction's format.
     """
 
@@ -128,15 +147,29 @@ class Allocation:
 @final
 @attrs.frozen
 class CallForBids:
-    """Market → agent: bid for ``task`` in a sealed-bid auction (see :meth:`Market.auction`).
+    """Market → agent: bid for ``task`` (see :meth:`Market.auction`).
+
+    A sealed auction sends one call per agent. An open one sends a new call
+    whenever its public state changes (``version`` + 1): English, to every agent
+    but the standing bidder when a new bid stands; Dutch, to every agent when
+    the clock's price falls. A call superseded while it waited in the agent's
+    mailbox, one for an auction no longer open, or one that reaches the standing
+    bidder, is skipped (``bid`` is not awaited for it).
 
     Attributes:
         task: the task's id (also the auction's id).
-        format: ``"first_price"`` or ``"second_price"`` (Vickrey: bidding one's
-            true value is a dominant strategy).
+        format: ``"first_price"``, ``"second_price"`` (Vickrey: bidding one's
+            true value is a dominant strategy), ``"english"`` or ``"dutch"``.
         reserve: the lowest acceptable bid, in credits.
-        window: seconds (of trio's clock) until the close; a hint.
+        window: seconds (of trio's clock) from this call to the (hard) close; a hint.
         payload: what the task is.
+        standing: English: the standing bid (None before the first one stands).
+        minimum: the least bid that can be taken now: the reserve (sealed; English
+            before any bid stands); the standing bid plus ``min_increment``
+            (English); the clock's price (Dutch).
+        price: Dutch: the price on the clock; bid exactly it to accept it (another
+            amount is refused ``"stale_price"``). None in the other formats.
+        version: 0 for the first call; + 1 with each new standing bid or price.
     """
 
     task: str
@@ -144,6 +177,10 @@ class CallForBids:
     reserve: int
     window: float
     payload: Any = None
+    standing: int | None = None
+    minimum: int = 0
+    price: int | None = None
+    version: int = 0
 
 
 @final
@@ -236,6 +273,7 @@ class Market:
         self._seats: dict[int, _Seat] = {}
         # task id -> the mailbox of its running allocation
         self._managers: dict[str, trio.MemorySendChannel[tuple[int, Any]]] = {}
+        self._open_runs: dict[str, _AuctionRun] = {}  # task id -> its open auction
         self._allocated = self._failed = self._abandoned = self._paid = self._auctioned = 0
 
     # ----------------------------------------------------------------- inspection
@@ -293,7 +331,10 @@ class Market:
         :class:`~trio_foundation.protocols.contract_net.Cancel` from the manager
         cancels it. With ``bid``, the contractor also takes part in
         :meth:`auction`: for each :class:`CallForBids` it awaits ``bid(call)``:
-        an amount in credits (escrowed from ``account``), or None to abstain.
+        an amount in credits (escrowed from ``account``), or None to abstain
+        (in an open auction: to pass at this standing bid or price; the agent
+        is called again when it changes). The calls are awaited one at a time,
+        in this task, like the contract-net ones.
 
         Checkpoint: yes. Cancellation (the way to stop it) unregisters the
         contractor and cancels its jobs; the tasks it held are re-announced by
@@ -340,7 +381,12 @@ class Market:
         jobs: dict[tuple[str, int], trio.CancelScope],
         nursery: trio.Nursery,
     ) -> None:
-        if isinstance(msg, CallForBids):
+        if isinstance(msg, CallForBids) and msg.format in OPEN:
+            run = self._open_runs.get(task)
+            if bid is None or run is None or not run.wants(seat.node, msg.version):
+                return  # the auction is over, or a newer call is in the mailbox
+            self._to_manager(task, seat.node, _Answer(msg.version, await bid(msg)))
+        elif isinstance(msg, CallForBids):
             amount = await bid(msg) if bid is not None else None
             self._to_manager(task, seat.node, _Abstain() if amount is None else Bid(task, amount))
         elif isinstance(msg, CallForProposals):
@@ -394,14 +440,16 @@ class Market:
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # a full mailbox loses the message, as a network would
 
-    def _to_contractor(self, node: int, task: str, msg: Any) -> None:
+    def _to_contractor(self, node: int, task: str, msg: Any) -> bool:
+        """Put ``msg`` in ``node``'s mailbox; False if it was lost (gone, or full)."""
         seat = self._seats.get(node)
         if seat is None:
-            return  # crashed or stopped: the message is lost
+            return False  # crashed or stopped: the message is lost
         try:
             seat.inbox.send_nowait((task, msg))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            return False
+        return True
 
     # ----------------------------------------------------------------- allocation
 
@@ -498,8 +546,14 @@ class Market:
         required: Iterable[str] = (),
         reserve: int = 0,
         task: str | None = None,
+        min_increment: int | None = None,
+        quiet: float | None = None,
+        max_bids: int | None = None,
+        start_price: int | None = None,
+        decrement: int | None = None,
+        tick: float | None = None,
     ) -> Allocation:
-        """Allocate one task by a sealed-bid auction among the agents registered now.
+        """Allocate one task by an auction among the agents registered now.
 
         Every contractor registered now that serves a ``bid`` function and has
         the ``required`` capabilities gets a :class:`CallForBids`; its bid is
@@ -516,9 +570,30 @@ class Market:
         :meth:`allocate` for re-announcement). Updates the winner's reputation
         (1.0 done, 0.0 failed or timed out).
 
+        **Open formats** (one unit, the rules of the ``Auctioneer``):
+
+        * ``"english"``: every invited agent is called with the standing bid
+          (none at first), and called again each time a new bid stands (except
+          the standing bidder). A bid is taken if it beats the standing bid by
+          ``min_increment`` (else ``"too_low"``); when it stands the outbid
+          bidder's hold is released. The auction closes ``quiet`` seconds after
+          the last bid stood, at the ``deadline`` (hard close), or as soon as
+          every invited agent but the standing bidder has answered the latest
+          call with None (or a bid that was refused); the standing bidder wins
+          and pays its bid.
+        * ``"dutch"``: every invited agent is called with the clock's price,
+          which starts at ``start_price`` and falls by ``decrement`` every
+          ``tick`` seconds down to the ``reserve``; an agent accepts by bidding
+          the price it was called with (refused ``"stale_price"`` if the clock
+          has moved on). The first accept wins at its price; nobody accepting,
+          the auction closes unsold one tick after the clock reached the
+          reserve, or at the ``deadline``.
+
         Checkpoint: yes. Cancellation: before the close, every bid's hold is
         released (nothing is paid, nothing held); after the close, the payment
-        stands and the winner's job is told to stop.
+        stands and the winner's job is told to stop. The agents' ``bid`` calls
+        run in their own tasks (:meth:`serve_contractor`): a caller that leaves
+        does not wait for them, and their late answers are dropped.
 
         Args:
             payload: what the task is, handed to the bidders and the winner.
@@ -530,13 +605,23 @@ class Market:
             required: capabilities a bidder must have.
             reserve: the lowest acceptable bid, in credits (>= 0).
             task: the task's id (default ``task-N``); unique among running ones.
+            min_increment: English: credits by which a bid must beat the
+                standing bid (>= 1, default 1).
+            quiet: English (required): seconds without a new standing bid after
+                which the auction closes (> 0).
+            max_bids: English: bids taken at most (>= 1, default 1,000).
+            start_price: Dutch (required): the clock's first price (>= reserve).
+            decrement: Dutch: credits the price falls by per tick (>= 1, default 1).
+            tick: Dutch (required): seconds between two prices (> 0).
 
         Returns:
             The :class:`Allocation` (``method`` is the format).
 
         Raises:
             ValueError, TypeError: bad input, named (a missing deadline, a
-                negative reserve, an unknown format, a task id already running).
+                negative reserve, an unknown format, a task id already running,
+                an open format's parameter given to another format, a required
+                one missing).
         """
         try:
             await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
@@ -546,6 +631,21 @@ class Market:
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if format not in AUCTION_FORMATS:
             raise ValueError(f"format must be one of {AUCTION_FORMATS}, got {format!r}")
+        given: dict[str, Any] = {  # the open parameters given (AuctionConfig checks values)
+            name: value
+            for name, value in (
+                ("min_increment", min_increment), ("quiet", quiet), ("max_bids", max_bids),
+                ("start_price", start_price), ("decrement", decrement), ("tick", tick),
+            )
+            if value is not None
+        }  # fmt: skip
+        for name in given:
+            if OPEN_PARAMETERS[name] != format:
+                owner = OPEN_PARAMETERS[name]
+                raise ValueError(f"{name} is for {owner} auctions, not {format}")
+        for name in REQUIRED_PARAMETERS.get(format, ()):
+            if name not in given:
+                raise ValueError(f"{name} is required for {format} auctions")
         if deadline is None:
             raise ValueError("deadline is required: an auction without one is refused")
         if isinstance(execution_timeout, bool) or not isinstance(execution_timeout, int | float):
@@ -571,6 +671,7 @@ class Market:
             seller=seller,
             ledger=LEDGER_NODE,
             reserve=reserve,
+            **given,
         )
         if seller not in self.ledger.balances():
             self.ledger.apply(Open(seller))
@@ -579,11 +680,14 @@ class Market:
         send, receive = trio.open_memory_channel[tuple[int, Any]](2 * len(names) + 16)
         run = _AuctionRun(self, core, names, trio.current_time(), payload, execution_timeout)
         self._managers[task_id] = send
+        if format in OPEN:
+            self._open_runs[task_id] = run
         try:
             async with send, receive:
                 await run.drive(receive)
         finally:
             del self._managers[task_id]
+            self._open_runs.pop(task_id, None)
             run.leave()
         return run.outcome()
 
@@ -592,6 +696,15 @@ class Market:
 @attrs.frozen
 class _Abstain:
     """Agent → auction run: no bid (lets the auction close before its deadline)."""
+
+
+@final
+@attrs.frozen
+class _Answer:
+    """Agent → open auction run: the answer to call ``version``, an amount or None (pass)."""
+
+    version: int
+    amount: Any
 
 
 class _Interpreter:
@@ -724,11 +837,13 @@ class _Run(_Interpreter):
 
 
 class _AuctionRun(_Interpreter):
-    """One sealed-bid auction, then the winner's execution.
+    """One auction, then the winner's execution.
 
-    Phases: ``"bidding"`` (the core is open; its deadline timer is armed),
+    Phases: ``"bidding"`` (the core is open; its timers are armed),
     ``"executing"`` (closed and settled; the winner performs the task),
-    ``"over"``.
+    ``"over"``. An open auction's public state has a ``version`` (+ 1 per new
+    standing bid or clock price); every agent is owed an answer to the latest
+    call it was sent.
     """
 
     def __init__(
@@ -744,26 +859,103 @@ class _AuctionRun(_Interpreter):
         self.core: Auctioneer = core
         self.payload = payload
         self.execution_timeout = execution_timeout
-        self.answered: set[int] = set()  # invited agents that bid or abstained
+        self.answered: set[int] = set()  # sealed: invited agents that bid or abstained
         self.state: Literal["done", "failed", ""] = ""
         self.reason = ""
         self.winner: int | None = None
+        # open formats
+        self.version = 0
+        self.news: Standing | PriceClock | None = None  # the latest public state
+        self.asked: dict[int, int] = {}  # node -> version of the last call in its mailbox
+        self.heard: dict[int, int] = {}  # node -> the latest version it answered
 
     @property
     def task(self) -> str:
         return self.core.config.auction
 
+    def wants(self, node: int, version: int) -> bool:
+        """Whether ``node`` should still answer call ``version``: the auction is open, no
+        newer call is in its mailbox, and it does not hold the standing bid (English)."""
+        leading = isinstance(self.news, Standing) and self.news.bidder == node
+        return self.core.state == "open" and version >= self.asked.get(node, 0) and not leading
+
+    def _call(self, node: int) -> None:
+        """Send ``node`` a call for the auction's current public state."""
+        c = self.core.config
+        now = trio.current_time()
+        window = max(0.0, self.start + c.deadline - now)
+        assert c.format == "english" or c.format == "dutch"
+        call = CallForBids(c.auction, c.format, c.reserve, window, self.payload,
+                           minimum=c.reserve, version=self.version)  # fmt: skip
+        news = self.news
+        if isinstance(news, PriceClock):
+            call = attrs.evolve(call, minimum=news.price, price=news.price)
+        elif isinstance(news, Standing):
+            call = attrs.evolve(call, standing=news.amount, minimum=news.amount + c.min_increment)
+        if self.market._to_contractor(node, self.task, call):
+            self.asked[node] = self.version
+
     def to_agent(self, node: int, msg: Any) -> None:
         # BidAccepted / BidRefused / Outcome: the market's agents learn the outcome
-        # from the Allocation and the award (AcceptProposal) below.
+        # from the Allocation and the award (AcceptProposal) below; an open auction's
+        # news (Standing, PriceClock) becomes a new call.
+        if isinstance(msg, Standing | PriceClock):
+            if msg != self.news:
+                self.news, self.version = msg, self.version + 1
+            leading = isinstance(msg, Standing) and msg.bidder == node
+            if self.core.state == "open" and not leading:
+                self._call(node)
+            return
         assert isinstance(msg, BidAccepted | BidRefused | Outcome)
+        name = self.names.get(node)
+        if isinstance(msg, BidAccepted) and name is not None:
+            self.refused.pop(name, None)  # its latest bid was taken
+
+    def _everyone_passed(self) -> bool:
+        """English: every invited agent but the standing bidder answered the latest call."""
+        leader = self.news.bidder if isinstance(self.news, Standing) else None
+        return all(
+            self.heard.get(node, -1) >= self.version for node in self.names if node != leader
+        )
 
     async def drive(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
         core, config = self.core, self.core.config
         self.execute(core.on_start(trio.current_time(), self.market._rng))
+        if config.format in OPEN:
+            await self._bid_open(mailbox)
+        else:
+            await self._bid_sealed(mailbox)
+        self.awarded_at = trio.current_time()
+        if not core.winners:
+            self.state, self.reason = "failed", "no_bid"
+            return
+        winner = self.winner = core.winners[0]
+        price = core.prices[winner]
+        self.market._to_contractor(winner, self.task, AcceptProposal(self.task, 1, price,
+                                                                     self.payload))  # fmt: skip
+        with trio.move_on_after(self.execution_timeout):
+            while True:
+                src, msg = await mailbox.receive()
+                if isinstance(msg, _Answer) and msg.amount is not None:
+                    msg = Bid(self.task, msg.amount)
+                if isinstance(msg, Bid):  # after the close: refused "late", recorded
+                    self.execute(core.on_message(trio.current_time(), src, msg))
+                if src != winner or getattr(msg, "round", None) != 1:
+                    continue
+                if isinstance(msg, InformDone):
+                    self.state, self.result = "done", msg.result
+                    return
+                if isinstance(msg, Failure):
+                    self.state, self.reason = "failed", "failure"
+                    return
+        self.state, self.reason = "failed", "timeout"
+        self.market._to_contractor(winner, self.task, Cancel(self.task, 1))
+
+    async def _bid_sealed(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
+        core, config = self.core, self.core.config
         assert config.format == "first_price" or config.format == "second_price"  # sealed, 1 unit
         call = CallForBids(config.auction, config.format, config.reserve, config.deadline,
-                           self.payload)  # fmt: skip
+                           self.payload, minimum=config.reserve)  # fmt: skip
         for node in self.names:
             self.market._to_contractor(node, self.task, call)
         while core.state != "closed":
@@ -779,29 +971,28 @@ class _AuctionRun(_Interpreter):
                 self.answered.add(src)
             if isinstance(msg, Bid):
                 self.execute(core.on_message(trio.current_time(), src, msg))
-        self.awarded_at = trio.current_time()
-        if not core.winners:
-            self.state, self.reason = "failed", "no_bid"
-            return
-        winner = self.winner = core.winners[0]
-        price = core.prices[winner]
-        self.market._to_contractor(winner, self.task, AcceptProposal(self.task, 1, price,
-                                                                     self.payload))  # fmt: skip
-        with trio.move_on_after(self.execution_timeout):
-            while True:
-                src, msg = await mailbox.receive()
-                if isinstance(msg, Bid):  # after the close: refused "late", recorded
-                    self.execute(core.on_message(trio.current_time(), src, msg))
-                if src != winner or getattr(msg, "round", None) != 1:
-                    continue
-                if isinstance(msg, InformDone):
-                    self.state, self.result = "done", msg.result
-                    return
-                if isinstance(msg, Failure):
-                    self.state, self.reason = "failed", "failure"
-                    return
-        self.state, self.reason = "failed", "timeout"
-        self.market._to_contractor(winner, self.task, Cancel(self.task, 1))
+
+    async def _bid_open(self, mailbox: trio.MemoryReceiveChannel[tuple[int, Any]]) -> None:
+        core, config = self.core, self.core.config
+        if config.format == "english":
+            for node in self.names:
+                self._call(node)  # the Dutch clock's first price called them already
+        while core.state != "closed":
+            quiet = config.format == "english" and self._everyone_passed()
+            if core.state == "open" and (quiet or not self.names):
+                self.timers.clear()  # nobody will bid again: close now
+                name = QUIET_TIMER if config.format == "english" else DEADLINE_TIMER
+                self.execute(core.on_timer(trio.current_time(), name))
+                continue
+            received = await self.next_input(mailbox)
+            if received is None:
+                continue
+            src, msg = received
+            if src not in self.names or not isinstance(msg, _Answer):
+                continue
+            self.heard[src] = max(self.heard.get(src, -1), msg.version)
+            if msg.amount is not None:
+                self.execute(core.on_message(trio.current_time(), src, Bid(self.task, msg.amount)))
 
     def leave(self) -> None:
         """Account for the outcome; if the caller left early, release what is held."""
@@ -813,8 +1004,8 @@ class _AuctionRun(_Interpreter):
             market._abandoned += 1
             if core.state != "closed":  # every bid's escrow goes back to its bidder
                 holds = market.ledger.holds()
-                for node in self.names:
-                    hold = core.hold_id(node)
+                taken = [r for r in core.snapshot_persistent() if isinstance(r, BidTaken)]
+                for hold in dict.fromkeys(core.hold_id(r.bidder, r.receipt) for r in taken):
                     if hold in holds:
                         market.ledger.apply(Release(hold))
             elif self.winner is not None:

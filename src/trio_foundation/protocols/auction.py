@@ -334,13 +334,22 @@ def _check_seconds(name: str, value: object) -> None:
         raise ValueError(f"{name} must be > 0 seconds (finite), got {value!r}")
 
 
+# open-format parameters with a default: (name, format, default); another value
+# given to another format is refused (the default itself cannot be told apart)
+_DEFAULTED: Final = (
+    ("min_increment", "english", 1),
+    ("max_bids", "english", 1000),
+    ("decrement", "dutch", 1),
+)
+
+
 @final
 @attrs.frozen
 class AuctionConfig:
     """One auction.
 
     Attributes:
-        auction: the auction's id (prefix of its hold ids).
+        auction: the auction's id (prefix of its hold ids); not empty or blank.
         format: ``"first_price"``, ``"second_price"``, ``"uniform"``,
             ``"english"`` or ``"dutch"``.
         deadline: seconds of the auctioneer's clock from its first start to the
@@ -359,6 +368,11 @@ class AuctionConfig:
         decrement: Dutch: credits the price falls by per tick, >= 1.
         tick: Dutch (required): seconds between two prices, > 0.
         max_bids: English: bids taken at most (each costs durable records), >= 1.
+
+    An open format's parameter given to another format (``quiet``,
+    ``start_price``, ``tick``, or ``min_increment``, ``decrement``, ``max_bids``
+    other than their defaults) is refused, as are ``units`` other than 1 outside
+    ``"uniform"``: never silently ignored.
 
     Raises:
         ValueError, TypeError: a bad field, named.
@@ -380,6 +394,10 @@ class AuctionConfig:
     max_bids: int = 1000
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.auction, str):
+            raise TypeError(f"auction must be a str, got {type(self.auction).__name__}")
+        if not self.auction.strip():
+            raise ValueError(f"auction id must not be empty or blank, got {self.auction!r}")
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         _check_seconds("deadline", self.deadline)
@@ -396,6 +414,13 @@ class AuctionConfig:
                 raise ValueError(f"{name} is for {owner} auctions, got {name}={value!r}")
             if self.format == owner and value is None:
                 raise ValueError(f"a {owner} auction needs {name}")
+        for name, owner, default in _DEFAULTED:
+            value = getattr(self, name)
+            if self.format != owner and value != default:  # else silently ignored
+                raise ValueError(
+                    f"{name} is for {owner} auctions, got {name}={value!r}"
+                    f" in a {self.format} auction"
+                )
         if self.format == "english":
             _check_seconds("quiet", self.quiet)
         if self.format == "dutch":
