@@ -687,6 +687,10 @@ TARGETS["coordination"].equivalent.update(
             " on seat.bids), and the auctioneer core calls only its bidders"
             " (the name is of market.py at f0080d7, before the open formats merged)"
         ),
+        f"{_C}raft_monitor.xǁRaftNodeMonitorǁ__init____mutmut_149": (
+            "_node = -1 -> None: _node is read only by _refresh's events, and watch() sets"
+            " it to the core's id before the first _refresh"
+        ),
     }
 )
 

@@ -269,3 +269,14 @@ def test_a_storage_failure_without_a_system_description_names_the_cause() -> Non
     assert str(coded).startswith(
         "cannot persist the lock server's state to /d/state.log: No space left (ENOSPC);"
     )
+
+
+def test_each_save_is_reported_with_its_mark_ttl_and_duration(tmp_path: Path) -> None:
+    store = ServerStore(tmp_path / "d", block=1)
+    saves: list[tuple[int, float, float]] = []
+    store.on_save = lambda mark, ttl, seconds: saves.append((mark, ttl, seconds))
+    store.persist(ServerDurable(1, 2.5))
+    store.close()
+    ((mark, ttl, seconds),) = saves
+    assert (mark, ttl) == (1, 2.5)
+    assert isinstance(seconds, float) and 0.0 <= seconds < 30.0

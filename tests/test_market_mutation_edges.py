@@ -227,3 +227,62 @@ async def test_time_to_award_and_elapsed_count_from_the_call(autojump_clock: Any
     assert (done.state, done.winner, done.price, done.result) == ("done", "w", 3, "job")
     assert done.time_to_award == pytest.approx(0.4)
     assert done.elapsed == pytest.approx(2.4)
+
+
+async def test_tasks_are_named_in_order_and_a_refusal_ends_the_round_at_once(
+    autojump_clock: Any,
+) -> None:
+    """Unnamed tasks are ``task-1``, ``task-2``, ...; a contractor that refuses (its
+    propose returns None) answers at once, so the round does not wait for its deadline."""
+    market = _market()
+
+    async def perform(payload: Any) -> Any:
+        return payload
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, market, "no", None, perform)
+            start = trio.current_time()
+            refused = await market.allocate(
+                "x", budget=5, buyer="buyer", deadline=1.0, execution_timeout=5.0, max_rounds=1
+            )
+            assert trio.current_time() - start < 1.0  # before the 1 s deadline
+            await _serve(nursery, market, "yes", 2, perform)
+            done = await market.allocate(
+                "y", budget=5, buyer="buyer", deadline=1.0, execution_timeout=5.0
+            )
+            nursery.cancel_scope.cancel()
+    assert (refused.task, refused.state, refused.reason) == ("task-1", "failed", "no_proposal")
+    assert (done.task, done.state, done.winner) == ("task-2", "done", "yes")
+
+
+async def test_a_task_id_in_use_is_refused_by_name(autojump_clock: Any) -> None:
+    market = _market()
+    release = trio.Event()
+
+    async def perform(payload: Any) -> Any:
+        await release.wait()
+        return payload
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, market, "w", 2, perform)
+
+            async def first() -> None:
+                await market.allocate(
+                    "a", budget=5, buyer="buyer", deadline=1.0, execution_timeout=50.0, task="t"
+                )
+
+            nursery.start_soon(first)
+            await trio.sleep(2.0)
+            with pytest.raises(ValueError, match=r"^task 't' is already being allocated$"):
+                await market.allocate(
+                    "b", budget=5, buyer="buyer", deadline=1.0, execution_timeout=5.0, task="t"
+                )
+            with pytest.raises(ValueError, match=r"^task 't' is already being allocated$"):
+                await market.auction(
+                    "b", seller="buyer", deadline=1.0, execution_timeout=5.0, task="t"
+                )
+            release.set()
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()

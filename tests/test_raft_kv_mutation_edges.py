@@ -206,3 +206,18 @@ async def test_a_watch_prefix_is_refused_by_name() -> None:
         async with RaftKV(cluster).watch(1):  # type: ignore[arg-type]
             pass
     assert cluster.reads == []
+
+
+async def test_a_watch_polls_every_50_ms_by_default(autojump_clock: Any) -> None:
+    """With the default poll interval, a change is delivered within a poll (0.05 s of
+    trio's clock) of its write."""
+    cluster = _Cluster()
+    kv = RaftKV(cluster)
+    with trio.fail_after(10):
+        async with kv.watch("k") as events:
+            await trio.sleep(1.0)  # polls went by with nothing
+            written = trio.current_time()
+            await kv.put("k", "v")
+            event = await events.__anext__()
+    assert (event.type, event.kv.key) == ("PUT", b"k")
+    assert 0 < trio.current_time() - written <= 0.05 + 1e-9
