@@ -510,12 +510,14 @@ class _Sized:
         self.applied = msgspec.msgpack.decode(data)
 
 
+@pytest.mark.parametrize(("large", "small"), [(12000, 6000), (9600, 6850)])
 async def test_a_batch_reply_over_the_frame_loses_only_its_largest_results(
-    tmp_path: Path,
+    tmp_path: Path, large: int, small: int
 ) -> None:
-    """Under a 16 KiB frame, results of 12000 and 6000 bytes do not fit one reply:
-    the largest becomes a rejection naming its size (the command was applied
-    all the same), the other is answered."""
+    """Under a 16 KiB frame, results of 12000 and 6000 bytes, or of 9600 and 6850 (just
+    above the frame, within its margin), do not fit one reply: the largest becomes a
+    rejection naming its size (the command was applied all the same), the other is
+    answered."""
     port = _free_port()
     peers = {1: ("127.0.0.1", port)}
     with trio.fail_after(15):
@@ -529,12 +531,12 @@ async def test_a_batch_reply_over_the_frame_loses_only_its_largest_results(
                     await trio.sleep(0.01)
                 items = tuple(
                     CBatchItem(90 + n, 1, msgspec.msgpack.encode(size))
-                    for n, size in enumerate((12000, 6000))
+                    for n, size in enumerate((large, small))
                 )
                 assert tcp.send_nowait(1, CSubmitBatch(3, items))
                 reply = await replies.receive()
             assert node.core.last_applied >= 3  # both were applied
-    big = len(msgspec.msgpack.encode(b"r" * 12000))
+    big = len(msgspec.msgpack.encode(b"r" * large))
     assert reply == CBatchReply(
         3,
         (
@@ -544,7 +546,7 @@ async def test_a_batch_reply_over_the_frame_loses_only_its_largest_results(
                 " lost (a submitted command was applied all the same; a read had no"
                 " effect); narrow the range",
             ),
-            CBatchResult("ok", msgspec.msgpack.encode(b"r" * 6000)),
+            CBatchResult("ok", msgspec.msgpack.encode(b"r" * small)),
         ),
     )
 
