@@ -142,3 +142,13 @@ def test_a_new_sender_evicts_the_stalest_partial_and_wholes_are_counted() -> Non
     whole = [asm.add(3, ch, 5.0) for ch in chunks[2:]]
     assert whole[-1] is not None and whole[-1].last_included_index == 40
     assert (asm.assembled, asm.dropped, asm.refused) == (1, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "timeout", "senders"), [(0, 1.0, 4), (10, 0.0, 4), (10, 1.0, 0)]
+)
+def test_an_assembler_refuses_each_bound_alone(
+    max_bytes: int, timeout: float, senders: int
+) -> None:
+    with pytest.raises(ValueError, match=r"^max_bytes, timeout and max_senders must be > 0$"):
+        rw.SnapshotAssembler(max_bytes, timeout, senders)
