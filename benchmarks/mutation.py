@@ -636,6 +636,64 @@ TARGETS["coordination"].equivalent.update(
     }
 )
 
+# --- coordination/, second round (session 5): the code merged after the first sample ---
+# raft_ledger.py joins the mutated modules; the fast in-process tests of the code merged
+# since (the Raft ledger, the auction path of the market, the frame limits and the
+# chunked snapshot stream) join the selection. Left out, measured (ci profile): the
+# ledger's replicas in child processes with other hash seeds (a subprocess; 4 s), the
+# docs example (docs/ is not copied), the injected-cancellation sweep over the ledger
+# (10 s, reaching most of consensus.py, so every consensus mutant would pay it), and the
+# chaos suites (tests/test_raft_ledger_chaos.py, tests/test_market_chaos_trio.py).
+TARGETS["coordination"] = Target(
+    TARGETS["coordination"].module,
+    (
+        *TARGETS["coordination"].tests,
+        "tests/test_raft_frames.py",
+        "tests/test_raft_ledger.py",
+        "tests/test_raft_ledger_cancellation.py::test_cancelled_writes_are_applied_once_or_not_at_all",
+        "tests/test_raft_ledger_cluster.py",
+        "tests/test_market_auction.py",
+        "tests/test_market_open_auction.py",  # English and Dutch (merged at 16:50)
+        "tests/test_lease_lock_mutation_edges.py",
+        "tests/test_raft_ledger_mutation_edges.py",
+    ),
+    equivalent=TARGETS["coordination"].equivalent,
+    deselect=(
+        *TARGETS["coordination"].deselect,
+        "tests/test_raft_ledger.py::test_replicas_with_different_hash_seeds_compute_the_same_ledger",
+        "tests/test_raft_ledger.py::test_the_running_on_raft_example_runs",
+    ),
+    also=(*TARGETS["coordination"].also, _COORD + "raft_ledger.py"),
+)
+
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}consensus.xǁ_Persisterǁ_stream__mutmut_28": (
+            "pop(dst, None) -> pop(None) where the cached blob fits a frame: unreachable,"
+            " _blob is only set to the encoding of a snapshot snapshot_chunks would cut"
+            " (its data above the limit, or its blob above it), and one (index, term)"
+            " names one snapshot, so len(blob) <= limit is never true there"
+        ),
+        f"{_C}raft_wire.x_split_append__mutmut_32": (
+            "the fast path's per-entry allowance FRAME_MARGIN // 5 (102 bytes) for // 4"
+            " (128): it only decides whether sizes are measured; an entry's fields"
+            " besides its bytes command (ints of at most 9 bytes, the kind) take at most"
+            " 52 (measured), so a message it passes fits either way, and the measured path"
+            " returns the same one message for one that fits (cost only)"
+        ),
+        f"{_C}market.xǁMarketǁ_contractor_step__mutmut_3": (
+            "a sealed CallForBids with bid None -> bid called anyway: unreachable, only"
+            " seats serving a bid function are invited (Market.auction's bidders filter"
+            " on seat.bids), and the auctioneer core calls only its bidders"
+            " (the name is of market.py at f0080d7, before the open formats merged)"
+        ),
+        f"{_C}raft_monitor.xǁRaftNodeMonitorǁ__init____mutmut_149": (
+            "_node = -1 -> None: _node is read only by _refresh's events, and watch() sets"
+            " it to the core's id before the first _refresh"
+        ),
+    }
+)
+
 # --- supervision/_supervisor.py and verify/lincheck/ (issue 8) ---------------------
 # The supervisor's selection also takes the dynamic supervisor's and the telemetry's
 # tests (1 s together): they check _SupervisorBase's max_children and the stop,

@@ -7,6 +7,8 @@ with messages naming them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 
@@ -80,3 +82,48 @@ async def test_refusals_name_the_argument() -> None:
         async with kv.watch("k", start_revision=3):
             pass
     assert (await kv.cas("k", "3", "4")).current == KeyValue(b"k", b"4", 2, 6, 5, 0)
+
+
+# every argument of every method, by name (session 5: a sampled survivor was the key
+# of get() named None)
+_BAD_ARGUMENTS = [
+    ("key", lambda kv: kv.get(1)),
+    ("key", lambda kv: kv.put(1, "v")),
+    ("value", lambda kv: kv.put("k", 1)),
+    ("key", lambda kv: kv.delete(1)),
+    ("key", lambda kv: kv.cas(1, None, "v")),
+    ("new", lambda kv: kv.cas("k", None, 1)),
+    ("expect", lambda kv: kv.cas("k", 1, "v")),
+    ("key", lambda kv: kv.cas_revision(1, 0, "v")),
+    ("new", lambda kv: kv.cas_revision("k", 0, 1)),
+    ("prefix", lambda kv: kv.range(1)),
+]
+
+
+@pytest.mark.parametrize(("name", "call"), _BAD_ARGUMENTS)
+async def test_every_bytes_argument_is_refused_by_name(name: str, call: Any) -> None:
+    kv = MemoryKV()
+    await kv.put("k", "old")
+    with pytest.raises(TypeError, match=rf"^{name} must be bytes or str, got int$"):
+        await call(kv)
+    assert await kv.get("k") == KeyValue(b"k", b"old", 2, 2, 1, 0)
+    assert kv.revision == 2
+
+
+async def test_a_watch_prefix_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"^prefix must be bytes or str, got int$"):
+        async with MemoryKV().watch(1):  # type: ignore[arg-type]
+            pass
+
+
+async def test_a_delete_event_carries_an_empty_tombstone_and_the_old_value() -> None:
+    kv = MemoryKV()
+    with trio.fail_after(10):
+        async with kv.watch("k") as events:
+            await kv.put("k", "v")
+            assert await kv.delete("k") is True
+            await events.__anext__()
+            deleted = await events.__anext__()
+    assert deleted.type == "DELETE" and deleted.revision == 3
+    assert deleted.kv == KeyValue(b"k", b"", 0, 3, 0, 0)
+    assert deleted.prev == KeyValue(b"k", b"v", 2, 2, 1, 0)

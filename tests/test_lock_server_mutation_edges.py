@@ -8,6 +8,7 @@ from :func:`~trio_foundation.coordination.tcp_lock.open_remote_lock_service`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,11 @@ import trio
 from trio_foundation import LeaseRefusedError
 from trio_foundation.coordination.lease_lock import LockHandle
 from trio_foundation.coordination.lock_monitor import LockServerMonitor
-from trio_foundation.coordination.lock_server import ServerStore, serve_lock_service
+from trio_foundation.coordination.lock_server import (
+    ServerStore,
+    StorageFailedError,
+    serve_lock_service,
+)
 from trio_foundation.coordination.tcp_lock import open_remote_lock_service
 from trio_foundation.protocols.lease_lock import LockClient, ServerDurable
 from trio_foundation.runtime.storage import CorruptStateError, OsFileOps
@@ -165,3 +170,113 @@ def test_an_injected_filesystem_formats_the_directory_too(tmp_path: Path) -> Non
     assert "FORMAT.tmp" in ops.opened  # the format file (written, then renamed) went through ops
     assert "state.log" in ops.opened
     assert str(tmp_path) in ops.synced  # the new directory's entry was made durable
+
+
+class _FailingClose:
+    """The real filesystem, but once :attr:`broken` is set ``close`` closes the file
+    and then raises EIO (as a close on NFS may), and ``write`` raises ENOSPC when
+    :attr:`full` is set."""
+
+    def __init__(self) -> None:
+        self._os = OsFileOps()
+        self.broken = False
+        self.full = False
+
+    def close(self, handle: int) -> None:
+        self._os.close(handle)
+        if self.broken:
+            raise OSError(errno.EIO, "close failed")
+
+    def write(self, handle: int, data: bytes) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._os.write(handle, data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._os, name)
+
+
+async def test_a_state_file_that_fails_to_close_is_reported_when_nothing_else_was(
+    tmp_path: Path,
+) -> None:
+    ops = _FailingClose()
+    raised: list[BaseException] = []
+
+    async def server(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        try:
+            await serve_lock_service(
+                ("127.0.0.1", 0), tmp_path / "d", file_ops=ops, task_status=task_status
+            )
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    with trio.fail_after(30), pytest.raises(ExceptionGroup):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server)
+            ops.broken = True
+            nursery.cancel_scope.cancel()
+    (exc,) = raised
+    assert type(exc) is OSError and exc.errno == errno.EIO
+
+
+async def test_after_a_storage_failure_a_failed_close_is_only_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = _FailingClose()
+    raised: list[BaseException] = []
+
+    async def server(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        try:
+            await serve_lock_service(
+                ("127.0.0.1", 0),
+                tmp_path / "d",
+                block=1,  # every grant writes
+                file_ops=ops,
+                task_status=task_status,
+            )
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    caplog.set_level(logging.DEBUG, logger="trio_foundation.coordination.lock_server")
+    with trio.fail_after(30), pytest.raises(ExceptionGroup):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(server)
+            async with open_remote_lock_service(f"tcp://{host}:{port}") as client:
+                ops.full = ops.broken = True
+                with trio.move_on_after(20):
+                    async with client.acquire(ttl=5):
+                        pass  # pragma: no cover (the write fails: no grant)
+    (exc,) = raised
+    assert isinstance(exc, StorageFailedError) and exc.errno == errno.ENOSPC
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [str(exc)]  # the one line an operator reads
+    closing = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("closing the state")
+    ]
+    assert closing == ["closing the state file after a failure: [Errno 5] close failed"]
+
+
+def test_a_storage_failure_without_a_system_description_names_the_cause() -> None:
+    exc = StorageFailedError("/d/state.log", OSError("the disk went away"))
+    assert str(exc) == (
+        "cannot persist the lock server's state to /d/state.log: the disk went away"
+        " (unknown); stopped serving (no grant was sent for an unpersisted token)"
+    )
+    assert (exc.path, exc.errno, exc.strerror) == ("/d/state.log", None, "the disk went away")
+    coded = StorageFailedError("/d/state.log", OSError(errno.ENOSPC, "No space left"))
+    assert str(coded).startswith(
+        "cannot persist the lock server's state to /d/state.log: No space left (ENOSPC);"
+    )
+
+
+def test_each_save_is_reported_with_its_mark_ttl_and_duration(tmp_path: Path) -> None:
+    store = ServerStore(tmp_path / "d", block=1)
+    saves: list[tuple[int, float, float]] = []
+    store.on_save = lambda mark, ttl, seconds: saves.append((mark, ttl, seconds))
+    store.persist(ServerDurable(1, 2.5))
+    store.close()
+    ((mark, ttl, seconds),) = saves
+    assert (mark, ttl) == (1, 2.5)
+    assert isinstance(seconds, float) and 0.0 <= seconds < 30.0

@@ -173,3 +173,116 @@ async def test_the_given_weights_decide_the_winner(autojump_clock: Any) -> None:
             nursery.cancel_scope.cancel()
     assert by_default.winner == "cheap"
     assert by_capability.winner == "skilled"
+
+
+async def test_contractors_lists_only_this_markets_seats(autojump_clock: Any) -> None:
+    """Markets may share a registry with each other and with other entries."""
+    ledger = Ledger()
+    registry = Registry(indexes=[Index("capabilities", multi=True), Index("account")])
+    mine, other = Market(registry, ledger), Market(registry, ledger)
+
+    async def perform(payload: Any) -> Any:
+        return payload
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, mine, "a", 1, perform)
+            await _serve(nursery, other, "b", 1, perform)
+            async with registry.register("c", {"account": "acct-c"}, value="not a seat"):
+                assert [c.account for c in mine.contractors()] == ["acct-a"]
+                assert [c.account for c in other.contractors()] == ["acct-b"]
+            nursery.cancel_scope.cancel()
+
+
+async def test_time_to_award_and_elapsed_count_from_the_call(autojump_clock: Any) -> None:
+    """On trio's clock, from the call (not from 0): the award when the one invited
+    contractor's proposal arrives, 0.4 s in; the result 2 s of work later."""
+    market = _market()
+
+    async def propose(cfp: CallForProposals) -> int | None:
+        await trio.sleep(0.4)
+        return 3
+
+    async def perform(payload: Any) -> Any:
+        await trio.sleep(2.0)
+        return payload
+
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: market.serve_contractor(
+                    "w",
+                    capabilities={"code"},
+                    account="acct-w",
+                    propose=propose,
+                    perform=perform,
+                    task_status=task_status,
+                )
+            )
+            await trio.sleep(100.0)
+            done = await market.allocate(
+                "job", budget=5, buyer="buyer", deadline=1.0, execution_timeout=50.0
+            )
+            nursery.cancel_scope.cancel()
+    assert (done.state, done.winner, done.price, done.result) == ("done", "w", 3, "job")
+    assert done.time_to_award == pytest.approx(0.4)
+    assert done.elapsed == pytest.approx(2.4)
+
+
+async def test_tasks_are_named_in_order_and_a_refusal_ends_the_round_at_once(
+    autojump_clock: Any,
+) -> None:
+    """Unnamed tasks are ``task-1``, ``task-2``, ...; a contractor that refuses (its
+    propose returns None) answers at once, so the round does not wait for its deadline."""
+    market = _market()
+
+    async def perform(payload: Any) -> Any:
+        return payload
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, market, "no", None, perform)
+            start = trio.current_time()
+            refused = await market.allocate(
+                "x", budget=5, buyer="buyer", deadline=1.0, execution_timeout=5.0, max_rounds=1
+            )
+            assert trio.current_time() - start < 1.0  # before the 1 s deadline
+            await _serve(nursery, market, "yes", 2, perform)
+            done = await market.allocate(
+                "y", budget=5, buyer="buyer", deadline=1.0, execution_timeout=5.0
+            )
+            nursery.cancel_scope.cancel()
+    assert (refused.task, refused.state, refused.reason) == ("task-1", "failed", "no_proposal")
+    assert (done.task, done.state, done.winner) == ("task-2", "done", "yes")
+
+
+async def test_a_task_id_in_use_is_refused_by_name(autojump_clock: Any) -> None:
+    market = _market()
+    release = trio.Event()
+
+    async def perform(payload: Any) -> Any:
+        await release.wait()
+        return payload
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await _serve(nursery, market, "w", 2, perform)
+
+            async def first() -> None:
+                await market.allocate(
+                    "a", budget=5, buyer="buyer", deadline=1.0, execution_timeout=50.0, task="t"
+                )
+
+            nursery.start_soon(first)
+            await trio.sleep(2.0)
+            with pytest.raises(ValueError, match=r"^task 't' is already being allocated$"):
+                await market.allocate(
+                    "b", budget=5, buyer="buyer", deadline=1.0, execution_timeout=5.0, task="t"
+                )
+            with pytest.raises(ValueError, match=r"^task 't' is already being allocated$"):
+                await market.auction(
+                    "b", seller="buyer", deadline=1.0, execution_timeout=5.0, task="t"
+                )
+            release.set()
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()

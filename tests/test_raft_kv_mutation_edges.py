@@ -174,3 +174,50 @@ async def test_a_watch_that_falls_behind_a_compaction_says_where_it_was() -> Non
             with pytest.raises(CompactedError) as caught:
                 await events.__anext__()
     assert (caught.value.requested, caught.value.compact_revision) == (3, 6)
+
+
+# every bytes argument of every method, by name (session 5: a sampled survivor was
+# the key of cas() named None)
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("key", lambda kv: kv.get(1)),
+        ("key", lambda kv: kv.put(1, "v")),
+        ("value", lambda kv: kv.put("k", 1)),
+        ("key", lambda kv: kv.delete(1)),
+        ("key", lambda kv: kv.cas(1, None, "v")),
+        ("new", lambda kv: kv.cas("k", None, 1)),
+        ("expect", lambda kv: kv.cas("k", 1, "v")),
+        ("key", lambda kv: kv.cas_revision(1, 0, "v")),
+        ("new", lambda kv: kv.cas_revision("k", 0, 1)),
+        ("prefix", lambda kv: kv.range(1)),
+    ],
+)
+async def test_every_bytes_argument_is_refused_by_name(name: str, call: Any) -> None:
+    cluster = _Cluster()
+    with pytest.raises(TypeError, match=rf"^{name} must be bytes or str, got int$"):
+        await call(RaftKV(cluster))
+    assert cluster.reads == [] and cluster.machine.revision == 1
+
+
+async def test_a_watch_prefix_is_refused_by_name() -> None:
+    cluster = _Cluster()
+    with pytest.raises(TypeError, match=r"^prefix must be bytes or str, got int$"):
+        async with RaftKV(cluster).watch(1):  # type: ignore[arg-type]
+            pass
+    assert cluster.reads == []
+
+
+async def test_a_watch_polls_every_50_ms_by_default(autojump_clock: Any) -> None:
+    """With the default poll interval, a change is delivered within a poll (0.05 s of
+    trio's clock) of its write."""
+    cluster = _Cluster()
+    kv = RaftKV(cluster)
+    with trio.fail_after(10):
+        async with kv.watch("k") as events:
+            await trio.sleep(1.0)  # polls went by with nothing
+            written = trio.current_time()
+            await kv.put("k", "v")
+            event = await events.__anext__()
+    assert (event.type, event.kv.key) == ("PUT", b"k")
+    assert 0 < trio.current_time() - written <= 0.05 + 1e-9

@@ -15,7 +15,12 @@ import pytest
 import trio
 import trio.testing
 
-from trio_foundation.coordination.raft_lock import _MAX_INFLIGHT, _Connection, resolve_members
+from trio_foundation.coordination.raft_lock import (
+    _MAX_INFLIGHT,
+    _carried,
+    _Connection,
+    resolve_members,
+)
 from trio_foundation.protocols import lock_machine as lm
 
 
@@ -88,3 +93,30 @@ async def test_a_submit_past_its_deadline_delivers_nothing_and_frees_its_slot() 
             assert conn.spawn(lm.LockRelease("x", 7, 1), delivered.append) is True
         assert conn.inflight == 0
     assert delivered == []
+
+
+async def test_carried_names_the_errors_a_group_carries_besides_cancellations() -> None:
+    """connect_raft_lock unwraps a group only when it carries exactly its own error
+    (cancellations aside): ``_carried`` is that comparison's key."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled as exc:
+            cancelled = exc
+            raise
+    own, other = ValueError("body"), OSError("close")
+    assert _carried(cancelled) == set()
+    assert _carried(own) == {id(own)}
+    wrapped = BaseExceptionGroup("", [cancelled, BaseExceptionGroup("", [own])])
+    assert _carried(wrapped) == _carried(own)
+    both = BaseExceptionGroup("", [own, BaseExceptionGroup("", [other, cancelled])])
+    assert _carried(both) == {id(own), id(other)}
+
+
+def test_a_raft_url_without_the_scheme_is_read_the_same() -> None:
+    from trio_foundation.coordination.raft_lock import parse_raft_url
+
+    expected = [(None, ("127.0.0.1", 5000)), (2, ("127.0.0.1", 5001))]
+    assert parse_raft_url("127.0.0.1:5000, 2=127.0.0.1:5001") == expected
+    assert parse_raft_url("raft://127.0.0.1:5000,2=127.0.0.1:5001") == expected

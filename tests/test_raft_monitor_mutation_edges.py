@@ -217,3 +217,7 @@ def test_no_event_is_built_for_nobody() -> None:
         assert _value(monitor, "foundation_raft_leader_changes") == 1
         assert _value(monitor, "foundation_raft_term") == 3
     assert heard == []
+
+
+def test_the_default_registry_holds_a_hundred_series() -> None:
+    assert RaftNodeMonitor(Telemetry(slow_handler=None)).metrics.max_series == 100

@@ -119,3 +119,36 @@ def test_a_foreign_message_is_refused_and_a_client_message_is_not_a_peer_message
         rw.to_wire(3)
     assert rw.from_wire(rw.CStatus(1)) is None
     assert rw.from_wire(rw.CSubmit(1, 2, 3, b"x")) is None
+
+
+def _chunks(size: int) -> list[Any]:
+    msg = core.InstallSnapshot(3, 1, 40, 2, core.Config((1, 2, 3), ()), b"s" * size, (), 5)
+    chunks = rw.snapshot_chunks(msg, 8192)
+    assert len(chunks) >= 3
+    return list(chunks)
+
+
+def test_a_new_sender_evicts_the_stalest_partial_and_wholes_are_counted() -> None:
+    """Two partials kept at most: a third sender evicts the one touched longest ago
+    (sender 5, not the lower id 3); the survivor completes, counted once."""
+    chunks = _chunks(20_000)
+    asm = rw.SnapshotAssembler(max_bytes=1 << 20, timeout=100.0, max_senders=2)
+    assert asm.add(5, chunks[0], 0.0) is None
+    assert asm.add(3, chunks[0], 1.0) is None
+    assert asm.add(3, chunks[1], 2.0) is None
+    assert asm.add(9, chunks[0], 3.0) is None  # evicts 5 (touched at 0.0)
+    assert asm.dropped == 0
+    assert asm.add(5, chunks[1], 4.0) is None and asm.dropped == 1  # 5's partial is gone
+    whole = [asm.add(3, ch, 5.0) for ch in chunks[2:]]
+    assert whole[-1] is not None and whole[-1].last_included_index == 40
+    assert (asm.assembled, asm.dropped, asm.refused) == (1, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "timeout", "senders"), [(0, 1.0, 4), (10, 0.0, 4), (10, 1.0, 0)]
+)
+def test_an_assembler_refuses_each_bound_alone(
+    max_bytes: int, timeout: float, senders: int
+) -> None:
+    with pytest.raises(ValueError, match=r"^max_bytes, timeout and max_senders must be > 0$"):
+        rw.SnapshotAssembler(max_bytes, timeout, senders)
