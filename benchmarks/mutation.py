@@ -1097,5 +1097,31 @@ TARGETS["protocols"].equivalent.update(
     }
 )
 
+# --- verify/lincheck/'s fast paths (one-pass pairing, the greedy pass's reorders,
+# rearranging and helps): their survivors' exact tests, and their equivalents
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_fast_path_mutation_edges.py"),
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+_CAST = "typing.cast returns its second argument unchanged whatever its first (a type hint)"
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + "_ops.x__pair__mutmut_193": "cast(None, groups): " + _CAST,
+        _LC + "_ops.x__pair__mutmut_208": "cast('XXOperationXX', ...): " + _CAST,
+        _LC + "_witness.xǁ_Greedyǁrearrange__mutmut_85": (
+            "take(r, None) for take(r, self.state): the state take() sets is overwritten"
+            " by self.state = final three lines later, nothing reading it in between"
+            " (and out[start:], trail[start:] replace what take appended)"
+        ),
+        _LC + "_witness.xǁ_Greedyǁrun__mutmut_3": (
+            "rets = None for self.rets: the returns' order is rebuilt from self.ops,"
+            " which nothing changes, into an equal list (cost only)"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
