@@ -22,7 +22,9 @@ Two measurements, both with fresh seeds (no example database, no derandomize):
   the generator (``property_tests/test_raft.py``; "modified" if the work tree
   differs), so that only searches of one generator are ever added up. SIGTERM
   (``kill PID``, what stops a process started in the background, where SIGINT is
-  ignored) stops it like Ctrl-C and reports the searches completed.
+  ignored) stops it like Ctrl-C and reports the searches completed — usually: one
+  SIGTERM during a search ended the process without the report (cause not found),
+  so keep ``--progress``, whose lines hold every completed search.
 
 Nothing here is a test: the figures go to docs/consensus.md with the command
 that produced them.
