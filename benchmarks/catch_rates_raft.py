@@ -18,7 +18,13 @@ Two measurements, both with fresh seeds (no example database, no derandomize):
   time would be), how many of its runs a search used (mean, max), and which
   invariants fired; variant ``correct`` runs the
   same searches on the real core (its false positives). The load average
-  (``uptime``) is printed before and after.
+  (``uptime``) is printed before and after, and so is the commit that last changed
+  the generator (``property_tests/test_raft.py``; "modified" if the work tree
+  differs), so that only searches of one generator are ever added up. SIGTERM
+  (``kill PID``, what stops a process started in the background, where SIGINT is
+  ignored) stops it like Ctrl-C and reports the searches completed — usually: one
+  SIGTERM during a search ended the process without the report (cause not found),
+  so keep ``--progress``, whose lines hold every completed search.
 
 Nothing here is a test: the figures go to docs/consensus.md with the command
 that produced them.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +77,21 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
+def generator() -> str:
+    """The commit that last changed the generator, and whether the work tree differs."""
+    test = "property_tests/test_raft.py"
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(
+        [*git, "log", "-1", "--format=%h", "--", test], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", test], check=False).returncode
+    return f"{commit or 'unknown'}{' (modified)' if dirty else ''}"
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="fresh runs per variant (0: none)")
@@ -104,7 +126,12 @@ def main() -> None:
             reach = ", ".join(f"{s} {seen.get(s, 0) / max(runs, 1):.0%}" for s in raft.REACHABLE)
             print(f"  reached (fraction of runs): {reach}", flush=True)
     if args.searches:
-        print(f"searches of up to {k} runs of {raft.STEPS} steps; {load()}", flush=True)
+        signal.signal(signal.SIGTERM, _stop)
+        print(
+            f"searches of up to {k} runs of {raft.STEPS} steps; generator of commit "
+            f"{generator()}; {load()}",
+            flush=True,
+        )
         measure_searches(raft, variants, args.searches, args.progress)
         print(load(), flush=True)
 
