@@ -1397,11 +1397,25 @@ BROKEN: dict[str, tuple[type[RaftMachine], tuple[str, ...]]] = {
     ),
     "read_without_quorum": (ReadWithoutQuorumMachine, ("LinearizableReads",)),
     "double_vote": (DoubleVoteMachine, ("OneVotePerTerm", "ElectionSafety", "LogMatching")),
+    # A read served from a log the bug corrupted, or from a state machine that applied
+    # an uncommitted entry, is not linearizable either: 2 of 200 and 1 of 200 measured
+    # searches of these two cores failed first on LinearizableReads (the correct core:
+    # no violation in 84 + 54 full searches), which a CI search used to call "another
+    # reason".
     "no_consistency_check": (
         NoConsistencyCheckMachine,
-        ("LogMatching", "StateMachineSafety", "ElectableCompleteness", "LeaderCompleteness"),
+        (
+            "LogMatching",
+            "StateMachineSafety",
+            "ElectableCompleteness",
+            "LeaderCompleteness",
+            "LinearizableReads",
+        ),
     ),
-    "apply_on_append": (ApplyOnAppendMachine, ("StateMachineSafety", "LeaderCompleteness")),
+    "apply_on_append": (
+        ApplyOnAppendMachine,
+        ("StateMachineSafety", "LeaderCompleteness", "LinearizableReads"),
+    ),
     "forgets_truncation": (ForgetsTruncationMachine, ("PersistConsistent",)),
 }
 # Runs one search may try before it gives up (each of up to STEPS steps; about
@@ -1416,7 +1430,7 @@ SEARCH_EXAMPLES = 100
 CI_SEARCHED = tuple(BROKEN)
 #: fresh searches CI allows a core that a measured search missed (a second,
 #: independent search after a miss; docs/consensus.md): read_without_quorum ran
-#: out of its budget in 3 of 149 searches
+#: out of its budget in 9 of 200 searches
 CI_SEARCHES = {"read_without_quorum": 2}
 
 
