@@ -211,6 +211,19 @@ async def test_bad_input_is_refused_by_name() -> None:
     assert market.statistics().active == 0 and "s" not in market.ledger.balances()
 
 
+async def test_a_bad_task_id_is_refused_naming_task() -> None:
+    # Market.auction's parameter is `task`: its errors name it (they said "auction id")
+    market = make_market()
+    args: dict[str, Any] = {"seller": "s", "deadline": 1.0, "execution_timeout": 1.0}
+    with pytest.raises(ValueError, match=r"^task must not contain '/'"):
+        await market.auction("x", **args, task="a/b")
+    with pytest.raises(ValueError, match=r"^task must not be empty or blank"):
+        await market.auction("x", **args, task=" ")
+    with pytest.raises(TypeError, match=r"^task must be a str, got int"):
+        await market.auction("x", **args, task=5)  # type: ignore[arg-type]
+    assert market.statistics().active == 0 and "s" not in market.ledger.balances()
+
+
 async def test_a_caller_that_leaves_after_the_close_leaves_the_payment_and_stops_the_job(
     autojump_clock: Any,
 ) -> None:

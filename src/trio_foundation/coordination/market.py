@@ -655,13 +655,15 @@ class Market:
         Args:
             payload: what the task is, handed to the bidders and the winner.
             seller: the ledger account paid at the close (opened if missing).
-            format: ``"first_price"`` or ``"second_price"``.
+            format: ``"first_price"``, ``"second_price"``, ``"english"`` or
+                ``"dutch"``.
             deadline: seconds of trio's clock from the call to the close
                 (required, > 0).
             execution_timeout: seconds from the award to a result (> 0).
             required: capabilities a bidder must have.
             reserve: the lowest acceptable bid, in credits (>= 0).
-            task: the task's id (default ``task-N``); unique among running ones.
+            task: the task's id, also the auction's (default ``task-N``); unique
+                among running ones; not empty or blank, no ``/``.
             min_increment: English: credits by which a bid must beat the
                 standing bid (>= 1, default 1).
             quiet: English (required): seconds without a new standing bid after
@@ -685,6 +687,15 @@ class Market:
         except trio.Cancelled:
             self._abandoned += 1  # the caller left before anything started: counted once
             raise
+        if task is not None:  # named here: the auction core would call it "auction id"
+            if not isinstance(task, str):
+                raise TypeError(f"task must be a str, got {type(task).__name__}")
+            if not task.strip():
+                raise ValueError(f"task must not be empty or blank, got {task!r}")
+            if "/" in task:
+                raise ValueError(
+                    f"task must not contain '/' (it separates a hold id's parts), got {task!r}"
+                )
         task_id = task if task is not None else f"task-{next(self._tasks)}"
         if format not in AUCTION_FORMATS:
             raise ValueError(f"format must be one of {AUCTION_FORMATS}, got {format!r}")
