@@ -254,3 +254,12 @@ def test_an_auction_id_with_a_slash_is_refused() -> None:
     """Auction "a/2" bidder 3 and auction "a" bidder 2 receipt 3 would share hold id "a/2/3"."""
     with pytest.raises(ValueError, match="auction id must not contain '/'"):
         AuctionConfig("a/2", "first_price", 1, (), "s", 1)
+
+
+def test_a_reserve_or_start_price_the_ledger_cannot_hold_is_refused() -> None:
+    """No bid could meet it (a bid above the ledger's MAX_AMOUNT is bad_bid): the auction
+    would end no_bid whatever was offered (found by the s5 reviewer)."""
+    with pytest.raises(ValueError, match=r"reserve must be <= 9223372036854775807"):
+        AuctionConfig("a", "first_price", 1, (), "s", 1, reserve=2**63)
+    with pytest.raises(ValueError, match=r"start_price must be <= 9223372036854775807"):
+        AuctionConfig("a", "dutch", 1, (), "s", 1, start_price=2**70, tick=0.1)

@@ -586,3 +586,18 @@ def test_how_often_fresh_runs_reach_the_states_the_tests_need(
     with capsys.disabled():
         print(f"\n{runs} fresh runs each: {rates}")
     assert all(n >= runs // 20 for n in rates.values()), rates
+
+
+def test_write_with_module_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--write saves generated runs; with --module nothing is generated (it was ignored)."""
+    from trio_foundation.cli import main
+
+    monkeypatch.chdir(ROOT)
+    module, out = tmp_path / "m.tla", tmp_path / "w.tla"
+    module.write_text("---- MODULE LedgerTraceData ----\n====\n", encoding="utf-8")
+    args = ["specs", "trace", "Ledger", "--module", str(module), "--write", str(out)]
+    assert main(args) == 2
+    assert "--write saves generated runs" in capsys.readouterr().err
+    assert not out.exists()

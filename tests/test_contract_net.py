@@ -125,6 +125,7 @@ def test_a_call_without_a_deadline_is_refused() -> None:
         ({"budget": 1.5}, TypeError, "budget must be an int"),
         ({"max_rounds": 0}, ValueError, "max_rounds must be >= 1"),
         ({"task": ""}, ValueError, "task must be a non-empty str"),
+        ({"task": 5}, TypeError, "task must be a str, got int"),
         ({"required": "code"}, TypeError, "collection of str"),
         (
             {"contractors": (ContractorInfo(2, "a", ()), ContractorInfo(2, "b", ()))},

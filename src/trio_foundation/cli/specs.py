@@ -793,6 +793,8 @@ def _trace(args: argparse.Namespace) -> int:
             )
     if args.format is not None and args.name != "Auction":
         raise VerificationError(f"--format does not apply to {args.name}'s trace runs (Auction's)")
+    if args.module is not None and args.write is not None:
+        raise VerificationError("--write saves generated runs; with --module nothing is generated")
     if args.name == "Raft":
         return _trace_raft(args, directory)
     if args.name == "ContractNet":

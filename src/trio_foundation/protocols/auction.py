@@ -323,6 +323,14 @@ def _check_int(name: str, value: object, low: int) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
 
 
+def _check_amount(name: str, value: int) -> None:
+    # no bid could meet a reserve or be taken at a price the ledger cannot hold
+    if value > MAX_AMOUNT:
+        raise ValueError(
+            f"{name} must be <= {MAX_AMOUNT} (the ledger's largest amount), got {value}"
+        )
+
+
 def _is_amount(value: object) -> bool:
     """A bid the ledger can hold: an int (not a bool) in ``[0, MAX_AMOUNT]``."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT
@@ -409,6 +417,7 @@ class AuctionConfig:
         _check_seconds("deadline", self.deadline)
         _check_int("units", self.units, 1)
         _check_int("reserve", self.reserve, 0)
+        _check_amount("reserve", self.reserve)
         _check_int("min_increment", self.min_increment, 1)
         _check_int("decrement", self.decrement, 1)
         _check_int("max_bids", self.max_bids, 1)
@@ -433,6 +442,7 @@ class AuctionConfig:
             _check_seconds("tick", self.tick)
             _check_int("start_price", self.start_price, 0)
             assert self.start_price is not None
+            _check_amount("start_price", self.start_price)
             if self.start_price < self.reserve:
                 raise ValueError(
                     f"start_price must be >= reserve ({self.reserve}), got {self.start_price}"

@@ -332,7 +332,9 @@ class TaskConfig:
     payload: Any = None
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.task, str) or not self.task:
+        if not isinstance(self.task, str):
+            raise TypeError(f"task must be a str, got {type(self.task).__name__}")
+        if not self.task:
             raise ValueError(f"task must be a non-empty str, got {self.task!r}")
         if "/" in self.task:  # task "t/1" round 2 and auction "t" bidder 1 receipt 2: "t/1/2"
             raise ValueError(
