@@ -234,8 +234,21 @@ class EtcdCluster:
         self._wait_healthy(m)
 
     def pause(self, i: int) -> None:
-        """SIGSTOP member ``i``: its sockets stay open but it answers nothing."""
-        os.kill(self.members[i].pid, signal.SIGSTOP)
+        """SIGSTOP member ``i``: its sockets stay open but it answers nothing.
+
+        Returns once the kernel reports the process stopped (``/proc/PID/stat`` state
+        ``T``, where that file exists; at most 5 s), so that nothing it does after the
+        call can be mistaken for an answer given while paused.
+        """
+        pid = self.members[i].pid
+        os.kill(pid, signal.SIGSTOP)
+        stat = Path(f"/proc/{pid}/stat")
+        deadline = time.monotonic() + 5.0
+        while stat.exists() and time.monotonic() < deadline:
+            # the state is the field after the parenthesised command name
+            if stat.read_text().rpartition(")")[2].split()[0] in ("T", "t"):
+                return
+            time.sleep(0.001)
 
     def resume(self, i: int) -> None:
         """SIGCONT member ``i``."""
