@@ -180,11 +180,19 @@ def test_cancelled_saves_leave_a_consistent_log(plan: InjectionPlan, closing: st
 
 
 def test_a_cancelled_save_may_or_may_not_be_durable() -> None:
-    """Both outcomes of the documented cancellation semantics happen (reachability)."""
+    """Both outcomes of the documented cancellation semantics happen (reachability).
+
+    Which one a plan gives depends on trio's scheduling order, which Hypothesis's trio
+    plugin seeds from a random state the earlier tests of the process have advanced:
+    one sweep of the 156 plans saw only "durable" once in CI, so the sweep is repeated
+    (each run schedules afresh) until both have happened, at most five times."""
     outcomes = set()
-    for step in range(1, 40):
-        for target in range(4):
-            queued, acked, durable = cancel_run(InjectionPlan((Injection(step, target),)))
-            if acked < queued:
-                outcomes.add("durable" if durable > acked else "not durable")
+    for _ in range(5):
+        for step in range(1, 40):
+            for target in range(4):
+                queued, acked, durable = cancel_run(InjectionPlan((Injection(step, target),)))
+                if acked < queued:
+                    outcomes.add("durable" if durable > acked else "not durable")
+        if outcomes == {"durable", "not durable"}:
+            break
     assert outcomes == {"durable", "not durable"}
