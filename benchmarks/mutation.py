@@ -1123,5 +1123,37 @@ TARGETS["lincheck"].equivalent.update(
     }
 )
 
+# --- coordination/, the fourth sample (s5-coordmut2): its equivalent survivors --------
+# (names of the source of main at bd32305; each argument checkable by grep)
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}consensus.xǁ_Callerǁ__init____mutmut_4": (
+            "self._codec = None: _Caller never reads self._codec (its only occurrence in"
+            " src/ is this assignment; it uses the decoders taken from codec on the next line)"
+        ),
+        f"{_C}consensus.xǁ_Callerǁ__init____mutmut_12": (
+            "_hint = '' for None: _hint is read only in _call and submit_many as"
+            " 'target is None or not self._tcp.is_connected(target)', and"
+            " is_connected('') is False (_peers, keyed by int, has no ''), so the same"
+            " rng.choice picks the target until a reply sets the hint"
+        ),
+        f"{_C}consensus.xǁ_Persisterǁ_stream__mutmut_7": (
+            "len(msg.data) <= limit -> < : differs only at len(data) == limit, where"
+            " snapshot_blob (a msgpack WSnapshot holding data as bin, plus its header"
+            " and ints) is longer than the limit, so snapshot_chunks returns chunks and"
+            " the original falls through to the same blob path the mutant takes"
+        ),
+        f"{_C}raft_wire.x_split_append__mutmut_54": (
+            "zip(wires, sizes, strict=False): sizes is built two lines above as one"
+            " length per item of wires, so the lengths are always equal"
+        ),
+        f"{_C}market.xǁ_AuctionRunǁdrive__mutmut_4": (
+            "core.on_start(now, None) for the market's rng: the core is an Auctioneer"
+            " (protocols/auction.py), which never reads rng (its only occurrences there"
+            " are the two on_start signatures)"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
