@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import os
 import random
 import sys
@@ -31,6 +30,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from trio_foundation.verify.catch_rate import wilson_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
@@ -47,16 +48,7 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-def wilson(caught: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95 % Wilson score interval for a rate of ``caught`` in ``n``."""
-    if n == 0:
-        return 0.0, 1.0
-    p = caught / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z * z / n)), min(
-        1.0, (centre + spread) / (1 + z * z / n)
-    )
+wilson = wilson_interval  # the Wilson score interval, shared with the property tests
 
 
 def wilson_low(caught: int, n: int, z: float = 1.96) -> float:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import math
 import os
 import random
 import re
@@ -44,6 +43,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from trio_foundation.verify.catch_rate import wilson_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 # benchmarks/: some tests import a benchmark's history generator
@@ -257,16 +258,7 @@ def sample(names: list[str], globs: tuple[str, ...], size: int, seed: int) -> li
     return sorted(random.Random(seed).sample(pool, size))
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95 % Wilson score interval of a proportion ``k / n``."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z * z / n)), min(
-        1.0, (centre + spread) / (1 + z * z / n)
-    )
+wilson = wilson_interval  # the Wilson score interval, shared with the property tests
 
 
 def _statuses(workdir: Path) -> dict[str, str]:
