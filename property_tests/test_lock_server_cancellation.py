@@ -5,9 +5,9 @@ block, no socket or file stays open, only documented exceptions escape."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 
+from descriptors import left_open, open_descriptors
 from hypothesis import given, settings
 
 from trio_foundation import LeaseLostError
@@ -54,14 +54,10 @@ def scenario_for(data_dir: str, held: list[int]):  # type: ignore[no-untyped-def
     return scenario
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 @settings(deadline=None)
 @given(injection_plans(max_step=120, max_target=4, max_delay=2))
 def test_lock_service_calls_under_injected_cancellation(plan: InjectionPlan) -> None:
-    baseline = open_fds()
+    baseline = open_descriptors()
     held: list[int] = []
     with tempfile.TemporaryDirectory() as data_dir:
         result = run_injected(
@@ -70,7 +66,7 @@ def test_lock_service_calls_under_injected_cancellation(plan: InjectionPlan) -> 
             allowed=(LeaseLostError,),
             real_time_limit=30,
         )
-    assert open_fds() <= baseline, "a socket or file outlived the service"
+    assert not (leaked := left_open(baseline)), f"outlived the service: {leaked}"
     assert held == sorted(held)
     if not result.applied:
         assert len(held) == 2

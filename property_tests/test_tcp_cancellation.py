@@ -5,8 +5,7 @@ and a cancelled receive loses no message."""
 
 from __future__ import annotations
 
-import os
-
+from descriptors import left_open, open_descriptors
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,20 +55,14 @@ def scenario_for(secret: bytes | None, received: list[int]):  # type: ignore[no-
     return scenario
 
 
-def open_fds() -> int:
-    """Open descriptors. A socket an earlier test leaked may be garbage-collected
-    (closed) while ours runs, which only lowers the count: compare with <=."""
-    return len(os.listdir("/proc/self/fd"))
-
-
 @given(st.sampled_from([None, SECRET]), injection_plans(max_step=55, max_target=3, max_delay=2))
 def test_transport_calls_under_injected_cancellation(
     secret: bytes | None, plan: InjectionPlan
 ) -> None:
-    baseline = open_fds()
+    baseline = open_descriptors()
     received: list[int] = []
     result = run_injected(scenario_for(secret, received), plan, real_time_limit=30)
-    assert open_fds() <= baseline, "a socket outlived the transport"  # (see open_fds)
+    assert not (leaked := left_open(baseline)), f"outlived the transport: {leaked}"
     # what arrived is a prefix of what was sent: in order, nothing lost to a cancelled
     # receive, nothing duplicated
     assert received == list(range(len(received)))

@@ -18,6 +18,7 @@ import attrs
 import msgspec
 import pytest
 import trio
+from descriptors import left_open, open_descriptors
 from loopback_proxy import LoopbackProxy
 
 import trio_foundation.runtime.tcp as trio_tcp
@@ -352,19 +353,13 @@ async def test_cancelled_receive_loses_nothing() -> None:
             server.receive_nowait()
 
 
-def open_fds() -> int:
-    """Open descriptors. A socket an earlier test leaked may be garbage-collected
-    (closed) while ours runs, which only lowers the count: compare with <=."""
-    return len(os.listdir("/proc/self/fd"))
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 async def test_cancellation_at_any_point_leaves_no_task_or_socket() -> None:
     """Run a whole exchange under deadlines drawn at random: whatever point the
     cancellation hits (binding, dialing, handshake, send, receive, teardown),
     no socket stays open and no task outlives the block."""
     rng = random.Random()
-    baseline = open_fds()
+    baseline = open_descriptors()
     before = len(trio.lowlevel.current_task().child_nurseries)
     cancelled = 0
     for _ in range(40):
@@ -376,7 +371,7 @@ async def test_cancellation_at_any_point_leaves_no_task_or_socket() -> None:
                     client.send_nowait(0, Ping(i))
                     assert await server.receive() == Envelope(1, Ping(i))
         cancelled += scope.cancelled_caught
-        assert open_fds() <= baseline  # (see open_fds)
+        assert not (leaked := left_open(baseline)), leaked
         assert len(trio.lowlevel.current_task().child_nurseries) == before
     assert cancelled > 0  # the deadlines did hit
 
