@@ -19,7 +19,8 @@ import random
 
 import pytest
 import trio
-from soak_memory import GROWTH_LIMIT, MemoryTrace, traced
+import trio.testing
+from soak_memory import GROWTH_LIMIT, MemoryTrace, isolated, traced
 
 from trio_foundation.messaging import (
     Envelope,
@@ -108,10 +109,12 @@ async def _router_soak(ops: int, trace: MemoryTrace, seed: int) -> None:
     trace.sample(ops)
 
 
-def _run(soak: object, ops: int) -> MemoryTrace:
+def _run(name: str, ops: int) -> MemoryTrace:
+    """The soak ``name`` (``mailbox`` or ``router``) in this process."""
+    soak = _mailbox_soak if name == "mailbox" else _router_soak
     with traced() as trace:
         trio.run(
-            soak,  # type: ignore[arg-type]
+            soak,
             ops,
             trace,
             random.randrange(2**32),
@@ -122,7 +125,7 @@ def _run(soak: object, ops: int) -> MemoryTrace:
 
 @pytest.mark.parametrize("name", ["mailbox", "router"])
 def test_messaging_soak_short(name: str) -> None:
-    trace = _run(_mailbox_soak if name == "mailbox" else _router_soak, 20_000)
+    trace = isolated(__file__, "_run", name, 20_000, timeout=240)
     print(trace.report(name))
     assert trace.projected_growth() < GROWTH_LIMIT, trace.report(name)
 
@@ -131,6 +134,6 @@ def test_messaging_soak_short(name: str) -> None:
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("name", ["mailbox", "router"])
 def test_messaging_soak_million(name: str) -> None:
-    trace = _run(_mailbox_soak if name == "mailbox" else _router_soak, 1_000_000)
+    trace = isolated(__file__, "_run", name, 1_000_000, timeout=3500)
     print(trace.report(name))
     assert trace.projected_growth() < GROWTH_LIMIT, trace.report(name)

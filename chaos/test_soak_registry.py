@@ -19,7 +19,7 @@ import random
 
 import pytest
 import trio
-from soak_memory import GROWTH_LIMIT, MemoryTrace, traced
+from soak_memory import GROWTH_LIMIT, MemoryTrace, isolated, traced
 
 from trio_foundation.registry import Index, Registry
 
@@ -91,7 +91,7 @@ def _run(ops: int) -> MemoryTrace:
 
 
 def test_registry_soak_short() -> None:
-    trace = _run(20_000)
+    trace = isolated(__file__, "_run", 20_000, timeout=240)
     print(trace.report("registry"))
     assert trace.projected_growth() < GROWTH_LIMIT, trace.report("registry")
 
@@ -99,6 +99,6 @@ def test_registry_soak_short() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_registry_soak_million() -> None:
-    trace = _run(1_000_000)
+    trace = isolated(__file__, "_run", 1_000_000, timeout=3500)
     print(trace.report("registry"))
     assert trace.projected_growth() < GROWTH_LIMIT, trace.report("registry")

@@ -17,7 +17,7 @@ import logging
 import random
 
 import pytest
-from soak_memory import GROWTH_LIMIT, MemoryTrace, traced
+from soak_memory import GROWTH_LIMIT, MemoryTrace, isolated, traced
 
 from trio_foundation.telemetry import Event, MetricRegistry, Telemetry, start_span
 
@@ -84,7 +84,7 @@ def _run(ops: int) -> MemoryTrace:
 
 
 def test_telemetry_soak_short() -> None:
-    trace = _run(20_000)
+    trace = isolated(__file__, "_run", 20_000, timeout=240)
     print(trace.report("metrics+telemetry"))
     assert trace.projected_growth() < GROWTH_LIMIT, trace.report("metrics+telemetry")
 
@@ -92,6 +92,6 @@ def test_telemetry_soak_short() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_telemetry_soak_million() -> None:
-    trace = _run(1_000_000)
+    trace = isolated(__file__, "_run", 1_000_000, timeout=3500)
     print(trace.report("metrics+telemetry"))
     assert trace.projected_growth() < GROWTH_LIMIT, trace.report("metrics+telemetry")

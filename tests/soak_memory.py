@@ -10,18 +10,29 @@ only by the discrete steps of dict and list tables resizing (tens of KiB each). 
 therefore assert that the growth the slope projects over the measured half stays under
 ``GROWTH_LIMIT`` (256 KiB): at 20,000 operations that refuses any leak above ~26 bytes
 per operation, at 1,000,000 any leak above ~0.5 bytes per operation.
+
+Each soak runs in a fresh interpreter (:func:`isolated`): ``tracemalloc`` counts what
+every thread of its process allocates, and each sample's full collection walks the
+whole heap, so in pytest's own process whatever earlier tests left behind (threads, a
+heap of millions of objects) would slow the soak down and could be counted as its
+growth.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import attrs
 
 GROWTH_LIMIT = 256 * 1024  # bytes
+TESTS = Path(__file__).resolve().parent
 
 
 @attrs.define
@@ -64,3 +75,49 @@ def traced() -> Iterator[MemoryTrace]:
         yield MemoryTrace()
     finally:
         tracemalloc.stop()
+
+
+_DRIVER = """
+import importlib.util, json, sys
+path, function, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path.insert(0, {tests!r})
+spec = importlib.util.spec_from_file_location("soak_under_test", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+trace = getattr(module, function)(*args)
+print(json.dumps(trace.samples))
+"""
+
+
+def isolated(module: str, function: str, *args: object, timeout: float) -> MemoryTrace:
+    """Call ``function(*args)`` (JSON-encodable arguments; it returns a
+    :class:`MemoryTrace`) of the soak module at path ``module`` in a fresh interpreter,
+    and return its trace.
+
+    Raises:
+        AssertionError: the process failed (its stderr is in the message) or ran out
+            of ``timeout`` real seconds (it is killed).
+    """
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _DRIVER.format(tests=str(TESTS)),
+                module,
+                function,
+                json.dumps(args),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the soak {function}{args} ran past {timeout:g} s") from exc
+    if done.returncode != 0:
+        raise AssertionError(
+            f"the soak {function}{args} failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
+        )
+    samples = json.loads(done.stdout.splitlines()[-1])
+    return MemoryTrace([(int(ops), int(size)) for ops, size in samples])
