@@ -12,6 +12,7 @@ import trio.testing
 from fake_etcd import FakeEtcd, fake_client
 from hypothesis import given, settings
 
+from trio_foundation import LeadershipLostError
 from trio_foundation.etcd import (
     Compare,
     EtcdClient,
@@ -25,6 +26,7 @@ from trio_foundation.etcd import (
     parse_endpoints,
     prefix_end,
 )
+from trio_foundation.etcd._client import collapse
 from trio_foundation.verify.cancellation import (
     InjectionPlan,
     Injector,
@@ -304,3 +306,19 @@ def test_lease_scope_under_injected_cancellations(plan: InjectionPlan) -> None:
     for lease_id, (ttl, expires_at) in fake.leases.items():
         assert lease_id not in fake.delivered_grants, f"lease {lease_id} not revoked on exit"
         assert expires_at <= result.time + ttl
+
+
+def test_collapse_prefers_the_blocks_exception_and_names_the_others() -> None:
+    """A block and a context's own task failing at once: the block's exception comes
+    out unwrapped, with a note for the task's (open_etcd_election, open_etcd_registry)."""
+    body = LeadershipLostError("e", "a", "not renewed before the safe deadline")
+    observer = EtcdUnavailableError("could not open a watch on any endpoint within 1 s")
+    group = BaseExceptionGroup("nursery", [observer, BaseExceptionGroup("inner", [body])])
+    assert collapse(group, prefer=body) is body
+    assert body.__notes__ == [
+        "raised at the same time by the context's own task: EtcdUnavailableError:"
+        " could not open a watch on any endpoint within 1 s"
+    ]
+    # without a preference, or when the block raised nothing, the group stays whole
+    assert collapse(group) is group
+    assert collapse(group, prefer=ValueError("not in the group")) is group

@@ -126,10 +126,19 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def collapse(
+    group: BaseExceptionGroup[BaseException], prefer: BaseException | None = None
+) -> BaseException:
     """The one exception a context manager's body raised, out of the group its
     internal nursery wrapped it in (together with ``Cancelled`` from the nursery's
-    own tasks); the group itself if it holds anything else."""
+    own tasks); the group itself if it holds anything else.
+
+    When the group holds several exceptions and one of them is ``prefer`` (the
+    body's own), that one is returned, with a note naming each of the others (a
+    background task of the context that failed at the same time, e.g. an
+    observer that lost etcd in the same cut as the body's lease): a caller's
+    ``except`` clauses then work as for a plain ``async with``, and nothing is lost.
+    """
     leaves: list[BaseException] = []
     stack: list[BaseException] = [group]
     while stack:
@@ -141,6 +150,14 @@ def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
     if len(real) == 1:
         return real[0]
+    if prefer is not None and any(e is prefer for e in real):
+        for other in real:
+            if other is not prefer:
+                prefer.add_note(
+                    f"raised at the same time by the context's own task:"
+                    f" {type(other).__name__}: {other}"
+                )
+        return prefer
     if not real and leaves:
         return leaves[0]
     return group

@@ -267,16 +267,23 @@ async def open_etcd_election(
 
     The observer is a task in a nursery this context owns; it has read the
     current leader before the block starts. Its failure (etcd unreachable for
-    the client's timeout) propagates out of the ``async with``.
+    the client's timeout) propagates out of the ``async with``. When the block
+    and the observer fail at the same time (a cut that ends a leadership also
+    ends the observer's watch), the block's exception propagates, with a note
+    naming the observer's.
     """
     _validate_name("election", name)
     election = EtcdElection(client, name, prefix, margin)
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(election._observe)
             try:
                 yield election
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise collapse(group) from None
+        raise collapse(group, prefer=body_error) from None

@@ -592,7 +592,10 @@ async def open_etcd_registry(
 
     Raises:
         ValueError: a bad argument.
-        EtcdUnavailableError: the first load did not get an answer in time.
+        EtcdUnavailableError: the first load did not get an answer in time, or the
+            follower lost etcd while the block ran (when the block failed at the
+            same time, the block's exception propagates instead, with a note
+            naming the follower's).
     """
     registry = EtcdRegistry(
         client,
@@ -604,13 +607,18 @@ async def open_etcd_registry(
         batch_limit=batch_limit,
         max_watchers=max_watchers,
     )
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(registry._follow)
             try:
                 yield registry
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # give the block's (or the follower's) exception back unwrapped
-        raise collapse(group) from None
+        # give the block's (or the follower's) exception back unwrapped; when both
+        # failed at once, the block's, with a note naming the follower's
+        raise collapse(group, prefer=body_error) from None
