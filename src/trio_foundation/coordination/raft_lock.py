@@ -456,17 +456,27 @@ async def open_raft_lock_service(
     own_error: BaseException | None = None  # the body's, or this function's own
     try:
         async with trio.open_nursery() as keeper:
+            # Not keeper.start(): when the caller is cancelled while a task is
+            # starting, trio leaves the task in start()'s own nursery and start()
+            # waits for it to exit, which this shielded task never does by itself
+            # (it hung a cancelled connect forever). start_soon plus an Event keeps
+            # the wait cancellable, and the finally below cancels client_scope.
+            opened: list[RaftClient] = []
+            ready = trio.Event()
 
-            async def run_client(task_status: trio.TaskStatus[RaftClient]) -> None:
+            async def run_client() -> None:
                 with client_scope:
                     async with open_raft_client(
                         members, codec=SERVICE_CODEC, secret=secret
                     ) as started:
-                        task_status.started(started)
+                        opened.append(started)
+                        ready.set()
                         await trio.sleep_forever()
 
+            keeper.start_soon(run_client)
             try:
-                client: RaftClient = await keeper.start(run_client)
+                await ready.wait()
+                client: RaftClient = opened[0]
                 with trio.move_on_after(timeout) as waiting:
                     await client.wait_connected()
                 if waiting.cancelled_caught:
