@@ -89,7 +89,9 @@ def reap(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=20)
 
 
-def run_chaos(tmp: Path, seconds: float, seed: int) -> dict[str, int]:
+def run_chaos(tmp: Path, seconds: float, seed: int, holds_before_kill: int = 6) -> dict[str, int]:
+    """One run; the server is killed only after it granted ``holds_before_kill``
+    holds since it (re)started."""
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
     data, record = tmp / "data", tmp / "record"
@@ -129,7 +131,7 @@ def run_chaos(tmp: Path, seconds: float, seed: int) -> dict[str, int]:
                     and time.monotonic() < until - 3
                     # this server granted several tokens: a restart that forgot them
                     # hands out tokens some holder already had
-                    and held() >= held_at_start + 6
+                    and held() >= held_at_start + holds_before_kill
                 ):
                     reap(server)  # SIGKILL
                     figures["kills"] += 1
@@ -167,7 +169,9 @@ def run_chaos(tmp: Path, seconds: float, seed: int) -> dict[str, int]:
 @pytest.mark.timeout(120)
 def test_short_chaos_run(tmp_path: Path) -> None:
     seed = random.randrange(2**32)
-    figures = run_chaos(tmp_path, 12.0, seed)
+    # 3 grants before a kill, not 6: a loaded machine's clients (three processes
+    # that import the library first) made only 13 holds in 12 s, and no kill came
+    figures = run_chaos(tmp_path, 12.0, seed, holds_before_kill=3)
     print(f"seed {seed}: {figures}")
     assert figures["violations"] == 0, f"seed {seed}: {figures}"
     assert figures["holds"] >= 3 and figures["kills"] >= 1
