@@ -603,11 +603,11 @@ def _caught(name: str) -> bool:
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_is_caught(name: str) -> None:
     """Up to two fresh searches per broken auctioneer (the catch rates are measured:
-    docs/auctions.md). Each core was caught by 40 of 40 measured searches (Wilson
-    95 % interval from 91.2 %), yet one CI run saw a search miss
-    ``stale_price_accepted``: a second fresh search after a miss bounds CI's miss
-    rate by the square of the per-search miss rate (under 1 % from the interval's
-    low end), where one search bounded it only by 8.8 %."""
+    docs/auctions.md). Each core was caught by 200 of 200 measured searches (Wilson
+    95 % interval from 98.1 %); before, with 40 of 40 each, one CI run saw a search
+    miss ``stale_price_accepted``. A second fresh search after a miss bounds CI's
+    miss rate by the square of the per-search miss rate (under 0.04 % from the
+    interval's low end), where one search bounds it only by 1.9 %."""
     assert _caught(name) or _caught(name), f"two fresh searches missed the {name} auctioneer"
 
 
@@ -616,7 +616,7 @@ def test_broken_variant_is_caught(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_variant_catch_rate(name: str) -> None:
     """``CATCH_RUNS`` (default 40) fresh searches each; the rate and its Wilson 95 %
-    interval are printed (docs/auctions.md has the figures)."""
+    interval are printed (docs/auctions.md has the figures of ``CATCH_RUNS=200``)."""
     runs = int(os.environ.get("CATCH_RUNS", "40"))
     rate = measure_catch_rate(lambda: _caught(name), runs)
     print(f"\n{name}: {rate}")
