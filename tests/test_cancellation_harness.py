@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 
@@ -288,6 +289,29 @@ def test_any_step_can_be_hit(n: int) -> None:
     reached: list[int] = []
     run_injected(counting_scenario(reached), InjectionPlan((Injection(step=n),)))
     assert len(reached) == n
+
+
+def test_a_run_past_its_real_time_limit_is_cancelled_and_unwinds() -> None:
+    """A run that is only slow (or stuck in a cancellable wait) is failed, then
+    cancelled: its thread ends and nothing is abandoned for later tests."""
+    unwound: list[str] = []
+
+    async def scenario(inj: Injector) -> None:
+        try:
+            while True:  # virtual time never advances: only the real-time limit ends it
+                await trio.lowlevel.checkpoint()
+        finally:
+            unwound.append("finally")
+
+    def runs() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "run_injected"}
+
+    abandoned, before = list(cancellation._abandoned), runs()
+    with pytest.raises(InjectionFailure, match=r"did not finish within 0\.5 real s"):
+        run_injected(scenario, InjectionPlan(), real_time_limit=0.5)
+    assert unwound == ["finally"]
+    assert cancellation._abandoned == abandoned
+    assert runs() == before
 
 
 def test_an_abandoned_busy_run_stops_spinning() -> None:

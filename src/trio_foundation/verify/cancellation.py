@@ -393,6 +393,7 @@ def injection_plans(
 
 
 _abandoned: list[threading.Thread] = []
+_UNWIND_GRACE = 5.0  # real seconds a failed run gets to unwind before it is abandoned
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -432,7 +433,9 @@ def run_injected(
             failure (it is then cancelled).
         idle_grace: real seconds the run may sit with no runnable task and no
             pending deadline before it is declared stuck and abandoned.
-        real_time_limit: real seconds after which the run is abandoned.
+        real_time_limit: real seconds after which the run is a failure; it is
+            then cancelled and given a few real seconds to unwind, and
+            abandoned (its thread parked for good) if it does not.
 
     Returns:
         the :class:`RunResult` of a run that broke no rule.
@@ -459,6 +462,7 @@ def run_injected(
         outcome["leftover"] = sorted(t.name for t in injector._alive)
 
     async def main() -> None:
+        outcome["token"] = trio.lowlevel.current_trio_token()
         done = trio.Event()
 
         async def run_root() -> None:
@@ -488,11 +492,6 @@ def run_injected(
         if injector.deadlocked.is_set() or time.monotonic() - started > real_time_limit:
             break
     if thread.is_alive():
-        # Abandon the stuck run (its thread is a daemon). Keep a bounded list of
-        # them so their frames are not torn down under a live trio run.
-        injector.halted.set()
-        _abandoned.append(thread)
-        del _abandoned[:-_ABANDONED_LIMIT]
         failure = injector.failure()
         if failure is None:
             failure = InjectionFailure(
@@ -502,6 +501,27 @@ def run_injected(
                 plan=plan,
                 applied=injector.applied,
             )
+        # The verdict is taken. Cancel the scenario and give the run a few real
+        # seconds to unwind (a run that was only slow, or stuck in a cancellable
+        # wait, then leaves no thread, socket or file behind for later tests).
+        token = outcome.get("token")
+        if isinstance(token, trio.lowlevel.TrioToken):
+
+            def unwind() -> None:  # in the run's thread
+                clock.autojump_threshold = 0  # a stuck run had it set to inf
+                injector.root_scope.cancel()
+
+            try:
+                token.run_sync_soon(unwind)
+            except trio.RunFinishedError:
+                pass
+            thread.join(_UNWIND_GRACE)
+        if thread.is_alive():
+            # Abandon the stuck run (its thread is a daemon). Keep a bounded list
+            # of them so their frames are not torn down under a live trio run.
+            injector.halted.set()
+            _abandoned.append(thread)
+            del _abandoned[:-_ABANDONED_LIMIT]
         raise failure
     crash = outcome.get("crash")
     if isinstance(crash, BaseException):
