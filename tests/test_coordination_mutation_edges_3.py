@@ -1,0 +1,322 @@
+"""coordination/: the fourth mutation sample's survivors (seed 1726211423) and the third's.
+
+Each test asserts an exact reply, message, state or count:
+
+* ``consensus``: a raw batch with an undecodable command in the middle (the later
+  commands are still proposed); a client's batch retried after partial progress; a
+  batch answered ``not_leader`` as a whole, whose leader hint the client follows at
+  once. The last two talk to stand-in members (a TCP transport on a free loopback
+  port answering each :class:`CSubmitBatch` from a script): no real member answers a
+  batch that way on demand.
+* ``market``: ``execution_timeout`` refused when not finite, with one message for
+  :meth:`Market.allocate` and :meth:`Market.auction`; a sealed call's ``minimum`` is
+  the reserve; an English bidder refused ``duplicate`` while its outbid hold's
+  release is in flight (a ledger answering 50 ms late) is called again.
+* ``raft_ledger``: a transfer's key of the wrong type is named by its type.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+from test_raft_ledger import Recorder
+
+from trio_foundation.coordination import CallForBids, Market
+from trio_foundation.coordination.consensus import open_raft_client, open_raft_node
+from trio_foundation.coordination.raft_ledger import RaftLedger
+from trio_foundation.coordination.raft_wire import (
+    MAX_MEMBER_ID,
+    RAFT_PROTOCOL,
+    CBatchItem,
+    CBatchReply,
+    CBatchResult,
+    CReply,
+    CSubmitBatch,
+)
+from trio_foundation.protocols.ledger import Ledger, Mint, Open
+from trio_foundation.registry import Registry
+from trio_foundation.runtime.tcp import open_tcp_transport
+from trio_foundation.runtime.transport import Envelope
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class _Totals:
+    """Named totals: a command ``(name, delta)`` adds; a query reads one."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+
+    def apply(self, command: Any) -> Any:
+        name, delta = command
+        self.values[name] = self.values.get(name, 0) + delta
+        return self.values[name]
+
+    def query(self, query: Any) -> Any:
+        return self.values.get(query, 0)
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.values)
+
+    def restore(self, data: bytes) -> None:
+        self.values = msgspec.msgpack.decode(data)
+
+
+# ------------------------------------------------------------------------ consensus
+
+
+async def test_an_undecodable_command_in_a_batch_is_skipped_not_the_ones_after_it(
+    tmp_path: Path,
+) -> None:
+    """A raw batch [good, undecodable, good] to the leader: the first and the third
+    are proposed and applied (ok, in order), only the second is rejected."""
+    port = _free_port()
+    peers = {1: ("127.0.0.1", port)}
+    replies: list[Any] = []
+    arrived = trio.Event()
+
+    def on_message(env: Envelope) -> None:
+        replies.append(env.msg)
+        arrived.set()
+
+    with trio.fail_after(30):
+        async with open_raft_node(
+            1, peers, tmp_path / "n1", _Totals(), election_timeout=0.2
+        ) as node:
+            await node.leader.wait_value(lambda v: v == 1)
+            async with open_tcp_transport(
+                RAFT_PROTOCOL, MAX_MEMBER_ID + 11, peers=peers, on_message=on_message
+            ) as tcp:
+                while not tcp.is_connected(1):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                good = msgspec.msgpack.encode(("a", 2))
+                bad = b"\xc1"  # a byte msgpack never uses
+                items = (CBatchItem(31, 1, good), CBatchItem(32, 1, bad), CBatchItem(33, 1, good))
+                assert tcp.send_nowait(1, CSubmitBatch(7, items))
+                await arrived.wait()
+            assert await node.read("a") == 4  # both good commands applied
+    [reply] = replies
+    assert isinstance(reply, CBatchReply) and reply.req == 7
+    ok = [CBatchResult("ok", msgspec.msgpack.encode(v)) for v in (2, 4)]
+    assert (reply.results[0], reply.results[2]) == (ok[0], ok[1])
+    assert reply.results[1].outcome == "rejected"
+    assert reply.results[1].reason.startswith("undecodable command: ")
+
+
+Script = Callable[[CSubmitBatch], Any]
+
+
+@asynccontextmanager
+async def _stand_in(node_id: int, answer: Script, log: list[tuple[int, CSubmitBatch]]) -> Any:
+    """A member stand-in on a free port: each CSubmitBatch is logged and answered by
+    ``answer(msg)``. Yields its address."""
+    port = _free_port()
+    transport: list[Any] = []
+
+    def on_message(env: Envelope) -> None:
+        if isinstance(env.msg, CSubmitBatch):
+            log.append((node_id, env.msg))
+            transport[0].send_nowait(env.src, answer(env.msg))
+
+    async with open_tcp_transport(
+        RAFT_PROTOCOL, node_id, listen=("127.0.0.1", port), on_message=on_message
+    ) as tcp:
+        transport.append(tcp)
+        yield ("127.0.0.1", port)
+
+
+def _ok_all(counter: list[int]) -> Script:
+    """Answer every command ok, the results counting up from ``counter[0]``."""
+
+    def answer(msg: CSubmitBatch) -> CBatchReply:
+        results = []
+        for _ in msg.items:
+            counter[0] += 1
+            results.append(CBatchResult("ok", msgspec.msgpack.encode(counter[0])))
+        return CBatchReply(msg.req, tuple(results))
+
+    return answer
+
+
+async def test_a_batch_retries_only_what_is_left_after_partial_progress() -> None:
+    """The leader takes the first of two commands and loses track of the second
+    ("unknown"): the client sends the second again, under its own session, after a
+    short backoff (0.01 s * [0.5, 1.5)), and returns both results in order."""
+    log: list[tuple[int, CSubmitBatch]] = []
+    counter = [0]
+    ok = _ok_all(counter)
+
+    def answer(msg: CSubmitBatch) -> CBatchReply:
+        if len(log) == 1:  # the first batch: one taken, one unknown
+            counter[0] += 1
+            first = CBatchResult("ok", msgspec.msgpack.encode(counter[0]))
+            return CBatchReply(msg.req, (first, CBatchResult("unknown")))
+        return ok(msg)
+
+    with trio.fail_after(10):
+        async with _stand_in(1, answer, log) as address, open_raft_client({1: address}) as client:
+            await client.wait_connected()
+            start = trio.current_time()
+            assert await client.submit_many([("a", 1), ("b", 1)]) == [1, 2]
+            elapsed = trio.current_time() - start
+    assert [len(m.items) for _, m in log] == [2, 1]
+    assert log[1][1].items == (log[0][1].items[1],)  # the same session, not a new one
+    assert elapsed >= 0.005  # one backoff slept (at least 0.01 * 0.5)
+
+
+async def test_a_batch_answered_not_leader_goes_to_the_named_leader_at_once() -> None:
+    """A member answers a whole batch ``CReply(not_leader, leader=1)``: the client
+    sends the same batch to member 1 at once and keeps going there; member 2 sees
+    that one batch only."""
+    log: list[tuple[int, CSubmitBatch]] = []
+    counter = [0]
+
+    def follower(msg: CSubmitBatch) -> CReply:
+        return CReply(msg.req, "not_leader", leader=1)
+
+    with trio.fail_after(10):
+        async with (
+            _stand_in(1, _ok_all(counter), log) as leader,
+            _stand_in(2, follower, log) as other,
+            open_raft_client({1: leader, 2: other}) as client,
+        ):
+            while not (client._tcp.is_connected(1) and client._tcp.is_connected(2)):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            client._hint = 2  # as a reply naming member 2 the leader would leave it
+            got = [await client.submit_many([("a", 1), ("a", 1)]) for _ in range(5)]
+    assert got == [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]]
+    assert [node for node, _ in log] == [2, 1, 1, 1, 1, 1]
+    assert log[0][1].items == log[1][1].items  # the same sessions, sent again
+
+
+# --------------------------------------------------------------------------- market
+
+
+def _market(**funds: int) -> Market:
+    ledger = Ledger()
+    for account, amount in funds.items():
+        ledger.apply(Open(account))
+        ledger.apply(Mint("treasury", account, amount))
+    return Market(Registry(), ledger)
+
+
+async def _none(cfp: Any) -> None:
+    return None
+
+
+async def _work(payload: Any) -> str:
+    await trio.sleep(0.5)
+    return f"{payload} done"
+
+
+async def test_a_sealed_call_names_the_reserve_as_its_minimum(autojump_clock: Any) -> None:
+    calls: list[CallForBids] = []
+
+    async def bid(call: CallForBids) -> int:
+        calls.append(call)
+        return 5
+
+    market = _market(a=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: market.serve_contractor(
+                "a", capabilities={"gpu"}, account="a", propose=_none, perform=_work,
+                bid=bid, task_status=task_status,
+            )
+        )  # fmt: skip
+        for fmt in ("first_price", "second_price"):
+            outcome = await market.auction(
+                "job", seller="s", format=fmt, deadline=2.0, execution_timeout=5.0,  # type: ignore[arg-type]
+                reserve=3, task=f"t-{fmt}",
+            )  # fmt: skip
+            assert (outcome.state, outcome.winner) == ("done", "a")
+        nursery.cancel_scope.cancel()
+    assert calls == [
+        CallForBids("t-first_price", "first_price", 3, 2.0, "job", minimum=3),
+        CallForBids("t-second_price", "second_price", 3, 2.0, "job", minimum=3),
+    ]
+
+
+class _LateMachine(Recorder):
+    """The replicated ledger's state machine in-process, each write answered 50 ms late."""
+
+    async def submit(self, command: Any) -> Any:
+        await trio.sleep(0.05)
+        return await super().submit(command)
+
+
+async def test_an_outbid_bidder_refused_duplicate_is_called_again(autojump_clock: Any) -> None:
+    """English, on a ledger answering 50 ms late: an outbid bidder's next bid can reach
+    the auction before its old hold's release is answered and be refused "duplicate"
+    (one live hold per bidder). That is not a pass: it is called again once the
+    release is answered, so the bidding goes on until ann (worth 9) beats bob (worth
+    6) whoever bid first; bob is asked, last, for more than he is worth."""
+    ledger = RaftLedger(_LateMachine())
+    values = {"ann": 9, "bob": 6}
+    for name in values:
+        await ledger.open(name)
+        await ledger.mint(name, 50)
+    calls: dict[str, list[int]] = {name: [] for name in values}
+    market = Market(Registry(), ledger)
+
+    def agent(name: str, value: int) -> Any:
+        async def bid(call: CallForBids) -> int | None:
+            calls[name].append(call.minimum)
+            return call.minimum if call.minimum <= value else None
+
+        async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            await market.serve_contractor(
+                name, capabilities={"gpu"}, account=name, propose=_none,
+                perform=_work, bid=bid, task_status=task_status,
+            )  # fmt: skip
+
+        return serve
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            for name, value in values.items():
+                await nursery.start(agent(name, value))
+            outcome = await market.auction(
+                "e", seller="studio", format="english", quiet=30.0, deadline=60.0,
+                execution_timeout=5.0, reserve=1,
+            )  # fmt: skip
+            nursery.cancel_scope.cancel()
+    assert (outcome.state, outcome.winner) == ("done", "ann") and outcome.price in (6, 7)
+    assert outcome.time_to_award is not None and outcome.time_to_award < 30.0  # all passed
+    assert calls["bob"][-1] == outcome.price + 1 > values["bob"]  # asked above his value
+    final = await ledger.snapshot()
+    assert final.holds() == {} and final.balance("studio") == outcome.price
+
+
+# ---------------------------------------------------------------------- raft_ledger
+
+
+class _Untouched:
+    async def submit(self, command: Any) -> Any:
+        raise AssertionError("a refused call reached the cluster")
+
+    async def submit_many(self, commands: list[Any]) -> list[Any]:
+        raise AssertionError("a refused call reached the cluster")
+
+    async def read(self, query: Any) -> Any:
+        raise AssertionError("a refused call reached the cluster")
+
+
+@pytest.mark.parametrize(("key", "kind"), [(7, "int"), (b"k", "bytes"), (None, "NoneType")])
+async def test_a_transfer_key_of_another_type_is_named_by_its_type(key: Any, kind: str) -> None:
+    ledger = RaftLedger(_Untouched())
+    with pytest.raises(TypeError, match=rf"^key must be a str, got {kind}$"):
+        await ledger.transfer("a", "b", 1, key=key)
