@@ -17,6 +17,7 @@ Each test asserts an exact reply, message, state or count:
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -220,6 +221,21 @@ async def _none(cfp: Any) -> None:
 async def _work(payload: Any) -> str:
     await trio.sleep(0.5)
     return f"{payload} done"
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 0, -1.0, -math.inf])
+async def test_execution_timeout_must_be_positive_and_finite_in_both_calls(bad: float) -> None:
+    """A contract without an execution deadline would let a silent contractor hold
+    the task (and the buyer's escrow, or the auction's payment) forever: both
+    entry points refuse it, with the same message, before anything is held."""
+    market = _market(buyer=10)
+    message = f"^execution_timeout must be > 0 seconds and finite, got {bad!r}$"
+    with pytest.raises(ValueError, match=message):
+        await market.allocate("x", budget=5, buyer="buyer", deadline=1.0, execution_timeout=bad)
+    with pytest.raises(ValueError, match=message):
+        await market.auction("x", seller="s", deadline=1.0, execution_timeout=bad)
+    assert market.ledger.holds() == {} and market.ledger.balance("buyer") == 10
+    assert "s" not in market.ledger.balances()
 
 
 async def test_a_sealed_call_names_the_reserve_as_its_minimum(autojump_clock: Any) -> None:
