@@ -1147,5 +1147,25 @@ TARGETS["coordination"].equivalent.update(
     }
 )
 
+# --- coordination/, session 6 (s6-coordmut): the fourth and third samples' survivors ---
+# Their exact tests join the selection; the equivalents found among those survivors.
+TARGETS["coordination"] = Target(
+    TARGETS["coordination"].module,
+    (*TARGETS["coordination"].tests, "tests/test_coordination_mutation_edges_3.py"),
+    equivalent=TARGETS["coordination"].equivalent,
+    deselect=TARGETS["coordination"].deselect,
+    also=TARGETS["coordination"].also,
+)
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}market.xǁ_AuctionRunǁdrive__mutmut_69": (
+            "state 'FAILED' for 'failed' on the winner's Failure: _AuctionRun.state is"
+            " read only as 'not self.state' (leave) and '== \"done\"' (leave, outcome),"
+            " both the same for either string; outcome() reports 'failed' for any"
+            " state but 'done' (grep '\\.state\\b' market.py)"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
