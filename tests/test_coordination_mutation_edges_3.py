@@ -18,6 +18,7 @@ Each test asserts an exact reply, message, state or count:
 from __future__ import annotations
 
 import math
+import random
 import socket
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -31,7 +32,14 @@ import trio.testing
 from test_raft_ledger import Recorder
 
 from trio_foundation.coordination import CallForBids, Market
-from trio_foundation.coordination.consensus import open_raft_client, open_raft_node
+from trio_foundation.coordination.consensus import (
+    Codec,
+    RaftClient,
+    open_raft_client,
+    open_raft_node,
+)
+from trio_foundation.coordination.lock_monitor import LockServerMonitor
+from trio_foundation.coordination.market import LEDGER_NODE
 from trio_foundation.coordination.raft_ledger import RaftLedger
 from trio_foundation.coordination.raft_wire import (
     MAX_MEMBER_ID,
@@ -42,10 +50,13 @@ from trio_foundation.coordination.raft_wire import (
     CReply,
     CSubmitBatch,
 )
+from trio_foundation.protocols.effects import Send
+from trio_foundation.protocols.lease_lock import AcquireRequest, LockServer, ReleaseRequest
 from trio_foundation.protocols.ledger import Ledger, Mint, Open
 from trio_foundation.registry import Registry
 from trio_foundation.runtime.tcp import open_tcp_transport
 from trio_foundation.runtime.transport import Envelope
+from trio_foundation.telemetry import Event, MetricRegistry, Telemetry
 
 
 def _free_port() -> int:
@@ -336,3 +347,167 @@ async def test_a_transfer_key_of_another_type_is_named_by_its_type(key: Any, kin
     ledger = RaftLedger(_Untouched())
     with pytest.raises(TypeError, match=rf"^key must be a str, got {kind}$"):
         await ledger.transfer("a", "b", 1, key=key)
+
+
+# ------------------------------------------------------ the third sample's survivors
+
+
+class _FixedRng(random.Random):
+    """The client's randomness pinned: jitter factor 0.5 + 0.25, and the last member."""
+
+    def random(self) -> float:
+        return 0.25
+
+    def choice(self, seq: Any) -> Any:
+        return seq[-1]
+
+
+class _ScriptedMembers:
+    """A transport stand-in under trio's mock clock: every request the client sends is
+    logged with the time and answered at once by ``answer(dst, msg)``."""
+
+    def __init__(self, answer: Callable[[int, Any], Any], connected: set[int]) -> None:
+        self.answer = answer
+        self.connected = connected
+        self.sent: list[tuple[float, int, Any]] = []
+        self.client: Any = None
+
+    def is_connected(self, dst: int) -> bool:
+        return dst in self.connected
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self.sent.append((trio.current_time(), dst, msg))
+        if len(self.sent) > 20:
+            raise AssertionError(f"the client spins: {self.sent[:6]}")
+        self.client._on_reply(self.answer(dst, msg))
+        return True
+
+
+def _client(answer: Callable[[int, Any], Any], members: list[int]) -> _ScriptedMembers:
+    tcp = _ScriptedMembers(answer, set(members))
+    tcp.client = RaftClient(tcp, members, Codec(), 2.0, _FixedRng())  # type: ignore[arg-type]
+    return tcp
+
+
+def _ok(req: int, value: Any) -> CReply:
+    return CReply(req, "ok", value=msgspec.msgpack.encode(value))
+
+
+async def test_a_submit_follows_a_leader_hint_and_keeps_to_it(autojump_clock: Any) -> None:
+    """Member 2 (chosen first) names member 1 the leader: the client asks 1 at once and,
+    1 being connected, keeps asking 1 (it does not draw a member again)."""
+
+    def answer(dst: int, msg: Any) -> CReply:
+        return CReply(msg.req, "not_leader", leader=1) if dst == 2 else _ok(msg.req, 7)
+
+    tcp = _client(answer, [1, 2])
+    for _ in range(3):
+        assert await tcp.client.submit(("a", 1)) == 7
+    assert [(t, dst) for t, dst, _ in tcp.sent] == [(0.0, 2), (0.0, 1), (0.0, 1), (0.0, 1)]
+
+
+async def test_a_submit_retries_a_refusal_that_is_not_final_after_a_jittered_backoff(
+    autojump_clock: Any,
+) -> None:
+    """A proposal refused "entry overwritten by a newer leader" (neither final nor one
+    of the membership refusals) is retried, not raised: after 0.01 s * 0.75, then
+    0.02 s * 0.75 (doubling, jitter 0.5 + random())."""
+    refusals = 2
+
+    def answer(dst: int, msg: Any) -> CReply:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            return CReply(msg.req, "rejected", reason="entry overwritten by a newer leader")
+        return _ok(msg.req, 3)
+
+    tcp = _client(answer, [1])
+    assert await tcp.client.submit(("a", 1)) == 3
+    times = [t for t, _, _ in tcp.sent]
+    assert times == pytest.approx([0.0, 0.0075, 0.0075 + 0.015])
+
+
+async def test_a_batch_refused_busy_is_sent_again_after_a_backoff(autojump_clock: Any) -> None:
+    """A batch refused "busy" as a whole (the member's request limit) is sent again
+    after 0.01 s * 0.75, then 0.02 s * 0.75: never at once."""
+    refusals = 2
+
+    def answer(dst: int, msg: Any) -> Any:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            return CReply(msg.req, "rejected", reason="busy")
+        results = tuple(CBatchResult("ok", msgspec.msgpack.encode(i)) for i in range(2))
+        return CBatchReply(msg.req, results)
+
+    tcp = _client(answer, [1])
+    assert await tcp.client.submit_many([("a", 1), ("b", 1)]) == [0, 1]
+    times = [t for t, _, _ in tcp.sent]
+    assert times == pytest.approx([0.0, 0.0075, 0.0075 + 0.015])
+
+
+async def test_credits_paid_add_up_over_auctions(autojump_clock: Any) -> None:
+    market = _market(a=20, b=20)
+    async with trio.open_nursery() as nursery:
+        for name, amount in (("a", 7), ("b", 5)):
+
+            async def bid(call: CallForBids, amount: int = amount) -> int:
+                return amount
+
+            await nursery.start(
+                lambda task_status, name=name, bid=bid: market.serve_contractor(
+                    name, capabilities={"gpu"}, account=name, propose=_none, perform=_work,
+                    bid=bid, task_status=task_status,
+                )
+            )  # fmt: skip
+        first = await market.auction("j", seller="s", deadline=2.0, execution_timeout=5.0)
+        second = await market.auction(
+            "j", seller="s", format="first_price", deadline=2.0, execution_timeout=5.0
+        )
+        nursery.cancel_scope.cancel()
+    assert (first.winner, first.price, second.winner, second.price) == ("a", 5, "a", 7)
+    assert market.statistics().credits_paid == 12
+    assert market.ledger.balance("s") == 12
+
+
+async def test_contractors_are_numbered_from_the_node_after_the_ledger(
+    autojump_clock: Any,
+) -> None:
+    market = _market()
+    async with trio.open_nursery() as nursery:
+        for name in ("a", "b"):
+            await nursery.start(
+                lambda task_status, name=name: market.serve_contractor(
+                    name, capabilities={"gpu"}, account=name, propose=_none, perform=_work,
+                    task_status=task_status,
+                )
+            )  # fmt: skip
+        nodes = sorted(c.node for c in market.contractors())
+        nursery.cancel_scope.cancel()
+    assert nodes == [LEDGER_NODE + 1, LEDGER_NODE + 2]
+
+
+def test_a_release_at_the_very_end_of_a_lease_is_an_expiry_not_a_release() -> None:
+    """A lease granted at 0 for 2 s and released at 2.0 exactly: it has lapsed (a lease
+    is live while now < expiry), so the monitor reports one expiry and no release."""
+    events: list[Event] = []
+    telemetry = Telemetry(slow_handler=None)
+    telemetry.attach("t", ["lock_server.released", "lock_server.expired"], events.append)
+    monitor = LockServerMonitor(telemetry, MetricRegistry())
+    core = LockServer(0, max_ttl=10.0)
+    core.on_start(0.0, random.Random(0))
+    monitor.watch("x", core)
+
+    def step(now: float, src: int, msg: Any) -> None:
+        before = monitor.before("x", now)
+        effects = core.on_message(now, src, msg)
+        monitor.after(
+            "x", now, src, msg, before, [(e.to, e.msg) for e in effects if isinstance(e, Send)]
+        )
+
+    step(0.0, 1, AcquireRequest((1, 1), 2.0))
+    step(2.0, 1, ReleaseRequest(1))
+    assert [e.name for e in events] == ["lock_server.expired"]
+    counts = {f.name: f for f in monitor.metrics.families()}
+    assert [s.value for _, s in counts["foundation_lock_releases"].series()] == [0]  # type: ignore[union-attr]
+    assert [s.value for _, s in counts["foundation_lock_expiries"].series()] == [1]  # type: ignore[union-attr]
