@@ -13,10 +13,19 @@ Each test asserts an exact reply, message, state or count:
   the reserve; an English bidder refused ``duplicate`` while its outbid hold's
   release is in flight (a ledger answering 50 ms late) is called again.
 * ``raft_ledger``: a transfer's key of the wrong type is named by its type.
+
+The third sample's (seed 3780956633), further down: the client's leader hint and
+jittered backoffs under trio's mock clock (a scripted transport, the jitter pinned),
+the snapshot stream's chunk size, restart instant and one-frame path, the send path's
+drop log, a save's duration, the reassembly timeout's 1 s floor, a snapshot answer
+credited to its sender, a timed-out request answered "unknown" (a member's message
+handling with stand-ins for the core's driver), credits paid over auctions,
+contractors' node numbers, and a release at the exact expiry.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import socket
@@ -35,6 +44,8 @@ from trio_foundation.coordination import CallForBids, Market
 from trio_foundation.coordination.consensus import (
     Codec,
     RaftClient,
+    RaftNodeHandle,
+    _Persister,
     open_raft_client,
     open_raft_node,
 )
@@ -48,8 +59,16 @@ from trio_foundation.coordination.raft_wire import (
     CBatchReply,
     CBatchResult,
     CReply,
+    CSubmit,
     CSubmitBatch,
+    WInstallSnapshot,
+    raft_protocol,
+    snapshot_blob,
+    snapshot_chunks,
+    split_append,
+    to_wire,
 )
+from trio_foundation.protocols import raft as core
 from trio_foundation.protocols.effects import Send
 from trio_foundation.protocols.lease_lock import AcquireRequest, LockServer, ReleaseRequest
 from trio_foundation.protocols.ledger import Ledger, Mint, Open
@@ -511,3 +530,219 @@ def test_a_release_at_the_very_end_of_a_lease_is_an_expiry_not_a_release() -> No
     counts = {f.name: f for f in monitor.metrics.families()}
     assert [s.value for _, s in counts["foundation_lock_releases"].series()] == [0]  # type: ignore[union-attr]
     assert [s.value for _, s in counts["foundation_lock_expiries"].series()] == [1]  # type: ignore[union-attr]
+
+
+FRAME = 8192
+
+
+class _FrameTcp:
+    """Encodes as the transport does (the codec's size check); its queue holds what
+    the test says."""
+
+    def __init__(self) -> None:
+        self.protocol = raft_protocol(FRAME)
+        self.sent: list[Any] = []
+        self.queued: dict[int, int] = {}
+
+    def queued_bytes(self, dst: int) -> int:
+        return self.queued.get(dst, 0)
+
+    def send_nowait(self, dst: int, msg: Any) -> bool:
+        self.protocol.encode(msg)
+        self.sent.append(msg)
+        return True
+
+
+def _install(size: int, index: int = 40) -> core.InstallSnapshot:
+    return core.InstallSnapshot(3, 1, index, 2, core.Config((1, 2, 3), ()), b"s" * size, (), 5)
+
+
+def _persister(tcp: _FrameTcp, **kw: Any) -> _Persister:
+    return _Persister(None, tcp, last_index=lambda: 0, **kw)  # type: ignore[arg-type]
+
+
+async def test_stream_chunks_are_half_the_budget_when_that_is_below_a_frame() -> None:
+    """Two chunks fit the stream budget: with a budget of 5001 bytes (below two frames)
+    a chunk carries 2500 bytes (5001 // 2), at offsets 0, 2500, 5000, ..."""
+    tcp = _FrameTcp()
+    persister = _persister(tcp, stream_budget=5001)
+    msg = _install(20_000)
+    blob = snapshot_blob(msg)
+    persister.send(2, msg)
+    assert [(c.offset, len(c.data)) for c in tcp.sent] == [(0, 2500), (2500, 2500)]
+    while tcp.sent[-1].offset + len(tcp.sent[-1].data) < len(blob):
+        persister.send(2, msg)
+    assert [c.offset for c in tcp.sent] == list(range(0, len(blob), 2500))
+
+
+def test_a_message_no_frame_can_carry_is_logged_with_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tcp = _FrameTcp()
+    persister = _persister(tcp)
+    entry = core.Entry(2, 6, "command", core.Proposal(1, 1, b"x" * FRAME))
+    huge = core.AppendEntries(2, 1, 5, 1, (entry,), 9, 4)
+    with pytest.raises(ValueError) as why:
+        split_append(huge, FRAME)
+    with caplog.at_level(logging.ERROR, logger="trio_foundation.coordination.consensus"):
+        persister.send(2, huge)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"raft: dropped a AppendEntries too big for a frame: {why.value}"
+    ]
+    assert tcp.sent == [] and persister.guard.oversize == {"AppendEntries": 1}
+
+
+async def test_a_snapshot_that_fits_one_frame_goes_whole_and_is_not_kept_encoded() -> None:
+    tcp = _FrameTcp()
+    persister = _persister(tcp)
+    msg = _install(1000)
+    persister.send(2, msg)
+    persister.send(3, msg)
+    assert [type(m) for m in tcp.sent] == [WInstallSnapshot, WInstallSnapshot]
+    assert (persister.snapshot_encodes, persister.snapshots_chunked) == (0, 0)
+
+
+async def test_a_finished_stream_restarts_exactly_one_resend_interval_later(
+    autojump_clock: Any,
+) -> None:
+    """Finished and unanswered: an ask before ``snapshot_resend`` (0.25 s) sends
+    nothing; an ask at exactly 0.25 s restarts the stream from offset 0."""
+    tcp = _FrameTcp()
+    persister = _persister(tcp, snapshot_resend=0.25, stream_budget=1 << 20)
+    msg = _install(20_000)
+    persister.send(2, msg)  # the whole stream fits the budget: finished at 0.0
+    sent = len(tcp.sent)
+    assert sent > 1 and persister.snapshots_chunked == 1
+    await trio.sleep(0.125)
+    persister.send(2, msg)
+    assert len(tcp.sent) == sent
+    await trio.sleep(0.125)
+    persister.send(2, msg)
+    assert tcp.sent[sent].offset == 0 and len(tcp.sent) == 2 * sent
+    assert persister.snapshots_chunked == 2
+
+
+class _SlowLog:
+    """A log whose every save takes 0.5 s of trio's clock."""
+
+    def __init__(self) -> None:
+        self.saved: list[Any] = []
+
+    async def save_record(self, record: Any, **_: Any) -> None:
+        await trio.sleep(0.5)
+        self.saved.append(record)
+
+
+async def test_on_saved_gets_each_saves_duration(autojump_clock: Any) -> None:
+    log = _SlowLog()
+    persister = _Persister(log, _FrameTcp(), last_index=lambda: 0)  # type: ignore[arg-type]
+    saves: list[tuple[int, float]] = []
+    persister.on_saved = lambda n, seconds: saves.append((n, seconds))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(persister.run)
+        await trio.sleep(1.0)  # the clock is not at 0 when the save starts
+        persister.enqueue(core.RaftPersist(1, 2))
+        persister.enqueue(core.RaftPersist(1, 2))  # merged with the first
+        await persister.wait_durable(2)
+        nursery.cancel_scope.cancel()
+    assert saves == [(2, 0.5)] and len(log.saved) == 1
+
+
+class _Driver:
+    """A node driver stand-in: records what the handle delivers to the core."""
+
+    running = True
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[int, Any]] = []
+
+    def deliver(self, src: int, msg: Any) -> None:
+        self.delivered.append((src, msg))
+
+
+class _Answered:
+    def __init__(self) -> None:
+        self.answered: list[Any] = []
+
+    def snapshot_answered(self, src: Any) -> None:
+        self.answered.append(src)
+
+
+def _handle(election_timeout: float) -> tuple[RaftNodeHandle, _Driver]:
+    """A member's message handling with no network and no running core."""
+    raft = core.RaftNode(1, (1, 2), _Totals(), election_timeout=election_timeout)
+    handle = RaftNodeHandle(1, [1, 2], _FrameTcp(), raft, Codec(), 2.0, 0.01, 64)  # type: ignore[arg-type]
+    driver = _Driver()
+    handle.driver = driver  # type: ignore[assignment]
+    return handle, driver
+
+
+async def test_a_partial_snapshot_is_dropped_after_a_second_at_least(autojump_clock: Any) -> None:
+    """The reassembly timeout is 10 election timeouts but at least 1 s: with 50 ms
+    ones, a stream whose chunks come 0.9 s apart is reassembled and delivered; one
+    paused 1.1 s is dropped (its later chunks counted as dropped)."""
+    handle, driver = _handle(0.05)
+    msg = _install(20_000)
+    chunks = snapshot_chunks(msg, FRAME)
+    assert len(chunks) == 3
+    for pause, delivered, dropped in ((0.9, 1, 0), (1.1, 1, 2)):
+        handle._on_message(Envelope(2, chunks[0]))
+        await trio.sleep(pause)
+        for chunk in chunks[1:]:
+            handle._on_message(Envelope(2, chunk))
+        stats = handle.frame_stats()
+        assert (len(driver.delivered), stats["snapshot_chunks_dropped"]) == (delivered, dropped)
+    assert driver.delivered == [(2, msg)]
+
+
+async def test_a_snapshot_answer_ends_the_stream_to_the_follower_that_sent_it() -> None:
+    handle, driver = _handle(0.05)
+    persister = handle.persister = _Answered()  # type: ignore[assignment]
+    handle._on_message(Envelope(2, to_wire(core.InstallSnapshotResponse(3, 40))))
+    assert persister.answered == [2]
+    assert driver.delivered == [(2, core.InstallSnapshotResponse(3, 40))]
+
+
+class _SilentDriver(_Driver):
+    """A running core that never answers a request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forgotten: list[Any] = []
+
+    def submit(self, op: str, value: Any) -> Any:
+        return (op, value)
+
+    async def wait_reply(self, key: Any) -> Any:
+        await trio.sleep_forever()
+
+    def forget(self, key: Any) -> None:
+        self.forgotten.append(key)
+
+
+class _Queued:
+    queued = 0
+
+
+async def test_a_request_the_core_does_not_answer_in_time_is_answered_unknown(
+    autojump_clock: Any,
+) -> None:
+    """The core never answers a client's submit: after ``request_timeout`` (2 s) the
+    member answers "unknown" (it may or may not be applied) and forgets the request."""
+    handle, _ = _handle(0.05)
+    driver = _SilentDriver()
+    handle.driver = driver  # type: ignore[assignment]
+    handle.persister = _Queued()  # type: ignore[assignment]
+    tcp = handle._tcp
+    client = MAX_MEMBER_ID + 5
+    command = msgspec.msgpack.encode(("a", 1))
+    async with trio.open_nursery() as nursery:
+        handle.nursery = nursery
+        handle._on_message(Envelope(client, CSubmit(7, 99, 1, command)))
+        await trio.sleep(1.9)
+        assert tcp.sent == []  # type: ignore[attr-defined]
+        await trio.sleep(0.2)
+        assert tcp.sent == [CReply(7, "unknown")]  # type: ignore[attr-defined]
+        handle.nursery = None
+    assert driver.forgotten == [("propose", core.Proposal(99, 1, command))]
+    assert handle._client_requests == 0
