@@ -1199,6 +1199,18 @@ TARGETS["coordination"].equivalent.update(
             " so the initial value is never seen (a test reading role_term.value first"
             " thing passes under this mutant)"
         ),
+        # the fifth sample's (seed 4276861678) equivalents
+        f"{_C}consensus.x__reply_to_wire__mutmut_12": (
+            "CReply(None, 'ok', ...) for req 0: as __mutmut_34, req 0 is a placeholder;"
+            " the local callers read outcome, value, leader and reason, and _serve_client"
+            " sends _with_req(answer, msg.req)"
+        ),
+        f"{_C}consensus.xǁ_Persisterǁ_count_held__mutmut_12": (
+            "_held_chunk_bytes.pop(dst) without the default: reached only when the held"
+            " count becomes 0, i.e. a chunk's bytes were counted for dst before (a"
+            " WSnapshotChunk's data is never empty: snapshot_chunk slices the blob at an"
+            " offset below its length), so dst is always a key there"
+        ),
     }
 )
 

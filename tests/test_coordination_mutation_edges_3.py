@@ -53,6 +53,7 @@ from trio_foundation.coordination.lock_monitor import LockServerMonitor
 from trio_foundation.coordination.market import LEDGER_NODE
 from trio_foundation.coordination.raft_ledger import RaftLedger
 from trio_foundation.coordination.raft_wire import (
+    MAX_BATCH,
     MAX_MEMBER_ID,
     RAFT_PROTOCOL,
     CBatchItem,
@@ -68,6 +69,7 @@ from trio_foundation.coordination.raft_wire import (
     split_append,
     to_wire,
 )
+from trio_foundation.protocols import ledger as led
 from trio_foundation.protocols import raft as core
 from trio_foundation.protocols.effects import Send
 from trio_foundation.protocols.lease_lock import AcquireRequest, LockServer, ReleaseRequest
@@ -746,3 +748,91 @@ async def test_a_request_the_core_does_not_answer_in_time_is_answered_unknown(
         handle.nursery = None
     assert driver.forgotten == [("propose", core.Proposal(99, 1, command))]
     assert handle._client_requests == 0
+
+
+# ------------------------------------------------ the fifth (fresh) sample's survivors
+
+
+async def test_stream_chunks_are_at_least_1024_bytes() -> None:
+    """A stream budget of 2000 bytes would make 1000-byte chunks: the floor is 1024."""
+    tcp = _FrameTcp()
+    persister = _persister(tcp, stream_budget=2000)
+    msg = _install(20_000)
+    for _ in range(3):
+        persister.send(2, msg)
+    assert [(c.offset, len(c.data)) for c in tcp.sent] == [(0, 1024), (1024, 1024), (2048, 1024)]
+
+
+async def test_an_answered_snapshot_is_streamed_afresh_at_the_next_ask() -> None:
+    """Follower 2 answered: the core's next ask for the same snapshot starts a new
+    stream from offset 0 at once (no wait for the resend interval)."""
+    tcp = _FrameTcp()
+    persister = _persister(tcp, snapshot_resend=10.0, stream_budget=1 << 20)
+    msg = _install(20_000)
+    persister.send(2, msg)
+    sent = len(tcp.sent)
+    persister.snapshot_answered(2)
+    persister.send(2, msg)
+    assert tcp.sent[sent].offset == 0 and len(tcp.sent) == 2 * sent
+    assert persister.snapshots_chunked == 2
+
+
+async def test_held_snapshot_chunks_dropped_past_the_bound_are_uncounted() -> None:
+    """Chunks held for durability, then dropped as the oldest past ``_MAX_HELD``:
+    their bytes leave the held count, so the stream can continue once durable."""
+    from trio_foundation.coordination.consensus import _MAX_HELD
+
+    tcp = _FrameTcp()
+    persister = _persister(tcp, stream_budget=1 << 20)
+    persister.enqueue(core.RaftPersist(1, 2))  # queued, not yet durable
+    msg = _install(20_000)
+    persister.send(2, msg)  # its chunks are held
+    chunks = persister._held_for[2]
+    assert chunks > 1 and tcp.sent == []
+    for _ in range(_MAX_HELD):
+        persister.send(3, core.RequestVoteResponse(1, True))
+    assert persister.held_dropped == chunks
+    assert persister._held_for[2] == 0 and persister._held_chunk_bytes == {}
+
+
+async def test_a_winner_past_its_execution_timeout_has_its_job_cancelled(
+    autojump_clock: Any,
+) -> None:
+    """The winner's ``perform`` is still running at the execution timeout (5 s after
+    the award): the auction fails "timeout" and the job is cancelled then."""
+    cancelled_at: list[float] = []
+
+    async def hang(payload: Any) -> str:
+        try:
+            await trio.sleep(100.0)
+        except trio.Cancelled:
+            cancelled_at.append(trio.current_time())
+            raise
+        return "late"  # pragma: no cover
+
+    async def bid(call: CallForBids) -> int:
+        return 3
+
+    market = _market(a=10)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: market.serve_contractor(
+                "a", capabilities={"gpu"}, account="a", propose=_none, perform=hang,
+                bid=bid, task_status=task_status,
+            )
+        )  # fmt: skip
+        outcome = await market.auction("job", seller="s", deadline=2.0, execution_timeout=5.0)
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    assert (outcome.state, outcome.reason) == ("failed", "timeout")
+    assert len(cancelled_at) == 1 and cancelled_at[0] == pytest.approx(outcome.elapsed)
+
+
+async def test_apply_many_takes_exactly_max_batch_commands() -> None:
+    raft = Recorder()
+    ledger = RaftLedger(raft)
+    await ledger.open("a")
+    results = await ledger.apply_many([led.Mint("treasury", "a", 1)] * MAX_BATCH)
+    assert len(results) == MAX_BATCH and await ledger.balance("a") == MAX_BATCH
+    with pytest.raises(ValueError, match=rf"^at most {MAX_BATCH} commands per batch, got "):
+        await ledger.apply_many([led.Mint("treasury", "a", 1)] * (MAX_BATCH + 1))
