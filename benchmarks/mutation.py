@@ -1147,5 +1147,72 @@ TARGETS["coordination"].equivalent.update(
     }
 )
 
+# --- coordination/, session 6 (s6-coordmut): the fourth and third samples' survivors ---
+# Their exact tests join the selection; the equivalents found among those survivors
+# (names of the source of main at 6b8cb8d plus this branch's market.py message fix).
+TARGETS["coordination"] = Target(
+    TARGETS["coordination"].module,
+    (*TARGETS["coordination"].tests, "tests/test_coordination_mutation_edges_3.py"),
+    equivalent=TARGETS["coordination"].equivalent,
+    deselect=TARGETS["coordination"].deselect,
+    also=TARGETS["coordination"].also,
+)
+TARGETS["coordination"].equivalent.update(
+    {
+        f"{_C}market.xǁ_AuctionRunǁdrive__mutmut_69": (
+            "state 'FAILED' for 'failed' on the winner's Failure: _AuctionRun.state is"
+            " read only as 'not self.state' (leave) and '== \"done\"' (leave, outcome),"
+            " both the same for either string; outcome() reports 'failed' for any"
+            " state but 'done' (grep '\\.state\\b' market.py)"
+        ),
+        # the third sample's (seed 3780956633) equivalents, names of the current source
+        f"{_C}market.xǁMarketǁ_job__mutmut_12": (
+            "Failure(task, round, None) for the exception's repr: the Failure only goes to"
+            " the allocation's mailbox (_to_manager), where Manager._on_failure reads its"
+            " round and sender, and _AuctionRun.drive its type and round; nothing reads"
+            " Failure.reason (grep 'reason' in contract_net.py: only the manager's own)"
+        ),
+        f"{_C}market.xǁ_Interpreterǁ__init____mutmut_14": (
+            "result = '' for None at start: both outcome() report result only when done,"
+            " and each run sets it first: _Run.drive on the InformDone of (core.winner,"
+            " core.round), the only message Manager._on_done moves to done on;"
+            " _AuctionRun.drive together with state 'done'"
+        ),
+        f"{_C}market.xǁ_AuctionRunǁ_bid_open__mutmut_97": (
+            "heard.get(src, -2) for -1 inside max(..., msg.version): an answer's version"
+            " is the CallForBids version it answers, 0 or more (self.version starts at 0"
+            " and only grows), so the max is msg.version either way"
+        ),
+        f"{_C}market.xǁ_AuctionRunǁoutcome__mutmut_57": (
+            "result given whatever the state: _AuctionRun sets self.result only together"
+            " with state 'done' (drive), so in any other state it is the initial None"
+        ),
+        f"{_C}lock_monitor.xǁ_Nameǁ__init____mutmut_3": (
+            "_Name.waiting = None: nothing reads _Name.waiting (grep '\\.waiting\\b'"
+            " src/: this assignment only); sweep() sets the per-name gauge through"
+            " self._waiting.labels(label)"
+        ),
+        f"{_C}consensus.xǁRaftNodeHandleǁ__init____mutmut_20": (
+            "_role_term starts None for ('follower', 0): open_raft_node awaits"
+            " nursery.start(driver.run) before it yields the handle, and the driver's"
+            " start step runs after_event (_observe), which sets role_term from the core,"
+            " so the initial value is never seen (a test reading role_term.value first"
+            " thing passes under this mutant)"
+        ),
+        # the fifth sample's (seed 4276861678) equivalents
+        f"{_C}consensus.x__reply_to_wire__mutmut_12": (
+            "CReply(None, 'ok', ...) for req 0: as __mutmut_34, req 0 is a placeholder;"
+            " the local callers read outcome, value, leader and reason, and _serve_client"
+            " sends _with_req(answer, msg.req)"
+        ),
+        f"{_C}consensus.xǁ_Persisterǁ_count_held__mutmut_12": (
+            "_held_chunk_bytes.pop(dst) without the default: reached only when the held"
+            " count becomes 0, i.e. a chunk's bytes were counted for dst before (a"
+            " WSnapshotChunk's data is never empty: snapshot_chunk slices the blob at an"
+            " offset below its length), so dst is always a key there"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()

@@ -543,7 +543,9 @@ class Market:
             budget: credits escrowed, the highest acceptable price (>= 1).
             buyer: the paying ledger account.
             deadline: seconds per call for proposals (required, > 0).
-            execution_timeout: seconds from an award to its revocation.
+            execution_timeout: seconds from an award to its revocation (> 0 and
+                finite: without it a silent contractor would hold the task and the
+                escrow forever).
             required: capabilities a contractor must have.
             preferred: capabilities that raise a proposal's score.
             max_rounds: announcements in all, >= 1.
@@ -555,7 +557,8 @@ class Market:
 
         Raises:
             ValueError, TypeError: bad input, named (a missing deadline, a
-                non-positive budget, a task id already running).
+                non-positive budget, an execution timeout that is not a positive
+                finite number, a task id already running).
         """
         try:
             await trio.lowlevel.checkpoint()  # a checkpoint even if nobody is invited
@@ -659,7 +662,8 @@ class Market:
                 ``"dutch"``.
             deadline: seconds of trio's clock from the call to the close
                 (required, > 0).
-            execution_timeout: seconds from the award to a result (> 0).
+            execution_timeout: seconds from the award to a result (> 0 and
+                finite: without it a silent winner would hold the task forever).
             required: capabilities a bidder must have.
             reserve: the lowest acceptable bid, in credits (>= 0).
             task: the task's id, also the auction's (default ``task-N``); unique
@@ -720,7 +724,9 @@ class Market:
             kind = type(execution_timeout).__name__
             raise TypeError(f"execution_timeout must be a number of seconds, got {kind}")
         if not 0 < execution_timeout < math.inf:
-            raise ValueError(f"execution_timeout must be > 0 and finite, got {execution_timeout!r}")
+            raise ValueError(
+                f"execution_timeout must be > 0 seconds and finite, got {execution_timeout!r}"
+            )
         if not isinstance(seller, str) or not seller:
             raise ValueError(f"seller must be a non-empty str, got {seller!r}")
         if task_id in self._managers:
