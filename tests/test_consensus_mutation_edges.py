@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+from raft_cluster import Counter
 
 from trio_foundation._errors import LeadershipLostError
 from trio_foundation.coordination.consensus import (
@@ -47,26 +48,7 @@ from trio_foundation.protocols import raft as core
 from trio_foundation.runtime.tcp import open_tcp_transport
 from trio_foundation.runtime.transport import Envelope
 
-
-class _Totals:
-    """Named totals: a command ``(name, delta)`` adds; a query reads one."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-
-    def apply(self, command: Any) -> Any:
-        name, delta = command
-        self.values[name] = self.values.get(name, 0) + delta
-        return self.values[name]
-
-    def query(self, query: Any) -> Any:
-        return self.values.get(query, 0)
-
-    def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode(self.values)
-
-    def restore(self, data: bytes) -> None:
-        self.values = msgspec.msgpack.decode(data)
+_Totals = Counter  # named totals: a command (name, delta) adds; a query reads one
 
 
 def _free_port() -> int:

@@ -38,6 +38,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from raft_cluster import Counter
 from test_raft_ledger import Recorder
 
 from trio_foundation.coordination import CallForBids, Market
@@ -87,25 +88,7 @@ def _free_port() -> int:
         return port
 
 
-class _Totals:
-    """Named totals: a command ``(name, delta)`` adds; a query reads one."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, int] = {}
-
-    def apply(self, command: Any) -> Any:
-        name, delta = command
-        self.values[name] = self.values.get(name, 0) + delta
-        return self.values[name]
-
-    def query(self, query: Any) -> Any:
-        return self.values.get(query, 0)
-
-    def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode(self.values)
-
-    def restore(self, data: bytes) -> None:
-        self.values = msgspec.msgpack.decode(data)
+_Totals = Counter  # named totals: a command (name, delta) adds; a query reads one
 
 
 # ------------------------------------------------------------------------ consensus
