@@ -1,0 +1,594 @@
+"""The linearizability checker's edges, second round: one exact check each (a
+verdict, a reason, a witness, a count), written against behaviour.
+
+Written for the survivors of the package-wide mutation samples of
+``benchmarks/mutation.py lincheck`` (docs/verification.md lists them and says
+which were argued equivalent instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from trio_foundation.verify.history import HistoryEvent
+from trio_foundation.verify.lincheck import (
+    MODELS,
+    Model,
+    Operation,
+    Treated,
+    check_exhaustively,
+    check_history,
+    check_operations,
+    pair_operations,
+)
+from trio_foundation.verify.lincheck import _check as _check_module
+from trio_foundation.verify.lincheck._witness import greedy_pass, help_pass
+
+Row = tuple[Any, ...]
+
+
+def h(*rows: Row, key: Any = None) -> list[HistoryEvent]:
+    """Events from ``(process, type, f, value)`` rows."""
+    return [HistoryEvent(p, t, f, v, key=key) for p, t, f, v in rows]
+
+
+def seq(*ops: Row) -> list[HistoryEvent]:
+    """Sequential operations from ``(process, f, value, output[, type])`` rows."""
+    events = []
+    for p, f, value, out, *rest in ops:
+        events.append(HistoryEvent(p, "invoke", f, value))
+        events.append(HistoryEvent(p, rest[0] if rest else "ok", f, out))
+    return events
+
+
+def _hard(writers: int = 40) -> list[HistoryEvent]:
+    """40 concurrent writes (each value twice), then reads of 1 and 0 after all
+    of them, concurrent with each other: no search within a few hundred states
+    decides it (as in test_lincheck_mutation_edges.py)."""
+    events = [HistoryEvent(p, "invoke", "write", p % (writers // 2)) for p in range(writers)]
+    events += [HistoryEvent(p, "ok", "write", p % (writers // 2)) for p in range(writers)]
+    return [
+        *events,
+        *h((writers, "invoke", "read", None), (writers + 1, "invoke", "read", None)),
+        *h((writers, "ok", "read", 1), (writers + 1, "ok", "read", 0)),
+    ]
+
+
+# --- the reachable-state precheck ("impossible") -----------------------------------
+
+
+def _ring(size: int) -> Model:
+    """A counter modulo ``size``: ``add(d)``, ``read -> v``; no register view, so
+    the precheck's closure is stepped (``size`` states)."""
+
+    def step(state: Any, op: Operation) -> Iterable[Any]:
+        if op.f == "read":
+            return (state,) if op.status != "ok" or op.output == state else ()
+        return ((state + op.value) % size,)
+
+    return Model(
+        name="ring",
+        init=0,
+        step=step,
+        operations=frozenset({"add", "read"}),
+        read_only=lambda op: op.f == "read",
+    )
+
+
+def test_the_reachable_states_are_computed_up_to_exactly_their_step_bound() -> None:
+    # 16 kinds of add (one per process) on 250 states: the closure takes
+    # 250 x 16 = 4,000 step() calls, exactly the bound, and is computed: a read
+    # of 999 is allowed in none of its states ("impossible", without a search).
+    # On 251 states it takes 4,016: past the bound, the search decides.
+    adds = [row for p in range(16) for row in ((p, "invoke", "add", 1), (p, "ok", "add", 1))]
+    events = h(*adds, (99, "invoke", "read", None), (99, "ok", "read", 999))
+    result = check_history(events, _ring(250))
+    assert (result.verdict, result.reason, result.states) == ("not-linearizable", "impossible", 0)
+    assert [o.describe() for o in result.unplaceable] == ["p99 read() -> 999"]
+    assert result.linearized == ()
+    result = check_history(events, _ring(251))
+    assert (result.verdict, result.reason) == ("not-linearizable", "")
+    assert [o.describe() for o in result.unplaceable] == ["p99 read() -> 999"]
+    assert len(result.linearized) == 16
+
+
+# --- the forced-order witness ---------------------------------------------------------
+
+
+def test_an_info_write_is_not_forced_into_the_order() -> None:
+    # write(101) ended info between write(100) and a read of 100: it may never
+    # have taken effect, so nothing forces it between them (no witness); the
+    # search cannot decide the hard part within 500 states.
+    tail = seq(
+        (100, "write", 100, 100), (101, "write", 101, None, "info"), (102, "read", None, 100)
+    )
+    result = check_history(_hard() + tail, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("unknown", "max_states")
+    # the same write completed ok left 101 after every write of 100 and before
+    # the read: a stale read
+    tail = seq((100, "write", 100, 100), (101, "write", 101, 101), (102, "read", None, 100))
+    result = check_history(_hard() + tail, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "stale")
+    assert [o.describe() for o in result.unplaceable] == [
+        "p102 read() -> 100",
+        "p101 write(101) -> ok",
+        "p100 write(100) -> ok",
+    ]
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def test_a_crashed_dequeue_of_an_unordered_queue_may_remove_any_element() -> None:
+    m = MODELS["unordered-queue"]
+    crashed = pair_operations(h((1, "invoke", "dequeue", None), (1, "info", "dequeue", None)))[0]
+    state = frozenset({(1, 1), (2, 2)})
+    # one state per element it may have removed (in the order of repr(value, count))
+    assert list(m.step(state, crashed)) == [frozenset({(2, 2)}), frozenset({(1, 1), (2, 1)})]
+    # 1 and 2 enqueued, a dequeue crashed, then 2 and an empty queue: the crashed
+    # dequeue took 1
+    events = seq(
+        (0, "enqueue", 1, 1),
+        (0, "enqueue", 2, 2),
+        (1, "dequeue", None, None, "info"),
+        (2, "dequeue", None, 2),
+        (2, "dequeue", None, None),
+    )
+    assert check_exhaustively(events, m) == "linearizable"
+    result = check_history(events, m)
+    assert result.verdict == "linearizable"
+    assert [o.describe() for o in result.linearized] == [
+        "p0 enqueue(1) -> ok",
+        "p0 enqueue(2) -> ok",
+        "p2 dequeue() -> 2",
+        "p1 dequeue() -> info",
+        "p2 dequeue() -> null",
+    ]
+
+
+# --- the exhaustive reference checker -------------------------------------------------
+
+
+def test_the_reference_gives_the_model_info_operations_without_an_output() -> None:
+    # The model contract: an info operation reaches step() with output None,
+    # whatever value its info completion carried (as check_history pairs it).
+    def step(state: Any, op: Operation) -> Iterable[Any]:
+        if op.status == "info" and op.output is not None:
+            raise AssertionError(f"an info operation with an output: {op.describe()}")
+        if op.f == "read":
+            return (state,) if op.output == state else ()
+        return (op.value,)
+
+    m = Model(name="strict-register", init=None, step=step)
+    # write(1) crashed with a value on its completion; the read of 1 needs it
+    events = seq((0, "write", 1, 1, "info"), (1, "read", None, 1))
+    assert check_exhaustively(events, m) == "linearizable"
+    assert check_history(events, m).verdict == "linearizable"
+
+
+# --- the search's growth and reset pruning (kv with string appends) -----------------
+
+
+def test_a_put_not_yet_linearized_after_a_linearized_operation_still_allows_a_read() -> None:
+    # Found by a differential search of simulated kv histories against the
+    # exhaustive checker: the read of "xzy" needs put(x) (invoked before it)
+    # followed by the two appends; the reset prune must count put(x) as not
+    # linearized while an operation invoked after it is.
+    events = h(
+        (0, "invoke", "get", None),
+        (0, "ok", "get", ""),
+        (0, "invoke", "put", "x"),
+        (1, "invoke", "append", "z"),
+        (0, "ok", "put", "x"),
+        (0, "invoke", "append", "y"),
+        (0, "ok", "append", "y"),
+        (1, "info", "append", None),
+        (0, "invoke", "put", "y"),
+        (1, "invoke", "get", None),
+        (1, "ok", "get", "xzy"),
+        (1, "invoke", "get", None),
+        (0, "ok", "put", "y"),
+        (1, "ok", "get", "y"),
+        key="k",
+    )
+    kv = MODELS["kv"].with_initial("")
+    assert check_exhaustively(events, kv) == "linearizable"
+    result = check_history(events, kv)
+    assert result.verdict == "linearizable"
+    assert [o.describe() for o in result.linearized][-2:] == [
+        "p0 put['k']('y') -> ok",
+        "p1 get['k']() -> 'y'",
+    ]
+
+
+# --- the greedy pass resumed after a help ----------------------------------------------
+
+# A simulated register history (28 operations, 6 clients) the pass gets stuck on
+# at its 11th call; one help (a search of 26 states) orders its window, and the
+# pass, resumed with two calls left, finishes within its budget.
+_RESUMED = h(
+    (1, "invoke", "write", 3),
+    (0, "invoke", "write", 1),
+    (4, "invoke", "read", None),
+    (5, "invoke", "write", 0),
+    (2, "invoke", "write", 2),
+    (5, "ok", "write", 0),
+    (5, "invoke", "read", None),
+    (4, "ok", "read", 0),
+    (4, "invoke", "write", 3),
+    (3, "invoke", "read", None),
+    (4, "ok", "write", 3),
+    (2, "ok", "write", 2),
+    (1, "ok", "write", 3),
+    (5, "ok", "read", 1),
+    (1, "invoke", "read", None),
+    (3, "ok", "read", 1),
+    (0, "ok", "write", 1),
+    (5, "invoke", "read", None),
+    (5, "ok", "read", 1),
+    (3, "invoke", "write", 3),
+    (0, "invoke", "write", 3),
+    (1, "ok", "read", 1),
+    (5, "invoke", "read", None),
+    (2, "invoke", "read", None),
+    (4, "invoke", "write", 1),
+    (1, "invoke", "read", None),
+    (3, "ok", "write", 3),
+    (0, "ok", "write", 3),
+    (3, "invoke", "write", 3),
+    (0, "invoke", "read", None),
+    (1, "ok", "read", 3),
+    (2, "ok", "read", 3),
+    (1, "invoke", "read", None),
+    (2, "invoke", "write", 2),
+    (3, "ok", "write", 3),
+    (3, "invoke", "write", 0),
+    (2, "ok", "write", 2),
+    (4, "ok", "write", 1),
+    (4, "invoke", "read", None),
+    (1, "ok", "read", 1),
+    (5, "ok", "read", 3),
+    (1, "invoke", "write", 2),
+    (3, "ok", "write", 0),
+    (1, "ok", "write", 2),
+    (0, "ok", "read", 0),
+    (2, "invoke", "read", None),
+    (2, "ok", "read", 2),
+    (5, "invoke", "read", None),
+    (2, "invoke", "write", 0),
+    (3, "invoke", "read", None),
+    (1, "invoke", "read", None),
+    (4, "ok", "read", 2),
+    (3, "ok", "read", 0),
+    (2, "ok", "write", 0),
+    (1, "ok", "read", 0),
+    (5, "ok", "read", 0),
+)
+_RESUMED_WITNESS = [
+    *("p5 write(0) -> ok", "p4 read() -> 0", "p4 write(3) -> ok", "p2 write(2) -> ok"),
+    *("p1 write(3) -> ok", "p0 write(1) -> ok", "p5 read() -> 1", "p3 read() -> 1"),
+    *("p1 read() -> 1", "p5 read() -> 1", "p3 write(3) -> ok", "p5 read() -> 3"),
+    *("p2 read() -> 3", "p1 read() -> 3", "p0 write(3) -> ok", "p3 write(3) -> ok"),
+    *("p2 write(2) -> ok", "p4 write(1) -> ok", "p1 read() -> 1", "p3 write(0) -> ok"),
+    *("p0 read() -> 0", "p1 write(2) -> ok", "p4 read() -> 2", "p2 read() -> 2"),
+    *("p2 write(0) -> ok", "p5 read() -> 0", "p3 read() -> 0", "p1 read() -> 0"),
+]
+
+
+def test_a_pass_resumed_near_the_end_finishes_without_a_second_help() -> None:
+    ops = pair_operations(_RESUMED)
+    alone, stuck = greedy_pass(ops, MODELS["register"])
+    assert alone is None and stuck.at == 10
+    witness, states = help_pass(stuck)
+    assert witness is not None
+    assert ([o.describe() for o in witness], states) == (_RESUMED_WITNESS, 26)
+    result = check_history(_RESUMED, "register")
+    assert [(p.verdict, p.states) for p in result.partitions] == [("linearizable", 26)]
+    assert [o.describe() for o in result.linearized] == _RESUMED_WITNESS
+
+
+# --- the reachable-state precheck's state bound ------------------------------------------
+
+
+def test_the_reachable_states_are_computed_up_to_exactly_their_state_bound() -> None:
+    # one kind of add: 256 states (the bound) are computed, 257 are not
+    events = seq((0, "add", 1, 1), (1, "read", None, 999))
+    result = check_history(events, _ring(256))
+    assert (result.verdict, result.reason, result.states) == ("not-linearizable", "impossible", 0)
+    result = check_history(events, _ring(257))
+    assert (result.verdict, result.reason) == ("not-linearizable", "")
+    assert [o.describe() for o in result.linearized] == ["p0 add(1) -> ok"]
+
+
+# --- the stale-read and forced-order witnesses, behind a search that cannot decide -
+
+
+def test_a_stale_read_after_one_with_an_open_setter_is_still_found() -> None:
+    # a write of 100 never returned: the read of 100 is no witness; the later
+    # read of 101 is (the stale-read witness goes on past the first)
+    tail = [
+        HistoryEvent(99, "invoke", "write", 100),
+        *seq(
+            (100, "write", 100, 100),
+            (101, "write", 101, 101),
+            (102, "read", None, 100),
+            (103, "write", 103, 103),
+            (104, "read", None, 101),
+        ),
+    ]
+    result = check_history(_hard() + tail, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "stale")
+    assert [o.describe() for o in result.unplaceable] == [
+        "p104 read() -> 101",
+        "p102 read() -> 100",
+        "p101 write(101) -> ok",
+    ]
+
+
+def test_a_write_that_ended_info_may_set_its_value_after_its_end() -> None:
+    # write(100) by p99 ended info before write(101) began: it may still take
+    # effect after write(101), just before the read of 100 (no stale read)
+    tail = seq(
+        (100, "write", 100, 100),
+        (99, "write", 100, None, "info"),
+        (101, "write", 101, 101),
+        (102, "read", None, 100),
+    )
+    result = check_history(_hard() + tail, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("unknown", "max_states")
+
+
+def test_the_forced_order_closure_gives_up_past_its_work_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _hard() + _chain()
+    result = check_history(events, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
+    # (the chain's closure takes more than 100 steps on these 48 operations)
+    monkeypatch.setattr(_check_module, "_CHAIN_WORK", 100)
+    result = check_history(events, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("unknown", "max_states")
+
+
+def _chain() -> list[HistoryEvent]:
+    """write(100) twice and write(101), concurrent; a read of 101 after the
+    writes of 100 returned; a read of 100 invoked after write(101) returned
+    (test_lincheck_mutation_edges.py's chain: only the forced order shows it)."""
+    return h(
+        (100, "invoke", "write", 100),
+        (104, "invoke", "write", 100),
+        (101, "invoke", "write", 101),
+        (100, "ok", "write", 100),
+        (104, "ok", "write", 100),
+        (102, "invoke", "read", None),
+        (101, "ok", "write", 101),
+        (103, "invoke", "read", None),
+        (102, "ok", "read", 101),
+        (103, "ok", "read", 100),
+    )
+
+
+# --- counts of the result -------------------------------------------------------------
+
+
+def test_the_operations_path_counts_every_indeterminate_operation() -> None:
+    # two writes ended info, a read ended info (ignored: it changes nothing),
+    # a failed write (ignored), and p2 reincarnated after its info read
+    events = seq(
+        (0, "write", 1, None, "info"),
+        (1, "write", 2, None, "info"),
+        (2, "read", None, None, "info"),
+        (3, "write", 3, None, "fail"),
+        (2, "read", None, 2),
+    )
+    expected = Treated(indeterminate=2, ignored=2, reincarnated=1)
+    assert check_operations(pair_operations(events), "register").treated == expected
+    assert check_history(events, "register").treated == expected
+
+
+# --- models ---------------------------------------------------------------------------
+
+
+def test_a_lock_acquired_for_an_owner_is_released_by_that_process() -> None:
+    # owner = the value, or the process if null: acquire(3) by p1 makes p3 the
+    # owner, and p3's release (no value) releases it
+    events = seq((1, "acquire", 3, 3), (3, "release", None, None))
+    assert check_exhaustively(events, "lock") == "linearizable"
+    assert check_history(events, "lock").verdict == "linearizable"
+    events = seq((1, "acquire", 3, 3), (1, "release", None, None))
+    assert check_history(events, "lock").verdict == "not-linearizable"
+
+
+def test_an_unordered_queue_starts_from_a_multiset_of_its_list() -> None:
+    m = MODELS["unordered-queue"].with_initial([1, 1, 2])
+    assert m.init == frozenset({(1, 2), (2, 1)})
+    events = seq((0, "dequeue", None, 1), (0, "dequeue", None, 2), (0, "dequeue", None, 1))
+    assert check_history(events, m).verdict == "linearizable"
+    events += seq((0, "dequeue", None, 1))
+    assert check_history(events, m).verdict == "not-linearizable"
+
+
+def test_a_set_read_may_grow_only_from_its_subsets() -> None:
+    s = MODELS["set"]
+    assert s.may_grow_into is not None
+    read = pair_operations(seq((0, "read", None, [1, 3])))[0]
+    assert [s.may_grow_into(frozenset(v), read) for v in ([], [1], [1, 3], [1, 2])] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    crashed = pair_operations(seq((0, "read", None, None, "info")))[0]
+    assert s.may_grow_into(frozenset({1, 2}), crashed)  # (no output: unsure)
+
+
+# --- the exhaustive reference checker, its own pairing --------------------------------
+
+
+def test_the_reference_tells_json_objects_by_their_keys() -> None:
+    events = seq((0, "write", {"a": 1}, {"a": 1}), (1, "read", None, {"b": 1}))
+    assert check_exhaustively(events, "register") == "not-linearizable"
+    events = seq((0, "write", {"a": 1, "b": 2}, None), (1, "read", None, {"b": 2, "a": 1}))
+    assert check_exhaustively(events, "register") == "linearizable"
+
+
+def test_the_reference_numbers_operations_in_order_of_invocation() -> None:
+    # a model that logs the index of each operation it applies
+    def step(state: Any, op: Operation) -> Iterable[Any]:
+        if op.f == "read":
+            return (state,) if op.output == state else ()
+        return ((*state, op.index),)
+
+    m = Model(name="log", init=(), step=step)
+    events = seq((0, "add", None, None), (1, "add", None, None), (0, "read", None, [0, 1]))
+    assert check_exhaustively(events, m) == "linearizable"
+    assert check_history(events, m).verdict == "linearizable"
+
+
+# --- the search's growth and reset hints, on small kv histories ------------------------
+# Each found by a differential search of simulated (linearizable) kv histories, the
+# checker as it is against a changed hint or prune: (model, events, the witness,
+# the states the search caches). A wrong hint makes a linearizable history "not
+# linearizable" or crashes; a hint or prune lost makes the search cache more states.
+
+_KV = MODELS["kv"]
+_KV_STR = MODELS["kv"].with_initial("")
+_GROWTH_CASES_2: list[tuple[Model, list[tuple[Any, ...]], list[str], int]] = [
+    (
+        # the read of "xz" after put(x): growth from "" or "z" cannot give it
+        _KV_STR,
+        [
+            (0, "invoke", "append", "z"),
+            (1, "invoke", "append", "z"),
+            (3, "invoke", "get", None),
+            (2, "invoke", "put", "x"),
+            (0, "ok", "append", "z"),
+            (3, "ok", "get", "xz"),
+            (1, "ok", "append", "z"),
+            (2, "ok", "put", "x"),
+        ],
+        [
+            "p0 append['k']('z') -> ok",
+            "p2 put['k']('x') -> ok",
+            "p1 append['k']('z') -> ok",
+            "p3 get['k']() -> 'xz'",
+        ],
+        4,
+    ),
+    (
+        # lists: the read of [x, 1] grows from put([x]) (a prefix)
+        _KV,
+        [
+            (0, "invoke", "append", 2),
+            (0, "ok", "append", 2),
+            (1, "invoke", "get", None),
+            (0, "invoke", "put", ["x"]),
+            (2, "invoke", "append", 1),
+            (0, "ok", "put", ["x"]),
+            (2, "info", "append", None),
+            (1, "ok", "get", ["x", 1]),
+        ],
+        [
+            "p0 append['k'](2) -> ok",
+            "p0 put['k'](['x']) -> ok",
+            "p2 append['k'](1) -> info",
+            "p1 get['k']() -> ['x', 1]",
+        ],
+        4,
+    ),
+    (
+        # lists of a string and a number: the first growth from the missing key
+        _KV,
+        [
+            (1, "invoke", "append", "x"),
+            (0, "invoke", "append", 2),
+            (1, "info", "append", None),
+            (0, "info", "append", None),
+            (1, "invoke", "get", None),
+            (1, "ok", "get", [2, "x"]),
+        ],
+        [
+            "p0 append['k'](2) -> info",
+            "p1 append['k']('x') -> info",
+            "p1 get['k']() -> [2, 'x']",
+        ],
+        4,
+    ),
+    (
+        # a put that ended info, then an append: the read of "yy" needs both
+        _KV_STR,
+        [
+            (2, "invoke", "put", "y"),
+            (2, "info", "put", None),
+            (2, "invoke", "append", "y"),
+            (2, "ok", "append", "y"),
+            (0, "invoke", "get", None),
+            (0, "ok", "get", "yy"),
+        ],
+        [
+            "p2 put['k']('y') -> info",
+            "p2 append['k']('y') -> ok",
+            "p0 get['k']() -> 'yy'",
+        ],
+        4,
+    ),
+    (
+        # two appends that ended info, in the order the read shows
+        _KV_STR,
+        [
+            (1, "invoke", "append", "x"),
+            (0, "invoke", "append", "z"),
+            (1, "info", "append", None),
+            (0, "info", "append", None),
+            (1, "invoke", "get", None),
+            (1, "ok", "get", "zx"),
+        ],
+        [
+            "p0 append['k']('z') -> info",
+            "p1 append['k']('x') -> info",
+            "p1 get['k']() -> 'zx'",
+        ],
+        4,
+    ),
+]
+
+
+_GROWTH_CASES_2.append(
+    (
+        # the appends toward the earliest read ("yx": y, then x) are tried first
+        _KV_STR,
+        [
+            (2, "invoke", "get", None),
+            (1, "invoke", "append", "y"),
+            (0, "invoke", "append", "x"),
+            (2, "ok", "get", "yx"),
+            (2, "invoke", "put", "y"),
+            (0, "ok", "append", "x"),
+            (0, "invoke", "append", "y"),
+            (2, "ok", "put", "y"),
+            (1, "ok", "append", "y"),
+            (0, "ok", "append", "y"),
+        ],
+        [
+            "p1 append['k']('y') -> ok",
+            "p0 append['k']('x') -> ok",
+            "p2 get['k']() -> 'yx'",
+            "p2 put['k']('y') -> ok",
+            "p0 append['k']('y') -> ok",
+        ],
+        5,
+    )
+)
+
+
+@pytest.mark.parametrize("case", range(len(_GROWTH_CASES_2)))
+def test_growth_hints_on_small_kv_histories(case: int) -> None:
+    model, rows, witness, states = _GROWTH_CASES_2[case]
+    events = h(*rows, key="k")
+    assert check_exhaustively(events, model) == "linearizable"
+    result = check_history(events, model)
+    assert (result.verdict, result.states) == ("linearizable", states)
+    assert [o.describe() for o in result.linearized] == witness
