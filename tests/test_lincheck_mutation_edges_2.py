@@ -8,9 +8,11 @@ which were argued equivalent instead).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 import pytest
 
 from trio_foundation.verify.history import HistoryEvent
@@ -25,6 +27,7 @@ from trio_foundation.verify.lincheck import (
     pair_operations,
 )
 from trio_foundation.verify.lincheck import _check as _check_module
+from trio_foundation.verify.lincheck._wgl import search
 from trio_foundation.verify.lincheck._witness import greedy_pass, help_pass
 
 Row = tuple[Any, ...]
@@ -592,3 +595,169 @@ def test_growth_hints_on_small_kv_histories(case: int) -> None:
     result = check_history(events, model)
     assert (result.verdict, result.states) == ("linearizable", states)
     assert [o.describe() for o in result.linearized] == witness
+
+
+# --- the greedy pass's moves ----------------------------------------------------------
+
+
+def test_a_read_is_enabled_by_one_operation_and_placed_right_after_it() -> None:
+    # p0's read of 3 is due when write(3) by p1 and p2 are placed in turn: the
+    # pass enables it with the first write of 3 and places it right after
+    events = h(
+        (0, "invoke", "write", 2),
+        (0, "ok", "write", 2),
+        (2, "invoke", "write", 2),
+        (2, "ok", "write", 2),
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", 1),
+        (1, "invoke", "write", 3),
+        (0, "invoke", "read", None),
+        (2, "invoke", "write", 3),
+        (1, "ok", "write", 3),
+        (2, "ok", "write", 3),
+        (0, "ok", "read", 3),
+    )
+    result = check_history(events, "register")
+    assert (result.verdict, result.states) == ("linearizable", 0)
+    assert [o.describe() for o in result.linearized] == [
+        "p0 write(2) -> ok",
+        "p2 write(2) -> ok",
+        "p1 write(1) -> ok",
+        "p1 write(3) -> ok",
+        "p0 read() -> 3",
+        "p2 write(3) -> ok",
+    ]
+
+
+# A simulated register history (22 operations, 5 clients, writes ended info) that
+# the pass linearizes alone only by reordering its last operations (replayed from
+# the states before each).
+_REORDERED_2 = h(
+    (2, "invoke", "write", 3),
+    (2, "ok", "write", 3),
+    (0, "invoke", "write", 3),
+    (4, "invoke", "read", None),
+    (0, "ok", "write", 3),
+    (4, "ok", "read", 3),
+    (3, "invoke", "read", None),
+    (3, "ok", "read", 3),
+    (3, "invoke", "write", 2),
+    (3, "info", "write", None),
+    (2, "invoke", "read", None),
+    (2, "ok", "read", 3),
+    (2, "invoke", "write", 3),
+    (3, "invoke", "write", 0),
+    (4, "invoke", "read", None),
+    (3, "ok", "write", 0),
+    (4, "ok", "read", 0),
+    (2, "ok", "write", 3),
+    (4, "invoke", "read", None),
+    (4, "ok", "read", 3),
+    (2, "invoke", "write", 2),
+    (0, "invoke", "write", 3),
+    (0, "ok", "write", 3),
+    (2, "ok", "write", 2),
+    (4, "invoke", "read", None),
+    (4, "ok", "read", 3),
+    (3, "invoke", "write", 0),
+    (3, "info", "write", None),
+    (4, "invoke", "write", 3),
+    (4, "ok", "write", 3),
+    (2, "invoke", "read", None),
+    (2, "ok", "read", 3),
+    (1, "invoke", "write", 1),
+    (3, "invoke", "write", 2),
+    (1, "info", "write", None),
+    (3, "ok", "write", 2),
+    (2, "invoke", "read", None),
+    (3, "invoke", "write", 0),
+    (3, "ok", "write", 0),
+    (1, "invoke", "read", None),
+    (2, "ok", "read", 0),
+    (1, "ok", "read", 0),
+)
+_REORDERED_2_WITNESS = [
+    "p2 write(3) -> ok",
+    "p0 write(3) -> ok",
+    "p4 read() -> 3",
+    "p3 read() -> 3",
+    "p2 read() -> 3",
+    "p3 write(0) -> ok",
+    "p4 read() -> 0",
+    "p2 write(3) -> ok",
+    "p4 read() -> 3",
+    "p2 write(2) -> ok",
+    "p0 write(3) -> ok",
+    "p4 read() -> 3",
+    "p4 write(3) -> ok",
+    "p2 read() -> 3",
+    "p3 write(2) -> ok",
+    "p3 write(0) -> ok",
+    "p2 read() -> 0",
+    "p1 read() -> 0",
+]
+
+
+def test_the_pass_reorders_from_the_states_before_its_last_operations() -> None:
+    result = check_history(_REORDERED_2, "register")
+    assert (result.verdict, result.states) == ("linearizable", 0)
+    assert [o.describe() for o in result.linearized] == _REORDERED_2_WITNESS
+
+
+# --- deadlines ------------------------------------------------------------------------
+
+
+def test_a_deadline_reached_during_the_search_is_reported_as_a_timeout() -> None:
+    # half a second: the search (about 185,000 states over its rounds before
+    # max_states) runs out of time first on any machine this runs on
+    result = check_history(_hard(), "register", timeout=0.5, max_states=100_000)
+    assert (result.verdict, result.reason) == ("unknown", "timeout")
+    assert [(p.verdict, p.reason) for p in result.partitions] == [("unknown", "timeout")]
+
+
+def test_a_deadline_passed_before_the_searches_times_out_every_partition() -> None:
+    a = [HistoryEvent(e.process, e.type, e.f, e.value, key="a") for e in _hard()]
+    b = [HistoryEvent(e.process + 100, e.type, e.f, e.value, key="b") for e in _hard()]
+    result = check_history(a + b, "kv", timeout=1e-9)
+    assert (result.verdict, result.reason, result.failing_key) == ("unknown", "timeout", "a")
+    assert [(p.key, p.verdict, p.reason, p.states) for p in result.partitions] == [
+        ("a", "unknown", "timeout", 0),
+        ("b", "unknown", "timeout", 0),
+    ]
+
+
+def test_the_search_stops_at_a_deadline_already_passed() -> None:
+    # (it looks at the clock every 1,024 steps: long before 5,000 states)
+    ops = pair_operations(_hard())
+    out = search(ops, MODELS["register"], deadline=time.monotonic() - 1, max_states=5_000)
+    assert (out.verdict, out.reason) == ("unknown", "timeout")
+    assert 0 < out.states < 5_000
+
+
+# --- the growth prune without the resets hint ------------------------------------------
+
+
+def test_growth_prune_with_puts_the_model_says_nothing_about() -> None:
+    # kv without the resets hint: a put is neither growth nor a reset, so only
+    # the earliest-deadline read is checked against growth of the current state
+    model = attrs.evolve(_KV_STR, resets=None)
+    events = h(
+        (0, "invoke", "append", "z"),
+        (0, "ok", "append", "z"),
+        (1, "invoke", "get", None),
+        (0, "invoke", "put", "x"),
+        (2, "invoke", "append", "z"),
+        (0, "ok", "put", "x"),
+        (2, "info", "append", None),
+        (1, "ok", "get", "xz"),
+        key="k",
+    )
+    assert check_exhaustively(events, model) == "linearizable"
+    result = check_history(events, model)
+    assert (result.verdict, result.states) == ("linearizable", 4)
+    assert [o.describe() for o in result.linearized] == [
+        "p0 append['k']('z') -> ok",
+        "p0 put['k']('x') -> ok",
+        "p2 append['k']('z') -> info",
+        "p1 get['k']() -> 'xz'",
+    ]
