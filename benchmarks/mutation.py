@@ -1210,6 +1210,8 @@ TARGETS["lincheck"].equivalent.update(
             " rounds pass their budget, or max_states once it bounds them;"
             " _first_round passes _FIRST_BUDGET, help_pass its cap); search() is internal"
         ),
+        _LC + "_ops.x__pair__mutmut_11": "unknown = -2 for -1 (none): " + _NEGATIVE,
+        _LC + "_ops.x__pair__mutmut_210": "cast('OPERATION', ...): " + _CAST,
         _LC + "_witness.xǁ_Greedyǁwanted__mutmut_5": (
             "nxt > 0 for >= 0: wanted(0) is never asked: settle(i) runs only with an"
             " operation due before call i, none returns before the first call (ops[0]'s),"

@@ -761,3 +761,60 @@ def test_growth_prune_with_puts_the_model_says_nothing_about() -> None:
         "p2 append['k']('z') -> info",
         "p1 get['k']() -> 'xz'",
     ]
+
+
+# --- more of the witnesses and the partition rounds -------------------------------------
+
+
+def test_a_stale_read_behind_a_cas() -> None:
+    # the cas from 100 to 101 returned before the read of 100 began, after the
+    # only write of 100: the register view knows a cas's need and value
+    tail = seq((100, "write", 100, 100), (101, "cas", [100, 101], None), (102, "read", None, 100))
+    result = check_history(_hard() + tail, "cas-register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "stale")
+    assert [o.describe() for o in result.unplaceable] == [
+        "p102 read() -> 100",
+        "p101 cas([100, 101]) -> ok",
+        "p100 write(100) -> ok",
+    ]
+
+
+def test_a_lone_partition_is_searched_in_rounds_not_in_a_first_round() -> None:
+    # the only partition (no others after it) skips the first round: its first
+    # search runs out of budget, and the stale-read witness decides with no
+    # states of its own (a first round would report its search's states)
+    tail = seq((100, "write", 100, 100), (101, "write", 101, 101), (102, "read", None, 100))
+    result = check_history(_hard() + tail, "register")
+    assert (result.verdict, result.reason, result.states) == ("not-linearizable", "stale", 0)
+
+
+def test_a_timeout_leaves_the_search_its_time() -> None:
+    # a history the search decides (4 states) within a minute's timeout
+    model, rows, _, states = _GROWTH_CASES_2[0]
+    result = check_history(h(*rows, key="k"), model, timeout=60)
+    assert (result.verdict, result.states) == ("linearizable", states)
+
+
+def test_the_cas_closure_steps_each_cas_in_the_state_of_its_expected_value() -> None:
+    # write(5), cas(5 -> 6), read of 6, read of 7: 6 is reachable (through the
+    # cas from the state 5), 7 is not: the read of 7 is the impossible one
+    events = seq(
+        (0, "write", 5, 5), (0, "cas", [5, 6], None), (0, "read", None, 6), (0, "read", None, 7)
+    )
+    result = check_history(events, "cas-register")
+    assert (result.verdict, result.reason) == ("not-linearizable", "impossible")
+    assert [o.describe() for o in result.unplaceable] == ["p0 read() -> 7"]
+
+
+def test_an_invocation_left_open_keeps_its_process_incarnation() -> None:
+    # p0 crashed acquiring; its next incarnation, (0, 1), acquires and never
+    # returns: p1 releases the lock for owner [0, 1], which only that open
+    # acquire can have taken (the first acquire's owner is p0)
+    events = [
+        *h((0, "invoke", "acquire", None), (0, "info", "acquire", None)),
+        *h((0, "invoke", "acquire", None)),
+        *h((1, "invoke", "release", [0, 1]), (1, "ok", "release", [0, 1])),
+    ]
+    assert [o.incarnation for o in pair_operations(events)] == [0, 1, 0]
+    assert check_exhaustively(events, "lock") == "linearizable"
+    assert check_history(events, "lock").verdict == "linearizable"
