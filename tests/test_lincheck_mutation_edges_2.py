@@ -818,3 +818,28 @@ def test_an_invocation_left_open_keeps_its_process_incarnation() -> None:
     assert [o.incarnation for o in pair_operations(events)] == [0, 1, 0]
     assert check_exhaustively(events, "lock") == "linearizable"
     assert check_history(events, "lock").verdict == "linearizable"
+
+
+def test_the_stale_read_sweep_takes_operations_by_invocation() -> None:
+    # p101's read of 101 (a value only an unfinished write sets) began before
+    # write(102) and returned after it: the sweep must add write(102), invoked
+    # after write(100) returned, though it returned before that read did.
+    # Found by a differential search of small register histories.
+    tail = h(
+        (99, "invoke", "write", 101),
+        (102, "invoke", "write", 100),
+        (101, "invoke", "read", None),
+        (102, "ok", "write", 100),
+        (100, "invoke", "write", 102),
+        (100, "ok", "write", 102),
+        (100, "invoke", "read", None),
+        (101, "ok", "read", 101),
+        (100, "ok", "read", 100),
+    )
+    result = check_history(_hard() + tail, "register", max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "stale")
+    assert [o.describe() for o in result.unplaceable] == [
+        "p100 read() -> 100",
+        "p100 write(102) -> ok",
+        "p102 write(100) -> ok",
+    ]
