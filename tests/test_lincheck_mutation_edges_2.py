@@ -27,6 +27,7 @@ from trio_foundation.verify.lincheck import (
     pair_operations,
 )
 from trio_foundation.verify.lincheck import _check as _check_module
+from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._wgl import search
 from trio_foundation.verify.lincheck._witness import greedy_pass, help_pass
 
@@ -863,3 +864,65 @@ def test_reordering_moves_each_operation_once() -> None:
     result = check_history(events, "counter")
     assert (result.verdict, result.reason) == ("not-linearizable", "")
     assert [o.describe() for o in result.linearized] == ["p0 add(1) -> ok", "p2 add(2) -> ok"]
+
+
+def test_the_pass_may_spend_its_whole_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With one step per operation (plus 16) the pass still linearizes this
+    # history alone: enabling the last read spends the budget down to exactly 0,
+    # which is still within it. Found by a differential search.
+    monkeypatch.setattr(_witness_module, "_STEPS_PER_OPERATION", 1)
+    events = h(
+        (1, "invoke", "write", 2),
+        (1, "ok", "write", 2),
+        (0, "invoke", "write", 2),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 2),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 2),
+        (1, "invoke", "write", 0),
+        (1, "ok", "write", 0),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 0),
+        (0, "ok", "write", 2),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 0),
+        (0, "invoke", "write", 3),
+        (0, "ok", "write", 3),
+        (0, "invoke", "write", 0),
+        (0, "info", "write", None),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 0),
+    )
+    result = check_history(events, "register")
+    assert (result.verdict, result.states) == ("linearizable", 0)
+    assert [o.describe() for o in result.linearized][-3:] == [
+        "p0 write(3) -> ok",
+        "p0 write(0) -> info",
+        "p1 read() -> 0",
+    ]
+
+
+def test_growth_prune_with_a_reset_among_the_candidates() -> None:
+    # kv where only put is a reset (write, the same step, has no hint): the
+    # node is not a dead end while a put not yet linearized sets a state that
+    # may grow into the earliest read ("y", then "z" appended: "yz")
+    model = attrs.evolve(_KV_STR, resets=lambda op: op.f == "put")
+    events = h(
+        (0, "invoke", "put", "y"),
+        (0, "info", "put", None),
+        (1, "invoke", "append", "z"),
+        (1, "ok", "append", "z"),
+        (0, "invoke", "get", None),
+        (0, "ok", "get", "yz"),
+        (0, "invoke", "write", "y"),
+        (0, "info", "write", None),
+        key="k",
+    )
+    assert check_exhaustively(events, model) == "linearizable"
+    result = check_history(events, model)
+    assert (result.verdict, result.states) == ("linearizable", 5)
+    assert [o.describe() for o in result.linearized] == [
+        "p0 put['k']('y') -> info",
+        "p1 append['k']('z') -> ok",
+        "p0 get['k']() -> 'yz'",
+    ]
