@@ -1212,6 +1212,12 @@ TARGETS["lincheck"].equivalent.update(
         ),
         _LC + "_ops.x__pair__mutmut_11": "unknown = -2 for -1 (none): " + _NEGATIVE,
         _LC + "_ops.x__pair__mutmut_210": "cast('OPERATION', ...): " + _CAST,
+        _LC + "_witness.xǁ_Greedyǁrearrange__mutmut_83": (
+            "True for False when no order is found: its callers (settle, through reorder)"
+            " then go round again in the same state, where enable, reorder and rearrange"
+            " fail the same way, until settle's budget check returns False: the pass stops"
+            " where it would, with the same out, trail and pending (cost only)"
+        ),
         _LC + "_witness.xǁ_Greedyǁwanted__mutmut_5": (
             "nxt > 0 for >= 0: wanted(0) is never asked: settle(i) runs only with an"
             " operation due before call i, none returns before the first call (ops[0]'s),"

@@ -926,3 +926,39 @@ def test_growth_prune_with_a_reset_among_the_candidates() -> None:
         "p1 append['k']('z') -> ok",
         "p0 get['k']() -> 'yz'",
     ]
+
+
+def _view_with_info_cas(op: Operation) -> tuple[Any, Any]:
+    """cas-register's view, but declaring an info cas's need and value too."""
+    view = MODELS["cas-register"].register_view
+    assert view is not None
+    if op.f == "cas" and op.status == "info":
+        expected, new = op.value
+        return expected, new
+    return view(op)
+
+
+def test_an_info_operation_is_never_the_stale_read() -> None:
+    # a cas from 100 that ended info after write(101): it may never have taken
+    # effect, so it is no stale read even when the view declares its need
+    model = attrs.evolve(MODELS["cas-register"], register_view=_view_with_info_cas)
+    tail = seq(
+        (100, "write", 100, 100),
+        (101, "write", 101, 101),
+        (102, "cas", [100, 102], None, "info"),
+    )
+    result = check_history(_hard() + tail, model, max_states=500)
+    assert (result.verdict, result.reason) == ("unknown", "max_states")
+
+
+def test_no_stale_read_witness_from_an_unhashable_initial_state() -> None:
+    # a register whose initial state is a list (cached under a key): the
+    # stale-read witness stands aside, the forced-order one decides
+    model = attrs.evolve(
+        MODELS["register"],
+        init=[],
+        state_key=lambda s: tuple(s) if isinstance(s, list) else s,
+    )
+    tail = seq((100, "write", 100, 100), (101, "write", 101, 101), (102, "read", None, 100))
+    result = check_history(_hard() + tail, model, max_states=500)
+    assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
