@@ -1218,6 +1218,37 @@ TARGETS["lincheck"].equivalent.update(
             " fail the same way, until settle's budget check returns False: the pass stops"
             " where it would, with the same out, trail and pending (cost only)"
         ),
+        # the second fresh sample (seed 1306646224)
+        _LC + "_check.x__stale__mutmut_139": "<= for <: " + _POSITIONS,
+        _LC + "_ops.x__show__mutmut_12": (
+            "repr for str on every value that reaches that line: not a string, a tuple or"
+            " None, so a JSON number or boolean, whose repr and str are equal"
+        ),
+        _LC + "_wgl.xǁ_Frameǁ__init____mutmut_6": (
+            "a frame's alternatives None: run() resumes it with it = None, so" + _RECOMPUTED
+        ),
+        _LC + "_wgl.xǁ_Searchǁ_index__mutmut_12": (
+            "info_mask 1 for completed operations: it is read only for info operations"
+            " (moved_set's rb < 0 branch, cls_mask, the info setters, resets and growers),"
+            " whose entries are overwritten with 1 << n_info"
+        ),
+        _LC + "_wgl.xǁ_Searchǁdoomed__mutmut_65": (
+            "-2 for -1: run() and note_dead_end() only compare doomed()'s result with 0"
+        ),
+        _LC + "_wgl.xǁ_Searchǁmoved_set__mutmut_15": (
+            "~nw | (nw + 1) for ~nw & (nw + 1): when nw ends in exactly t ones the first is"
+            " -(2 ** t) and the second 2 ** t, both of bit_length t + 1"
+        ),
+        _LC + "_witness.xǁ_Greedyǁreorder__mutmut_15": (
+            "True for False with fewer than two operations placed: settle, its only caller,"
+            " then goes round again in the same state and fails the same way at its next"
+            " budget check (as rearrange 83; cost only)"
+        ),
+        _LC + "_witness.xǁ_Greedyǁrun__mutmut_96": (
+            "status != 'XXinfoXX' for != 'info': an info operation the model calls read-only"
+            " is left out of its partition before the pass (_left_out, _partitions), so no"
+            " read-only operation the pass sees is info"
+        ),
         _LC + "_witness.xǁ_Greedyǁwanted__mutmut_5": (
             "nxt > 0 for >= 0: wanted(0) is never asked: settle(i) runs only with an"
             " operation due before call i, none returns before the first call (ops[0]'s),"

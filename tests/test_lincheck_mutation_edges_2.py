@@ -291,6 +291,7 @@ def test_a_pass_resumed_near_the_end_finishes_without_a_second_help() -> None:
     assert ([o.describe() for o in witness], states) == (_RESUMED_WITNESS, 26)
     result = check_history(_RESUMED, "register")
     assert [(p.verdict, p.states) for p in result.partitions] == [("linearizable", 26)]
+    assert result.partitions[0].unplaceable == ()
     assert [o.describe() for o in result.linearized] == _RESUMED_WITNESS
 
 
@@ -818,7 +819,9 @@ def test_an_invocation_left_open_keeps_its_process_incarnation() -> None:
     ]
     assert [o.incarnation for o in pair_operations(events)] == [0, 1, 0]
     assert check_exhaustively(events, "lock") == "linearizable"
-    assert check_history(events, "lock").verdict == "linearizable"
+    result = check_history(events, "lock")
+    assert result.verdict == "linearizable"
+    assert result.treated == Treated(indeterminate=2, ignored=0, reincarnated=1)
 
 
 def test_the_stale_read_sweep_takes_operations_by_invocation() -> None:
