@@ -1249,6 +1249,16 @@ TARGETS["lincheck"].equivalent.update(
             " is left out of its partition before the pass (_left_out, _partitions), so no"
             " read-only operation the pass sees is info"
         ),
+        _LC + "_check.x__stale__mutmut_115": (
+            "the sweep from leaves[1]: leaves[0], the latest-invoked leaf, returned after"
+            " every query was invoked (each query is itself a leaf), so neither it nor an"
+            " entry it pushes out of best (returning later still) can be the witness c"
+        ),
+        _LC + "_check.x__concurrent__mutmut_9": (
+            "the info branch is never taken: a search's candidates are completed"
+            " operations (candidates() walks the call/return entries, which info"
+            " operations do not have)"
+        ),
         _LC + "_witness.xǁ_Greedyǁwanted__mutmut_5": (
             "nxt > 0 for >= 0: wanted(0) is never asked: settle(i) runs only with an"
             " operation due before call i, none returns before the first call (ops[0]'s),"

@@ -965,3 +965,27 @@ def test_no_stale_read_witness_from_an_unhashable_initial_state() -> None:
     tail = seq((100, "write", 100, 100), (101, "write", 101, 101), (102, "read", None, 100))
     result = check_history(_hard() + tail, model, max_states=500)
     assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
+
+
+def test_a_stale_read_in_a_first_key_found_by_its_first_round() -> None:
+    # 40 concurrent puts, then put(99) and a get of 1 in key "a", a fine key "b"
+    # after it: the first round's search (1,000 states) does not decide "a", its
+    # stale-read witness does, with the states that search cached
+    events = [HistoryEvent(p, "invoke", "put", p % 20, key="a") for p in range(40)]
+    events += [HistoryEvent(p, "ok", "put", p % 20, key="a") for p in range(40)]
+    events += h((50, "invoke", "put", 99), (50, "ok", "put", 99), key="a")
+    events += h((51, "invoke", "get", None), (51, "ok", "get", 1), key="a")
+    events += h((60, "invoke", "put", 1), (60, "ok", "put", 1), key="b")
+    result = check_history(events, "kv")
+    assert (result.verdict, result.reason, result.failing_key) == ("not-linearizable", "stale", "a")
+    assert [o.describe() for o in result.unplaceable] == [
+        "p51 get['a']() -> 1",
+        "p50 put['a'](99) -> ok",
+        "p21 put['a'](1) -> ok",
+    ]
+    assert result.linearized == ()
+    assert [(p.key, p.verdict, p.reason) for p in result.partitions] == [
+        ("a", "not-linearizable", "stale"),
+        ("b", "unknown", "not-checked"),
+    ]
+    assert result.partitions[0].states > 0  # (the first round's search ran)
