@@ -989,3 +989,125 @@ def test_a_stale_read_in_a_first_key_found_by_its_first_round() -> None:
         ("b", "unknown", "not-checked"),
     ]
     assert result.partitions[0].states > 0  # (the first round's search ran)
+
+
+# Simulated register histories the greedy pass linearizes alone (no search), each
+# through one of its moves; found by a differential search against a changed move.
+_REORDER_TWO = h(
+    (1, "invoke", "write", 1),
+    (3, "invoke", "write", 3),
+    (3, "ok", "write", 3),
+    (2, "invoke", "write", 1),
+    (1, "ok", "write", 1),
+    (4, "invoke", "read", None),
+    (4, "ok", "read", 3),
+    (4, "invoke", "write", 0),
+    (4, "ok", "write", 0),
+    (0, "invoke", "read", None),
+    (0, "ok", "read", 1),
+    (2, "ok", "write", 1),
+    (1, "invoke", "read", None),
+    (1, "ok", "read", 1),
+    (2, "invoke", "read", None),
+    (0, "invoke", "read", None),
+    (2, "ok", "read", 1),
+    (0, "ok", "read", 1),
+    (1, "invoke", "write", 0),
+    (1, "ok", "write", 0),
+)
+_REORDER_TWO_WITNESS = [
+    "p1 write(1) -> ok",
+    "p3 write(3) -> ok",
+    "p4 read() -> 3",
+    "p4 write(0) -> ok",
+    "p2 write(1) -> ok",
+    "p0 read() -> 1",
+    "p1 read() -> 1",
+    "p2 read() -> 1",
+    "p0 read() -> 1",
+    "p1 write(0) -> ok",
+]
+
+_REORDER_EACH = h(
+    (5, "invoke", "write", 0),
+    (5, "ok", "write", 0),
+    (1, "invoke", "read", None),
+    (1, "ok", "read", 0),
+    (0, "invoke", "write", 2),
+    (0, "ok", "write", 2),
+    (2, "invoke", "write", 0),
+    (0, "invoke", "write", 2),
+    (1, "invoke", "read", None),
+    (3, "invoke", "write", 2),
+    (1, "ok", "read", 0),
+    (3, "ok", "write", 2),
+    (2, "ok", "write", 0),
+    (0, "ok", "write", 2),
+    (4, "invoke", "read", None),
+    (4, "ok", "read", 2),
+)
+_REORDER_EACH_WITNESS = [
+    "p5 write(0) -> ok",
+    "p1 read() -> 0",
+    "p0 write(2) -> ok",
+    "p3 write(2) -> ok",
+    "p2 write(0) -> ok",
+    "p1 read() -> 0",
+    "p0 write(2) -> ok",
+    "p4 read() -> 2",
+]
+
+_REARRANGED = h(
+    (0, "invoke", "write", 0),
+    (0, "ok", "write", 0),
+    (2, "invoke", "write", 3),
+    (2, "ok", "write", 3),
+    (0, "invoke", "read", None),
+    (0, "ok", "read", 3),
+    (5, "invoke", "write", 3),
+    (3, "invoke", "read", None),
+    (2, "invoke", "read", None),
+    (4, "invoke", "write", 0),
+    (5, "ok", "write", 3),
+    (0, "invoke", "read", None),
+    (3, "ok", "read", 0),
+    (2, "ok", "read", 3),
+    (4, "info", "write", None),
+    (0, "ok", "read", 3),
+    (2, "invoke", "read", None),
+    (2, "ok", "read", 3),
+    (2, "invoke", "read", None),
+    (2, "ok", "read", 3),
+)
+_REARRANGED_WITNESS = [
+    "p0 write(0) -> ok",
+    "p2 write(3) -> ok",
+    "p0 read() -> 3",
+    "p2 read() -> 3",
+    "p4 write(0) -> info",
+    "p3 read() -> 0",
+    "p5 write(3) -> ok",
+    "p0 read() -> 3",
+    "p2 read() -> 3",
+    "p2 read() -> 3",
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (_REORDER_TWO, _REORDER_TWO_WITNESS),  # a window of two operations placed is reordered too
+        (
+            _REORDER_EACH,
+            _REORDER_EACH_WITNESS,
+        ),  # every one of the last operations placed may be moved to the end
+        (_REARRANGED, _REARRANGED_WITNESS),  # rearranging leaves the state its new order reaches
+    ],
+)
+def test_the_greedy_pass_moves_on_simulated_histories(
+    case: tuple[list[HistoryEvent], list[str]],
+) -> None:
+    events, witness = case
+    result = check_history(events, "register")
+    assert (result.verdict, result.states) == ("linearizable", 0)
+    assert [o.describe() for o in result.linearized] == witness
