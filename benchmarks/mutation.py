@@ -1214,5 +1214,125 @@ TARGETS["coordination"].equivalent.update(
     }
 )
 
+# --- verify/lincheck/, the fresh samples of session 6 (s6-linmut): the new exact tests,
+# and the equivalent survivors (each argument checkable in the named function)
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_2.py"),
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+_RECOMPUTED = (
+    " a move's result states recomputed from the first on backtrack instead of resumed:"
+    " those already tried reach nodes visit() recorded with the same (k, w, ib) and"
+    " refuses without counting, so the search goes on as before (cost only; as"
+    " try_from 41)"
+)
+TARGETS["lincheck"].equivalent.update(
+    {
+        **{
+            _LC + f"_check.x__impossible__mutmut_{n}": (
+                "zip(ops, kinds) without strict=True: kinds gets one item per op in the"
+                " loop over ops above, so the lengths are equal"
+            )
+            for n in (51, 54)
+        },
+        _LC + "_check.x__stale__mutmut_50": (
+            "zip(ops, views) without strict: views is built from ops, same length"
+        ),
+        _LC + "_check.x__stale__mutmut_36": (
+            "> for >= between a setter's end and the running latest end: ends of ok"
+            " setters are distinct completion positions, equal only when both are _NEVER,"
+            " and a query whose end is _NEVER is skipped, so the setter kept then is never read"
+        ),
+        _LC + "_check.x__lost_growth__mutmut_76": (
+            ">= for >: a grower's invocation position against a fence's completion"
+            " position (or -1, or _NEVER): never equal"
+        ),
+        _LC + "_wgl.xǁ_Searchǁreset_allows__mutmut_34": ">= for >: " + _POSITIONS,
+        _LC + "_wgl.xǁ_Searchǁdoomed__mutmut_7": (
+            "-2 for -1 (no doom without the growth hint): run() and note_dead_end() only"
+            " compare doomed()'s result with 0"
+        ),
+        _LC + "_wgl.xǁ_Searchǁrun__mutmut_113": "try_from(order, idx, None):" + _RECOMPUTED,
+        _LC + "_wgl.xǁ_Searchǁpush__mutmut_7": (
+            "a frame's alternatives None: run() resumes it with it = None, so" + _RECOMPUTED
+        ),
+        _LC + "_wgl.xǁ_Searchǁmoved_set__mutmut_11": (
+            "nw | 1 (always true) for nw & 1: when nw & 1 is 0, t = (~nw & (nw + 1))"
+            ".bit_length() - 1 is 0 and the fold returns (k, nw, ib), the else branch's value"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ_index__mutmut_160": (
+            "ent_pos one entry longer: it is indexed only by entries of the list"
+            " (0 to n_entries + 1, sentinels included)"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ_index_register_view__mutmut_2": (
+            "setters None before the view is read: only setter_left reads it, through"
+            " need_unmet(), which doomed() calls only when needs is non-empty, and needs"
+            " and setters are assigned together at the end"
+        ),
+        _LC + "_wgl.xǁ_Searchǁ__init____mutmut_5": (
+            "limit = max_states even when None: no caller passes None (check_history's"
+            " rounds pass their budget, or max_states once it bounds them;"
+            " _first_round passes _FIRST_BUDGET, help_pass its cap); search() is internal"
+        ),
+        _LC + "_ops.x__pair__mutmut_11": "unknown = -2 for -1 (none): " + _NEGATIVE,
+        _LC + "_ops.x__pair__mutmut_210": "cast('OPERATION', ...): " + _CAST,
+        _LC + "_witness.xǁ_Greedyǁrearrange__mutmut_83": (
+            "True for False when no order is found: its callers (settle, through reorder)"
+            " then go round again in the same state, where enable, reorder and rearrange"
+            " fail the same way, until settle's budget check returns False: the pass stops"
+            " where it would, with the same out, trail and pending (cost only)"
+        ),
+        # the second fresh sample (seed 1306646224)
+        _LC + "_check.x__stale__mutmut_139": "<= for <: " + _POSITIONS,
+        _LC + "_ops.x__show__mutmut_12": (
+            "repr for str on every value that reaches that line: not a string, a tuple or"
+            " None, so a JSON number or boolean, whose repr and str are equal"
+        ),
+        _LC + "_wgl.xǁ_Frameǁ__init____mutmut_6": (
+            "a frame's alternatives None: run() resumes it with it = None, so" + _RECOMPUTED
+        ),
+        _LC + "_wgl.xǁ_Searchǁ_index__mutmut_12": (
+            "info_mask 1 for completed operations: it is read only for info operations"
+            " (moved_set's rb < 0 branch, cls_mask, the info setters, resets and growers),"
+            " whose entries are overwritten with 1 << n_info"
+        ),
+        _LC + "_wgl.xǁ_Searchǁdoomed__mutmut_65": (
+            "-2 for -1: run() and note_dead_end() only compare doomed()'s result with 0"
+        ),
+        _LC + "_wgl.xǁ_Searchǁmoved_set__mutmut_15": (
+            "~nw | (nw + 1) for ~nw & (nw + 1): when nw ends in exactly t ones the first is"
+            " -(2 ** t) and the second 2 ** t, both of bit_length t + 1"
+        ),
+        _LC + "_witness.xǁ_Greedyǁreorder__mutmut_15": (
+            "True for False with fewer than two operations placed: settle, its only caller,"
+            " then goes round again in the same state and fails the same way at its next"
+            " budget check (as rearrange 83; cost only)"
+        ),
+        _LC + "_witness.xǁ_Greedyǁrun__mutmut_96": (
+            "status != 'XXinfoXX' for != 'info': an info operation the model calls read-only"
+            " is left out of its partition before the pass (_left_out, _partitions), so no"
+            " read-only operation the pass sees is info"
+        ),
+        _LC + "_check.x__stale__mutmut_115": (
+            "the sweep from leaves[1]: leaves[0], the latest-invoked leaf, returned after"
+            " every query was invoked (each query is itself a leaf), so neither it nor an"
+            " entry it pushes out of best (returning later still) can be the witness c"
+        ),
+        _LC + "_check.x__concurrent__mutmut_9": (
+            "the info branch is never taken: a search's candidates are completed"
+            " operations (candidates() walks the call/return entries, which info"
+            " operations do not have)"
+        ),
+        _LC + "_witness.xǁ_Greedyǁwanted__mutmut_5": (
+            "nxt > 0 for >= 0: wanted(0) is never asked: settle(i) runs only with an"
+            " operation due before call i, none returns before the first call (ops[0]'s),"
+            " and a resumed pass starts after the call it got stuck at (>= 1)"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
