@@ -322,3 +322,23 @@ def test_collapse_prefers_the_blocks_exception_and_names_the_others() -> None:
     # without a preference, or when the block raised nothing, the group stays whole
     assert collapse(group) is group
     assert collapse(group, prefer=ValueError("not in the group")) is group
+
+
+def test_collapse_gives_back_a_group_the_block_raised_whole() -> None:
+    """A block that raises an ExceptionGroup itself gets it back as it raised it
+    (not its single leaf, not wrapped in the nursery's group), with or without a
+    context task failing at the same time."""
+    leaf = KeyError("a")
+    body = ExceptionGroup("body", [leaf])
+    assert collapse(ExceptionGroup("nursery", [body]), prefer=body) is body
+    assert not hasattr(body, "__notes__")
+    two = ExceptionGroup("body", [KeyError("b"), ValueError("c")])
+    assert collapse(ExceptionGroup("nursery", [two]), prefer=two) is two
+    observer = EtcdUnavailableError("watch lost")
+    assert collapse(ExceptionGroup("nursery", [observer, two]), prefer=two) is two
+    assert two.__notes__ == [
+        "raised at the same time by the context's own task: EtcdUnavailableError: watch lost"
+    ]
+    # a block that was only cancelled does not hide the task's failure
+    cancelled = BaseExceptionGroup("nursery", [observer])
+    assert collapse(cancelled, prefer=ValueError("elsewhere")) is observer
