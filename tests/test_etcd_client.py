@@ -342,3 +342,20 @@ def test_collapse_gives_back_a_group_the_block_raised_whole() -> None:
     # a block that was only cancelled does not hide the task's failure
     cancelled = BaseExceptionGroup("nursery", [observer])
     assert collapse(cancelled, prefer=ValueError("elsewhere")) is observer
+
+
+async def test_lease_scope_gives_back_a_group_the_block_raised_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """As a plain ``async with``: the block's own ExceptionGroup comes out as it was
+    raised (it used to come out as its single leaf, or wrapped in the nursery's group)."""
+    fake = FakeEtcd()
+    http, client = fake_client(fake)
+    async with http:
+        for leaves in ([KeyError("a")], [KeyError("a"), ValueError("b")]):
+            raised = ExceptionGroup("block", leaves)
+            with pytest.raises(ExceptionGroup) as caught:
+                async with client.lease(3):
+                    raise raised
+            assert caught.value is raised
+        assert not fake.leases  # revoked on exit each time

@@ -604,18 +604,22 @@ class EtcdClient:
         granted.deadline = sent + granted.ttl - margin
         body = trio.CancelScope(deadline=granted.deadline)
         lost: list[str] = []
+        body_error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keep_alive, granted, margin, body, lost, on_renew)
                 try:
                     with body:
                         yield granted
+                except BaseException as exc:
+                    body_error = exc
+                    raise
                 finally:
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # Only the block can raise here (the keep-alive task never does): give its
-            # exception back unwrapped, as a plain ``async with`` would.
-            raise collapse(group) from None
+            # exception back as it raised it, as a plain ``async with`` would.
+            raise collapse(group, prefer=body_error) from None
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.timeout):
                 try:
