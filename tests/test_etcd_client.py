@@ -23,6 +23,8 @@ from trio_foundation.etcd import (
     EtcdUnavailableError,
     PutOp,
     open_etcd_client,
+    open_etcd_election,
+    open_etcd_registry,
     parse_endpoints,
     prefix_end,
 )
@@ -359,3 +361,22 @@ async def test_lease_scope_gives_back_a_group_the_block_raised_whole(
                     raise raised
             assert caught.value is raised
         assert not fake.leases  # revoked on exit each time
+
+
+async def test_election_and_registry_give_back_a_group_the_block_raised_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """open_etcd_election and open_etcd_registry, as a plain ``async with``: a
+    block's one-leaf ExceptionGroup used to come out as its bare leaf."""
+    fake = FakeEtcd()
+    http, client = fake_client(fake)
+    async with http:
+        for opener in (
+            lambda: open_etcd_election(client, "e1"),
+            lambda: open_etcd_registry(client, prefix="r1/"),
+        ):
+            raised = ExceptionGroup("block", [KeyError("a")])
+            with pytest.raises(ExceptionGroup) as caught:
+                async with opener():
+                    raise raised
+            assert caught.value is raised
