@@ -23,6 +23,8 @@ from trio_foundation.etcd import (
     EtcdUnavailableError,
     PutOp,
     open_etcd_client,
+    open_etcd_election,
+    open_etcd_registry,
     parse_endpoints,
     prefix_end,
 )
@@ -322,3 +324,59 @@ def test_collapse_prefers_the_blocks_exception_and_names_the_others() -> None:
     # without a preference, or when the block raised nothing, the group stays whole
     assert collapse(group) is group
     assert collapse(group, prefer=ValueError("not in the group")) is group
+
+
+def test_collapse_gives_back_a_group_the_block_raised_whole() -> None:
+    """A block that raises an ExceptionGroup itself gets it back as it raised it
+    (not its single leaf, not wrapped in the nursery's group), with or without a
+    context task failing at the same time."""
+    leaf = KeyError("a")
+    body = ExceptionGroup("body", [leaf])
+    assert collapse(ExceptionGroup("nursery", [body]), prefer=body) is body
+    assert not hasattr(body, "__notes__")
+    two = ExceptionGroup("body", [KeyError("b"), ValueError("c")])
+    assert collapse(ExceptionGroup("nursery", [two]), prefer=two) is two
+    observer = EtcdUnavailableError("watch lost")
+    assert collapse(ExceptionGroup("nursery", [observer, two]), prefer=two) is two
+    assert two.__notes__ == [
+        "raised at the same time by the context's own task: EtcdUnavailableError: watch lost"
+    ]
+    # a block that was only cancelled does not hide the task's failure
+    cancelled = BaseExceptionGroup("nursery", [observer])
+    assert collapse(cancelled, prefer=ValueError("elsewhere")) is observer
+
+
+async def test_lease_scope_gives_back_a_group_the_block_raised_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """As a plain ``async with``: the block's own ExceptionGroup comes out as it was
+    raised (it used to come out as its single leaf, or wrapped in the nursery's group)."""
+    fake = FakeEtcd()
+    http, client = fake_client(fake)
+    async with http:
+        for leaves in ([KeyError("a")], [KeyError("a"), ValueError("b")]):
+            raised = ExceptionGroup("block", leaves)
+            with pytest.raises(ExceptionGroup) as caught:
+                async with client.lease(3):
+                    raise raised
+            assert caught.value is raised
+        assert not fake.leases  # revoked on exit each time
+
+
+async def test_election_and_registry_give_back_a_group_the_block_raised_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """open_etcd_election and open_etcd_registry, as a plain ``async with``: a
+    block's one-leaf ExceptionGroup used to come out as its bare leaf."""
+    fake = FakeEtcd()
+    http, client = fake_client(fake)
+    async with http:
+        for opener in (
+            lambda: open_etcd_election(client, "e1"),
+            lambda: open_etcd_registry(client, prefix="r1/"),
+        ):
+            raised = ExceptionGroup("block", [KeyError("a")])
+            with pytest.raises(ExceptionGroup) as caught:
+                async with opener():
+                    raise raised
+            assert caught.value is raised

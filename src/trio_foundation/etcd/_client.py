@@ -126,6 +126,19 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions other than groups that ``exc`` is or carries."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    return leaves
+
+
 def collapse(
     group: BaseExceptionGroup[BaseException], prefer: BaseException | None = None
 ) -> BaseException:
@@ -138,26 +151,25 @@ def collapse(
     background task of the context that failed at the same time, e.g. an
     observer that lost etcd in the same cut as the body's lease): a caller's
     ``except`` clauses then work as for a plain ``async with``, and nothing is lost.
+    A ``prefer`` that is itself a group (the body raised one) is matched by its
+    leaves and returned whole, as a plain ``async with`` would raise it.
     """
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
+    leaves = _leaves(group)
     real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-    if len(real) == 1:
-        return real[0]
-    if prefer is not None and any(e is prefer for e in real):
-        for other in real:
-            if other is not prefer:
+    if prefer is not None:
+        # the block's own exception may itself be a group: compare its leaves
+        own = {id(e) for e in _leaves(prefer) if not isinstance(e, trio.Cancelled)}
+        if own and own <= {id(e) for e in real}:
+            for other in real:
+                if id(other) in own:
+                    continue
                 prefer.add_note(
                     f"raised at the same time by the context's own task:"
                     f" {type(other).__name__}: {other}"
                 )
-        return prefer
+            return prefer
+    if len(real) == 1:
+        return real[0]
     if not real and leaves:
         return leaves[0]
     return group
@@ -592,18 +604,22 @@ class EtcdClient:
         granted.deadline = sent + granted.ttl - margin
         body = trio.CancelScope(deadline=granted.deadline)
         lost: list[str] = []
+        body_error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keep_alive, granted, margin, body, lost, on_renew)
                 try:
                     with body:
                         yield granted
+                except BaseException as exc:
+                    body_error = exc
+                    raise
                 finally:
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # Only the block can raise here (the keep-alive task never does): give its
-            # exception back unwrapped, as a plain ``async with`` would.
-            raise collapse(group) from None
+            # exception back as it raised it, as a plain ``async with`` would.
+            raise collapse(group, prefer=body_error) from None
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.timeout):
                 try:
