@@ -193,20 +193,31 @@ def check(run: Run) -> None:
 async def test_etcd_lock_under_chaos(
     etcd: EtcdCluster, variant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seed = int(os.environ.get("FOUNDATION_CHAOS_SEED", random.randrange(2**32)))
+    fixed = os.environ.get("FOUNDATION_CHAOS_SEED")
     if variant == "broken-keepalive":
         monkeypatch.setattr(EtcdClient, "_keep_alive", _broken_keep_alive)
-    run = await run_chaos(etcd, seed, SECONDS)
-    print(
-        f"seed {seed}: {len(run.bodies)} bodies, faults {run.faults}, "
-        f"{run.lost} leases lost, {run.unavailable} etcd errors"
-    )
-    assert len(run.bodies) >= 4, f"seed {seed}: too few acquisitions to mean anything"
-    if variant == "correct":
-        check(run)
-    else:
-        with pytest.raises(AssertionError):
+    # The broken variant gets a second fresh run after a miss: a 20 s run with few
+    # acquisitions may see no lease lapse under a body (CI missed it once, with
+    # 5 bodies); one caught run of the two is the pass, as for the other suites'
+    # broken variants. The correct variant runs once and must never fail.
+    misses = []
+    for _ in range(1 if variant == "correct" or fixed else 2):
+        seed = int(fixed) if fixed else random.randrange(2**32)
+        run = await run_chaos(etcd, seed, SECONDS)
+        print(
+            f"seed {seed}: {len(run.bodies)} bodies, faults {run.faults}, "
+            f"{run.lost} leases lost, {run.unavailable} etcd errors"
+        )
+        assert len(run.bodies) >= 4, f"seed {seed}: too few acquisitions to mean anything"
+        if variant == "correct":
             check(run)
+            return
+        try:
+            check(run)
+        except AssertionError:
+            return  # caught
+        misses.append(seed)
+    pytest.fail(f"the broken keep-alive was not caught (fresh seeds {misses})")
 
 
 # --- SIGKILL and restart of members of a 3-member cluster ------------------------------------
