@@ -8,7 +8,6 @@ snapshot fetched for a backup — and which refusals a caller retries.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
-from raft_cluster import Counter
+from raft_cluster import Counter, free_ports
 
 from trio_foundation._errors import LeadershipLostError
 from trio_foundation.coordination.consensus import (
@@ -52,10 +51,7 @@ _Totals = Counter  # named totals: a command (name, delta) adds; a query reads o
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 @asynccontextmanager

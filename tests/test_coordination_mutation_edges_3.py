@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import socket
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,7 +37,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
-from raft_cluster import Counter
+from raft_cluster import Counter, free_ports
 from test_raft_ledger import Recorder
 
 from trio_foundation.coordination import CallForBids, Market
@@ -82,10 +81,7 @@ from trio_foundation.telemetry import Event, MetricRegistry, Telemetry
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 _Totals = Counter  # named totals: a command (name, delta) adds; a query reads one
