@@ -61,3 +61,33 @@ def test_a_connect_cancelled_while_its_client_opens_returns(
     # nothing left running: a client that opened was closed again; one still
     # opening when the connect was cancelled was abandoned before it opened
     assert opened == (["opened", "closed"] if opening < 1.0 else [])
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected", "words"),
+    [
+        (OSError("no route"), ConnectionError, "lock service raft://0=127.0.0.1:9: no route"),
+        (ValueError("bad secret"), ValueError, "bad secret"),
+    ],
+)
+def test_an_error_while_the_client_opens_is_raised_bare(
+    monkeypatch: pytest.MonkeyPatch, raised: Exception, expected: type[Exception], words: str
+) -> None:
+    # The client opens in a task of its own; its error used to reach the caller
+    # wrapped in an ExceptionGroup, which no ``except ConnectionError`` catches.
+    @asynccontextmanager
+    async def failing_client(*args: Any, **kwargs: Any) -> AsyncIterator[_IdleClient]:
+        await trio.lowlevel.checkpoint()
+        raise raised
+        yield _IdleClient()  # pragma: no cover - makes this a generator
+
+    monkeypatch.setattr(raft_lock, "open_raft_client", failing_client)
+
+    async def main() -> None:
+        with pytest.raises(expected) as info:
+            async with raft_lock.open_raft_lock_service("raft://0=127.0.0.1:9", timeout=5):
+                raise AssertionError("connected through a client that failed to open")
+        assert not isinstance(info.value, BaseExceptionGroup)
+        assert words in str(info.value)
+
+    trio.run(main)

@@ -465,13 +465,25 @@ async def open_raft_lock_service(
             ready = trio.Event()
 
             async def run_client() -> None:
+                nonlocal own_error
                 with client_scope:
-                    async with open_raft_client(
-                        members, codec=SERVICE_CODEC, secret=secret
-                    ) as started:
-                        opened.append(started)
-                        ready.set()
-                        await trio.sleep_forever()
+                    try:
+                        async with open_raft_client(
+                            members, codec=SERVICE_CODEC, secret=secret
+                        ) as started:
+                            opened.append(started)
+                            ready.set()
+                            await trio.sleep_forever()
+                    except OSError as exc:
+                        if ready.is_set():
+                            raise
+                        # the documented error of a connection that cannot open
+                        own_error = ConnectionError(f"lock service {url}: {exc}")
+                        raise own_error from exc
+                    except Exception as exc:
+                        if not ready.is_set():
+                            own_error = exc  # raised by itself, not in a group
+                        raise
 
             keeper.start_soon(run_client)
             try:
