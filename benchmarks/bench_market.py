@@ -18,6 +18,7 @@ and by 10 concurrent callers among 100 contractors.
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import subprocess
@@ -246,6 +247,9 @@ def market_figures(n: int, tasks: int, callers: int = 1) -> tuple[list[float], f
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # no options: --help prints what the run measures
     print(subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip())
     rng = random.Random()
     print("| bidders | allocation time, median of 5 (ms) | min (ms) |")

@@ -11,9 +11,9 @@ documented bound; <= 0 means it held) and over ``burst + rate * t`` (no slack).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import trio
@@ -25,7 +25,11 @@ TESTS = Path(__file__).resolve().parent.parent / "tests" / "test_resilience_shar
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("runs", nargs="?", type=int, default=20, help="fresh seeds per algorithm")
+    runs = parser.parse_args().runs
+    if runs < 1:
+        parser.error(f"RUNS must be >= 1, got {runs}")
     spec = importlib.util.spec_from_file_location("shared_limiter_tests", TESTS)
     assert spec is not None and spec.loader is not None
     t = importlib.util.module_from_spec(spec)
