@@ -1372,6 +1372,13 @@ TARGETS["lincheck"].equivalent.update(
             " after backtrack(), which pops forced frames and returns only unforced ones"
         ),
         **{_S7A + f"grows_into__mutmut_{n}": "> for >=: " + _POSITIONS for n in (33, 49)},
+        **{
+            _S7A + f"doomed__mutmut_{n}": (
+                "-2 for -1: run() and note_dead_end() only compare doomed()'s result with 0"
+            )
+            for n in (32, 44)
+        },
+        _S7A + "doomed__mutmut_49": "<= for <: " + _POSITIONS,
         _S7A + "grows_into__mutmut_50": (
             "return (None) for break: the loop is the last statement before return False,"
             " and every caller tests grows_into() only for truth"
