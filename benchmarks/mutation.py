@@ -1334,5 +1334,57 @@ TARGETS["lincheck"].equivalent.update(
     }
 )
 
+# s7 linA --- verify/lincheck/_wgl.py: the third sample's _Search survivors and their
+# siblings (tests/test_lincheck_mutation_edges_3.py), and the equivalent ones
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_3.py"),
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+_S7A = _LC + "_wgl.xǁ_Searchǁ"
+TARGETS["lincheck"].equivalent.update(
+    {
+        _S7A + "_index__mutmut_93": (
+            "zip(grow, reset) with strict=False: both lists are [False] * n, same length"
+        ),
+        _S7A + "_index__mutmut_184": (
+            "nxt[tail] = tail + 1 instead of tail: nothing reads nxt at the tail (every walk"
+            " stops there: candidates() and first_return() at ent_call False, need_unmet()"
+            " and doomed() at ent_op -1; lift/unlift read nxt only at real entries)"
+        ),
+        _S7A + "doomed__mutmut_55": (
+            "-2 for -1: run() and note_dead_end() only compare doomed()'s result with 0"
+        ),
+        _S7A + "run__mutmut_24": (
+            "monotonic() >= deadline for >: the two differ only when the clock equals the"
+            " deadline to the last bit"
+        ),
+        _S7A + "run__mutmut_34": (
+            "n_states >= limit >= 0 for > 0: they differ only for limit 0, i.e. max_states=0,"
+            " which no caller passes (check_history/check_operations refuse max_states <= 0,"
+            " help_pass stops at cap <= 0, _first_round passes _FIRST_BUDGET, the rounds"
+            " positive budgets); None gives limit -1, false in both"
+        ),
+        _S7A + "run__mutmut_71": (
+            "a forced move's frame keeps order None for cands: a frame's order is read only"
+            " after backtrack(), which pops forced frames and returns only unforced ones"
+        ),
+        **{_S7A + f"grows_into__mutmut_{n}": "> for >=: " + _POSITIONS for n in (33, 49)},
+        **{
+            _S7A + f"doomed__mutmut_{n}": (
+                "-2 for -1: run() and note_dead_end() only compare doomed()'s result with 0"
+            )
+            for n in (32, 44)
+        },
+        _S7A + "doomed__mutmut_49": "<= for <: " + _POSITIONS,
+        _S7A + "grows_into__mutmut_50": (
+            "return (None) for break: the loop is the last statement before return False,"
+            " and every caller tests grows_into() only for truth"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
