@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 import pytest
 
 from trio_foundation.verify.history import HistoryEvent
@@ -18,6 +19,7 @@ from trio_foundation.verify.lincheck import (
     MODELS,
     Model,
     Operation,
+    Treated,
     check_exhaustively,
     check_history,
     check_operations,
@@ -451,3 +453,66 @@ def test_a_rearranging_may_take_exactly_its_step_bound() -> None:
     result = check_history(_REARRANGED_AT_THE_BOUND, "cas-register")
     assert [(p.verdict, p.states) for p in result.partitions] == [("linearizable", 49)]
     assert len(result.linearized) == 38
+
+
+# A simulated cas-register history (20 operations, 4 clients, two reads crashed);
+# without the model's read_only hint the crashed reads are indeterminate
+# operations the pass must place, and it is helped and resumed past them
+_CRASHED_READS = h(
+    (3, "invoke", "write", 1),
+    (1, "invoke", "read", None),
+    (2, "invoke", "read", None),
+    (1, "ok", "read", 1),
+    (0, "invoke", "write", 1),
+    (1, "invoke", "read", None),
+    (3, "ok", "write", 1),
+    (3, "invoke", "cas", [2, 3]),
+    (0, "ok", "write", 1),
+    (0, "invoke", "read", None),
+    (1, "ok", "read", 1),
+    (1, "invoke", "read", None),
+    (3, "fail", "cas", [2, 3]),
+    (3, "invoke", "write", 1),
+    (2, "ok", "read", 1),
+    (2, "invoke", "read", None),
+    (0, "info", "read", None),
+    (80, "invoke", "read", None),
+    (3, "ok", "write", 1),
+    (3, "invoke", "write", 1),
+    (2, "ok", "read", 1),
+    (2, "invoke", "write", 0),
+    (1, "info", "read", None),
+    (81, "invoke", "write", 3),
+    (2, "ok", "write", 0),
+    (2, "invoke", "write", 2),
+    (80, "ok", "read", 1),
+    (80, "invoke", "cas", [0, 2]),
+    (2, "ok", "write", 2),
+    (3, "ok", "write", 1),
+    (2, "invoke", "read", None),
+    (3, "invoke", "cas", [3, 0]),
+    (81, "info", "write", None),
+    (161, "invoke", "cas", [2, 3]),
+    (80, "ok", "cas", [0, 2]),
+    (80, "invoke", "read", None),
+    (3, "ok", "cas", [3, 0]),
+    (80, "ok", "read", 2),
+    (2, "ok", "read", 3),
+    (161, "ok", "cas", [2, 3]),
+)
+
+
+def test_a_resumed_pass_invokes_operations_of_a_model_without_read_only() -> None:
+    plain = attrs.evolve(MODELS["cas-register"], read_only=None)
+    result = check_history(_CRASHED_READS, plain)
+    assert (result.verdict, result.states) == ("linearizable", 17)
+    assert result.treated == Treated(indeterminate=3, ignored=0, reincarnated=0)
+    assert described(result.linearized)[-3:] == [
+        "p80 read() -> 2",
+        "p81 write(3) -> info",
+        "p2 read() -> 3",
+    ]
+    # with the hint: the crashed reads are left out, and the pass needs no help
+    result = check_history(_CRASHED_READS, "cas-register")
+    assert (result.verdict, result.states) == ("linearizable", 0)
+    assert result.treated == Treated(indeterminate=1, ignored=2, reincarnated=0)
