@@ -25,6 +25,7 @@ from trio_foundation.verify.lincheck import (
     check_operations,
     pair_operations,
 )
+from trio_foundation.verify.lincheck import _check as _check_module
 from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._models import NOTHING
 from trio_foundation.verify.lincheck._witness import greedy_pass, help_pass
@@ -57,6 +58,24 @@ def _hard(writers: int = 40) -> list[HistoryEvent]:
         *h((writers, "invoke", "read", None), (writers + 1, "invoke", "read", None)),
         *h((writers, "ok", "read", 1), (writers + 1, "ok", "read", 0)),
     ]
+
+
+def _chain() -> list[HistoryEvent]:
+    """write(100) twice and write(101), concurrent; a read of 101 after the
+    writes of 100 returned; a read of 100 invoked after write(101) returned
+    (as in test_lincheck_mutation_edges_2.py: only the forced order shows it)."""
+    return h(
+        (100, "invoke", "write", 100),
+        (104, "invoke", "write", 100),
+        (101, "invoke", "write", 101),
+        (100, "ok", "write", 100),
+        (104, "ok", "write", 100),
+        (102, "invoke", "read", None),
+        (101, "ok", "write", 101),
+        (103, "invoke", "read", None),
+        (102, "ok", "read", 101),
+        (103, "ok", "read", 100),
+    )
 
 
 def described(ops: Iterable[Operation]) -> list[str]:
@@ -516,3 +535,31 @@ def test_a_resumed_pass_invokes_operations_of_a_model_without_read_only() -> Non
     result = check_history(_CRASHED_READS, "cas-register")
     assert (result.verdict, result.states) == ("linearizable", 0)
     assert result.treated == Treated(indeterminate=1, ignored=2, reincarnated=0)
+
+
+# --- when the rounds look for a forced order -----------------------------------------------
+
+
+def test_the_forced_order_is_looked_for_once_cheaper_than_the_next_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (47 operations: 47 ** 2 = 2,209 closure steps)
+    events = _hard() + _chain()
+    unplaceable = [
+        "p103 read() -> 100",
+        "p101 write(101) -> ok",
+        "p100 write(100) -> ok",
+        "p104 write(100) -> ok",
+    ]
+    # at 50 steps per state the chain is cheaper than the second round's search
+    # (4,000 states): found before it, with no states of its own
+    result = check_history(events, "register", max_states=4_000)
+    assert (result.verdict, result.reason, result.states) == ("not-linearizable", "forced-order", 0)
+    assert described(result.unplaceable) == unplaceable
+    # at 0 steps per state it is never cheaper: looked for only once the last
+    # round's search ran out of max_states, with that search's states
+    monkeypatch.setattr(_check_module, "_CHAIN_PER_STATE", 0)
+    result = check_history(events, "register", max_states=4_000)
+    assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
+    assert result.states == 4_114
+    assert described(result.unplaceable) == unplaceable
