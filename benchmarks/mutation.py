@@ -1334,5 +1334,16 @@ TARGETS["lincheck"].equivalent.update(
     }
 )
 
+# --- s7 linB: verify/lincheck/ but _wgl.py, the third sample's survivors and their
+# siblings: the new exact tests, and the equivalent survivors (each argument checkable
+# in the named function)
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_4.py"),
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+
 if __name__ == "__main__":
     main()

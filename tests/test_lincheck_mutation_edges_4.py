@@ -563,3 +563,112 @@ def test_the_forced_order_is_looked_for_once_cheaper_than_the_next_search(
     assert (result.verdict, result.reason) == ("not-linearizable", "forced-order")
     assert result.states == 4_114
     assert described(result.unplaceable) == unplaceable
+
+
+# --- the first round: which partitions, and its counts ---------------------------------------
+
+
+def _long_first_key(n: int) -> list[HistoryEvent]:
+    """Key "a": ``n - 1`` sequential puts of 0..6 in turn, then a get of a value
+    put before the last put (a failure a search of a few states finds); key "b": fine."""
+    puts = [(0, "put", v % 7, v % 7) for v in range(n - 1)]
+    return [
+        *seq(*puts, (0, "get", None, (n - 2) % 7 + 1), key="a"),
+        *seq((1, "put", 1, 1), key="b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("n", "b"), [(100, ("unknown", "not-checked")), (101, ("linearizable", ""))]
+)
+def test_a_first_round_searches_partitions_of_at_most_100_operations(
+    n: int, b: tuple[str, str]
+) -> None:
+    # up to 100 operations, "a"'s first round decides it before "b" is looked
+    # at; past 100 the rounds decide it after the greedy pass linearized "b"
+    result = check_history(_long_first_key(n), "kv")
+    assert (result.verdict, result.reason, result.failing_key) == ("not-linearizable", "", "a")
+    assert [(p.key, p.verdict, p.reason, p.operation_count) for p in result.partitions] == [
+        ("a", "not-linearizable", "", n),
+        ("b", *b, 1),
+    ]
+
+
+def test_a_first_rounds_lost_append_counts_its_operations_and_no_states() -> None:
+    events = [
+        *seq((0, "append", 1, 1), (1, "get", None, []), key="a"),
+        *seq((2, "put", 1, 1), (2, "get", None, 1), key="b"),
+    ]
+    result = check_history(events, "kv")
+    assert [
+        (p.key, p.verdict, p.reason, p.operation_count, p.states) for p in result.partitions
+    ] == [
+        ("a", "not-linearizable", "lost", 2, 0),
+        ("b", "unknown", "not-checked", 2, 0),
+    ]
+
+
+# --- the operations path's partitions ----------------------------------------------------------
+
+
+def test_the_operations_path_keeps_the_failed_operations_the_model_keeps() -> None:
+    # a cas from 1 failed while the register held 1: not linearizable
+    events = seq((0, "write", 1, 1), (1, "cas", [1, 2], None, "fail"), (0, "read", None, 1))
+    for result in (
+        check_operations(pair_operations(events), "cas-register"),
+        check_history(events, "cas-register"),
+    ):
+        assert (result.verdict, result.treated.ignored) == ("not-linearizable", 0)
+        assert [p.operation_count for p in result.partitions] == [3]
+    # a failed write took no effect: ignored
+    events = seq((0, "write", 1, 1), (1, "write", 2, None, "fail"), (0, "read", None, 1))
+    result = check_operations(pair_operations(events), "cas-register")
+    assert (result.verdict, result.treated.ignored) == ("linearizable", 1)
+    assert [p.operation_count for p in result.partitions] == [2]
+
+
+def test_the_operations_path_checks_the_operations_of_one_object() -> None:
+    events = seq((0, "write", 1, 1), (0, "write", 2, 2), (0, "read", None, 1))
+    result = check_operations(pair_operations(events), "register")
+    assert (result.verdict, result.reason) == ("not-linearizable", "")
+    assert [(p.key, p.operation_count) for p in result.partitions] == [(None, 3)]
+    assert described(result.unplaceable) == ["p0 read() -> 1"]
+    # and an empty history is one empty object
+    assert [
+        (p.key, p.verdict, p.operation_count) for p in check_operations([], "register").partitions
+    ] == [(None, "linearizable", 0)]
+
+
+def test_the_operations_path_counts_every_reincarnated_operation() -> None:
+    # p0 crashed twice: the four operations of its second and third
+    # incarnations are counted as fresh processes'
+    events = seq(
+        (0, "write", 1, None, "info"),
+        (0, "write", 2, 2),
+        (0, "write", 3, None, "info"),
+        (0, "write", 4, 4),
+        (0, "read", None, 4),
+    )
+    expected = Treated(indeterminate=2, ignored=0, reincarnated=4)
+    assert check_operations(pair_operations(events), "register").treated == expected
+    assert check_history(events, "register").treated == expected
+
+
+# --- the report's concurrent operations ---------------------------------------------------------
+
+
+def test_a_searchs_failure_names_the_operations_concurrent_with_the_blocked_one() -> None:
+    # write(1), write(2), then a read of 1 concurrent with write(3) and write(4)
+    events = [
+        *seq((0, "write", 1, 1), (0, "write", 2, 2)),
+        *h((1, "invoke", "read", None), (2, "invoke", "write", 3), (3, "invoke", "write", 4)),
+        *h((1, "ok", "read", 1), (2, "ok", "write", 3), (3, "ok", "write", 4)),
+    ]
+    result = check_history(events, "register")
+    assert (result.verdict, result.reason) == ("not-linearizable", "")
+    assert described(result.linearized) == ["p0 write(1) -> ok", "p0 write(2) -> ok"]
+    assert described(result.unplaceable) == [
+        "p1 read() -> 1",
+        "p2 write(3) -> ok",
+        "p3 write(4) -> ok",
+    ]
