@@ -672,3 +672,17 @@ def test_a_searchs_failure_names_the_operations_concurrent_with_the_blocked_one(
         "p2 write(3) -> ok",
         "p3 write(4) -> ok",
     ]
+
+
+# --- a model with its own partition ---------------------------------------------------------------
+
+
+def test_max_states_bounds_a_model_with_its_own_partition() -> None:
+    # 8 concurrent writes and two contradicting reads: 746 states decide it,
+    # and max_states=100 stops the search first (at its next look, 514 states)
+    one = attrs.evolve(MODELS["register"], partition=lambda op: "one")
+    result = check_history(_hard(8), one, max_states=100)
+    assert (result.verdict, result.reason, result.failing_key) == ("unknown", "max_states", "one")
+    assert result.states == 514
+    result = check_history(_hard(8), one)
+    assert (result.verdict, result.reason, result.states) == ("not-linearizable", "", 746)
