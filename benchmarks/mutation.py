@@ -1382,9 +1382,6 @@ TARGETS["lincheck"].equivalent.update(
             )
             for n in (22, 47)
         },
-        _LC + "_reference.x__linearizable__mutmut_10": (
-            "<= for <: a completion's event position against an invocation's, never equal"
-        ),
         **{_LC + f"_check.x__concurrent__mutmut_{n}": _INFO_ONLY for n in (5, 6, 7, 8, 10, 11, 12)},
         _LC + "_check.x_check_history__mutmut_2": (
             "resolve_model(None) raises TypeError, so every call takes the fallback"
