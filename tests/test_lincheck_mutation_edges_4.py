@@ -363,7 +363,7 @@ _FLUSHED = h(
 )
 
 
-def test_the_flush_takes_the_reads_needing_no_value_after_those_waiting() -> None:
+def test_the_flush_takes_the_reads_needing_no_value_when_none_waits() -> None:
     result = check_history(_FLUSHED, "cas-register")
     assert (result.verdict, result.states) == ("linearizable", 0)
     assert described(result.linearized) == [
