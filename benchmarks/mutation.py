@@ -1386,5 +1386,77 @@ TARGETS["lincheck"].equivalent.update(
     }
 )
 
+# --- s7 linB: verify/lincheck/ but _wgl.py, the third sample's survivors and their
+# siblings: the new exact tests, and the equivalent survivors (each argument checkable
+# in the named function)
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_4.py"),
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+
+_INFO_ONLY = (
+    "inside _concurrent's info branch: a search's candidates (SearchOutcome.candidates,"
+    " from _Search.candidates(), which walks the call/return entries) are completed"
+    " operations, never info ones, so the branch never runs (as _concurrent 9)"
+)
+_BY_KEY_INLINED = (
+    "by_key false: key = part(op) instead, and part is then _by_key or _models._by_key"
+    " (or None: None either way), both returning op.key, the inlined value (cost only)"
+)
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + "_check.x__decide__mutmut_50": (
+            "return for break after a lost growth: the break skips the inner for's else,"
+            " then the outer else ends and so does the function: nothing runs after either"
+        ),
+        **{
+            _LC + f"_check.x__partitions__mutmut_{n}": (
+                "status != 'XXokXX'/'OK' (always true) for != 'ok': an ok operation then"
+                " fails both the == 'fail' and the == 'info' tests and falls through to the"
+                " grouping, as when the block is skipped"
+            )
+            for n in (21, 22)
+        },
+        **{_LC + f"_check.x__partitions__mutmut_{n}": _BY_KEY_INLINED for n in (12, 13, 49)},
+        _LC + "_check.x__closure_by_view__mutmut_31": (
+            "> for >= at _CLOSURE_CAP (256): by the register view's contract a changer leads"
+            " to one state, its set value, so 256 reached states take >= 255 changers, and"
+            " then len(states) * len(changers) >= 256 * 255 > _CLOSURE_STEPS: None at the end"
+        ),
+        **{
+            _LC + f"_check.x__first_round__mutmut_{n}": (
+                "spent 1 for 0 with an impossible or lost result: _check_groups subtracts it"
+                " from early_states, then breaks out of its loop on that not-linearizable"
+                " result and never reads early_states again"
+            )
+            for n in (22, 47)
+        },
+        **{_LC + f"_check.x__concurrent__mutmut_{n}": _INFO_ONLY for n in (5, 6, 7, 8, 10, 11, 12)},
+        _LC + "_check.x_check_history__mutmut_2": (
+            "resolve_model(None) raises TypeError, so every call takes the fallback"
+            " check_operations(pair_operations(events), model, same bounds): the two-pass"
+            " path the one-pass fast path stands for (same groups, Treated, errors; compared"
+            " by tests/test_lincheck_fast_paths.py and property_tests/test_lincheck.py): cost only"
+        ),
+    }
+)
+
+_RESUME_INFO_ONLY = (
+    "_Greedy.invoke runs only in resume(), on the window's operations before `first`"
+    " that the help's search did not place: a linearizable search places every completed"
+    " operation of its window, so these are info operations, and an info operation the"
+    " model calls read-only was left out of its partition (_partitions, pair_by_key):"
+    " the read-only branch is never taken, before or after the change"
+)
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + f"_witness.xǁ_Greedyǁinvoke__mutmut_{n}": _RESUME_INFO_ONLY
+        for n in (3, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+    }
+)
+
 if __name__ == "__main__":
     main()
