@@ -1,0 +1,163 @@
+"""Catch rates of the etcd key-value store's broken variants over fresh runs.
+
+Two suites, each run exactly as its test runs it (the tests' own functions):
+
+* ``--suite chaos``: ``chaos/test_etcd_kv.py``. One run starts a fresh 3-member etcd
+  cluster (``EtcdCluster.start``, 127.0.0.1, free ports, stopped by pid), runs
+  ``run_chaos`` for ``--seconds`` (default: the test's 10 s) with a fresh seed, and
+  checks each key's history with the test's ``verdicts`` (the project's checker,
+  ``cas-register``). Variants: ``cached-reads`` (the broken client) and ``correct``.
+* ``--suite conformance``: ``tests/test_kv_conformance.py``. One run records a history
+  with the test's ``record_history`` (six clients on three keys) against
+  ``StaleReads(MemoryKV())`` (variant ``stale-reads``) or ``MemoryKV()`` (``correct``)
+  and checks it with the test's ``verdicts``.
+
+A run is *caught* when a key's verdict is ``not-linearizable`` (the invariant the
+broken variants break), *passed* when every key is ``linearizable``; anything else is
+an *error* and is counted apart: a chaos run with too little work (fewer than 20
+acknowledged writes: the test fails it before it looks at the verdicts), a verdict the
+checker could not reach (``unknown``), or an exception. Every run's seed is drawn from
+the operating system (``random.SystemRandom``) and printed, with its outcome, so a run
+replays (``FOUNDATION_CHAOS_SEED=N`` for the chaos test; real I/O makes the exact
+interleaving differ). ``uptime`` is printed at the start and the end.
+
+Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/catch_rates_etcd_kv.py --suite chaos \\
+        --variant cached-reads --runs 200
+    nice -n 10 .venv/bin/python benchmarks/catch_rates_etcd_kv.py --suite conformance \\
+        --variant stale-reads --runs 200
+
+Nothing here is a test: the figures go to docs/etcd.md and docs/verification.md with
+the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # loopback_proxy, raft_cluster
+
+from trio_foundation.verify.catch_rate import wilson_interval  # noqa: E402
+
+VARIANTS = {"chaos": ("cached-reads", "correct"), "conformance": ("stale-reads", "correct")}
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load() -> str:
+    """The load averages as ``uptime`` shows them."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def chaos_run(module: ModuleType, seed: int, seconds: float, variant: str) -> tuple[str, str]:
+    """One run of the chaos test on a fresh cluster: (outcome, details)."""
+    from trio_foundation.etcd.testing import EtcdCluster
+
+    directory = tempfile.mkdtemp(prefix="etcd-kv-catch-")
+    try:
+        with EtcdCluster.start(directory, members=3) as cluster:
+            broken = variant != "correct"
+            run = trio.run(lambda: module.run_chaos(cluster, seed, seconds, broken=broken))
+        found = module.verdicts(run.history)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    details = f"faults {run.faults}, outcomes {run.counts}, verdicts {found}"
+    if run.counts.get("write-ok", 0) < 20:
+        return "error", "too little work: " + details
+    return _judge(found), details
+
+
+def conformance_run(module: ModuleType, seed: int, variant: str) -> tuple[str, str]:
+    """One run of the conformance test's history check: (outcome, details)."""
+    from trio_foundation.coordination.kv import MemoryKV
+
+    store: Any = MemoryKV() if variant == "correct" else module.StaleReads(MemoryKV())
+    history = trio.run(module.record_history, store, seed)
+    found = module.verdicts(history)
+    return _judge(found), f"{len(history) // 2} operations, verdicts {found}"
+
+
+def _judge(found: dict[str, str]) -> str:
+    if "not-linearizable" in found.values():
+        return "caught"
+    if set(found.values()) == {"linearizable"}:
+        return "passed"
+    return "error"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=sorted(VARIANTS), required=True)
+    parser.add_argument("--variant", required=True, help="chaos: cached-reads|correct; "
+                        "conformance: stale-reads|correct")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=200, help="fresh runs (default 200)")
+    parser.add_argument("--seconds", type=float, default=None, help="chaos: run length")
+    args = parser.parse_args()
+    if args.variant not in VARIANTS[args.suite]:
+        parser.error(f"--variant for {args.suite} is one of {', '.join(VARIANTS[args.suite])}")
+    if args.suite == "chaos":
+        module = _load("chaos_etcd_kv", ROOT / "chaos" / "test_etcd_kv.py")
+        seconds = module.SECONDS if args.seconds is None else args.seconds
+    else:
+        module = _load("kv_conformance", ROOT / "tests" / "test_kv_conformance.py")
+        seconds = 0.0
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, commit {commit}")
+    print(f"{load()}\n{args.suite} {args.variant}: {args.runs} fresh runs", flush=True)
+    fresh = random.SystemRandom()
+    outcomes: dict[str, int] = {"caught": 0, "passed": 0, "error": 0}
+    took: list[float] = []
+    for i in range(args.runs):
+        seed = fresh.randrange(2**32)
+        started = time.monotonic()
+        try:
+            if args.suite == "chaos":
+                outcome, details = chaos_run(module, seed, seconds, args.variant)
+            else:
+                outcome, details = conformance_run(module, seed, args.variant)
+        except Exception:  # counted and shown, never taken for a catch
+            outcome, details = "error", traceback.format_exc(limit=3).replace("\n", " | ")
+        took.append(time.monotonic() - started)
+        outcomes[outcome] += 1
+        print(f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True)
+    judged = outcomes["caught"] + outcomes["passed"]
+    rate = outcomes["caught"] if args.variant != "correct" else outcomes["passed"]
+    low, high = wilson_interval(rate, judged)
+    what = "caught" if args.variant != "correct" else "passed (no false positive)"
+    print(
+        f"{args.suite} {args.variant}: {what} in {rate} of {judged} judged runs"
+        f" ({rate / max(judged, 1):.1%}, 95 % Wilson {low:.1%}..{high:.1%});"
+        f" {outcomes['error']} errors; seconds per run mean {statistics.mean(took):.2f},"
+        f" max {max(took):.2f}; {outcomes}"
+    )
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC\n{load()}")
+
+
+if __name__ == "__main__":
+    main()
