@@ -11,6 +11,14 @@ Two suites, each run exactly as its test runs it (the tests' own functions):
   with the test's ``record_history`` (six clients on three keys) against
   ``StaleReads(MemoryKV())`` (variant ``stale-reads``) or ``MemoryKV()`` (``correct``)
   and checks it with the test's ``verdicts``.
+* ``--suite registry-claim``: ``tests/test_etcd_registry.py``'s
+  ``contend_for_one_key`` (15 rounds of six contenders in two processes racing for one
+  unique key) on one shared single-member etcd, each run under a prefix of its own,
+  against the registry as it is (``correct``) or with ``Compare`` replaced in the
+  registry module by the test's ``NoClaimComparison`` (``no-claim-comparison``: a
+  claim written without checking it is free). Caught: two holders at once. This run
+  has no seed of its own (the chance is real I/O timing); the number printed as its
+  seed only names its prefix.
 
 A run is *caught* when a key's verdict is ``not-linearizable`` (the invariant the
 broken variants break), *passed* when every key is ``linearizable``; anything else is
@@ -55,7 +63,11 @@ sys.path.insert(0, str(ROOT / "tests"))  # loopback_proxy, raft_cluster
 
 from trio_foundation.verify.catch_rate import wilson_interval  # noqa: E402
 
-VARIANTS = {"chaos": ("cached-reads", "correct"), "conformance": ("stale-reads", "correct")}
+VARIANTS = {
+    "chaos": ("cached-reads", "correct"),
+    "conformance": ("stale-reads", "correct"),
+    "registry-claim": ("no-claim-comparison", "correct"),
+}
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -100,6 +112,23 @@ def conformance_run(module: ModuleType, seed: int, variant: str) -> tuple[str, s
     return _judge(found), f"{len(history) // 2} operations, verdicts {found}"
 
 
+def registry_claim_run(module: ModuleType, url: str, prefix: str, variant: str) -> tuple[str, str]:
+    """One run of the etcd registry's claim test (15 rounds of six contenders in two
+    processes on one unique key) on a shared etcd, under a prefix of its own."""
+    from trio_foundation.etcd import _registry
+
+    real = _registry.Compare
+    if variant != "correct":
+        _registry.Compare = module.NoClaimComparison  # what the test's monkeypatch does
+    try:
+        seen = trio.run(module.contend_for_one_key, url, prefix)
+    finally:
+        _registry.Compare = real
+    if seen.rounds_without_winner or seen.keys_left:
+        return "error", f"{seen}"
+    return ("caught" if seen.overlaps else "passed"), f"{seen}"
+
+
 def _judge(found: dict[str, str]) -> str:
     if "not-linearizable" in found.values():
         return "caught"
@@ -121,9 +150,16 @@ def main() -> None:
     if args.suite == "chaos":
         module = _load("chaos_etcd_kv", ROOT / "chaos" / "test_etcd_kv.py")
         seconds = module.SECONDS if args.seconds is None else args.seconds
-    else:
+    elif args.suite == "conformance":
         module = _load("kv_conformance", ROOT / "tests" / "test_kv_conformance.py")
         seconds = 0.0
+    else:
+        module = _load("etcd_registry", ROOT / "tests" / "test_etcd_registry.py")
+        seconds = 0.0
+        from trio_foundation.etcd.testing import EtcdCluster
+
+        shared = tempfile.mkdtemp(prefix="etcd-registry-catch-")
+        cluster = EtcdCluster.start(shared)  # one member, as the test module's fixture
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True, text=True, check=False,
@@ -139,6 +175,11 @@ def main() -> None:
         try:
             if args.suite == "chaos":
                 outcome, details = chaos_run(module, seed, seconds, args.variant)
+            elif args.suite == "registry-claim":  # no seed: real I/O timing is the chance
+                prefix = f"/registry-catch/{args.variant}-{seed}"
+                outcome, details = registry_claim_run(
+                    module, cluster.endpoints[0], prefix, args.variant
+                )
             else:
                 outcome, details = conformance_run(module, seed, args.variant)
         except Exception:  # counted and shown, never taken for a catch
@@ -146,6 +187,9 @@ def main() -> None:
         took.append(time.monotonic() - started)
         outcomes[outcome] += 1
         print(f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True)
+    if args.suite == "registry-claim":
+        cluster.close()
+        shutil.rmtree(shared, ignore_errors=True)
     judged = outcomes["caught"] + outcomes["passed"]
     rate = outcomes["caught"] if args.variant != "correct" else outcomes["passed"]
     low, high = wilson_interval(rate, judged)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -27,12 +28,14 @@ from hypothesis import given, settings
 from loopback_proxy import LoopbackProxy
 
 from trio_foundation.etcd import (
+    Compare,
     EtcdClient,
     EtcdLeaseLostError,
     EtcdRegistry,
     open_etcd_client,
     open_etcd_registry,
 )
+from trio_foundation.etcd import _registry as etcd_registry_module
 from trio_foundation.etcd.testing import EtcdCluster
 from trio_foundation.registry import DuplicateKeyError, Index, Registered, Unregistered
 from trio_foundation.verify.cancellation import (
@@ -293,13 +296,19 @@ async def test_own_writes_are_visible_when_the_call_returns(etcd: EtcdCluster, p
             assert await _keys_under(client, prefix) == 0
 
 
-async def test_concurrent_claims_of_one_unique_key_have_one_winner(
-    etcd: EtcdCluster, prefix: str
-) -> None:
-    """Six contenders in two processes race for one key, round after round."""
-    url = etcd.endpoints[0]
+@attrs.define
+class ClaimRounds:
+    """What :func:`contend_for_one_key` saw."""
+
+    overlaps: int = 0  # times a contender entered while another held the key
+    rounds_without_winner: int = 0
+    keys_left: int = 0  # keys under the prefix once every contender left
+
+
+async def contend_for_one_key(url: str, prefix: str, rounds: int = 15) -> ClaimRounds:
+    """Six contenders in two processes race for one unique key, round after round."""
     holders: list[int] = []
-    overlaps = 0
+    seen = ClaimRounds()
     async with (
         open_etcd_client(url) as ca,
         open_etcd_client(url) as cb,
@@ -308,25 +317,67 @@ async def test_concurrent_claims_of_one_unique_key_have_one_winner(
     ):
 
         async def contend(reg: EtcdRegistry, me: int, wins: list[int]) -> None:
-            nonlocal overlaps
             try:
                 async with reg.register("leader", {"me": me}):
                     holders.append(me)
-                    overlaps += len(holders) > 1
+                    seen.overlaps += len(holders) > 1
                     wins.append(me)
                     await trio.sleep(0.005)
                     holders.remove(me)
             except DuplicateKeyError:
                 pass
 
-        for _ in range(15):
+        for _ in range(rounds):
             wins: list[int] = []
             async with trio.open_nursery() as nursery:
                 for me in range(6):
                     nursery.start_soon(contend, a if me % 2 else b, me, wins)
-            assert len(wins) >= 1
-        assert overlaps == 0
-        assert await _keys_under(ca, prefix) == 0
+            seen.rounds_without_winner += not wins
+        seen.keys_left = await _keys_under(ca, prefix)
+    return seen
+
+
+class _AlwaysFree:
+    """A claim condition that always holds (``create_revision != -1``) where the registry
+    asks ``create_revision == 0``; other comparisons are the real ones."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __eq__(self, operand: object) -> Any:
+        return self.real != -1 if operand == 0 else self.real == operand
+
+    def __ne__(self, operand: object) -> Any:
+        return self.real != operand
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class NoClaimComparison:
+    """The broken variant "no claim comparison", as ``Compare`` inside the registry
+    module: a unique key's claim is written without checking it is free, so a second
+    contender overwrites the first's claim and both hold the key."""
+
+    mod_revision = staticmethod(Compare.mod_revision)
+
+    @staticmethod
+    def create_revision(key: bytes) -> _AlwaysFree:
+        return _AlwaysFree(Compare.create_revision(key))
+
+
+@pytest.mark.parametrize("variant", ["correct", "no-claim-comparison"])
+async def test_concurrent_claims_of_one_unique_key_have_one_winner(
+    etcd: EtcdCluster, prefix: str, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six contenders in two processes race for one key, round after round; the broken
+    variant (claims written without a comparison) is caught by the same rounds."""
+    if variant == "no-claim-comparison":
+        monkeypatch.setattr(etcd_registry_module, "Compare", NoClaimComparison)
+    seen = await contend_for_one_key(etcd.endpoints[0], prefix)
+    if variant == "correct":
+        assert seen == ClaimRounds(), f"two holders at once, or a key left behind: {seen}"
+    else:
+        assert seen.overlaps > 0, f"no claim comparison, yet one holder at a time: {seen}"
 
 
 async def test_two_views_converge_under_concurrent_churn(etcd: EtcdCluster, prefix: str) -> None:
