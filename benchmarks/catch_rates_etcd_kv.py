@@ -92,14 +92,22 @@ def chaos_run(module: ModuleType, seed: int, seconds: float, variant: str) -> tu
     try:
         with EtcdCluster.start(directory, members=3) as cluster:
             broken = variant != "correct"
-            run = trio.run(lambda: module.run_chaos(cluster, seed, seconds, broken=broken))
+            every = module.CHECK_EVERY if broken else None  # as the test runs it
+            run = trio.run(
+                lambda: module.run_chaos(
+                    cluster, seed, seconds, broken=broken, stop_at_violation=every
+                )
+            )
         found = module.verdicts(run.history)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    details = f"faults {run.faults}, outcomes {run.counts}, verdicts {found}"
-    if run.counts.get("write-ok", 0) < 20:
+    details = (
+        f"stopped at {run.stopped_at}, faults {run.faults}, outcomes {run.counts}, verdicts {found}"
+    )
+    judged = _judge(found)
+    if judged != "caught" and run.counts.get("write-ok", 0) < 20:
         return "error", "too little work: " + details
-    return _judge(found), details
+    return judged, details
 
 
 def conformance_run(module: ModuleType, seed: int, variant: str) -> tuple[str, str]:
