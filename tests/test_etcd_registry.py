@@ -380,12 +380,14 @@ async def test_concurrent_claims_of_one_unique_key_have_one_winner(
         assert seen.overlaps > 0, f"no claim comparison, yet one holder at a time: {seen}"
 
 
-async def test_two_views_converge_under_concurrent_churn(etcd: EtcdCluster, prefix: str) -> None:
+async def churn_then_compare(url: str, prefix: str) -> list[str]:
     """Writers in two processes register, update and unregister at random; once they
-    pause, both views equal a view freshly loaded from etcd (same entries, same order)."""
+    pause, each view is compared with a view freshly loaded from etcd (same entries,
+    same order). Returns the first view (``"a"``, then ``"b"``) that did not equal it
+    within 5 s, or nothing."""
     rng = random.Random()
-    url = etcd.endpoints[0]
     indexes = [Index("node")]
+    diverged: list[str] = []
     async with (
         open_etcd_client(url) as ca,
         open_etcd_client(url) as cb,
@@ -425,11 +427,46 @@ async def test_two_views_converge_under_concurrent_churn(etcd: EtcdCluster, pref
             async with open_etcd_registry(ca, prefix=prefix, keys="duplicate") as fresh:
                 truth = fresh.select(limit=1000).entries
                 assert sorted(str(e.key) for e in truth) == ["w0", "w1", "w2", "w3"]
-                await _eventually(lambda: a.select(limit=1000).entries == truth)
-                await _eventually(lambda: b.select(limit=1000).entries == truth)
-                assert a.select({"node": "n0"}).entries == b.select({"node": "n0"}).entries
+                for name, view in (("a", a), ("b", b)):
+                    try:
+                        await _eventually(lambda v=view: v.select(limit=1000).entries == truth)
+                    except trio.TooSlowError:
+                        diverged.append(name)
+                        break  # one view that differs fails the test: stop there
+                if not diverged:
+                    assert a.select({"node": "n0"}).entries == b.select({"node": "n0"}).entries
             checked.set()
         assert len(a) == len(b) == 0
+    return diverged
+
+
+def insert_ignoring_updates(registry: EtcdRegistry, kv: Any) -> None:
+    """The broken variant "view ignoring watched updates", as ``EtcdRegistry._insert``:
+    a watched change of an entry the view holds is remembered (its etcd record) but the
+    view's metadata is left as it was."""
+    entry_id = registry._id_of.get(kv.key)
+    if entry_id is not None and registry._decode(kv) is not None:
+        registry._kv_of[entry_id] = kv
+        return
+    REAL_INSERT(registry, kv)
+
+
+REAL_INSERT = EtcdRegistry._insert
+
+
+@pytest.mark.parametrize("variant", ["correct", "view-ignoring-updates"])
+async def test_two_views_converge_under_concurrent_churn(
+    etcd: EtcdCluster, prefix: str, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both views equal a freshly loaded one after concurrent churn; the broken variant
+    (a view that ignores watched updates) is caught by the same comparison."""
+    if variant == "view-ignoring-updates":
+        monkeypatch.setattr(EtcdRegistry, "_insert", insert_ignoring_updates)
+    diverged = await churn_then_compare(etcd.endpoints[0], prefix)
+    if variant == "correct":
+        assert diverged == [], f"views {diverged} differ from a freshly loaded view"
+    else:
+        assert diverged, "a view ignoring watched updates, yet both views converged"
 
 
 # -- a fake gateway with ranges, transactions and a streaming watch, for injected
