@@ -19,6 +19,13 @@ Two suites, each run exactly as its test runs it (the tests' own functions):
   claim written without checking it is free). Caught: two holders at once. This run
   has no seed of its own (the chance is real I/O timing); the number printed as its
   seed only names its prefix.
+* ``--suite registry-churn``: ``tests/test_etcd_registry.py``'s ``churn_then_compare``
+  (four writers in two processes register, update and unregister at random; then each
+  view is compared with a freshly loaded one), on the shared etcd as above, against the
+  registry as it is or with ``EtcdRegistry._insert`` replaced by the test's
+  ``insert_ignoring_updates`` (``view-ignoring-updates``). Caught: a view that does not
+  equal the fresh one within 5 s (the run stops at the first). Its writers draw from
+  an unseeded ``random.Random()``, as in the test; the printed seed names the prefix.
 
 A run is *caught* when a key's verdict is ``not-linearizable`` (the invariant the
 broken variants break), *passed* when every key is ``linearizable``; anything else is
@@ -67,6 +74,7 @@ VARIANTS = {
     "chaos": ("cached-reads", "correct"),
     "conformance": ("stale-reads", "correct"),
     "registry-claim": ("no-claim-comparison", "correct"),
+    "registry-churn": ("view-ignoring-updates", "correct"),
 }
 
 
@@ -137,6 +145,19 @@ def registry_claim_run(module: ModuleType, url: str, prefix: str, variant: str) 
     return ("caught" if seen.overlaps else "passed"), f"{seen}"
 
 
+def registry_churn_run(module: ModuleType, url: str, prefix: str, variant: str) -> tuple[str, str]:
+    """One run of the etcd registry's churn test on a shared etcd."""
+    from trio_foundation.etcd import EtcdRegistry
+
+    if variant != "correct":
+        EtcdRegistry._insert = module.insert_ignoring_updates  # what the test's monkeypatch does
+    try:
+        diverged = trio.run(module.churn_then_compare, url, prefix)
+    finally:
+        EtcdRegistry._insert = module.REAL_INSERT
+    return ("caught" if diverged else "passed"), f"views that differed: {diverged}"
+
+
 def _judge(found: dict[str, str]) -> str:
     if "not-linearizable" in found.values():
         return "caught"
@@ -183,11 +204,10 @@ def main() -> None:
         try:
             if args.suite == "chaos":
                 outcome, details = chaos_run(module, seed, seconds, args.variant)
-            elif args.suite == "registry-claim":  # no seed: real I/O timing is the chance
+            elif args.suite.startswith("registry"):  # no seed: the printed one names a prefix
                 prefix = f"/registry-catch/{args.variant}-{seed}"
-                outcome, details = registry_claim_run(
-                    module, cluster.endpoints[0], prefix, args.variant
-                )
+                one = registry_claim_run if args.suite == "registry-claim" else registry_churn_run
+                outcome, details = one(module, cluster.endpoints[0], prefix, args.variant)
             else:
                 outcome, details = conformance_run(module, seed, args.variant)
         except Exception:  # counted and shown, never taken for a catch
@@ -195,7 +215,7 @@ def main() -> None:
         took.append(time.monotonic() - started)
         outcomes[outcome] += 1
         print(f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True)
-    if args.suite == "registry-claim":
+    if args.suite.startswith("registry"):
         cluster.close()
         shutil.rmtree(shared, ignore_errors=True)
     judged = outcomes["caught"] + outcomes["passed"]
