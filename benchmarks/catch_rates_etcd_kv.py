@@ -26,6 +26,12 @@ Two suites, each run exactly as its test runs it (the tests' own functions):
   ``insert_ignoring_updates`` (``view-ignoring-updates``). Caught: a view that does not
   equal the fresh one within 5 s (the run stops at the first). Its writers draw from
   an unseeded ``random.Random()``, as in the test; the printed seed names the prefix.
+* ``--suite registry-unregister``: ``tests/test_etcd_registry.py``'s
+  ``own_writes_seen`` (register, update, unregister one entry, each write checked
+  against the view at once; ``--rounds``, default the test's), against the registry as
+  it is or with ``EtcdRegistry.unregister`` replaced by the test's
+  ``unregister_without_waiting``. Caught: an unregistered entry still in the view when
+  ``unregister`` returned (the run stops at the first such round).
 
 A run is *caught* when a key's verdict is ``not-linearizable`` (the invariant the
 broken variants break), *passed* when every key is ``linearizable``; anything else is
@@ -75,6 +81,7 @@ VARIANTS = {
     "conformance": ("stale-reads", "correct"),
     "registry-claim": ("no-claim-comparison", "correct"),
     "registry-churn": ("view-ignoring-updates", "correct"),
+    "registry-unregister": ("unregister-not-waiting", "correct"),
 }
 
 
@@ -158,6 +165,23 @@ def registry_churn_run(module: ModuleType, url: str, prefix: str, variant: str) 
     return ("caught" if diverged else "passed"), f"views that differed: {diverged}"
 
 
+def registry_unregister_run(
+    module: ModuleType, url: str, prefix: str, variant: str, rounds: int | None
+) -> tuple[str, str]:
+    """One run of the etcd registry's own-writes test on a shared etcd."""
+    from trio_foundation.etcd import EtcdRegistry
+
+    real = EtcdRegistry.unregister
+    if variant != "correct":
+        EtcdRegistry.unregister = module.unregister_without_waiting  # the test's monkeypatch
+    try:
+        extra = {} if rounds is None else {"rounds": rounds}
+        lapse = trio.run(lambda: module.own_writes_seen(url, prefix, **extra))
+    finally:
+        EtcdRegistry.unregister = real  # type: ignore[method-assign]
+    return ("passed" if lapse is None else "caught"), f"first lapse in round {lapse}"
+
+
 def _judge(found: dict[str, str]) -> str:
     if "not-linearizable" in found.values():
         return "caught"
@@ -173,6 +197,7 @@ def main() -> None:
                         "conformance: stale-reads|correct")  # fmt: skip
     parser.add_argument("--runs", type=int, default=200, help="fresh runs (default 200)")
     parser.add_argument("--seconds", type=float, default=None, help="chaos: run length")
+    parser.add_argument("--rounds", type=int, default=None, help="registry-unregister: rounds")
     args = parser.parse_args()
     if args.variant not in VARIANTS[args.suite]:
         parser.error(f"--variant for {args.suite} is one of {', '.join(VARIANTS[args.suite])}")
@@ -206,8 +231,15 @@ def main() -> None:
                 outcome, details = chaos_run(module, seed, seconds, args.variant)
             elif args.suite.startswith("registry"):  # no seed: the printed one names a prefix
                 prefix = f"/registry-catch/{args.variant}-{seed}"
-                one = registry_claim_run if args.suite == "registry-claim" else registry_churn_run
-                outcome, details = one(module, cluster.endpoints[0], prefix, args.variant)
+                url = cluster.endpoints[0]
+                if args.suite == "registry-unregister":
+                    outcome, details = registry_unregister_run(
+                        module, url, prefix, args.variant, args.rounds
+                    )
+                elif args.suite == "registry-claim":
+                    outcome, details = registry_claim_run(module, url, prefix, args.variant)
+                else:
+                    outcome, details = registry_churn_run(module, url, prefix, args.variant)
             else:
                 outcome, details = conformance_run(module, seed, args.variant)
         except Exception:  # counted and shown, never taken for a catch
