@@ -446,7 +446,9 @@ async def churn_then_compare(url: str, prefix: str) -> list[str]:
                     elif entries and rng.random() < 0.5:
                         target = rng.choice(entries)
                         try:
-                            await reg.update(target, {"node": f"n{step % 3}"})
+                            # a value never written before: a lost update always shows
+                            meta = {"node": f"n{step % 3}", "by": f"{me}.{step}"}
+                            await reg.update(target, meta)
                         except KeyError:
                             pass  # unregistered meanwhile by the other process
                     else:
