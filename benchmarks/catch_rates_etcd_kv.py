@@ -32,6 +32,12 @@ Two suites, each run exactly as its test runs it (the tests' own functions):
   it is or with ``EtcdRegistry.unregister`` replaced by the test's
   ``unregister_without_waiting``. Caught: an unregistered entry still in the view when
   ``unregister`` returned (the run stops at the first such round).
+* ``--suite registry-deadlines``: ``tests/test_etcd_registry.py``'s
+  ``deadlines_leave_nothing`` (60 registrations under random real-time deadlines, an
+  unseeded ``random.Random()`` as in the test), against the registry as it is or with
+  ``EtcdClient.revoke_lease`` replaced by the test's ``revoke_nothing``
+  (``lease-not-revoked``). Caught: a key left in etcd once its caller left (the run
+  stops at the first such round).
 
 A run is *caught* when a key's verdict is ``not-linearizable`` (the invariant the
 broken variants break), *passed* when every key is ``linearizable``; anything else is
@@ -82,6 +88,7 @@ VARIANTS = {
     "registry-claim": ("no-claim-comparison", "correct"),
     "registry-churn": ("view-ignoring-updates", "correct"),
     "registry-unregister": ("unregister-not-waiting", "correct"),
+    "registry-deadlines": ("lease-not-revoked", "correct"),
 }
 
 
@@ -182,6 +189,22 @@ def registry_unregister_run(
     return ("passed" if lapse is None else "caught"), f"first lapse in round {lapse}"
 
 
+def registry_deadlines_run(
+    module: ModuleType, url: str, prefix: str, variant: str
+) -> tuple[str, str]:
+    """One run of the etcd registry's random-deadlines test on a shared etcd."""
+    from trio_foundation.etcd import EtcdClient
+
+    real = EtcdClient.revoke_lease
+    if variant != "correct":
+        EtcdClient.revoke_lease = module.revoke_nothing  # the test's monkeypatch
+    try:
+        outlived = trio.run(module.deadlines_leave_nothing, url, prefix)
+    finally:
+        EtcdClient.revoke_lease = real  # type: ignore[method-assign]
+    return ("passed" if outlived is None else "caught"), f"first key outlived round {outlived}"
+
+
 def _judge(found: dict[str, str]) -> str:
     if "not-linearizable" in found.values():
         return "caught"
@@ -236,6 +259,8 @@ def main() -> None:
                     outcome, details = registry_unregister_run(
                         module, url, prefix, args.variant, args.rounds
                     )
+                elif args.suite == "registry-deadlines":
+                    outcome, details = registry_deadlines_run(module, url, prefix, args.variant)
                 elif args.suite == "registry-claim":
                     outcome, details = registry_claim_run(module, url, prefix, args.variant)
                 else:

@@ -221,10 +221,7 @@ async def test_a_compacted_view_reloads_and_reports_the_difference(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.timeout(120)
-async def test_random_deadlines_leave_no_entry_for_a_caller_that_left(
-    etcd: EtcdCluster, prefix: str
-) -> None:
+async def deadlines_leave_nothing(url: str, prefix: str, rounds: int = 60) -> int | None:
     """Registrations cancelled at random real times: nothing remains once the callers left.
 
     Each round enters ``register`` under a deadline drawn fresh (0 to 15 ms, around
@@ -234,15 +231,18 @@ async def test_random_deadlines_leave_no_entry_for_a_caller_that_left(
     on the way out (a lease whose grant answer the cancellation cut off holds no key;
     it just expires with its ttl). This process's view drops everything within the
     watch's delay (at once when the block was entered: its exit waits for the view).
+
+    Returns the first round after which a key outlived its caller, or ``None``; any
+    other lapse fails an assertion.
     """
     rng = random.Random()  # fresh seed each run
     ttl = 2
     outcomes = {"entered": 0, "cancelled_before": 0}
     async with (
-        open_etcd_client(etcd.endpoints[0]) as client,
+        open_etcd_client(url) as client,
         open_etcd_registry(client, prefix=prefix, ttl=ttl) as reg,
     ):
-        for i in range(60):
+        for i in range(rounds):
             entered = False
             with trio.move_on_after(rng.uniform(0, 0.015)):
                 async with reg.register(f"k{i}", {"round": i}):
@@ -251,11 +251,35 @@ async def test_random_deadlines_leave_no_entry_for_a_caller_that_left(
             outcomes["entered" if entered else "cancelled_before"] += 1
             if entered:
                 assert reg.lookup(f"k{i}") is None
-            assert await _keys_under(client, prefix) == 0, f"round {i}: a key outlived its caller"
+            if await _keys_under(client, prefix) != 0:
+                return i
         await _eventually(lambda: len(reg) == 0)
     # both paths were exercised, or the test measured nothing
     assert outcomes["entered"] > 0 and outcomes["cancelled_before"] > 0, outcomes
     print(f"outcomes={outcomes}")
+    return None
+
+
+async def revoke_nothing(client: EtcdClient, lease_id: int) -> None:
+    """The broken variant "lease not revoked on the way out", as
+    ``EtcdClient.revoke_lease``: the lease is left to expire with its ttl."""
+    await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("variant", ["correct", "lease-not-revoked"])
+async def test_random_deadlines_leave_no_entry_for_a_caller_that_left(
+    etcd: EtcdCluster, prefix: str, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """See :func:`deadlines_leave_nothing`; the broken variant (a lease not revoked on
+    the way out) is caught by the same rounds."""
+    if variant == "lease-not-revoked":
+        monkeypatch.setattr(EtcdClient, "revoke_lease", revoke_nothing)
+    outlived = await deadlines_leave_nothing(etcd.endpoints[0], prefix)
+    if variant == "correct":
+        assert outlived is None, f"round {outlived}: a key outlived its caller"
+    else:
+        assert outlived is not None, "leases not revoked, yet no key outlived its caller"
 
 
 async def test_a_registry_is_an_etcd_registry(etcd: EtcdCluster, prefix: str) -> None:
