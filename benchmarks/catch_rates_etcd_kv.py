@@ -6,7 +6,9 @@ Two suites, each run exactly as its test runs it (the tests' own functions):
   cluster (``EtcdCluster.start``, 127.0.0.1, free ports, stopped by pid), runs
   ``run_chaos`` for ``--seconds`` (default: the test's 10 s) with a fresh seed, and
   checks each key's history with the test's ``verdicts`` (the project's checker,
-  ``cas-register``). Variants: ``cached-reads`` (the broken client) and ``correct``.
+  ``cas-register``). Variants: ``cached-reads`` (the broken client; as in the test,
+  its run stops at the first check, every ``CHECK_EVERY`` s, that finds a key not
+  linearizable) and ``correct``.
 * ``--suite conformance``: ``tests/test_kv_conformance.py``. One run records a history
   with the test's ``record_history`` (six clients on three keys) against
   ``StaleReads(MemoryKV())`` (variant ``stale-reads``) or ``MemoryKV()`` (``correct``)
