@@ -67,6 +67,7 @@ import argparse
 import importlib.util
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -101,6 +102,10 @@ def _load(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def load() -> str:
@@ -248,35 +253,38 @@ def main() -> None:
     fresh = random.SystemRandom()
     outcomes: dict[str, int] = {"caught": 0, "passed": 0, "error": 0}
     took: list[float] = []
-    for i in range(args.runs):
-        seed = fresh.randrange(2**32)
-        started = time.monotonic()
-        try:
-            if args.suite == "chaos":
-                outcome, details = chaos_run(module, seed, seconds, args.variant)
-            elif args.suite.startswith("registry"):  # no seed: the printed one names a prefix
-                prefix = f"/registry-catch/{args.variant}-{seed}"
-                url = cluster.endpoints[0]
-                if args.suite == "registry-unregister":
-                    outcome, details = registry_unregister_run(
-                        module, url, prefix, args.variant, args.rounds
-                    )
-                elif args.suite == "registry-deadlines":
-                    outcome, details = registry_deadlines_run(module, url, prefix, args.variant)
-                elif args.suite == "registry-claim":
-                    outcome, details = registry_claim_run(module, url, prefix, args.variant)
+    signal.signal(signal.SIGTERM, _interrupt)  # so the clusters are stopped by pid on exit
+    try:
+        for i in range(args.runs):
+            seed = fresh.randrange(2**32)
+            started = time.monotonic()
+            try:
+                if args.suite == "chaos":
+                    outcome, details = chaos_run(module, seed, seconds, args.variant)
+                elif args.suite.startswith("registry"):  # no seed: the printed one names a prefix
+                    prefix = f"/registry-catch/{args.variant}-{seed}"
+                    url = cluster.endpoints[0]
+                    if args.suite == "registry-unregister":
+                        outcome, details = registry_unregister_run(
+                            module, url, prefix, args.variant, args.rounds
+                        )
+                    elif args.suite == "registry-deadlines":
+                        outcome, details = registry_deadlines_run(module, url, prefix, args.variant)
+                    elif args.suite == "registry-claim":
+                        outcome, details = registry_claim_run(module, url, prefix, args.variant)
+                    else:
+                        outcome, details = registry_churn_run(module, url, prefix, args.variant)
                 else:
-                    outcome, details = registry_churn_run(module, url, prefix, args.variant)
-            else:
-                outcome, details = conformance_run(module, seed, args.variant)
-        except Exception:  # counted and shown, never taken for a catch
-            outcome, details = "error", traceback.format_exc(limit=3).replace("\n", " | ")
-        took.append(time.monotonic() - started)
-        outcomes[outcome] += 1
-        print(f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True)
-    if args.suite.startswith("registry"):
-        cluster.close()
-        shutil.rmtree(shared, ignore_errors=True)
+                    outcome, details = conformance_run(module, seed, args.variant)
+            except Exception:  # counted and shown, never taken for a catch
+                outcome, details = "error", traceback.format_exc(limit=3).replace("\n", " | ")
+            took.append(time.monotonic() - started)
+            outcomes[outcome] += 1
+            print(f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True)
+    finally:
+        if args.suite.startswith("registry"):
+            cluster.close()
+            shutil.rmtree(shared, ignore_errors=True)
     judged = outcomes["caught"] + outcomes["passed"]
     rate = outcomes["caught"] if args.variant != "correct" else outcomes["passed"]
     low, high = wilson_interval(rate, judged)
