@@ -285,10 +285,13 @@ class StaleReads:
 
 
 async def test_the_check_catches_a_store_with_stale_reads() -> None:
-    caught = 0
+    """Ten fresh runs; a miss is allowed once. One run caught the store in 1,000 of
+    1,000 fresh runs (``benchmarks/catch_rates_etcd_kv.py --suite conformance``;
+    docs/verification.md), so two misses in ten mean the check got weaker."""
+    missed: list[int] = []
     for _ in range(10):
         seed = random.randrange(2**32)
         history = await record_history(StaleReads(MemoryKV()), seed)  # type: ignore[arg-type]
-        if "not-linearizable" in verdicts(history).values():
-            caught += 1
-    assert caught >= 9, f"stale reads caught in only {caught} of 10 fresh runs"
+        if "not-linearizable" not in verdicts(history).values():
+            missed.append(seed)
+    assert len(missed) <= 1, f"stale reads missed in {len(missed)} of 10 fresh runs: seeds {missed}"
