@@ -20,6 +20,15 @@ Targets:
 * ``ledger-forgetful``: ``tests/test_raft_ledger_chaos.py``'s ``search_forgetful``
   (up to 8 fresh seeds until an operation is applied twice or replicas disagree).
 
+* ``trace-reach``: for each broken core of the trace-validation tests
+  (``tests/test_*_trace.py``), fresh simulated runs (no TLC), counting those whose
+  trace reaches the bug (the test's own predicate). A test's search draws fresh runs
+  until one reaches the bug and then has TLC check that one trace, which is
+  deterministic given the trace (the tests' slow ``catch_rate`` tests check every
+  reached run is rejected, every other accepted), so the rate that matters is the
+  per-run reach ``p``: a search of ``k`` runs catches with ``1 - (1 - p)^k``, printed
+  from the low end of ``p``'s Wilson interval. Here ``--searches`` is runs per core.
+
 Nothing here is a test: the figures go to docs/verification.md with the command.
 """
 
@@ -36,6 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -71,7 +81,7 @@ def commit() -> str:
     return out.stdout.strip()
 
 
-def measure(name: str, search: Search, searches: int) -> None:
+def measure(name: str, search: Search, searches: int) -> tuple[int, int]:
     caught = runs = run_hits = 0
     verdicts: Counter[str] = Counter()
     seconds: list[float] = []
@@ -98,6 +108,7 @@ def measure(name: str, search: Search, searches: int) -> None:
         f"s per search {sum(seconds) / searches:.2f} mean, {max(seconds):.2f} max{per_run}",
         flush=True,
     )
+    return caught, searches
 
 
 def register_chaos(searches: int) -> Iterator[tuple[str, Search]]:
@@ -161,11 +172,108 @@ def ledger_forgetful(searches: int) -> Iterator[tuple[str, Search]]:
     yield f"ledger ForgetfulNode (search of {module.FORGETFUL_SEARCH} seeds)", search
 
 
+def trace_reach(searches: int) -> Iterator[tuple[str, Search]]:
+    raft = _load("raft_trace", ROOT / "tests" / "test_raft_trace.py")
+    cnet = _load("contract_net_trace", ROOT / "tests" / "test_contract_net_trace.py")
+    auction = _load("auction_trace", ROOT / "tests" / "test_auction_trace.py")
+    ledger = _load("ledger_trace", ROOT / "tests" / "test_ledger_trace.py")
+    lease = _load("lease_lock_trace", ROOT / "tests" / "test_lease_lock_trace.py")
+    # (name, attempts of the test's search, a fresh run's trace, the reach predicate)
+    cases: list[tuple[str, int, Callable[[int], Any], Callable[[Any], bool]]] = [
+        (
+            "raft vote_before_persist (CI: 20 runs)",
+            20,
+            lambda seed: raft.rt.simulated_trace(seed, node_factory=raft.VOTE_FIRST),
+            lambda t: raft._first(t, raft._granted_vote) is not None,
+        ),
+        (
+            "raft commit_old_term (CI: 40 runs)",
+            40,
+            lambda seed: raft.rt.simulated_trace(seed, node_factory=raft.COMMIT_OLD),
+            lambda t: raft._old_term_commit(t) is not None,
+        ),
+        (
+            "lease lock SendBeforePersistServer (CI: 3 runs, each must be caught)",
+            -3,
+            lambda seed: lease.random_trace(seed, 40, lease.PARAMS, lease.broken_cluster()),
+            lambda t: any(step.action == "ServerOnAcquire" for step in t),
+        ),
+    ]
+    for name, (core, reached, _) in cnet.BROKEN.items():
+        cases.append(
+            (
+                f"contract net {name} (CI: 60 runs)",
+                60,
+                lambda seed, core=core: cnet.cn.simulated_trace(seed, manager_factory=core),
+                lambda t, reached=reached: reached(t) is not None,
+            )
+        )
+    for name, (core, fmt, reached, _) in auction.BROKEN.items():
+        cases.append(
+            (
+                f"sealed auction {name} (slow: 60 runs)",
+                60,
+                lambda seed, core=core, fmt=fmt: auction.at.simulated_trace(
+                    seed, fmt, auctioneer_factory=core
+                ),
+                lambda t, reached=reached: reached(t) is not None,
+            )
+        )
+    for name, (core, reached, _) in auction.DUTCH_BROKEN.items():
+        cases.append(
+            (
+                f"dutch auction {name} (slow: 40 runs)",
+                40,
+                lambda seed, core=core: auction.ao.simulated_trace(seed, auctioneer_factory=core),
+                lambda t, reached=reached: reached(t) is not None,
+            )
+        )
+    for name, (core, reached, _) in ledger.BROKEN.items():
+        cases.append(
+            (
+                f"ledger {name} (slow: 40 runs)",
+                40,
+                lambda seed, core=core: ledger.lt.simulated_trace(seed, node_factory=core),
+                lambda t, reached=reached: reached(t) is not None,
+            )
+        )
+    for name, attempts, run, reached in cases:
+
+        def one(
+            run: Callable[[int], Any] = run, reached: Callable[[Any], bool] = reached
+        ) -> Search:
+            def search() -> tuple[bool, str, list[int], int]:
+                seed = random.SystemRandom().randrange(2**32)
+                hit = reached(run(seed))
+                return hit, "reached" if hit else "not reached", [seed], int(hit)
+
+            return search
+
+        yield f"{name} [{attempts}]", one()
+
+
+def derived(caught: int, runs: int, attempts: int) -> str:
+    """A search's catch rate from a per-run rate: ``attempts`` > 0 runs until one
+    catches; ``attempts`` < 0: ``-attempts`` runs that must all catch."""
+    low, _ = wilson_interval(caught, runs)
+    p = caught / runs
+    if attempts > 0:
+        return (
+            f"search of {attempts}: {100 * (1 - (1 - p) ** attempts):.3f} %, "
+            f"from the low end {100 * (1 - (1 - low) ** attempts):.3f} %"
+        )
+    return (
+        f"all of {-attempts} runs: {100 * p**-attempts:.2f} %, "
+        f"from the low end {100 * low**-attempts:.2f} %"
+    )
+
+
 TARGETS = {
     "register-chaos": register_chaos,
     "register-split-brain": register_split_brain,
     "raft-kv-stale-read": raft_kv_stale_read,
     "ledger-forgetful": ledger_forgetful,
+    "trace-reach": trace_reach,
 }
 
 
@@ -173,12 +281,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", choices=sorted(TARGETS))
     parser.add_argument("--searches", type=int, default=200, help="fresh searches (default 200)")
+    parser.add_argument(
+        "--only", action="append", help="measure only the variants whose name has this word"
+    )
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)
     print(f"{load()}\ncommit {commit()}; {args.target}, {args.searches} searches", flush=True)
     start = time.time()
     for name, search in TARGETS[args.target](args.searches):
-        measure(name, search, args.searches)
+        if args.only and not any(word in name for word in args.only):
+            continue
+        caught, runs = measure(name, search, args.searches)
+        if name.endswith("]"):  # a per-run rate with the CI search's attempts
+            attempts = int(name.rsplit("[", 1)[1][:-1])
+            print(f"  -> {name}: {derived(caught, runs, attempts)}", flush=True)
     print(f"{load()}\n{time.time() - start:.0f} s in all", flush=True)
 
 
