@@ -29,6 +29,15 @@ Targets:
   per-run reach ``p``: a search of ``k`` runs catches with ``1 - (1 - p)^k``, printed
   from the low end of ``p``'s Wilson interval. Here ``--searches`` is runs per core.
 
+* ``supervisor-trace``: ``tests/test_supervisor_trace.py``'s broken supervisors. CI
+  checks one batch of 40 fresh runs in one TLC run (about 15 s of wall time on a
+  loaded machine, too slow for 600 of them), so here a batch counts as reaching the bug
+  when one of its traces shows it (a restart while ``INTENSITY`` restarts no older than
+  ``PERIOD`` stand, for the intensity mutants; a shutdown that stops two or more
+  children in ascending start order, for ``start_order``); the correct supervisor's
+  batches must never reach it, and the first ``--tlc`` batches of each broken
+  supervisor also go through TLC, whose verdict must agree with the predicate.
+
 Nothing here is a test: the figures go to docs/verification.md with the command.
 """
 
@@ -252,6 +261,68 @@ def trace_reach(searches: int) -> Iterator[tuple[str, Search]]:
         yield f"{name} [{attempts}]", one()
 
 
+def _supervisor_reached(
+    broken: str, trace: list[dict[str, Any]], intensity: int, period: int
+) -> bool:
+    if broken == "start_order":
+        stops = [e["stops"] for e in trace if len(e["stops"]) >= 2]
+        return any(order == sorted(order) for order in stops)
+    restarts: list[int] = []
+    for e in trace:
+        if e["rs"] and e["a"] in ("crash", "normal"):
+            if sum(e["now"] - t <= period for t in restarts) >= intensity:
+                return True
+            restarts.append(e["now"])
+    return False
+
+
+def supervisor_trace(searches: int, tlc: int = 0) -> Iterator[tuple[str, Search]]:
+    import tempfile
+
+    import trio
+
+    module = _load("supervisor_trace", ROOT / "tests" / "test_supervisor_trace.py")
+    correct = [("correct", "one_for_one"), ("correct", "one_for_all")]
+    for broken, strategy in [*module.BROKEN_STRATEGY.items(), *correct]:
+        cls = module.BROKEN.get(broken, module._SupervisorBase)
+        checked = [0]
+
+        def one(
+            broken: str = broken, strategy: str = strategy, cls: Any = cls, checked: Any = checked
+        ) -> Search:
+            def search() -> tuple[bool, str, list[int], int]:
+                draw = random.SystemRandom()
+                seeds = [draw.randrange(2**32) for _ in range(module.TRACES_PER_STRATEGY)]
+                traces = []
+                for seed in seeds:
+                    clock = trio.testing.MockClock()
+                    traces.append(trio.run(module._record, strategy, seed, clock, cls, clock=clock))
+                kind = (
+                    "start_order" if broken == "correct" and strategy == "one_for_all" else broken
+                )
+                hits = sum(
+                    _supervisor_reached(
+                        kind if kind != "correct" else "per_child",
+                        t,
+                        module.INTENSITY,
+                        module.PERIOD,
+                    )
+                    for t in traces
+                )
+                verdict = "reached" if hits else "not reached"
+                if broken != "correct" and checked[0] < tlc:
+                    checked[0] += 1
+                    with tempfile.TemporaryDirectory() as tmp:
+                        result = module._check(Path(tmp), strategy, traces)
+                    rejected = result.status is module.TLCStatus.DEADLOCK
+                    verdict += f", TLC {'rejected' if rejected else 'accepted'}"
+                return hits > 0, verdict, seeds, hits
+
+            return search
+
+        yield f"supervisor {broken} ({strategy}, batches of {module.TRACES_PER_STRATEGY})", one()
+
+
 def derived(caught: int, runs: int, attempts: int) -> str:
     """A search's catch rate from a per-run rate: ``attempts`` > 0 runs until one
     catches; ``attempts`` < 0: ``-attempts`` runs that must all catch."""
@@ -274,6 +345,7 @@ TARGETS = {
     "raft-kv-stale-read": raft_kv_stale_read,
     "ledger-forgetful": ledger_forgetful,
     "trace-reach": trace_reach,
+    "supervisor-trace": supervisor_trace,
 }
 
 
@@ -281,6 +353,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", choices=sorted(TARGETS))
     parser.add_argument("--searches", type=int, default=200, help="fresh searches (default 200)")
+    parser.add_argument("--tlc", type=int, default=10, help="supervisor-trace: TLC batches")
     parser.add_argument(
         "--only", action="append", help="measure only the variants whose name has this word"
     )
@@ -288,7 +361,13 @@ def main() -> None:
     logging.disable(logging.CRITICAL)
     print(f"{load()}\ncommit {commit()}; {args.target}, {args.searches} searches", flush=True)
     start = time.time()
-    for name, search in TARGETS[args.target](args.searches):
+    targets = TARGETS[args.target]
+    found = (
+        supervisor_trace(args.searches, args.tlc)
+        if targets is supervisor_trace
+        else targets(args.searches)
+    )
+    for name, search in found:
         if args.only and not any(word in name for word in args.only):
             continue
         caught, runs = measure(name, search, args.searches)
