@@ -38,6 +38,14 @@ Targets:
   batches must never reach it, and the first ``--tlc`` batches of each broken
   supervisor also go through TLC, whose verdict must agree with the predicate.
 
+* ``small``: the cheap ones, each the test's own search: ``tests/test_storage.py``'s
+  disk that skips fsync (every crash point of a run of saves, 4 torn tails each) and
+  store that does not persist (up to 20 crash sequences), the check-then-put shared
+  limiter of ``tests/test_resilience_shared_limiter.py`` (up to 10 fresh seeds), the
+  leaky lock of ``tests/test_cancellation_harness.py`` (one Hypothesis search of up to
+  200 injection plans) and the supervisor with uninterruptible waits of
+  ``property_tests/test_supervisor_cancellation.py`` (up to 1,000 examples).
+
 Nothing here is a test: the figures go to docs/verification.md with the command.
 """
 
@@ -323,6 +331,49 @@ def supervisor_trace(searches: int, tlc: int = 0) -> Iterator[tuple[str, Search]
         yield f"supervisor {broken} ({strategy}, batches of {module.TRACES_PER_STRATEGY})", one()
 
 
+def small(searches: int) -> Iterator[tuple[str, Search]]:
+    import re
+
+    storage = _load("storage_tests", ROOT / "tests" / "test_storage.py")
+    limiter = _load("shared_limiter_tests", ROOT / "tests" / "test_resilience_shared_limiter.py")
+    harness = _load("harness_tests", ROOT / "tests" / "test_cancellation_harness.py")
+    sup = _load("sup_cancel", ROOT / "property_tests" / "test_supervisor_cancellation.py")
+
+    def fsync() -> tuple[bool, str, list[int], int]:
+        seed = random.SystemRandom().randrange(2**32)
+        found = storage.crash_everywhere(storage.skips_fsync, random.Random(seed)) != []
+        return found, "violations" if found else "missed", [seed], int(found)
+
+    def lying() -> tuple[bool, str, list[int], int]:
+        seed = random.SystemRandom().randrange(2**32)
+        found = storage.lying_store_caught(random.Random(seed))
+        return found, "token reissued" if found else "missed", [seed], int(found)
+
+    def check_then_put() -> tuple[bool, str, list[int], int]:
+        found, tried = limiter.check_then_put_search()
+        return found, "bound exceeded" if found else "missed", tried, int(found)
+
+    def leaky() -> tuple[bool, str, list[int], int]:
+        message = harness.leaky_lock_search()
+        found = harness.leaky_lock_caught(message)
+        verdict = "caught" if found else ("missed" if message is None else "other failure")
+        return found, verdict, [], int(found)
+
+    def uninterruptible() -> tuple[bool, str, list[int], int]:
+        try:
+            sup.search_uninterruptible()
+        except sup.InjectionFailure as exc:
+            found = re.search(sup.UNINTERRUPTIBLE_CAUGHT, str(exc)) is not None
+            return found, "caught" if found else f"other: {exc}"[:80], [], int(found)
+        return False, "missed", [], 0
+
+    yield "storage: disk that skips fsync", fsync
+    yield "storage: store that does not persist (tokens)", lying
+    yield "shared limiter: check-then-put (search of 10 seeds)", check_then_put
+    yield "cancellation harness: leaky lock (one search)", leaky
+    yield "supervisor cancellation: uninterruptible waits (one search)", uninterruptible
+
+
 def derived(caught: int, runs: int, attempts: int) -> str:
     """A search's catch rate from a per-run rate: ``attempts`` > 0 runs until one
     catches; ``attempts`` < 0: ``-attempts`` runs that must all catch."""
@@ -346,6 +397,7 @@ TARGETS = {
     "ledger-forgetful": ledger_forgetful,
     "trace-reach": trace_reach,
     "supervisor-trace": supervisor_trace,
+    "small": small,
 }
 
 
