@@ -204,8 +204,8 @@ def trace_reach(searches: int) -> Iterator[tuple[str, Search]]:
             lambda t: raft._first(t, raft._granted_vote) is not None,
         ),
         (
-            "raft commit_old_term (CI: 40 runs)",
-            40,
+            "raft commit_old_term (CI: 80 runs)",
+            80,
             lambda seed: raft.rt.simulated_trace(seed, node_factory=raft.COMMIT_OLD),
             lambda t: raft._old_term_commit(t) is not None,
         ),
