@@ -1458,5 +1458,39 @@ TARGETS["lincheck"].equivalent.update(
     }
 )
 
+# s7 lin4C --- verify/lincheck/: the survivors of the lead's fresh sample of session 7
+# (seed 765142964) in _check, _models and _ops: the equivalent ones (each argument
+# checkable in the named function); the others have exact tests (see below)
+TARGETS["lincheck"].equivalent.update(
+    {
+        _LC + "_check.x__closure_by_view__mutmut_18": (
+            "tried = None for len(states): the changer is then retried on states[None:],"
+            " every state, but model.step is a pure function and the states before"
+            " `tried` already refused it, so the first state allowing it and its results"
+            " are the same; only the closure (no count) is returned: cost only"
+        ),
+        _LC + "_check.x__impossible__mutmut_64": (
+            "needs.get(None) is always NOTHING (needs' keys are kind tuples), so ok is"
+            " any(step(s, op)) over the closure; by the register view's contract an"
+            " operation needing v is allowed in no state but v, so that is exactly"
+            " step(state_of[v], op) when v was reached, else False: same truth value"
+        ),
+        _LC + "_check.x__forced_order__mutmut_67": (
+            "(2 << n) - 1 for (1 << n) - 1: `everything` is read only in"
+            " (everything >> k << k) & effective, and effective has no bit >= n"
+        ),
+        _LC + "_check.x__forced_order__mutmut_100": (
+            "work < _CHAIN_WORK for <=: they differ only when an add() leaves work =="
+            " _CHAIN_WORK; the original then goes on, but in the same pinned iteration"
+            " either a further add() fails or `work += n` makes work > _CHAIN_WORK"
+            " (n >= 1), and both return (), as the mutant does (after[] is local)"
+        ),
+        _LC + "_check.x__stale__mutmut_88": (
+            "strict=None for strict=True: views is [view(op) for op in ops], of the same"
+            " length, so the length check never fires"
+        ),
+    }
+)
+
 if __name__ == "__main__":
     main()
