@@ -1492,5 +1492,14 @@ TARGETS["lincheck"].equivalent.update(
     }
 )
 
+# s7 lin4C: the exact tests for its non-equivalent survivors
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_5.py"),
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+
 if __name__ == "__main__":
     main()
