@@ -223,14 +223,20 @@ def _judge(found: dict[str, str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=sorted(VARIANTS), required=True)
-    parser.add_argument("--variant", required=True, help="chaos: cached-reads|correct; "
-                        "conformance: stale-reads|correct")  # fmt: skip
+    parser.add_argument("--variant", required=True, help="; ".join(
+        f"{suite}: {'|'.join(names)}" for suite, names in sorted(VARIANTS.items())))  # fmt: skip
     parser.add_argument("--runs", type=int, default=200, help="fresh runs (default 200)")
     parser.add_argument("--seconds", type=float, default=None, help="chaos: run length")
     parser.add_argument("--rounds", type=int, default=None, help="registry-unregister: rounds")
     args = parser.parse_args()
     if args.variant not in VARIANTS[args.suite]:
         parser.error(f"--variant for {args.suite} is one of {', '.join(VARIANTS[args.suite])}")
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.suite == "chaos":
         module = _load("chaos_etcd_kv", ROOT / "chaos" / "test_etcd_kv.py")
         seconds = module.SECONDS if args.seconds is None else args.seconds
