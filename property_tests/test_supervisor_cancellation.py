@@ -626,9 +626,13 @@ async def _open_broken(children: Sequence[ChildSpec], **kwargs: Any) -> AsyncIte
         raise leaf from None
 
 
-def test_uninterruptible_waits_are_caught() -> None:
-    """The same search, against the broken variant, must find a supervisor that does not
-    return within its grace (fresh random seeds; generation only, no shrinking)."""
+UNINTERRUPTIBLE_CAUGHT = r"ReturnsWithinGrace violated|is stuck|still running after"
+
+
+def search_uninterruptible() -> None:
+    """One fresh search (random seed, no database, generation only) of up to 1,000
+    scripts and plans against the broken variant; raises ``InjectionFailure`` when it
+    finds a supervisor that does not return within its grace."""
 
     @settings(max_examples=1000, phases=[Phase.generate], database=None, deadline=None)
     @given(script=supervisor_scripts(), plan=plans)
@@ -636,7 +640,12 @@ def test_uninterruptible_waits_are_caught() -> None:
         world = World()
         _run(supervisor_scenario(script, world, _open_broken), world, plan)
 
-    with pytest.raises(
-        InjectionFailure, match=r"ReturnsWithinGrace violated|is stuck|still running after"
-    ):
-        search()
+    search()
+
+
+def test_uninterruptible_waits_are_caught() -> None:
+    """The same search, against the broken variant, must find a supervisor that does not
+    return within its grace (fresh random seeds; generation only, no shrinking; catch
+    rate: ``python benchmarks/catch_rates_audit.py small``)."""
+    with pytest.raises(InjectionFailure, match=UNINTERRUPTIBLE_CAUGHT):
+        search_uninterruptible()
