@@ -1,4 +1,4 @@
-"""The command lines of ``benchmarks/catch_rates_{lease_lock,supervisor,raft}.py``: bad
+"""The command lines of ``benchmarks/catch_rates_{lease_lock,supervisor,raft,audit}.py``: bad
 counts and unknown variants are refused with a one-line error naming the flag (exit 2)
 before anything runs; they had ended in ``ZeroDivisionError`` or ``ValueError``
 tracebacks, or measured nothing and exited 0."""
@@ -28,6 +28,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("raft", ("--runs", "0", "--searches", "-1"), "--searches must be at least 0, got -1"),
         ("raft", ("--runs", "0", "--searches", "0"), "--runs 0 and --searches 0: nothing to"),
         ("raft", ("--runs", "1", "--variant", "nope"), "unknown --variant nope: one of correct, "),
+        ("audit", ("small", "--searches", "0"), "--searches must be at least 1, got 0"),
+        ("audit", ("small", "--tlc", "-1"), "--tlc must be at least 0, got -1"),
+        ("audit", ("small", "--only", "nosuchword"), "--only nosuchword matches none of "),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_refused_naming_the_flag(
