@@ -410,6 +410,10 @@ def main() -> None:
         "--only", action="append", help="measure only the variants whose name has this word"
     )
     args = parser.parse_args()
+    if args.searches < 1:
+        parser.error(f"--searches must be at least 1, got {args.searches}")
+    if args.tlc < 0:
+        parser.error(f"--tlc must be at least 0, got {args.tlc}")
     logging.disable(logging.CRITICAL)
     print(f"{load()}\ncommit {commit()}; {args.target}, {args.searches} searches", flush=True)
     start = time.time()
@@ -419,14 +423,20 @@ def main() -> None:
         if targets is supervisor_trace
         else targets(args.searches)
     )
+    names: list[str] = []
+    measured = 0
     for name, search in found:
+        names.append(name)
         if args.only and not any(word in name for word in args.only):
             continue
+        measured += 1
         caught, runs = measure(name, search, args.searches)
         if name.endswith("]"):  # a per-run rate with the CI search's attempts
             attempts = int(name.rsplit("[", 1)[1][:-1])
             print(f"  -> {name}: {derived(caught, runs, attempts)}", flush=True)
     print(f"{load()}\n{time.time() - start:.0f} s in all", flush=True)
+    if args.only and not measured:
+        parser.error(f"--only {' '.join(args.only)} matches none of {', '.join(names)}")
 
 
 if __name__ == "__main__":

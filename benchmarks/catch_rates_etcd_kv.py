@@ -49,6 +49,8 @@ checker could not reach (``unknown``), or an exception. Every run's seed is draw
 the operating system (``random.SystemRandom``) and printed, with its outcome, so a run
 replays (``FOUNDATION_CHAOS_SEED=N`` for the chaos test; real I/O makes the exact
 interleaving differ). ``uptime`` is printed at the start and the end.
+Ctrl-C (or SIGTERM) stops the run in progress, stops its etcd members by pid, removes
+their directories, prints the summary of the runs that finished and exits with 130.
 
 Usage::
 
@@ -223,14 +225,20 @@ def _judge(found: dict[str, str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=sorted(VARIANTS), required=True)
-    parser.add_argument("--variant", required=True, help="chaos: cached-reads|correct; "
-                        "conformance: stale-reads|correct")  # fmt: skip
+    parser.add_argument("--variant", required=True, help="; ".join(
+        f"{suite}: {'|'.join(names)}" for suite, names in sorted(VARIANTS.items())))  # fmt: skip
     parser.add_argument("--runs", type=int, default=200, help="fresh runs (default 200)")
     parser.add_argument("--seconds", type=float, default=None, help="chaos: run length")
     parser.add_argument("--rounds", type=int, default=None, help="registry-unregister: rounds")
     args = parser.parse_args()
     if args.variant not in VARIANTS[args.suite]:
         parser.error(f"--variant for {args.suite} is one of {', '.join(VARIANTS[args.suite])}")
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.suite == "chaos":
         module = _load("chaos_etcd_kv", ROOT / "chaos" / "test_etcd_kv.py")
         seconds = module.SECONDS if args.seconds is None else args.seconds
@@ -254,37 +262,50 @@ def main() -> None:
     outcomes: dict[str, int] = {"caught": 0, "passed": 0, "error": 0}
     took: list[float] = []
     signal.signal(signal.SIGTERM, _interrupt)  # so the clusters are stopped by pid on exit
+    interrupted = False
     try:
-        for i in range(args.runs):
-            seed = fresh.randrange(2**32)
-            started = time.monotonic()
-            try:
-                if args.suite == "chaos":
-                    outcome, details = chaos_run(module, seed, seconds, args.variant)
-                elif args.suite.startswith("registry"):  # no seed: the printed one names a prefix
-                    prefix = f"/registry-catch/{args.variant}-{seed}"
-                    url = cluster.endpoints[0]
-                    if args.suite == "registry-unregister":
-                        outcome, details = registry_unregister_run(
-                            module, url, prefix, args.variant, args.rounds
-                        )
-                    elif args.suite == "registry-deadlines":
-                        outcome, details = registry_deadlines_run(module, url, prefix, args.variant)
-                    elif args.suite == "registry-claim":
-                        outcome, details = registry_claim_run(module, url, prefix, args.variant)
+        try:
+            for i in range(args.runs):
+                seed = fresh.randrange(2**32)
+                started = time.monotonic()
+                try:
+                    if args.suite == "chaos":
+                        outcome, details = chaos_run(module, seed, seconds, args.variant)
+                    elif args.suite.startswith("registry"):
+                        # no seed: the printed one names a prefix
+                        prefix = f"/registry-catch/{args.variant}-{seed}"
+                        url = cluster.endpoints[0]
+                        if args.suite == "registry-unregister":
+                            outcome, details = registry_unregister_run(
+                                module, url, prefix, args.variant, args.rounds
+                            )
+                        elif args.suite == "registry-deadlines":
+                            outcome, details = registry_deadlines_run(
+                                module, url, prefix, args.variant
+                            )
+                        elif args.suite == "registry-claim":
+                            outcome, details = registry_claim_run(module, url, prefix, args.variant)
+                        else:
+                            outcome, details = registry_churn_run(module, url, prefix, args.variant)
                     else:
-                        outcome, details = registry_churn_run(module, url, prefix, args.variant)
-                else:
-                    outcome, details = conformance_run(module, seed, args.variant)
-            except Exception:  # counted and shown, never taken for a catch
-                outcome, details = "error", traceback.format_exc(limit=3).replace("\n", " | ")
-            took.append(time.monotonic() - started)
-            outcomes[outcome] += 1
-            print(f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True)
+                        outcome, details = conformance_run(module, seed, args.variant)
+                except Exception:  # counted and shown, never taken for a catch
+                    outcome, details = "error", traceback.format_exc(limit=3).replace("\n", " | ")
+                took.append(time.monotonic() - started)
+                outcomes[outcome] += 1
+                print(
+                    f"run {i + 1} seed {seed}: {outcome} in {took[-1]:.1f} s; {details}", flush=True
+                )
+        except* KeyboardInterrupt:  # Ctrl-C or SIGTERM, bare or inside a nursery's group
+            interrupted = True
     finally:
         if args.suite.startswith("registry"):
             cluster.close()
             shutil.rmtree(shared, ignore_errors=True)
+    if interrupted:
+        print(f"interrupted after {len(took)} of {args.runs} runs", flush=True)
+        if not took:
+            sys.exit(130)
     judged = outcomes["caught"] + outcomes["passed"]
     rate = outcomes["caught"] if args.variant != "correct" else outcomes["passed"]
     low, high = wilson_interval(rate, judged)
@@ -296,6 +317,8 @@ def main() -> None:
         f" max {max(took):.2f}; {outcomes}"
     )
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC\n{load()}")
+    if interrupted:
+        sys.exit(130)  # the figures above cover only the runs that finished
 
 
 if __name__ == "__main__":

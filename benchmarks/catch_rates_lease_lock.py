@@ -159,6 +159,14 @@ def main() -> None:
         help="variants (default: all; ForgetfulAbortClient has no chaos search)",
     )
     args = parser.parse_args()
+    for flag, value, least in (
+        ("--seeds", args.seeds, 1),
+        ("--searches", args.searches, 1),
+        ("--examples", args.examples, 1),
+        ("--progress-every", args.progress_every, 0),
+    ):
+        if value is not None and value < least:
+            parser.error(f"{flag} must be at least {least}, got {value}")
     variants = args.variant or [*CHAOS, *STATEFUL_ONLY]
     if args.only != "stateful":
         chaos_rates(args.seeds, [v for v in variants if v in CHAOS])

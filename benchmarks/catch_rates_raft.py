@@ -93,7 +93,16 @@ def main() -> None:
     )
     parser.add_argument("--progress", action="store_true", help="a line per search")
     args = parser.parse_args()
+    for flag, value in (("--runs", args.runs), ("--searches", args.searches)):
+        if value < 0:
+            parser.error(f"{flag} must be at least 0, got {value}")
+    if args.runs == 0 and args.searches == 0:
+        parser.error("--runs 0 and --searches 0: nothing to measure")
     raft = _load("property_raft", ROOT / "property_tests" / "test_raft.py")
+    unknown = [v for v in args.variant or () if v != "correct" and v not in raft.BROKEN]
+    if unknown:
+        known = ", ".join(["correct", *sorted(raft.BROKEN)])
+        parser.error(f"unknown --variant {', '.join(unknown)}: one of {known}")
     variants = args.variant or sorted(raft.BROKEN)
     every = [v for v in variants if v != "correct"]
     k = raft.SEARCH_EXAMPLES

@@ -49,6 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--searches", type=int, default=200, help="fresh searches (default 200)")
     args = parser.parse_args()
+    if args.searches < 1:
+        parser.error(f"--searches must be at least 1, got {args.searches}")
     # the machine's hostile telemetry handlers make the library log each failure
     logging.disable(logging.CRITICAL)
     module = _load("property_supervisor", ROOT / "property_tests" / "test_supervisor.py")

@@ -346,6 +346,18 @@ def main() -> None:
     )
     parser.add_argument("--no-diffs", action="store_true", help="do not print survivors' diffs")
     args = parser.parse_args()
+    for flag, value in (
+        ("--max-children", args.max_children),
+        ("--examples", args.examples),
+        ("--sample", args.sample),
+    ):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+    if not (Path(sys.executable).parent / "mutmut").is_file():  # what _mutmut runs
+        parser.error(
+            f"mutmut is not installed beside {sys.executable}:"
+            f" {Path(sys.executable).parent / 'pip'} install mutmut"
+        )
     target = TARGETS[args.target]
     tests = tuple(args.tests) if args.tests else target.tests
     keep = args.workdir is not None
