@@ -2,11 +2,13 @@
 
 Three contenders in this process each reach etcd through their own loopback
 proxy and loop: acquire the lock ``x`` (ttl 2 s), write to a
-:class:`FencedResource` under the token, hold it for up to 3 s (so renewals
+:class:`FencedResource` under the token, hold it for 1-8 s (so renewals
 matter), release. A nemesis, seeded, keeps doing one of: cut every connection
-of one contender's proxy; partition one contender (often the current holder)
-(its proxy refuses and cuts) for 0.5-4 s; delay one contender's traffic;
-SIGSTOP etcd for 0.3-3 s.
+of one contender's proxy; partition one contender (its proxy refuses and
+cuts) for 0.5-4 s; delay one contender's traffic;
+SIGSTOP etcd for 0.3-3 s. Six times in ten it waits for the next holder and
+partitions it right as its body begins, for ttl + 1 to ttl + 3 s (past the
+lease's expiry on etcd).
 
 Checked afterwards, on this process's clock (all contenders share it): no two
 bodies overlapped in time (mutual exclusion of the entitled intervals), tokens
@@ -56,6 +58,7 @@ from trio_foundation.protocols.lease_lock import FencedResource
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(240)]
 
 SECONDS = float(os.environ.get("FOUNDATION_CHAOS_SECONDS", "20"))
+TTL = 2  # seconds: the lock's lease in the three-contender chaos run
 
 
 @attrs.define
@@ -133,7 +136,7 @@ async def run_chaos(
             lock = EtcdLock(client, prefix=f"/chaos-{seed}", margin=0.5)
             while True:
                 try:
-                    async with lock.acquire(ttl=2, name="x") as lease:
+                    async with lock.acquire(ttl=TTL, name="x") as lease:
                         start = trio.current_time()
                         run.set_holder(who)
                         try:
@@ -157,19 +160,20 @@ async def run_chaos(
     async def nemesis() -> None:
         while True:
             await trio.sleep(rng.uniform(0.2, 0.6))
-            kind = rng.choice(["cut", "partition", "delay", "pause"] + ["partition-holder"] * 3)
+            kind = rng.choice(["cut", "partition", "delay", "pause"] + ["partition-holder"] * 6)
             who = rng.randrange(3)
-            longest = 4.0
+            shortest, longest = 0.5, 4.0
             if kind == "partition-holder":
-                # catch the next holder right as its body begins, and cut it off long
-                # enough for etcd to expire its lease (ttl 2 s)
+                # catch the next holder right as its body begins, and cut it off for
+                # ttl + 1 to ttl + 3 s, so that etcd expires its lease (ttl 2 s, the
+                # lessor checking every 0.5 s) while the body may still run
                 seen = run.acquisitions
                 with trio.move_on_after(3):
                     while run.acquisitions == seen or run.holder is None:
                         await run.holder_changed.wait()
                 if run.holder is None:
                     continue
-                who, kind, longest = run.holder, "partition", 5.0
+                who, kind, shortest, longest = run.holder, "partition", TTL + 1.0, TTL + 3.0
             fault(kind)
             victim = proxies[who]
             if kind == "cut":
@@ -177,7 +181,7 @@ async def run_chaos(
             elif kind == "partition":
                 victim.refusing = True
                 victim.cut_all()
-                await trio.sleep(rng.uniform(longest - 3.5, longest))
+                await trio.sleep(rng.uniform(shortest, longest))
                 victim.refusing = False
             elif kind == "delay":
                 victim.delay = rng.uniform(0.05, 0.4)
