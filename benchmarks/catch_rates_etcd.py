@@ -34,6 +34,7 @@ import argparse
 import importlib.util
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,8 @@ def main() -> None:
         "--full", action="store_true", help="run broken runs to their end (no early stop)"
     )
     args = parser.parse_args()
+    # SIGTERM ends the measurement like Ctrl-C: the etcd it started is stopped on the way out
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
     broken = args.variant == "broken"
@@ -217,8 +220,10 @@ def main() -> None:
                         election, args.backend, cluster, seed, seconds, early, install
                     )
             except Exception as exc:  # reported, counted apart from catches and misses
+                print(f"run {n}: seed {seed}:", file=sys.stderr)
+                traceback.print_exc(file=sys.stderr)
                 tail = "".join(traceback.format_exception_only(exc)).strip()
-                outcome = "error", tail[:300]
+                outcome = "error", tail[:300] + " (traceback on stderr)"
             times.append(time.monotonic() - started)
             counts[outcome[0]] += 1
             print(

@@ -488,8 +488,10 @@ async def run_under_cuts(
     """
     rng = random.Random(seed)
     history = History(seed, backend.same_holder_may_reuse_token)
+    term_began = trio.Event()  # set (and replaced) as each term begins
 
     async def candidate(i: int) -> None:
+        nonlocal term_began
         async with backend.cut_member("chaos", i) as member:
             while True:
                 try:
@@ -498,6 +500,8 @@ async def run_under_cuts(
                             i, backend.token(held) if backend.token else None, trio.current_time()
                         )
                         history.terms.append(term)
+                        term_began.set()
+                        term_began = trio.Event()
                         try:
                             if stop_early and history.violations(trio.current_time()):
                                 nursery.cancel_scope.cancel()
@@ -522,7 +526,11 @@ async def run_under_cuts(
             proxy = rng.choice(backend.proxies)
             kind = rng.choice(["cut", "partition", "delay", "partition-leader", "partition-leader"])
             if kind == "partition-leader":
-                # cut the leader off for longer than its ttl, so the others take over
+                # catch the next term right as it begins (its block has all its length
+                # still to run), and cut its leader off for longer than its ttl, so the
+                # others take over
+                with trio.move_on_after(2 * backend.ttl):
+                    await term_began.wait()
                 who = leader()
                 if who is None:
                     continue
