@@ -524,7 +524,7 @@ async def run_under_cuts(
         while True:
             await trio.sleep(rng.uniform(0.2, 0.8))
             proxy = rng.choice(backend.proxies)
-            kind = rng.choice(["cut", "partition", "delay", "partition-leader", "partition-leader"])
+            kind = rng.choice(["cut", "partition", "delay"] + ["partition-leader"] * 4)
             if kind == "partition-leader":
                 # catch the next term right as it begins (its block has all its length
                 # still to run), and cut its leader off for longer than its ttl, so the
@@ -534,11 +534,13 @@ async def run_under_cuts(
                 who = leader()
                 if who is None:
                     continue
+                history.faults += 1
                 proxy = backend.proxies[who]
                 proxy.refusing = True
                 proxy.cut_all()
                 await trio.sleep(rng.uniform(backend.ttl + 1, backend.ttl + 3))
                 proxy.refusing = False
+                continue
             history.faults += 1
             if kind == "cut":
                 proxy.cut_all()
