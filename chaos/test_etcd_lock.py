@@ -414,6 +414,8 @@ class PauseRound:
     stale_accepted: int  # the first holder's writes accepted after the second's began
     stale_refused: int
     first_outcome: str
+    # each refused write: (its time in the writer, the time the first was stopped, resumed)
+    refused: list[tuple[float, float, float]] = attrs.Factory(list)
 
 
 async def pause_round(
@@ -426,6 +428,8 @@ async def pause_round(
     pause = rng.uniform(ttl + 1.0, ttl + 3.0)
     second_began = False
     stale_accepted = stale_refused = 0
+    refused: list[tuple[float, float, float]] = []
+    paused_at = resumed_at = math.nan
 
     def write(event: dict[str, Any], *, first: bool) -> None:
         nonlocal stale_accepted, stale_refused
@@ -434,6 +438,7 @@ async def pause_round(
         except StaleTokenError:
             assert first, f"the current holder's write was refused: {event}"
             stale_refused += 1
+            refused.append((event.get("at", math.nan), paused_at, resumed_at))
         else:
             stale_accepted += first and second_began
 
@@ -470,6 +475,7 @@ async def pause_round(
             write(event, first=False)
         await trio.sleep(max(0.0, pause - (time.monotonic() - paused_at)))
         os.kill(a.process.pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
         for _ in range(10):  # a stale holder that keeps writing is cut short (killed below)
             if (event := await a.next_event())["event"] != "write":
                 break
@@ -488,6 +494,7 @@ async def pause_round(
             pause=pause,
             stale_accepted=stale_accepted,
             stale_refused=stale_refused,
+            refused=refused,
             first_outcome=event["event"],
         )
     finally:
