@@ -3,7 +3,7 @@
 ``python etcd_lock_child.py ENDPOINTS PREFIX TTL WRITES [broken]``: acquire the lock
 ``x`` under ``PREFIX``, then ``WRITES`` times: print a write request under the
 token and sleep 0.1 s; release. Each line on stdout is one JSON object:
-``acquired`` (token, start, deadline), ``write`` (token, i, deadline), then
+``acquired`` (token, start, deadline), ``write`` (token, i, deadline, at), then
 ``released`` or ``lost``. Times are ``time.monotonic()`` seconds, which every
 process on the machine shares (trio's clock carries a per-run offset); a
 ``deadline`` is the lease's deadline as this process knows it at that line.
@@ -55,7 +55,13 @@ async def main(endpoints: str, prefix: str, ttl: float, writes: int) -> None:
                     deadline=mono(lease.deadline),
                 )
                 for i in range(writes):
-                    say(event="write", token=lease.token, i=i, deadline=mono(lease.deadline))
+                    say(
+                        event="write",
+                        token=lease.token,
+                        i=i,
+                        deadline=mono(lease.deadline),
+                        at=time.monotonic(),
+                    )
                     await trio.sleep(0.1)
         except LeaseLostError as exc:
             say(event="lost", reason=str(exc), at=time.monotonic())

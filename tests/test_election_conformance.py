@@ -459,10 +459,15 @@ class History:
     errors: int = 0
     faults: int = 0
 
-    def violations(self) -> list[str]:
+    def violations(self, now: float = math.inf) -> list[str]:
+        """Overlapping terms and tokens that do not increase, in start order.
+
+        ``now``: a term still open counts as ending at ``now`` (its end, once set,
+        is no earlier), so a violation found before the run ends stays in it.
+        """
         bad = []
         for a, b in itertools.pairwise(sorted(self.terms, key=lambda t: t.start)):
-            if b.start < a.end:
+            if b.start < min(a.end, now):
                 bad.append(f"overlap: {a} and {b}")
             if a.token is None or b.token is None:
                 continue
@@ -472,11 +477,21 @@ class History:
         return bad
 
 
-async def run_under_cuts(backend: ElectionBackend, seed: int, seconds: float) -> History:
+async def run_under_cuts(
+    backend: ElectionBackend, seed: int, seconds: float, *, stop_early: bool = False
+) -> History:
+    """One seeded run of ``seconds``: three candidates under the nemesis's faults.
+
+    With ``stop_early``, the run ends at the first violation (checked as each term
+    begins and ends, an open term counting as ending now): terms only get added and
+    an open term ends no earlier than now, so the full run has that violation too.
+    """
     rng = random.Random(seed)
     history = History(seed, backend.same_holder_may_reuse_token)
+    term_began = trio.Event()  # set (and replaced) as each term begins
 
     async def candidate(i: int) -> None:
+        nonlocal term_began
         async with backend.cut_member("chaos", i) as member:
             while True:
                 try:
@@ -485,10 +500,16 @@ async def run_under_cuts(backend: ElectionBackend, seed: int, seconds: float) ->
                             i, backend.token(held) if backend.token else None, trio.current_time()
                         )
                         history.terms.append(term)
+                        term_began.set()
+                        term_began = trio.Event()
                         try:
+                            if stop_early and history.violations(trio.current_time()):
+                                nursery.cancel_scope.cancel()
                             await trio.sleep(rng.uniform(0.2, 2.0 * backend.ttl))
                         finally:
                             term.end = trio.current_time()
+                            if stop_early and history.violations(trio.current_time()):
+                                nursery.cancel_scope.cancel()
                 except LeadershipLostError:
                     history.lost += 1
                 except backend.expected_errors:
@@ -503,17 +524,23 @@ async def run_under_cuts(backend: ElectionBackend, seed: int, seconds: float) ->
         while True:
             await trio.sleep(rng.uniform(0.2, 0.8))
             proxy = rng.choice(backend.proxies)
-            kind = rng.choice(["cut", "partition", "delay", "partition-leader", "partition-leader"])
+            kind = rng.choice(["cut", "partition", "delay"] + ["partition-leader"] * 4)
             if kind == "partition-leader":
-                # cut the leader off for longer than its ttl, so the others take over
+                # catch the next term right as it begins (its block has all its length
+                # still to run), and cut its leader off for longer than its ttl, so the
+                # others take over
+                with trio.move_on_after(2 * backend.ttl):
+                    await term_began.wait()
                 who = leader()
                 if who is None:
                     continue
+                history.faults += 1
                 proxy = backend.proxies[who]
                 proxy.refusing = True
                 proxy.cut_all()
                 await trio.sleep(rng.uniform(backend.ttl + 1, backend.ttl + 3))
                 proxy.refusing = False
+                continue
             history.faults += 1
             if kind == "cut":
                 proxy.cut_all()
