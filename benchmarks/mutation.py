@@ -1467,6 +1467,14 @@ TARGETS["lincheck"].equivalent.update(
         for n in (15, 16)
     }
 )
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_6.py"),
+    select=TARGETS["lincheck"].select,
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
 
 if __name__ == "__main__":
     main()
