@@ -1,5 +1,5 @@
 """The linearizability checker's edges, sixth round (``_wgl.py``, ``_witness.py``):
-one exact check each (a reported operation, an order of operations).
+one exact check each (a reported operation, an order of operations, a state count).
 
 Written for survivors of the fourth package-wide mutation sample of
 ``benchmarks/mutation.py lincheck`` (seed 765142964); docs/verification.md lists
@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from trio_foundation.verify.history import HistoryEvent
-from trio_foundation.verify.lincheck import MODELS, Model, Operation, pair_operations
+from trio_foundation.verify.lincheck import MODELS, Model, Operation, check_history, pair_operations
 from trio_foundation.verify.lincheck._wgl import search
-from trio_foundation.verify.lincheck._witness import greedy_linearization
+from trio_foundation.verify.lincheck._witness import greedy_linearization, greedy_pass, help_pass
 
 Row = tuple[Any, ...]
 
@@ -62,3 +62,175 @@ def test_the_greedy_pass_orders_unhashable_states_without_hashing_them() -> None
         "p1 add(2) -> ok",
         "p2 add(3) -> ok",
     ]
+
+
+# A cas-register history of 6 clients (a random simulation, kept as found): the
+# greedy pass within its budget leaves it to the search rounds, whose witness and
+# state count are these.
+_SIX_CLIENTS: list[Row] = [
+    (5, "invoke", "cas", [1, 1]),
+    (0, "invoke", "cas", [0, 1]),
+    (4, "invoke", "write", 1),
+    (2, "invoke", "write", 1),
+    (1, "invoke", "cas", [0, 0]),
+    (0, "fail", "cas", [0, 1]),
+    (5, "fail", "cas", [1, 1]),
+    (0, "invoke", "write", 0),
+    (3, "invoke", "write", 1),
+    (0, "ok", "write", 0),
+    (3, "ok", "write", 1),
+    (4, "ok", "write", 1),
+    (4, "invoke", "read", None),
+    (1, "fail", "cas", [0, 0]),
+    (3, "invoke", "write", 0),
+    (2, "ok", "write", 1),
+    (1, "invoke", "write", 0),
+    (1, "ok", "write", 0),
+    (0, "invoke", "read", None),
+    (1, "invoke", "read", None),
+    (4, "ok", "read", 1),
+    (4, "invoke", "write", 1),
+    (2, "invoke", "cas", [1, 0]),
+    (1, "ok", "read", 0),
+    (5, "invoke", "cas", [1, 1]),
+    (0, "ok", "read", 0),
+    (0, "invoke", "cas", [0, 0]),
+    (3, "ok", "write", 0),
+    (2, "ok", "cas", [1, 0]),
+    (1, "invoke", "cas", [0, 0]),
+    (1, "ok", "cas", [0, 0]),
+    (4, "ok", "write", 1),
+    (5, "fail", "cas", [1, 1]),
+    (5, "invoke", "read", None),
+    (3, "invoke", "cas", [1, 1]),
+    (2, "invoke", "read", None),
+    (0, "ok", "cas", [0, 0]),
+    (1, "invoke", "cas", [0, 0]),
+    (5, "ok", "read", 0),
+    (0, "invoke", "cas", [0, 1]),
+    (5, "invoke", "cas", [0, 1]),
+    (4, "invoke", "write", 1),
+    (2, "ok", "read", 0),
+    (4, "info", "write", None),
+    (2, "invoke", "cas", [1, 1]),
+    (2, "ok", "cas", [1, 1]),
+    (0, "fail", "cas", [0, 1]),
+    (0, "invoke", "cas", [0, 0]),
+    (1, "ok", "cas", [0, 0]),
+    (5, "fail", "cas", [0, 1]),
+    (0, "fail", "cas", [0, 0]),
+    (1, "invoke", "read", None),
+    (4, "invoke", "cas", [1, 0]),
+    (5, "invoke", "read", None),
+    (1, "info", "read", None),
+    (5, "ok", "read", 1),
+    (3, "ok", "cas", [1, 1]),
+    (0, "invoke", "cas", [0, 1]),
+    (4, "ok", "cas", [1, 0]),
+    (5, "invoke", "cas", [1, 0]),
+    (4, "invoke", "cas", [1, 1]),
+    (1, "invoke", "cas", [0, 0]),
+    (0, "ok", "cas", [0, 1]),
+    (3, "invoke", "cas", [0, 1]),
+    (3, "fail", "cas", [0, 1]),
+    (0, "invoke", "cas", [0, 0]),
+    (1, "fail", "cas", [0, 0]),
+    (4, "ok", "cas", [1, 1]),
+    (2, "invoke", "read", None),
+    (0, "ok", "cas", [0, 0]),
+    (3, "invoke", "read", None),
+    (0, "invoke", "read", None),
+    (0, "ok", "read", 0),
+    (5, "ok", "cas", [1, 0]),
+    (2, "ok", "read", 0),
+    (3, "ok", "read", 0),
+]
+
+
+def test_a_six_client_cas_register_history_is_decided_in_48_states() -> None:
+    result = check_history(h(*_SIX_CLIENTS), "cas-register")
+    assert (result.verdict, result.reason, result.states) == ("linearizable", "", 48)
+    assert [o.describe() for o in result.linearized][-7:] == [
+        "p3 cas([0, 1]) -> fail",
+        "p4 cas([1, 1]) -> ok",
+        "p5 cas([1, 0]) -> ok",
+        "p2 read() -> 0",
+        "p0 cas([0, 0]) -> ok",
+        "p3 read() -> 0",
+        "p0 read() -> 0",
+    ]
+
+
+# A cas-register history of 10 clients (a random simulation, kept as found):
+# the greedy pass gets stuck, and its helps, sharing a budget of
+# min(len(ops), 2,048) states, give up after 42 of them.
+_TEN_CLIENTS: list[Row] = [
+    (1, "invoke", "read", None),
+    (5, "invoke", "cas", [4, 0]),
+    (7, "invoke", "cas", [2, 1]),
+    (6, "invoke", "write", 2),
+    (9, "invoke", "write", 1),
+    (3, "invoke", "read", None),
+    (0, "invoke", "write", 0),
+    (9, "ok", "write", 1),
+    (3, "ok", "read", 1),
+    (8, "invoke", "read", None),
+    (7, "ok", "cas", [2, 1]),
+    (4, "invoke", "read", None),
+    (3, "invoke", "read", None),
+    (7, "invoke", "write", 0),
+    (2, "invoke", "write", 4),
+    (9, "invoke", "cas", [4, 0]),
+    (8, "ok", "read", 1),
+    (2, "ok", "write", 4),
+    (1, "ok", "read", 1),
+    (3, "ok", "read", 0),
+    (6, "ok", "write", 2),
+    (8, "invoke", "read", None),
+    (4, "ok", "read", 0),
+    (6, "invoke", "read", None),
+    (3, "invoke", "read", None),
+    (2, "invoke", "cas", [1, 3]),
+    (4, "invoke", "read", None),
+    (2, "fail", "cas", [1, 3]),
+    (6, "ok", "read", 4),
+    (6, "invoke", "write", 2),
+    (1, "invoke", "cas", [0, 1]),
+    (7, "ok", "write", 0),
+    (5, "fail", "cas", [4, 0]),
+    (1, "fail", "cas", [0, 1]),
+    (4, "ok", "read", 4),
+    (4, "invoke", "read", None),
+    (5, "invoke", "read", None),
+    (9, "ok", "cas", [4, 0]),
+    (7, "invoke", "read", None),
+    (1, "invoke", "write", 2),
+    (0, "ok", "write", 0),
+    (4, "info", "read", None),
+    (2, "invoke", "cas", [4, 1]),
+    (9, "invoke", "read", None),
+    (8, "ok", "read", 0),
+    (4, "invoke", "read", None),
+    (0, "invoke", "read", None),
+    (7, "ok", "read", 0),
+    (6, "ok", "write", 2),
+    (7, "invoke", "write", 4),
+    (3, "ok", "read", 0),
+    (7, "ok", "write", 4),
+    (5, "ok", "read", 4),
+    (4, "info", "read", None),
+    (0, "ok", "read", 0),
+    (2, "fail", "cas", [4, 1]),
+    (9, "ok", "read", 4),
+    (1, "ok", "write", 2),
+]
+
+
+def test_the_helps_of_one_pass_share_one_budget() -> None:
+    events = h(*_TEN_CLIENTS)
+    ops = pair_operations(events)
+    witness, stuck = greedy_pass(ops, MODELS["cas-register"])
+    assert witness is None
+    assert help_pass(stuck) == (None, 42)
+    result = check_history(events, "cas-register")
+    assert (result.verdict, result.reason, result.states) == ("linearizable", "", 46)
