@@ -13,8 +13,14 @@ from typing import Any
 
 from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import MODELS, Model, Operation, check_history, pair_operations
+from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._wgl import search
-from trio_foundation.verify.lincheck._witness import greedy_linearization, greedy_pass, help_pass
+from trio_foundation.verify.lincheck._witness import (
+    _Greedy,
+    greedy_linearization,
+    greedy_pass,
+    help_pass,
+)
 
 Row = tuple[Any, ...]
 
@@ -234,3 +240,83 @@ def test_the_helps_of_one_pass_share_one_budget() -> None:
     assert help_pass(stuck) == (None, 42)
     result = check_history(events, "cas-register")
     assert (result.verdict, result.reason, result.states) == ("linearizable", "", 46)
+
+
+# --- the greedy pass's steps, one by one ------------------------------------------------
+
+
+def test_peak_running_counts_each_return_once() -> None:
+    # a returns before b and c are invoked; b and c overlap: two at once at most
+    ops = pair_operations(
+        h(
+            (0, "invoke", "write", 1),
+            (0, "ok", "write", 1),
+            (1, "invoke", "write", 2),
+            (2, "invoke", "write", 3),
+            (2, "ok", "write", 3),
+            (1, "ok", "write", 2),
+        )
+    )
+    assert _witness_module._peak_running(ops) == 2
+
+
+def test_an_info_operation_never_returned_before_another() -> None:
+    # an info completion at position 1 is no return: the write invoked at 2
+    # may still be linearized before it
+    info, later = pair_operations(
+        h(
+            (0, "invoke", "write", 1),
+            (0, "info", "write", None),
+            (1, "invoke", "write", 2),
+            (1, "ok", "write", 2),
+        )
+    )
+    assert (info.status, info.complete_at, later.invoke_at) == ("info", 1, 2)
+    assert not _witness_module._returned_before(info, [later])
+
+
+def _greedy(*rows: Row) -> _Greedy:
+    return _Greedy(pair_operations(h(*rows)), MODELS["register"])
+
+
+def test_with_no_next_call_only_the_pending_reads_are_wanted() -> None:
+    # nxt == -1: no operation about to be invoked, so the last read's value
+    # (1) is not wanted; nothing is pending
+    greedy = _greedy(
+        (0, "invoke", "write", 1),
+        (0, "ok", "write", 1),
+        (1, "invoke", "read", None),
+        (1, "ok", "read", 1),
+    )
+    assert greedy.wanted(-1) == set()
+    assert greedy.wanted(1) == {1}
+
+
+def test_settling_one_due_operation_may_spend_the_last_step() -> None:
+    greedy = _greedy((0, "invoke", "write", 1), (0, "ok", "write", 1))
+    greedy.invoke(0)
+    greedy.due[0] = greedy.ops[0]
+    greedy.budget = 1
+    assert greedy.settle(-1) is True
+    assert (greedy.budget, greedy.state, greedy.out) == (0, 1, [greedy.ops[0]])
+
+
+def test_settling_stops_when_a_flush_runs_past_the_budget() -> None:
+    # a pending read of null, then two writes due: the two steps spend the
+    # budget, and the flush before the first write changes the state runs past it
+    greedy = _greedy(
+        (0, "invoke", "read", None),
+        (1, "invoke", "write", 1),
+        (2, "invoke", "write", 2),
+        (1, "ok", "write", 1),
+        (2, "ok", "write", 2),
+        (0, "ok", "read", None),
+    )
+    for i in range(3):
+        greedy.invoke(i)
+    greedy.due.update({1: greedy.ops[1], 2: greedy.ops[2]})
+    greedy.budget = 2
+    assert greedy.settle(-1) is False
+    assert greedy.budget == -1
+    assert greedy.out == [greedy.ops[0]]  # (the read, placed by the flush)
+    assert list(greedy.due) == [1, 2]
