@@ -1467,6 +1467,11 @@ TARGETS["lincheck"].equivalent.update(
         for n in (15, 16)
     }
 )
+TARGETS["lincheck"].equivalent[_LC + "_wgl.xǁ_Searchǁ_index__mutmut_18"] = (
+    "ro[i] is read only for completed operations (forced_move and toward_read get"
+    " candidates(), doomed() the entry list's ops: completed only), and _index sets"
+    " ro[i] = is_ro for each of them: the initial value left in an info op's slot is never read"
+)
 TARGETS["lincheck"] = Target(
     TARGETS["lincheck"].module,
     (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_6.py"),
