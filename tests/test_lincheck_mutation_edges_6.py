@@ -320,3 +320,46 @@ def test_settling_stops_when_a_flush_runs_past_the_budget() -> None:
     assert greedy.budget == -1
     assert greedy.out == [greedy.ops[0]]  # (the read, placed by the flush)
     assert list(greedy.due) == [1, 2]
+
+
+# --- the growth hints on a partition they do not cover whole -----------------------------
+
+
+def _grow_step(state: Any, op: Operation) -> Iterable[Any]:
+    if op.f == "append":
+        return ((*state, op.value),)
+    if op.f == "touch":  # leaves the state: neither a growth nor a reset
+        return (state,)
+    return (state,) if op.output == state else ()
+
+
+def _grows_into(state: Any, op: Operation) -> bool:
+    return op.f != "read" or op.output[: len(state)] == state
+
+
+def test_a_read_no_growth_reaches_is_doomed_without_info_operations() -> None:
+    # append(1), then a read of [2] concurrent with a touch: not monotone (the
+    # touch neither grows nor resets), so only the earliest-deadline operation
+    # is checked against the candidates before it: the read is the dead end
+    model = Model(
+        name="grow",
+        init=(),
+        step=_grow_step,
+        read_only=lambda op: op.f == "read",
+        grows=lambda op: op.f == "append",
+        may_grow_into=_grows_into,
+    )
+    ops = pair_operations(
+        h(
+            (0, "invoke", "append", 1),
+            (0, "ok", "append", 1),
+            (1, "invoke", "touch", None),
+            (2, "invoke", "read", None),
+            (1, "ok", "touch", None),
+            (2, "ok", "read", (2,)),
+        )
+    )
+    out = search(ops, model, deadline=None, max_states=None)
+    assert (out.verdict, out.states) == ("not-linearizable", 2)
+    assert out.blocked is not None
+    assert out.blocked.describe() == "p2 read() -> [2]"
