@@ -1513,5 +1513,28 @@ TARGETS["lincheck"] = Target(
     also=TARGETS["lincheck"].also,
 )
 
+
+# s7 lin4D
+TARGETS["lincheck"].equivalent.update(
+    {
+        # (same argument as above: both change only the read-only branch of invoke())
+        _LC + f"_witness.xǁ_Greedyǁinvoke__mutmut_{n}": _RESUME_INFO_ONLY
+        for n in (15, 16)
+    }
+)
+TARGETS["lincheck"].equivalent[_LC + "_wgl.xǁ_Searchǁ_index__mutmut_18"] = (
+    "ro[i] is read only for completed operations (forced_move and toward_read get"
+    " candidates(), doomed() the entry list's ops: completed only), and _index sets"
+    " ro[i] = is_ro for each of them: the initial value left in an info op's slot is never read"
+)
+TARGETS["lincheck"] = Target(
+    TARGETS["lincheck"].module,
+    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_6.py"),
+    select=TARGETS["lincheck"].select,
+    equivalent=TARGETS["lincheck"].equivalent,
+    deselect=TARGETS["lincheck"].deselect,
+    also=TARGETS["lincheck"].also,
+)
+
 if __name__ == "__main__":
     main()
