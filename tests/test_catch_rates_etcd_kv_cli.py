@@ -45,6 +45,11 @@ def test_unknown_variant_names_the_suites_variants() -> None:
     assert "--variant for registry-claim is one of no-claim-comparison, correct" in done.stderr
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(120)
 def test_interrupt_prints_the_runs_done_and_exits_130() -> None:
     """Ctrl-C stops the script with the summary of the runs that finished and exit
@@ -56,6 +61,11 @@ def test_interrupt_prints_the_runs_done_and_exits_130() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background commands (`.ci/run &`, nohup)
+        # with SIGINT ignored, and the child inherits that: it would never see the
+        # Ctrl-C (a CI run hung here 60 s). Give the child the default disposition, so
+        # that Python installs its KeyboardInterrupt handler as in a terminal.
+        preexec_fn=_default_sigint,
     )
     try:
         assert process.stdout is not None
@@ -67,7 +77,7 @@ def test_interrupt_prints_the_runs_done_and_exits_130() -> None:
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.communicate()  # reaps it and closes both pipes
     # 130 only when the script handled the interrupt (uncaught, Python dies of SIGINT: -2).
     # stderr may hold trio's "Exception ignored" note when the signal lands while trio.run
     # is still starting; that is not the script's traceback.
