@@ -52,7 +52,6 @@ Nothing here is a test: the figures go to docs/verification.md with the command.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import random
 import subprocess
@@ -61,31 +60,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from _scripts import load  # noqa: E402
+from _scripts import load_module as _load  # noqa: E402
+
 from trio_foundation.verify.catch_rate import wilson_interval  # noqa: E402
 
 # one search: (caught, verdict, seeds or runs it tried, runs that caught)
 Search = Callable[[], tuple[bool, str, list[int], int]]
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def load() -> str:
-    """The load averages as ``uptime`` shows them."""
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def commit() -> str:

@@ -34,7 +34,6 @@ the command that produced them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import signal
@@ -52,6 +51,7 @@ from typing import Any
 
 import pytest
 import trio
+from _scripts import load_module as _load
 
 from trio_foundation.etcd import EtcdClient
 from trio_foundation.etcd.testing import EtcdCluster
@@ -59,15 +59,6 @@ from trio_foundation.verify.catch_rate import wilson_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "chaos")]
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class _Node:

@@ -66,7 +66,6 @@ the command.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import shutil
 import signal
@@ -85,6 +84,9 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # loopback_proxy, raft_cluster
 
+from _scripts import load  # noqa: E402
+from _scripts import load_module as _load  # noqa: E402
+
 from trio_foundation.verify.catch_rate import wilson_interval  # noqa: E402
 
 VARIANTS = {
@@ -97,22 +99,8 @@ VARIANTS = {
 }
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def load() -> str:
-    """The load averages as ``uptime`` shows them."""
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def chaos_run(module: ModuleType, seed: int, seconds: float, variant: str) -> tuple[str, str]:

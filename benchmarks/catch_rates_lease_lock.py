@@ -22,13 +22,11 @@ command that produced them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from trio_foundation.verify.catch_rate import wilson_interval
@@ -36,17 +34,8 @@ from trio_foundation.verify.catch_rate import wilson_interval
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
 
+from _scripts import load_module as _load  # noqa: E402
 from lease_lock_mutants import AmnesiacClient, NoDriftClient, UnfencedResource  # noqa: E402
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 wilson = wilson_interval  # the Wilson score interval, shared with the property tests
 

@@ -33,27 +33,19 @@ that produced them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from _scripts import load
+from _scripts import load_module as _load
+
 from trio_foundation.verify.catch_rate import wilson_interval
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 wilson = wilson_interval  # the Wilson score interval, shared with the property tests
@@ -62,11 +54,6 @@ wilson = wilson_interval  # the Wilson score interval, shared with the property 
 def wilson_low(caught: int, n: int, z: float = 1.96) -> float:
     """The lower end of the Wilson score interval for a rate of ``caught`` in ``n``."""
     return wilson(caught, n, z)[0]
-
-
-def load() -> str:
-    """The load averages as ``uptime`` shows them."""
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def generator() -> str:

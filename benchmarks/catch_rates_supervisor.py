@@ -15,34 +15,19 @@ Nothing here is a test: the figures go to docs/verification.md with the command.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the property test imports tests/trio_guest.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _scripts import load  # noqa: E402
+from _scripts import load_module as _load  # noqa: E402
 from catch_rates_raft import wilson  # noqa: E402
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def load() -> str:
-    """The load averages as ``uptime`` shows them."""
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def main() -> None:
