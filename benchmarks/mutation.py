@@ -1536,5 +1536,21 @@ TARGETS["lincheck"] = Target(
     also=TARGETS["lincheck"].also,
 )
 
+# s8 sup --- supervision/_supervisor.py: the 8 unexamined survivors of session 7's sample
+# (seed 300945527): exact tests for 7 (tests/test_supervisor_mutation_edges_s8.py), and
+# the equivalent one
+TARGETS["supervisor"] = Target(
+    TARGETS["supervisor"].module,
+    (*TARGETS["supervisor"].tests, "tests/test_supervisor_mutation_edges_s8.py"),
+    select=TARGETS["supervisor"].select,
+    equivalent=TARGETS["supervisor"].equivalent,
+    deselect=TARGETS["supervisor"].deselect,
+    also=TARGETS["supervisor"].also,
+)
+TARGETS["supervisor"].equivalent[_SUP_BASE + "__init____mutmut_96"] = (
+    "_shutdown_requested True: " + _RESET_FIRST + " (_check_running reads it only after"
+    " `not self._running`, which is true outside a run; every other reader runs inside run())"
+)
+
 if __name__ == "__main__":
     main()
