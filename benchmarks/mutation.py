@@ -1548,7 +1548,7 @@ TARGETS["coordination"] = Target(
     also=TARGETS["coordination"].also,
 )
 TARGETS["coordination"].equivalent[f"{_C}lock_server.xǁ_Serverǁon_message__mutmut_14"] = (
-    "refused_locks += 2 for += 1: nothing reads _Server.refused_locks (grep: its only"
+    "refused_locks += 2 for += 1: nothing reads _Server.refused_locks (grep: its only code"
     " occurrences in the repository are this increment and its initialisation), and the"
     " _Server is local to serve_lock_service; the monitor counts refusals itself"
     " (monitor.refused)"
