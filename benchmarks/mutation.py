@@ -1552,5 +1552,23 @@ TARGETS["supervisor"].equivalent[_SUP_BASE + "__init____mutmut_96"] = (
     " `not self._running`, which is true outside a run; every other reader runs inside run())"
 )
 
+# s8 coord --- coordination/: the fifth sample's (seed 4276861678) 6 survivors left in
+# session 6: 5 have exact tests (tests/test_coordination_mutation_edges_s8.py), 1 is
+# equivalent (names of the source of main at 9878cc9)
+TARGETS["coordination"] = Target(
+    TARGETS["coordination"].module,
+    (*TARGETS["coordination"].tests, "tests/test_coordination_mutation_edges_s8.py"),
+    select=TARGETS["coordination"].select,
+    equivalent=TARGETS["coordination"].equivalent,
+    deselect=TARGETS["coordination"].deselect,
+    also=TARGETS["coordination"].also,
+)
+TARGETS["coordination"].equivalent[f"{_C}lock_server.xǁ_Serverǁon_message__mutmut_14"] = (
+    "refused_locks += 2 for += 1: nothing reads _Server.refused_locks (grep: its only code"
+    " occurrences in the repository are this increment and its initialisation), and the"
+    " _Server is local to serve_lock_service; the monitor counts refusals itself"
+    " (monitor.refused)"
+)
+
 if __name__ == "__main__":
     main()
