@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 import pytest
+from lincheck_rows import h, seq
+from lincheck_rows import hard_writes as _hard_history
 
 from trio_foundation.verify.history import HistoryError, HistoryEvent, parse_history
 from trio_foundation.verify.lincheck import (
@@ -24,24 +26,6 @@ from trio_foundation.verify.lincheck import (
     check_history,
     pair_operations,
 )
-
-Row = tuple[Any, ...]
-
-
-def h(*rows: Row) -> list[HistoryEvent]:
-    """Events from ``(process, type, f, value[, key])`` rows."""
-    return [HistoryEvent(p, t, f, v, key=rest[0] if rest else None) for p, t, f, v, *rest in rows]
-
-
-def seq(*ops: Row) -> list[HistoryEvent]:
-    """Sequential operations from ``(process, f, value, output[, type[, key]])`` rows."""
-    events = []
-    for p, f, value, out, *rest in ops:
-        etype = rest[0] if rest else "ok"
-        key = rest[1] if len(rest) > 1 else None
-        events.append(HistoryEvent(p, "invoke", f, value, key=key))
-        events.append(HistoryEvent(p, etype, f, out, key=key))
-    return events
 
 
 def verdict(events: list[HistoryEvent], model: str | Model) -> str:
@@ -453,23 +437,6 @@ def test_only_failed_operations() -> None:
 
 
 # --- bounds ---------------------------------------------------------------------
-
-
-def _hard_history(writers: int = 40) -> list[HistoryEvent]:
-    """Many concurrent writes, then two concurrent reads of 1 and of 0 after all
-    of them: impossible, but the search must try every order of the writes to
-    know (and no stale-read witness applies: neither read returned before the
-    other began; every value is written twice, so no read pins its writer
-    and no chain of forced orders exists either)."""
-    events = [HistoryEvent(p, "invoke", "write", p % (writers // 2)) for p in range(writers)]
-    events += [HistoryEvent(p, "ok", "write", p % (writers // 2)) for p in range(writers)]
-    events += [
-        HistoryEvent(writers, "invoke", "read", None),
-        HistoryEvent(writers + 1, "invoke", "read", None),
-        HistoryEvent(writers, "ok", "read", 1),
-        HistoryEvent(writers + 1, "ok", "read", 0),
-    ]
-    return events
 
 
 def test_a_chain_of_forced_orders_needs_no_search() -> None:

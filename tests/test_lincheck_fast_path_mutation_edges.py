@@ -14,19 +14,12 @@ from typing import Any
 
 import attrs
 import pytest
+from lincheck_rows import h
 
 from trio_foundation.verify.history import HistoryError, HistoryEvent
 from trio_foundation.verify.lincheck import MODELS, Treated, check_history, pair_operations
 from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._witness import greedy_linearization, greedy_pass, help_pass
-
-Row = tuple[Any, ...]
-
-
-def h(*rows: Row) -> list[HistoryEvent]:
-    """Events from ``(process, type, f, value[, key])`` rows."""
-    return [HistoryEvent(p, t, f, v, key=rest[0] if rest else None) for p, t, f, v, *rest in rows]
-
 
 # --- the one-pass pairing ------------------------------------------------------------
 

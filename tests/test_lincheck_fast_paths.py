@@ -12,10 +12,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 import pytest
+from lincheck_rows import Row, h
 
 from trio_foundation.verify.history import HistoryError, HistoryEvent
 from trio_foundation.verify.lincheck import (
@@ -28,14 +27,6 @@ from trio_foundation.verify.lincheck import (
 from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._wgl import search
 from trio_foundation.verify.lincheck._witness import greedy_linearization
-
-Row = tuple[Any, ...]
-
-
-def h(*rows: Row) -> list[HistoryEvent]:
-    """Events from ``(process, type, f, value[, key])`` rows."""
-    return [HistoryEvent(p, t, f, v, key=rest[0] if rest else None) for p, t, f, v, *rest in rows]
-
 
 # --- one pass: pairing, names, grouping -------------------------------------------
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from lincheck_rows import forced_order_chain as _chain
+from lincheck_rows import hard_writes as _hard
+from lincheck_rows import seq
+
 from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import (
     MODELS,
@@ -20,19 +24,6 @@ from trio_foundation.verify.lincheck import (
     freeze,
     pair_operations,
 )
-
-Row = tuple[Any, ...]
-
-
-def seq(*ops: Row) -> list[HistoryEvent]:
-    """Sequential operations from ``(process, f, value, output[, type[, key]])`` rows."""
-    events = []
-    for p, f, value, out, *rest in ops:
-        etype: Any = rest[0] if rest else "ok"
-        key = rest[1] if len(rest) > 1 else None
-        events.append(HistoryEvent(p, "invoke", f, value, key=key))
-        events.append(HistoryEvent(p, etype, f, out, key=key))
-    return events
 
 
 def _parts(result: LinearizabilityResult) -> dict[Any, tuple[str, str]]:
@@ -112,24 +103,6 @@ def test_a_mutex_released_while_free_is_not_linearizable() -> None:
 
 
 # --- the forced-order witness -------------------------------------------------------
-
-
-def _hard(writers: int = 40, first: int = 0) -> list[HistoryEvent]:
-    """Concurrent writes (each value twice), then reads of 1 and 0 after all of
-    them, concurrent with each other: not linearizable, but only a search of
-    every order of the writes knows it."""
-    events = [
-        HistoryEvent(first + p, "invoke", "write", p % (writers // 2)) for p in range(writers)
-    ]
-    events += [HistoryEvent(first + p, "ok", "write", p % (writers // 2)) for p in range(writers)]
-    r1, r2 = first + writers, first + writers + 1
-    return [
-        *events,
-        HistoryEvent(r1, "invoke", "read", None),
-        HistoryEvent(r2, "invoke", "read", None),
-        HistoryEvent(r1, "ok", "read", 1),
-        HistoryEvent(r2, "ok", "read", 0),
-    ]
 
 
 def test_a_read_of_the_initial_value_pins_no_write() -> None:
@@ -241,29 +214,6 @@ def test_a_stale_read_with_a_write_of_its_value_still_open_is_no_witness() -> No
 
 
 # --- the forced-order witness, behind a search that cannot decide -------------------
-
-
-def _chain(twice: bool, base: int = 100) -> list[HistoryEvent]:
-    """write(base) (twice, or once) and write(base + 1) concurrent; a read of 101 after
-    the writes of 100 returned, concurrent with a later read of 100 invoked after
-    write(101) returned. The read of 101 pins write(101) after the writes of 100,
-    and write(101) returned before the read of 100 began: not linearizable, and no
-    one operation shows it in real time alone (the stale-read witness misses it)."""
-    b = base
-    second = [HistoryEvent(b + 4, "invoke", "write", b)] if twice else []
-    second_ok = [HistoryEvent(b + 4, "ok", "write", b)] if twice else []
-    return [
-        HistoryEvent(b, "invoke", "write", b),
-        *second,
-        HistoryEvent(b + 1, "invoke", "write", b + 1),
-        HistoryEvent(b, "ok", "write", b),
-        *second_ok,
-        HistoryEvent(b + 2, "invoke", "read", None),
-        HistoryEvent(b + 1, "ok", "write", b + 1),
-        HistoryEvent(b + 3, "invoke", "read", None),
-        HistoryEvent(b + 2, "ok", "read", b + 1),
-        HistoryEvent(b + 3, "ok", "read", b),
-    ]
 
 
 def test_a_chain_of_forced_orders_behind_a_hard_search() -> None:

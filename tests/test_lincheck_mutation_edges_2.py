@@ -14,6 +14,9 @@ from typing import Any
 
 import attrs
 import pytest
+from lincheck_rows import forced_order_chain as _chain
+from lincheck_rows import h, seq
+from lincheck_rows import hard_writes as _hard
 
 from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import (
@@ -30,36 +33,6 @@ from trio_foundation.verify.lincheck import _check as _check_module
 from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._wgl import search
 from trio_foundation.verify.lincheck._witness import greedy_pass, help_pass
-
-Row = tuple[Any, ...]
-
-
-def h(*rows: Row, key: Any = None) -> list[HistoryEvent]:
-    """Events from ``(process, type, f, value)`` rows."""
-    return [HistoryEvent(p, t, f, v, key=key) for p, t, f, v in rows]
-
-
-def seq(*ops: Row) -> list[HistoryEvent]:
-    """Sequential operations from ``(process, f, value, output[, type])`` rows."""
-    events = []
-    for p, f, value, out, *rest in ops:
-        events.append(HistoryEvent(p, "invoke", f, value))
-        events.append(HistoryEvent(p, rest[0] if rest else "ok", f, out))
-    return events
-
-
-def _hard(writers: int = 40) -> list[HistoryEvent]:
-    """40 concurrent writes (each value twice), then reads of 1 and 0 after all
-    of them, concurrent with each other: no search within a few hundred states
-    decides it (as in test_lincheck_mutation_edges.py)."""
-    events = [HistoryEvent(p, "invoke", "write", p % (writers // 2)) for p in range(writers)]
-    events += [HistoryEvent(p, "ok", "write", p % (writers // 2)) for p in range(writers)]
-    return [
-        *events,
-        *h((writers, "invoke", "read", None), (writers + 1, "invoke", "read", None)),
-        *h((writers, "ok", "read", 1), (writers + 1, "ok", "read", 0)),
-    ]
-
 
 # --- the reachable-state precheck ("impossible") -----------------------------------
 
@@ -356,24 +329,6 @@ def test_the_forced_order_closure_gives_up_past_its_work_bound(
     monkeypatch.setattr(_check_module, "_CHAIN_WORK", 100)
     result = check_history(events, "register", max_states=500)
     assert (result.verdict, result.reason) == ("unknown", "max_states")
-
-
-def _chain() -> list[HistoryEvent]:
-    """write(100) twice and write(101), concurrent; a read of 101 after the
-    writes of 100 returned; a read of 100 invoked after write(101) returned
-    (test_lincheck_mutation_edges.py's chain: only the forced order shows it)."""
-    return h(
-        (100, "invoke", "write", 100),
-        (104, "invoke", "write", 100),
-        (101, "invoke", "write", 101),
-        (100, "ok", "write", 100),
-        (104, "ok", "write", 100),
-        (102, "invoke", "read", None),
-        (101, "ok", "write", 101),
-        (103, "invoke", "read", None),
-        (102, "ok", "read", 101),
-        (103, "ok", "read", 100),
-    )
 
 
 # --- counts of the result -------------------------------------------------------------

@@ -18,12 +18,13 @@ from typing import Any
 
 import attrs
 import pytest
+from lincheck_rows import Row
+from lincheck_rows import hard_writes as _hard_ops
 
 from trio_foundation.verify.history import HistoryEvent
 from trio_foundation.verify.lincheck import MODELS, Model, Operation, pair_operations
 from trio_foundation.verify.lincheck._wgl import search
 
-Row = tuple[Any, ...]
 Outcome = tuple[str, int, list[str], str | None]
 
 _KV = MODELS["kv"].with_initial("")
@@ -417,17 +418,6 @@ def test_an_info_operation_s_later_states_are_tried_after_a_redundant_one() -> N
 
 
 # --- the state bound ------------------------------------------------------------------------
-
-
-def _hard_ops(writers: int = 40) -> list[HistoryEvent]:
-    """40 concurrent writes (each value twice), then concurrent reads of 1 and 0
-    after all of them: not decided within a few thousand states."""
-    events = [HistoryEvent(p, "invoke", "write", p % (writers // 2)) for p in range(writers)]
-    events += [HistoryEvent(p, "ok", "write", p % (writers // 2)) for p in range(writers)]
-    events += [HistoryEvent(writers, "invoke", "read", None)]
-    events += [HistoryEvent(writers + 1, "invoke", "read", None)]
-    events += [HistoryEvent(writers, "ok", "read", 1), HistoryEvent(writers + 1, "ok", "read", 0)]
-    return events
 
 
 def test_the_search_stops_when_its_states_reach_the_bound_exactly() -> None:

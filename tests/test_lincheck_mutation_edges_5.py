@@ -10,55 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from trio_foundation.verify.history import HistoryEvent
+from lincheck_rows import forced_order_chain as _chain
+from lincheck_rows import h, seq
+from lincheck_rows import hard_writes as _hard
+
 from trio_foundation.verify.lincheck import MODELS, Operation, check_history, pair_operations
 from trio_foundation.verify.lincheck import _check as _check_module
-
-Row = tuple[Any, ...]
-
-
-def h(*rows: Row, key: Any = None) -> list[HistoryEvent]:
-    """Events from ``(process, type, f, value)`` rows."""
-    return [HistoryEvent(p, t, f, v, key=key) for p, t, f, v in rows]
-
-
-def seq(*ops: Row, key: Any = None) -> list[HistoryEvent]:
-    """Sequential operations from ``(process, f, value, output)`` rows."""
-    events = []
-    for p, f, value, out in ops:
-        events.append(HistoryEvent(p, "invoke", f, value, key=key))
-        events.append(HistoryEvent(p, "ok", f, out, key=key))
-    return events
-
-
-def _hard(writers: int = 40) -> list[HistoryEvent]:
-    """40 concurrent writes (each value twice), then concurrent reads of 1 and 0
-    after all of them: no search within a few hundred states decides it (as in
-    test_lincheck_mutation_edges.py)."""
-    events = [HistoryEvent(p, "invoke", "write", p % (writers // 2)) for p in range(writers)]
-    events += [HistoryEvent(p, "ok", "write", p % (writers // 2)) for p in range(writers)]
-    return [
-        *events,
-        *h((writers, "invoke", "read", None), (writers + 1, "invoke", "read", None)),
-        *h((writers, "ok", "read", 1), (writers + 1, "ok", "read", 0)),
-    ]
-
-
-def _chain() -> list[HistoryEvent]:
-    """Only the forced order shows it (as in test_lincheck_mutation_edges_2.py)."""
-    return h(
-        (100, "invoke", "write", 100),
-        (104, "invoke", "write", 100),
-        (101, "invoke", "write", 101),
-        (100, "ok", "write", 100),
-        (104, "ok", "write", 100),
-        (102, "invoke", "read", None),
-        (101, "ok", "write", 101),
-        (103, "invoke", "read", None),
-        (102, "ok", "read", 101),
-        (103, "ok", "read", 100),
-    )
-
 
 # --- the operation counts of verdicts found without a search's outcome -----------------
 

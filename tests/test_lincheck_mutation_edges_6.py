@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from trio_foundation.verify.history import HistoryEvent
+from lincheck_rows import Row, h
+
 from trio_foundation.verify.lincheck import MODELS, Model, Operation, check_history, pair_operations
 from trio_foundation.verify.lincheck import _witness as _witness_module
 from trio_foundation.verify.lincheck._wgl import search
@@ -21,13 +22,6 @@ from trio_foundation.verify.lincheck._witness import (
     greedy_pass,
     help_pass,
 )
-
-Row = tuple[Any, ...]
-
-
-def h(*rows: Row) -> list[HistoryEvent]:
-    """Events from ``(process, type, f, value)`` rows."""
-    return [HistoryEvent(p, t, f, v) for p, t, f, v in rows]
 
 
 def test_the_search_reports_the_first_operation_as_the_blocked_one() -> None:
