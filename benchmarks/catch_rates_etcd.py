@@ -21,7 +21,9 @@ A run counts as caught only when the test's own check names a violation; a run t
 raises anything else is counted apart as an error. A ``broken`` run stops at the first
 violation (the tests' ``stop_early``: a violation among the bodies or terms so far is
 one of the full run, so the run is caught exactly when a run of the full length would
-be); ``--full`` runs every run to its end. ``--second-run-after-miss`` measures what
+be); ``--full`` runs every run to its end. Ctrl-C or SIGTERM stops the run in
+progress, stops the etcd by pid, prints the summary of the runs that finished and
+exits with 130. ``--second-run-after-miss`` measures what
 CI runs for the lock's broken keep-alive: after a missed run, one more fresh run; it
 reports both the rate of single runs and that of ``--runs`` such tests. One etcd
 (``EtcdCluster``, 127.0.0.1, free ports, stopped by pid) serves every run of a
@@ -36,7 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,7 @@ from typing import Any
 import pytest
 import trio
 from _scripts import load_module as _load
+from _scripts import stop_like_ctrl_c
 
 from trio_foundation.etcd import EtcdClient
 from trio_foundation.etcd.testing import EtcdCluster
@@ -168,8 +170,7 @@ def main() -> None:
         help="count CI's procedure: after a missed run, one more fresh run (--runs such tests)",
     )
     args = parser.parse_args()
-    # SIGTERM ends the measurement like Ctrl-C: the etcd it started is stopped on the way out
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop_like_ctrl_c()  # SIGTERM too: the etcd it started is stopped on the way out
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
     broken = args.variant == "broken"
@@ -203,6 +204,7 @@ def main() -> None:
     tests: Counter[str] = Counter()  # outcomes of CI's procedure (--second-run-after-miss)
     times: list[float] = []
     started_all = time.monotonic()
+    interrupted = False
     needs_etcd = not (args.suite == "election" and args.backend == "raft")
     with etcd_cluster(needs_etcd) as cluster:
 
@@ -233,22 +235,29 @@ def main() -> None:
             )
             return outcome[0]
 
-        for n in range(1, args.runs + 1):
-            result = one_run(str(n))
-            if args.second_run_after_miss:
-                if result == "missed":
-                    result = one_run(f"{n} (second, after a miss)")
-                tests[result] += 1
-            if n % 10 == 0:
-                print(
-                    f"  {name}: {counts['caught']} caught, {counts['missed']} missed, "
-                    f"{counts['error']} errors of {sum(counts.values())} runs; "
-                    f"load {os.getloadavg()[0]:.1f}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        try:
+            for n in range(1, args.runs + 1):
+                result = one_run(str(n))
+                if args.second_run_after_miss:
+                    if result == "missed":
+                        result = one_run(f"{n} (second, after a miss)")
+                    tests[result] += 1
+                if n % 10 == 0:
+                    print(
+                        f"  {name}: {counts['caught']} caught, {counts['missed']} missed, "
+                        f"{counts['error']} errors of {sum(counts.values())} runs; "
+                        f"load {os.getloadavg()[0]:.1f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        except* KeyboardInterrupt:  # Ctrl-C or SIGTERM, bare or inside trio's group
+            interrupted = True
     monkeypatch.undo()
     runs = len(times)
+    if interrupted:
+        print(f"interrupted after {runs} of {args.runs} runs", flush=True)
+        if not runs:
+            sys.exit(130)
     caught = counts["caught"]
     low, high = wilson_interval(caught, runs)
     print(f"load average at the end: {os.getloadavg()}")
@@ -259,15 +268,18 @@ def main() -> None:
         f"{time.monotonic() - started_all:.0f} s in all",
         flush=True,
     )
-    if args.second_run_after_miss:
-        low, high = wilson_interval(tests["caught"], args.runs)
+    tested = sum(tests.values())
+    if args.second_run_after_miss and tested:
+        low, high = wilson_interval(tests["caught"], tested)
         print(
             f"{name}, as CI runs it (a second fresh run after a miss): "
-            f"{tests['caught']}/{args.runs} caught ({tests['caught'] / args.runs:.1%}; "
+            f"{tests['caught']}/{tested} caught ({tests['caught'] / tested:.1%}; "
             f"95 % Wilson {low:.1%} - {high:.1%}), {tests['missed']} missed twice, "
             f"{tests['error']} errors",
             flush=True,
         )
+    if interrupted:
+        sys.exit(130)  # the figures above cover only the runs that finished
 
 
 if __name__ == "__main__":

@@ -68,7 +68,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -84,7 +83,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # loopback_proxy, raft_cluster
 
-from _scripts import load  # noqa: E402
+from _scripts import load, stop_like_ctrl_c  # noqa: E402
 from _scripts import load_module as _load  # noqa: E402
 
 from trio_foundation.verify.catch_rate import wilson_interval  # noqa: E402
@@ -97,10 +96,6 @@ VARIANTS = {
     "registry-unregister": ("unregister-not-waiting", "correct"),
     "registry-deadlines": ("lease-not-revoked", "correct"),
 }
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def chaos_run(module: ModuleType, seed: int, seconds: float, variant: str) -> tuple[str, str]:
@@ -249,7 +244,7 @@ def main() -> None:
     fresh = random.SystemRandom()
     outcomes: dict[str, int] = {"caught": 0, "passed": 0, "error": 0}
     took: list[float] = []
-    signal.signal(signal.SIGTERM, _interrupt)  # so the clusters are stopped by pid on exit
+    stop_like_ctrl_c()  # SIGTERM too: the clusters are stopped by pid on the way out
     interrupted = False
     try:
         try:
