@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trio_foundation.verify.catch_rate import wilson_interval
@@ -143,6 +143,12 @@ TARGETS: dict[str, Target] = {
         deselect=("tests/test_lincheck.py::test_timeout_gives_unknown",),
     ),
 }
+
+
+def _add_tests(name: str, *tests: str) -> None:
+    """Extend target ``name``'s selection with ``tests`` (test files written for its
+    survivors), keeping its module, mutant globs, equivalents, deselection and ``also``."""
+    TARGETS[name] = replace(TARGETS[name], tests=(*TARGETS[name].tests, *tests))
 
 
 def _config(target: Target, tests: tuple[str, ...]) -> str:
@@ -1103,13 +1109,7 @@ TARGETS["protocols"].equivalent.update(
 
 # --- verify/lincheck/'s fast paths (one-pass pairing, the greedy pass's reorders,
 # rearranging and helps): their survivors' exact tests, and their equivalents
-TARGETS["lincheck"] = Target(
-    TARGETS["lincheck"].module,
-    (*TARGETS["lincheck"].tests, "tests/test_lincheck_fast_path_mutation_edges.py"),
-    equivalent=TARGETS["lincheck"].equivalent,
-    deselect=TARGETS["lincheck"].deselect,
-    also=TARGETS["lincheck"].also,
-)
+_add_tests("lincheck", "tests/test_lincheck_fast_path_mutation_edges.py")
 _CAST = "typing.cast returns its second argument unchanged whatever its first (a type hint)"
 TARGETS["lincheck"].equivalent.update(
     {
@@ -1162,13 +1162,7 @@ TARGETS["coordination"].equivalent.update(
 # --- coordination/, session 6 (s6-coordmut): the fourth and third samples' survivors ---
 # Their exact tests join the selection; the equivalents found among those survivors
 # (names of the source of main at 6b8cb8d plus this branch's market.py message fix).
-TARGETS["coordination"] = Target(
-    TARGETS["coordination"].module,
-    (*TARGETS["coordination"].tests, "tests/test_coordination_mutation_edges_3.py"),
-    equivalent=TARGETS["coordination"].equivalent,
-    deselect=TARGETS["coordination"].deselect,
-    also=TARGETS["coordination"].also,
-)
+_add_tests("coordination", "tests/test_coordination_mutation_edges_3.py")
 TARGETS["coordination"].equivalent.update(
     {
         f"{_C}market.xǁ_AuctionRunǁdrive__mutmut_69": (
@@ -1228,13 +1222,7 @@ TARGETS["coordination"].equivalent.update(
 
 # --- verify/lincheck/, the fresh samples of session 6 (s6-linmut): the new exact tests,
 # and the equivalent survivors (each argument checkable in the named function)
-TARGETS["lincheck"] = Target(
-    TARGETS["lincheck"].module,
-    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_2.py"),
-    equivalent=TARGETS["lincheck"].equivalent,
-    deselect=TARGETS["lincheck"].deselect,
-    also=TARGETS["lincheck"].also,
-)
+_add_tests("lincheck", "tests/test_lincheck_mutation_edges_2.py")
 _RECOMPUTED = (
     " a move's result states recomputed from the first on backtrack instead of resumed:"
     " those already tried reach nodes visit() recorded with the same (k, w, ib) and"
@@ -1348,13 +1336,7 @@ TARGETS["lincheck"].equivalent.update(
 
 # s7 linA --- verify/lincheck/_wgl.py: the third sample's _Search survivors and their
 # siblings (tests/test_lincheck_mutation_edges_3.py), and the equivalent ones
-TARGETS["lincheck"] = Target(
-    TARGETS["lincheck"].module,
-    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_3.py"),
-    equivalent=TARGETS["lincheck"].equivalent,
-    deselect=TARGETS["lincheck"].deselect,
-    also=TARGETS["lincheck"].also,
-)
+_add_tests("lincheck", "tests/test_lincheck_mutation_edges_3.py")
 _S7A = _LC + "_wgl.xǁ_Searchǁ"
 TARGETS["lincheck"].equivalent.update(
     {
@@ -1401,13 +1383,7 @@ TARGETS["lincheck"].equivalent.update(
 # --- s7 linB: verify/lincheck/ but _wgl.py, the third sample's survivors and their
 # siblings: the new exact tests, and the equivalent survivors (each argument checkable
 # in the named function)
-TARGETS["lincheck"] = Target(
-    TARGETS["lincheck"].module,
-    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_4.py"),
-    equivalent=TARGETS["lincheck"].equivalent,
-    deselect=TARGETS["lincheck"].deselect,
-    also=TARGETS["lincheck"].also,
-)
+_add_tests("lincheck", "tests/test_lincheck_mutation_edges_4.py")
 
 _INFO_ONLY = (
     "inside _concurrent's info branch: a search's candidates (SearchOutcome.candidates,"
@@ -1505,13 +1481,7 @@ TARGETS["lincheck"].equivalent.update(
 )
 
 # s7 lin4C: the exact tests for its non-equivalent survivors
-TARGETS["lincheck"] = Target(
-    TARGETS["lincheck"].module,
-    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_5.py"),
-    equivalent=TARGETS["lincheck"].equivalent,
-    deselect=TARGETS["lincheck"].deselect,
-    also=TARGETS["lincheck"].also,
-)
+_add_tests("lincheck", "tests/test_lincheck_mutation_edges_5.py")
 
 
 # s7 lin4D
@@ -1527,26 +1497,12 @@ TARGETS["lincheck"].equivalent[_LC + "_wgl.xǁ_Searchǁ_index__mutmut_18"] = (
     " candidates(), doomed() the entry list's ops: completed only), and _index sets"
     " ro[i] = is_ro for each of them: the initial value left in an info op's slot is never read"
 )
-TARGETS["lincheck"] = Target(
-    TARGETS["lincheck"].module,
-    (*TARGETS["lincheck"].tests, "tests/test_lincheck_mutation_edges_6.py"),
-    select=TARGETS["lincheck"].select,
-    equivalent=TARGETS["lincheck"].equivalent,
-    deselect=TARGETS["lincheck"].deselect,
-    also=TARGETS["lincheck"].also,
-)
+_add_tests("lincheck", "tests/test_lincheck_mutation_edges_6.py")
 
 # s8 sup --- supervision/_supervisor.py: the 8 unexamined survivors of session 7's sample
 # (seed 300945527): exact tests for 7 (tests/test_supervisor_mutation_edges_s8.py), and
 # the equivalent one
-TARGETS["supervisor"] = Target(
-    TARGETS["supervisor"].module,
-    (*TARGETS["supervisor"].tests, "tests/test_supervisor_mutation_edges_s8.py"),
-    select=TARGETS["supervisor"].select,
-    equivalent=TARGETS["supervisor"].equivalent,
-    deselect=TARGETS["supervisor"].deselect,
-    also=TARGETS["supervisor"].also,
-)
+_add_tests("supervisor", "tests/test_supervisor_mutation_edges_s8.py")
 TARGETS["supervisor"].equivalent[_SUP_BASE + "__init____mutmut_96"] = (
     "_shutdown_requested True: " + _RESET_FIRST + " (_check_running reads it only after"
     " `not self._running`, which is true outside a run; every other reader runs inside run())"
@@ -1555,14 +1511,7 @@ TARGETS["supervisor"].equivalent[_SUP_BASE + "__init____mutmut_96"] = (
 # s8 coord --- coordination/: the fifth sample's (seed 4276861678) 6 survivors left in
 # session 6: 5 have exact tests (tests/test_coordination_mutation_edges_s8.py), 1 is
 # equivalent (names of the source of main at 9878cc9)
-TARGETS["coordination"] = Target(
-    TARGETS["coordination"].module,
-    (*TARGETS["coordination"].tests, "tests/test_coordination_mutation_edges_s8.py"),
-    select=TARGETS["coordination"].select,
-    equivalent=TARGETS["coordination"].equivalent,
-    deselect=TARGETS["coordination"].deselect,
-    also=TARGETS["coordination"].also,
-)
+_add_tests("coordination", "tests/test_coordination_mutation_edges_s8.py")
 TARGETS["coordination"].equivalent[f"{_C}lock_server.xǁ_Serverǁon_message__mutmut_14"] = (
     "refused_locks += 2 for += 1: nothing reads _Server.refused_locks (grep: its only code"
     " occurrences in the repository are this increment and its initialisation), and the"
